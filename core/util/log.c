@@ -1,0 +1,29 @@
+#include "util/log.h"
+
+#include <stdio.h>
+#include <usi/plugin.h>
+
+static int32_t min_level = USI_LOG_INFO;
+
+void usi_log_set_level(int32_t level) { min_level = level; }
+int32_t usi_log_level(void) { return min_level; }
+
+void usi_vlog(int32_t level, const char *fmt, va_list ap)
+{
+    static const char *const names[] = {"debug", "info", "warning", "error"};
+    if (level < min_level) return;
+    if (level < USI_LOG_DEBUG) level = USI_LOG_DEBUG;
+    if (level > USI_LOG_ERROR) level = USI_LOG_ERROR;
+    /* One fprintf per line keeps lines from threads whole. */
+    char line[2048];
+    vsnprintf(line, sizeof line, fmt, ap);
+    fprintf(stderr, "usi: %s: %s\n", names[level], line);
+}
+
+void usi_log(int32_t level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    usi_vlog(level, fmt, ap);
+    va_end(ap);
+}
