@@ -1,2 +1,57 @@
+/* usi: train any backbone with the USI recipe. This file only dispatches. */
 #include <stdio.h>
-int main(void) { return 0; }
+#include <string.h>
+#include <usi/plugin.h>
+
+#include "cli/cli.h"
+#include "util/log.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"plugins", usi_cmd_plugins, "list backbone, teacher and augmentation plugins and their options"},
+    {"config", usi_cmd_config, "config show: print the effective configuration"},
+};
+
+static void print_usage(FILE *f)
+{
+    fprintf(f, "usage: usi [-v|-q] COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "  %-10s %s\n", "version", "print the version and plugin ABI");
+    fprintf(f, "\n`usi COMMAND --help` describes each command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) usi_log_set_level(USI_LOG_DEBUG);
+        else if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) usi_log_set_level(USI_LOG_ERROR);
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            print_usage(stdout);
+            return USI_EXIT_OK;
+        } else {
+            fprintf(stderr, "usi: unknown option '%s'\n", argv[i]);
+            print_usage(stderr);
+            return USI_EXIT_USAGE;
+        }
+    }
+    if (i >= argc) {
+        print_usage(stderr);
+        return USI_EXIT_USAGE;
+    }
+    if (!strcmp(argv[i], "version") || !strcmp(argv[i], "--version")) {
+        printf("usi %s (plugin ABI %d.%d)\n", USI_VERSION, USI_ABI_MAJOR, USI_ABI_MINOR);
+        return USI_EXIT_OK;
+    }
+    for (size_t k = 0; k < sizeof commands / sizeof *commands; k++)
+        if (!strcmp(argv[i], commands[k].name)) return commands[k].run(argc - i, argv + i);
+    fprintf(stderr, "usi: unknown command '%s'\n", argv[i]);
+    print_usage(stderr);
+    return USI_EXIT_USAGE;
+}

@@ -76,17 +76,46 @@ static int in_choices(const char *choices, const char *v)
     return 0;
 }
 
+static const char *kind_word(int32_t kind)
+{
+    switch (kind) {
+    case USI_KIND_BACKBONE: return "backbone";
+    case USI_KIND_TEACHER: return "teacher";
+    case USI_KIND_AUGMENT: return "augment";
+    default: return "section";
+    }
+}
+
+/* "backbone 'resnet50'", "section 'data'". */
+static const char *owner(const usi_component *c, char *buf, size_t cap)
+{
+    if (!c->kind && !*c->name) snprintf(buf, cap, "the top level");
+    else snprintf(buf, cap, "%s '%s'", kind_word(c->kind), c->name);
+    return buf;
+}
+
+static const char *a_type(int32_t type)
+{
+    switch (type) {
+    case USI_PARAM_INT: return "an int";
+    case USI_PARAM_FLOAT: return "a float";
+    case USI_PARAM_BOOL: return "a bool (true/false)";
+    case USI_PARAM_STRING: return "a string";
+    case USI_PARAM_FLOAT_LIST: return "a list of numbers [a, b, ...]";
+    default: return "a value";
+    }
+}
+
 static int has_range(const usi_param_desc *d) { return d->min <= d->max; }
 
 static usi_error *check_number(const usi_component *c, const usi_param_desc *d,
                                double v)
 {
+    char who[160];
     if (isnan(v) || (has_range(d) && (v < d->min || v > d->max)))
         return usi_error_new(USI_ERR_INVALID,
-                             "option '%s' of %s '%s' is %g, outside its range [%g, %g]",
-                             d->name, c->kind == USI_KIND_AUGMENT ? "augment"
-                             : c->kind == USI_KIND_TEACHER ? "teacher" : "backbone",
-                             c->name, v, d->min, d->max);
+                             "option '%s' of %s is %g, outside its range [%g, %g]",
+                             d->name, owner(c, who, sizeof who), v, d->min, d->max);
     return NULL;
 }
 
@@ -155,16 +184,9 @@ void usi_param_default_format(const usi_param_desc *d, usi_strbuf *out)
 {
     switch (d->type) {
     case USI_PARAM_INT: usi_strbuf_addf(out, "%lld", (long long)d->def_int); break;
-    case USI_PARAM_FLOAT: {
-        /* %.17g round-trips; keep a dot so libconfig reads it back as float. */
-        char buf[64];
-        snprintf(buf, sizeof buf, "%.17g", d->def_float);
-        if (!strpbrk(buf, ".eEni")) strcat(buf, ".0");
-        usi_strbuf_addf(out, "%s", buf);
-        break;
-    }
+    case USI_PARAM_FLOAT: usi_strbuf_add_double(out, d->def_float); break;
     case USI_PARAM_BOOL: usi_strbuf_addf(out, "%s", d->def_int ? "true" : "false"); break;
-    case USI_PARAM_STRING: usi_strbuf_addf(out, "\"%s\"", d->def_string); break;
+    case USI_PARAM_STRING: usi_strbuf_add_quoted(out, d->def_string); break;
     case USI_PARAM_FLOAT_LIST: usi_strbuf_addf(out, "[%s]", d->def_string ? d->def_string : ""); break;
     }
 }
@@ -233,17 +255,21 @@ static usi_error *lookup(const usi_params *p, const char *name, int32_t type,
     if (!v) {
         usi_strbuf names = {0};
         usi_params_names(p, &names);
+        char who[160];
         usi_error *e = usi_error_new(USI_ERR_INVALID,
-                                     "'%s' has no option '%s'; its options are: %s",
-                                     p->comp->name, name, names.data ? names.data : "");
+                                     "%s has no option '%s'; its options are: %s",
+                                     owner(p->comp, who, sizeof who), name,
+                                     names.data ? names.data : "");
         usi_strbuf_free(&names);
         return e;
     }
     if (v->desc->type != type &&
-        !(v->desc->type == USI_PARAM_FLOAT && type == USI_PARAM_INT))
-        return usi_error_new(USI_ERR_INVALID, "option '%s' of '%s' is a %s, not a %s",
-                             name, p->comp->name, usi_param_type_name(v->desc->type),
-                             usi_param_type_name(type));
+        !(v->desc->type == USI_PARAM_FLOAT && type == USI_PARAM_INT)) {
+        char who[160];
+        return usi_error_new(USI_ERR_INVALID, "option '%s' of %s takes %s, not %s",
+                             name, owner(p->comp, who, sizeof who), a_type(v->desc->type),
+                             a_type(type));
+    }
     *out = v;
     return NULL;
 }
@@ -280,8 +306,11 @@ usi_error *usi_params_set_string(usi_params *p, const char *name, const char *x)
     value *v;
     USI_TRY(lookup(p, name, USI_PARAM_STRING, &v));
     if (!in_choices(v->desc->choices, x))
-        return usi_error_new(USI_ERR_INVALID, "option '%s' of '%s' is \"%s\"; choose one of: %s",
-                             name, p->comp->name, x, v->desc->choices);
+    {
+        char who[160];
+        return usi_error_new(USI_ERR_INVALID, "option '%s' of %s is \"%s\"; choose one of: %s",
+                             name, owner(p->comp, who, sizeof who), x, v->desc->choices);
+    }
     char *copy = strdup(x);
     if (!copy) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     free(v->s);
@@ -312,21 +341,13 @@ void usi_params_write(const usi_params *p, usi_strbuf *out, int indent)
         switch (v->desc->type) {
         case USI_PARAM_INT: usi_strbuf_addf(out, "%lld", (long long)v->i); break;
         case USI_PARAM_BOOL: usi_strbuf_addf(out, "%s", v->i ? "true" : "false"); break;
-        case USI_PARAM_STRING: usi_strbuf_addf(out, "\"%s\"", v->s); break;
-        case USI_PARAM_FLOAT: {
-            char buf[64];
-            snprintf(buf, sizeof buf, "%.17g", v->f);
-            if (!strpbrk(buf, ".eEni")) strcat(buf, ".0");
-            usi_strbuf_addf(out, "%s", buf);
-            break;
-        }
+        case USI_PARAM_STRING: usi_strbuf_add_quoted(out, v->s); break;
+        case USI_PARAM_FLOAT: usi_strbuf_add_double(out, v->f); break;
         case USI_PARAM_FLOAT_LIST:
             usi_strbuf_addf(out, "[");
             for (size_t k = 0; k < v->list_len; k++) {
-                char buf[64];
-                snprintf(buf, sizeof buf, "%.17g", v->list[k]);
-                if (!strpbrk(buf, ".eEni")) strcat(buf, ".0");
-                usi_strbuf_addf(out, "%s%s", k ? ", " : "", buf);
+                usi_strbuf_addf(out, "%s", k ? ", " : "");
+                usi_strbuf_add_double(out, v->list[k]);
             }
             usi_strbuf_addf(out, "]");
             break;
@@ -339,9 +360,11 @@ usi_error *usi_params_get_int(const usi_params *p, const char *name, int64_t *ou
 {
     value *v;
     USI_TRY(lookup(p, name, USI_PARAM_INT, &v));
-    if (v->desc->type != USI_PARAM_INT)
-        return usi_error_new(USI_ERR_INVALID, "option '%s' of '%s' is a %s, not an int",
-                             name, p->comp->name, usi_param_type_name(v->desc->type));
+    if (v->desc->type != USI_PARAM_INT) {
+        char who[160];
+        return usi_error_new(USI_ERR_INVALID, "option '%s' of %s takes %s, not an int",
+                             name, owner(p->comp, who, sizeof who), a_type(v->desc->type));
+    }
     *out = v->i;
     return NULL;
 }

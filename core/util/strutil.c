@@ -55,6 +55,36 @@ void usi_strbuf_addf(usi_strbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+void usi_strbuf_add_double(usi_strbuf *b, double v)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    /* Shortest form that round-trips, so 0.95 does not print as 0.94999... */
+    for (int prec = 1; prec < 17; prec++) {
+        char tmp[64];
+        snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v) {
+            memcpy(buf, tmp, sizeof tmp);
+            break;
+        }
+    }
+    if (!strpbrk(buf, ".eEni")) strcat(buf, ".0");
+    usi_strbuf_addf(b, "%s", buf);
+}
+
+void usi_strbuf_add_quoted(usi_strbuf *b, const char *s)
+{
+    usi_strbuf_addf(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') usi_strbuf_addf(b, "\\%c", *p);
+        else if (*p == '\n') usi_strbuf_addf(b, "\\n");
+        else if (*p == '\t') usi_strbuf_addf(b, "\\t");
+        else if (*p < 0x20) usi_strbuf_addf(b, "\\x%02x", *p);
+        else usi_strbuf_addf(b, "%c", *p);
+    }
+    usi_strbuf_addf(b, "\"");
+}
+
 void usi_strbuf_free(usi_strbuf *b)
 {
     free(b->data);

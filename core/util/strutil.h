@@ -15,6 +15,10 @@ typedef struct usi_strbuf {
 } usi_strbuf;
 void usi_strbuf_addf(usi_strbuf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* A double that reads back exactly and stays a float in libconfig ("5.0"). */
+void usi_strbuf_add_double(usi_strbuf *b, double v);
+/* A libconfig string literal: quotes, with \\ \" and control escapes. */
+void usi_strbuf_add_quoted(usi_strbuf *b, const char *s);
 void usi_strbuf_free(usi_strbuf *b);
 
 #endif

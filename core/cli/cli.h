@@ -1,0 +1,39 @@
+/* The `usi` command: each subcommand is a function returning the exit status.
+ * Exit statuses: 0 success, 1 error (the message says what to do), 2 usage,
+ * 3 finished but some plugin files were refused. */
+#ifndef USI_CLI_H
+#define USI_CLI_H
+
+#include <stddef.h>
+
+#include "config/config.h"
+#include "plugin/registry.h"
+
+enum { USI_EXIT_OK = 0, USI_EXIT_ERROR = 1, USI_EXIT_USAGE = 2, USI_EXIT_PLUGIN_PROBLEMS = 3 };
+
+/* Options shared by subcommands. */
+typedef struct usi_cli_opts {
+    const char *config_path;      /* first positional argument, or NULL   */
+    const char **plugin_dirs;     /* --plugin-dir, in order               */
+    size_t n_plugin_dirs;
+    const char **sets;            /* --set key=value, in order            */
+    size_t n_sets;
+    int json;                     /* --json                               */
+} usi_cli_opts;
+
+/* Parse argv[1..]; unknown options are a usage error. `allow` lists the
+ * options this subcommand takes: "c" config, "p" --plugin-dir, "s" --set,
+ * "j" --json. Returns 0 or USI_EXIT_USAGE (after printing why). */
+int usi_cli_parse(int argc, char **argv, const char *allow, usi_cli_opts *o);
+void usi_cli_opts_free(usi_cli_opts *o);
+
+/* Load the config (defaults < file < --set) and discover plugins; on error
+ * print it and return NULL. Resolution of components is left to the caller. */
+usi_config *usi_cli_load_config(const usi_cli_opts *o, usi_registry **reg);
+/* Print an error to stderr as "usi: error: ..." and free it. */
+int usi_cli_fail(usi_error *e);
+
+int usi_cmd_plugins(int argc, char **argv);
+int usi_cmd_config(int argc, char **argv);
+
+#endif

@@ -1,0 +1,47 @@
+/* usi config show [CONFIG] [--set key=value ...]: the effective configuration. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "util/error.h"
+
+static const char *usage =
+    "usage: usi config show [CONFIG] [--set key=value ...] [--plugin-dir DIR ...]\n"
+    "Print the effective configuration: the USI recipe defaults, merged with CONFIG,\n"
+    "merged with each --set, with every plugin option validated. The output is\n"
+    "libconfig and loads back to the same values.\n"
+    "  --set data.batch_size=64   --set backbone.name=resnet18   --set augment.hflip.p=0.3\n";
+
+int usi_cmd_config(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? USI_EXIT_USAGE : USI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "show") != 0) {
+        fprintf(stderr, "usi config: unknown action '%s'\n%s", argv[1], usage);
+        return USI_EXIT_USAGE;
+    }
+    usi_cli_opts o;
+    int rc = usi_cli_parse(argc - 1, argv + 1, "cps", &o);
+    if (rc) return rc;
+    usi_registry *r;
+    usi_config *c = usi_cli_load_config(&o, &r);
+    if (!c) {
+        usi_cli_opts_free(&o);
+        return USI_EXIT_ERROR;
+    }
+    usi_error *e = usi_config_resolve(c, r);
+    if (e) {
+        rc = usi_cli_fail(e);
+    } else {
+        usi_strbuf out = {0};
+        usi_config_write(c, &out);
+        fputs(out.data ? out.data : "", stdout);
+        usi_strbuf_free(&out);
+    }
+    usi_config_free(c);
+    usi_registry_free(r);
+    usi_cli_opts_free(&o);
+    return rc;
+}
