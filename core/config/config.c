@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config/schema.h"
 #include "plugin/params.h"
@@ -443,8 +444,24 @@ static usi_error *assign_top(usi_config *c, const char *key, config_setting_t *v
     return section_value(c, "", key, v, origin);
 }
 
+static usi_error *load_into(usi_config *c, const char *path);
+
+/* A file that fails to load changes nothing: it is checked on a scratch
+ * config first (no value's validity depends on what came before). */
 usi_error *usi_config_load(usi_config *c, const char *path)
 {
+    usi_config *scratch = usi_config_new();
+    if (!scratch) return nomem();
+    usi_error *e = load_into(scratch, path);
+    usi_config_free(scratch);
+    return e ? e : load_into(c, path);
+}
+
+static usi_error *load_into(usi_config *c, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return usi_error_new(USI_ERR_IO, "%s is a folder; give the path of a config file", path);
     FILE *f = fopen(path, "r");
     if (!f)
         return usi_error_new(USI_ERR_IO, "cannot read config file %s: %s", path, strerror(errno));

@@ -460,9 +460,9 @@ usi_error *usi_registry_select(const usi_registry *r, int32_t kind, const char *
     }
     const usi_loaded *other = usi_registry_find(r, 0, name);
     if (other)
-        return usi_error_new(USI_ERR_INVALID, "'%s' (from %s) is a %s, not a %s",
+        return usi_error_new(USI_ERR_INVALID, "'%s' (from %s) is a %s, not %s %s",
                              name, other->path, usi_kind_name(other->comp->kind),
-                             usi_kind_name(kind));
+                             kind == USI_KIND_AUGMENT ? "an" : "a", usi_kind_name(kind));
     /* Suggest the three closest names of this kind. */
     const char *best[3] = {0};
     size_t dist[3] = {(size_t)-1, (size_t)-1, (size_t)-1};

@@ -1,0 +1,251 @@
+/* Loading real plugin files: the v1.0 fixture must load and work; each
+ * fixture that breaks a rule must be refused with a reason naming the file;
+ * a broken file never stops the others; unsafe permissions are refused. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "plugin/host.h"
+#include "plugin/params.h"
+#include "plugin/registry.h"
+#include "util/error.h"
+
+static int failures;
+static const char *fixture_dir;
+
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (!(cond)) {                                                     \
+            fprintf(stderr, "%s:%d: FAILED %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fprintf(stderr, "\n");                                         \
+            failures++;                                                    \
+        }                                                                  \
+    } while (0)
+
+static char *fixture(const char *name)
+{
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/%s.so", fixture_dir, name);
+    return path;
+}
+
+/* The error from loading `name` must mention both the file and `expect`. */
+static void expect_refused(const char *name, const char *expect)
+{
+    usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    usi_error *e = usi_registry_load(r, fixture(name));
+    const char *msg = e ? usi_error_message(e) : "(loaded)";
+    CHECK(e != NULL, "%s loaded but should be refused", name);
+    CHECK(e && strstr(msg, fixture(name)), "%s: message does not name the file: %s", name, msg);
+    CHECK(e && strstr(msg, expect), "%s: expected '%s' in: %s", name, expect, msg);
+    CHECK(usi_registry_count(r) == 0, "%s: refused plugin left %zu components", name, usi_registry_count(r));
+    CHECK(usi_registry_problem_count(r) == 1, "%s: %zu problems recorded", name, usi_registry_problem_count(r));
+    usi_error_free(e);
+    usi_registry_free(r);
+}
+
+static void test_v1_0_fixture_loads_and_works(void)
+{
+    usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    usi_error *e = usi_registry_load(r, fixture("fixture_v1_0"));
+    CHECK(!e, "v1.0 fixture refused: %s", usi_error_message(e));
+    usi_error_free(e);
+    CHECK(usi_registry_count(r) == 3, "expected 3 components, got %zu", usi_registry_count(r));
+    const usi_loaded *net = usi_registry_find(r, USI_KIND_BACKBONE, "fixture_net");
+    CHECK(net && net->abi_major == 1 && net->abi_minor == 0, "fixture_net missing or wrong ABI");
+    CHECK(usi_registry_find(r, USI_KIND_AUGMENT, "fixture_copy"), "fixture_copy missing");
+    CHECK(usi_registry_find(r, USI_KIND_TEACHER, "fixture_teacher"), "fixture_teacher missing");
+    CHECK(!usi_registry_find(r, USI_KIND_AUGMENT, "fixture_net"), "found a backbone as an augment");
+    if (!net) goto out;
+
+    /* Options go through the host's param service into the plugin. */
+    usi_params *p = usi_params_new(net->comp);
+    e = usi_params_set_int(p, "num_classes", 10);
+    CHECK(!e, "set num_classes: %s", usi_error_message(e));
+    usi_error_free(e);
+    void *inst = NULL;
+    e = net->comp->create(p, &inst);
+    CHECK(!e && inst && *(int64_t *)inst == 10, "create did not see num_classes = 10");
+    usi_error_free(e);
+    net->comp->destroy(inst);
+    usi_params_free(p);
+
+    /* A sample augment writes through the host's image_alloc. */
+    const usi_loaded *copy = usi_registry_find(r, USI_KIND_AUGMENT, "fixture_copy");
+    const usi_augment_ops *ops = copy ? copy->comp->ops : NULL;
+    uint8_t pixels[3 * 2 * 3];
+    for (size_t i = 0; i < sizeof pixels; i++) pixels[i] = (uint8_t)(i * 7 + 1);
+    usi_image src = {sizeof src, 3, 2, 3, 9, pixels}, dst = {sizeof dst, 0, 0, 0, 0, NULL};
+    e = ops ? ops->apply_sample(NULL, &src, &dst, NULL) : usi_error_new(USI_ERR_INVALID, "no ops");
+    CHECK(!e && dst.width == 3 && dst.height == 2 && memcmp(dst.data, pixels, sizeof pixels) == 0,
+          "augment output differs from its input");
+    usi_error_free(e);
+    free(dst.data);
+out:
+    usi_registry_free(r);
+}
+
+static void test_minor_floor(void)
+{
+    usi_registry *r = usi_registry_new(1);
+    usi_error *e = usi_registry_load(r, fixture("fixture_v1_0"));
+    CHECK(e && strstr(usi_error_message(e), "older than the oldest"),
+          "minor 0 accepted by a host whose floor is 1: %s", usi_error_message(e));
+    usi_error_free(e);
+    usi_registry_free(r);
+}
+
+static void test_twins_name_both_files(void)
+{
+    usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s", fixture("twin_a"));
+    snprintf(b, sizeof b, "%s", fixture("twin_b"));
+    usi_error_free(usi_registry_load(r, a));
+    usi_error_free(usi_registry_load(r, b));
+    const usi_loaded *l = (const usi_loaded *)1;
+    usi_error *e = usi_registry_select(r, USI_KIND_BACKBONE, "twin_net", &l);
+    const char *msg = usi_error_message(e);
+    CHECK(e && !l, "a component defined twice was selected");
+    CHECK(e && strstr(msg, "twin_a.so") && strstr(msg, "twin_b.so"), "message lacks a file: %s", msg);
+    CHECK(usi_registry_problem_count(r) >= 1, "no problem recorded for the twin");
+    usi_error_free(e);
+    usi_registry_free(r);
+}
+
+static void test_select_messages(void)
+{
+    usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    usi_error_free(usi_registry_load(r, fixture("fixture_v1_0")));
+    const usi_loaded *l;
+    usi_error *e = usi_registry_select(r, USI_KIND_BACKBONE, "fixture_nt", &l);
+    CHECK(e && strstr(usi_error_message(e), "did you mean 'fixture_net'"), "no suggestion: %s",
+          usi_error_message(e));
+    usi_error_free(e);
+    e = usi_registry_select(r, USI_KIND_AUGMENT, "fixture_net", &l);
+    CHECK(e && strstr(usi_error_message(e), "is a backbone"), "wrong kind not explained: %s",
+          usi_error_message(e));
+    usi_error_free(e);
+    e = usi_registry_select(r, USI_KIND_TEACHER, "fixture_teacher", &l);
+    CHECK(!e && l && l->comp->kind == USI_KIND_TEACHER, "teacher not selected");
+    usi_error_free(e);
+    usi_registry_free(r);
+}
+
+static void copy_file(const char *from, const char *to, mode_t mode)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    char buf[65536];
+    size_t n;
+    while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0) fwrite(buf, 1, n, out);
+    if (in) fclose(in);
+    if (out) fclose(out);
+    chmod(to, mode);
+}
+
+static void test_scan_folder(void)
+{
+    char dir[] = "/tmp/usi-abi-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
+    char path[4200];
+    const char *bad[] = {"bad_major2", "short_ops", "no_entry", "refuse_host"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s.so", dir, bad[i]);
+        copy_file(fixture(bad[i]), path, 0755);
+    }
+    snprintf(path, sizeof path, "%s/b_good.so", dir);
+    copy_file(fixture("fixture_v1_0"), path, 0755);
+    snprintf(path, sizeof path, "%s/a_text.so", dir);
+    FILE *f = fopen(path, "w");
+    if (f) fputs("this is not a plugin\n", f);
+    if (f) fclose(f);
+    snprintf(path, sizeof path, "%s/notes.txt", dir); /* not *.so: never opened */
+    f = fopen(path, "w");
+    if (f) fputs("x", f);
+    if (f) fclose(f);
+
+    usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    usi_error *e = usi_registry_scan(r, dir);
+    CHECK(!e, "scan failed: %s", usi_error_message(e));
+    usi_error_free(e);
+    CHECK(usi_registry_count(r) == 3, "the good plugin's 3 components should load, got %zu",
+          usi_registry_count(r));
+    CHECK(usi_registry_problem_count(r) == 5, "expected 5 refused files, got %zu",
+          usi_registry_problem_count(r));
+    int text_named = 0;
+    for (size_t i = 0; i < usi_registry_problem_count(r); i++)
+        if (strstr(usi_registry_problem(r, i)->message, "a_text.so: not a shared object")) text_named = 1;
+    CHECK(text_named, "the text file named .so was not refused as such");
+    usi_registry_free(r);
+
+    /* A plugin file others can write is refused, with the fix. */
+    snprintf(path, sizeof path, "%s/b_good.so", dir);
+    chmod(path, 0757);
+    r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    e = usi_registry_load(r, path);
+    CHECK(e && strstr(usi_error_message(e), "writable by other users") &&
+              strstr(usi_error_message(e), "chmod go-w"),
+          "world-writable plugin not refused: %s", usi_error_message(e));
+    usi_error_free(e);
+    usi_registry_free(r);
+    chmod(path, 0775);
+    r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    e = usi_registry_load(r, path);
+    CHECK(e && strstr(usi_error_message(e), "writable by other users"), "group-writable plugin loaded");
+    usi_error_free(e);
+    usi_registry_free(r);
+    chmod(path, 0755);
+
+    /* So is a folder others can write. */
+    chmod(dir, 0777);
+    r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    e = usi_registry_scan(r, dir);
+    CHECK(e && strstr(usi_error_message(e), "plugin folder") && strstr(usi_error_message(e), "chmod go-w"),
+          "world-writable folder scanned: %s", usi_error_message(e));
+    CHECK(usi_registry_count(r) == 0, "components loaded from an unsafe folder");
+    usi_error_free(e);
+    usi_registry_free(r);
+
+    /* A missing folder named on the command line is an error. */
+    r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    const char *missing[] = {"/nonexistent/usi/plugins"};
+    e = usi_registry_discover(r, missing, 1, NULL, 0);
+    CHECK(e && strstr(usi_error_message(e), "/nonexistent/usi/plugins"), "missing --plugin-dir accepted");
+    usi_error_free(e);
+    usi_registry_free(r);
+
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0, "cleanup failed");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
+        return 2;
+    }
+    fixture_dir = argv[1];
+    test_v1_0_fixture_loads_and_works();
+    test_minor_floor();
+    expect_refused("bad_major2", "built for USI ABI 2.0");
+    expect_refused("bad_major0", "built for USI ABI 0.0");
+    expect_refused("short_component", "component table is 40 bytes");
+    expect_refused("short_ops", "ops table of 8 bytes");
+    expect_refused("refuse_host", "refused this host: needs a host service");
+    expect_refused("no_entry", "no 'usi_plugin_entry' symbol");
+    expect_refused("bad_default", "outside its range");
+    test_twins_name_both_files();
+    test_select_messages();
+    test_scan_folder();
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("plugin loading: all checks passed\n");
+    return 0;
+}

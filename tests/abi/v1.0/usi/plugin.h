@@ -1,0 +1,640 @@
+/*
+ * usi/plugin.h as released with ABI 1.0, frozen: plugins built against it
+ * must keep loading in every later 1.x host. Never edit this copy.
+ *
+ * usi/plugin.h -- the USI plugin ABI, version 1.
+ *
+ * This is the only header a plugin needs. It is header-only: a plugin links
+ * nothing of the USI core, it receives every service it uses (errors, logging,
+ * memory, random numbers, parameters, the graph builder) in a table from the
+ * host during the handshake.
+ *
+ * A plugin is a shared object that exports exactly one symbol:
+ *
+ *     USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n);
+ *
+ * The host fills n->host_abi_major/minor and n->host; the plugin checks them,
+ * then writes n->plugin_abi_major/minor and n->desc, and returns NULL. To refuse
+ * the host it returns an error made with n->host->error_new(...).
+ *
+ * Rules that keep old binaries working:
+ *   - Every struct that crosses the boundary starts with `size_t struct_size`,
+ *     set by whoever fills the struct to sizeof(that struct) as it compiled it.
+ *   - Within major version 1, structs only grow at the tail. A reader checks
+ *     struct_size before it reads a tail field (USI_HAS_FIELD below).
+ *   - Arrays of structs (parameter schemas) are walked with a stride equal to
+ *     the struct_size of their first element.
+ *   - Enumerated values cross as int32_t, never as a C enum type.
+ *   - Errors are made and freed by the host; NULL means success.
+ *   - Whoever allocates frees. Strings a plugin hands out are static or live
+ *     until the plugin is unloaded (or, for instance strings, destroyed).
+ *   - Nothing in a plugin calls exit() or abort(); it returns an error.
+ */
+#ifndef USI_PLUGIN_H
+#define USI_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versions and symbols                                                     */
+/* ------------------------------------------------------------------------ */
+
+#define USI_ABI_MAJOR 1
+#define USI_ABI_MINOR 0
+
+/* The one symbol a plugin exports, and its type for dlsym(). */
+#define USI_PLUGIN_ENTRY_SYMBOL "usi_plugin_entry"
+
+#if defined(_WIN32)
+#define USI_PLUGIN_EXPORT __declspec(dllexport)
+#else
+#define USI_PLUGIN_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* True when struct pointer `s` (whose struct_size says how much the writer
+ * filled) holds field `f`. Use it before reading any field added after v1.0. */
+#define USI_HAS_FIELD(s, f) \
+    ((s)->struct_size >= offsetof(__typeof__(*(s)), f) + sizeof((s)->f))
+
+/* ------------------------------------------------------------------------ */
+/* Opaque handles, all owned by the host                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct usi_error usi_error;     /* an error; NULL means success      */
+typedef struct usi_rng usi_rng;         /* a random stream, one per caller   */
+typedef struct usi_params usi_params;   /* a component's validated options   */
+typedef struct usi_graph usi_graph;     /* a network being recorded          */
+typedef struct usi_tensor usi_tensor;   /* a node of a graph                 */
+
+/* ------------------------------------------------------------------------ */
+/* Small shared enumerations (cross as int32_t)                             */
+/* ------------------------------------------------------------------------ */
+
+enum {                       /* error codes for error_new()                  */
+    USI_ERR_INVALID = 1,     /* bad argument, option or input                */
+    USI_ERR_UNSUPPORTED = 2, /* valid, but this build or plugin can't do it  */
+    USI_ERR_IO = 3,          /* a file could not be read or written          */
+    USI_ERR_NOMEM = 4,       /* out of memory                                */
+    USI_ERR_VERSION = 5,     /* ABI or struct version mismatch               */
+    USI_ERR_INTERNAL = 6     /* a bug: please report it                      */
+};
+
+enum {                       /* log levels for log()                         */
+    USI_LOG_DEBUG = 0,
+    USI_LOG_INFO = 1,
+    USI_LOG_WARN = 2,
+    USI_LOG_ERROR = 3
+};
+
+enum {                       /* element types                                */
+    USI_DTYPE_F32 = 0,
+    USI_DTYPE_BF16 = 1,
+    USI_DTYPE_F16 = 2,
+    USI_DTYPE_I32 = 3,
+    USI_DTYPE_I64 = 4,
+    USI_DTYPE_U8 = 5
+};
+
+enum {                       /* component kinds                              */
+    USI_KIND_BACKBONE = 1,   /* builds a student network                     */
+    USI_KIND_TEACHER = 2,    /* gives frozen logits for distillation         */
+    USI_KIND_AUGMENT = 3     /* changes a sample or a batch                  */
+};
+
+enum {                       /* parameter types of a schema                  */
+    USI_PARAM_INT = 1,       /* int64; default in def_int                    */
+    USI_PARAM_FLOAT = 2,     /* double; default in def_float                 */
+    USI_PARAM_BOOL = 3,      /* 0 or 1; default in def_int                   */
+    USI_PARAM_STRING = 4,    /* default in def_string; see choices           */
+    USI_PARAM_FLOAT_LIST = 5 /* doubles; default in def_string, "a, b, c"    */
+};
+
+enum {                       /* interpolation modes                          */
+    USI_INTERP_NEAREST = 0,
+    USI_INTERP_BILINEAR = 1,
+    USI_INTERP_BICUBIC = 2
+};
+
+/* ------------------------------------------------------------------------ */
+/* Data views                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* An 8-bit image, rows top to bottom, channels interleaved (HWC). */
+typedef struct usi_image {
+    size_t struct_size;
+    int32_t width;
+    int32_t height;
+    int32_t channels;        /* 1 (grey) or 3 (RGB)                          */
+    int32_t stride;          /* bytes from one row to the next               */
+    uint8_t *data;           /* host-owned; (re)size with image_alloc()      */
+} usi_image;
+
+/* A float batch being trained on: images NCHW, normalised; targets are
+ * probability rows (one-hot before any mixing). Batch augments edit both in
+ * place. */
+typedef struct usi_batch {
+    size_t struct_size;
+    int32_t n, c, h, w;
+    float *images;           /* [n, c, h, w]                                 */
+    int32_t num_classes;
+    float *targets;          /* [n, num_classes], each row sums to 1         */
+} usi_batch;
+
+/* A dense tensor in memory, for engine teachers and custom-op kernels. */
+#define USI_MAX_DIMS 8
+typedef struct usi_tensor_view {
+    size_t struct_size;
+    int32_t dtype;           /* USI_DTYPE_*                                  */
+    int32_t device;          /* 0 = host memory; >0 = accelerator ordinal+1  */
+    int32_t ndim;
+    int32_t reserved;
+    int64_t shape[USI_MAX_DIMS];
+    int64_t strides[USI_MAX_DIMS]; /* in elements                            */
+    void *data;
+} usi_tensor_view;
+
+/* ------------------------------------------------------------------------ */
+/* Graph builder: how backbones and graph teachers describe a network       */
+/* ------------------------------------------------------------------------ */
+/*
+ * Ops record nodes; nothing runs while a plugin builds. Shapes are inferred as
+ * each node is added (logical layout NCHW). On a bad shape or argument the op
+ * records the graph's first error and returns NULL; an op given a NULL input
+ * returns NULL too, so a build function needs no error check after every call:
+ * the host reports the first error (with the op, node and shapes) when build
+ * returns. Parameter names are the scope path plus the given name, e.g.
+ * push_scope("layer1"), push_scope("0"), param("conv1.weight") gives
+ * "layer1.0.conv1.weight" -- the same names as timm's state_dict.
+ */
+
+enum {                       /* parameter initialisers                       */
+    USI_INIT_ZEROS = 0,
+    USI_INIT_ONES = 1,
+    USI_INIT_CONSTANT = 2,        /* value                                   */
+    USI_INIT_UNIFORM = 3,         /* lo, hi                                  */
+    USI_INIT_NORMAL = 4,          /* mean = value, std                       */
+    USI_INIT_TRUNC_NORMAL = 5,    /* mean = value, std, cut at [lo, hi]      */
+    USI_INIT_KAIMING_NORMAL = 6,  /* std = gain / sqrt(fan)                  */
+    USI_INIT_KAIMING_UNIFORM = 7, /* bound = gain * sqrt(3 / fan)            */
+    USI_INIT_XAVIER_UNIFORM = 8   /* bound = gain * sqrt(6 / (in + out))     */
+};
+
+enum {                       /* fan for kaiming initialisers                 */
+    USI_FAN_IN = 0,
+    USI_FAN_OUT = 1
+};
+
+/* fan_in = shape[1] * prod(shape[2:]), fan_out = shape[0] * prod(shape[2:]). */
+typedef struct usi_init {
+    size_t struct_size;
+    int32_t kind;            /* USI_INIT_*                                   */
+    int32_t fan;             /* USI_FAN_* (kaiming)                          */
+    double value;            /* constant, or mean                            */
+    double std;
+    double lo, hi;
+    double gain;             /* kaiming/xavier; sqrt(2) for relu             */
+} usi_init;
+
+typedef struct usi_conv2d_desc {
+    size_t struct_size;
+    int32_t stride[2];       /* h, w                                         */
+    int32_t padding[2];      /* h, w, the same on both sides                 */
+    int32_t dilation[2];     /* h, w                                         */
+    int32_t groups;          /* in_channels for depthwise                    */
+} usi_conv2d_desc;
+
+enum { USI_POOL_MAX = 0, USI_POOL_AVG = 1 };
+
+typedef struct usi_pool2d_desc {
+    size_t struct_size;
+    int32_t kind;            /* USI_POOL_*                                   */
+    int32_t kernel[2];
+    int32_t stride[2];
+    int32_t padding[2];
+    int32_t ceil_mode;
+    int32_t count_include_pad; /* avg pool: padded zeros count in the mean   */
+} usi_pool2d_desc;
+
+enum {                       /* element-wise activations                     */
+    USI_ACT_RELU = 0,
+    USI_ACT_RELU6 = 1,
+    USI_ACT_LEAKY_RELU = 2,  /* alpha = negative slope                       */
+    USI_ACT_GELU = 3,        /* erf form                                     */
+    USI_ACT_GELU_TANH = 4,   /* tanh approximation                           */
+    USI_ACT_SILU = 5,
+    USI_ACT_HARDSWISH = 6,
+    USI_ACT_HARDSIGMOID = 7, /* relu6(x + 3) / 6, as PyTorch                 */
+    USI_ACT_SIGMOID = 8,
+    USI_ACT_TANH = 9
+};
+
+enum { USI_BIN_ADD = 0, USI_BIN_SUB = 1, USI_BIN_MUL = 2, USI_BIN_DIV = 3 };
+enum { USI_REDUCE_MEAN = 0, USI_REDUCE_SUM = 1 };
+
+/* A layer with its own kernels. Declared in v1; a host that can't run a
+ * custom op on a device says so when the graph is placed. */
+typedef struct usi_custom_op {
+    size_t struct_size;
+    const char *name;
+    /* Output shape from input shapes. */
+    usi_error *(*infer_shape)(const void *attrs, int32_t n_inputs,
+                              const usi_tensor_view *inputs,
+                              usi_tensor_view *output);
+    /* output = f(inputs) on host memory. */
+    usi_error *(*forward_cpu)(const void *attrs, int32_t n_inputs,
+                              const usi_tensor_view *inputs,
+                              usi_tensor_view *output);
+    /* grad_inputs[i] += d loss / d inputs[i]; a NULL data pointer means no
+     * gradient is wanted for that input. */
+    usi_error *(*backward_cpu)(const void *attrs, int32_t n_inputs,
+                               const usi_tensor_view *inputs,
+                               const usi_tensor_view *output,
+                               const usi_tensor_view *grad_output,
+                               usi_tensor_view *grad_inputs);
+} usi_custom_op;
+
+typedef struct usi_graph_api {
+    size_t struct_size;
+
+    /* -- state -- */
+    /* First error recorded while building, or NULL. Valid until the next op. */
+    const char *(*error_message)(const usi_graph *g);
+    /* 1 when the graph is built for training (batch statistics, dropout). */
+    int32_t (*is_training)(const usi_graph *g);
+    /* Name scopes: push "layer1" then "0" to name "layer1.0.<name>". */
+    void (*push_scope)(usi_graph *g, const char *name);
+    void (*pop_scope)(usi_graph *g);
+
+    /* -- tensors -- */
+    /* Number of dims of t, or 0 when t is NULL. */
+    int32_t (*ndim)(const usi_tensor *t);
+    /* Size of dim `axis` (negative counts from the end), or 0 when invalid. */
+    int64_t (*dim)(const usi_tensor *t, int32_t axis);
+    /* A trainable float parameter, saved and loaded by its scoped name. */
+    usi_tensor *(*param)(usi_graph *g, const char *name, int32_t ndim,
+                         const int64_t *shape, const usi_init *init);
+    /* A non-trainable state tensor (running mean, counters, index tables),
+     * saved and loaded by name like a parameter but never given a gradient. */
+    usi_tensor *(*buffer)(usi_graph *g, const char *name, int32_t dtype,
+                          int32_t ndim, const int64_t *shape,
+                          const usi_init *init);
+
+    /* -- layers -- */
+    /* x[N,Cin,H,W] * w[Cout,Cin/groups,KH,KW] + b[Cout] (b may be NULL). */
+    usi_tensor *(*conv2d)(usi_graph *g, usi_tensor *x, usi_tensor *w,
+                          usi_tensor *b, const usi_conv2d_desc *d);
+    /* x[...,In] w[Out,In]^T + b[Out] (b may be NULL). */
+    usi_tensor *(*linear)(usi_graph *g, usi_tensor *x, usi_tensor *w,
+                          usi_tensor *b);
+    /* a[...,M,K] @ b[...,K,N], batch dims broadcast. */
+    usi_tensor *(*matmul)(usi_graph *g, usi_tensor *a, usi_tensor *b);
+    /* Batch norm over channel dim 1 of x[N,C,...]. Training: batch statistics
+     * (biased variance to normalise, unbiased for the running update with
+     * `momentum`), num_batches_tracked (I64 scalar, may be NULL) += 1.
+     * Eval: running statistics. weight/bias may be NULL. */
+    usi_tensor *(*batch_norm)(usi_graph *g, usi_tensor *x, usi_tensor *weight,
+                              usi_tensor *bias, usi_tensor *running_mean,
+                              usi_tensor *running_var,
+                              usi_tensor *num_batches_tracked,
+                              double momentum, double eps);
+    /* Layer norm over one axis: -1 (last dim) or 1 (channels of NCHW). */
+    usi_tensor *(*layer_norm)(usi_graph *g, usi_tensor *x, usi_tensor *weight,
+                              usi_tensor *bias, int32_t axis, double eps);
+    /* USI_ACT_*; alpha is used by LEAKY_RELU only. */
+    usi_tensor *(*activation)(usi_graph *g, usi_tensor *x, int32_t act,
+                              double alpha);
+    /* USI_BIN_* with numpy broadcasting. */
+    usi_tensor *(*binary)(usi_graph *g, int32_t op, usi_tensor *a,
+                          usi_tensor *b);
+    /* x * s. */
+    usi_tensor *(*scale)(usi_graph *g, usi_tensor *x, double s);
+    /* Max or average pooling over H, W of NCHW. */
+    usi_tensor *(*pool2d)(usi_graph *g, usi_tensor *x,
+                          const usi_pool2d_desc *d);
+    /* USI_REDUCE_* over the listed axes. */
+    usi_tensor *(*reduce)(usi_graph *g, int32_t op, usi_tensor *x,
+                          int32_t n_axes, const int32_t *axes,
+                          int32_t keepdim);
+    /* Softmax over the last axis. */
+    usi_tensor *(*softmax)(usi_graph *g, usi_tensor *x);
+    /* softmax(q k^T * scale + bias) v; q[...,Nq,D] k[...,Nk,D] v[...,Nk,Dv];
+     * bias (may be NULL) broadcasts to [...,Nq,Nk]. */
+    usi_tensor *(*attention)(usi_graph *g, usi_tensor *q, usi_tensor *k,
+                             usi_tensor *v, usi_tensor *bias, double scale);
+    /* Training only (identity in eval): zero with probability p, scale 1/(1-p). */
+    usi_tensor *(*dropout)(usi_graph *g, usi_tensor *x, double p);
+    /* Training only: drop whole samples (dim 0) with probability p. */
+    usi_tensor *(*drop_path)(usi_graph *g, usi_tensor *x, double p);
+
+    /* -- shape -- */
+    /* New shape with the same element count; one entry may be -1. */
+    usi_tensor *(*reshape)(usi_graph *g, usi_tensor *x, int32_t ndim,
+                           const int64_t *shape);
+    /* out.shape[i] = x.shape[perm[i]]; perm has ndim(x) entries. */
+    usi_tensor *(*permute)(usi_graph *g, usi_tensor *x, const int32_t *perm);
+    /* Join n tensors along axis; other dims must match. */
+    usi_tensor *(*concat)(usi_graph *g, int32_t n, usi_tensor *const *xs,
+                          int32_t axis);
+    /* x[..., start:end:step, ...] along axis (python semantics, step > 0). */
+    usi_tensor *(*slice)(usi_graph *g, usi_tensor *x, int32_t axis,
+                         int64_t start, int64_t end, int64_t step);
+    /* Constant padding; pads holds (before, after) for each dim of x. */
+    usi_tensor *(*pad)(usi_graph *g, usi_tensor *x, const int64_t *pads,
+                       double value);
+    /* Merge dims start..end (inclusive; negative counts from the end). */
+    usi_tensor *(*flatten)(usi_graph *g, usi_tensor *x, int32_t start,
+                           int32_t end);
+    /* [N,C,H,W] -> [N,C*b*b,H/b,W/b], as TResNet's stem (channel order
+     * b_row, b_col, c). */
+    usi_tensor *(*space_to_depth)(usi_graph *g, usi_tensor *x, int32_t block);
+
+    /* -- losses (scalar outputs, mean over the batch) -- */
+    /* -sum(targets * log_softmax(logits)); targets are probability rows. */
+    usi_tensor *(*loss_soft_ce)(usi_graph *g, usi_tensor *logits,
+                                usi_tensor *targets);
+    /* Cross-entropy with I32 labels[N] and label smoothing. */
+    usi_tensor *(*loss_ce)(usi_graph *g, usi_tensor *logits,
+                           usi_tensor *labels, double smoothing);
+    /* T^2 * KL(softmax(teacher/T) || softmax(student/T)), batchmean. */
+    usi_tensor *(*loss_kl)(usi_graph *g, usi_tensor *student_logits,
+                           usi_tensor *teacher_logits, double temperature);
+
+    /* -- extension -- */
+    /* A node run by the plugin's own kernels; attrs is passed back as is and
+     * must live as long as the graph. */
+    usi_tensor *(*custom)(usi_graph *g, const usi_custom_op *op,
+                          int32_t n_inputs, usi_tensor *const *inputs,
+                          const void *attrs);
+} usi_graph_api;
+
+/* ------------------------------------------------------------------------ */
+/* Host services                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct usi_host_api {
+    size_t struct_size;
+    uint32_t abi_major, abi_minor;
+
+    /* -- errors -- */
+    /* A new error with a printf-style message; the host frees it. */
+    usi_error *(*error_new)(int32_t code, const char *fmt, ...)
+#if defined(__GNUC__)
+        __attribute__((format(printf, 2, 3)))
+#endif
+        ;
+    /* Free an error the plugin chose not to return. */
+    void (*error_free)(usi_error *e);
+    /* The message of an error (valid until it is freed). */
+    const char *(*error_message)(const usi_error *e);
+
+    /* -- logging -- */
+    /* A line in the host's log at USI_LOG_* level. */
+    void (*log)(int32_t level, const char *fmt, ...)
+#if defined(__GNUC__)
+        __attribute__((format(printf, 2, 3)))
+#endif
+        ;
+
+    /* -- memory -- */
+    /* Aligned allocation (align: power of two, or 0 for the default). */
+    void *(*alloc)(size_t size, size_t align);
+    void (*free)(void *p);
+
+    /* -- random numbers (reproducible: the host seeds each stream) -- */
+    uint64_t (*rng_u64)(usi_rng *r);
+    /* Uniform in [0, 1). */
+    double (*rng_uniform)(usi_rng *r);
+    /* Standard normal. */
+    double (*rng_normal)(usi_rng *r);
+
+    /* -- a component's options, already validated against its schema -- */
+    usi_error *(*param_int)(const usi_params *p, const char *name,
+                            int64_t *out);
+    usi_error *(*param_float)(const usi_params *p, const char *name,
+                              double *out);
+    usi_error *(*param_bool)(const usi_params *p, const char *name,
+                             int32_t *out);
+    /* The string lives as long as the params. */
+    usi_error *(*param_string)(const usi_params *p, const char *name,
+                               const char **out);
+    /* Writes up to cap values to out and the list's length to *n. */
+    usi_error *(*param_float_list)(const usi_params *p, const char *name,
+                                   double *out, size_t cap, size_t *n);
+
+    /* -- images -- */
+    /* (Re)allocate img->data for w x h x c bytes and set its fields. */
+    usi_error *(*image_alloc)(usi_image *img, int32_t width, int32_t height,
+                              int32_t channels);
+
+    /* -- graph builder -- */
+    const usi_graph_api *graph;
+} usi_host_api;
+
+/* ------------------------------------------------------------------------ */
+/* Components                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* One option of a component, shown by `usi plugins` and checked by the
+ * config loader (unknown keys, types, ranges, choices). */
+typedef struct usi_param_desc {
+    size_t struct_size;
+    const char *name;        /* a config key: [a-z_][a-z0-9_]*               */
+    int32_t type;            /* USI_PARAM_*                                  */
+    int32_t reserved;
+    const char *doc;         /* one line                                     */
+    int64_t def_int;         /* INT, BOOL                                    */
+    double def_float;        /* FLOAT                                        */
+    const char *def_string;  /* STRING, FLOAT_LIST                           */
+    double min, max;         /* INT, FLOAT, FLOAT_LIST items: checked when
+                                min <= max                                   */
+    const char *choices;     /* STRING: "a|b|c", or NULL for any string      */
+} usi_param_desc;
+
+/* Backbone: a student network. */
+typedef struct usi_backbone_ops {
+    size_t struct_size;
+    /* input [N,3,H,W] float, normalised -> logits [N, num_classes]. */
+    usi_tensor *(*build)(void *inst, usi_graph *g, usi_tensor *input);
+} usi_backbone_ops;
+
+/* What a teacher expects of its input. */
+typedef struct usi_teacher_spec {
+    size_t struct_size;
+    int32_t img_size;        /* square input side                            */
+    int32_t interpolation;   /* USI_INTERP_* used to resize to img_size      */
+    float mean[3], std[3];   /* its normalisation, on 0..1 pixels            */
+    int32_t num_classes;
+    int32_t reserved;
+    const char *weights;     /* graph teachers: safetensors file, or NULL    */
+} usi_teacher_spec;
+
+/* Teacher: frozen, no gradients. Either a graph (build, run by the host in
+ * eval mode with batch norm folded, weights loaded from spec.weights) or an
+ * opaque engine (forward). Set the one it is and leave the other NULL. */
+typedef struct usi_teacher_ops {
+    size_t struct_size;
+    usi_error *(*spec)(void *inst, usi_teacher_spec *out);
+    usi_tensor *(*build)(void *inst, usi_graph *g, usi_tensor *input);
+    /* images [N,3,H,W] F32 on the host in the teacher's normalisation ->
+     * logits [N, num_classes] F32, written to the view the host gives. */
+    usi_error *(*forward)(void *inst, const usi_tensor_view *images,
+                          usi_tensor_view *logits);
+} usi_teacher_ops;
+
+enum {
+    USI_AUGMENT_SAMPLE = 1,  /* uint8 image, in loader threads               */
+    USI_AUGMENT_BATCH = 2    /* float batch + soft targets, in the main loop */
+};
+enum { USI_AUGMENT_THREAD_SAFE = 1u << 0 }; /* apply_sample is reentrant     */
+
+/* Augment: deterministic given the usi_rng the host passes. */
+typedef struct usi_augment_ops {
+    size_t struct_size;
+    int32_t stage;           /* USI_AUGMENT_*                                */
+    uint32_t flags;          /* USI_AUGMENT_THREAD_SAFE ...                  */
+    /* src -> dst; dst is host-owned: size it with host->image_alloc. */
+    usi_error *(*apply_sample)(void *inst, const usi_image *src,
+                               usi_image *dst, usi_rng *rng);
+    /* In place on a float batch and its targets. */
+    usi_error *(*apply_batch)(void *inst, usi_batch *batch, usi_rng *rng);
+} usi_augment_ops;
+
+typedef struct usi_component {
+    size_t struct_size;
+    int32_t kind;            /* USI_KIND_*                                   */
+    int32_t reserved;
+    const char *name;        /* unique among all loaded plugins, e.g. "resnet50" */
+    const char *version;     /* e.g. "1.0.0"                                 */
+    const char *doc;         /* one line                                     */
+    const usi_param_desc *params; /* n_params entries, stride params->struct_size */
+    size_t n_params;
+    /* Make an instance from validated options; *inst is passed back to ops. */
+    usi_error *(*create)(const usi_params *params, void **inst);
+    void (*destroy)(void *inst);
+    /* usi_backbone_ops, usi_teacher_ops or usi_augment_ops, per kind. */
+    const void *ops;
+} usi_component;
+
+typedef struct usi_plugin_desc {
+    size_t struct_size;
+    const char *name;        /* the plugin (a file may hold many components) */
+    const char *vendor;
+    const char *license;     /* SPDX identifier, or "Proprietary"           */
+    const char *version;
+    const usi_component *const *components;
+    size_t n_components;
+} usi_plugin_desc;
+
+/* ------------------------------------------------------------------------ */
+/* The handshake                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct usi_negotiate {
+    size_t struct_size;
+    /* in: filled by the host */
+    uint32_t host_abi_major;
+    uint32_t host_abi_minor;
+    const usi_host_api *host;
+    /* out: filled by the plugin */
+    uint32_t plugin_abi_major; /* must equal the host's major                */
+    uint32_t plugin_abi_minor; /* the minor the plugin was built against     */
+    const usi_plugin_desc *desc;
+} usi_negotiate;
+
+typedef usi_error *(*usi_plugin_entry_fn)(usi_negotiate *n);
+
+/* ------------------------------------------------------------------------ */
+/* Helpers for plugin authors (inline, nothing to link)                     */
+/* ------------------------------------------------------------------------ */
+
+/* Fill the out side of the handshake after checking the host. */
+static inline usi_error *usi_negotiate_reply(usi_negotiate *n,
+                                             const usi_plugin_desc *desc)
+{
+    if (n->struct_size < offsetof(usi_negotiate, desc) + sizeof(n->desc))
+        return NULL; /* a host this old can't even read our answer */
+    n->plugin_abi_major = USI_ABI_MAJOR;
+    n->plugin_abi_minor = USI_ABI_MINOR;
+    n->desc = desc;
+    if (n->host_abi_major != USI_ABI_MAJOR)
+        return n->host->error_new(USI_ERR_VERSION,
+                                  "plugin '%s' is built for USI ABI %d.%d, the host has %u.%u",
+                                  desc->name, USI_ABI_MAJOR, USI_ABI_MINOR,
+                                  (unsigned)n->host_abi_major,
+                                  (unsigned)n->host_abi_minor);
+    if (n->host->struct_size < offsetof(usi_host_api, graph) + sizeof(n->host->graph))
+        return n->host->error_new(USI_ERR_VERSION,
+                                  "plugin '%s' needs a host service table of %zu bytes, the host gives %zu",
+                                  desc->name, sizeof(usi_host_api),
+                                  n->host->struct_size);
+    return NULL;
+}
+
+static inline usi_init usi_init_const(double v)
+{
+    usi_init i = {sizeof(usi_init), USI_INIT_CONSTANT, 0, v, 0, 0, 0, 0};
+    return i;
+}
+static inline usi_init usi_init_zeros(void)
+{
+    usi_init i = {sizeof(usi_init), USI_INIT_ZEROS, 0, 0, 0, 0, 0, 0};
+    return i;
+}
+static inline usi_init usi_init_ones(void)
+{
+    usi_init i = {sizeof(usi_init), USI_INIT_ONES, 0, 1, 0, 0, 0, 0};
+    return i;
+}
+static inline usi_init usi_init_uniform(double lo, double hi)
+{
+    usi_init i = {sizeof(usi_init), USI_INIT_UNIFORM, 0, 0, 0, lo, hi, 0};
+    return i;
+}
+static inline usi_init usi_init_normal(double mean, double std)
+{
+    usi_init i = {sizeof(usi_init), USI_INIT_NORMAL, 0, mean, std, 0, 0, 0};
+    return i;
+}
+/* timm's trunc_normal_(std=s): mean 0, cut at [-2, 2] (absolute). */
+static inline usi_init usi_init_trunc_normal(double std, double lo, double hi)
+{
+    usi_init i = {sizeof(usi_init), USI_INIT_TRUNC_NORMAL, 0, 0, std, lo, hi, 0};
+    return i;
+}
+static inline usi_init usi_init_kaiming_normal(int32_t fan, double gain)
+{
+    usi_init i = {sizeof(usi_init), USI_INIT_KAIMING_NORMAL, fan, 0, 0, 0, 0, gain};
+    return i;
+}
+static inline usi_init usi_init_kaiming_uniform(int32_t fan, double gain)
+{
+    usi_init i = {sizeof(usi_init), USI_INIT_KAIMING_UNIFORM, fan, 0, 0, 0, 0, gain};
+    return i;
+}
+
+static inline usi_conv2d_desc usi_conv2d(int32_t stride, int32_t padding,
+                                         int32_t dilation, int32_t groups)
+{
+    usi_conv2d_desc d = {sizeof(usi_conv2d_desc), {stride, stride},
+                         {padding, padding}, {dilation, dilation}, groups};
+    return d;
+}
+
+static inline usi_pool2d_desc usi_pool2d(int32_t kind, int32_t kernel,
+                                         int32_t stride, int32_t padding)
+{
+    usi_pool2d_desc d = {sizeof(usi_pool2d_desc), kind, {kernel, kernel},
+                         {stride, stride}, {padding, padding}, 0, 1};
+    return d;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* USI_PLUGIN_H */

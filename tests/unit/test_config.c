@@ -1,0 +1,278 @@
+/* Config: the USI recipe as defaults, file and --set merging, validation
+ * messages that name the file, line and key, plugin options checked against
+ * the schema a real plugin publishes, and show output that loads back. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "plugin/params.h"
+#include "util/error.h"
+
+static int failures;
+static char tmpdir[] = "/tmp/usi-config-XXXXXX";
+
+#define CHECK(cond, ...)                                                      \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "%s:%d: FAILED %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                     \
+            fprintf(stderr, "\n");                                            \
+            failures++;                                                       \
+        }                                                                     \
+    } while (0)
+
+static const char *write_file(const char *name, const char *text)
+{
+    static char path[4][512];
+    static int next;
+    char *p = path[next++ % 4];
+    snprintf(p, 512, "%s/%s", tmpdir, name);
+    FILE *f = fopen(p, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+    return p;
+}
+
+/* The error must exist and contain every one of the given fragments. */
+static void expect_error(usi_error *e, const char *what, const char *a, const char *b)
+{
+    const char *msg = e ? usi_error_message(e) : "(no error)";
+    CHECK(e != NULL, "%s: accepted", what);
+    CHECK(!a || strstr(msg, a), "%s: expected '%s' in: %s", what, a, msg);
+    CHECK(!b || strstr(msg, b), "%s: expected '%s' in: %s", what, b, msg);
+    usi_error_free(e);
+}
+
+static void test_defaults_are_the_usi_recipe(void)
+{
+    usi_config *c = usi_config_new();
+    CHECK(!strcmp(usi_config_string(c, "optimizer.name"), "adamw"), "optimizer");
+    CHECK(usi_config_float(c, "optimizer.lr") == 2e-3, "lr %g", usi_config_float(c, "optimizer.lr"));
+    CHECK(usi_config_int(c, "optimizer.lr_batch") == 1024, "lr is given for batch 1024");
+    CHECK(usi_config_float(c, "optimizer.weight_decay") == 2e-2, "weight decay");
+    CHECK(!strcmp(usi_config_string(c, "schedule.name"), "cosine"), "schedule");
+    CHECK(usi_config_int(c, "schedule.epochs") == 300, "epochs");
+    CHECK(usi_config_int(c, "schedule.warmup_epochs") == 5, "warm-up epochs");
+    CHECK(usi_config_float(c, "schedule.warmup_lr") == 1e-4, "warm-up lr");
+    CHECK(usi_config_float(c, "schedule.min_lr") == 1e-6, "min lr");
+    CHECK(usi_config_int(c, "data.batch_size") == 128, "batch per device");
+    CHECK(usi_config_int(c, "data.repeated_aug") == 3, "repeated augmentation x3");
+    CHECK(usi_config_float(c, "data.crop_pct") == 0.95, "crop_pct");
+    CHECK(!strcmp(usi_config_string(c, "data.interpolation"), "bicubic"), "bicubic");
+    CHECK(usi_config_bool(c, "ema.enabled") && usi_config_float(c, "ema.decay") == 0.99996, "EMA");
+    CHECK(usi_config_float(c, "loss.kd_alpha") == 5.0 && usi_config_float(c, "loss.kd_temperature") == 1.0,
+          "KD alpha 5, T 1");
+    CHECK(usi_config_float(c, "loss.label_smoothing") == 0.0, "no label smoothing");
+    CHECK(!strcmp(usi_config_string(c, "precision"), "mixed"), "mixed precision");
+    double mean[3] = {0}, std[3] = {0};
+    CHECK(usi_config_float_list(c, "data.mean", mean, 3) == 3 && mean[0] == 0.485 && mean[2] == 0.406,
+          "ImageNet mean");
+    CHECK(usi_config_float_list(c, "data.std", std, 3) == 3 && std[1] == 0.224, "ImageNet std");
+    usi_strbuf out = {0};
+    usi_config_write(c, &out);
+    const char *order[] = {"\"random_resized_crop\"", "\"hflip\"", "\"rand_augment\"", "\"mixup_cutmix\""};
+    const char *at = out.data;
+    for (int i = 0; i < 4 && at; i++) {
+        at = strstr(at, order[i]);
+        CHECK(at != NULL, "augment list lacks %s in order", order[i]);
+    }
+    usi_strbuf_free(&out);
+    usi_config_free(c);
+}
+
+static void test_file_then_set(void)
+{
+    usi_config *c = usi_config_new();
+    const char *path = write_file("a.cfg",
+                                  "# comment\n"
+                                  "seed = 7;\n"
+                                  "data = { batch_size = 64; train = \"/d/train\"; mean = [0.5, 0.5, 0.5]; };\n"
+                                  "optimizer = { lr = 1e-3; };\n");
+    usi_error *e = usi_config_load(c, path);
+    CHECK(!e, "load: %s", usi_error_message(e));
+    usi_error_free(e);
+    CHECK(usi_config_int(c, "seed") == 7, "seed from file");
+    CHECK(usi_config_int(c, "data.batch_size") == 64, "batch from file");
+    CHECK(usi_config_int(c, "data.workers") == 4, "untouched keys keep defaults");
+    CHECK(!strcmp(usi_config_string(c, "data.train"), "/d/train"), "train folder");
+    e = usi_config_set(c, "data.batch_size=32");
+    CHECK(!e, "set: %s", usi_error_message(e));
+    usi_error_free(e);
+    e = usi_config_set(c, "optimizer.lr=5e-4");
+    usi_error_free(e);
+    e = usi_config_set(c, "data.val=/d/val"); /* a bare word is a string */
+    CHECK(!e, "bare string: %s", usi_error_message(e));
+    usi_error_free(e);
+    e = usi_config_set(c, "schedule.warmup_lr=0"); /* an int where a float goes */
+    CHECK(!e, "int for float: %s", usi_error_message(e));
+    usi_error_free(e);
+    CHECK(usi_config_int(c, "data.batch_size") == 32, "--set wins over the file");
+    CHECK(usi_config_float(c, "optimizer.lr") == 5e-4, "lr override");
+    CHECK(!strcmp(usi_config_string(c, "data.val"), "/d/val"), "val");
+    CHECK(usi_config_float(c, "schedule.warmup_lr") == 0.0, "warmup_lr 0");
+    usi_config_free(c);
+}
+
+static void test_errors_name_file_line_key(void)
+{
+    usi_config *c = usi_config_new();
+    const char *p = write_file("typo.cfg", "seed = 1;\n\ndata = {\n  batch_size = 8;\n  batchsize = 9;\n};\n");
+    expect_error(usi_config_load(c, p), "unknown key in a section", "typo.cfg:5", "did you mean 'batch_size'");
+    p = write_file("top.cfg", "optimiser = { lr = 0.1; };\n");
+    expect_error(usi_config_load(c, p), "unknown top key", "top.cfg:1: unknown key 'optimiser'",
+                 "did you mean 'optimizer'");
+    p = write_file("type.cfg", "data = {\n  img_size = \"big\";\n};\n");
+    expect_error(usi_config_load(c, p), "wrong type", "type.cfg:2", "takes an int, not a string");
+    p = write_file("range.cfg", "optimizer = { weight_decay = -1.0; };\n");
+    expect_error(usi_config_load(c, p), "out of range", "range.cfg:1", "outside its range");
+    p = write_file("choice.cfg", "precision = \"fp8\";\n");
+    expect_error(usi_config_load(c, p), "bad choice", "choice.cfg:1", "fp32|mixed");
+    p = write_file("syntax.cfg", "seed = 1\ndata = {;\n");
+    expect_error(usi_config_load(c, p), "syntax", "syntax.cfg:2", "syntax error");
+    char missing[600];
+    snprintf(missing, sizeof missing, "%s/none.cfg", tmpdir);
+    expect_error(usi_config_load(c, missing), "missing file", "none.cfg", "No such file");
+    expect_error(usi_config_load(c, tmpdir), "a folder", tmpdir, "folder");
+    expect_error(usi_config_set(c, "data.batch_size"), "no =", "key=value", NULL);
+    expect_error(usi_config_set(c, "data.batch_size=0"), "set range", "--set 'data.batch_size=0'", "[1, 65536]");
+    expect_error(usi_config_set(c, "augment.nope.p=1"), "unknown augment", "no augmentation 'nope'",
+                 "random_resized_crop");
+    /* Nothing above changed a value. */
+    CHECK(usi_config_int(c, "data.batch_size") == 128 && usi_config_int(c, "seed") == 0,
+          "a failed load or set changed the config");
+    usi_config_free(c);
+}
+
+static usi_registry *fixture_registry(const char *dir)
+{
+    usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/fixture_v1_0.so", dir);
+    usi_error *e = usi_registry_load(r, path);
+    CHECK(!e, "fixture: %s", usi_error_message(e));
+    usi_error_free(e);
+    return r;
+}
+
+static void test_plugin_options(const char *fixture_dir)
+{
+    usi_registry *r = fixture_registry(fixture_dir);
+    usi_config *c = usi_config_new();
+    const char *p = write_file("net.cfg",
+                               "backbone = {\n  name = \"fixture_net\";\n  num_classes = 10;\n"
+                               "  scales = [1.0, 2.5];\n};\n"
+                               "teacher = \"fixture_teacher\";\n"
+                               "augment = ( { name = \"fixture_copy\"; } );\n");
+    usi_error *e = usi_config_load(c, p);
+    if (!e) e = usi_config_set(c, "backbone.act=gelu");
+    if (!e) e = usi_config_resolve(c, r);
+    CHECK(!e, "resolve: %s", usi_error_message(e));
+    usi_error_free(e);
+    const usi_selected *b = usi_config_backbone(c);
+    int64_t classes = 0;
+    const char *act = NULL;
+    double scales[4];
+    size_t n = 0;
+    if (b) {
+        usi_error_free(usi_params_get_int(b->params, "num_classes", &classes));
+        usi_error_free(usi_params_get_string(b->params, "act", &act));
+        usi_error_free(usi_params_get_float_list(b->params, "scales", scales, 4, &n));
+    }
+    CHECK(b && classes == 10 && act && !strcmp(act, "gelu"), "backbone options not applied");
+    CHECK(n == 2 && scales[1] == 2.5, "float list not applied");
+    CHECK(usi_config_teacher(c) && usi_config_augment_count(c) == 1 && usi_config_augment(c, 0),
+          "teacher or augment not selected");
+
+    /* Round trip: the printed config loads back to the same text. */
+    usi_strbuf first = {0}, second = {0};
+    usi_config_write(c, &first);
+    const char *back = write_file("back.cfg", first.data);
+    usi_config *c2 = usi_config_new();
+    e = usi_config_load(c2, back);
+    if (!e) e = usi_config_resolve(c2, r);
+    CHECK(!e, "reload: %s", usi_error_message(e));
+    usi_error_free(e);
+    usi_config_write(c2, &second);
+    CHECK(first.data && second.data && !strcmp(first.data, second.data), "show output does not round-trip:\n%s\n---\n%s",
+          first.data, second.data);
+    usi_strbuf_free(&first);
+    usi_strbuf_free(&second);
+    usi_config_free(c2);
+
+    /* Plugin options are checked against the plugin's schema at resolve. */
+    const char *bad[][3] = {
+        {"backbone.depth=3", "has no option 'depth'", "num_classes, drop_rate"},
+        {"backbone.num_classes=0", "outside its range", "backbone 'fixture_net'"},
+        {"backbone.act=tanh", "choose one of: relu|gelu|silu", NULL},
+        {"backbone.pretrained=1", "takes a bool", NULL},
+        {"backbone.name=fixture_nt", "did you mean 'fixture_net'", NULL},
+        {"teacher.name=fixture_net", "is a backbone, not a teacher", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        usi_config *cc = usi_config_new();
+        e = usi_config_load(cc, p);
+        if (!e) e = usi_config_set(cc, bad[i][0]);
+        if (!e) e = usi_config_resolve(cc, r);
+        expect_error(e, bad[i][0], bad[i][1], bad[i][2]);
+        usi_config_free(cc);
+    }
+    usi_config_free(c);
+    usi_registry_free(r);
+}
+
+static void test_schema_check(void)
+{
+    usi_param_desc bad_choice[] = {
+        {sizeof(usi_param_desc), "mode", USI_PARAM_STRING, 0, "", 0, 0, "zzz", 1, 0, "a|b"},
+    };
+    usi_component c = {sizeof c, USI_KIND_AUGMENT, 0, "x", "1", "", bad_choice, 1, NULL, NULL, NULL};
+    expect_error(usi_schema_check(&c), "default not in choices", "'zzz' is not one of a|b", NULL);
+    usi_param_desc twice[] = {
+        {sizeof(usi_param_desc), "p", USI_PARAM_FLOAT, 0, "", 0, 0.5, NULL, 0, 1, NULL},
+        {sizeof(usi_param_desc), "p", USI_PARAM_FLOAT, 0, "", 0, 0.5, NULL, 0, 1, NULL},
+    };
+    c.params = twice;
+    c.n_params = 2;
+    expect_error(usi_schema_check(&c), "duplicate option", "declares option 'p' twice", NULL);
+    usi_param_desc bad_name[] = {
+        {sizeof(usi_param_desc), "Bad-Name", USI_PARAM_INT, 0, "", 1, 0, NULL, 1, 0, NULL},
+    };
+    c.params = bad_name;
+    c.n_params = 1;
+    expect_error(usi_schema_check(&c), "bad option name", "invalid name 'Bad-Name'", NULL);
+    usi_param_desc good[] = {
+        {sizeof(usi_param_desc), "p", USI_PARAM_FLOAT, 0, "", 0, 0.5, NULL, 0, 1, NULL},
+        {sizeof(usi_param_desc), "m", USI_PARAM_STRING, 0, "", 0, 0, "b", 1, 0, "a|b"},
+    };
+    c.params = good;
+    c.n_params = 2;
+    usi_error *e = usi_schema_check(&c);
+    CHECK(!e, "a valid schema was refused: %s", usi_error_message(e));
+    usi_error_free(e);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !mkdtemp(tmpdir)) {
+        fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
+        return 2;
+    }
+    test_defaults_are_the_usi_recipe();
+    test_file_then_set();
+    test_errors_name_file_line_key();
+    test_plugin_options(argv[1]);
+    test_schema_check();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("config: all checks passed\n");
+    return 0;
+}
