@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# The `usi` command end to end: install with --destdir, build the out-of-tree
+# sample with plain cc and the installed SDK, drop it into a folder, list and
+# select it; then the refusal messages and exit statuses.
+set -u
+build=${1:?usage: test_cli.sh BUILD_ROOT SOURCE_ROOT}
+src=${2:?usage: test_cli.sh BUILD_ROOT SOURCE_ROOT}
+T=$(mktemp -d /tmp/usi-cli-XXXXXX)
+chmod 755 "$T"
+trap 'chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT
+fails=0
+checks=0
+ok() { checks=$((checks + 1)); }
+fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
+# expect NAME WANT_RC PATTERN -- command...: status and a pattern in stdout+stderr
+expect() {
+    local name=$1 want=$2 pattern=$3
+    shift 4
+    local out rc
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ "$rc" -ne "$want" ]; then fail "$name: exit $rc, wanted $want; output: $out"; return; fi
+    if ! grep -qE -- "$pattern" <<<"$out"; then fail "$name: no /$pattern/ in: $out"; return; fi
+    ok
+}
+
+usi_build="$build/core/cli/usi"
+expect "version" 0 "plugin ABI 1\.0" -- "$usi_build" version
+expect "unknown command" 2 "unknown command 'trian'" -- "$usi_build" trian
+expect "unknown option" 2 "unknown option '--jsn'" -- "$usi_build" plugins --jsn
+
+# --- install, SDK, out-of-tree plugin ---
+dest="$T/dest"
+if ! meson install -C "$build" --destdir "$dest" --no-rebuild --quiet >"$T/install.log" 2>&1; then
+    fail "meson install --destdir: $(cat "$T/install.log")"
+fi
+usi=$(find "$dest" -path '*/bin/usi' -type f | head -n 1)
+pc_dir=$(dirname "$(find "$dest" -name usi-sdk.pc | head -n 1)")
+[ -x "$usi" ] && ok || fail "no installed usi under $dest"
+[ -f "$pc_dir/usi-sdk.pc" ] && ok || fail "no installed usi-sdk.pc"
+[ -f "$(find "$dest" -path '*/include/usi/plugin.h' | head -n 1)" ] && ok || fail "no installed plugin.h"
+
+# The installed usi finds the installed plugins with no environment variable.
+installed_plugins=$(find "$dest" -path '*/usi/plugins/*.so' | wc -l)
+if [ "$installed_plugins" -gt 0 ]; then
+    expect "installed usi lists installed plugins" 0 "file $dest/.*/usi/plugins/" -- \
+        env -u USI_PLUGIN_PATH "$usi" plugins
+else
+    fail "no plugins were installed under $dest"
+fi
+
+cflags=$(PKG_CONFIG_PATH="$pc_dir" PKG_CONFIG_SYSROOT_DIR="$dest" pkg-config --cflags usi-sdk)
+case "$cflags" in *"$dest"*include*) ok ;; *) fail "pkg-config --cflags usi-sdk gave '$cflags'" ;; esac
+mkdir -p "$T/plugins"
+chmod 755 "$T/plugins"
+if cc -shared -fPIC -O2 -Wall -Wextra -Werror $cflags -o "$T/plugins/acme_tinynet.so" \
+    "$src/samples/third_party_backbone/acme_tinynet.c" 2>"$T/cc.log"; then ok; else fail "cc sample: $(cat "$T/cc.log")"; fi
+syms=$(nm -D --defined-only "$T/plugins/acme_tinynet.so" | awk '{print $3}')
+[ "$syms" = "usi_plugin_entry" ] && ok || fail "sample exports: $syms"
+
+expect "sample listed" 0 "acme_tinynet 1\.2\.0" -- "$usi" plugins --plugin-dir "$T/plugins"
+expect "sample vendor" 0 "vendor Acme Vision Ltd\., license Proprietary, ABI 1\.0" -- "$usi" plugins --plugin-dir "$T/plugins"
+expect "sample options" 0 "width +int +32 +channels of the first stage" -- "$usi" plugins --plugin-dir "$T/plugins"
+expect "found through USI_PLUGIN_PATH" 0 "acme_tinynet" -- env USI_PLUGIN_PATH="$T/plugins" "$usi" plugins
+"$usi" plugins --plugin-dir "$T/plugins" --json >"$T/plugins.json" 2>/dev/null
+if python3 - "$T/plugins.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+c = [x for x in doc["components"] if x["name"] == "acme_tinynet"][0]
+assert c["kind"] == "backbone" and c["abi"] == "1.0" and c["license"] == "Proprietary", c
+p = {x["name"]: x for x in c["params"]}
+assert p["width"]["default"] == 32 and p["width"]["type"] == "int" and p["width"]["max"] == 1024, p
+assert p["drop_path_rate"]["type"] == "float", p
+PY
+then ok; else fail "plugins --json content"; fi
+
+# Selected by name in a config file; plugin_path is relative to the file.
+cat >"$T/tinynet.cfg" <<'CFG'
+plugin_path = ["plugins"];
+backbone = { name = "acme_tinynet"; num_classes = 10; width = 16; };
+augment = ();
+CFG
+expect "config selects the sample" 0 "name = \"acme_tinynet\";" -- "$usi" config show "$T/tinynet.cfg"
+"$usi" config show "$T/tinynet.cfg" --set optimizer.lr=0.001 >"$T/effective.cfg" 2>&1
+grep -q "width = 16;" "$T/effective.cfg" && grep -q "lr = 0.001;" "$T/effective.cfg" && ok || fail "effective config: $(cat "$T/effective.cfg")"
+"$usi" config show "$T/effective.cfg" >"$T/effective2.cfg" 2>&1
+cmp -s "$T/effective.cfg" "$T/effective2.cfg" && ok || fail "config show does not load back to the same values"
+
+# --- refusals ---
+expect "plugin option typo" 1 "acme_tinynet' has no option 'widht'.*width" -- \
+    "$usi" config show "$T/tinynet.cfg" --set backbone.widht=8
+expect "plugin option range" 1 "option 'width' of backbone 'acme_tinynet' is 2, outside its range" -- \
+    "$usi" config show "$T/tinynet.cfg" --set backbone.width=2
+expect "backbone not found" 1 "no backbone named 'acme_tinynt' was found; did you mean 'acme_tinynet'" -- \
+    "$usi" config show "$T/tinynet.cfg" --set backbone.name=acme_tinynt
+printf 'seed = 1;\nschedule = {\n  epochs = 10;\n  warmup = 2;\n};\n' >"$T/typo.cfg"
+expect "unknown key names file and line" 1 "typo\.cfg:4: unknown key 'schedule\.warmup'.*warmup_epochs" -- \
+    "$usi" config show "$T/typo.cfg"
+expect "wrong type" 1 "option 'epochs' of section 'schedule' takes an int, not a string" -- \
+    "$usi" config show --set 'schedule.epochs="ten"'
+expect "missing config" 1 "cannot read config file $T/none\.cfg: No such file" -- "$usi" config show "$T/none.cfg"
+
+# A broken file never stops the others; the status says something was refused.
+printf 'not a plugin' >"$T/plugins/broken.so"
+expect "broken plugin reported" 3 "broken\.so: not a shared object" -- "$usi" plugins --plugin-dir "$T/plugins"
+expect "others still listed" 3 "acme_tinynet 1\.2\.0" -- "$usi" plugins --plugin-dir "$T/plugins"
+rm -f "$T/plugins/broken.so"
+cp "$T/plugins/acme_tinynet.so" "$T/plugins/acme_copy.so"
+expect "two files, one name" 1 "defined by both .*acme_copy\.so and .*acme_tinynet\.so|defined by both .*acme_tinynet\.so and .*acme_copy\.so" -- \
+    "$usi" config show "$T/tinynet.cfg"
+rm -f "$T/plugins/acme_copy.so"
+chmod 777 "$T/plugins"
+expect "unsafe folder" 1 "refusing plugin folder writable by other users.*chmod go-w" -- \
+    "$usi" plugins --plugin-dir "$T/plugins"
+chmod 755 "$T/plugins"
+
+# The build tree's usi finds the build tree's plugins.
+expect "build-tree usi" 0 "file $build/(augment|plugins|teachers)/" -- env -u USI_PLUGIN_PATH "$usi_build" plugins
+
+# USI_PLUGIN_PATH is ignored by a setuid run (secure_getenv).
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1 && ! findmnt -no OPTIONS -T "$T" | grep -q nosuid; then
+    cp "$usi" "$T/usi-setuid"
+    chown nobody "$T/usi-setuid"
+    chmod 4755 "$T/usi-setuid"
+    out=$(USI_PLUGIN_PATH="$T/plugins" "$T/usi-setuid" plugins 2>&1)
+    if grep -q acme_tinynet <<<"$out"; then fail "setuid run used USI_PLUGIN_PATH: $out"; else ok; fi
+else
+    echo "setuid check not possible here (needs root and a suid-capable /tmp)"
+fi
+
+echo "$checks checks, $fails failed"
+[ "$fails" -eq 0 ]
