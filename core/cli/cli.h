@@ -19,11 +19,14 @@ typedef struct usi_cli_opts {
     const char **sets;            /* --set key=value, in order            */
     size_t n_sets;
     int json;                     /* --json                               */
+    const char *resume;           /* --resume FILE                        */
+    const char *checkpoint;       /* --checkpoint FILE                    */
+    int ema;                      /* --ema                                */
 } usi_cli_opts;
 
 /* Parse argv[1..]; unknown options are a usage error. `allow` lists the
  * options this subcommand takes: "c" config, "p" --plugin-dir, "s" --set,
- * "j" --json. Returns 0 or USI_EXIT_USAGE (after printing why). */
+ * "j" --json, "r" --resume, "k" --checkpoint, "e" --ema. Returns 0 or USI_EXIT_USAGE (after printing why). */
 int usi_cli_parse(int argc, char **argv, const char *allow, usi_cli_opts *o);
 void usi_cli_opts_free(usi_cli_opts *o);
 
@@ -35,5 +38,7 @@ int usi_cli_fail(usi_error *e);
 
 int usi_cmd_plugins(int argc, char **argv);
 int usi_cmd_config(int argc, char **argv);
+int usi_cmd_train(int argc, char **argv);
+int usi_cmd_eval(int argc, char **argv);
 
 #endif

@@ -54,6 +54,12 @@ int usi_cli_parse(int argc, char **argv, const char *allow, usi_cli_opts *o)
             push(&o->sets, &o->n_sets, v);
         } else if (strchr(allow, 'j') && strcmp(a, "--json") == 0) {
             o->json = 1;
+        } else if (strchr(allow, 'e') && strcmp(a, "--ema") == 0) {
+            o->ema = 1;
+        } else if (strchr(allow, 'r') && is_opt(a, "--resume")) {
+            if (!(o->resume = opt_value("--resume", argc, argv, &i))) goto missing;
+        } else if (strchr(allow, 'k') && is_opt(a, "--checkpoint")) {
+            if (!(o->checkpoint = opt_value("--checkpoint", argc, argv, &i))) goto missing;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "usi %s: unknown option '%s'; see `usi %s --help`\n", argv[0], a, argv[0]);
             return USI_EXIT_USAGE;

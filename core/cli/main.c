@@ -4,6 +4,7 @@
 #include <usi/plugin.h>
 
 #include "cli/cli.h"
+#include "data/commands.h"
 #include "util/log.h"
 
 typedef struct command {
@@ -15,6 +16,10 @@ typedef struct command {
 static const command commands[] = {
     {"plugins", usi_cmd_plugins, "list backbone, teacher and augmentation plugins and their options"},
     {"config", usi_cmd_config, "config show: print the effective configuration"},
+    {"train", usi_cmd_train, "train a backbone with the USI recipe (KD, augmentation, AdamW, EMA)"},
+    {"eval", usi_cmd_eval, "top-1 / top-5 of a checkpoint on the val folder"},
+    {"data", usi_cmd_data, "data import-idx: turn Fashion-MNIST into an ImageFolder"},
+    {"preview", usi_cmd_preview, "write a PNG grid of augmented training samples"},
 };
 
 static void print_usage(FILE *f)

@@ -583,6 +583,29 @@ usi_error *usi_config_set(usi_config *c, const char *assignment)
     return e;
 }
 
+usi_error *usi_params_from_text(usi_params *p, const char *text, const char *origin)
+{
+    if (!text || !*text) return NULL;
+    config_t cfg;
+    config_init(&cfg);
+    usi_error *e = NULL;
+    if (!config_read_string(&cfg, text)) {
+        e = usi_error_new(USI_ERR_INVALID, "%s: line %d: %s in \"%s\"", origin, config_error_line(&cfg),
+                          config_error_text(&cfg), text);
+    } else {
+        config_setting_t *root = config_root_setting(&cfg);
+        for (int i = 0; !e && i < config_setting_length(root); i++) {
+            config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+            pending v;
+            e = read_value(s, origin, config_setting_name(s), &v);
+            if (!e) e = apply(p, &v);
+            pending_free(&v);
+        }
+    }
+    config_destroy(&cfg);
+    return e;
+}
+
 /* ---- resolving components ---- */
 
 static usi_error *resolve_slot(slot *s, const usi_registry *r, int32_t kind, const char *what)

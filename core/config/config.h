@@ -56,6 +56,9 @@ const usi_selected *usi_config_teacher(const usi_config *c);
 size_t usi_config_augment_count(const usi_config *c);
 const usi_selected *usi_config_augment(const usi_config *c, size_t i);
 
+/* Apply options written as libconfig text ("num_classes = 10; act = \"gelu\";"). */
+usi_error *usi_params_from_text(usi_params *p, const char *text, const char *origin);
+
 /* The whole effective configuration in libconfig syntax; loading the text
  * back gives the same values. */
 void usi_config_write(const usi_config *c, usi_strbuf *out);

@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
+#include "graph/graph.h"
 #include "plugin/params.h"
+#include "plugin/registry.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/rng.h"
@@ -62,6 +65,65 @@ static usi_error *host_image_alloc(usi_image *img, int32_t width, int32_t height
     return NULL;
 }
 
+static const usi_registry *host_registry;
+
+typedef struct made {
+    const usi_component *comp;
+    void *inst;
+    usi_params *params;
+} made;
+static made *instances;
+static size_t n_instances;
+
+void usi_host_set_registry(const usi_registry *r) { host_registry = r; }
+
+void usi_host_release_instances(void)
+{
+    for (size_t i = n_instances; i-- > 0;) {
+        instances[i].comp->destroy(instances[i].inst);
+        usi_params_free(instances[i].params);
+    }
+    free(instances);
+    instances = NULL;
+    n_instances = 0;
+}
+
+/* The failure becomes the graph's first error, reported when build returns. */
+static usi_tensor *fail_build(usi_graph *g, usi_error *e)
+{
+    usi_graph_set_error(g, "build_backbone: %s", usi_error_message(e));
+    usi_error_free(e);
+    return NULL;
+}
+
+static usi_tensor *host_build_backbone(usi_graph *g, const char *name, const char *options,
+                                       usi_tensor *input)
+{
+    if (!host_registry)
+        return fail_build(g, usi_error_new(USI_ERR_INTERNAL, "no plugin registry to find '%s' in", name));
+    const usi_loaded *l;
+    usi_error *e = usi_registry_select(host_registry, USI_KIND_BACKBONE, name, &l);
+    if (e) return fail_build(g, e);
+    usi_params *p = usi_params_new(l->comp);
+    if (!p) return fail_build(g, usi_error_new(USI_ERR_NOMEM, "out of memory"));
+    char origin[256];
+    snprintf(origin, sizeof origin, "options of backbone '%s'", name);
+    e = usi_params_from_text(p, options, origin);
+    void *inst = NULL;
+    if (!e) e = l->comp->create(p, &inst);
+    made *grown = e ? NULL : realloc(instances, (n_instances + 1) * sizeof *grown);
+    if (!e && !grown) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
+    if (e) {
+        if (inst) l->comp->destroy(inst);
+        usi_params_free(p);
+        return fail_build(g, e);
+    }
+    instances = grown;
+    instances[n_instances++] = (made){l->comp, inst, p};
+    const usi_backbone_ops *ops = l->comp->ops;
+    return ops->build(inst, g, input);
+}
+
 const usi_host_api *usi_host_api_get(void)
 {
     static usi_host_api api;
@@ -84,6 +146,7 @@ const usi_host_api *usi_host_api_get(void)
         api.param_float_list = usi_params_get_float_list;
         api.image_alloc = host_image_alloc;
         api.graph = usi_graph_api_get();
+        api.build_backbone = host_build_backbone;
         api.struct_size = sizeof api;
     }
     return &api;

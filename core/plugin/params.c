@@ -9,6 +9,7 @@
 
 typedef struct value {
     const usi_param_desc *desc;
+    int set;            /* given by the user, not the schema's default */
     int64_t i;          /* INT, BOOL */
     double f;           /* FLOAT */
     char *s;            /* STRING */
@@ -219,6 +220,31 @@ usi_params *usi_params_new(const usi_component *c)
     return p;
 }
 
+usi_params *usi_params_copy(const usi_params *src)
+{
+    usi_params *p = usi_params_new(src->comp);
+    if (!p) return NULL;
+    for (size_t i = 0; i < p->n; i++) {
+        value *d = &p->values[i];
+        const value *s = &src->values[i];
+        char *str = s->s ? strdup(s->s) : NULL;
+        double *list = s->list ? calloc(s->list_len ? s->list_len : 1, sizeof(double)) : NULL;
+        if ((s->s && !str) || (s->list && !list)) {
+            free(str);
+            free(list);
+            usi_params_free(p);
+            return NULL;
+        }
+        if (list && s->list_len) memcpy(list, s->list, s->list_len * sizeof(double));
+        free(d->s);
+        free(d->list);
+        *d = *s;
+        d->s = str;
+        d->list = list;
+    }
+    return p;
+}
+
 void usi_params_free(usi_params *p)
 {
     if (!p) return;
@@ -247,6 +273,12 @@ static value *find(const usi_params *p, const char *name)
 }
 
 int usi_params_has(const usi_params *p, const char *name) { return find(p, name) != NULL; }
+
+int usi_params_is_set(const usi_params *p, const char *name)
+{
+    const value *v = find(p, name);
+    return v && v->set;
+}
 
 static usi_error *lookup(const usi_params *p, const char *name, int32_t type,
                          value **out)
@@ -281,6 +313,7 @@ usi_error *usi_params_set_int(usi_params *p, const char *name, int64_t x)
     USI_TRY(check_number(p->comp, v->desc, (double)x));
     if (v->desc->type == USI_PARAM_FLOAT) v->f = (double)x;
     else v->i = x;
+    v->set = 1;
     return NULL;
 }
 
@@ -290,6 +323,7 @@ usi_error *usi_params_set_float(usi_params *p, const char *name, double x)
     USI_TRY(lookup(p, name, USI_PARAM_FLOAT, &v));
     USI_TRY(check_number(p->comp, v->desc, x));
     v->f = x;
+    v->set = 1;
     return NULL;
 }
 
@@ -298,6 +332,7 @@ usi_error *usi_params_set_bool(usi_params *p, const char *name, int x)
     value *v;
     USI_TRY(lookup(p, name, USI_PARAM_BOOL, &v));
     v->i = x ? 1 : 0;
+    v->set = 1;
     return NULL;
 }
 
@@ -315,6 +350,7 @@ usi_error *usi_params_set_string(usi_params *p, const char *name, const char *x)
     if (!copy) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     free(v->s);
     v->s = copy;
+    v->set = 1;
     return NULL;
 }
 
@@ -330,6 +366,7 @@ usi_error *usi_params_set_float_list(usi_params *p, const char *name,
     free(v->list);
     v->list = copy;
     v->list_len = n;
+    v->set = 1;
     return NULL;
 }
 

@@ -20,6 +20,8 @@ void usi_param_default_format(const usi_param_desc *d, usi_strbuf *out);
 
 /* Options filled with the schema's defaults. */
 usi_params *usi_params_new(const usi_component *c);
+/* An independent copy (values and whether each was set). */
+usi_params *usi_params_copy(const usi_params *p);
 void usi_params_free(usi_params *p);
 const usi_component *usi_params_component(const usi_params *p);
 
@@ -34,6 +36,8 @@ usi_error *usi_params_set_float_list(usi_params *p, const char *name,
                                      const double *v, size_t n);
 /* 1 when the component has an option of that name. */
 int usi_params_has(const usi_params *p, const char *name);
+/* 1 when the option was set (config, --set), not left at its default. */
+int usi_params_is_set(const usi_params *p, const char *name);
 /* Comma-separated valid option names (for messages). */
 void usi_params_names(const usi_params *p, usi_strbuf *out);
 /* Every option as `name = value;` lines, libconfig syntax, indented. */

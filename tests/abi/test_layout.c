@@ -107,7 +107,7 @@ _Static_assert(offsetof(usi_custom_op, name) == 8, "usi_custom_op.name");
 _Static_assert(offsetof(usi_custom_op, infer_shape) == 16, "usi_custom_op.infer_shape");
 _Static_assert(offsetof(usi_custom_op, forward_cpu) == 24, "usi_custom_op.forward_cpu");
 _Static_assert(offsetof(usi_custom_op, backward_cpu) == 32, "usi_custom_op.backward_cpu");
-_Static_assert(sizeof(usi_host_api) == 144, "sizeof usi_host_api");
+_Static_assert(sizeof(usi_host_api) == 152, "sizeof usi_host_api");
 _Static_assert(offsetof(usi_host_api, abi_major) == 8, "usi_host_api.abi_major");
 _Static_assert(offsetof(usi_host_api, abi_minor) == 12, "usi_host_api.abi_minor");
 _Static_assert(offsetof(usi_host_api, error_new) == 16, "usi_host_api.error_new");
@@ -126,6 +126,7 @@ _Static_assert(offsetof(usi_host_api, param_string) == 112, "usi_host_api.param_
 _Static_assert(offsetof(usi_host_api, param_float_list) == 120, "usi_host_api.param_float_list");
 _Static_assert(offsetof(usi_host_api, image_alloc) == 128, "usi_host_api.image_alloc");
 _Static_assert(offsetof(usi_host_api, graph) == 136, "usi_host_api.graph");
+_Static_assert(offsetof(usi_host_api, build_backbone) == 144, "usi_host_api.build_backbone");
 _Static_assert(sizeof(usi_graph_api) == 272, "sizeof usi_graph_api");
 _Static_assert(offsetof(usi_graph_api, error_message) == 8, "usi_graph_api.error_message");
 _Static_assert(offsetof(usi_graph_api, is_training) == 16, "usi_graph_api.is_training");

@@ -430,6 +430,15 @@ typedef struct usi_host_api {
 
     /* -- graph builder -- */
     const usi_graph_api *graph;
+
+    /* -- composition -- */
+    /* Build the loaded backbone component `name` into g with its options as
+     * libconfig text ("num_classes = 10; width = 16;"), or NULL for its
+     * defaults; returns its output, or NULL with the graph's error set. The
+     * instance lives until the host releases the graph. For teachers that
+     * wrap a backbone. */
+    usi_tensor *(*build_backbone)(usi_graph *g, const char *name,
+                                  const char *options, usi_tensor *input);
 } usi_host_api;
 
 /* ------------------------------------------------------------------------ */

@@ -1,0 +1,177 @@
+/* a (op) b with numpy broadcasting. Shapes are first collapsed (adjacent dims
+ * that broadcast alike merge), so [N,C,H,W] * [N,C,1,1] runs as rows of
+ * H*W against one value per row. */
+#include "backend/cpu/cpu.h"
+
+typedef struct bcast {
+    int32_t n;                     /* collapsed dims                       */
+    int64_t shape[USI_MAX_DIMS];
+    int64_t sa[USI_MAX_DIMS], sb[USI_MAX_DIMS]; /* strides, 0 = broadcast  */
+} bcast;
+
+static void strides_of(const usi_tensor *x, const usi_tensor *out, int64_t *s)
+{
+    int64_t st = 1;
+    for (int32_t d = out->ndim - 1; d >= 0; d--) {
+        int32_t dx = d - (out->ndim - x->ndim);
+        int64_t size = dx >= 0 ? x->shape[dx] : 1;
+        s[d] = size == 1 ? 0 : st;
+        st *= size;
+    }
+}
+
+static void collapse(const usi_tensor *t, bcast *bc)
+{
+    int64_t sa[USI_MAX_DIMS], sb[USI_MAX_DIMS];
+    strides_of(t->src[0], t, sa);
+    strides_of(t->src[1], t, sb);
+    bc->n = 0;
+    for (int32_t d = 0; d < t->ndim; d++) {
+        if (t->shape[d] == 1) continue;
+        int32_t k = bc->n - 1;
+        if (k >= 0 && bc->sa[k] == sa[d] * t->shape[d] &&
+            bc->sb[k] == sb[d] * t->shape[d]) {
+            bc->shape[k] *= t->shape[d];
+            bc->sa[k] = sa[d];
+            bc->sb[k] = sb[d];
+            continue;
+        }
+        bc->shape[bc->n] = t->shape[d];
+        bc->sa[bc->n] = sa[d];
+        bc->sb[bc->n] = sb[d];
+        bc->n++;
+    }
+    if (bc->n == 0) {
+        bc->n = 1;
+        bc->shape[0] = 1;
+        bc->sa[0] = bc->sb[0] = 0;
+    }
+}
+
+static void row_offsets(const bcast *bc, int64_t row, int64_t *ao, int64_t *bo)
+{
+    *ao = *bo = 0;
+    for (int32_t d = bc->n - 2; d >= 0; d--) {
+        int64_t i = row % bc->shape[d];
+        row /= bc->shape[d];
+        *ao += i * bc->sa[d];
+        *bo += i * bc->sb[d];
+    }
+}
+
+static inline float apply(int32_t op, float a, float b)
+{
+    switch (op) {
+    case USI_BIN_ADD: return a + b;
+    case USI_BIN_SUB: return a - b;
+    case USI_BIN_MUL: return a * b;
+    default: return a / b;
+    }
+}
+
+/* out[...] = a[bcast] op b[bcast] */
+static void binary_forward(float *out, const float *a, const float *b,
+                           const bcast *bc, int32_t op)
+{
+    int64_t L = bc->shape[bc->n - 1], rows = 1;
+    int64_t la = bc->sa[bc->n - 1], lb = bc->sb[bc->n - 1];
+    for (int32_t d = 0; d < bc->n - 1; d++) rows *= bc->shape[d];
+    #pragma omp parallel for schedule(static) if (rows * L > USI_PAR_MIN && rows > 1)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t ao, bo;
+        row_offsets(bc, r, &ao, &bo);
+        float *y = out + r * L;
+        #pragma omp simd
+        for (int64_t i = 0; i < L; i++) y[i] = apply(op, a[ao + i * la], b[bo + i * lb]);
+    }
+}
+
+/* d/da or d/db of one element, given dy. */
+static inline float partial(int32_t op, int which, float dy, float a, float b)
+{
+    switch (op) {
+    case USI_BIN_ADD: return dy;
+    case USI_BIN_SUB: return which ? -dy : dy;
+    case USI_BIN_MUL: return which ? dy * a : dy * b;
+    default: return which ? -dy * a / (b * b) : dy / b;
+    }
+}
+
+/* dx (+)= sum over broadcast of partial(dy, a, b), for x = a (which 0) or b. */
+static void binary_backward(float *dx, int64_t nx, const float *dy, const float *a,
+                            const float *b, const bcast *bc, int32_t op, int which,
+                            int32_t acc)
+{
+    usi_grad_begin(dx, nx, acc);
+    int64_t L = bc->shape[bc->n - 1], rows = 1;
+    int64_t la = bc->sa[bc->n - 1], lb = bc->sb[bc->n - 1];
+    const int64_t *sx = which ? bc->sb : bc->sa;
+    int distinct_rows = 1; /* each row of dy owns its rows of dx: no races */
+    for (int32_t d = 0; d < bc->n - 1; d++) {
+        rows *= bc->shape[d];
+        if (sx[d] == 0) distinct_rows = 0;
+    }
+    int64_t lx = which ? lb : la;
+    #pragma omp parallel for schedule(static) if (distinct_rows && rows > 1 && rows * L > USI_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t ao, bo;
+        row_offsets(bc, r, &ao, &bo);
+        float *gx = dx + (which ? bo : ao);
+        const float *g = dy + r * L;
+        if (lx == 0) { /* x broadcast along the row: a sum */
+            float s = 0;
+            #pragma omp simd reduction(+ : s)
+            for (int64_t i = 0; i < L; i++) {
+                float av = a ? a[ao + i * la] : 0, bv = b ? b[bo + i * lb] : 0;
+                s += partial(op, which, g[i], av, bv);
+            }
+            gx[0] += s;
+            continue;
+        }
+        #pragma omp simd
+        for (int64_t i = 0; i < L; i++) {
+            float av = a ? a[ao + i * la] : 0, bv = b ? b[bo + i * lb] : 0;
+            gx[i * lx] += partial(op, which, g[i], av, bv);
+        }
+    }
+}
+
+/* The residual add's gradient: dy itself, copied or added in one pass. */
+static void pass_through(float *dx, const float *dy, int64_t n, int32_t acc)
+{
+    if (!acc) {
+        memcpy(dx, dy, (size_t)n * sizeof(float));
+        return;
+    }
+    #pragma omp parallel for simd schedule(static) if (n > USI_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
+}
+
+usi_error *usi_cpu_binary_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
+{
+    (void)ctx;
+    bcast bc;
+    collapse(t, &bc);
+    binary_forward(t->data, t->src[0]->data, t->src[1]->data, &bc, t->ia[0]);
+    return NULL;
+}
+
+usi_error *usi_cpu_binary_bwd(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
+{
+    (void)ctx;
+    bcast bc;
+    collapse(t, &bc);
+    int32_t op = t->ia[0];
+    int reads = op == USI_BIN_MUL || op == USI_BIN_DIV;
+    const float *a = reads ? t->src[0]->data : NULL, *b = reads ? t->src[1]->data : NULL;
+    for (int which = 0; which < 2; which++) {
+        usi_tensor *x = t->src[which];
+        if (!x->grad) continue;
+        if (x->numel == t->numel && (op == USI_BIN_ADD || (op == USI_BIN_SUB && !which))) {
+            pass_through(x->grad, t->grad, t->numel, acc[which]);
+            continue;
+        }
+        binary_backward(x->grad, x->numel, t->grad, a, b, &bc, op, which, acc[which]);
+    }
+    return NULL;
+}

@@ -1,0 +1,81 @@
+/* The CPU backend's kernels. Each op has a node adapter pair
+ * usi_cpu_<op>_fwd / _bwd that reads shapes and attributes from the node and
+ * calls plain kernels <op>_forward / <op>_backward on pointers and dims. */
+#ifndef USI_CORE_BACKEND_CPU_H
+#define USI_CORE_BACKEND_CPU_H
+
+#include <string.h>
+
+#include "backend/backend.h"
+#include "util/error.h"
+
+/* Below this many elements of work a loop runs on one thread: a fork/join
+ * costs more than it saves, far more when the cores are shared. */
+#define USI_PAR_MIN ((int64_t)1 << 17)
+
+typedef usi_error *(*usi_cpu_fwd_fn)(const usi_exec_ctx *ctx, usi_tensor *t);
+typedef usi_error *(*usi_cpu_bwd_fn)(const usi_exec_ctx *ctx, usi_tensor *t,
+                                     const int32_t *acc);
+
+/* Gradient of source k, or NULL when none is wanted. */
+static inline float *usi_src_grad(const usi_tensor *t, int32_t k)
+{
+    return k < t->n_src && t->src[k] ? t->src[k]->grad : NULL;
+}
+
+static inline const float *usi_src_f32(const usi_tensor *t, int32_t k)
+{
+    return k < t->n_src && t->src[k] ? (const float *)t->src[k]->data : NULL;
+}
+
+/* Kernels that only know how to add: clear first when they own the write. */
+static inline void usi_grad_begin(float *g, int64_t n, int32_t acc)
+{
+    if (g && !acc) memset(g, 0, (size_t)n * sizeof(float));
+}
+
+/* Number of elements of dims [from, to). */
+static inline int64_t usi_dims_prod(const usi_tensor *t, int32_t from, int32_t to)
+{
+    int64_t p = 1;
+    for (int32_t i = from; i < to; i++) p *= t->shape[i];
+    return p;
+}
+
+#define USI_CPU_OP(name)                                                      \
+    usi_error *usi_cpu_##name##_fwd(const usi_exec_ctx *ctx, usi_tensor *t);  \
+    usi_error *usi_cpu_##name##_bwd(const usi_exec_ctx *ctx, usi_tensor *t,   \
+                                    const int32_t *acc)
+
+USI_CPU_OP(conv2d);
+USI_CPU_OP(linear);
+USI_CPU_OP(matmul);
+USI_CPU_OP(batch_norm);
+USI_CPU_OP(layer_norm);
+USI_CPU_OP(act);
+USI_CPU_OP(scale);
+USI_CPU_OP(binary);
+USI_CPU_OP(pool2d);
+USI_CPU_OP(reduce);
+USI_CPU_OP(softmax);
+USI_CPU_OP(dropout);
+USI_CPU_OP(drop_path);
+USI_CPU_OP(reshape);
+USI_CPU_OP(permute);
+USI_CPU_OP(concat);
+USI_CPU_OP(slice);
+USI_CPU_OP(pad);
+USI_CPU_OP(space_to_depth);
+USI_CPU_OP(loss_soft_ce);
+USI_CPU_OP(loss_ce);
+USI_CPU_OP(loss_kl);
+USI_CPU_OP(custom);
+
+/* Workspace needs of the ops that have any. */
+void usi_cpu_conv2d_workspace(usi_tensor *t, int32_t training);
+void usi_cpu_norm_workspace(usi_tensor *t, int32_t training);
+
+/* oneDNN's CPU engine and stream, made once. */
+usi_error *usi_dnnl_init(void);
+
+#endif

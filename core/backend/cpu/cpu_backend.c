@@ -1,0 +1,88 @@
+/* The CPU backend: every op, OpenMP as the thread pool (oneDNN in Debian is
+ * built on OpenMP, so both share one pool instead of fighting for cores). */
+#include <omp.h>
+
+#include "backend/cpu/cpu.h"
+
+#define OP(e, name) [e] = {usi_cpu_##name##_fwd, usi_cpu_##name##_bwd}
+
+static const struct {
+    usi_cpu_fwd_fn fwd;
+    usi_cpu_bwd_fn bwd;
+} kernels[USI_OP_COUNT] = {
+    OP(USI_OP_CONV2D, conv2d),
+    OP(USI_OP_LINEAR, linear),
+    OP(USI_OP_MATMUL, matmul),
+    OP(USI_OP_BATCH_NORM, batch_norm),
+    OP(USI_OP_LAYER_NORM, layer_norm),
+    OP(USI_OP_ACT, act),
+    OP(USI_OP_BINARY, binary),
+    OP(USI_OP_SCALE, scale),
+    OP(USI_OP_POOL2D, pool2d),
+    OP(USI_OP_REDUCE, reduce),
+    OP(USI_OP_SOFTMAX, softmax),
+    OP(USI_OP_DROPOUT, dropout),
+    OP(USI_OP_DROP_PATH, drop_path),
+    OP(USI_OP_RESHAPE, reshape),
+    OP(USI_OP_PERMUTE, permute),
+    OP(USI_OP_CONCAT, concat),
+    OP(USI_OP_SLICE, slice),
+    OP(USI_OP_PAD, pad),
+    OP(USI_OP_SPACE_TO_DEPTH, space_to_depth),
+    OP(USI_OP_LOSS_SOFT_CE, loss_soft_ce),
+    OP(USI_OP_LOSS_CE, loss_ce),
+    OP(USI_OP_LOSS_KL, loss_kl),
+    OP(USI_OP_CUSTOM, custom),
+};
+
+static int32_t cpu_supports(int32_t op)
+{
+    return op >= 0 && op < USI_OP_COUNT && kernels[op].fwd != NULL;
+}
+
+static void cpu_workspace(usi_tensor *t, int32_t training)
+{
+    t->saved_bytes = t->fwd_scratch_bytes = t->bwd_scratch_bytes = 0;
+    switch (t->op) {
+    case USI_OP_CONV2D: usi_cpu_conv2d_workspace(t, training); break;
+    case USI_OP_BATCH_NORM:
+    case USI_OP_LAYER_NORM: usi_cpu_norm_workspace(t, training); break;
+    default: break;
+    }
+}
+
+static usi_error *cpu_forward(const usi_exec_ctx *ctx, usi_tensor *t)
+{
+    if (!cpu_supports(t->op))
+        return usi_error_new(USI_ERR_UNSUPPORTED, "cpu: no kernel for op %d", t->op);
+    return kernels[t->op].fwd(ctx, t);
+}
+
+static usi_error *cpu_backward(const usi_exec_ctx *ctx, usi_tensor *t,
+                               const int32_t *acc)
+{
+    if (!cpu_supports(t->op))
+        return usi_error_new(USI_ERR_UNSUPPORTED, "cpu: no kernel for op %d", t->op);
+    return kernels[t->op].bwd(ctx, t, acc);
+}
+
+static void cpu_set_threads(int32_t n)
+{
+    omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
+}
+
+static int32_t cpu_threads(void) { return omp_get_max_threads(); }
+
+const usi_backend *usi_cpu_backend(void)
+{
+    static const usi_backend be = {
+        .name = "cpu",
+        .supports = cpu_supports,
+        .workspace = cpu_workspace,
+        .forward = cpu_forward,
+        .backward = cpu_backward,
+        .set_threads = cpu_set_threads,
+        .threads = cpu_threads,
+    };
+    return &be;
+}

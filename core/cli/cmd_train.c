@@ -1,0 +1,130 @@
+/* usi train / usi eval. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "plugin/host.h"
+#include "train/trainer.h"
+#include "util/error.h"
+
+static const char *train_usage =
+    "usage: usi train CONFIG [--set key=value ...] [--plugin-dir DIR ...] [--resume FILE]\n"
+    "Train the configured backbone with the USI recipe (see `usi config show CONFIG`).\n"
+    "Writes OUTPUT_DIR/last.safetensors (checkpoint) every epoch, best.safetensors (the better\n"
+    "of the raw and EMA weights, timm names) and metrics.jsonl. Ctrl-C or SIGTERM saves a\n"
+    "checkpoint at the next step; --resume continues from it.\n";
+
+static const char *eval_usage =
+    "usage: usi eval CONFIG --checkpoint FILE [--ema] [--json] [--set key=value ...]\n"
+    "Top-1 / top-5 of a checkpoint or weights file on data.val with the eval transform.\n"
+    "--ema evaluates the EMA weights of a training checkpoint.\n";
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    if (usi_stop_requested) signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once */
+    usi_stop_requested = 1;
+}
+
+static int wants_help(int argc, char **argv, const char *usage)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage, stdout);
+            return 1;
+        }
+    return 0;
+}
+
+/* Load, discover, resolve; on failure print and return NULL. */
+static usi_config *prepare(const usi_cli_opts *o, usi_registry **r, const char *usage)
+{
+    if (!o->config_path) {
+        fputs(usage, stderr);
+        return NULL;
+    }
+    usi_config *c = usi_cli_load_config(o, r);
+    if (!c) return NULL;
+    usi_error *e = usi_config_resolve(c, *r);
+    if (e) {
+        usi_cli_fail(e);
+        usi_config_free(c);
+        usi_registry_free(*r);
+        *r = NULL;
+        return NULL;
+    }
+    usi_host_set_registry(*r);
+    return c;
+}
+
+int usi_cmd_train(int argc, char **argv)
+{
+    if (wants_help(argc, argv, train_usage)) return USI_EXIT_OK;
+    usi_cli_opts o;
+    int rc = usi_cli_parse(argc, argv, "cpsr", &o);
+    if (rc) return rc;
+    usi_registry *r = NULL;
+    usi_config *c = prepare(&o, &r, train_usage);
+    if (!c) {
+        rc = o.config_path ? USI_EXIT_ERROR : USI_EXIT_USAGE;
+        usi_cli_opts_free(&o);
+        return rc;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit is an error on write, not a crash */
+
+    usi_trainer *t = NULL;
+    int interrupted = 0;
+    usi_error *e = usi_trainer_new(c, r, &t);
+    if (!e && o.resume) e = usi_trainer_resume(t, o.resume);
+    if (!e) e = usi_trainer_run(t, &interrupted);
+    if (e) rc = usi_cli_fail(e);
+    else if (interrupted) {
+        fprintf(stderr, "usi: stopped; continue with: usi train %s --resume %s/last.safetensors\n", o.config_path,
+                usi_config_string(c, "output_dir"));
+        rc = 130;
+    }
+    usi_trainer_free(t);
+    usi_config_free(c);
+    usi_registry_free(r);
+    usi_cli_opts_free(&o);
+    return rc;
+}
+
+int usi_cmd_eval(int argc, char **argv)
+{
+    if (wants_help(argc, argv, eval_usage)) return USI_EXIT_OK;
+    usi_cli_opts o;
+    int rc = usi_cli_parse(argc, argv, "cpsjke", &o);
+    if (rc) return rc;
+    if (!o.checkpoint) {
+        fputs(eval_usage, stderr);
+        usi_cli_opts_free(&o);
+        return USI_EXIT_USAGE;
+    }
+    usi_registry *r = NULL;
+    usi_config *c = prepare(&o, &r, eval_usage);
+    if (!c) {
+        usi_cli_opts_free(&o);
+        return USI_EXIT_ERROR;
+    }
+    usi_eval_result res;
+    usi_error *e = usi_evaluate_file(c, r, o.checkpoint, o.ema ? "ema/" : "", &res);
+    if (e) rc = usi_cli_fail(e);
+    else if (o.json)
+        printf("{\"checkpoint\": \"%s\", \"weights\": \"%s\", \"top1\": %.4f, \"top5\": %.4f, \"samples\": %lld}\n",
+               o.checkpoint, o.ema ? "ema" : "raw", res.top1, res.top5, (long long)res.samples);
+    else
+        printf("%s (%s weights): top-1 %.2f%%  top-5 %.2f%%  on %lld images\n", o.checkpoint, o.ema ? "EMA" : "raw",
+               res.top1, res.top5, (long long)res.samples);
+    usi_host_release_instances();
+    usi_config_free(c);
+    usi_registry_free(r);
+    usi_cli_opts_free(&o);
+    return rc;
+}

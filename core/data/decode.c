@@ -1,0 +1,275 @@
+#include "data/decode.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <spng.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <turbojpeg.h>
+#include <unistd.h>
+
+#include "plugin/host.h"
+#include "util/error.h"
+
+struct usi_decoder {
+    tjhandle tj;
+    uint8_t *cmyk;
+    size_t cmyk_cap;
+};
+
+usi_error *usi_decoder_new(usi_decoder **out)
+{
+    usi_decoder *d = calloc(1, sizeof *d);
+    if (!d) return usi_error_new(USI_ERR_NOMEM, "decoder: out of memory");
+    d->tj = tjInitDecompress();
+    if (!d->tj) {
+        free(d);
+        return usi_error_new(USI_ERR_INTERNAL, "TurboJPEG: %s", tjGetErrorStr2(NULL));
+    }
+    *out = d;
+    return NULL;
+}
+
+void usi_decoder_free(usi_decoder *d)
+{
+    if (!d) return;
+    tjDestroy(d->tj);
+    free(d->cmyk);
+    free(d);
+}
+
+static int is_jpeg(const uint8_t *b, size_t n) { return n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF; }
+
+static int is_png(const uint8_t *b, size_t n)
+{
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+    return n >= 8 && memcmp(b, sig, 8) == 0;
+}
+
+static usi_error *check_dims(int64_t w, int64_t h, size_t file_len)
+{
+    if (w <= 0 || h <= 0 || w > 65535 || h > 65535 || w * h > USI_DECODE_MAX_PIXELS)
+        return usi_error_new(USI_ERR_INVALID, "image size %lldx%lld is out of bounds",
+                             (long long)w, (long long)h);
+    if ((double)w * (double)h * 3.0 > (double)file_len * USI_DECODE_MAX_RATIO + (1 << 20))
+        return usi_error_new(USI_ERR_INVALID,
+                             "header claims %lldx%lld pixels, implausible for a file of %zu bytes",
+                             (long long)w, (long long)h, file_len);
+    return NULL;
+}
+
+static usi_error *tj_error(usi_decoder *d, const char *what)
+{
+    return usi_error_new(USI_ERR_INVALID, "JPEG %s: %s", what, tjGetErrorStr2(d->tj));
+}
+
+static int pick_scale(int w, int h, int32_t min_side, tjscalingfactor *best)
+{
+    int n = 0;
+    tjscalingfactor *sf = tjGetScalingFactors(&n);
+    best->num = best->denom = 1;
+    if (min_side <= 0 || !sf) return 0;
+    for (int i = 0; i < n; i++) {
+        if (sf[i].num * best->denom >= best->num * sf[i].denom) continue; /* not smaller */
+        int sw = TJSCALED(w, sf[i]), sh = TJSCALED(h, sf[i]);
+        if (sw >= min_side && sh >= min_side) *best = sf[i];
+    }
+    return 1;
+}
+
+/* Adobe CMYK JPEGs are stored inverted; this matches PIL's conversion. */
+static void cmyk_to_rgb(const uint8_t *in, usi_image *out)
+{
+    size_t n = (size_t)out->width * (size_t)out->height;
+    for (size_t i = 0; i < n; i++) {
+        unsigned k = in[4 * i + 3];
+        out->data[3 * i] = (uint8_t)(in[4 * i] * k / 255);
+        out->data[3 * i + 1] = (uint8_t)(in[4 * i + 1] * k / 255);
+        out->data[3 * i + 2] = (uint8_t)(in[4 * i + 2] * k / 255);
+    }
+}
+
+static usi_error *decode_jpeg(usi_decoder *d, const uint8_t *buf, size_t len,
+                              int32_t min_side, usi_image *out)
+{
+    int w, h, sub, cs;
+    if (len > (size_t)0xFFFFFFFFu) return usi_error_new(USI_ERR_INVALID, "JPEG too large");
+    if (tjDecompressHeader3(d->tj, buf, (unsigned long)len, &w, &h, &sub, &cs))
+        return tj_error(d, "header");
+    USI_TRY(check_dims(w, h, len));
+    tjscalingfactor sf;
+    pick_scale(w, h, min_side, &sf);
+    int sw = TJSCALED(w, sf), sh = TJSCALED(h, sf);
+    USI_TRY(usi_host_api_get()->image_alloc(out, sw, sh, 3));
+    int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
+    uint8_t *dst = out->data;
+    if (cmyk) {
+        size_t need = (size_t)sw * (size_t)sh * 4;
+        if (need > d->cmyk_cap) {
+            uint8_t *p = realloc(d->cmyk, need);
+            if (!p) return usi_error_new(USI_ERR_NOMEM, "JPEG: out of memory");
+            d->cmyk = p;
+            d->cmyk_cap = need;
+        }
+        dst = d->cmyk;
+    }
+    int rc = tjDecompress2(d->tj, buf, (unsigned long)len, dst, sw, 0, sh,
+                           cmyk ? TJPF_CMYK : TJPF_RGB, TJFLAG_LIMITSCANS);
+    if (rc) {
+        /* Warnings are recoverable (e.g. stray bytes between markers), except
+         * a premature end: the missing rows would be filled with grey. */
+        const char *msg = tjGetErrorStr2(d->tj);
+        if (tjGetErrorCode(d->tj) != TJERR_WARNING || strstr(msg, "Premature end"))
+            return tj_error(d, "data");
+    }
+    if (cmyk) cmyk_to_rgb(d->cmyk, out);
+    return NULL;
+}
+
+static usi_error *spng_err(const char *what, int rc)
+{
+    return usi_error_new(USI_ERR_INVALID, "PNG %s: %s", what, spng_strerror(rc));
+}
+
+static usi_error *png_open(spng_ctx **ctx, const uint8_t *buf, size_t len,
+                           struct spng_ihdr *ihdr)
+{
+    *ctx = spng_ctx_new(0);
+    if (!*ctx) return usi_error_new(USI_ERR_NOMEM, "PNG: out of memory");
+    int rc = spng_set_image_limits(*ctx, 65535, 65535);
+    if (!rc) rc = spng_set_chunk_limits(*ctx, 1u << 26, 1u << 26);
+    if (!rc) rc = spng_set_png_buffer(*ctx, buf, len);
+    if (rc) return spng_err("setup", rc);
+    rc = spng_get_ihdr(*ctx, ihdr);
+    if (rc) return spng_err("header", rc);
+    return check_dims(ihdr->width, ihdr->height, len);
+}
+
+static usi_error *decode_png(const uint8_t *buf, size_t len, usi_image *out)
+{
+    spng_ctx *ctx = NULL;
+    struct spng_ihdr ihdr;
+    usi_error *e = png_open(&ctx, buf, len, &ihdr);
+    size_t size = 0;
+    if (!e) {
+        int rc = spng_decoded_image_size(ctx, SPNG_FMT_RGB8, &size);
+        if (rc) e = spng_err("size", rc);
+    }
+    if (!e) e = usi_host_api_get()->image_alloc(out, (int32_t)ihdr.width, (int32_t)ihdr.height, 3);
+    if (!e && size != (size_t)out->width * (size_t)out->height * 3)
+        e = usi_error_new(USI_ERR_INTERNAL, "PNG: unexpected decoded size %zu", size);
+    if (!e) {
+        int rc = spng_decode_image(ctx, out->data, size, SPNG_FMT_RGB8, 0);
+        if (rc) e = spng_err("data", rc);
+    }
+    spng_ctx_free(ctx);
+    return e;
+}
+
+usi_error *usi_decode_image(usi_decoder *d, const uint8_t *buf, size_t len,
+                            int32_t min_side, usi_image *out)
+{
+    if (!buf || len == 0) return usi_error_new(USI_ERR_INVALID, "empty file");
+    if (is_jpeg(buf, len)) return decode_jpeg(d, buf, len, min_side, out);
+    if (is_png(buf, len)) return decode_png(buf, len, out);
+    return usi_error_new(USI_ERR_INVALID, "not a JPEG or PNG file");
+}
+
+usi_error *usi_decode_size(usi_decoder *d, const uint8_t *buf, size_t len,
+                           int32_t *width, int32_t *height)
+{
+    if (!buf || len == 0) return usi_error_new(USI_ERR_INVALID, "empty file");
+    if (is_jpeg(buf, len)) {
+        int w, h, sub, cs;
+        if (tjDecompressHeader3(d->tj, buf, (unsigned long)len, &w, &h, &sub, &cs))
+            return tj_error(d, "header");
+        *width = w;
+        *height = h;
+        return check_dims(w, h, len);
+    }
+    if (is_png(buf, len)) {
+        spng_ctx *ctx = NULL;
+        struct spng_ihdr ihdr;
+        usi_error *e = png_open(&ctx, buf, len, &ihdr);
+        spng_ctx_free(ctx);
+        if (e) return e;
+        *width = (int32_t)ihdr.width;
+        *height = (int32_t)ihdr.height;
+        return NULL;
+    }
+    return usi_error_new(USI_ERR_INVALID, "not a JPEG or PNG file");
+}
+
+usi_error *usi_read_file(const char *path, uint8_t **buf, size_t *cap, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return usi_error_new(USI_ERR_IO, "cannot open: %s", strerror(errno));
+    struct stat st;
+    usi_error *e = NULL;
+    if (fstat(fd, &st) != 0) {
+        e = usi_error_new(USI_ERR_IO, "cannot stat: %s", strerror(errno));
+    } else if (!S_ISREG(st.st_mode)) {
+        e = usi_error_new(USI_ERR_IO, "not a regular file");
+    } else if (st.st_size == 0) {
+        e = usi_error_new(USI_ERR_INVALID, "empty file (0 bytes)");
+    } else if ((size_t)st.st_size > *cap) {
+        uint8_t *p = realloc(*buf, (size_t)st.st_size);
+        if (!p) e = usi_error_new(USI_ERR_NOMEM, "out of memory for %lld bytes", (long long)st.st_size);
+        else {
+            *buf = p;
+            *cap = (size_t)st.st_size;
+        }
+    }
+    size_t got = 0;
+    while (!e && got < (size_t)st.st_size) {
+        ssize_t r = read(fd, *buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) e = usi_error_new(USI_ERR_IO, "read failed: %s", strerror(errno));
+        else if (r == 0) break; /* shrank while reading: decode what is there */
+        else got += (size_t)r;
+    }
+    close(fd);
+    *len = got;
+    return e;
+}
+
+usi_error *usi_png_write(const char *path, const usi_image *img)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return usi_error_new(USI_ERR_IO, "%s: %s", tmp, strerror(errno));
+    spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
+    int rc = ctx ? spng_set_png_file(ctx, f) : SPNG_EMEM;
+    struct spng_ihdr ihdr = {(uint32_t)img->width, (uint32_t)img->height, 8,
+                             img->channels == 1 ? SPNG_COLOR_TYPE_GRAYSCALE : SPNG_COLOR_TYPE_TRUECOLOR,
+                             0, 0, 0};
+    if (!rc) rc = spng_set_ihdr(ctx, &ihdr);
+    size_t row = (size_t)img->width * (size_t)img->channels;
+    uint8_t *packed = NULL;
+    const uint8_t *data = img->data;
+    if (!rc && (size_t)img->stride != row) {
+        packed = malloc(row * (size_t)img->height);
+        if (!packed) rc = SPNG_EMEM;
+        else
+            for (int32_t y = 0; y < img->height; y++)
+                memcpy(packed + (size_t)y * row, img->data + (size_t)y * (size_t)img->stride, row);
+        data = packed;
+    }
+    if (!rc) rc = spng_encode_image(ctx, data, row * (size_t)img->height, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE);
+    spng_ctx_free(ctx);
+    free(packed);
+    int closed = fclose(f);
+    if (rc || closed) {
+        unlink(tmp);
+        return usi_error_new(USI_ERR_IO, "%s: %s", path, rc ? spng_strerror(rc) : strerror(errno));
+    }
+    if (rename(tmp, path) != 0) {
+        int err = errno;
+        unlink(tmp);
+        return usi_error_new(USI_ERR_IO, "%s: %s", path, strerror(err));
+    }
+    return NULL;
+}

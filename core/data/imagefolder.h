@@ -1,0 +1,33 @@
+/* ImageFolder datasets: root/<class>/<file>.{jpg,jpeg,png} (any case), the
+ * classes sorted by name (torchvision's order, so label i is the i-th class
+ * folder). A class folder without images keeps its label, so the others
+ * never shift; it is reported and counted. Files are not opened here: a bad
+ * file is found, reported and skipped by the loader. */
+#ifndef USI_DATA_IMAGEFOLDER_H
+#define USI_DATA_IMAGEFOLDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <usi/plugin.h>
+
+typedef struct usi_dataset usi_dataset;
+
+/* Errors: root missing, not a folder, unreadable, or holding no class
+ * folder at all. */
+usi_error *usi_dataset_open(const char *root, usi_dataset **out);
+void usi_dataset_free(usi_dataset *ds);
+
+const char *usi_dataset_root(const usi_dataset *ds);
+size_t usi_dataset_size(const usi_dataset *ds);
+size_t usi_dataset_class_count(const usi_dataset *ds);
+const char *usi_dataset_class_name(const usi_dataset *ds, size_t label);
+/* Full path and label of sample i (0 <= i < size). */
+const char *usi_dataset_path(const usi_dataset *ds, size_t i);
+int32_t usi_dataset_label(const usi_dataset *ds, size_t i);
+/* Class folders that held no image, and folders that could not be read. */
+size_t usi_dataset_empty_classes(const usi_dataset *ds);
+
+/* 1 when the name ends in .jpg, .jpeg or .png, in any case. */
+int usi_is_image_name(const char *name);
+
+#endif

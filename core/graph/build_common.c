@@ -1,0 +1,85 @@
+#include "graph/build_common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char *const op_names[USI_OP_COUNT] = {
+    [USI_OP_INPUT] = "input", [USI_OP_PARAM] = "param",
+    [USI_OP_BUFFER] = "buffer", [USI_OP_CONV2D] = "conv2d",
+    [USI_OP_LINEAR] = "linear", [USI_OP_MATMUL] = "matmul",
+    [USI_OP_BATCH_NORM] = "batch_norm", [USI_OP_LAYER_NORM] = "layer_norm",
+    [USI_OP_ACT] = "activation", [USI_OP_BINARY] = "binary",
+    [USI_OP_SCALE] = "scale", [USI_OP_POOL2D] = "pool2d",
+    [USI_OP_REDUCE] = "reduce", [USI_OP_SOFTMAX] = "softmax",
+    [USI_OP_DROPOUT] = "dropout", [USI_OP_DROP_PATH] = "drop_path",
+    [USI_OP_RESHAPE] = "reshape", [USI_OP_PERMUTE] = "permute",
+    [USI_OP_CONCAT] = "concat", [USI_OP_SLICE] = "slice", [USI_OP_PAD] = "pad",
+    [USI_OP_SPACE_TO_DEPTH] = "space_to_depth",
+    [USI_OP_LOSS_SOFT_CE] = "loss_soft_ce", [USI_OP_LOSS_CE] = "loss_ce",
+    [USI_OP_LOSS_KL] = "loss_kl", [USI_OP_CUSTOM] = "custom",
+};
+
+const char *usi_op_name(int32_t op)
+{
+    return op >= 0 && op < USI_OP_COUNT ? op_names[op] : "?";
+}
+
+usi_tensor *usi_begin(usi_graph *g, int32_t op, const char *opname,
+                      int32_t n_src, usi_tensor *const *src,
+                      uint32_t optional_mask, uint32_t int_mask)
+{
+    if (!g || g->error) return NULL;
+    for (int32_t i = 0; i < n_src; i++) {
+        if (!src[i]) {
+            if (optional_mask & (1u << i)) continue;
+            return NULL; /* a failed producer already recorded why */
+        }
+        if (src[i]->graph != g) {
+            usi_graph_fail(g, "%s: input %d ('%s') belongs to another graph",
+                           opname, i, src[i]->name);
+            return NULL;
+        }
+        if (!(int_mask & (1u << i)) && src[i]->dtype != USI_DTYPE_F32) {
+            usi_graph_fail(g, "%s: input %d ('%s') is not float", opname, i,
+                           src[i]->name);
+            return NULL;
+        }
+    }
+    return usi_node_new(g, op, opname, n_src, src);
+}
+
+usi_tensor *usi_fail_shapes(usi_tensor *t, const char *an, const usi_tensor *a,
+                            const char *bn, const usi_tensor *b,
+                            const char *fmt, ...)
+{
+    char why[512], sa[160], sb[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    usi_shape_str(a, sa, sizeof sa);
+    if (b) {
+        usi_shape_str(b, sb, sizeof sb);
+        usi_graph_fail(t->graph, "%s '%s': %s %s and %s %s: %s",
+                       usi_op_name(t->op), t->name, an, sa, bn, sb, why);
+    } else {
+        usi_graph_fail(t->graph, "%s '%s': %s %s: %s", usi_op_name(t->op),
+                       t->name, an, sa, why);
+    }
+    return NULL;
+}
+
+int usi_broadcast_shape(int32_t an, const int64_t *as, int32_t bn,
+                        const int64_t *bs, int32_t *on, int64_t *os)
+{
+    int32_t n = an > bn ? an : bn;
+    for (int32_t i = 0; i < n; i++) {
+        int64_t a = i < n - an ? 1 : as[i - (n - an)];
+        int64_t b = i < n - bn ? 1 : bs[i - (n - bn)];
+        if (a != b && a != 1 && b != 1) return 0;
+        os[i] = a == 1 ? b : a;
+    }
+    *on = n;
+    return 1;
+}

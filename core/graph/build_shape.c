@@ -1,0 +1,181 @@
+/* Record functions of the shape ops. */
+#include <string.h>
+
+#include "graph/build_common.h"
+
+static usi_tensor *rec_reshape(usi_graph *g, usi_tensor *x, int32_t ndim,
+                               const int64_t *shape)
+{
+    usi_tensor *t = usi_begin(g, USI_OP_RESHAPE, "reshape", 1, &x, 0, 0xf);
+    if (!t) return NULL;
+    if (ndim < 0 || ndim > USI_MAX_DIMS || (ndim && !shape))
+        return usi_fail_shapes(t, "x", x, NULL, NULL, "bad target rank %d", ndim);
+    int64_t out[USI_MAX_DIMS], known = 1;
+    int32_t infer = -1;
+    for (int32_t i = 0; i < ndim; i++) {
+        out[i] = shape[i];
+        if (shape[i] == -1 && infer < 0) infer = i;
+        else if (shape[i] <= 0) goto bad;
+        else known *= shape[i];
+    }
+    if (infer >= 0) {
+        if (known == 0 || x->numel % known) goto bad;
+        out[infer] = x->numel / known;
+    } else if (known != x->numel) {
+        goto bad;
+    }
+    t->dtype = x->dtype;
+    usi_node_set_shape(t, ndim, out);
+    return t;
+bad:;
+    char b[160];
+    return usi_fail_shapes(t, "x", x, NULL, NULL, "can't reshape to %s",
+                           usi_dims_str(ndim, shape, b, sizeof b));
+}
+
+static usi_tensor *rec_flatten(usi_graph *g, usi_tensor *x, int32_t start,
+                               int32_t end)
+{
+    if (!g || g->error || !x) return NULL;
+    int32_t s = start < 0 ? start + x->ndim : start;
+    int32_t e = end < 0 ? end + x->ndim : end;
+    if (x->ndim == 0 || s < 0 || e >= x->ndim || s > e) {
+        usi_tensor *t = usi_begin(g, USI_OP_RESHAPE, "flatten", 1, &x, 0, 0xf);
+        return t ? usi_fail_shapes(t, "x", x, NULL, NULL,
+                                   "can't flatten dims %d..%d", start, end)
+                 : NULL;
+    }
+    int64_t out[USI_MAX_DIMS];
+    int32_t n = 0;
+    for (int32_t i = 0; i < x->ndim; i++) {
+        if (i <= s || i > e) out[n++] = x->shape[i];
+        else out[n - 1] *= x->shape[i];
+    }
+    return usi_graph_builder()->reshape(g, x, n, out);
+}
+
+/* permute ia[i] = perm[i]. */
+static usi_tensor *rec_permute(usi_graph *g, usi_tensor *x, const int32_t *perm)
+{
+    usi_tensor *t = usi_begin(g, USI_OP_PERMUTE, "permute", 1, &x, 0, 0);
+    if (!t) return NULL;
+    uint32_t seen = 0;
+    int64_t out[USI_MAX_DIMS];
+    for (int32_t i = 0; i < x->ndim; i++) {
+        int32_t p = perm ? perm[i] : -1;
+        if (p < 0) p += x->ndim;
+        if (p < 0 || p >= x->ndim || (seen & (1u << p)))
+            return usi_fail_shapes(t, "x", x, NULL, NULL, "not a permutation");
+        seen |= 1u << p;
+        t->ia[i] = p;
+        out[i] = x->shape[p];
+    }
+    usi_node_set_shape(t, x->ndim, out);
+    return t;
+}
+
+/* concat ia[0]: axis. */
+static usi_tensor *rec_concat(usi_graph *g, int32_t n, usi_tensor *const *xs,
+                              int32_t axis)
+{
+    if (!g || g->error) return NULL;
+    if (n < 1 || !xs) {
+        usi_graph_fail(g, "concat: needs at least one input");
+        return NULL;
+    }
+    usi_tensor *t = usi_begin(g, USI_OP_CONCAT, "concat", n, xs, 0, 0);
+    if (!t) return NULL;
+    const usi_tensor *x0 = xs[0];
+    int32_t ax = axis < 0 ? axis + x0->ndim : axis;
+    if (ax < 0 || ax >= x0->ndim)
+        return usi_fail_shapes(t, "x0", x0, NULL, NULL, "axis %d out of range", axis);
+    int64_t out[USI_MAX_DIMS];
+    memcpy(out, x0->shape, sizeof out);
+    for (int32_t i = 1; i < n; i++) {
+        const usi_tensor *xi = xs[i];
+        int ok = xi->ndim == x0->ndim;
+        for (int32_t d = 0; ok && d < x0->ndim; d++)
+            if (d != ax && xi->shape[d] != x0->shape[d]) ok = 0;
+        if (!ok)
+            return usi_fail_shapes(t, "x0", x0, "another input", xi,
+                                   "dims other than %d differ", ax);
+        out[ax] += xi->shape[ax];
+    }
+    t->ia[0] = ax;
+    usi_node_set_shape(t, x0->ndim, out);
+    return t;
+}
+
+/* slice ia: axis | start | step (start already clamped). */
+static usi_tensor *rec_slice(usi_graph *g, usi_tensor *x, int32_t axis,
+                             int64_t start, int64_t end, int64_t step)
+{
+    usi_tensor *t = usi_begin(g, USI_OP_SLICE, "slice", 1, &x, 0, 0);
+    if (!t) return NULL;
+    int32_t ax = axis < 0 ? axis + x->ndim : axis;
+    if (ax < 0 || ax >= x->ndim || step <= 0)
+        return usi_fail_shapes(t, "x", x, NULL, NULL,
+                               "axis %d / step %lld invalid", axis, (long long)step);
+    int64_t d = x->shape[ax];
+    if (start < 0) start += d;
+    if (end < 0) end += d;
+    start = start < 0 ? 0 : start > d ? d : start;
+    end = end < 0 ? 0 : end > d ? d : end;
+    int64_t len = end > start ? (end - start + step - 1) / step : 0;
+    if (len == 0)
+        return usi_fail_shapes(t, "x", x, NULL, NULL, "the slice is empty");
+    int64_t out[USI_MAX_DIMS];
+    memcpy(out, x->shape, sizeof out);
+    out[ax] = len;
+    t->ia[0] = ax;
+    t->ia[1] = (int32_t)start;
+    t->ia[2] = (int32_t)step;
+    usi_node_set_shape(t, x->ndim, out);
+    return t;
+}
+
+/* pad ia[2i], ia[2i+1]: before, after of dim i; fa[0]: value. */
+static usi_tensor *rec_pad(usi_graph *g, usi_tensor *x, const int64_t *pads,
+                           double value)
+{
+    usi_tensor *t = usi_begin(g, USI_OP_PAD, "pad", 1, &x, 0, 0);
+    if (!t) return NULL;
+    int64_t out[USI_MAX_DIMS];
+    for (int32_t i = 0; i < x->ndim; i++) {
+        if (!pads || pads[2 * i] < 0 || pads[2 * i + 1] < 0 ||
+            pads[2 * i] > (1 << 24) || pads[2 * i + 1] > (1 << 24))
+            return usi_fail_shapes(t, "x", x, NULL, NULL,
+                                   "pads must be given and >= 0 (dim %d)", i);
+        t->ia[2 * i] = (int32_t)pads[2 * i];
+        t->ia[2 * i + 1] = (int32_t)pads[2 * i + 1];
+        out[i] = x->shape[i] + pads[2 * i] + pads[2 * i + 1];
+    }
+    t->fa[0] = value;
+    usi_node_set_shape(t, x->ndim, out);
+    return t;
+}
+
+static usi_tensor *rec_space_to_depth(usi_graph *g, usi_tensor *x, int32_t block)
+{
+    usi_tensor *t = usi_begin(g, USI_OP_SPACE_TO_DEPTH, "space_to_depth", 1, &x, 0, 0);
+    if (!t) return NULL;
+    if (x->ndim != 4 || block < 1 || x->shape[2] % block || x->shape[3] % block)
+        return usi_fail_shapes(t, "x", x, NULL, NULL,
+                               "need NCHW with H, W multiples of block %d", block);
+    int64_t out[4] = {x->shape[0], x->shape[1] * block * block,
+                      x->shape[2] / block, x->shape[3] / block};
+    t->ia[0] = block;
+    usi_node_set_shape(t, 4, out);
+    return t;
+}
+
+void usi_builder_fill_shape(usi_graph_api *api)
+{
+    api->reshape = rec_reshape;
+    api->permute = rec_permute;
+    api->concat = rec_concat;
+    api->slice = rec_slice;
+    api->pad = rec_pad;
+    api->flatten = rec_flatten;
+    api->space_to_depth = rec_space_to_depth;
+}

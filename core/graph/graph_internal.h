@@ -1,0 +1,68 @@
+/* Shared by the files of core/graph: the graph struct and recording helpers. */
+#ifndef USI_CORE_GRAPH_INTERNAL_H
+#define USI_CORE_GRAPH_INTERNAL_H
+
+#include "graph/graph.h"
+#include "graph/node.h"
+
+#define USI_MAX_SCOPES 64
+
+struct usi_graph {
+    int32_t training;
+    uint64_t seed;
+    uint64_t step;               /* forward passes run: keys dropout masks */
+    usi_tensor **nodes;
+    int32_t n_nodes, cap_nodes;
+    char *scope[USI_MAX_SCOPES];
+    int32_t n_scope;
+    int32_t scope_overflow;      /* pushes past USI_MAX_SCOPES, to pop    */
+    char *error;                 /* the first recording error             */
+    usi_tensor *loss;
+    double loss_scale;
+    const float *loss_seed;
+    int32_t compiled;
+    void *arena;
+    size_t arena_bytes, naive_bytes;
+    struct usi_graph_cleanup *cleanups;
+};
+
+struct usi_graph_cleanup {
+    void (*fn)(void *ctx);
+    void *ctx;
+    struct usi_graph_cleanup *next;
+};
+
+/* Record the first error only; later ones are consequences of it. */
+#define usi_graph_fail usi_graph_set_error
+
+/* A new node of op with the current scope; NULL (and an error) when memory
+ * runs out or the graph is compiled. Inputs are copied. */
+usi_tensor *usi_node_new(usi_graph *g, int32_t op, const char *opname,
+                         int32_t n_src, usi_tensor *const *src);
+/* Set shape; fails the graph for ndim outside 0..USI_MAX_DIMS. */
+int usi_node_set_shape(usi_tensor *t, int32_t ndim, const int64_t *shape);
+
+/* "[2,3,7,5]" into buf. */
+const char *usi_shape_str(const usi_tensor *t, char *buf, size_t cap);
+const char *usi_dims_str(int32_t ndim, const int64_t *shape, char *buf,
+                         size_t cap);
+
+/* Leaves with storage of their own, named by the current scope. */
+usi_tensor *usi_graph_param_new(usi_graph *g, const char *name, int32_t ndim,
+                                const int64_t *shape, const usi_init *init);
+usi_tensor *usi_graph_buffer_new(usi_graph *g, const char *name, int32_t dtype,
+                                 int32_t ndim, const int64_t *shape,
+                                 const usi_init *init);
+
+/* Initialise a float parameter's data by its initialiser. */
+void usi_init_fill(float *data, int32_t ndim, const int64_t *shape,
+                   const usi_init *init, uint64_t seed, const char *name);
+
+/* Autodiff and planner (autodiff.c, planner.c). */
+usi_error *usi_graph_derive_backward(usi_graph *g);
+usi_error *usi_graph_plan(usi_graph *g);
+
+/* Builder ops, the table's entries (build_*.c). */
+const usi_graph_api *usi_graph_builder(void);
+
+#endif

@@ -1,0 +1,181 @@
+/* Building what a run needs from the effective configuration: datasets,
+ * augmentation chains, loaders, the backbone's options, and graphs. */
+#include "train/setup.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/graph.h"
+#include "plugin/params.h"
+#include "util/error.h"
+#include "util/log.h"
+
+/* Fill an option the user did not set (num_classes, size, img_size) from the
+ * data; refuse a value the user set that contradicts the data. */
+static usi_error *fill_int(usi_params *p, const char *name, int64_t want, int must_match)
+{
+    if (!usi_params_has(p, name)) return NULL;
+    if (!usi_params_is_set(p, name)) return usi_params_set_int(p, name, want);
+    int64_t have = 0;
+    USI_TRY(usi_params_get_int(p, name, &have));
+    if (must_match && have != want)
+        return usi_error_new(USI_ERR_INVALID, "%s '%s' has %s = %lld but the data needs %lld; remove the option "
+                             "or fix it", usi_params_component(p)->kind == USI_KIND_BACKBONE ? "backbone"
+                             : usi_params_component(p)->kind == USI_KIND_TEACHER ? "teacher" : "augment",
+                             usi_params_component(p)->name, name, (long long)have, (long long)want);
+    return NULL;
+}
+
+usi_error *usi_setup_datasets(const usi_config *c, usi_dataset **train, usi_dataset **val)
+{
+    *train = *val = NULL;
+    const char *tr = usi_config_string(c, "data.train"), *va = usi_config_string(c, "data.val");
+    if (!*tr || !*va)
+        return usi_error_new(USI_ERR_INVALID,
+                             "data.train and data.val must name ImageFolder folders (<folder>/<class>/*.jpg|png); "
+                             "`usi data import-idx` prepares Fashion-MNIST");
+    USI_TRY(usi_dataset_open(tr, train));
+    usi_error *e = usi_dataset_open(va, val);
+    if (!e && usi_dataset_class_count(*train) != usi_dataset_class_count(*val))
+        e = usi_error_new(USI_ERR_INVALID, "%s has %zu classes but %s has %zu; both need the same class folders",
+                          tr, usi_dataset_class_count(*train), va, usi_dataset_class_count(*val));
+    for (size_t k = 0; !e && k < usi_dataset_class_count(*train); k++)
+        if (strcmp(usi_dataset_class_name(*train, k), usi_dataset_class_name(*val, k)) != 0)
+            e = usi_error_new(USI_ERR_INVALID, "class %zu is '%s' in %s but '%s' in %s", k,
+                              usi_dataset_class_name(*train, k), tr, usi_dataset_class_name(*val, k), va);
+    if (!e && usi_dataset_size(*train) == 0)
+        e = usi_error_new(USI_ERR_INVALID, "%s holds no images", tr);
+    if (e) {
+        usi_dataset_free(*train);
+        usi_dataset_free(*val);
+        *train = *val = NULL;
+    }
+    return e;
+}
+
+usi_error *usi_setup_backbone_params(const usi_config *c, int32_t classes, usi_params **out)
+{
+    const usi_selected *bb = usi_config_backbone(c);
+    if (!bb) return usi_error_new(USI_ERR_INVALID, "no backbone: set backbone.name (`usi plugins` lists them)");
+    usi_params *p = usi_params_copy(bb->params);
+    if (!p) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    usi_error *e = fill_int(p, "num_classes", classes, 1);
+    if (!e) e = fill_int(p, "img_size", usi_config_int(c, "data.img_size"), 0);
+    if (e) {
+        usi_params_free(p);
+        return usi_error_prefix(e, "backbone: ");
+    }
+    *out = p;
+    return NULL;
+}
+
+usi_error *usi_setup_teacher_params(const usi_config *c, int32_t classes, usi_params **out)
+{
+    usi_params *p = usi_params_copy(usi_config_teacher(c)->params);
+    if (!p) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    usi_error *e = fill_int(p, "num_classes", classes, 1);
+    if (!e) e = fill_int(p, "img_size", usi_config_int(c, "data.img_size"), 0);
+    if (e) {
+        usi_params_free(p);
+        return usi_error_prefix(e, "teacher: ");
+    }
+    *out = p;
+    return NULL;
+}
+
+usi_error *usi_setup_train_chain(const usi_config *c, usi_augchain **out)
+{
+    USI_TRY(usi_augchain_new(out));
+    int64_t side = usi_config_int(c, "data.img_size");
+    for (size_t i = 0; i < usi_config_augment_count(c); i++) {
+        const usi_selected *s = usi_config_augment(c, i);
+        usi_params *p = usi_params_copy(s->params);
+        usi_error *e = p ? NULL : usi_error_new(USI_ERR_NOMEM, "out of memory");
+        /* Geometry plugins produce the configured input side unless told otherwise. */
+        if (!e) e = fill_int(p, "size", side, 0);
+        if (!e) e = usi_augchain_add(*out, s->loaded->comp, p);
+        usi_params_free(p);
+        if (e) {
+            usi_augchain_free(*out);
+            *out = NULL;
+            return usi_error_prefix(e, "augment '%s': ", s->loaded->comp->name);
+        }
+    }
+    return NULL;
+}
+
+usi_error *usi_setup_eval_chain(const usi_config *c, const usi_registry *r, usi_augchain **out)
+{
+    const usi_loaded *l;
+    USI_TRY(usi_registry_select(r, USI_KIND_AUGMENT, "eval_resize_crop", &l));
+    usi_params *p = usi_params_new(l->comp);
+    if (!p) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    usi_error *e = usi_params_set_int(p, "size", usi_config_int(c, "data.img_size"));
+    if (!e) e = usi_params_set_float(p, "crop_pct", usi_config_float(c, "data.crop_pct"));
+    if (!e) e = usi_params_set_string(p, "interpolation", usi_config_string(c, "data.interpolation"));
+    if (!e) e = usi_augchain_new(out);
+    if (!e) e = usi_augchain_add(*out, l->comp, p);
+    usi_params_free(p);
+    return e;
+}
+
+usi_error *usi_setup_loader(const usi_config *c, const usi_dataset *ds, const usi_augchain *ch, int train,
+                            usi_loader **out)
+{
+    usi_loader_opts o = usi_loader_opts_default();
+    o.batch_size = (int32_t)usi_config_int(c, "data.batch_size");
+    o.img_size = (int32_t)usi_config_int(c, "data.img_size");
+    int64_t workers = usi_config_int(c, "data.workers");
+    o.workers = workers > 0 ? (int32_t)workers : 1;
+    o.prefetch = (int32_t)usi_config_int(c, "data.prefetch");
+    o.repeats = train ? (int32_t)usi_config_int(c, "data.repeated_aug") : 1;
+    o.shuffle = train;
+    o.drop_last = train;
+    o.seed = (uint64_t)usi_config_int(c, "seed");
+    /* Repeated augmentation keeps an epoch about the dataset's size, as
+     * timm's RASampler does: each image is seen `repeats` times over
+     * `repeats` epochs, each time augmented differently. */
+    if (train && o.repeats > 1) o.epoch_samples = (int64_t)usi_dataset_size(ds);
+    USI_TRY(usi_loader_new(ds, ch, &o, out));
+    double mean[3], std[3];
+    usi_config_float_list(c, "data.mean", mean, 3);
+    usi_config_float_list(c, "data.std", std, 3);
+    float m[3] = {(float)mean[0], (float)mean[1], (float)mean[2]};
+    float s[3] = {(float)std[0], (float)std[1], (float)std[2]};
+    usi_loader_set_norm(*out, m, s);
+    return NULL;
+}
+
+usi_error *usi_setup_eval_graph(const usi_component *bb, void *inst, int32_t batch, int32_t side,
+                                int32_t classes, uint64_t seed, usi_graph **g, usi_tensor **x,
+                                usi_tensor **logits)
+{
+    *g = usi_graph_new(0, seed);
+    if (!*g) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    int64_t shape[4] = {batch, 3, side, side};
+    *x = usi_graph_input(*g, "images", USI_DTYPE_F32, 4, shape);
+    const usi_backbone_ops *ops = bb->ops;
+    USI_TRY(usi_graph_build(*g, ops->build, inst, *x, logits));
+    const usi_graph_api *G = usi_graph_api_get();
+    if (G->ndim(*logits) != 2 || G->dim(*logits, 0) != batch || G->dim(*logits, 1) != classes)
+        return usi_error_new(USI_ERR_INVALID, "backbone '%s' gives an output of %d dims, not [%d, %d]",
+                             bb->name, (int)G->ndim(*logits), batch, classes);
+    usi_graph_mark_output(*logits);
+    usi_graph_set_frozen(*g, "", 1);
+    return usi_graph_compile(*g);
+}
+
+void usi_topk_count(const float *logits, const int32_t *labels, int32_t n, int32_t classes, int64_t *top1,
+                    int64_t *top5)
+{
+    for (int32_t i = 0; i < n; i++) {
+        const float *row = logits + (size_t)i * (size_t)classes;
+        float mine = row[labels[i]];
+        int32_t above = 0;
+        for (int32_t k = 0; k < classes; k++)
+            if (row[k] > mine) above++;
+        *top1 += above == 0;
+        *top5 += above < 5;
+    }
+}

@@ -1,0 +1,34 @@
+/* What a training or evaluation run is built from. */
+#ifndef USI_TRAIN_SETUP_H
+#define USI_TRAIN_SETUP_H
+
+#include <usi/plugin.h>
+
+#include "config/config.h"
+#include "data/loader.h"
+#include "plugin/host.h"
+
+usi_error *usi_setup_datasets(const usi_config *c, usi_dataset **train, usi_dataset **val);
+/* The backbone's options with num_classes and img_size from the data when
+ * the config leaves them unset. */
+usi_error *usi_setup_backbone_params(const usi_config *c, int32_t classes, usi_params **out);
+/* The teacher's options with num_classes (must match) and img_size (the
+ * student's side) from the data when the config leaves them unset. */
+usi_error *usi_setup_teacher_params(const usi_config *c, int32_t classes, usi_params **out);
+/* The config's augment list; a `size` option left unset follows data.img_size. */
+usi_error *usi_setup_train_chain(const usi_config *c, usi_augchain **out);
+/* eval_resize_crop with data.img_size, data.crop_pct, data.interpolation. */
+usi_error *usi_setup_eval_chain(const usi_config *c, const usi_registry *r, usi_augchain **out);
+/* train: shuffled, repeated augmentation, last partial batch dropped;
+ * else dataset order, every sample. */
+usi_error *usi_setup_loader(const usi_config *c, const usi_dataset *ds, const usi_augchain *ch, int train,
+                            usi_loader **out);
+/* An inference graph of the backbone, compiled, logits marked as output. */
+usi_error *usi_setup_eval_graph(const usi_component *bb, void *inst, int32_t batch, int32_t side,
+                                int32_t classes, uint64_t seed, usi_graph **g, usi_tensor **x,
+                                usi_tensor **logits);
+/* Add the number of rows whose label is the top-1 / within the top-5. */
+void usi_topk_count(const float *logits, const int32_t *labels, int32_t n, int32_t classes, int64_t *top1,
+                    int64_t *top5);
+
+#endif

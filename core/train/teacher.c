@@ -1,0 +1,160 @@
+#include "train/teacher.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/graph.h"
+#include "plugin/host.h"
+#include "plugin/params.h"
+#include "train/safetensors.h"
+#include "train/weights.h"
+#include "util/error.h"
+#include "util/log.h"
+
+struct usi_teacher_rt {
+    const usi_component *comp;
+    const usi_teacher_ops *ops;
+    void *inst;
+    usi_teacher_spec spec;
+    int32_t batch, side, num_classes;
+    usi_graph *g;            /* graph teachers */
+    usi_tensor *x, *logits;
+    float *buf;              /* engine teachers: converted input */
+};
+
+void usi_resize_bilinear(const float *in, int32_t c, int32_t h, int32_t w, float *out, int32_t oh,
+                         int32_t ow)
+{
+    float sy = (float)h / (float)oh, sx = (float)w / (float)ow;
+    for (int32_t ch = 0; ch < c; ch++) {
+        const float *src = in + (size_t)ch * (size_t)h * (size_t)w;
+        float *dst = out + (size_t)ch * (size_t)oh * (size_t)ow;
+        for (int32_t y = 0; y < oh; y++) {
+            float fy = ((float)y + 0.5f) * sy - 0.5f;
+            if (fy < 0) fy = 0;
+            int32_t y0 = (int32_t)fy, y1 = y0 + 1 < h ? y0 + 1 : h - 1;
+            float wy = fy - (float)y0;
+            for (int32_t x = 0; x < ow; x++) {
+                float fx = ((float)x + 0.5f) * sx - 0.5f;
+                if (fx < 0) fx = 0;
+                int32_t x0 = (int32_t)fx, x1 = x0 + 1 < w ? x0 + 1 : w - 1;
+                float wx = fx - (float)x0;
+                float top = src[y0 * w + x0] * (1 - wx) + src[y0 * w + x1] * wx;
+                float bot = src[y1 * w + x0] * (1 - wx) + src[y1 * w + x1] * wx;
+                dst[y * ow + x] = top * (1 - wy) + bot * wy;
+            }
+        }
+    }
+}
+
+static usi_error *load_weights(usi_teacher_rt *t)
+{
+    if (!t->spec.weights || !*t->spec.weights)
+        return usi_error_new(USI_ERR_INVALID,
+                             "teacher '%s' names no weights file; set teacher.weights to a safetensors file "
+                             "(e.g. the best.safetensors of an earlier `usi train`)", t->comp->name);
+    usi_st_file *f;
+    USI_TRY(usi_st_read(t->spec.weights, &f));
+    usi_error *e = usi_weights_load(t->g, f, "", 1, t->spec.weights);
+    usi_st_free(f);
+    return e;
+}
+
+static usi_error *open_graph(usi_teacher_rt *t, uint64_t seed)
+{
+    t->g = usi_graph_new(0, seed);
+    if (!t->g) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    int64_t shape[4] = {t->batch, 3, t->side, t->side};
+    t->x = usi_graph_input(t->g, "teacher_images", USI_DTYPE_F32, 4, shape);
+    USI_TRY(usi_graph_build(t->g, t->ops->build, t->inst, t->x, &t->logits));
+    const usi_graph_api *G = usi_graph_api_get();
+    if (G->ndim(t->logits) != 2 || G->dim(t->logits, 1) != t->num_classes)
+        return usi_error_new(USI_ERR_INVALID, "teacher '%s' gives %lld outputs per image, the data has %d classes",
+                             t->comp->name, (long long)G->dim(t->logits, 1), t->num_classes);
+    usi_graph_mark_output(t->logits);
+    usi_graph_set_frozen(t->g, "", 1);
+    USI_TRY(usi_graph_compile(t->g));
+    return load_weights(t);
+}
+
+usi_error *usi_teacher_open(const usi_component *comp, const usi_params *params, int32_t batch,
+                            int32_t num_classes, int32_t student_size, uint64_t seed, usi_teacher_rt **out)
+{
+    *out = NULL;
+    usi_teacher_rt *t = calloc(1, sizeof *t);
+    if (!t) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    t->comp = comp;
+    t->ops = t->comp->ops;
+    t->batch = batch;
+    t->num_classes = num_classes;
+    usi_error *e = t->comp->create(params, &t->inst);
+    if (!e) {
+        t->spec.struct_size = sizeof t->spec;
+        e = t->ops->spec(t->inst, &t->spec);
+    }
+    if (!e && t->spec.num_classes && t->spec.num_classes != num_classes)
+        e = usi_error_new(USI_ERR_INVALID,
+                          "teacher '%s' predicts %d classes but the data has %d; "
+                          "a teacher must be trained on the same classes",
+                          t->comp->name, t->spec.num_classes, num_classes);
+    if (!e) {
+        t->side = t->spec.img_size > 0 ? t->spec.img_size : student_size;
+        for (int c = 0; c < 3; c++)
+            if (!(t->spec.std[c] > 0)) e = usi_error_new(USI_ERR_INVALID, "teacher '%s' declares std <= 0", t->comp->name);
+    }
+    if (!e && t->ops->build) e = open_graph(t, seed);
+    if (!e && !t->ops->build) {
+        t->buf = malloc(sizeof(float) * (size_t)batch * 3 * (size_t)t->side * (size_t)t->side);
+        if (!t->buf) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
+    }
+    if (e) {
+        usi_teacher_free(t);
+        return usi_error_prefix(e, "teacher: ");
+    }
+    *out = t;
+    return NULL;
+}
+
+void usi_teacher_free(usi_teacher_rt *t)
+{
+    if (!t) return;
+    usi_graph_free(t->g);
+    if (t->inst) t->comp->destroy(t->inst);
+    free(t->buf);
+    free(t);
+}
+
+const usi_teacher_spec *usi_teacher_get_spec(const usi_teacher_rt *t) { return &t->spec; }
+
+usi_error *usi_teacher_logits(usi_teacher_rt *t, const float *images, int32_t n, int32_t h, int32_t w,
+                              const float mean_s[3], const float std_s[3], float *logits)
+{
+    if (n > t->batch) return usi_error_new(USI_ERR_INTERNAL, "teacher batch %d > %d", n, t->batch);
+    float *dst = t->g ? usi_graph_data(t->x) : t->buf;
+    size_t plane = (size_t)h * (size_t)w, tplane = (size_t)t->side * (size_t)t->side;
+    float *tmp = (h != t->side || w != t->side) ? malloc(sizeof(float) * 3 * plane) : NULL;
+    if ((h != t->side || w != t->side) && !tmp) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < n; i++) {
+        const float *src = images + (size_t)i * 3 * plane;
+        float *conv = tmp ? tmp : dst + (size_t)i * 3 * tplane;
+        for (int c = 0; c < 3; c++) {
+            float a = std_s[c] / t->spec.std[c], b = (mean_s[c] - t->spec.mean[c]) / t->spec.std[c];
+            for (size_t k = 0; k < plane; k++) conv[c * plane + k] = src[c * plane + k] * a + b;
+        }
+        if (tmp) usi_resize_bilinear(tmp, 3, h, w, dst + (size_t)i * 3 * tplane, t->side, t->side);
+    }
+    /* Rows past n keep old data; their outputs are ignored. */
+    free(tmp);
+    if (t->g) {
+        USI_TRY(usi_graph_forward(t->g));
+        memcpy(logits, usi_graph_data(t->logits), sizeof(float) * (size_t)n * (size_t)t->num_classes);
+        return NULL;
+    }
+    usi_tensor_view in = {sizeof in, USI_DTYPE_F32, 0, 4, 0, {n, 3, t->side, t->side}, {0}, dst};
+    in.strides[3] = 1;
+    in.strides[2] = t->side;
+    in.strides[1] = (int64_t)tplane;
+    in.strides[0] = 3 * (int64_t)tplane;
+    usi_tensor_view out = {sizeof out, USI_DTYPE_F32, 0, 2, 0, {n, t->num_classes}, {t->num_classes, 1}, logits};
+    return t->ops->forward(t->inst, &in, &out);
+}

@@ -1,0 +1,241 @@
+#include "train/trainer_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "graph/graph.h"
+#include "plugin/params.h"
+#include "train/ema.h"
+#include "train/optim.h"
+#include "train/safetensors.h"
+#include "train/schedule.h"
+#include "train/setup.h"
+#include "train/teacher.h"
+#include "train/weights.h"
+#include "util/error.h"
+#include "util/log.h"
+
+volatile sig_atomic_t usi_stop_requested;
+
+
+static usi_error *mkdirs(const char *path)
+{
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || !*p) {
+            char saved = *p;
+            *p = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return usi_error_new(USI_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
+            *p = saved;
+            if (!saved) break;
+        }
+    }
+    return NULL;
+}
+
+static usi_error *alloc_state(usi_trainer *t)
+{
+    t->n_params = usi_graph_num_params(t->gs);
+    t->n_buffers = usi_graph_num_buffers(t->gs);
+    int ns = usi_optim_state_count(t->hp.kind);
+    t->decays = calloc((size_t)t->n_params + 1, sizeof *t->decays);
+    t->ema_p = calloc((size_t)t->n_params + 1, sizeof *t->ema_p);
+    t->ema_b = calloc((size_t)t->n_buffers + 1, sizeof *t->ema_b);
+    for (int s = 0; s < 2; s++) t->state[s] = calloc((size_t)t->n_params + 1, sizeof(float *));
+    if (!t->decays || !t->ema_p || !t->ema_b || !t->state[0] || !t->state[1])
+        return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < t->n_params; i++) {
+        usi_param_info p;
+        usi_graph_param_at(t->gs, i, &p);
+        t->decays[i] = usi_param_decays(p.name, p.ndim);
+        for (int s = 0; s < ns; s++)
+            if (!(t->state[s][i] = calloc((size_t)p.numel, sizeof(float))))
+                return usi_error_new(USI_ERR_NOMEM, "out of memory");
+        if (!(t->ema_p[i] = malloc(sizeof(float) * (size_t)p.numel)))
+            return usi_error_new(USI_ERR_NOMEM, "out of memory");
+        memcpy(t->ema_p[i], p.data, sizeof(float) * (size_t)p.numel);
+    }
+    for (int32_t i = 0; i < t->n_buffers; i++) {
+        usi_param_info p;
+        usi_graph_buffer_at(t->gs, i, &p);
+        if (p.dtype != USI_DTYPE_F32) continue; /* counters are copied, not averaged */
+        if (!(t->ema_b[i] = malloc(sizeof(float) * (size_t)p.numel)))
+            return usi_error_new(USI_ERR_NOMEM, "out of memory");
+        memcpy(t->ema_b[i], p.data, sizeof(float) * (size_t)p.numel);
+    }
+    return NULL;
+}
+
+/* The training graph: loss = CE(s, y_soft) + alpha * T^2 * KL(t || s), or the
+ * KL term alone (kd_only), or CE alone without a teacher. */
+static usi_error *build_train_graph(usi_trainer *t)
+{
+    const usi_graph_api *G = usi_graph_api_get();
+    t->gs = usi_graph_new(1, t->seed);
+    if (!t->gs) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    int64_t img[4] = {t->batch, 3, t->side, t->side}, rows[2] = {t->batch, t->classes};
+    t->xs = usi_graph_input(t->gs, "images", USI_DTYPE_F32, 4, img);
+    t->targets = usi_graph_input(t->gs, "targets", USI_DTYPE_F32, 2, rows);
+    usi_tensor *logits;
+    const usi_backbone_ops *ops = t->bb->ops;
+    USI_TRY(usi_graph_build(t->gs, ops->build, t->bb_inst, t->xs, &logits));
+    if (G->ndim(logits) != 2 || G->dim(logits, 1) != t->classes)
+        return usi_error_new(USI_ERR_INVALID, "backbone '%s' does not give [batch, %d] logits", t->bb->name,
+                             t->classes);
+    usi_tensor *loss = NULL;
+    if (t->teacher) {
+        t->teacher_in = usi_graph_input(t->gs, "teacher_logits", USI_DTYPE_F32, 2, rows);
+        usi_tensor *kl = G->loss_kl(t->gs, logits, t->teacher_in, usi_config_float(t->cfg, "loss.kd_temperature"));
+        if (usi_config_bool(t->cfg, "loss.kd_only")) loss = kl;
+        else
+            loss = G->binary(t->gs, USI_BIN_ADD, G->loss_soft_ce(t->gs, logits, t->targets),
+                             G->scale(t->gs, kl, usi_config_float(t->cfg, "loss.kd_alpha")));
+    } else {
+        loss = G->loss_soft_ce(t->gs, logits, t->targets);
+    }
+    USI_TRY(usi_graph_error(t->gs));
+    t->loss = loss;
+    usi_graph_mark_output(loss);
+    USI_TRY(usi_graph_set_loss(t->gs, loss));
+    USI_TRY(usi_graph_compile(t->gs));
+    size_t peak = 0, naive = 0;
+    usi_graph_memory(t->gs, &peak, &naive);
+    usi_log(USI_LOG_INFO, "training graph: %d parameters tensors, arena %.1f MiB (%.1f MiB without reuse)",
+            (int)usi_graph_num_params(t->gs), (double)peak / 1048576.0, (double)naive / 1048576.0);
+    return NULL;
+}
+
+static void set_hyper(usi_trainer *t)
+{
+    const usi_config *c = t->cfg;
+    const char *opt = usi_config_string(c, "optimizer.name");
+    t->hp.kind = !strcmp(opt, "sgd") ? USI_OPT_SGD : !strcmp(opt, "lamb") ? USI_OPT_LAMB : USI_OPT_ADAMW;
+    t->hp.beta1 = usi_config_float(c, "optimizer.beta1");
+    t->hp.beta2 = usi_config_float(c, "optimizer.beta2");
+    t->hp.eps = usi_config_float(c, "optimizer.eps");
+    t->hp.momentum = usi_config_float(c, "optimizer.momentum");
+    t->hp.nesterov = usi_config_bool(c, "optimizer.nesterov");
+    t->clip = usi_config_float(c, "optimizer.clip_grad");
+    t->ema_on = usi_config_bool(c, "ema.enabled");
+    t->ema_warmup = usi_config_bool(c, "ema.warmup");
+    t->ema_decay = usi_config_float(c, "ema.decay");
+    /* The loader knows its batch count once an epoch is laid out. */
+    usi_error *e = usi_loader_start_epoch(t->train_loader, 0);
+    usi_error_free(e);
+    t->steps_per_epoch = usi_loader_batch_count(t->train_loader);
+    if (t->steps_per_epoch < 1) t->steps_per_epoch = 1;
+    int64_t epochs = usi_config_int(c, "schedule.epochs");
+    t->epochs_total = epochs + usi_config_int(c, "schedule.cooldown_epochs");
+    t->sched.kind = !strcmp(usi_config_string(c, "schedule.name"), "constant") ? USI_SCHED_CONSTANT : USI_SCHED_COSINE;
+    t->sched.lr = usi_scaled_lr(usi_config_float(c, "optimizer.lr"), usi_config_int(c, "optimizer.lr_batch"),
+                                t->batch);
+    t->sched.warmup_lr = usi_config_float(c, "schedule.warmup_lr");
+    t->sched.min_lr = usi_config_float(c, "schedule.min_lr");
+    t->sched.warmup_steps = usi_config_int(c, "schedule.warmup_epochs") * t->steps_per_epoch;
+    t->sched.cosine_steps = epochs * t->steps_per_epoch;
+}
+
+usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_trainer **out)
+{
+    *out = NULL;
+    usi_trainer *t = calloc(1, sizeof *t);
+    if (!t) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    t->cfg = c;
+    t->seed = (uint64_t)usi_config_int(c, "seed");
+    t->batch = (int32_t)usi_config_int(c, "data.batch_size");
+    t->side = (int32_t)usi_config_int(c, "data.img_size");
+    t->best_top1 = -1;
+    double mean[3], std[3];
+    usi_config_float_list(c, "data.mean", mean, 3);
+    usi_config_float_list(c, "data.std", std, 3);
+    for (int k = 0; k < 3; k++) {
+        t->mean[k] = (float)mean[k];
+        t->std[k] = (float)std[k];
+    }
+    usi_graph_set_threads((int32_t)usi_config_int(c, "threads"));
+    usi_error *e = usi_setup_datasets(c, &t->train_ds, &t->val_ds);
+    if (!e) {
+        t->classes = (int32_t)usi_dataset_class_count(t->train_ds);
+        e = usi_setup_backbone_params(c, t->classes, &t->bb_params);
+    }
+    if (!e) {
+        t->bb = usi_config_backbone(c)->loaded->comp;
+        e = t->bb->create(t->bb_params, &t->bb_inst);
+    }
+    if (!e) e = usi_setup_train_chain(c, &t->train_chain);
+    if (!e) e = usi_setup_eval_chain(c, r, &t->eval_chain);
+    if (!e) e = usi_setup_loader(c, t->train_ds, t->train_chain, 1, &t->train_loader);
+    if (!e) e = usi_setup_loader(c, t->val_ds, t->eval_chain, 0, &t->val_loader);
+    if (!e && usi_config_teacher(c)) {
+        usi_params *tp = NULL;
+        e = usi_setup_teacher_params(c, t->classes, &tp);
+        if (!e)
+            e = usi_teacher_open(usi_config_teacher(c)->loaded->comp, tp, t->batch, t->classes, t->side, t->seed,
+                                 &t->teacher);
+        t->teacher_params = tp;
+        t->teacher_logits = e ? NULL : malloc(sizeof(float) * (size_t)t->batch * (size_t)t->classes);
+        if (!e && !t->teacher_logits) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
+    }
+    if (!e) e = build_train_graph(t);
+    if (!e) e = usi_setup_eval_graph(t->bb, t->bb_inst, t->batch, t->side, t->classes, t->seed, &t->ge, &t->xe, &t->le);
+    if (!e) {
+        set_hyper(t);
+        e = alloc_state(t);
+    }
+    if (!e) {
+        snprintf(t->out_dir, sizeof t->out_dir, "%s", usi_config_string(c, "output_dir"));
+        e = mkdirs(t->out_dir);
+    }
+    if (!e) {
+        char path[2200];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", t->out_dir);
+        t->metrics = fopen(path, "a");
+        if (!t->metrics) e = usi_error_new(USI_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    }
+    if (e) {
+        usi_trainer_free(t);
+        return e;
+    }
+    *out = t;
+    return NULL;
+}
+
+void usi_trainer_free(usi_trainer *t)
+{
+    if (!t) return;
+    for (int32_t i = 0; i < t->n_params; i++) {
+        free(t->state[0] ? t->state[0][i] : NULL);
+        free(t->state[1] ? t->state[1][i] : NULL);
+        free(t->ema_p ? t->ema_p[i] : NULL);
+    }
+    for (int32_t i = 0; i < t->n_buffers; i++) free(t->ema_b ? t->ema_b[i] : NULL);
+    free(t->state[0]);
+    free(t->state[1]);
+    free(t->ema_p);
+    free(t->ema_b);
+    free(t->decays);
+    free(t->teacher_logits);
+    if (t->metrics) fclose(t->metrics);
+    usi_graph_free(t->gs);
+    usi_graph_free(t->ge);
+    usi_teacher_free(t->teacher);
+    if (t->bb_inst) t->bb->destroy(t->bb_inst);
+    usi_params_free(t->bb_params);
+    usi_params_free(t->teacher_params);
+    usi_loader_free(t->train_loader);
+    usi_loader_free(t->val_loader);
+    usi_augchain_free(t->train_chain);
+    usi_augchain_free(t->eval_chain);
+    usi_dataset_free(t->train_ds);
+    usi_dataset_free(t->val_ds);
+    usi_host_release_instances();
+    free(t);
+}

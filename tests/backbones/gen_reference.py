@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Write the timm state_dict layout of each backbone the tests check.
+
+Run once with timm, torch and numpy installed (CPU wheels are enough):
+    python3 tests/backbones/gen_reference.py tests/backbones/ref
+Each <model>.txt lists, in state_dict order, one tensor per line:
+    <param|buffer> <name> <f32|i64> <d0,d1,...|->
+("-" is a 0-dim tensor). The first lines start with '#': the timm and torch
+versions and the trainable parameter count, which the C test checks too.
+
+Each <model>.logits.txt holds timm's logits (10 classes, float64) for a
+2x3x64x64 input after every state_dict tensor is overwritten with a fixed
+pattern (pattern_fill below; the engine test fills its tensors the same way
+and must reproduce the logits), in eval mode and in train mode (batch
+statistics).
+"""
+import os
+import sys
+
+import numpy as np
+import timm
+import torch
+
+MODELS = ['resnet18', 'resnet34', 'resnet50',
+          'mobilenetv3_small_100', 'mobilenetv3_large_100']
+
+DTYPES = {torch.float32: 'f32', torch.int64: 'i64'}
+
+LOGIT_CLASSES = 10
+LOGIT_INPUT = (2, 3, 64, 64)
+INPUT_INDEX = 100003  # the input's pattern index, apart from any tensor's
+
+
+def write_model(name, out_dir):
+    model = timm.create_model(name, pretrained=False, num_classes=1000)
+    trainable = {n for n, _ in model.named_parameters()}
+    n_params = sum(p.numel() for p in model.parameters())
+    path = os.path.join(out_dir, name + '.txt')
+    with open(path, 'w') as f:
+        f.write('# timm %s torch %s\n' % (timm.__version__, torch.__version__))
+        f.write('# params %d\n' % n_params)
+        for key, t in model.state_dict().items():
+            kind = 'param' if key in trainable else 'buffer'
+            shape = ','.join(str(d) for d in t.shape) if t.dim() else '-'
+            f.write('%s %s %s %s\n' % (kind, key, DTYPES[t.dtype], shape))
+    print('%s: %d trainable parameters -> %s' % (name, n_params, path))
+
+
+def pattern(numel, index):
+    """Uniform in [-1, 1) from a 32-bit integer hash of (element j, tensor
+    index): reproducible bit for bit in C. A smooth pattern (sines) leaves
+    channels with almost no batch variance, which makes train-mode batch norm
+    amplify rounding until float32 and float64 disagree."""
+    m = np.uint64(0xffffffff)
+    x = (np.arange(numel, dtype=np.uint64) * np.uint64(2654435761)
+         + np.uint64(index * 40503 + 12345)) & m
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(0x7feb352d)) & m
+    x ^= x >> np.uint64(15)
+    x = (x * np.uint64(0x846ca68b)) & m
+    x ^= x >> np.uint64(16)
+    return torch.from_numpy(x.astype(np.float64) / 4294967296.0 * 2 - 1)
+
+
+def pattern_fill(model):
+    """Tensor number i of the state_dict gets s = pattern(numel, i): conv and
+    linear weights 2.4 s / sqrt(fan_in) (about He's scale), 1-D weights
+    1 + 0.2 s, biases and running means 0.1 s, running vars 1 + 0.5 s^2,
+    integer counters 0."""
+    with torch.no_grad():
+        for i, (key, t) in enumerate(model.state_dict().items()):
+            if t.dtype != torch.float64:
+                t.zero_()
+                continue
+            s = pattern(t.numel(), i).reshape(t.shape)
+            leaf = key.rsplit('.', 1)[-1]
+            if leaf == 'running_var':
+                v = 1 + 0.5 * s * s
+            elif leaf in ('bias', 'running_mean'):
+                v = 0.1 * s
+            elif t.dim() >= 2:
+                v = 2.4 * s / (t[0].numel() ** 0.5)
+            else:
+                v = 1 + 0.2 * s
+            t.copy_(v)
+
+
+def write_logits(name, out_dir):
+    model = timm.create_model(name, pretrained=False, num_classes=LOGIT_CLASSES).double()
+    pattern_fill(model)
+    n = 1
+    for d in LOGIT_INPUT:
+        n *= d
+    x = pattern(n, INPUT_INDEX).reshape(LOGIT_INPUT)
+    path = os.path.join(out_dir, name + '.logits.txt')
+    with open(path, 'w') as f:
+        f.write('# timm %s torch %s\n' % (timm.__version__, torch.__version__))
+        f.write('input %s\n' % ' '.join(str(d) for d in LOGIT_INPUT))
+        f.write('classes %d\n' % LOGIT_CLASSES)
+        for mode in ('eval', 'train'):
+            model.train(mode == 'train')
+            with torch.no_grad():
+                y = model(x)
+            f.write(mode + ' ' + ' '.join('%.9e' % v for v in y.flatten().tolist()) + '\n')
+
+
+def main():
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), 'ref')
+    os.makedirs(out_dir, exist_ok=True)
+    torch.set_num_threads(1)
+    for name in MODELS:
+        write_model(name, out_dir)
+        write_logits(name, out_dir)
+
+
+if __name__ == '__main__':
+    main()

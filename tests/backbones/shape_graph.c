@@ -1,0 +1,415 @@
+#include "shape_graph.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SG_MAX_SCOPES 16
+
+struct usi_tensor {
+    int32_t ndim;
+    int32_t dtype;
+    int64_t shape[USI_MAX_DIMS];
+    usi_tensor *next_alloc;  /* every tensor, for sg_free                    */
+};
+
+struct usi_graph {
+    int32_t training;
+    char error[512];
+    int32_t has_error;
+    char scopes[SG_MAX_SCOPES][64];
+    int32_t depth;
+    sg_entry *entries;
+    int32_t n_entries, cap_entries;
+    int64_t ops[SG_N_OPS];
+    usi_tensor *tensors;
+};
+
+static void sg_fail(usi_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sg_fail(usi_graph *g, const char *fmt, ...)
+{
+    if (g->has_error) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->error, sizeof g->error, fmt, ap);
+    va_end(ap);
+    g->has_error = 1;
+}
+
+static usi_tensor *sg_tensor(usi_graph *g, int32_t dtype, int32_t ndim, const int64_t *shape)
+{
+    usi_tensor *t = calloc(1, sizeof *t);
+    if (!t) {
+        sg_fail(g, "out of memory");
+        return NULL;
+    }
+    t->ndim = ndim;
+    t->dtype = dtype;
+    for (int32_t i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->next_alloc = g->tensors;
+    g->tensors = t;
+    return t;
+}
+
+static const char *fmt_shape(const usi_tensor *t, char *buf, size_t cap)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int32_t i = 0; t && i < t->ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, i ? ",%lld" : "%lld", (long long)t->shape[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+/* ---- state ---- */
+
+static const char *api_error_message(const usi_graph *g)
+{
+    return g->has_error ? g->error : NULL;
+}
+static int32_t api_is_training(const usi_graph *g) { return g->training; }
+
+static void api_push_scope(usi_graph *g, const char *name)
+{
+    if (g->depth >= SG_MAX_SCOPES || !name || !*name || strchr(name, '.')) {
+        sg_fail(g, "push_scope: bad scope '%s' at depth %d", name ? name : "(null)", g->depth);
+        g->depth++; /* keep push/pop balanced for the depth check */
+        return;
+    }
+    snprintf(g->scopes[g->depth++], sizeof g->scopes[0], "%s", name);
+}
+static void api_pop_scope(usi_graph *g)
+{
+    if (g->depth <= 0) {
+        sg_fail(g, "pop_scope without push_scope");
+        return;
+    }
+    g->depth--;
+}
+
+/* ---- tensors ---- */
+
+static int32_t api_ndim(const usi_tensor *t) { return t ? t->ndim : 0; }
+static int64_t api_dim(const usi_tensor *t, int32_t axis)
+{
+    if (!t) return 0;
+    if (axis < 0) axis += t->ndim;
+    return axis >= 0 && axis < t->ndim ? t->shape[axis] : 0;
+}
+
+static usi_tensor *record(usi_graph *g, int32_t is_param, const char *name, int32_t dtype,
+                          int32_t ndim, const int64_t *shape, const usi_init *init)
+{
+    if (g->has_error) return NULL;
+    if (!name || !*name || ndim < 0 || ndim > USI_MAX_DIMS || (ndim && !shape) || !init ||
+        init->struct_size < sizeof(usi_init)) {
+        sg_fail(g, "%s '%s': bad arguments", is_param ? "param" : "buffer", name ? name : "");
+        return NULL;
+    }
+    char full[160];
+    size_t n = 0;
+    full[0] = 0;
+    for (int32_t i = 0; i < g->depth; i++)
+        n += (size_t)snprintf(full + n, sizeof full - n, "%s.", g->scopes[i]);
+    snprintf(full + n, sizeof full - n, "%s", name);
+    int64_t numel = 1;
+    for (int32_t i = 0; i < ndim; i++) {
+        if (shape[i] <= 0) {
+            sg_fail(g, "'%s': dim %d is %lld", full, i, (long long)shape[i]);
+            return NULL;
+        }
+        numel *= shape[i];
+    }
+    for (int32_t i = 0; i < g->n_entries; i++)
+        if (!strcmp(g->entries[i].name, full)) {
+            sg_fail(g, "'%s' registered twice", full);
+            return NULL;
+        }
+    if (g->n_entries == g->cap_entries) {
+        int32_t cap = g->cap_entries ? 2 * g->cap_entries : 64;
+        sg_entry *e = realloc(g->entries, (size_t)cap * sizeof *e);
+        if (!e) {
+            sg_fail(g, "out of memory");
+            return NULL;
+        }
+        g->entries = e;
+        g->cap_entries = cap;
+    }
+    sg_entry *e = &g->entries[g->n_entries++];
+    memset(e, 0, sizeof *e);
+    e->is_param = is_param;
+    e->dtype = dtype;
+    e->ndim = ndim;
+    for (int32_t i = 0; i < ndim; i++) e->shape[i] = shape[i];
+    e->numel = numel;
+    e->init = *init;
+    snprintf(e->name, sizeof e->name, "%s", full);
+    return sg_tensor(g, dtype, ndim, shape);
+}
+
+static usi_tensor *api_param(usi_graph *g, const char *name, int32_t ndim, const int64_t *shape,
+                             const usi_init *init)
+{
+    return record(g, 1, name, USI_DTYPE_F32, ndim, shape, init);
+}
+static usi_tensor *api_buffer(usi_graph *g, const char *name, int32_t dtype, int32_t ndim,
+                              const int64_t *shape, const usi_init *init)
+{
+    return record(g, 0, name, dtype, ndim, shape, init);
+}
+
+/* ---- layers ---- */
+
+/* Output side of a sliding window, or 0 when the window does not fit. */
+static int64_t window_out(int64_t in, int32_t k, int32_t s, int32_t p, int32_t d)
+{
+    int64_t span = (int64_t)d * (k - 1) + 1;
+    if (s <= 0 || in + 2 * p < span) return 0;
+    return (in + 2 * p - span) / s + 1;
+}
+
+static usi_tensor *api_conv2d(usi_graph *g, usi_tensor *x, usi_tensor *w, usi_tensor *b,
+                              const usi_conv2d_desc *d)
+{
+    char xs[96], ws[96];
+    g->ops[SG_OP_CONV2D]++;
+    if (!x || !w || g->has_error) return NULL;
+    if (x->ndim != 4 || w->ndim != 4 || d->groups <= 0 || x->shape[1] != w->shape[1] * d->groups ||
+        w->shape[0] % d->groups || (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))) {
+        sg_fail(g, "conv2d: x %s w %s groups %d", fmt_shape(x, xs, sizeof xs),
+                fmt_shape(w, ws, sizeof ws), d->groups);
+        return NULL;
+    }
+    int64_t shape[4] = {x->shape[0], w->shape[0], 0, 0};
+    for (int i = 0; i < 2; i++)
+        shape[2 + i] = window_out(x->shape[2 + i], (int32_t)w->shape[2 + i], d->stride[i],
+                                  d->padding[i], d->dilation[i]);
+    if (!shape[2] || !shape[3]) {
+        sg_fail(g, "conv2d: x %s w %s leaves no output", fmt_shape(x, xs, sizeof xs),
+                fmt_shape(w, ws, sizeof ws));
+        return NULL;
+    }
+    return sg_tensor(g, x->dtype, 4, shape);
+}
+
+static usi_tensor *api_linear(usi_graph *g, usi_tensor *x, usi_tensor *w, usi_tensor *b)
+{
+    char xs[96], ws[96];
+    g->ops[SG_OP_LINEAR]++;
+    if (!x || !w || g->has_error) return NULL;
+    if (x->ndim < 1 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[1] ||
+        (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))) {
+        sg_fail(g, "linear: x %s w %s", fmt_shape(x, xs, sizeof xs), fmt_shape(w, ws, sizeof ws));
+        return NULL;
+    }
+    int64_t shape[USI_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = w->shape[0];
+    return sg_tensor(g, x->dtype, x->ndim, shape);
+}
+
+static int is_channel_vec(const usi_tensor *t, int64_t c)
+{
+    return !t || (t->ndim == 1 && t->shape[0] == c);
+}
+
+static usi_tensor *api_batch_norm(usi_graph *g, usi_tensor *x, usi_tensor *weight,
+                                  usi_tensor *bias, usi_tensor *mean, usi_tensor *var,
+                                  usi_tensor *count, double momentum, double eps)
+{
+    char xs[96];
+    g->ops[SG_OP_BATCH_NORM]++;
+    if (!x || !mean || !var || g->has_error) return NULL;
+    int64_t c = x->ndim >= 2 ? x->shape[1] : -1;
+    if (!is_channel_vec(weight, c) || !is_channel_vec(bias, c) || !is_channel_vec(mean, c) ||
+        !is_channel_vec(var, c) || (count && (count->ndim != 0 || count->dtype != USI_DTYPE_I64)) ||
+        !(momentum > 0 && momentum < 1) || !(eps > 0)) {
+        sg_fail(g, "batch_norm: x %s", fmt_shape(x, xs, sizeof xs));
+        return NULL;
+    }
+    return sg_tensor(g, x->dtype, x->ndim, x->shape);
+}
+
+static usi_tensor *same_shape(usi_graph *g, int32_t op, usi_tensor *x)
+{
+    g->ops[op]++;
+    if (!x || g->has_error) return NULL;
+    return sg_tensor(g, x->dtype, x->ndim, x->shape);
+}
+
+static usi_tensor *api_activation(usi_graph *g, usi_tensor *x, int32_t act, double alpha)
+{
+    (void)alpha;
+    if (act < USI_ACT_RELU || act > USI_ACT_TANH) sg_fail(g, "activation: unknown kind %d", act);
+    return same_shape(g, SG_OP_ACTIVATION, x);
+}
+
+static usi_tensor *api_dropout(usi_graph *g, usi_tensor *x, double p)
+{
+    if (!(p >= 0 && p < 1)) sg_fail(g, "dropout: p = %g", p);
+    return same_shape(g, SG_OP_DROPOUT, x);
+}
+
+static usi_tensor *api_drop_path(usi_graph *g, usi_tensor *x, double p)
+{
+    if (!(p >= 0 && p < 1)) sg_fail(g, "drop_path: p = %g", p);
+    return same_shape(g, SG_OP_DROP_PATH, x);
+}
+
+static usi_tensor *api_binary(usi_graph *g, int32_t op, usi_tensor *a, usi_tensor *b)
+{
+    char as[96], bs[96];
+    g->ops[SG_OP_BINARY]++;
+    if (!a || !b || g->has_error) return NULL;
+    int32_t nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    int64_t shape[USI_MAX_DIMS];
+    for (int32_t i = 0; i < nd; i++) {
+        int32_t ia = a->ndim - nd + i, ib = b->ndim - nd + i;
+        int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
+        if (da != db && da != 1 && db != 1) {
+            sg_fail(g, "binary %d: %s and %s do not broadcast", op, fmt_shape(a, as, sizeof as),
+                    fmt_shape(b, bs, sizeof bs));
+            return NULL;
+        }
+        shape[i] = da == 1 ? db : da;
+    }
+    return sg_tensor(g, a->dtype, nd, shape);
+}
+
+static usi_tensor *api_pool2d(usi_graph *g, usi_tensor *x, const usi_pool2d_desc *d)
+{
+    char xs[96];
+    g->ops[SG_OP_POOL2D]++;
+    if (!x || g->has_error) return NULL;
+    int64_t shape[4] = {0};
+    if (x->ndim == 4 && !d->ceil_mode) {
+        shape[0] = x->shape[0];
+        shape[1] = x->shape[1];
+        for (int i = 0; i < 2; i++)
+            shape[2 + i] = d->padding[i] * 2 > d->kernel[i]
+                               ? 0 /* PyTorch refuses pads over half the kernel */
+                               : window_out(x->shape[2 + i], d->kernel[i], d->stride[i],
+                                            d->padding[i], 1);
+    }
+    if (!shape[2] || !shape[3]) {
+        sg_fail(g, "pool2d: x %s kernel %d leaves no output", fmt_shape(x, xs, sizeof xs),
+                d->kernel[0]);
+        return NULL;
+    }
+    return sg_tensor(g, x->dtype, 4, shape);
+}
+
+static usi_tensor *api_reduce(usi_graph *g, int32_t op, usi_tensor *x, int32_t n_axes,
+                              const int32_t *axes, int32_t keepdim)
+{
+    g->ops[SG_OP_REDUCE]++;
+    if (!x || g->has_error) return NULL;
+    int32_t drop[USI_MAX_DIMS] = {0};
+    for (int32_t i = 0; i < n_axes; i++) {
+        int32_t a = axes[i] < 0 ? axes[i] + x->ndim : axes[i];
+        if (a < 0 || a >= x->ndim || drop[a] || (op != USI_REDUCE_MEAN && op != USI_REDUCE_SUM)) {
+            sg_fail(g, "reduce: bad axis %d of %d dims", axes[i], x->ndim);
+            return NULL;
+        }
+        drop[a] = 1;
+    }
+    int64_t shape[USI_MAX_DIMS];
+    int32_t nd = 0;
+    for (int32_t i = 0; i < x->ndim; i++) {
+        if (!drop[i])
+            shape[nd++] = x->shape[i];
+        else if (keepdim)
+            shape[nd++] = 1;
+    }
+    return sg_tensor(g, x->dtype, nd, shape);
+}
+
+static usi_tensor *api_flatten(usi_graph *g, usi_tensor *x, int32_t start, int32_t end)
+{
+    g->ops[SG_OP_FLATTEN]++;
+    if (!x || g->has_error) return NULL;
+    if (start < 0) start += x->ndim;
+    if (end < 0) end += x->ndim;
+    if (start < 0 || end >= x->ndim || start > end) {
+        sg_fail(g, "flatten: dims %d..%d of %d", start, end, x->ndim);
+        return NULL;
+    }
+    int64_t shape[USI_MAX_DIMS];
+    int32_t nd = 0;
+    for (int32_t i = 0; i < x->ndim; i++) {
+        if (i <= start || i > end)
+            shape[nd++] = x->shape[i];
+        else
+            shape[nd - 1] *= x->shape[i];
+    }
+    return sg_tensor(g, x->dtype, nd, shape);
+}
+
+static usi_tensor *api_scale(usi_graph *g, usi_tensor *x, double s)
+{
+    (void)s;
+    return same_shape(g, SG_OP_OTHER, x);
+}
+
+const usi_graph_api *sg_api(void)
+{
+    static const usi_graph_api api = {
+        .struct_size = sizeof(usi_graph_api),
+        .error_message = api_error_message,
+        .is_training = api_is_training,
+        .push_scope = api_push_scope,
+        .pop_scope = api_pop_scope,
+        .ndim = api_ndim,
+        .dim = api_dim,
+        .param = api_param,
+        .buffer = api_buffer,
+        .conv2d = api_conv2d,
+        .linear = api_linear,
+        .batch_norm = api_batch_norm,
+        .activation = api_activation,
+        .binary = api_binary,
+        .scale = api_scale,
+        .pool2d = api_pool2d,
+        .reduce = api_reduce,
+        .dropout = api_dropout,
+        .drop_path = api_drop_path,
+        .flatten = api_flatten,
+    };
+    return &api;
+}
+
+usi_graph *sg_new(int32_t training)
+{
+    usi_graph *g = calloc(1, sizeof *g);
+    if (g) g->training = training;
+    return g;
+}
+
+void sg_free(usi_graph *g)
+{
+    if (!g) return;
+    for (usi_tensor *t = g->tensors, *next; t; t = next) {
+        next = t->next_alloc;
+        free(t);
+    }
+    free(g->entries);
+    free(g);
+}
+
+usi_tensor *sg_input(usi_graph *g, int32_t ndim, const int64_t *shape)
+{
+    return sg_tensor(g, USI_DTYPE_F32, ndim, shape);
+}
+
+int32_t sg_shape(const usi_tensor *t, int64_t *shape)
+{
+    if (!t) return 0;
+    for (int32_t i = 0; i < t->ndim; i++) shape[i] = t->shape[i];
+    return t->ndim;
+}
+
+const char *sg_error(const usi_graph *g) { return g->has_error ? g->error : NULL; }
+int32_t sg_count(const usi_graph *g) { return g->n_entries; }
+const sg_entry *sg_at(const usi_graph *g, int32_t i) { return &g->entries[i]; }
+int64_t sg_op_count(const usi_graph *g, int32_t op) { return g->ops[op]; }
+int32_t sg_scope_depth(const usi_graph *g) { return g->depth; }

@@ -1,0 +1,277 @@
+/* Decoders on generated images with known pixels, on photographs shipped by
+ * Debian packages, and on broken files. */
+#include <dirent.h>
+#include <math.h>
+#include <unistd.h>
+
+#include "data/decode.h"
+#include "testutil.h"
+
+static int is_jpeg_name(const char *p) { return strstr(p, ".jpg") != NULL; }
+#include "util/error.h"
+
+static int grad(int x, int y, int k) { return (x * 3 + y * 2 + k * 50) & 255; }
+static int smooth(int x, int y, int k) { return 40 + (x + y + 20 * k) % 160; }
+static int grey(int x, int y, int k) { (void)k; return (x * 7 + y * 3) & 255; }
+
+static usi_image decode(usi_decoder *d, const uint8_t *buf, size_t len, int32_t min_side, usi_error **e)
+{
+    usi_image im = {sizeof im, 0, 0, 0, 0, NULL};
+    *e = usi_decode_image(d, buf, len, min_side, &im);
+    return im;
+}
+
+static void test_png_exact(usi_decoder *d, const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/rgb.png", dir);
+    usi_image src = tu_image(37, 23, 3, grad);
+    MUST(usi_png_write(path, &src));
+    uint8_t *buf = NULL;
+    size_t cap = 0, len = 0;
+    MUST(usi_read_file(path, &buf, &cap, &len));
+    usi_error *e;
+    usi_image out = decode(d, buf, len, 0, &e);
+    CHECK(!e, "%s", e ? usi_error_message(e) : "");
+    CHECK(out.width == 37 && out.height == 23 && out.channels == 3, "%dx%dx%d", out.width,
+          out.height, out.channels);
+    CHECK(!e && !memcmp(out.data, src.data, 37 * 23 * 3), "PNG round trip is not exact");
+    usi_error_free(e);
+    tu_image_free(&out);
+    /* grey PNG -> three equal channels */
+    usi_image g = tu_image(19, 7, 1, grey);
+    snprintf(path, sizeof path, "%s/grey.png", dir);
+    MUST(usi_png_write(path, &g));
+    MUST(usi_read_file(path, &buf, &cap, &len));
+    out = decode(d, buf, len, 0, &e);
+    int wrong = 0;
+    for (int y = 0; !e && y < 7; y++)
+        for (int x = 0; x < 19; x++)
+            for (int k = 0; k < 3; k++) wrong += tu_px(&out, x, y, k) != tu_px(&g, x, y, 0);
+    CHECK(!e && out.channels == 3 && wrong == 0, "grey PNG: %d wrong values", wrong);
+    usi_error_free(e);
+    tu_image_free(&out);
+    tu_image_free(&g);
+    tu_image_free(&src);
+    free(buf);
+}
+
+static double psnr(const usi_image *a, const usi_image *b)
+{
+    double se = 0;
+    size_t n = 0;
+    for (int y = 0; y < a->height; y++)
+        for (int x = 0; x < a->width; x++)
+            for (int k = 0; k < 3; k++, n++) {
+                double dv = (double)tu_px(a, x, y, a->channels == 3 ? k : 0) - tu_px(b, x, y, k);
+                se += dv * dv;
+            }
+    return se == 0 ? 99.0 : 10.0 * log10(255.0 * 255.0 / (se / n));
+}
+
+static void test_jpeg_generated(usi_decoder *d)
+{
+    usi_image src = tu_image(96, 64, 3, smooth), g = tu_image(40, 30, 1, grey);
+    uint8_t *jpg = NULL;
+    size_t len = 0;
+    usi_error *e;
+    CHECK(tu_jpeg_encode(&src, 98, &jpg, &len) == 0, "encode");
+    usi_image out = decode(d, jpg, len, 0, &e);
+    CHECK(!e && out.width == 96 && out.height == 64, "decode failed");
+    if (!e) CHECK(psnr(&src, &out) > 38.0, "PSNR %.1f dB", psnr(&src, &out));
+    usi_error_free(e);
+    tu_image_free(&out);
+    free(jpg);
+    CHECK(tu_jpeg_encode(&g, 98, &jpg, &len) == 0, "encode grey");
+    out = decode(d, jpg, len, 0, &e);
+    int unequal = 0;
+    for (int i = 0; !e && i < 40 * 30; i++) unequal += out.data[3 * i] != out.data[3 * i + 1] || out.data[3 * i] != out.data[3 * i + 2];
+    CHECK(!e && out.channels == 3 && unequal == 0, "grey JPEG not fed as 3 equal channels");
+    if (!e) CHECK(psnr(&g, &out) > 35.0, "grey PSNR %.1f", psnr(&g, &out));
+    usi_error_free(e);
+    tu_image_free(&out);
+    free(jpg);
+    tu_image_free(&src);
+    tu_image_free(&g);
+}
+
+static void test_dct_scaling(usi_decoder *d)
+{
+    usi_image src = tu_image(512, 384, 3, smooth);
+    uint8_t *jpg = NULL;
+    size_t len = 0;
+    usi_error *e;
+    CHECK(tu_jpeg_encode(&src, 90, &jpg, &len) == 0, "encode");
+    usi_image full = decode(d, jpg, len, 0, &e);
+    CHECK(!e && full.width == 512 && full.height == 384, "full decode %dx%d", full.width, full.height);
+    usi_error_free(e);
+    usi_image small = decode(d, jpg, len, 100, &e);
+    CHECK(!e && small.width < 512 && small.height >= 100 && small.width >= 100,
+          "min side 100 gave %dx%d", small.width, small.height);
+    CHECK(!e && small.width == 192 && small.height == 144, "expected 3/8 scale, got %dx%d",
+          small.width, small.height);
+    usi_error_free(e);
+    usi_image same = decode(d, jpg, len, 384, &e);
+    CHECK(!e && same.width == 512, "min side 384 must not shrink (%d)", same.width);
+    usi_error_free(e);
+    tu_image_free(&full);
+    tu_image_free(&small);
+    tu_image_free(&same);
+    tu_image_free(&src);
+    free(jpg);
+}
+
+static const char *const photos[] = {
+    "/usr/lib/python3/dist-packages/sklearn/datasets/images/china.jpg",
+    "/usr/lib/python3/dist-packages/sklearn/datasets/images/flower.jpg",
+    "/usr/share/doc/opencv-doc/examples/data/baboon.jpg",
+    "/usr/share/doc/opencv-doc/examples/data/fruits.jpg",
+    "/usr/share/doc/opencv-doc/examples/data/lena.jpg",
+    "/usr/share/doc/opencv-doc/examples/data/home.jpg",
+    "/usr/share/doc/opencv-doc/examples/data/smarties.png",
+    "/usr/share/doc/opencv-doc/examples/data/left01.jpg", /* a grey JPEG */
+    NULL,
+};
+
+static void test_photographs(usi_decoder *d)
+{
+    uint8_t *buf = NULL;
+    size_t cap = 0, len = 0;
+    int found = 0;
+    for (const char *const *p = photos; *p; p++) {
+        if (access(*p, R_OK) != 0) continue;
+        found++;
+        MUST(usi_read_file(*p, &buf, &cap, &len));
+        int32_t w = 0, h = 0;
+        usi_error *e = usi_decode_size(d, buf, len, &w, &h);
+        CHECK(!e, "%s: %s", *p, e ? usi_error_message(e) : "");
+        usi_error_free(e);
+        usi_image im = decode(d, buf, len, 0, &e);
+        CHECK(!e, "%s: %s", *p, e ? usi_error_message(e) : "");
+        if (!e) {
+            CHECK(im.width == w && im.height == h && im.channels == 3, "%s: %dx%d vs header %dx%d", *p,
+                  im.width, im.height, w, h);
+            double sum = 0, sq = 0;
+            size_t n = (size_t)im.width * im.height * 3;
+            for (size_t i = 0; i < n; i++) {
+                sum += im.data[i];
+                sq += (double)im.data[i] * im.data[i];
+            }
+            double mean = sum / n, sd = sqrt(sq / n - mean * mean);
+            CHECK(mean > 20 && mean < 235 && sd > 10, "%s: mean %.1f sd %.1f", *p, mean, sd);
+        }
+        usi_error_free(e);
+        tu_image_free(&im);
+        if (is_jpeg_name(*p)) {
+            /* cut inside the entropy-coded data */
+            im = decode(d, buf, len * 7 / 10, 0, &e);
+            CHECK(e != NULL, "%s cut to 70%% decoded without an error", *p);
+            usi_error_free(e);
+            tu_image_free(&im);
+        }
+    }
+    if (!found) printf("note: no photographs installed (opencv-doc, python3-sklearn); skipped\n");
+    free(buf);
+}
+
+/* Every image opencv-doc ships: 1-bit, 8-bit grey, palette, RGB and RGBA
+ * PNGs and JPEGs must all decode to RGB of the header's size. */
+static void test_all_package_images(usi_decoder *d)
+{
+    const char *dir = "/usr/share/doc/opencv-doc/examples/data";
+    DIR *dd = opendir(dir);
+    if (!dd) {
+        printf("note: opencv-doc is not installed; package images skipped\n");
+        return;
+    }
+    uint8_t *buf = NULL;
+    size_t cap = 0, len = 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(dd))) {
+        const char *dot = strrchr(de->d_name, '.');
+        if (!dot || (strcmp(dot, ".png") && strcmp(dot, ".jpg"))) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        MUST(usi_read_file(path, &buf, &cap, &len));
+        int32_t w = 0, h = 0;
+        usi_error *e = usi_decode_size(d, buf, len, &w, &h);
+        usi_image im = {sizeof im, 0, 0, 0, 0, NULL};
+        if (!e) e = usi_decode_image(d, buf, len, 0, &im);
+        CHECK(!e && im.width == w && im.height == h && im.channels == 3, "%s: %s", path,
+              e ? usi_error_message(e) : "size or channels differ from the header");
+        usi_error_free(e);
+        free(im.data);
+        n++;
+    }
+    closedir(dd);
+    free(buf);
+    CHECK(n > 20, "only %d package images found", n);
+}
+
+static void expect_error(usi_decoder *d, const uint8_t *buf, size_t len, const char *what)
+{
+    usi_error *e;
+    usi_image im = decode(d, buf, len, 0, &e);
+    CHECK(e != NULL, "%s decoded without an error", what);
+    if (e) printf("  %s -> %s\n", what, usi_error_message(e));
+    usi_error_free(e);
+    tu_image_free(&im);
+}
+
+static void test_bad_inputs(usi_decoder *d, const char *dir)
+{
+    usi_image src = tu_image(64, 48, 3, smooth);
+    uint8_t *jpg = NULL;
+    size_t len = 0;
+    tu_jpeg_encode(&src, 90, &jpg, &len);
+    expect_error(d, jpg, 0, "zero bytes");
+    expect_error(d, jpg, len / 2, "truncated JPEG");
+    expect_error(d, jpg, 3, "JPEG of 3 bytes");
+    const char *text = "this is not an image, only text in a .jpg file\n";
+    expect_error(d, (const uint8_t *)text, strlen(text), "text");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/crc.png", dir);
+    MUST(usi_png_write(path, &src));
+    uint8_t *png = NULL;
+    size_t cap = 0, plen = 0;
+    MUST(usi_read_file(path, &png, &cap, &plen));
+    png[plen - 20] ^= 0x55; /* inside the IDAT chunk's CRC or data */
+    expect_error(d, png, plen, "PNG with a bad CRC");
+    MUST(usi_read_file(path, &png, &cap, &plen));
+    png[29] ^= 0x01; /* IHDR's CRC */
+    expect_error(d, png, plen, "PNG with a bad IHDR CRC");
+    /* the file reader's own reasons */
+    snprintf(path, sizeof path, "%s/empty.jpg", dir);
+    tu_write_file(path, "", 0);
+    usi_error *e = usi_read_file(path, &png, &cap, &plen);
+    CHECK(e && strstr(usi_error_message(e), "empty"), "empty file not reported as empty");
+    usi_error_free(e);
+    snprintf(path, sizeof path, "%s/missing.jpg", dir);
+    e = usi_read_file(path, &png, &cap, &plen);
+    CHECK(e != NULL, "missing file read");
+    usi_error_free(e);
+    e = usi_read_file(dir, &png, &cap, &plen);
+    CHECK(e != NULL, "a folder read as a file");
+    usi_error_free(e);
+    free(png);
+    free(jpg);
+    tu_image_free(&src);
+}
+
+int main(void)
+{
+    usi_decoder *d;
+    MUST(usi_decoder_new(&d));
+    char *dir = tu_tempdir("decode");
+    test_png_exact(d, dir);
+    test_jpeg_generated(d);
+    test_dct_scaling(d);
+    test_photographs(d);
+    test_all_package_images(d);
+    test_bad_inputs(d, dir);
+    usi_decoder_free(d);
+    tu_rm_rf(dir);
+    free(dir);
+    return tu_finish("test_decode");
+}

@@ -1,0 +1,357 @@
+/* ImageFolder scanning and the threaded loader: label order, determinism
+ * across thread counts, repeated augmentation, bad files, the float path. */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/decode.h"
+#include "data/loader.h"
+#include "plugin/host.h"
+#include "testutil.h"
+#include "util/error.h"
+
+/* classes: a (4 images), b_empty (none), c (3 good + the bad files) */
+enum { N_GOOD = 7, N_BAD = 5, IMG = 16 };
+static const char *bad_names[N_BAD] = {"zero.jpg", "truncated.jpg", "badcrc.png", "text.JPG",
+                                       "dangling.jpeg"};
+
+static int g_r, g_g;
+/* red flat (it carries the label), green a smooth ramp so views differ */
+static int flat(int x, int y, int k) { return k == 0 ? g_r : k == 1 ? 60 + 2 * x + y + g_g : 0; }
+static int tex(int x, int y, int k) { return (x * 5 + y * 9 + k * 40 + g_g) & 255; }
+
+/* The red channel says the label, so a shifted label shows. */
+static int red_of(int label) { return 40 + 80 * label; }
+
+static void write_image(const char *dir, const char *name, int label, int idx, int jpeg)
+{
+    char path[8192];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    g_r = red_of(label);
+    g_g = idx * 5;
+    usi_image im = tu_image(40 + idx, 30 + 2 * idx, 3, flat);
+    if (jpeg) {
+        uint8_t *buf;
+        size_t len;
+        CHECK(tu_jpeg_encode(&im, 95, &buf, &len) == 0, "encode");
+        tu_write_file(path, buf, len);
+        free(buf);
+    } else {
+        MUST(usi_png_write(path, &im));
+    }
+    tu_image_free(&im);
+}
+
+static void write_bad_files(const char *dir)
+{
+    char path[8192];
+    uint8_t *buf;
+    size_t len;
+    g_g = 3;
+    usi_image im = tu_image(64, 64, 3, tex);
+    snprintf(path, sizeof path, "%s/zero.jpg", dir);
+    tu_write_file(path, "", 0);
+    tu_jpeg_encode(&im, 90, &buf, &len);
+    snprintf(path, sizeof path, "%s/truncated.jpg", dir);
+    tu_write_file(path, buf, len * 6 / 10);
+    free(buf);
+    snprintf(path, sizeof path, "%s/badcrc.png", dir);
+    MUST(usi_png_write(path, &im));
+    int fd = open(path, O_RDWR);
+    off_t end = lseek(fd, 0, SEEK_END);
+    uint8_t byte;
+    CHECK(pread(fd, &byte, 1, end - 20) == 1, "pread");
+    byte ^= 0x5a;
+    CHECK(pwrite(fd, &byte, 1, end - 20) == 1, "pwrite");
+    close(fd);
+    snprintf(path, sizeof path, "%s/text.JPG", dir);
+    tu_write_file(path, "hello, I am text\n", 17);
+    snprintf(path, sizeof path, "%s/dangling.jpeg", dir);
+    CHECK(symlink("/nonexistent/usi-test-target.jpeg", path) == 0, "symlink");
+    snprintf(path, sizeof path, "%s/notes.txt", dir); /* ignored: not an image name */
+    tu_write_file(path, "x", 1);
+    tu_image_free(&im);
+}
+
+static char *make_folder(void)
+{
+    char *root = tu_tempdir("folder");
+    char dir[4096];
+    const char *classes[] = {"a", "b_empty", "c"};
+    for (int c = 0; c < 3; c++) {
+        snprintf(dir, sizeof dir, "%s/%s", root, classes[c]);
+        mkdir(dir, 0755);
+    }
+    char name[64];
+    snprintf(dir, sizeof dir, "%s/a", root);
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "img%d.%s", i, i % 2 ? "png" : "jpg");
+        write_image(dir, name, 0, i, i % 2 == 0);
+    }
+    snprintf(dir, sizeof dir, "%s/c", root);
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "img%d.%s", i, i == 1 ? "PNG" : "jpeg");
+        write_image(dir, name, 2, i, i != 1);
+    }
+    write_bad_files(dir);
+    return root;
+}
+
+static void test_scan(const char *root)
+{
+    usi_dataset *ds;
+    MUST(usi_dataset_open(root, &ds));
+    CHECK(usi_dataset_class_count(ds) == 3, "%zu classes", usi_dataset_class_count(ds));
+    CHECK(!strcmp(usi_dataset_class_name(ds, 1), "b_empty"), "class 1 is %s", usi_dataset_class_name(ds, 1));
+    CHECK(usi_dataset_size(ds) == N_GOOD + N_BAD, "%zu samples", usi_dataset_size(ds));
+    CHECK(usi_dataset_empty_classes(ds) == 1, "%zu empty classes", usi_dataset_empty_classes(ds));
+    for (size_t i = 0; i < usi_dataset_size(ds); i++) {
+        const char *p = usi_dataset_path(ds, i);
+        int want = strstr(p, "/a/") ? 0 : 2;
+        CHECK(usi_dataset_label(ds, i) == want, "%s has label %d", p, usi_dataset_label(ds, i));
+    }
+    usi_dataset_free(ds);
+    usi_dataset *none = NULL;
+    char missing[8192];
+    snprintf(missing, sizeof missing, "%s/does-not-exist", root);
+    usi_error *e = usi_dataset_open(missing, &none);
+    CHECK(e && !none, "a missing folder opened");
+    usi_error_free(e);
+    snprintf(missing, sizeof missing, "%s/b_empty", root);
+    e = usi_dataset_open(missing, &none);
+    CHECK(e && !none, "a folder without classes opened");
+    usi_error_free(e);
+}
+
+typedef struct run_out {
+    uint8_t *pixels;
+    int32_t *labels;
+    int64_t *indices;
+    size_t n;
+    usi_epoch_stats stats[2];
+} run_out;
+
+static usi_augchain *chain(usi_registry *r, int with_ra, usi_params **ps)
+{
+    usi_augchain *ch;
+    MUST(usi_augchain_new(&ch));
+    const usi_component *c = tu_component(r, "random_resized_crop");
+    ps[0] = tu_params(c, "size=16", NULL);
+    MUST(usi_augchain_add(ch, c, ps[0]));
+    c = tu_component(r, "hflip");
+    ps[1] = tu_params(c, NULL);
+    MUST(usi_augchain_add(ch, c, ps[1]));
+    c = tu_component(r, with_ra ? "rand_augment" : "hflip");
+    ps[2] = tu_params(c, NULL);
+    MUST(usi_augchain_add(ch, c, ps[2]));
+    return ch;
+}
+
+static run_out run_loader(const usi_dataset *ds, const usi_augchain *ch, int workers, int prefetch)
+{
+    usi_loader_opts o = usi_loader_opts_default();
+    o.batch_size = 4;
+    o.img_size = IMG;
+    o.workers = workers;
+    o.prefetch = prefetch;
+    o.repeats = 2;
+    o.drop_last = 0;
+    o.seed = 1234;
+    usi_loader *l;
+    MUST(usi_loader_new(ds, ch, &o, &l));
+    run_out out = {0};
+    size_t cap = 4 * 2 * (N_GOOD + N_BAD);
+    out.pixels = malloc(cap * IMG * IMG * 3);
+    out.labels = malloc(cap * sizeof(int32_t));
+    out.indices = malloc(cap * sizeof(int64_t));
+    for (int epoch = 0; epoch < 2; epoch++) {
+        MUST(usi_loader_start_epoch(l, epoch));
+        CHECK(usi_loader_batch_count(l) == 6, "%lld batches", (long long)usi_loader_batch_count(l));
+        usi_u8_batch b;
+        for (;;) {
+            MUST(usi_loader_next(l, &b));
+            if (b.n == 0) break;
+            memcpy(out.pixels + out.n * IMG * IMG * 3, b.pixels, (size_t)b.n * IMG * IMG * 3);
+            memcpy(out.labels + out.n, b.labels, (size_t)b.n * sizeof(int32_t));
+            memcpy(out.indices + out.n, b.indices, (size_t)b.n * sizeof(int64_t));
+            out.n += (size_t)b.n;
+        }
+        usi_loader_epoch_stats(l, &out.stats[epoch]);
+        usi_loader_log_summary(l);
+    }
+    usi_loader_free(l);
+    return out;
+}
+
+static void free_run(run_out *r)
+{
+    free(r->pixels);
+    free(r->labels);
+    free(r->indices);
+}
+
+static void test_determinism(const usi_dataset *ds, usi_registry *reg)
+{
+    usi_params *ps[3];
+    usi_augchain *ch = chain(reg, 1, ps);
+    run_out one = run_loader(ds, ch, 1, 1), three = run_loader(ds, ch, 3, 2);
+    CHECK(one.n == 2 * 2 * N_GOOD, "%zu samples delivered, want %d", one.n, 2 * 2 * N_GOOD);
+    CHECK(one.n == three.n, "1 thread: %zu samples, 3 threads: %zu", one.n, three.n);
+    if (one.n == three.n) {
+        CHECK(!memcmp(one.labels, three.labels, one.n * sizeof(int32_t)), "labels differ");
+        CHECK(!memcmp(one.indices, three.indices, one.n * sizeof(int64_t)), "order differs");
+        CHECK(!memcmp(one.pixels, three.pixels, one.n * IMG * IMG * 3), "pixels differ");
+    }
+    /* repeated augmentation: each good image twice per epoch, different views */
+    size_t half = one.n / 2;
+    int counts[N_GOOD + N_BAD] = {0};
+    for (size_t i = 0; i < half; i++) counts[one.indices[i]]++;
+    int wrong = 0;
+    for (int i = 0; i < N_GOOD + N_BAD; i++) wrong += counts[i] != 0 && counts[i] != 2;
+    CHECK(wrong == 0, "%d images not seen exactly twice in epoch 0", wrong);
+    int same_view = 0;
+    for (size_t i = 0; i + 1 < half; i++)
+        if (one.indices[i] == one.indices[i + 1])
+            same_view += !memcmp(one.pixels + i * IMG * IMG * 3, one.pixels + (i + 1) * IMG * IMG * 3,
+                                 IMG * IMG * 3);
+    CHECK(same_view == 0, "%d repeats got identical augmentations", same_view);
+    CHECK(memcmp(one.indices, one.indices + half, half * sizeof(int64_t)) != 0,
+          "epochs 0 and 1 have the same order");
+    for (int e = 0; e < 2; e++) {
+        CHECK(one.stats[e].skipped == 2 * N_BAD, "epoch %d skipped %lld", e, (long long)one.stats[e].skipped);
+        CHECK(one.stats[e].bad_files == N_BAD, "epoch %d: %lld bad files", e, (long long)one.stats[e].bad_files);
+        CHECK(one.stats[e].samples == 2 * N_GOOD, "epoch %d: %lld samples", e, (long long)one.stats[e].samples);
+    }
+    free_run(&one);
+    free_run(&three);
+    usi_augchain_free(ch);
+    for (int i = 0; i < 3; i++) usi_params_free(ps[i]);
+}
+
+/* Count lines of the captured log that name path. */
+static int count_in(const char *log, const char *needle)
+{
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+static void test_labels_and_log(const usi_dataset *ds, usi_registry *reg, const char *tmp)
+{
+    usi_params *ps[3];
+    usi_augchain *ch = chain(reg, 0, ps); /* crop + flips keep a flat image flat */
+    char logpath[8192];
+    snprintf(logpath, sizeof logpath, "%s/log.txt", tmp);
+    fflush(stderr);
+    int saved = dup(2), fd = open(logpath, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    dup2(fd, 2);
+    run_out r = run_loader(ds, ch, 3, 1);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(fd);
+    close(saved);
+    int shifted = 0;
+    for (size_t i = 0; i < r.n; i++) {
+        int red = r.pixels[i * IMG * IMG * 3 + (IMG / 2 * IMG + IMG / 2) * 3];
+        int want = red_of(r.labels[i]);
+        shifted += red < want - 8 || red > want + 8 || r.labels[i] != usi_dataset_label(ds, (size_t)r.indices[i]);
+    }
+    CHECK(shifted == 0, "%d samples whose pixels do not match their label", shifted);
+    FILE *f = fopen(logpath, "r");
+    char log[1 << 16] = {0};
+    size_t got = f ? fread(log, 1, sizeof log - 1, f) : 0;
+    log[got] = 0;
+    if (f) fclose(f);
+    for (int i = 0; i < N_BAD; i++)
+        CHECK(count_in(log, bad_names[i]) == 1, "%s logged %d times over 2 epochs:\n%s", bad_names[i],
+              count_in(log, bad_names[i]), log);
+    CHECK(count_in(log, "skipped") == 2, "no epoch summaries in the log");
+    printf("%s", log);
+    free_run(&r);
+    usi_augchain_free(ch);
+    for (int i = 0; i < 3; i++) usi_params_free(ps[i]);
+}
+
+static void test_float_path(const usi_dataset *ds, usi_registry *reg)
+{
+    usi_params *ps[3];
+    usi_augchain *ch = chain(reg, 0, ps);
+    usi_loader_opts o = usi_loader_opts_default();
+    o.batch_size = 5;
+    o.img_size = IMG;
+    o.workers = 2;
+    o.shuffle = 0;
+    usi_loader *l;
+    MUST(usi_loader_new(ds, ch, &o, &l));
+    static const float mean[3] = {0.5f, 0.25f, 0.0f}, sd[3] = {0.5f, 0.25f, 1.0f};
+    usi_loader_set_norm(l, mean, sd);
+    MUST(usi_loader_start_epoch(l, 3));
+    usi_float_batch fb;
+    MUST(usi_loader_next_float(l, &fb));
+    /* dataset order: a/img0..3 then c/badcrc.png, which is dropped */
+    CHECK(fb.batch.n == 4 && fb.skipped == 1 && fb.batch.num_classes == 3, "n %d classes %d", fb.batch.n, fb.batch.num_classes);
+    size_t plane = IMG * IMG;
+    for (int i = 0; i < fb.batch.n; i++) {
+        float r = fb.batch.images[i * 3 * plane + plane / 2 + IMG / 2];
+        float want = ((float)red_of(fb.labels[i]) / 255.0f - 0.5f) / 0.5f;
+        CHECK(r > want - 0.07f && r < want + 0.07f, "normalised red %.3f, want %.3f", r, want);
+        float sum = 0;
+        for (int k = 0; k < 3; k++) sum += fb.batch.targets[i * 3 + k];
+        CHECK(sum == 1.0f && fb.batch.targets[i * 3 + fb.labels[i]] == 1.0f, "target row %d", i);
+    }
+    usi_loader_free(l);
+    usi_augchain_free(ch);
+    for (int i = 0; i < 3; i++) usi_params_free(ps[i]);
+}
+
+/* In dataset order with batches of 2, batches 2 and 5 hold only bad files. */
+static void test_all_bad_batches(const usi_dataset *ds, usi_registry *reg)
+{
+    usi_params *ps[3];
+    usi_augchain *ch = chain(reg, 0, ps);
+    usi_loader_opts o = usi_loader_opts_default();
+    o.batch_size = 2;
+    o.img_size = IMG;
+    o.workers = 3;
+    o.shuffle = 0;
+    o.drop_last = 0;
+    usi_loader *l;
+    MUST(usi_loader_new(ds, ch, &o, &l));
+    MUST(usi_loader_start_epoch(l, 0));
+    int batches = 0, samples = 0, skipped = 0;
+    usi_u8_batch b;
+    for (;;) {
+        MUST(usi_loader_next(l, &b));
+        if (b.n == 0) break;
+        batches++;
+        samples += b.n;
+        skipped += b.skipped;
+    }
+    skipped += b.skipped; /* a bad last batch is reported with the end */
+    CHECK(batches == 4 && samples == N_GOOD && skipped == N_BAD, "%d batches, %d samples, %d skipped",
+          batches, samples, skipped);
+    usi_epoch_stats st;
+    usi_loader_epoch_stats(l, &st);
+    CHECK(st.skipped == N_BAD && st.samples == N_GOOD, "stats: %lld skipped", (long long)st.skipped);
+    usi_loader_free(l);
+    usi_augchain_free(ch);
+    for (int i = 0; i < 3; i++) usi_params_free(ps[i]);
+}
+
+int main(void)
+{
+    usi_registry *reg = tu_registry();
+    char *root = make_folder();
+    test_scan(root);
+    usi_dataset *ds;
+    MUST(usi_dataset_open(root, &ds));
+    test_determinism(ds, reg);
+    test_labels_and_log(ds, reg, root);
+    test_float_path(ds, reg);
+    test_all_bad_batches(ds, reg);
+    usi_dataset_free(ds);
+    tu_rm_rf(root);
+    free(root);
+    usi_registry_free(reg);
+    return tu_finish("test_loader");
+}

@@ -1,0 +1,98 @@
+/* `usi preview` end to end: a config naming a small generated ImageFolder,
+ * the default augment list from the config (loaded from the build tree), a
+ * PNG grid whose size follows from --n and data.img_size. */
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/commands.h"
+#include "config/config.h"
+#include "data/decode.h"
+#include "data/loader_config.h"
+#include "plugin/params.h"
+#include "plugin/registry.h"
+#include "testutil.h"
+#include "util/error.h"
+
+static int g_seed;
+static int pattern(int x, int y, int k) { return (x * (3 + g_seed) + y * (5 + k) + g_seed * 40) & 255; }
+
+/* The config glue: data.img_size reaches every augmentation with a size
+ * option, the eval chain is eval_resize_crop, loader options follow data.*. */
+static void test_config_glue(const char *cfg)
+{
+    usi_config *c = usi_config_new();
+    usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    MUST(usi_config_load(c, cfg));
+    MUST(usi_config_set(c, "data.repeated_aug=2"));
+    MUST(usi_registry_discover(r, NULL, 0, NULL, 0));
+    MUST(usi_config_resolve(c, r));
+    usi_augchain *train, *eval;
+    MUST(usi_data_train_chain(c, &train));
+    MUST(usi_data_eval_chain(c, r, &eval));
+    CHECK(usi_augchain_sample_count(train) == 3 && usi_augchain_batch_count(train) == 1,
+          "train chain: %zu sample + %zu batch stages", usi_augchain_sample_count(train),
+          usi_augchain_batch_count(train));
+    CHECK(usi_augchain_sample_count(eval) == 1 && usi_augchain_batch_count(eval) == 0, "eval chain");
+    /* random_resized_crop got size 32: its decode hint is ceil(32 / sqrt(0.08)) */
+    CHECK(usi_augchain_decode_min_side(train) == 114, "train decode hint %d",
+          usi_augchain_decode_min_side(train));
+    /* eval: shorter side floor(32 / 0.95) = 33 */
+    CHECK(usi_augchain_decode_min_side(eval) == 33, "eval decode hint %d", usi_augchain_decode_min_side(eval));
+    usi_loader_opts tr = usi_data_loader_opts(c, 1), ev = usi_data_loader_opts(c, 0);
+    CHECK(tr.repeats == 2 && tr.shuffle && tr.img_size == 32 && ev.repeats == 1 && !ev.shuffle,
+          "loader options");
+    usi_augchain_free(train);
+    usi_augchain_free(eval);
+    usi_registry_free(r);
+    usi_config_free(c);
+}
+
+int main(void)
+{
+    char *root = tu_tempdir("preview");
+    char path[8192], cfg[8192], out[8192];
+    for (int c = 0; c < 3; c++) {
+        snprintf(path, sizeof path, "%s/train", root);
+        mkdir(path, 0755);
+        snprintf(path, sizeof path, "%s/train/class%d", root, c);
+        mkdir(path, 0755);
+        for (int i = 0; i < 4; i++) {
+            g_seed = c * 4 + i;
+            usi_image im = tu_image(48, 40, 3, pattern);
+            snprintf(path, sizeof path, "%s/train/class%d/%d.png", root, c, i);
+            MUST(usi_png_write(path, &im));
+            tu_image_free(&im);
+        }
+    }
+    snprintf(cfg, sizeof cfg, "%s/preview.cfg", root);
+    FILE *f = fopen(cfg, "w");
+    fprintf(f, "data = { train = \"%s/train\"; img_size = 32; workers = 2; };\n", root);
+    fclose(f);
+    test_config_glue(cfg);
+    snprintf(out, sizeof out, "%s/grid.png", root);
+    char *argv[] = {"preview", cfg, "--out", out, "--n", "10", NULL};
+    int rc = usi_cmd_preview(6, argv);
+    CHECK(rc == 0, "usi preview exited with %d", rc);
+    usi_decoder *d;
+    MUST(usi_decoder_new(&d));
+    uint8_t *buf = NULL;
+    size_t cap = 0, len = 0;
+    usi_image im = {sizeof im, 0, 0, 0, 0, NULL};
+    usi_error *e = usi_read_file(out, &buf, &cap, &len);
+    if (!e) e = usi_decode_image(d, buf, len, 0, &im);
+    CHECK(!e, "grid: %s", e ? usi_error_message(e) : "");
+    /* 10 tiles -> 4 columns x 3 rows of 32 + a 7-pixel bar, 2-pixel gaps */
+    CHECK(!e && im.width == 4 * 34 + 2 && im.height == 3 * 41 + 2, "grid is %dx%d", im.width, im.height);
+    usi_error_free(e);
+    char *bad[] = {"preview", cfg, NULL};
+    CHECK(usi_cmd_preview(2, bad) == 2, "missing --out must be a usage error");
+    snprintf(path, sizeof path, "%s/missing.cfg", root);
+    char *missing[] = {"preview", path, "--out", out, NULL};
+    CHECK(usi_cmd_preview(4, missing) == 1, "a missing config must fail");
+    free(buf);
+    free(im.data);
+    usi_decoder_free(d);
+    tu_rm_rf(root);
+    free(root);
+    return tu_finish("test_preview");
+}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# `usi train` and `usi eval` end to end on a small real ImageFolder (PNG files
+# of Fashion-MNIST) with the shipped plugins: an interrupted and resumed run
+# gives the same losses as an uninterrupted one; NaN, a full disk, a bad
+# output folder, a wrong teacher and wrong weights are refused cleanly.
+set -u
+build=${1:?usage: test_train.sh BUILD_ROOT TINY_FOLDER_TOOL}
+tiny=${2:?usage: test_train.sh BUILD_ROOT TINY_FOLDER_TOOL}
+usi="$build/core/cli/usi"
+T=$(mktemp -d /tmp/usi-train-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fails=0
+checks=0
+ok() { checks=$((checks + 1)); }
+fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
+
+idx=/usr/share/datasets/fashion-mnist
+if [ ! -f "$idx/train-images-idx3-ubyte.gz" ]; then
+    echo "FAIL: $idx is missing (Debian package dataset-fashion-mnist; scripts/install-deps installs it)"
+    exit 1
+fi
+"$tiny" "$idx" "$T/data" 40 10 || { echo "FAIL: could not write the test images"; exit 1; }
+
+cat >"$T/run.cfg" <<CFG
+backbone = { name = "mobilenetv3_small_100"; };
+threads = 2;
+data = { train = "$T/data/train"; val = "$T/data/val"; img_size = 28; batch_size = 32; workers = 2;
+         mean = [0.286, 0.286, 0.286]; std = [0.353, 0.353, 0.353]; repeated_aug = 1; };
+augment = ( { name = "random_resized_crop"; scale = [0.6, 1.0]; }, { name = "hflip"; } );
+optimizer = { lr = 0.03; };
+schedule = { epochs = 3; warmup_epochs = 1; cooldown_epochs = 0; };
+CFG
+losses() { grep '"loss"' "$1" | sed 's/.*"step": \([0-9]*\), "loss": \([^,]*\),.*/\1 \2/'; }
+
+# --- an uninterrupted run ---
+if "$usi" train "$T/run.cfg" --set output_dir="$T/a" >"$T/a.log" 2>&1; then ok; else fail "run A: $(tail -5 "$T/a.log")"; fi
+for f in last.safetensors best.safetensors metrics.jsonl; do
+    [ -s "$T/a/$f" ] && ok || fail "run A wrote no $f"
+done
+[ "$(grep -c '"top1"' "$T/a/metrics.jsonl")" -eq 3 ] && ok || fail "run A: expected 3 evaluations"
+
+# --- the same run, stopped with SIGINT and resumed ---
+"$usi" train "$T/run.cfg" --set output_dir="$T/b" >"$T/b1.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+    grep -q '"loss"' "$T/b/metrics.jsonl" 2>/dev/null && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.1
+done
+kill -INT $pid 2>/dev/null
+wait $pid
+rc=$?
+if [ $rc -eq 130 ] && grep -q "continue with: usi train .* --resume $T/b/last.safetensors" "$T/b1.log"; then ok
+else fail "SIGINT: exit $rc, log: $(tail -3 "$T/b1.log")"; fi
+ls "$T/b" | grep -q '\.tmp-' && fail "a temporary file was left after SIGINT" || ok
+if "$usi" train "$T/run.cfg" --set output_dir="$T/b" --resume "$T/b/last.safetensors" >"$T/b2.log" 2>&1; then ok
+else fail "resume: $(tail -5 "$T/b2.log")"; fi
+losses "$T/a/metrics.jsonl" | sort -n >"$T/a.loss"
+losses "$T/b/metrics.jsonl" | sort -n | uniq >"$T/b.loss"
+after=$(grep -o 'step [0-9]*)' "$T/b2.log" | head -1 | tr -dc 0-9)
+if [ -s "$T/b.loss" ] && cmp -s "$T/a.loss" "$T/b.loss"; then ok
+else fail "losses differ after resuming (resumed at step ${after:-?}): $(diff "$T/a.loss" "$T/b.loss" | head -6)"; fi
+top_a=$(grep -o '"top1": [0-9.]*' "$T/a/metrics.jsonl" | tail -1)
+top_b=$(grep -o '"top1": [0-9.]*' "$T/b/metrics.jsonl" | tail -1)
+[ "$top_a" = "$top_b" ] && ok || fail "final accuracy differs: $top_a vs $top_b"
+
+# --- usi eval agrees with what training reported ---
+best=$(grep -o 'best top-1 [0-9.]*' "$T/a.log" | awk '{print $3}')
+out=$("$usi" eval "$T/run.cfg" --checkpoint "$T/a/best.safetensors" --json 2>&1)
+got=$(grep -o '"top1": [0-9.]*' <<<"$out" | awk '{printf "%.2f", $2}')
+[ -n "$best" ] && [ "$got" = "$best" ] && ok || fail "eval gives $got, training said $best: $out"
+
+# --- NaN: stops with the step, writes nothing ---
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/nan" --set optimizer.lr=100 --set optimizer.weight_decay=10 \
+      --set schedule.warmup_epochs=0 2>&1)
+rc=$?
+if [ $rc -eq 1 ] && grep -qE "the loss is (NaN|infinite) at step [0-9]+" <<<"$out"; then ok; else fail "NaN: exit $rc: $(tail -2 <<<"$out")"; fi
+[ ! -e "$T/nan/last.safetensors" ] && ok || fail "a checkpoint was written after NaN"
+
+# --- a full disk leaves the previous checkpoint whole ---
+mkdir -p "$T/full"
+cp "$T/a/last.safetensors" "$T/a/best.safetensors" "$T/full/"
+out=$(ulimit -f 64; "$usi" train "$T/run.cfg" --set output_dir="$T/full" --set schedule.epochs=1 2>&1)
+rc=$?
+if [ $rc -eq 1 ] && grep -q "cannot write $T/full/.*safetensors: File too large; the previous file is untouched" <<<"$out"; then ok
+else fail "full disk: exit $rc: $(tail -2 <<<"$out")"; fi
+cmp -s "$T/a/last.safetensors" "$T/full/last.safetensors" && cmp -s "$T/a/best.safetensors" "$T/full/best.safetensors" \
+    && ok || fail "the previous checkpoint was changed"
+ls "$T/full" | grep -q '\.tmp-' && fail "a temporary file was left on a full disk" || ok
+
+# --- refusals before training ---
+out=$("$usi" train "$T/run.cfg" --set output_dir=/proc/usi-no/out 2>&1)
+[ $? -eq 1 ] && grep -q "cannot create /proc/usi-no" <<<"$out" && ok || fail "unwritable output: $out"
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/t" --set teacher.name=model --set teacher.num_classes=5 \
+      --set teacher.backbone=mobilenetv3_small_100 --set teacher.weights="$T/a/best.safetensors" 2>&1)
+[ $? -eq 1 ] && grep -q "num_classes = 5 but the data needs 10" <<<"$out" && ok || fail "teacher classes: $out"
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/t" --set teacher.name=model \
+      --set teacher.backbone=resnet18 --set teacher.weights="$T/a/best.safetensors" 2>&1)
+[ $? -eq 1 ] && grep -q "tensor 'conv1.weight' is missing" <<<"$out" && ok || fail "teacher weights: $out"
+out=$("$usi" train "$T/run.cfg" --set data.train="$T/none" 2>&1)
+[ $? -eq 1 ] && grep -q "$T/none" <<<"$out" && ok || fail "missing data folder: $out"
+out=$("$usi" eval "$T/run.cfg" --checkpoint "$T/run.cfg" 2>&1)
+[ $? -eq 1 ] && grep -q "run.cfg" <<<"$out" && ok || fail "eval of a non-safetensors file: $out"
+
+# --- KD from the trained run: the teacher is checked before training ---
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/kd" --set schedule.epochs=1 --set teacher.name=model \
+      --set teacher.backbone=mobilenetv3_small_100 --set teacher.weights="$T/a/best.safetensors" \
+      --set teacher.mean='[0.286, 0.286, 0.286]' --set teacher.std='[0.353, 0.353, 0.353]' 2>&1)
+teacher=$(grep -o "teacher 'model': top-1 [0-9.]*" <<<"$out" | awk '{print $4}')
+[ $? -eq 0 ] && [ "$teacher" = "$best" ] && ok || fail "KD run: teacher top-1 '$teacher' vs $best: $(tail -3 <<<"$out")"
+
+echo "$checks checks, $fails failed"
+[ "$fails" -eq 0 ]
