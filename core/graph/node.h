@@ -82,6 +82,11 @@ struct usi_tensor {
     /* Planner results: offsets in the arena, or SIZE_MAX when unplanned. */
     size_t data_off, grad_off, saved_off, fwd_scratch_off, bwd_scratch_off;
 
+    /* Eval graphs: a conv writes its batch norm's output with the norm folded
+     * into its weights (conv->fold_bn); the norm node then does nothing. */
+    struct usi_tensor *fold_bn;
+    int32_t folded;
+
     /* A backend's cached state for this node (oneDNN primitives). */
     void *backend_state;
     void (*backend_state_free)(void *state);

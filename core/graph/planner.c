@@ -109,6 +109,29 @@ static int32_t value_dies(const usi_graph *g, const usi_tensor *t, int32_t T)
     return dies;
 }
 
+/* In a graph without backward, a conv whose only reader is an eval-mode
+ * batch norm takes the norm into its weights and writes the norm's output:
+ * one pass over the activation fewer, and one tensor fewer. */
+static void find_folds(usi_graph *g)
+{
+    if (g->training) return;
+    int32_t n = g->n_nodes;
+    for (int32_t i = 0; i < n; i++) {
+        usi_tensor *bn = g->nodes[i];
+        usi_tensor *conv = bn->op == USI_OP_BATCH_NORM ? bn->src[0] : NULL;
+        if (!conv || conv->op != USI_OP_CONV2D || conv->is_output || bn->ia[0] ||
+            !bn->src[3] || conv->fold_bn)
+            continue;
+        int32_t readers = 0;
+        for (int32_t j = conv->id + 1; j < n; j++)
+            for (int32_t k = 0; k < g->nodes[j]->n_src; k++)
+                readers += g->nodes[j]->src[k] == conv;
+        if (readers != 1) continue;
+        conv->fold_bn = bn;
+        bn->folded = 1;
+    }
+}
+
 static int collect(usi_graph *g, plan *p, int32_t T)
 {
     int32_t n = g->n_nodes;
@@ -119,7 +142,10 @@ static int collect(usi_graph *g, plan *p, int32_t T)
         be->workspace(t, g->training);
         int32_t bwd = 2 * n - 1 - i;
         int32_t grad_born = t == g->loss ? n : 2 * n - 1 - t->grad_writer;
-        if (add_item(p, usi_node_bytes(t), i, value_dies(g, t, T), &t->data_off) ||
+        /* A folded norm's output is born when its conv writes it. */
+        int32_t born = t->folded ? t->src[0]->id : i;
+        size_t value_bytes = t->fold_bn ? 0 : usi_node_bytes(t);
+        if (add_item(p, value_bytes, born, value_dies(g, t, T), &t->data_off) ||
             (t->has_grad &&
              add_item(p, (size_t)t->numel * sizeof(float), grad_born, bwd,
                       &t->grad_off)) ||
@@ -139,6 +165,7 @@ usi_error *usi_graph_plan(usi_graph *g)
     int32_t n = g->n_nodes;
     int32_t T = g->training && g->loss ? 2 * n : n;
     plan p = {0};
+    find_folds(g);
     if (collect(g, &p, T)) {
         free(p.items);
         return usi_error_new(USI_ERR_NOMEM, "planner: out of memory");
@@ -171,5 +198,7 @@ usi_error *usi_graph_plan(usi_graph *g)
         t->fwd_scratch = at(g->arena, t->fwd_scratch_off);
         t->bwd_scratch = at(g->arena, t->bwd_scratch_off);
     }
+    for (int32_t i = 0; i < n; i++)
+        if (g->nodes[i]->fold_bn) g->nodes[i]->data = g->nodes[i]->fold_bn->data;
     return NULL;
 }

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data/loader_config.h"
 #include "graph/graph.h"
 #include "plugin/params.h"
 #include "train/ema.h"
@@ -404,7 +405,7 @@ usi_error *usi_evaluate_file(const usi_config *c, const usi_registry *r, const c
         bb = usi_config_backbone(c)->loaded->comp;
         e = bb->create(bp, &inst);
     }
-    if (!e) e = usi_setup_eval_chain(c, r, &chain);
+    if (!e) e = usi_data_eval_chain(c, r, &chain);
     if (!e) e = usi_setup_loader(c, val, chain, 0, &l);
     if (!e) e = usi_setup_eval_graph(bb, inst, batch, side, classes, (uint64_t)usi_config_int(c, "seed"), &g, &x, &logits);
     if (!e) e = usi_st_read(path, &f);

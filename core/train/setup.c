@@ -8,6 +8,7 @@
 
 #include "graph/graph.h"
 #include "plugin/params.h"
+#include "data/loader_config.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -84,66 +85,19 @@ usi_error *usi_setup_teacher_params(const usi_config *c, int32_t classes, usi_pa
     return NULL;
 }
 
-usi_error *usi_setup_train_chain(const usi_config *c, usi_augchain **out)
-{
-    USI_TRY(usi_augchain_new(out));
-    int64_t side = usi_config_int(c, "data.img_size");
-    for (size_t i = 0; i < usi_config_augment_count(c); i++) {
-        const usi_selected *s = usi_config_augment(c, i);
-        usi_params *p = usi_params_copy(s->params);
-        usi_error *e = p ? NULL : usi_error_new(USI_ERR_NOMEM, "out of memory");
-        /* Geometry plugins produce the configured input side unless told otherwise. */
-        if (!e) e = fill_int(p, "size", side, 0);
-        if (!e) e = usi_augchain_add(*out, s->loaded->comp, p);
-        usi_params_free(p);
-        if (e) {
-            usi_augchain_free(*out);
-            *out = NULL;
-            return usi_error_prefix(e, "augment '%s': ", s->loaded->comp->name);
-        }
-    }
-    return NULL;
-}
-
-usi_error *usi_setup_eval_chain(const usi_config *c, const usi_registry *r, usi_augchain **out)
-{
-    const usi_loaded *l;
-    USI_TRY(usi_registry_select(r, USI_KIND_AUGMENT, "eval_resize_crop", &l));
-    usi_params *p = usi_params_new(l->comp);
-    if (!p) return usi_error_new(USI_ERR_NOMEM, "out of memory");
-    usi_error *e = usi_params_set_int(p, "size", usi_config_int(c, "data.img_size"));
-    if (!e) e = usi_params_set_float(p, "crop_pct", usi_config_float(c, "data.crop_pct"));
-    if (!e) e = usi_params_set_string(p, "interpolation", usi_config_string(c, "data.interpolation"));
-    if (!e) e = usi_augchain_new(out);
-    if (!e) e = usi_augchain_add(*out, l->comp, p);
-    usi_params_free(p);
-    return e;
-}
-
 usi_error *usi_setup_loader(const usi_config *c, const usi_dataset *ds, const usi_augchain *ch, int train,
                             usi_loader **out)
 {
-    usi_loader_opts o = usi_loader_opts_default();
-    o.batch_size = (int32_t)usi_config_int(c, "data.batch_size");
-    o.img_size = (int32_t)usi_config_int(c, "data.img_size");
-    int64_t workers = usi_config_int(c, "data.workers");
-    o.workers = workers > 0 ? (int32_t)workers : 1;
-    o.prefetch = (int32_t)usi_config_int(c, "data.prefetch");
-    o.repeats = train ? (int32_t)usi_config_int(c, "data.repeated_aug") : 1;
-    o.shuffle = train;
-    o.drop_last = train;
-    o.seed = (uint64_t)usi_config_int(c, "seed");
+    usi_loader_opts o = usi_data_loader_opts(c, train);
     /* Repeated augmentation keeps an epoch about the dataset's size, as
-     * timm's RASampler does: each image is seen `repeats` times over
-     * `repeats` epochs, each time augmented differently. */
+     * timm's RASampler (used by the USI reference) does: each image comes
+     * `repeats` times, differently augmented, and the epoch covers about
+     * 1/repeats of the images, so "300 epochs" means what it means there. */
     if (train && o.repeats > 1) o.epoch_samples = (int64_t)usi_dataset_size(ds);
     USI_TRY(usi_loader_new(ds, ch, &o, out));
-    double mean[3], std[3];
-    usi_config_float_list(c, "data.mean", mean, 3);
-    usi_config_float_list(c, "data.std", std, 3);
-    float m[3] = {(float)mean[0], (float)mean[1], (float)mean[2]};
-    float s[3] = {(float)std[0], (float)std[1], (float)std[2]};
-    usi_loader_set_norm(*out, m, s);
+    float mean[3], std[3];
+    usi_data_norm(c, mean, std);
+    usi_loader_set_norm(*out, mean, std);
     return NULL;
 }
 

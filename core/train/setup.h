@@ -15,10 +15,6 @@ usi_error *usi_setup_backbone_params(const usi_config *c, int32_t classes, usi_p
 /* The teacher's options with num_classes (must match) and img_size (the
  * student's side) from the data when the config leaves them unset. */
 usi_error *usi_setup_teacher_params(const usi_config *c, int32_t classes, usi_params **out);
-/* The config's augment list; a `size` option left unset follows data.img_size. */
-usi_error *usi_setup_train_chain(const usi_config *c, usi_augchain **out);
-/* eval_resize_crop with data.img_size, data.crop_pct, data.interpolation. */
-usi_error *usi_setup_eval_chain(const usi_config *c, const usi_registry *r, usi_augchain **out);
 /* train: shuffled, repeated augmentation, last partial batch dropped;
  * else dataset order, every sample. */
 usi_error *usi_setup_loader(const usi_config *c, const usi_dataset *ds, const usi_augchain *ch, int train,

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data/loader_config.h"
 #include "graph/graph.h"
 #include "plugin/params.h"
 #include "train/ema.h"
@@ -170,8 +171,8 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
         t->bb = usi_config_backbone(c)->loaded->comp;
         e = t->bb->create(t->bb_params, &t->bb_inst);
     }
-    if (!e) e = usi_setup_train_chain(c, &t->train_chain);
-    if (!e) e = usi_setup_eval_chain(c, r, &t->eval_chain);
+    if (!e) e = usi_data_train_chain(c, &t->train_chain);
+    if (!e) e = usi_data_eval_chain(c, r, &t->eval_chain);
     if (!e) e = usi_setup_loader(c, t->train_ds, t->train_chain, 1, &t->train_loader);
     if (!e) e = usi_setup_loader(c, t->val_ds, t->eval_chain, 0, &t->val_loader);
     if (!e && usi_config_teacher(c)) {

@@ -8,7 +8,7 @@
 
 #include "graph/graph.h"
 
-#define MAX_LEAVES 6
+#define MAX_LEAVES 8
 
 typedef struct leaf_spec {
     int32_t ndim;

@@ -61,6 +61,81 @@ static void test_shape_error(void)
     usi_graph_free(g);
 }
 
+/* Each bad call returns NULL and names its op and the shapes involved. */
+static void expect_error(const char *what, usi_tensor *(*rec)(usi_graph *, usi_tensor **),
+                         int n, const int64_t (*shapes)[4], const int32_t *ndims,
+                         const char *op, const char *s1, const char *s2)
+{
+    usi_graph *g = usi_graph_new(1, 1);
+    usi_tensor *x[4];
+    for (int i = 0; i < n; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "x%d", i);
+        x[i] = usi_graph_input(g, name, USI_DTYPE_F32, ndims[i], shapes[i]);
+    }
+    usi_tensor *y = rec(g, x);
+    const char *msg = api->error_message(g);
+    CHECK(!y && msg && strstr(msg, op) && strstr(msg, s1) && (!s2 || strstr(msg, s2)),
+          "%s: got '%s'", what, msg ? msg : "(no error)");
+    usi_graph_free(g);
+}
+
+static usi_tensor *bad_matmul(usi_graph *g, usi_tensor **x) { return api->matmul(g, x[0], x[1]); }
+static usi_tensor *bad_linear(usi_graph *g, usi_tensor **x)
+{
+    return api->linear(g, x[0], x[1], NULL);
+}
+static usi_tensor *bad_reshape(usi_graph *g, usi_tensor **x)
+{
+    int64_t s[2] = {4, 4};
+    return api->reshape(g, x[0], 2, s);
+}
+static usi_tensor *bad_concat(usi_graph *g, usi_tensor **x) { return api->concat(g, 2, x, 1); }
+static usi_tensor *bad_pool(usi_graph *g, usi_tensor **x)
+{
+    usi_pool2d_desc d = usi_pool2d(USI_POOL_MAX, 5, 1, 0);
+    return api->pool2d(g, x[0], &d);
+}
+static usi_tensor *bad_reduce(usi_graph *g, usi_tensor **x)
+{
+    int32_t axes[1] = {3};
+    return api->reduce(g, USI_REDUCE_SUM, x[0], 1, axes, 0);
+}
+static usi_tensor *bad_bn(usi_graph *g, usi_tensor **x)
+{
+    return api->batch_norm(g, x[0], x[1], NULL, NULL, NULL, NULL, 0.1, 1e-5);
+}
+static usi_tensor *bad_s2d(usi_graph *g, usi_tensor **x) { return api->space_to_depth(g, x[0], 2); }
+
+static void test_shape_errors_per_op(void)
+{
+    static const int64_t mm[2][4] = {{2, 3, 4}, {5, 6}};
+    static const int32_t mm_nd[2] = {3, 2};
+    expect_error("matmul inner dims", bad_matmul, 2, mm, mm_nd, "matmul", "[2,3,4]", "[5,6]");
+    static const int64_t li[2][4] = {{3, 7}, {5, 6}};
+    static const int32_t li_nd[2] = {2, 2};
+    expect_error("linear In", bad_linear, 2, li, li_nd, "linear", "[3,7]", "[5,6]");
+    static const int64_t rs[1][4] = {{3, 5}};
+    static const int32_t rs_nd[1] = {2};
+    expect_error("reshape count", bad_reshape, 1, rs, rs_nd, "reshape", "[3,5]", "[4,4]");
+    static const int64_t cc[2][4] = {{2, 3, 4}, {2, 3, 5}};
+    static const int32_t cc_nd[2] = {3, 3};
+    expect_error("concat other dims", bad_concat, 2, cc, cc_nd, "concat", "[2,3,4]", "[2,3,5]");
+    static const int64_t po[1][4] = {{1, 2, 3, 3}};
+    static const int32_t po_nd[1] = {4};
+    expect_error("pool kernel too big", bad_pool, 1, po, po_nd, "pool2d", "[1,2,3,3]", NULL);
+    static const int64_t re[1][4] = {{2, 3, 4}};
+    static const int32_t re_nd[1] = {3};
+    expect_error("reduce axis", bad_reduce, 1, re, re_nd, "reduce", "[2,3,4]", NULL);
+    static const int64_t bn[2][4] = {{2, 3, 4, 4}, {4}};
+    static const int32_t bn_nd[2] = {4, 1};
+    expect_error("batch_norm weight", bad_bn, 2, bn, bn_nd, "batch_norm", "[2,3,4,4]", "[4]");
+    static const int64_t sd[1][4] = {{1, 3, 5, 4}};
+    static const int32_t sd_nd[1] = {4};
+    expect_error("space_to_depth odd H", bad_s2d, 1, sd, sd_nd, "space_to_depth", "[1,3,5,4]",
+                 NULL);
+}
+
 static void test_names_and_iteration(void)
 {
     usi_graph *g = usi_graph_new(1, 1);
@@ -483,6 +558,7 @@ int main(void)
 {
     api = usi_graph_api_get();
     test_shape_error();
+    test_shape_errors_per_op();
     test_names_and_iteration();
     test_initialisers();
     test_batch_norm_state();

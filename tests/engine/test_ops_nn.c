@@ -44,6 +44,29 @@ static void r_conv(const op_case *c, double *const *in, int32_t nd, const int64_
                 }
 }
 
+/* conv then an eval-mode batch norm: the engine folds the norm into the
+ * conv. Leaves: x w b gamma beta mean var; conv ia as above. */
+static usi_tensor *b_conv_bn(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
+                             const op_case *c)
+{
+    usi_tensor *y = b_conv(api, g, x, c);
+    return api->batch_norm(g, y, x[3], x[4], x[5], x[6], NULL, 0.1, 1e-3);
+}
+
+static void r_conv_bn(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
+                      double *out)
+{
+    r_conv(c, in, nd, os, out);
+    int64_t N = os[0], O = os[1], I = os[2] * os[3];
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t i = 0; i < I; i++) {
+                double *v = &out[(n * O + o) * I + i];
+                *v = (*v - in[5][o]) / sqrt(in[6][o] + 1e-3) * (in[3] ? in[3][o] : 1) +
+                     (in[4] ? in[4][o] : 0);
+            }
+}
+
 static usi_tensor *b_linear(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                             const op_case *c)
 {
@@ -135,7 +158,8 @@ static void r_bn(const op_case *c, double *const *in, int32_t nd, const int64_t 
         for (int64_t n = 0; n < N; n++)
             for (int64_t i = 0; i < I; i++) {
                 int64_t k = (n * C + ch) * I + i;
-                out[k] = (in[0][k] - m) / sqrt(v + c->fa[1]) * in[1][ch] + in[2][ch];
+                out[k] = (in[0][k] - m) / sqrt(v + c->fa[1]) * (in[1] ? in[1][ch] : 1) +
+                         (in[2] ? in[2][ch] : 0);
             }
     }
 }
@@ -164,7 +188,8 @@ static void r_ln(const op_case *c, double *const *in, int32_t nd, const int64_t 
             v /= (double)C;
             for (int64_t ch = 0; ch < C; ch++) {
                 int64_t k = (o * C + ch) * I + i;
-                out[k] = (in[0][k] - m) / sqrt(v + c->fa[0]) * in[1][ch] + in[2][ch];
+                out[k] = (in[0][k] - m) / sqrt(v + c->fa[0]) * (in[1] ? in[1][ch] : 1) +
+                         (in[2] ? in[2][ch] : 0);
             }
         }
 }
@@ -217,6 +242,14 @@ static const op_case cases[] = {
      {L4(3, 3, 7, 5), L4(7, 3, 1, 1)}, b_conv, r_conv, {2, 2, 0, 0, 1, 1, 1, 0}, {0}, 0},
     {"conv2d eval 5x5", 0, 3,
      {L4(3, 4, 7, 5), L4(6, 4, 5, 5), L1(6)}, b_conv, r_conv, {1, 1, 2, 2, 1, 1, 1, 1}, {0}, 0},
+    {"conv2d + batch_norm eval (folded) with bias", 0, 7,
+     {L4(3, 4, 7, 5), L4(6, 2, 3, 3), L1(6), L1(6), L1(6), L1(6),
+      {.ndim = 1, .shape = {6}, .lo = 0.5, .hi = 2}},
+     b_conv_bn, r_conv_bn, {2, 1, 1, 1, 1, 1, 2, 1}, {0}, 0},
+    {"conv2d + batch_norm eval (folded) no affine", 0, 7,
+     {L4(1, 3, 7, 5), L4(5, 3, 1, 1), {.absent = 1}, {.absent = 1}, {.absent = 1}, L1(5),
+      {.ndim = 1, .shape = {5}, .lo = 0.5, .hi = 2}},
+     b_conv_bn, r_conv_bn, {1, 1, 0, 0, 1, 1, 1, 0}, {0}, 0},
     {"linear 3-D input bias", 1, 3, {L3(3, 2, 7), L2(5, 7), L1(5)}, b_linear, r_linear, {1}, {0}, 0},
     {"linear no bias", 1, 2, {L2(1, 9), L2(3, 9)}, b_linear, r_linear, {0}, {0}, 0},
     {"matmul broadcast batch", 1, 2,
@@ -235,6 +268,11 @@ static const op_case cases[] = {
      {L4(3, 5, 7, 5), L1(5), L1(5), {.ndim = 1, .shape = {5}, .no_grad = 1},
       {.ndim = 1, .shape = {5}, .no_grad = 1, .lo = 0.5, .hi = 2}, {.absent = 1}},
      b_bn, r_bn, {0}, {0.1, 1e-5}, 0},
+    {"batch_norm train no affine, no running stats", 1, 6,
+     {L4(1, 3, 7, 5), {.absent = 1}, {.absent = 1}, {.absent = 1}, {.absent = 1}, {.absent = 1}},
+     b_bn, r_bn, {0}, {0.1, 1e-5}, 0},
+    {"layer_norm no affine", 1, 3, {L3(3, 2, 9), {.absent = 1}, {.absent = 1}}, b_ln, r_ln,
+     {-1}, {1e-5}, 0},
     {"layer_norm last axis", 1, 3, {L3(3, 4, 7), L1(7), L1(7)}, b_ln, r_ln, {-1}, {1e-5}, 0},
     {"layer_norm axis 1 of NCHW", 1, 3, {L4(2, 5, 3, 4), L1(5), L1(5)}, b_ln, r_ln, {1}, {1e-6}, 0},
     {"max_pool 3x3 s2 p1", 1, 1, {L4(2, 3, 7, 5)}, b_pool, r_pool,

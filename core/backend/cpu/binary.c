@@ -59,13 +59,37 @@ static void row_offsets(const bcast *bc, int64_t row, int64_t *ao, int64_t *bo)
     }
 }
 
-static inline float apply(int32_t op, float a, float b)
+/* One row of L outputs; the stride cases each get a loop of their own so
+ * the common ones (same shape, a row against one value) vectorise. */
+#define ROW_LOOP(EXPR)                                                        \
+    do {                                                                      \
+        if (la == 1 && lb == 1) {                                             \
+            _Pragma("omp simd") for (int64_t i = 0; i < L; i++) {             \
+                float x = ap[i], z = bp[i];                                   \
+                y[i] = (EXPR);                                                \
+            }                                                                 \
+        } else if (la == 1) {                                                 \
+            float z = bp[0];                                                  \
+            _Pragma("omp simd") for (int64_t i = 0; i < L; i++) {             \
+                float x = ap[i];                                              \
+                y[i] = (EXPR);                                                \
+            }                                                                 \
+        } else {                                                              \
+            for (int64_t i = 0; i < L; i++) {                                 \
+                float x = ap[i * la], z = bp[i * lb];                         \
+                y[i] = (EXPR);                                                \
+            }                                                                 \
+        }                                                                     \
+    } while (0)
+
+static void binary_row(float *y, const float *ap, const float *bp, int64_t L, int64_t la,
+                       int64_t lb, int32_t op)
 {
     switch (op) {
-    case USI_BIN_ADD: return a + b;
-    case USI_BIN_SUB: return a - b;
-    case USI_BIN_MUL: return a * b;
-    default: return a / b;
+    case USI_BIN_ADD: ROW_LOOP(x + z); break;
+    case USI_BIN_SUB: ROW_LOOP(x - z); break;
+    case USI_BIN_MUL: ROW_LOOP(x * z); break;
+    default: ROW_LOOP(x / z); break;
     }
 }
 
@@ -80,9 +104,7 @@ static void binary_forward(float *out, const float *a, const float *b,
     for (int64_t r = 0; r < rows; r++) {
         int64_t ao, bo;
         row_offsets(bc, r, &ao, &bo);
-        float *y = out + r * L;
-        #pragma omp simd
-        for (int64_t i = 0; i < L; i++) y[i] = apply(op, a[ao + i * la], b[bo + i * lb]);
+        binary_row(out + r * L, a + ao, b + bo, L, la, lb, op);
     }
 }
 

@@ -46,6 +46,8 @@ static void cpu_workspace(usi_tensor *t, int32_t training)
     switch (t->op) {
     case USI_OP_CONV2D: usi_cpu_conv2d_workspace(t, training); break;
     case USI_OP_BATCH_NORM:
+        if (!t->folded) usi_cpu_norm_workspace(t, training);
+        break;
     case USI_OP_LAYER_NORM: usi_cpu_norm_workspace(t, training); break;
     default: break;
     }
@@ -55,6 +57,7 @@ static usi_error *cpu_forward(const usi_exec_ctx *ctx, usi_tensor *t)
 {
     if (!cpu_supports(t->op))
         return usi_error_new(USI_ERR_UNSUPPORTED, "cpu: no kernel for op %d", t->op);
+    if (t->folded) return NULL; /* its conv wrote the output */
     return kernels[t->op].fwd(ctx, t);
 }
 

@@ -1,11 +1,12 @@
 /* Convolution on oneDNN (v2 C API). The graph keeps NCHW / OIHW; each conv
- * lets oneDNN pick its layouts (blocked nChw16c and friends, where its fast
- * direct kernels live) and reorders in and out through the node's planned
- * scratch. A plain NCHW conv falls back to im2col + gemm, about half the
- * speed; 1x1 stride-1 convs are plain GEMMs already and stay plain, which
- * saves their (large) reorders. Primitives are made when the graph is
- * planned and kept with the node. */
+ * lets oneDNN pick its layouts (blocked or NHWC, where its direct kernels
+ * live) and reorders in and out through the node's planned scratch. A plain
+ * NCHW conv falls back to im2col + gemm, which is slower except for 1x1
+ * stride-1 convs: those are plain GEMMs already and stay plain, which also
+ * saves their (large) reorders. Primitives are made when the graph is planned
+ * and kept with the node. */
 #include <dnnl.h>
+#include <math.h>
 #include <stdlib.h>
 
 #include "backend/cpu/cpu.h"
@@ -48,6 +49,7 @@ typedef struct conv_state {
     port p[N_PORTS];
     size_t fwd_bytes, bwd_bytes;   /* scratch: reordered copies          */
     size_t dx_off, dw_off, db_off; /* bwd scratch: results to accumulate */
+    size_t fold_w_off, fold_b_off; /* fwd scratch: weights with the norm in */
 } conv_state;
 
 static void conv_state_free(void *ptr)
@@ -187,9 +189,10 @@ static usi_error *conv_setup(usi_tensor *t, int32_t training, conv_state *s)
     USI_TRY(init_mds(t, &g, s, &m));
     int train = training && t->has_grad;
     dnnl_convolution_desc_t fd;
+    int biased = t->n_src > 2 || t->fold_bn;
     DNNL_TRY(dnnl_dilated_convolution_forward_desc_init(
         &fd, train ? dnnl_forward_training : dnnl_forward_inference, dnnl_convolution_direct,
-        &m.src, &m.wei, t->n_src > 2 ? &m.bias : NULL, &m.dst, g.strides, g.dilates, g.pad_l,
+        &m.src, &m.wei, biased ? &m.bias : NULL, &m.dst, g.strides, g.dilates, g.pad_l,
         g.pad_r));
     dnnl_primitive_desc_t fpd = NULL;
     USI_TRY(make_prim(&s->fwd, &fpd, &fd, NULL));
@@ -198,6 +201,12 @@ static usi_error *conv_setup(usi_tensor *t, int32_t training, conv_state *s)
     if (!e) e = bind(&s->p[P_DST], fpd, dnnl_query_dst_md, 1, &s->fwd_bytes);
     if (!e && train) e = setup_backward(t, &g, s, &m, fpd);
     dnnl_primitive_desc_destroy(fpd);
+    if (!e && t->fold_bn) {
+        s->fold_w_off = s->fwd_bytes;
+        s->fwd_bytes += up(usi_node_bytes(t->src[1]));
+        s->fold_b_off = s->fwd_bytes;
+        s->fwd_bytes += up((size_t)t->shape[1] * sizeof(float));
+    }
     return e;
 }
 
@@ -280,6 +289,23 @@ static usi_error *port_out(const port *q, void *plain, char *scratch)
     return run(q->reorder, &l, e);
 }
 
+/* w'[o] = w[o] * s[o], b'[o] = (b[o] - mean[o]) * s[o] + beta[o] with
+ * s = gamma / sqrt(var + eps): the eval-mode norm that follows the conv. */
+static void fold_norm(const usi_tensor *t, float *w2, float *b2)
+{
+    const usi_tensor *bn = t->fold_bn;
+    const float *w = t->src[1]->data, *b = t->n_src > 2 ? t->src[2]->data : NULL;
+    const float *gamma = bn->src[1] ? bn->src[1]->data : NULL;
+    const float *beta = bn->src[2] ? bn->src[2]->data : NULL;
+    const float *rm = bn->src[3]->data, *rv = bn->src[4]->data;
+    int64_t O = t->shape[1], per = t->src[1]->numel / O;
+    for (int64_t o = 0; o < O; o++) {
+        double sc = (gamma ? gamma[o] : 1.0) / sqrt((double)rv[o] + bn->fa[1]);
+        for (int64_t k = 0; k < per; k++) w2[o * per + k] = (float)(w[o * per + k] * sc);
+        b2[o] = (float)(((b ? b[o] : 0.0) - rm[o]) * sc + (beta ? beta[o] : 0.0));
+    }
+}
+
 /* y[N,O,OH,OW] = conv(x[N,C,H,W], w[O,C/G,KH,KW]) + b[O] */
 usi_error *usi_cpu_conv2d_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
 {
@@ -289,14 +315,20 @@ usi_error *usi_cpu_conv2d_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
         return usi_error_new(USI_ERR_INTERNAL, "conv2d: %zu scratch bytes planned, %zu needed",
                              t->fwd_scratch_bytes, s->fwd_bytes);
     char *sc = t->fwd_scratch;
-    const void *x, *w;
+    const void *x, *w, *wsrc = t->src[1]->data;
+    const void *bias = t->n_src > 2 ? t->src[2]->data : NULL;
+    if (t->fold_bn) {
+        fold_norm(t, (float *)(sc + s->fold_w_off), (float *)(sc + s->fold_b_off));
+        wsrc = sc + s->fold_w_off;
+        bias = sc + s->fold_b_off;
+    }
     USI_TRY(port_in(&s->p[P_SRC], t->src[0]->data, sc, &x));
-    USI_TRY(port_in(&s->p[P_WEI], t->src[1]->data, sc, &w));
+    USI_TRY(port_in(&s->p[P_WEI], wsrc, sc, &w));
     void *y = s->p[P_DST].reorder ? sc + s->p[P_DST].off : t->data;
     arg_list l = {.n = 0};
     usi_error *e = arg(&l, DNNL_ARG_SRC, &s->p[P_SRC].md, x);
     if (!e) e = arg(&l, DNNL_ARG_WEIGHTS, &s->p[P_WEI].md, w);
-    if (!e && t->n_src > 2) e = arg(&l, DNNL_ARG_BIAS, &s->bias, t->src[2]->data);
+    if (!e && bias) e = arg(&l, DNNL_ARG_BIAS, &s->bias, bias);
     if (!e) e = arg(&l, DNNL_ARG_DST, &s->p[P_DST].md, y);
     USI_TRY(run(s->fwd, &l, e));
     return port_out(&s->p[P_DST], t->data, sc);
