@@ -114,7 +114,10 @@ usi_tensor *usi_graph_find(const usi_graph *g, const char *name);
  * Fails, naming it, on a tensor `to` lacks or holds in another shape. */
 usi_error *usi_graph_copy_state(const usi_graph *from, usi_graph *to);
 
-/* Threads for every graph's kernels; n <= 0 means one per core. */
+/* Threads for the kernels of graphs run from the calling thread (OpenMP's
+ * per-thread setting, which oneDNN follows too); n <= 0 means one per core.
+ * On cores shared with other busy processes, OMP_WAIT_POLICY=passive in the
+ * environment avoids threads spinning against each other (2-3x there). */
 void usi_graph_set_threads(int32_t n);
 int32_t usi_graph_threads(void);
 
