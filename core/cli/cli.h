@@ -40,5 +40,7 @@ int usi_cmd_plugins(int argc, char **argv);
 int usi_cmd_config(int argc, char **argv);
 int usi_cmd_train(int argc, char **argv);
 int usi_cmd_eval(int argc, char **argv);
+int usi_cmd_summary(int argc, char **argv);
+int usi_cmd_plot(int argc, char **argv);
 
 #endif

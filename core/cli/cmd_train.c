@@ -122,7 +122,6 @@ int usi_cmd_eval(int argc, char **argv)
     else
         printf("%s (%s weights): top-1 %.2f%%  top-5 %.2f%%  on %lld images\n", o.checkpoint, o.ema ? "EMA" : "raw",
                res.top1, res.top5, (long long)res.samples);
-    usi_host_release_instances();
     usi_config_free(c);
     usi_registry_free(r);
     usi_cli_opts_free(&o);

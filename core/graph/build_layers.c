@@ -139,7 +139,7 @@ static usi_tensor *rec_activation(usi_graph *g, usi_tensor *x, int32_t act,
 {
     usi_tensor *t = usi_begin(g, USI_OP_ACT, "activation", 1, &x, 0, 0);
     if (!t) return NULL;
-    if (act < USI_ACT_RELU || act > USI_ACT_TANH)
+    if (act < USI_ACT_RELU || act > USI_ACT_LOG)
         return usi_fail_shapes(t, "x", x, NULL, NULL, "unknown activation %d", act);
     t->ia[0] = act;
     t->fa[0] = alpha;

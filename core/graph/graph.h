@@ -132,4 +132,10 @@ int32_t usi_graph_on_free(usi_graph *g, void (*fn)(void *ctx), void *ctx);
 /* Number of recorded nodes (all kinds). */
 int32_t usi_graph_num_nodes(const usi_graph *g);
 
+/* Multiply-adds of one forward pass of the recorded graph (core/graph/macs.c):
+ * conv2d, linear and matmul only, each numel(out) * (dot-product length);
+ * biases, norms, activations, pooling and elementwise ops are not counted.
+ * Needs no compile. */
+int64_t usi_graph_forward_macs(const usi_graph *g);
+
 #endif

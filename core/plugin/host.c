@@ -72,21 +72,16 @@ typedef struct made {
     void *inst;
     usi_params *params;
 } made;
-static made *instances;
-static size_t n_instances;
+
+static void release_made(void *ctx)
+{
+    made *m = ctx;
+    m->comp->destroy(m->inst);
+    usi_params_free(m->params);
+    free(m);
+}
 
 void usi_host_set_registry(const usi_registry *r) { host_registry = r; }
-
-void usi_host_release_instances(void)
-{
-    for (size_t i = n_instances; i-- > 0;) {
-        instances[i].comp->destroy(instances[i].inst);
-        usi_params_free(instances[i].params);
-    }
-    free(instances);
-    instances = NULL;
-    n_instances = 0;
-}
 
 /* The failure becomes the graph's first error, reported when build returns. */
 static usi_tensor *fail_build(usi_graph *g, usi_error *e)
@@ -111,15 +106,16 @@ static usi_tensor *host_build_backbone(usi_graph *g, const char *name, const cha
     e = usi_params_from_text(p, options, origin);
     void *inst = NULL;
     if (!e) e = l->comp->create(p, &inst);
-    made *grown = e ? NULL : realloc(instances, (n_instances + 1) * sizeof *grown);
-    if (!e && !grown) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
+    made *m = e ? NULL : malloc(sizeof *m);
+    if (m) *m = (made){l->comp, inst, p};
+    if (!e && (!m || usi_graph_on_free(g, release_made, m) != 0))
+        e = usi_error_new(USI_ERR_NOMEM, "out of memory");
     if (e) {
+        free(m);
         if (inst) l->comp->destroy(inst);
         usi_params_free(p);
         return fail_build(g, e);
     }
-    instances = grown;
-    instances[n_instances++] = (made){l->comp, inst, p};
     const usi_backbone_ops *ops = l->comp->ops;
     return ops->build(inst, g, input);
 }

@@ -7,12 +7,10 @@
 /* The host's table, filled once; valid for the life of the process. */
 const usi_host_api *usi_host_api_get(void);
 
-/* The registry build_backbone looks components up in (NULL: none). */
+/* The registry build_backbone looks components up in (NULL: none). The
+ * instances it makes are destroyed with the graph they were built into. */
 typedef struct usi_registry usi_registry;
 void usi_host_set_registry(const usi_registry *r);
-/* Destroy the component instances build_backbone made (after the graphs
- * that use them are freed). */
-void usi_host_release_instances(void);
 
 /* The graph builder the engine provides (core/graph). */
 const usi_graph_api *usi_graph_api_get(void);

@@ -10,6 +10,7 @@
 #include "graph/graph.h"
 #include "plugin/params.h"
 #include "train/ema.h"
+#include "train/plot.h"
 #include "train/safetensors.h"
 #include "train/setup.h"
 #include "train/trainer_internal.h"
@@ -52,7 +53,7 @@ static usi_error *evaluate_graph(usi_graph *g, usi_tensor *x, usi_tensor *logits
 /* Put the EMA weights (ema = 1) or the raw ones into the inference graph. */
 static usi_error *load_eval_weights(usi_trainer *t, int ema)
 {
-    USI_TRY(usi_weights_copy(t->ge, t->gs));
+    USI_TRY(usi_graph_copy_state(t->gs, t->ge));
     if (!ema) return NULL;
     for (int32_t i = 0; i < t->n_params; i++) {
         usi_param_info p;
@@ -327,6 +328,20 @@ static usi_error *end_of_epoch(usi_trainer *t)
     return save_checkpoint(t, "last.safetensors", t->epoch + 1, 0);
 }
 
+/* OUTPUT_DIR/curves.png from metrics.jsonl. The weights are what the run is
+ * for, so a picture that can't be drawn is only a warning. */
+static void plot_curves(usi_trainer *t)
+{
+    char metrics[sizeof t->out_dir + 32], png[sizeof t->out_dir + 32];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", t->out_dir);
+    snprintf(png, sizeof png, "%s/curves.png", t->out_dir);
+    fflush(t->metrics);
+    usi_error *e = usi_plot_metrics(metrics, png);
+    if (e) usi_log(USI_LOG_WARN, "no training curves: %s", usi_error_message(e));
+    else fprintf(stderr, "training curves in %s\n", png);
+    usi_error_free(e);
+}
+
 usi_error *usi_trainer_run(usi_trainer *t, int *interrupted)
 {
     *interrupted = 0;
@@ -379,6 +394,7 @@ usi_error *usi_trainer_run(usi_trainer *t, int *interrupted)
     }
     fprintf(stderr, "best top-1 %.2f%%; weights in %s/best.safetensors, checkpoint %s/last.safetensors\n",
             t->best_top1, t->out_dir, t->out_dir);
+    plot_curves(t);
     return NULL;
 }
 

@@ -417,3 +417,38 @@ usi_error *usi_st_writer_save(const usi_st_writer *w, const char *path)
     }
     return NULL;
 }
+
+usi_error *usi_st_merge(const char *out, size_t n, const char *const *inputs, const char *const *prefixes)
+{
+    if (n == 0) return usi_error_new(USI_ERR_INVALID, "safetensors merge: no input files");
+    usi_st_file **files = calloc(n, sizeof *files);
+    usi_st_writer *w = usi_st_writer_new();
+    usi_error *e = NULL;
+    if (!files || !w) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
+    /* Every input stays in memory until the write: the writer reads the
+     * tensors' data from the inputs' buffers only when it saves. */
+    for (size_t i = 0; !e && i < n; i++) {
+        e = usi_st_read(inputs[i], &files[i]);
+        for (size_t k = 0; !e && k < usi_st_count(files[i]); k++) {
+            const usi_st_tensor *t = usi_st_at(files[i], k);
+            size_t len = strlen(prefixes[i]) + strlen(t->name) + 1;
+            char *name = malloc(len);
+            if (!name) {
+                e = usi_error_new(USI_ERR_NOMEM, "out of memory");
+                break;
+            }
+            snprintf(name, len, "%s%s", prefixes[i], t->name);
+            e = usi_st_writer_add(w, name, t->dtype, t->ndim, t->shape, t->data);
+            free(name);
+            /* Two inputs with one prefix (or prefixes like "a" and "a.b")
+             * would collide; name the file that brought the second copy. */
+            if (e) e = usi_error_prefix(e, "%s: ", inputs[i]);
+        }
+    }
+    if (!e) e = usi_st_writer_meta(w, "format", "pt");
+    if (!e) e = usi_st_writer_save(w, out);
+    usi_st_writer_free(w);
+    for (size_t i = 0; files && i < n; i++) usi_st_free(files[i]);
+    free(files);
+    return e;
+}

@@ -54,4 +54,11 @@ usi_error *usi_st_writer_meta(usi_st_writer *w, const char *key,
 usi_error *usi_st_writer_save(const usi_st_writer *w, const char *path);
 void usi_st_writer_free(usi_st_writer *w);
 
+/* Write to `out` every tensor of inputs[i] renamed prefixes[i] + name, for
+ * i < n (the `ensemble` teacher loads member i from prefix "m<i>."). Tensor
+ * data is copied byte for byte; a name that two inputs would both produce is
+ * refused. The write is atomic like usi_st_writer_save. */
+usi_error *usi_st_merge(const char *out, size_t n, const char *const *inputs,
+                        const char *const *prefixes);
+
 #endif

@@ -237,6 +237,5 @@ void usi_trainer_free(usi_trainer *t)
     usi_augchain_free(t->eval_chain);
     usi_dataset_free(t->train_ds);
     usi_dataset_free(t->val_ds);
-    usi_host_release_instances();
     free(t);
 }

@@ -92,21 +92,3 @@ usi_error *usi_weights_add(usi_st_writer *w, const usi_graph *g, const char *pre
         }
     return NULL;
 }
-
-usi_error *usi_weights_copy(usi_graph *dst, const usi_graph *src)
-{
-    for (int which = 0; which < 2; which++) {
-        if (count_of(dst, which) != count_of(src, which))
-            return usi_error_new(USI_ERR_INTERNAL, "graphs of one backbone differ in parameter count");
-        for (int32_t i = 0; i < count_of(dst, which); i++) {
-            usi_param_info a, b;
-            getter(which)(dst, i, &a);
-            getter(which)(src, i, &b);
-            if (strcmp(a.name, b.name) != 0 || a.numel != b.numel || a.dtype != b.dtype)
-                return usi_error_new(USI_ERR_INTERNAL, "parameter %d is '%s' in one graph, '%s' in the other",
-                                     (int)i, a.name, b.name);
-            memcpy(a.data, b.data, (size_t)a.numel * usi_dtype_size(a.dtype));
-        }
-    }
-    return NULL;
-}

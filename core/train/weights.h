@@ -16,8 +16,4 @@ usi_error *usi_weights_load(usi_graph *g, const usi_st_file *f, const char *pref
 /* Add every parameter and buffer of g to w as prefix + name (the data is
  * read when w is saved). */
 usi_error *usi_weights_add(usi_st_writer *w, const usi_graph *g, const char *prefix);
-/* Copy parameters and buffers from one graph to another built from the
- * same backbone (same names, same order). */
-usi_error *usi_weights_copy(usi_graph *dst, const usi_graph *src);
-
 #endif

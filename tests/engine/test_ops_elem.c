@@ -34,6 +34,7 @@ static double act_ref(int32_t act, double a, double x)
     case USI_ACT_HARDSWISH: return x * fmin(fmax(x + 3, 0), 6) / 6;
     case USI_ACT_HARDSIGMOID: return fmin(fmax(x + 3, 0), 6) / 6;
     case USI_ACT_SIGMOID: return 1 / (1 + exp(-x));
+    case USI_ACT_LOG: return log(fmax(x, 1e-30));
     default: return tanh(x);
     }
 }
@@ -225,6 +226,9 @@ static const op_case cases[] = {
     {"hardsigmoid", 1, 1, {W3(3, 5, 7)}, b_act, r_act, {USI_ACT_HARDSIGMOID}, {0}, 0},
     {"sigmoid", 1, 1, {W3(3, 5, 7)}, b_act, r_act, {USI_ACT_SIGMOID}, {0}, 0},
     {"tanh", 1, 1, {W3(3, 5, 7)}, b_act, r_act, {USI_ACT_TANH}, {0}, 0},
+    /* Positive inputs only: finite differences need room on both sides of x
+     * (h = 1e-3) and log's slope 1/x is steep near 0. */
+    {"log", 1, 1, {{.ndim = 3, .shape = {3, 5, 7}, .lo = 0.05, .hi = 4}}, b_act, r_act, {USI_ACT_LOG}, {0}, 0},
     {"add broadcast [3,1,5]+[4,1]", 1, 2, {L3(3, 1, 5), L2(4, 1)}, b_bin, r_bin, {USI_BIN_ADD}, {0}, 0},
     {"sub same shape", 1, 2, {L3(3, 5, 7), L3(3, 5, 7)}, b_bin, r_bin, {USI_BIN_SUB}, {0}, 0},
     {"mul NCHW * [N,C,1,1]", 1, 2, {L4(3, 5, 7, 5), L4(3, 5, 1, 1)}, b_bin, r_bin, {USI_BIN_MUL}, {0}, 0},

@@ -7,6 +7,10 @@
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+/* log clamps its input at LOG_MIN: a probability that underflowed to 0 gives
+ * log(1e-30) = -69 instead of -inf, which would poison a KD loss with NaN. */
+static const float LOG_MIN = 1e-30f;
+
 static const float SQRT1_2 = 0.70710678118654752f;
 static const float GELU_K = 0.79788456080286536f; /* sqrt(2/pi) */
 
@@ -36,6 +40,7 @@ static void activation_forward(float *out, const float *inp, int64_t n, int32_t 
     case USI_ACT_HARDSWISH: ACT_LOOP(x <= -3 ? 0.0f : x >= 3 ? x : x * (x + 3) / 6); break;
     case USI_ACT_HARDSIGMOID: ACT_LOOP(x <= -3 ? 0.0f : x >= 3 ? 1.0f : (x + 3) / 6); break;
     case USI_ACT_SIGMOID: ACT_LOOP(1.0f / (1.0f + expf(-x))); break;
+    case USI_ACT_LOG: ACT_LOOP(logf(x > LOG_MIN ? x : LOG_MIN)); break;
     default: ACT_LOOP(tanhf(x)); break;
     }
 }
@@ -62,6 +67,8 @@ static inline float act_grad(int32_t act, float alpha, float x, float y)
     case USI_ACT_HARDSWISH: return x < -3 ? 0 : x > 3 ? 1 : (2 * x + 3) / 6;
     case USI_ACT_HARDSIGMOID: return y > 0 && y < 1 ? 1.0f / 6 : 0;
     case USI_ACT_SIGMOID: return y * (1 - y);
+    /* The clamped part is constant, so its slope is 0 (not 1e30). */
+    case USI_ACT_LOG: return x > LOG_MIN ? 1.0f / x : 0.0f;
     default: return 1 - y * y;
     }
 }

@@ -227,7 +227,9 @@ enum {                       /* element-wise activations                     */
     USI_ACT_HARDSWISH = 6,
     USI_ACT_HARDSIGMOID = 7, /* relu6(x + 3) / 6, as PyTorch                 */
     USI_ACT_SIGMOID = 8,
-    USI_ACT_TANH = 9
+    USI_ACT_TANH = 9,
+    USI_ACT_LOG = 10         /* natural log; x is clamped below at 1e-30 so
+                                a zero probability gives -69, not -inf  */
 };
 
 enum { USI_BIN_ADD = 0, USI_BIN_SUB = 1, USI_BIN_MUL = 2, USI_BIN_DIV = 3 };

@@ -1,0 +1,227 @@
+/* usi summary BACKBONE: parameters, buffers, multiply-adds and output shape
+ * of a backbone, from its recorded graph (nothing is run). */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "graph/graph.h"
+#include "plugin/host.h"
+#include "plugin/params.h"
+#include "util/error.h"
+
+static const char *usage =
+    "usage: usi summary BACKBONE [--img-size N] [--num-classes K] [--plugin-dir DIR ...] [--json]\n"
+    "Build the backbone on one [1, C, N, N] image and print its parameter count (trainable,\n"
+    "buffers excluded), buffer count, multiply-adds of one forward pass (conv, linear and\n"
+    "matmul only) and output shape. Options left out keep the backbone's defaults.\n";
+
+typedef struct summary_args {
+    const char *name;
+    int64_t img_size, num_classes; /* 0: the component's default */
+    const char **dirs;
+    size_t n_dirs;
+    int json;
+} summary_args;
+
+/* A positive integer option value, or 0 after printing why not. */
+static int64_t int_value(const char *opt, const char *v)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < 1) {
+        fprintf(stderr, "usi summary: %s needs a positive integer, not '%s'\n", opt, v);
+        return 0;
+    }
+    return n;
+}
+
+/* "--opt value" or "--opt=value"; NULL when arg is not opt. *bad is set when
+ * opt is given without its value. */
+static const char *opt_arg(const char *opt, int argc, char **argv, int *i, int *bad)
+{
+    size_t n = strlen(opt);
+    if (strncmp(argv[*i], opt, n) != 0) return NULL;
+    if (argv[*i][n] == '=') return argv[*i] + n + 1;
+    if (argv[*i][n]) return NULL;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "usi summary: option '%s' needs a value\n", opt);
+        *bad = 1;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static int parse(int argc, char **argv, summary_args *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        int bad = 0;
+        const char *v;
+        if ((v = opt_arg("--img-size", argc, argv, &i, &bad))) {
+            if (!(a->img_size = int_value("--img-size", v))) return USI_EXIT_USAGE;
+        } else if (!bad && (v = opt_arg("--num-classes", argc, argv, &i, &bad))) {
+            if (!(a->num_classes = int_value("--num-classes", v))) return USI_EXIT_USAGE;
+        } else if (!bad && (v = opt_arg("--plugin-dir", argc, argv, &i, &bad))) {
+            const char **p = realloc(a->dirs, (a->n_dirs + 1) * sizeof *p);
+            if (!p) return USI_EXIT_ERROR;
+            p[a->n_dirs++] = v;
+            a->dirs = p;
+        } else if (bad) {
+            return USI_EXIT_USAGE;
+        } else if (!strcmp(argv[i], "--json")) {
+            a->json = 1;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "usi summary: unknown option '%s'; see `usi summary --help`\n", argv[i]);
+            return USI_EXIT_USAGE;
+        } else if (!a->name) {
+            a->name = argv[i];
+        } else {
+            fprintf(stderr, "usi summary: unexpected argument '%s'; see `usi summary --help`\n", argv[i]);
+            return USI_EXIT_USAGE;
+        }
+    }
+    if (!a->name) {
+        fputs(usage, stderr);
+        return USI_EXIT_USAGE;
+    }
+    return 0;
+}
+
+typedef struct summary {
+    int64_t side, channels, params, buffers, macs;
+    int32_t out_ndim;
+    int64_t out_shape[USI_MAX_DIMS];
+} summary;
+
+/* Set an option the component has; one it lacks is an error only when the
+ * user asked for it, since a backbone may have a fixed input or head. */
+static usi_error *set_opt(usi_params *p, const char *comp, const char *name, int64_t v)
+{
+    if (!v) return NULL;
+    if (!usi_params_has(p, name))
+        return usi_error_new(USI_ERR_INVALID, "backbone '%s' has no option '%s'", comp, name);
+    return usi_params_set_int(p, name, v);
+}
+
+static usi_error *record(const usi_component *bb, void *inst, summary *s)
+{
+    usi_graph *g = usi_graph_new(0, 0);
+    if (!g) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    int64_t shape[4] = {1, s->channels, s->side, s->side};
+    usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, shape), *out = NULL;
+    const usi_backbone_ops *ops = bb->ops;
+    usi_error *e = usi_graph_build(g, ops->build, inst, x, &out);
+    if (!e) {
+        usi_param_info info;
+        for (int32_t i = 0; i < usi_graph_num_params(g); i++)
+            if (usi_graph_param_at(g, i, &info)) s->params += info.numel;
+        for (int32_t i = 0; i < usi_graph_num_buffers(g); i++)
+            if (usi_graph_buffer_at(g, i, &info)) s->buffers += info.numel;
+        s->macs = usi_graph_forward_macs(g);
+        const usi_graph_api *G = usi_graph_api_get();
+        s->out_ndim = G->ndim(out);
+        for (int32_t d = 0; d < s->out_ndim && d < USI_MAX_DIMS; d++) s->out_shape[d] = G->dim(out, d);
+    }
+    usi_graph_free(g);
+    return e;
+}
+
+static usi_error *summarize(const usi_registry *r, const summary_args *a, summary *s)
+{
+    const usi_loaded *l = NULL;
+    USI_TRY(usi_registry_select(r, USI_KIND_BACKBONE, a->name, &l));
+    const usi_component *bb = l->comp;
+    usi_params *p = usi_params_new(bb);
+    if (!p) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    usi_error *e = set_opt(p, bb->name, "img_size", a->img_size);
+    if (!e) e = set_opt(p, bb->name, "num_classes", a->num_classes);
+    s->side = a->img_size ? a->img_size : 224;
+    s->channels = 3;
+    if (!e && !a->img_size && usi_params_has(p, "img_size")) e = usi_params_get_int(p, "img_size", &s->side);
+    if (!e && usi_params_has(p, "in_chans")) e = usi_params_get_int(p, "in_chans", &s->channels);
+    void *inst = NULL;
+    if (!e) e = bb->create(p, &inst);
+    if (!e) e = record(bb, inst, s);
+    if (inst) bb->destroy(inst);
+    usi_params_free(p);
+    return e ? usi_error_prefix(e, "backbone '%s': ", a->name) : NULL;
+}
+
+static void print_json(const char *name, const summary *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "backbone", name);
+    cJSON_AddNumberToObject(o, "img_size", (double)s->side);
+    cJSON_AddNumberToObject(o, "params", (double)s->params);
+    cJSON_AddNumberToObject(o, "buffers", (double)s->buffers);
+    cJSON_AddNumberToObject(o, "macs", (double)s->macs); /* exact below 2^53 */
+    cJSON *shape = cJSON_AddArrayToObject(o, "output_shape");
+    for (int32_t d = 0; d < s->out_ndim; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)s->out_shape[d]));
+    char *text = cJSON_Print(o);
+    if (text) puts(text);
+    free(text);
+    cJSON_Delete(o);
+}
+
+/* 25557032 -> "25,557,032". */
+static const char *grouped(int64_t v, char *buf, size_t cap)
+{
+    char digits[32];
+    int n = snprintf(digits, sizeof digits, "%lld", (long long)v);
+    size_t k = 0;
+    for (int i = 0; i < n && k + 2 < cap; i++) {
+        buf[k++] = digits[i];
+        int left = n - 1 - i;
+        if (left > 0 && left % 3 == 0 && digits[i] != '-') buf[k++] = ',';
+    }
+    buf[k] = 0;
+    return buf;
+}
+
+static void print_text(const char *name, const summary *s)
+{
+    char b[48];
+    printf("%s at %lldx%lld\n", name, (long long)s->side, (long long)s->side);
+    printf("  parameters   %s (%.2f M)\n", grouped(s->params, b, sizeof b), (double)s->params / 1e6);
+    printf("  buffers      %s\n", grouped(s->buffers, b, sizeof b));
+    printf("  MACs         %s (%.2f G, conv + linear + matmul, batch 1)\n", grouped(s->macs, b, sizeof b),
+           (double)s->macs / 1e9);
+    printf("  output       [");
+    for (int32_t d = 0; d < s->out_ndim; d++) printf("%s%lld", d ? ", " : "", (long long)s->out_shape[d]);
+    printf("]\n");
+}
+
+int usi_cmd_summary(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage, stdout);
+            return USI_EXIT_OK;
+        }
+    summary_args a;
+    int rc = parse(argc, argv, &a);
+    if (rc) {
+        free(a.dirs);
+        return rc;
+    }
+    usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    usi_error *e = r ? usi_registry_discover(r, a.dirs, a.n_dirs, NULL, 0)
+                     : usi_error_new(USI_ERR_NOMEM, "out of memory");
+    summary s;
+    memset(&s, 0, sizeof s);
+    if (!e) {
+        usi_host_set_registry(r); /* a backbone may build another by name */
+        e = summarize(r, &a, &s);
+        usi_host_set_registry(NULL);
+    }
+    if (e) rc = usi_cli_fail(e);
+    else if (a.json) print_json(a.name, &s);
+    else print_text(a.name, &s);
+    usi_registry_free(r);
+    free(a.dirs);
+    return rc;
+}
