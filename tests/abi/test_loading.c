@@ -3,6 +3,8 @@
  * a broken file never stops the others; unsafe permissions are refused. */
 #include <errno.h>
 #include <stdio.h>
+
+#include "check.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,18 +15,7 @@
 #include "plugin/registry.h"
 #include "util/error.h"
 
-static int failures;
 static const char *fixture_dir;
-
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            fprintf(stderr, "%s:%d: FAILED %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fprintf(stderr, "\n");                                         \
-            failures++;                                                    \
-        }                                                                  \
-    } while (0)
 
 static char *fixture(const char *name)
 {
@@ -242,10 +233,5 @@ int main(int argc, char **argv)
     test_twins_name_both_files();
     test_select_messages();
     test_scan_folder();
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("plugin loading: all checks passed\n");
-    return 0;
+    return check_status("plugin loading");
 }

@@ -2,6 +2,8 @@
  * messages that name the file, line and key, plugin options checked against
  * the schema a real plugin publishes, and show output that loads back. */
 #include <stdio.h>
+
+#include "check.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,18 +12,7 @@
 #include "plugin/params.h"
 #include "util/error.h"
 
-static int failures;
 static char tmpdir[] = "/tmp/usi-config-XXXXXX";
-
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: FAILED %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
 
 static const char *write_file(const char *name, const char *text)
 {
@@ -269,10 +260,5 @@ int main(int argc, char **argv)
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("config: all checks passed\n");
-    return 0;
+    return check_status("config");
 }

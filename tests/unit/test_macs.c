@@ -2,22 +2,13 @@
  * a matmul, whose multiply-adds are worked out here from the shapes, plus a
  * pool that must not count. */
 #include <stdio.h>
+
+#include "check.h"
 #include <usi/plugin.h>
 
 #include "graph/graph.h"
 #include "plugin/host.h"
 #include "util/error.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: FAILED %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
 
 int main(void)
 {
@@ -69,7 +60,5 @@ int main(void)
     usi_graph_free(g);
     CHECK(usi_graph_forward_macs(NULL) == 0, "NULL graph");
 
-    if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
-    else printf("macs: all checks passed\n");
-    return failures ? 1 : 0;
+    return check_status("macs");
 }

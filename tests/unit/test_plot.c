@@ -2,6 +2,8 @@
  * with each curve's colour in its own panel; malformed lines are errors that
  * name the file and line. */
 #include <stdio.h>
+
+#include "check.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,17 +11,6 @@
 #include "data/decode.h"
 #include "train/plot.h"
 #include "util/error.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: FAILED %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
 
 static char dir[] = "/tmp/usi-plot-XXXXXX";
 
@@ -134,7 +125,5 @@ int main(void)
     test_curves();
     test_errors();
     rmdir(dir);
-    if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
-    else printf("plot: all checks passed\n");
-    return failures ? 1 : 0;
+    return check_status("plot");
 }

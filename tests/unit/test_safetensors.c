@@ -4,6 +4,8 @@
 #include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
+
+#include "check.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -12,17 +14,6 @@
 #include "train/safetensors.h"
 #include "util/error.h"
 #include "util/rng.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: FAILED %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
 
 static char dir[] = "/tmp/usi-st-XXXXXX";
 static float weights[6] = {1.5f, -2.0f, 3.25f, 0.0f, 1e-8f, -7.0f};
@@ -241,10 +232,5 @@ int main(void)
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("safetensors: all checks passed\n");
-    return 0;
+    return check_status("safetensors");
 }

@@ -2,6 +2,8 @@
  * written here from the published update rules. */
 #include <math.h>
 #include <stdio.h>
+
+#include "check.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,17 +11,6 @@
 #include "train/optim.h"
 #include "train/schedule.h"
 #include "util/rng.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: FAILED %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                     \
-            fprintf(stderr, "\n");                                            \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
 
 #define N 37
 #define STEPS 25
@@ -160,10 +151,5 @@ int main(void)
     test_optimizers();
     test_schedule();
     test_ema();
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("optimizers, schedule, ema: all checks passed\n");
-    return 0;
+    return check_status("optimizers, schedule, ema");
 }
