@@ -64,6 +64,19 @@ top_a=$(grep -o '"top1": [0-9.]*' "$T/a/metrics.jsonl" | tail -1)
 top_b=$(grep -o '"top1": [0-9.]*' "$T/b/metrics.jsonl" | tail -1)
 [ "$top_a" = "$top_b" ] && ok || fail "final accuracy differs: $top_a vs $top_b"
 
+# --- SIGTERM does the same as Ctrl-C ---
+"$usi" train "$T/run.cfg" --set output_dir="$T/term" >"$T/term.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+    grep -q '"loss"' "$T/term/metrics.jsonl" 2>/dev/null && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.1
+done
+kill -TERM $pid 2>/dev/null
+wait $pid
+rc=$?
+[ $rc -eq 130 ] && [ -s "$T/term/last.safetensors" ] && ok || fail "SIGTERM: exit $rc: $(tail -2 "$T/term.log")"
+
 # --- usi eval agrees with what training reported ---
 best=$(grep -o 'best top-1 [0-9.]*' "$T/a.log" | awk '{print $3}')
 out=$("$usi" eval "$T/run.cfg" --checkpoint "$T/a/best.safetensors" --json 2>&1)
