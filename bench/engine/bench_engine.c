@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "device.h"
 #include "graph/graph.h"
 #include "models.h"
 #include "plugin/host.h"
@@ -42,7 +43,7 @@ typedef struct result {
 
 static usi_error *run(const opts *o, const char *model, int training, result *r)
 {
-    usi_graph *g = usi_graph_new(training, 1);
+    usi_graph *g = usi_graph_new(test_device(), training, 1);
     int64_t xs[4] = {o->batch, 3, o->size, o->size}, n = o->batch;
     usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, xs);
     usi_tensor *y = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &n);
@@ -54,9 +55,12 @@ static usi_error *run(const opts *o, const char *model, int training, result *r)
     if (!e) e = usi_graph_compile(g);
     if (!e) usi_graph_memory(g, &r->planned, &r->naive);
     if (!e && !o->plan_only) {
-        float *xd = usi_graph_data(x);
+        float *xd = test_host(sizeof(float) * (size_t)usi_graph_numel(x));
         for (int64_t i = 0; i < usi_graph_numel(x); i++) xd[i] = (float)((i * 7919) % 255) / 255.0f;
-        for (int64_t i = 0; i < n; i++) ((int32_t *)usi_graph_data(y))[i] = (int32_t)(i % 1000);
+        int32_t *yd = test_host(sizeof(int32_t) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) yd[i] = (int32_t)(i % 1000);
+        test_write(x, xd);
+        test_write(y, yd);
         double t0 = 0;
         for (int s = 0; s <= o->steps && !e; s++) { /* step 0 warms up */
             if (s == 1) t0 = now();
@@ -98,7 +102,7 @@ int main(int argc, char **argv)
                         "[--models a,b] [--plan-only] [--csv FILE]\n", argv[0]);
         return 2;
     }
-    usi_graph_set_threads(o.threads);
+    usi_device_set_threads(o.threads);
     FILE *csv = fopen(o.csv, "w");
     if (csv) fprintf(csv, "model,mode,batch,size,threads,seconds,img_per_s,gflop_per_s,planned_bytes,naive_bytes\n");
     printf("%-12s %-6s %10s %10s %12s %12s\n", "model", "mode", "img/s", "GFLOP/s",

@@ -1,14 +1,24 @@
-/* A backend: kernels for the engine's ops behind a table, chosen per node by
- * supports(op). The graph plans memory and order; a backend only computes. */
+/* A backend: the kernel table and memory functions behind a device. The
+ * graph plans memory and order; a backend allocates, copies and computes.
+ *
+ * Every pointer a backend function takes is device memory made by the same
+ * backend's alloc (plus an offset), except where a comment says "host". Only
+ * core/backend dereferences device memory; core/graph computes addresses in it
+ * (arena base + planned offset) and hands them back here. */
 #ifndef USI_CORE_BACKEND_H
 #define USI_CORE_BACKEND_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <usi/plugin.h>
 
+#include "backend/optim_args.h"
 #include "graph/node.h"
 
+typedef struct usi_device usi_device;
+
 typedef struct usi_exec_ctx {
+    usi_device *dev;
     int32_t training;
     uint64_t seed;     /* graph seed and forward count: dropout masks are */
     uint64_t step;     /* a pure function of (seed, step, node id)        */
@@ -16,6 +26,23 @@ typedef struct usi_exec_ctx {
 
 typedef struct usi_backend {
     const char *name;
+    /* 1 when device memory is ordinary host memory that host code may use
+     * while a backend call runs (custom ops' cpu kernels run in place). */
+    int32_t host_memory;
+    /* 1 when conv/linear/matmul run in bf16 under precision "mixed". */
+    int32_t has_bf16;
+
+    /* -- memory -- */
+    /* Zero-filled device memory, 64-byte aligned; NULL when out of memory. */
+    void *(*alloc)(usi_device *d, size_t bytes);
+    void (*free)(usi_device *d, void *p, size_t bytes);
+    usi_error *(*upload)(usi_device *d, void *dst, const void *host_src, size_t bytes);
+    usi_error *(*download)(usi_device *d, void *host_dst, const void *src, size_t bytes);
+    usi_error *(*copy)(usi_device *d, void *dst, const void *src, size_t bytes);
+    usi_error *(*fill)(usi_device *d, void *dst, int byte, size_t bytes);
+    usi_error *(*synchronize)(usi_device *d);
+
+    /* -- graph kernels -- */
     int32_t (*supports)(int32_t op);
     /* Set t's saved_bytes and fwd/bwd scratch sizes for the planner. */
     void (*workspace)(usi_tensor *t, int32_t training);
@@ -25,10 +52,35 @@ typedef struct usi_backend {
      * acc[k] = 0 overwrites, 1 adds. */
     usi_error *(*backward)(const usi_exec_ctx *ctx, usi_tensor *t,
                            const int32_t *acc);
+
+    /* -- training-step kernels over flat float buffers -- */
+    usi_error *(*optim_step)(usi_device *d, const usi_optim_args *a);
+    /* ema = decay*ema + (1-decay)*w over n floats. */
+    usi_error *(*ema_update)(usi_device *d, float *ema, const float *w, size_t n,
+                             double decay);
+    /* *out (host) = sum of x[i]^2 in double; NaN or inf when any x is. */
+    usi_error *(*sum_squares)(usi_device *d, const float *x, size_t n, double *out);
+    /* x *= s over n floats. */
+    usi_error *(*scale)(usi_device *d, float *x, size_t n, double s);
+    /* dst[n,c,oh,ow] = bilinear resize of a[ch]*src[n,c,h,w] + b[ch] (half-
+     * pixel centres, edges clamped, no antialias); a, b: host, c entries. */
+    usi_error *(*image_convert)(usi_device *d, float *dst, const float *src, int32_t n,
+                                int32_t c, int32_t h, int32_t w, int32_t oh, int32_t ow,
+                                const float *a, const float *b);
+
     void (*set_threads)(int32_t n);
     int32_t (*threads)(void);
 } usi_backend;
 
+/* A device: a backend and the state of one instance of it (a GPU's index,
+ * streams and library handles). */
+struct usi_device {
+    char name[32];             /* "cpu", "cpu-guarded", "cuda:0" */
+    const usi_backend *be;
+    void *state;
+};
+
 const usi_backend *usi_cpu_backend(void);
+const usi_backend *usi_cpu_guarded_backend(void);
 
 #endif

@@ -109,7 +109,7 @@ static usi_error *set_opt(usi_params *p, const char *comp, const char *name, int
 
 static usi_error *record(const usi_component *bb, void *inst, summary *s)
 {
-    usi_graph *g = usi_graph_new(0, 0);
+    usi_graph *g = usi_graph_new(usi_device_cpu(), 0, 0); /* recorded only, never run */
     if (!g) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t shape[4] = {1, s->channels, s->side, s->side};
     usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, shape), *out = NULL;

@@ -1,5 +1,7 @@
 #include "config/config.h"
 
+#include "backend/device.h"
+
 #include <errno.h>
 #include <libconfig.h>
 #include <libgen.h>
@@ -46,6 +48,7 @@ struct usi_config {
     size_t n_augments;
     const char *base_dir;    /* folder of the file being loaded, or NULL */
     const char *cur_file;    /* the file being loaded, or NULL */
+    int mixed_as_fp32;       /* "mixed" asked on a device without bf16 */
 };
 
 static const char *const default_augments[] = {"random_resized_crop", "hflip",
@@ -635,8 +638,31 @@ static usi_error *resolve_slot(slot *s, const usi_registry *r, int32_t kind, con
     return NULL;
 }
 
+/* The device must exist in this build; "mixed" on a device without a bf16
+ * path becomes "fp32", said once, so that what is shown is what runs. */
+static usi_error *resolve_device(usi_config *c)
+{
+    const char *name = usi_config_string(c, "device");
+    if (!usi_device_name_valid(name))
+        return usi_error_new(USI_ERR_INVALID, "device = \"%s\": unknown device; valid devices: %s", name,
+                             usi_device_names());
+    if (!usi_device_available(name))
+        return usi_error_new(USI_ERR_UNSUPPORTED,
+                             "device = \"%s\": this build of usi has no CUDA backend; rebuild with `meson setup "
+                             "-Dcuda=enabled` where the CUDA toolkit is in /usr/local/cuda, or set device = \"cpu\"",
+                             name);
+    if (!strcmp(usi_config_string(c, "precision"), "mixed") && !usi_device_name_has_bf16(name)) {
+        USI_TRY(usi_config_set(c, "precision=\"fp32\""));
+        c->mixed_as_fp32 = 1;
+    }
+    return NULL;
+}
+
+int usi_config_mixed_as_fp32(const usi_config *c) { return c->mixed_as_fp32; }
+
 usi_error *usi_config_resolve(usi_config *c, const usi_registry *r)
 {
+    USI_TRY(resolve_device(c));
     USI_TRY(resolve_slot(&c->backbone, r, USI_KIND_BACKBONE, "backbone"));
     USI_TRY(resolve_slot(&c->teacher, r, USI_KIND_TEACHER, "teacher"));
     for (size_t i = 0; i < c->n_augments; i++)

@@ -32,6 +32,9 @@ usi_error *usi_config_set(usi_config *c, const char *assignment);
 usi_error *usi_config_resolve(usi_config *c, const usi_registry *r);
 
 /* The folders named by plugin_path (valid after load). */
+/* 1 when resolve turned precision "mixed" into "fp32" because the device
+ * has no bf16 path (a run says so once). */
+int usi_config_mixed_as_fp32(const usi_config *c);
 size_t usi_config_plugin_path_count(const usi_config *c);
 const char *usi_config_plugin_path(const usi_config *c, size_t i);
 

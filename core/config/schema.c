@@ -22,7 +22,9 @@
 static const usi_param_desc top[] = {
     INT("seed", 0, 0, 4294967295.0, "seed of every random stream (data order, augmentation, init)"),
     STR("output_dir", "runs/usi", NULL, "folder for checkpoints, metrics and plots"),
-    STR("precision", "mixed", "fp32|mixed", "mixed: bf16 compute with fp32 master weights where the device has it"),
+    STR("device", "cpu", NULL, "where every graph of the run lives: cpu, cuda (= cuda:0), cuda:N; cpu-guarded for tests"),
+    STR("precision", "mixed", "fp32|mixed",
+        "mixed: bf16 compute with fp32 master weights where the device has it; fp32 elsewhere (config show says)"),
     INT("threads", 0, 0, 1024, "compute threads; 0 = one per core"),
 };
 SECTION(top_schema, "", top);

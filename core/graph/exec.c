@@ -1,5 +1,7 @@
 /* The executor: nodes in recording order forward, in reverse backward, each
- * on the backend that supports it. */
+ * on the graph's device. A custom op whose plugin has no kernel for the
+ * device runs its host kernel on host copies of its tensors (custom_host.c). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend.h"
@@ -11,32 +13,48 @@ static usi_error *node_error(usi_error *e, const usi_tensor *t, const char *dir)
     return usi_error_prefix(e, "%s of '%s': ", dir, t->name);
 }
 
+/* Custom ops run in place only where device memory is host memory. */
+static int on_host_copies(const usi_graph *g, const usi_tensor *t)
+{
+    return t->op == USI_OP_CUSTOM && !g->dev->be->host_memory;
+}
+
 usi_error *usi_graph_forward(usi_graph *g)
 {
     if (!g->compiled)
         return usi_error_new(USI_ERR_INVALID, "forward: compile the graph first");
-    const usi_backend *be = usi_cpu_backend();
-    usi_exec_ctx ctx = {g->training, g->seed, ++g->step};
+    const usi_backend *be = g->dev->be;
+    usi_exec_ctx ctx = {g->dev, g->training, g->seed, ++g->step};
     for (int32_t i = 0; i < g->n_nodes; i++) {
         usi_tensor *t = g->nodes[i];
         if (t->storage == USI_STORE_OWNED) continue;
-        if (!be->supports(t->op))
-            return usi_error_new(USI_ERR_UNSUPPORTED, "forward: no kernel for '%s'",
-                                 t->name);
-        usi_error *e = be->forward(&ctx, t);
+        usi_error *e;
+        if (on_host_copies(g, t)) {
+            e = usi_custom_forward_host(g, t);
+        } else {
+            if (!be->supports(t->op))
+                return usi_error_new(USI_ERR_UNSUPPORTED, "forward: device %s has no kernel for '%s'",
+                                     g->dev->name, t->name);
+            e = be->forward(&ctx, t);
+        }
         if (e) return node_error(e, t, "forward");
     }
     return NULL;
 }
 
-static void seed_loss_grad(usi_graph *g)
+static usi_error *seed_loss_grad(usi_graph *g)
 {
     usi_tensor *l = g->loss;
-    if (g->loss_seed) {
-        memcpy(l->grad, g->loss_seed, (size_t)l->numel * sizeof(float));
-        return;
+    const float *seed = g->loss_seed;
+    if (!seed) {
+        if (!g->seed_host) {
+            g->seed_host = malloc(sizeof(float) * (size_t)l->numel);
+            if (!g->seed_host) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+        }
+        for (int64_t i = 0; i < l->numel; i++) g->seed_host[i] = (float)g->loss_scale;
+        seed = g->seed_host;
     }
-    for (int64_t i = 0; i < l->numel; i++) l->grad[i] = (float)g->loss_scale;
+    return g->dev->be->upload(g->dev, l->grad, seed, (size_t)l->numel * sizeof(float));
 }
 
 /* acc[k] = 0 lets the first writer of an arena gradient overwrite it, which
@@ -62,9 +80,9 @@ usi_error *usi_graph_backward(usi_graph *g)
     if (!g->step)
         return usi_error_new(USI_ERR_INVALID, "backward: run forward first");
     if (!g->loss->has_grad) return NULL; /* nothing trainable reaches the loss */
-    const usi_backend *be = usi_cpu_backend();
-    usi_exec_ctx ctx = {g->training, g->seed, g->step};
-    seed_loss_grad(g);
+    const usi_backend *be = g->dev->be;
+    usi_exec_ctx ctx = {g->dev, g->training, g->seed, g->step};
+    USI_TRY(seed_loss_grad(g));
     int32_t acc[64];
     for (int32_t i = g->n_nodes - 1; i >= 0; i--) {
         usi_tensor *t = g->nodes[i];
@@ -73,7 +91,7 @@ usi_error *usi_graph_backward(usi_graph *g)
             return usi_error_new(USI_ERR_UNSUPPORTED, "backward: '%s' has over 64 inputs",
                                  t->name);
         acc_flags(t, acc);
-        usi_error *e = be->backward(&ctx, t, acc);
+        usi_error *e = on_host_copies(g, t) ? usi_custom_backward_host(g, t, acc) : be->backward(&ctx, t, acc);
         if (e) return node_error(e, t, "backward");
     }
     return NULL;

@@ -8,10 +8,12 @@
 #include "backend/backend.h"
 #include "util/error.h"
 
-usi_graph *usi_graph_new(int32_t training, uint64_t seed)
+usi_graph *usi_graph_new(usi_device *dev, int32_t training, uint64_t seed)
 {
+    if (!dev) return NULL;
     usi_graph *g = calloc(1, sizeof *g);
     if (!g) return NULL;
+    g->dev = dev;
     g->training = training ? 1 : 0;
     g->seed = seed;
     g->loss_scale = 1.0;
@@ -22,10 +24,7 @@ static void node_free(usi_tensor *t)
 {
     if (t->backend_state && t->backend_state_free)
         t->backend_state_free(t->backend_state);
-    if (t->storage == USI_STORE_OWNED) {
-        free(t->data);
-        free(t->grad);
-    }
+    free(t->staging);
     free(t->src);
     free(t->name);
     free(t);
@@ -66,7 +65,12 @@ void usi_graph_free(usi_graph *g)
     free(g->nodes);
     for (int32_t i = 0; i < g->n_scope; i++) free(g->scope[i]);
     free(g->error);
-    free(g->arena);
+    usi_dbuf_free(g->arena);
+    usi_dbuf_free(g->params);
+    usi_dbuf_free(g->grads);
+    usi_dbuf_free(g->buffers);
+    usi_dbuf_free(g->inputs);
+    free(g->seed_host);
     free(g);
 }
 
@@ -213,8 +217,8 @@ static usi_tensor *leaf_new(usi_graph *g, int32_t op, const char *what,
     usi_node_set_shape(t, ndim, shape);
     t->dtype = dtype;
     t->storage = USI_STORE_OWNED;
-    t->data = calloc(1, usi_node_bytes(t) ? usi_node_bytes(t) : 1);
-    if (!t->data) {
+    t->staging = calloc(1, usi_node_bytes(t) ? usi_node_bytes(t) : 1);
+    if (!t->staging) {
         usi_graph_fail(g, "%s '%s': out of memory", what, t->name);
         return NULL;
     }
@@ -253,7 +257,7 @@ usi_tensor *usi_graph_param_new(usi_graph *g, const char *name, int32_t ndim,
                              ndim, shape);
     if (!t) return NULL;
     t->requires_grad = 1;
-    usi_init_fill(t->data, ndim, shape, init, g->seed, t->name);
+    usi_init_fill(t->staging, ndim, shape, init, g->seed, t->name);
     return t;
 }
 
@@ -266,14 +270,14 @@ usi_tensor *usi_graph_buffer_new(usi_graph *g, const char *name, int32_t dtype,
                              shape);
     if (!t) return NULL;
     if (dtype == USI_DTYPE_F32) {
-        usi_init_fill(t->data, ndim, shape, init, g->seed, t->name);
+        usi_init_fill(t->staging, ndim, shape, init, g->seed, t->name);
     } else if (init && init->kind != USI_INIT_ZEROS) {
         /* Integer buffers (counters, index tables) take a constant only. */
         double v = init->kind == USI_INIT_ONES ? 1.0 : init->value;
         for (int64_t i = 0; i < t->numel; i++) {
-            if (dtype == USI_DTYPE_I32) ((int32_t *)t->data)[i] = (int32_t)v;
-            else if (dtype == USI_DTYPE_I64) ((int64_t *)t->data)[i] = (int64_t)v;
-            else if (dtype == USI_DTYPE_U8) ((uint8_t *)t->data)[i] = (uint8_t)v;
+            if (dtype == USI_DTYPE_I32) ((int32_t *)t->staging)[i] = (int32_t)v;
+            else if (dtype == USI_DTYPE_I64) ((int64_t *)t->staging)[i] = (int64_t)v;
+            else if (dtype == USI_DTYPE_U8) ((uint8_t *)t->staging)[i] = (uint8_t)v;
         }
     }
     return t;
@@ -349,6 +353,7 @@ usi_error *usi_graph_compile(usi_graph *g)
     }
     USI_TRY(usi_graph_derive_backward(g));
     USI_TRY(usi_graph_plan(g));
+    USI_TRY(usi_graph_place(g));
     g->compiled = 1;
     return NULL;
 }
@@ -359,8 +364,6 @@ void usi_graph_memory(const usi_graph *g, size_t *planned_peak, size_t *naive_su
     if (naive_sum) *naive_sum = g->naive_bytes;
 }
 
-void *usi_graph_data(const usi_tensor *t) { return t ? t->data : NULL; }
-float *usi_graph_grad(const usi_tensor *t) { return t ? t->grad : NULL; }
 const char *usi_graph_name(const usi_tensor *t) { return t ? t->name : NULL; }
 int64_t usi_graph_numel(const usi_tensor *t) { return t ? t->numel : 0; }
 int32_t usi_graph_dtype(const usi_tensor *t) { return t ? t->dtype : -1; }
@@ -384,8 +387,8 @@ static int32_t leaf_at(const usi_graph *g, int32_t op, int32_t idx,
         out->ndim = t->ndim;
         out->shape = t->shape;
         out->numel = t->numel;
-        out->data = t->data;
-        out->grad = t->grad;
+        out->offset = t->data_off;
+        out->trainable = t->grad != NULL;
         out->frozen = t->frozen;
         out->tensor = t;
         return 1;
@@ -424,19 +427,19 @@ usi_error *usi_graph_copy_state(const usi_graph *from, usi_graph *to)
         if (!d || d->op != s->op || d->dtype != s->dtype || d->numel != s->numel)
             return usi_error_new(USI_ERR_INVALID, "copy_state: '%s' is %s in the target graph",
                                  s->name, d ? "another shape or kind" : "missing");
-        memcpy(d->data, s->data, usi_node_bytes(s));
+        USI_TRY(usi_graph_copy_value(d, s, usi_node_bytes(s)));
     }
     return NULL;
 }
 
 void usi_graph_zero_grad(usi_graph *g)
 {
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        usi_tensor *t = g->nodes[i];
-        if (t->storage == USI_STORE_OWNED && t->grad)
-            memset(t->grad, 0, (size_t)t->numel * sizeof(float));
-    }
+    if (g->grads) usi_error_free(usi_dbuf_fill(g->grads, 0, 0, usi_dbuf_bytes(g->grads)));
 }
 
-void usi_graph_set_threads(int32_t n) { usi_cpu_backend()->set_threads(n); }
-int32_t usi_graph_threads(void) { return usi_cpu_backend()->threads(); }
+usi_device *usi_graph_device(const usi_graph *g) { return g->dev; }
+
+void usi_graph_get_blocks(const usi_graph *g, usi_graph_blocks *out)
+{
+    *out = (usi_graph_blocks){g->params, g->grads, g->buffers, g->n_params, g->n_trainable, g->n_f32_buffers};
+}

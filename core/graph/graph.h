@@ -5,7 +5,7 @@
  * plan, allocation) and then run many times: fill the inputs, forward,
  * backward, read the parameters' gradients, step an optimizer on them.
  *
- *     usi_graph *g = usi_graph_new(1, seed);
+ *     usi_graph *g = usi_graph_new(dev, 1, seed);
  *     usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, shape);
  *     usi_tensor *y = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &n);
  *     usi_tensor *logits;
@@ -13,13 +13,19 @@
  *     usi_tensor *loss = api->loss_ce(g, logits, y, 0.0);
  *     err = usi_graph_set_loss(g, loss);
  *     err = usi_graph_compile(g);
- *     for (...) { fill usi_graph_data(x), (y); usi_graph_forward(g);
- *                 usi_graph_backward(g); optimizer over usi_graph_param_at;
- *                 usi_graph_zero_grad(g); }
+ *     for (...) { usi_graph_write(x, host_images); usi_graph_write(y, labels);
+ *                 usi_graph_forward(g); usi_graph_backward(g);
+ *                 optimizer over usi_graph_blocks(g); usi_graph_zero_grad(g); }
  *     usi_graph_free(g);
  *
- * Parameters get their storage and initial values when recorded, so they can
- * be loaded (by name) before or after compile. Parameter gradients persist
+ * Every graph lives on one device (core/backend/device.h). Its values are
+ * device memory: the rest of the core reads and writes them only through
+ * usi_graph_read/write and the flat blocks, never through a pointer.
+ *
+ * Parameters get their initial values when recorded (in host memory until
+ * compile), so they can be loaded (by name) before or after compile. At
+ * compile, parameters, their gradients and buffers move into one flat device
+ * block each (usi_graph_blocks), trainable parameters first. Parameter gradients persist
  * across backward calls and accumulate until usi_graph_zero_grad: gradient
  * accumulation is several forward/backward pairs before one optimizer step
  * (scale each with usi_graph_set_loss_scale). Every other activation,
@@ -32,9 +38,12 @@
 #include <stdint.h>
 #include <usi/plugin.h>
 
+#include "backend/device.h"
+
 /* training = 1: batch statistics, dropout, and a backward pass. The seed
  * drives parameter initialisers (per name) and dropout masks (per step). */
-usi_graph *usi_graph_new(int32_t training, uint64_t seed);
+usi_graph *usi_graph_new(usi_device *dev, int32_t training, uint64_t seed);
+usi_device *usi_graph_device(const usi_graph *g);
 void usi_graph_free(usi_graph *g);
 
 /* The graph's first recording error as a new usi_error, or NULL. */
@@ -82,13 +91,39 @@ usi_error *usi_graph_forward(usi_graph *g);
 usi_error *usi_graph_backward(usi_graph *g);
 void usi_graph_zero_grad(usi_graph *g);
 
-/* Tensor access: data is valid after compile (inputs, params, buffers,
- * outputs); arena tensors hold values only while the plan keeps them. */
-void *usi_graph_data(const usi_tensor *t);
-float *usi_graph_grad(const usi_tensor *t);
+/* Tensor access. Leaves (inputs, params, buffers) hold values from recording
+ * on; other tensors hold values only while the plan keeps them (outputs and
+ * the loss until the next forward). Sizes are numel * dtype size bytes. */
+usi_error *usi_graph_write(usi_tensor *t, const void *host);
+/* The first `bytes` of t only (a partial batch). */
+usi_error *usi_graph_write_part(usi_tensor *t, const void *host, size_t bytes);
+usi_error *usi_graph_read(const usi_tensor *t, void *host);
+usi_error *usi_graph_read_part(const usi_tensor *t, void *host, size_t bytes);
+/* t's gradient (numel floats); an error when t has none. */
+usi_error *usi_graph_read_grad(const usi_tensor *t, float *host);
+/* 1 when t gets a gradient in backward. */
+int32_t usi_graph_has_grad(const usi_tensor *t);
+/* The first `bytes` of src's value into dst's, on the graphs' device(s). */
+usi_error *usi_graph_copy_value(usi_tensor *dst, const usi_tensor *src, size_t bytes);
+/* dst[n, c, oh, ow] = bilinear resize of a[ch]*src + b[ch] for the first n
+ * images, on the device (the teacher's normalisation and size). Both float
+ * NCHW tensors of graphs on one device; a and b hold c values. */
+usi_error *usi_graph_convert_images(usi_tensor *dst, const usi_tensor *src, int32_t n,
+                                    const float *a, const float *b);
 const char *usi_graph_name(const usi_tensor *t);
 int64_t usi_graph_numel(const usi_tensor *t);
 int32_t usi_graph_dtype(const usi_tensor *t);
+
+/* The flat blocks, valid after compile. params: every float parameter,
+ * trainable ones first ([0, n_trainable) floats); grads: n_trainable floats
+ * laid out like the params' head (then the gradients of differentiable
+ * inputs); buffers: float buffers first ([0, n_f32_buffers) floats), then
+ * the others. NULL blocks when empty. */
+typedef struct usi_graph_blocks {
+    usi_dbuf *params, *grads, *buffers;
+    size_t n_params, n_trainable, n_f32_buffers;   /* elements */
+} usi_graph_blocks;
+void usi_graph_get_blocks(const usi_graph *g, usi_graph_blocks *out);
 
 /* Parameters and buffers, in recording order. */
 typedef struct usi_param_info {
@@ -97,8 +132,11 @@ typedef struct usi_param_info {
     int32_t ndim;
     const int64_t *shape;
     int64_t numel;
-    void *data;
-    float *grad;           /* NULL for buffers and frozen parameters     */
+    size_t offset;         /* bytes into its block (params or buffers),
+                              valid after compile; a trainable parameter's
+                              gradient sits at the same offset in grads  */
+    int32_t trainable;     /* has a gradient (compiled, not frozen, and
+                              reaching the loss)                          */
     int32_t frozen;
     usi_tensor *tensor;
 } usi_param_info;
@@ -113,13 +151,6 @@ usi_tensor *usi_graph_find(const usi_graph *g, const char *name);
  * in `to` (e.g. a training graph into an eval graph of another batch size).
  * Fails, naming it, on a tensor `to` lacks or holds in another shape. */
 usi_error *usi_graph_copy_state(const usi_graph *from, usi_graph *to);
-
-/* Threads for the kernels of graphs run from the calling thread (OpenMP's
- * per-thread setting, which oneDNN follows too); n <= 0 means one per core.
- * On cores shared with other busy processes, OMP_WAIT_POLICY=passive in the
- * environment avoids threads spinning against each other (2-3x there). */
-void usi_graph_set_threads(int32_t n);
-int32_t usi_graph_threads(void);
 
 /* Record an error as the graph's first one (later ones are dropped): for
  * host services that build into a graph, e.g. a backbone inside a teacher. */

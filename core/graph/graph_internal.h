@@ -8,6 +8,7 @@
 #define USI_MAX_SCOPES 64
 
 struct usi_graph {
+    usi_device *dev;
     int32_t training;
     uint64_t seed;
     uint64_t step;               /* forward passes run: keys dropout masks */
@@ -21,8 +22,12 @@ struct usi_graph {
     double loss_scale;
     const float *loss_seed;
     int32_t compiled;
-    void *arena;
+    /* Device blocks, made at compile (planner.c). */
+    usi_dbuf *arena;             /* activations, their gradients, scratch  */
+    usi_dbuf *params, *grads, *buffers, *inputs;
+    size_t n_params, n_trainable, n_f32_buffers;
     size_t arena_bytes, naive_bytes;
+    float *seed_host;            /* the loss gradient, uploaded each step  */
     struct usi_graph_cleanup *cleanups;
 };
 
@@ -58,9 +63,19 @@ usi_tensor *usi_graph_buffer_new(usi_graph *g, const char *name, int32_t dtype,
 void usi_init_fill(float *data, int32_t ndim, const int64_t *shape,
                    const usi_init *init, uint64_t seed, const char *name);
 
-/* Autodiff and planner (autodiff.c, planner.c). */
+/* Autodiff and planner (autodiff.c, planner.c). usi_graph_place lays the
+ * leaves out in their flat blocks and moves their values there. */
 usi_error *usi_graph_derive_backward(usi_graph *g);
 usi_error *usi_graph_plan(usi_graph *g);
+usi_error *usi_graph_place(usi_graph *g);
+/* The block a node's value lives in (NULL when none) and its byte offset. */
+usi_dbuf *usi_node_block(const usi_tensor *t, size_t *off);
+usi_dbuf *usi_node_grad_block(const usi_tensor *t, size_t *off);
+
+/* A custom op on a device whose memory host code cannot touch: its host
+ * kernels on host copies of its tensors (custom_host.c). */
+usi_error *usi_custom_forward_host(usi_graph *g, usi_tensor *t);
+usi_error *usi_custom_backward_host(usi_graph *g, usi_tensor *t, const int32_t *acc);
 
 /* Builder ops, the table's entries (build_*.c). */
 const usi_graph_api *usi_graph_builder(void);

@@ -40,7 +40,7 @@ enum usi_op {
 /* Where a node's value lives once the graph is allocated. */
 enum {
     USI_STORE_ARENA = 0,   /* planned offset in the shared arena          */
-    USI_STORE_OWNED = 1    /* its own allocation (inputs, params, buffers) */
+    USI_STORE_OWNED = 1    /* a leaf (inputs, params, buffers) in a flat block */
 };
 
 /* One node. Op attributes live in the small arrays ia/fa; each op's record
@@ -70,8 +70,11 @@ struct usi_tensor {
     int32_t grad_writer;   /* id of the consumer whose backward runs first
                               and so writes (not adds) this gradient       */
 
+    /* Device addresses, set at compile; never dereferenced outside
+     * core/backend. Leaves keep their values in host `staging` until then. */
     void *data;
     float *grad;
+    void *staging;
     /* Bytes an op keeps from forward to backward (batch statistics). */
     size_t saved_bytes;
     void *saved;
@@ -79,7 +82,8 @@ struct usi_tensor {
     size_t fwd_scratch_bytes, bwd_scratch_bytes;
     void *fwd_scratch, *bwd_scratch;
 
-    /* Planner results: offsets in the arena, or SIZE_MAX when unplanned. */
+    /* Planner results: offsets in the arena (leaves: in their flat block),
+     * or SIZE_MAX when unplanned. */
     size_t data_off, grad_off, saved_off, fwd_scratch_off, bwd_scratch_off;
 
     /* Eval graphs: a conv writes its batch norm's output with the norm folded

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend.h"
+#include "backend/device_internal.h"
 #include "graph/graph_internal.h"
 #include "util/error.h"
 
@@ -135,7 +135,7 @@ static void find_folds(usi_graph *g)
 static int collect(usi_graph *g, plan *p, int32_t T)
 {
     int32_t n = g->n_nodes;
-    const usi_backend *be = usi_cpu_backend();
+    const usi_backend *be = g->dev->be;
     for (int32_t i = 0; i < n; i++) {
         usi_tensor *t = g->nodes[i];
         if (t->storage == USI_STORE_OWNED) continue;
@@ -158,7 +158,10 @@ static int collect(usi_graph *g, plan *p, int32_t T)
     return 0;
 }
 
-static void *at(char *arena, size_t off) { return off == SIZE_MAX ? NULL : arena + off; }
+static void *at(const usi_dbuf *arena, size_t off)
+{
+    return off == SIZE_MAX ? NULL : usi_dbuf_addr(arena, off);
+}
 
 usi_error *usi_graph_plan(usi_graph *g)
 {
@@ -175,23 +178,17 @@ usi_error *usi_graph_plan(usi_graph *g)
     usi_error *e = place(&p, &g->arena_bytes);
     free(p.items);
     if (e) return e;
-    free(g->arena);
+    usi_dbuf_free(g->arena);
     g->arena = NULL;
-    if (g->arena_bytes &&
-        posix_memalign(&g->arena, ARENA_ALIGN, g->arena_bytes))
-        return usi_error_new(USI_ERR_NOMEM, "planner: no memory for a %zu-byte arena",
-                             g->arena_bytes);
+    if (g->arena_bytes) {
+        e = usi_dbuf_new(g->dev, g->arena_bytes, &g->arena);
+        if (e)
+            return usi_error_prefix(e, "the planned arena of %.1f MiB for activations, gradients and scratch: ",
+                                    (double)g->arena_bytes / 1048576.0);
+    }
     for (int32_t i = 0; i < n; i++) {
         usi_tensor *t = g->nodes[i];
-        if (t->storage == USI_STORE_OWNED) {
-            if (t->has_grad && !t->grad) {
-                t->grad = calloc((size_t)t->numel, sizeof(float));
-                if (!t->grad)
-                    return usi_error_new(USI_ERR_NOMEM, "no memory for the gradient of '%s'",
-                                         t->name);
-            }
-            continue;
-        }
+        if (t->storage == USI_STORE_OWNED) continue;
         t->data = at(g->arena, t->data_off);
         t->grad = at(g->arena, t->grad_off);
         t->saved = at(g->arena, t->saved_off);

@@ -261,7 +261,19 @@ struct usi_st_writer {
     entry *entries;
     size_t n;
     cJSON *metadata;
+    void **owned;          /* host copies made with usi_st_writer_alloc */
+    size_t n_owned;
 };
+
+void *usi_st_writer_alloc(usi_st_writer *w, size_t bytes)
+{
+    void **grown = realloc(w->owned, (w->n_owned + 1) * sizeof *grown);
+    if (!grown) return NULL;
+    w->owned = grown;
+    void *p = malloc(bytes ? bytes : 1);
+    if (p) w->owned[w->n_owned++] = p;
+    return p;
+}
 
 usi_st_writer *usi_st_writer_new(void)
 {
@@ -278,6 +290,8 @@ void usi_st_writer_free(usi_st_writer *w)
 {
     if (!w) return;
     for (size_t i = 0; i < w->n; i++) free(w->entries[i].name);
+    for (size_t i = 0; i < w->n_owned; i++) free(w->owned[i]);
+    free(w->owned);
     free(w->entries);
     cJSON_Delete(w->metadata);
     free(w);

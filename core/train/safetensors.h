@@ -46,6 +46,9 @@ const char *usi_dtype_name(int32_t dtype); /* "F32", ... */
  * then write atomically. */
 typedef struct usi_st_writer usi_st_writer;
 usi_st_writer *usi_st_writer_new(void);
+/* Host memory that lives as long as the writer (copies of device tensors
+ * to add); NULL when out of memory. */
+void *usi_st_writer_alloc(usi_st_writer *w, size_t bytes);
 usi_error *usi_st_writer_add(usi_st_writer *w, const char *name, int32_t dtype,
                              int32_t ndim, const int64_t *shape,
                              const void *data);

@@ -101,11 +101,11 @@ usi_error *usi_setup_loader(const usi_config *c, const usi_dataset *ds, const us
     return NULL;
 }
 
-usi_error *usi_setup_eval_graph(const usi_component *bb, void *inst, int32_t batch, int32_t side,
+usi_error *usi_setup_eval_graph(usi_device *dev, const usi_component *bb, void *inst, int32_t batch, int32_t side,
                                 int32_t classes, uint64_t seed, usi_graph **g, usi_tensor **x,
                                 usi_tensor **logits)
 {
-    *g = usi_graph_new(0, seed);
+    *g = usi_graph_new(dev, 0, seed);
     if (!*g) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t shape[4] = {batch, 3, side, side};
     *x = usi_graph_input(*g, "images", USI_DTYPE_F32, 4, shape);
@@ -132,4 +132,14 @@ void usi_topk_count(const float *logits, const int32_t *labels, int32_t n, int32
         *top1 += above == 0;
         *top5 += above < 5;
     }
+}
+
+usi_error *usi_setup_device(const usi_config *c, usi_device **out)
+{
+    static int said;
+    USI_TRY(usi_device_open(usi_config_string(c, "device"), out));
+    if (usi_config_mixed_as_fp32(c) && !said++)
+        usi_log(USI_LOG_INFO, "precision \"mixed\" runs as fp32 on device %s (it has no bf16 path yet)",
+                usi_device_name(*out));
+    return NULL;
 }

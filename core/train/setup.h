@@ -4,6 +4,7 @@
 
 #include <usi/plugin.h>
 
+#include "backend/device.h"
 #include "config/config.h"
 #include "data/loader.h"
 #include "plugin/host.h"
@@ -20,9 +21,12 @@ usi_error *usi_setup_teacher_params(const usi_config *c, int32_t classes, usi_pa
 usi_error *usi_setup_loader(const usi_config *c, const usi_dataset *ds, const usi_augchain *ch, int train,
                             usi_loader **out);
 /* An inference graph of the backbone, compiled, logits marked as output. */
-usi_error *usi_setup_eval_graph(const usi_component *bb, void *inst, int32_t batch, int32_t side,
+usi_error *usi_setup_eval_graph(usi_device *dev, const usi_component *bb, void *inst, int32_t batch, int32_t side,
                                 int32_t classes, uint64_t seed, usi_graph **g, usi_tensor **x,
                                 usi_tensor **logits);
+/* The run's device from the config key `device`. */
+usi_error *usi_setup_device(const usi_config *c, usi_device **out);
+
 /* Add the number of rows whose label is the top-1 / within the top-5. */
 void usi_topk_count(const float *logits, const int32_t *labels, int32_t n, int32_t classes, int64_t *top1,
                     int64_t *top5);

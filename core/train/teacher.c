@@ -17,9 +17,13 @@ struct usi_teacher_rt {
     void *inst;
     usi_teacher_spec spec;
     int32_t batch, side, num_classes;
-    usi_graph *g;            /* graph teachers */
+    usi_device *dev;
+    usi_graph *g;            /* graph teachers, on the run's device */
     usi_tensor *x, *logits;
-    float *buf;              /* engine teachers: converted input */
+    float *buf;              /* engine teachers: converted input (host) */
+    float *images;           /* engine teachers: the student's images (host) */
+    float *out;              /* engine teachers: logits (host) */
+    int32_t n_out;           /* rows of the last forward */
 };
 
 void usi_resize_bilinear(const float *in, int32_t c, int32_t h, int32_t w, float *out, int32_t oh,
@@ -62,7 +66,7 @@ static usi_error *load_weights(usi_teacher_rt *t)
 
 static usi_error *open_graph(usi_teacher_rt *t, uint64_t seed)
 {
-    t->g = usi_graph_new(0, seed);
+    t->g = usi_graph_new(t->dev, 0, seed);
     if (!t->g) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t shape[4] = {t->batch, 3, t->side, t->side};
     t->x = usi_graph_input(t->g, "teacher_images", USI_DTYPE_F32, 4, shape);
@@ -77,12 +81,13 @@ static usi_error *open_graph(usi_teacher_rt *t, uint64_t seed)
     return load_weights(t);
 }
 
-usi_error *usi_teacher_open(const usi_component *comp, const usi_params *params, int32_t batch,
+usi_error *usi_teacher_open(const usi_component *comp, const usi_params *params, usi_device *dev, int32_t batch,
                             int32_t num_classes, int32_t student_size, uint64_t seed, usi_teacher_rt **out)
 {
     *out = NULL;
     usi_teacher_rt *t = calloc(1, sizeof *t);
     if (!t) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    t->dev = dev;
     t->comp = comp;
     t->ops = t->comp->ops;
     t->batch = batch;
@@ -104,8 +109,11 @@ usi_error *usi_teacher_open(const usi_component *comp, const usi_params *params,
     }
     if (!e && t->ops->build) e = open_graph(t, seed);
     if (!e && !t->ops->build) {
+        size_t side = (size_t)(student_size > t->side ? student_size : t->side);
         t->buf = malloc(sizeof(float) * (size_t)batch * 3 * (size_t)t->side * (size_t)t->side);
-        if (!t->buf) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
+        t->images = malloc(sizeof(float) * (size_t)batch * 3 * side * side);
+        t->out = malloc(sizeof(float) * (size_t)batch * (size_t)num_classes);
+        if (!t->buf || !t->images || !t->out) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
     }
     if (e) {
         usi_teacher_free(t);
@@ -121,40 +129,74 @@ void usi_teacher_free(usi_teacher_rt *t)
     usi_graph_free(t->g);
     if (t->inst) t->comp->destroy(t->inst);
     free(t->buf);
+    free(t->images);
+    free(t->out);
     free(t);
 }
 
 const usi_teacher_spec *usi_teacher_get_spec(const usi_teacher_rt *t) { return &t->spec; }
 
-usi_error *usi_teacher_logits(usi_teacher_rt *t, const float *images, int32_t n, int32_t h, int32_t w,
-                              const float mean_s[3], const float std_s[3], float *logits)
+/* The student's normalisation into the teacher's: x_t = a*x_s + b. */
+static void norm_factors(const usi_teacher_rt *t, const float mean_s[3], const float std_s[3], float a[3],
+                         float b[3])
 {
-    if (n > t->batch) return usi_error_new(USI_ERR_INTERNAL, "teacher batch %d > %d", n, t->batch);
-    float *dst = t->g ? usi_graph_data(t->x) : t->buf;
+    for (int c = 0; c < 3; c++) {
+        a[c] = std_s[c] / t->spec.std[c];
+        b[c] = (mean_s[c] - t->spec.mean[c]) / t->spec.std[c];
+    }
+}
+
+/* Engine teachers run on host tensor views: convert on the host. */
+static usi_error *engine_forward(usi_teacher_rt *t, const usi_tensor *images, int32_t n, const float a[3],
+                                 const float b[3])
+{
+    const usi_graph_api *G = usi_graph_api_get();
+    int32_t h = (int32_t)G->dim(images, 2), w = (int32_t)G->dim(images, 3);
     size_t plane = (size_t)h * (size_t)w, tplane = (size_t)t->side * (size_t)t->side;
-    float *tmp = (h != t->side || w != t->side) ? malloc(sizeof(float) * 3 * plane) : NULL;
-    if ((h != t->side || w != t->side) && !tmp) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    USI_TRY(usi_graph_read_part(images, t->images, sizeof(float) * 3 * plane * (size_t)n));
     for (int32_t i = 0; i < n; i++) {
-        const float *src = images + (size_t)i * 3 * plane;
-        float *conv = tmp ? tmp : dst + (size_t)i * 3 * tplane;
-        for (int c = 0; c < 3; c++) {
-            float a = std_s[c] / t->spec.std[c], b = (mean_s[c] - t->spec.mean[c]) / t->spec.std[c];
-            for (size_t k = 0; k < plane; k++) conv[c * plane + k] = src[c * plane + k] * a + b;
-        }
-        if (tmp) usi_resize_bilinear(tmp, 3, h, w, dst + (size_t)i * 3 * tplane, t->side, t->side);
+        float *src = t->images + (size_t)i * 3 * plane;
+        for (int c = 0; c < 3; c++)
+            for (size_t k = 0; k < plane; k++) src[c * plane + k] = src[c * plane + k] * a[c] + b[c];
+        if (h != t->side || w != t->side)
+            usi_resize_bilinear(src, 3, h, w, t->buf + (size_t)i * 3 * tplane, t->side, t->side);
+        else
+            memcpy(t->buf + (size_t)i * 3 * tplane, src, sizeof(float) * 3 * plane);
     }
-    /* Rows past n keep old data; their outputs are ignored. */
-    free(tmp);
-    if (t->g) {
-        USI_TRY(usi_graph_forward(t->g));
-        memcpy(logits, usi_graph_data(t->logits), sizeof(float) * (size_t)n * (size_t)t->num_classes);
-        return NULL;
-    }
-    usi_tensor_view in = {sizeof in, USI_DTYPE_F32, 0, 4, 0, {n, 3, t->side, t->side}, {0}, dst};
+    usi_tensor_view in = {sizeof in, USI_DTYPE_F32, 0, 4, 0, {n, 3, t->side, t->side}, {0}, t->buf};
     in.strides[3] = 1;
     in.strides[2] = t->side;
     in.strides[1] = (int64_t)tplane;
     in.strides[0] = 3 * (int64_t)tplane;
-    usi_tensor_view out = {sizeof out, USI_DTYPE_F32, 0, 2, 0, {n, t->num_classes}, {t->num_classes, 1}, logits};
+    usi_tensor_view out = {sizeof out, USI_DTYPE_F32, 0, 2, 0, {n, t->num_classes}, {t->num_classes, 1}, t->out};
     return t->ops->forward(t->inst, &in, &out);
+}
+
+usi_error *usi_teacher_forward(usi_teacher_rt *t, const usi_tensor *images, int32_t n, const float mean_s[3],
+                               const float std_s[3])
+{
+    if (n > t->batch) return usi_error_new(USI_ERR_INTERNAL, "teacher batch %d > %d", n, t->batch);
+    float a[3], b[3];
+    norm_factors(t, mean_s, std_s, a, b);
+    t->n_out = n;
+    if (!t->g) return engine_forward(t, images, n, a, b);
+    /* Rows past n keep old data; their outputs are ignored. */
+    USI_TRY(usi_graph_convert_images(t->x, images, n, a, b));
+    return usi_graph_forward(t->g);
+}
+
+usi_error *usi_teacher_logits_to(usi_teacher_rt *t, usi_tensor *dst)
+{
+    size_t bytes = sizeof(float) * (size_t)t->n_out * (size_t)t->num_classes;
+    return t->g ? usi_graph_copy_value(dst, t->logits, bytes) : usi_graph_write_part(dst, t->out, bytes);
+}
+
+usi_error *usi_teacher_read_logits(usi_teacher_rt *t, float *logits)
+{
+    size_t bytes = sizeof(float) * (size_t)t->n_out * (size_t)t->num_classes;
+    if (!t->g) {
+        memcpy(logits, t->out, bytes);
+        return NULL;
+    }
+    return usi_graph_read_part(t->logits, logits, bytes);
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <usi/plugin.h>
 
+#include "backend/device.h"
 #include "config/config.h"
 
 typedef struct usi_teacher_rt usi_teacher_rt;
@@ -13,18 +14,22 @@ typedef struct usi_teacher_rt usi_teacher_rt;
 /* Make the instance, read its spec, build and compile its graph for `batch`
  * images and load its weights. The spec's class count must equal
  * num_classes. */
-usi_error *usi_teacher_open(const usi_component *comp, const usi_params *params, int32_t batch,
+usi_error *usi_teacher_open(const usi_component *comp, const usi_params *params, usi_device *dev, int32_t batch,
                             int32_t num_classes, int32_t student_size, uint64_t seed, usi_teacher_rt **out);
 void usi_teacher_free(usi_teacher_rt *t);
 const usi_teacher_spec *usi_teacher_get_spec(const usi_teacher_rt *t);
 
-/* images [n, 3, h, w] in the student's normalisation (mean_s, std_s) ->
- * logits [n, num_classes]. n <= batch. Exactly
+/* Run the teacher on the first n images of `images` (a float [batch, 3, h, w]
+ * tensor of a graph on the teacher's device, in the student's normalisation
+ * mean_s, std_s). The input is converted on the device, exactly
  *   x_t = (x_s * std_s + mean_s - mean_t) / std_t,
- * then a bilinear resize when the sides differ. */
-usi_error *usi_teacher_logits(usi_teacher_rt *t, const float *images, int32_t n, int32_t h, int32_t w,
-                              const float mean_s[3], const float std_s[3], float *logits);
-
+ * then resized bilinearly when the sides differ. n <= batch. */
+usi_error *usi_teacher_forward(usi_teacher_rt *t, const usi_tensor *images, int32_t n, const float mean_s[3],
+                               const float std_s[3]);
+/* The last forward's logits [n, num_classes] into the first rows of dst (a
+ * tensor on the same device), or into host memory. */
+usi_error *usi_teacher_logits_to(usi_teacher_rt *t, usi_tensor *dst);
+usi_error *usi_teacher_read_logits(usi_teacher_rt *t, float *logits);
 /* Bilinear resize of [c, h, w] planes to [c, oh, ow] (half-pixel centres,
  * as PyTorch's align_corners=False). */
 void usi_resize_bilinear(const float *in, int32_t c, int32_t h, int32_t w, float *out, int32_t oh,

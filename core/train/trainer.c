@@ -42,36 +42,42 @@ static usi_error *mkdirs(const char *path)
     return NULL;
 }
 
+/* Identity: one process holds the whole batch's gradient. */
+static usi_error *reduce_identity(void *ctx, usi_dbuf *grads, size_t n)
+{
+    (void)ctx;
+    (void)grads;
+    (void)n;
+    return NULL;
+}
+
+/* The optimizer's segments (one per trainable parameter, with its decay
+ * flag) and the flat device state: optimizer moments, and the EMA starting
+ * at the current weights. */
 static usi_error *alloc_state(usi_trainer *t)
 {
-    t->n_params = usi_graph_num_params(t->gs);
-    t->n_buffers = usi_graph_num_buffers(t->gs);
-    int ns = usi_optim_state_count(t->hp.kind);
-    t->decays = calloc((size_t)t->n_params + 1, sizeof *t->decays);
-    t->ema_p = calloc((size_t)t->n_params + 1, sizeof *t->ema_p);
-    t->ema_b = calloc((size_t)t->n_buffers + 1, sizeof *t->ema_b);
-    for (int s = 0; s < 2; s++) t->state[s] = calloc((size_t)t->n_params + 1, sizeof(float *));
-    if (!t->decays || !t->ema_p || !t->ema_b || !t->state[0] || !t->state[1])
-        return usi_error_new(USI_ERR_NOMEM, "out of memory");
-    for (int32_t i = 0; i < t->n_params; i++) {
+    usi_graph_get_blocks(t->gs, &t->blocks);
+    int32_t n = usi_graph_num_params(t->gs);
+    t->segs = calloc((size_t)n + 1, sizeof *t->segs);
+    if (!t->segs) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < n; i++) {
         usi_param_info p;
         usi_graph_param_at(t->gs, i, &p);
-        t->decays[i] = usi_param_decays(p.name, p.ndim);
-        for (int s = 0; s < ns; s++)
-            if (!(t->state[s][i] = calloc((size_t)p.numel, sizeof(float))))
-                return usi_error_new(USI_ERR_NOMEM, "out of memory");
-        if (!(t->ema_p[i] = malloc(sizeof(float) * (size_t)p.numel)))
-            return usi_error_new(USI_ERR_NOMEM, "out of memory");
-        memcpy(t->ema_p[i], p.data, sizeof(float) * (size_t)p.numel);
+        if (!p.trainable) continue;
+        t->segs[t->n_segs++] = (usi_optim_seg){p.offset / sizeof(float), (size_t)p.numel,
+                                               usi_param_decays(p.name, p.ndim)};
     }
-    for (int32_t i = 0; i < t->n_buffers; i++) {
-        usi_param_info p;
-        usi_graph_buffer_at(t->gs, i, &p);
-        if (p.dtype != USI_DTYPE_F32) continue; /* counters are copied, not averaged */
-        if (!(t->ema_b[i] = malloc(sizeof(float) * (size_t)p.numel)))
-            return usi_error_new(USI_ERR_NOMEM, "out of memory");
-        memcpy(t->ema_b[i], p.data, sizeof(float) * (size_t)p.numel);
-    }
+    size_t trainable = t->blocks.n_trainable * sizeof(float);
+    for (int s = 0; s < usi_optim_state_count(t->hp.kind); s++)
+        USI_TRY(usi_dbuf_new(t->dev, trainable, &t->opt_state[s]));
+    size_t pbytes = t->blocks.n_params * sizeof(float), bbytes = t->blocks.n_f32_buffers * sizeof(float);
+    USI_TRY(usi_dbuf_new(t->dev, pbytes, &t->ema_params));
+    USI_TRY(usi_dbuf_new(t->dev, bbytes, &t->ema_buffers));
+    if (pbytes) USI_TRY(usi_dbuf_copy(t->ema_params, 0, t->blocks.params, 0, pbytes));
+    if (bbytes) USI_TRY(usi_dbuf_copy(t->ema_buffers, 0, t->blocks.buffers, 0, bbytes));
+    t->reduce = reduce_identity;
+    t->logits_host = malloc(sizeof(float) * (size_t)t->batch * (size_t)t->classes);
+    if (!t->logits_host) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     return NULL;
 }
 
@@ -80,7 +86,7 @@ static usi_error *alloc_state(usi_trainer *t)
 static usi_error *build_train_graph(usi_trainer *t)
 {
     const usi_graph_api *G = usi_graph_api_get();
-    t->gs = usi_graph_new(1, t->seed);
+    t->gs = usi_graph_new(t->dev, 1, t->seed);
     if (!t->gs) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t img[4] = {t->batch, 3, t->side, t->side}, rows[2] = {t->batch, t->classes};
     t->xs = usi_graph_input(t->gs, "images", USI_DTYPE_F32, 4, img);
@@ -109,8 +115,9 @@ static usi_error *build_train_graph(usi_trainer *t)
     USI_TRY(usi_graph_compile(t->gs));
     size_t peak = 0, naive = 0;
     usi_graph_memory(t->gs, &peak, &naive);
-    usi_log(USI_LOG_INFO, "training graph: %d parameters tensors, arena %.1f MiB (%.1f MiB without reuse)",
-            (int)usi_graph_num_params(t->gs), (double)peak / 1048576.0, (double)naive / 1048576.0);
+    usi_log(USI_LOG_INFO, "training graph on %s: %d parameter tensors, arena %.1f MiB (%.1f MiB without reuse)",
+            usi_device_name(t->dev), (int)usi_graph_num_params(t->gs), (double)peak / 1048576.0,
+            (double)naive / 1048576.0);
     return NULL;
 }
 
@@ -128,6 +135,7 @@ static void set_hyper(usi_trainer *t)
     t->ema_on = usi_config_bool(c, "ema.enabled");
     t->ema_warmup = usi_config_bool(c, "ema.warmup");
     t->ema_decay = usi_config_float(c, "ema.decay");
+    t->weight_decay = usi_config_float(c, "optimizer.weight_decay");
     /* The loader knows its batch count once an epoch is laid out. */
     usi_error *e = usi_loader_start_epoch(t->train_loader, 0);
     usi_error_free(e);
@@ -161,8 +169,9 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
         t->mean[k] = (float)mean[k];
         t->std[k] = (float)std[k];
     }
-    usi_graph_set_threads((int32_t)usi_config_int(c, "threads"));
-    usi_error *e = usi_setup_datasets(c, &t->train_ds, &t->val_ds);
+    usi_device_set_threads((int32_t)usi_config_int(c, "threads"));
+    usi_error *e = usi_setup_device(c, &t->dev);
+    if (!e) e = usi_setup_datasets(c, &t->train_ds, &t->val_ds);
     if (!e) {
         t->classes = (int32_t)usi_dataset_class_count(t->train_ds);
         e = usi_setup_backbone_params(c, t->classes, &t->bb_params);
@@ -179,14 +188,12 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
         usi_params *tp = NULL;
         e = usi_setup_teacher_params(c, t->classes, &tp);
         if (!e)
-            e = usi_teacher_open(usi_config_teacher(c)->loaded->comp, tp, t->batch, t->classes, t->side, t->seed,
-                                 &t->teacher);
+            e = usi_teacher_open(usi_config_teacher(c)->loaded->comp, tp, t->dev, t->batch, t->classes, t->side,
+                                 t->seed, &t->teacher);
         t->teacher_params = tp;
-        t->teacher_logits = e ? NULL : malloc(sizeof(float) * (size_t)t->batch * (size_t)t->classes);
-        if (!e && !t->teacher_logits) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
     }
     if (!e) e = build_train_graph(t);
-    if (!e) e = usi_setup_eval_graph(t->bb, t->bb_inst, t->batch, t->side, t->classes, t->seed, &t->ge, &t->xe, &t->le);
+    if (!e) e = usi_setup_eval_graph(t->dev, t->bb, t->bb_inst, t->batch, t->side, t->classes, t->seed, &t->ge, &t->xe, &t->le);
     if (!e) {
         set_hyper(t);
         e = alloc_state(t);
@@ -212,18 +219,11 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
 void usi_trainer_free(usi_trainer *t)
 {
     if (!t) return;
-    for (int32_t i = 0; i < t->n_params; i++) {
-        free(t->state[0] ? t->state[0][i] : NULL);
-        free(t->state[1] ? t->state[1][i] : NULL);
-        free(t->ema_p ? t->ema_p[i] : NULL);
-    }
-    for (int32_t i = 0; i < t->n_buffers; i++) free(t->ema_b ? t->ema_b[i] : NULL);
-    free(t->state[0]);
-    free(t->state[1]);
-    free(t->ema_p);
-    free(t->ema_b);
-    free(t->decays);
-    free(t->teacher_logits);
+    for (int s = 0; s < 2; s++) usi_dbuf_free(t->opt_state[s]);
+    usi_dbuf_free(t->ema_params);
+    usi_dbuf_free(t->ema_buffers);
+    free(t->segs);
+    free(t->logits_host);
     if (t->metrics) fclose(t->metrics);
     usi_graph_free(t->gs);
     usi_graph_free(t->ge);

@@ -28,6 +28,7 @@ usi_error *usi_trainer_run(usi_trainer *t, int *interrupted);
 
 typedef struct usi_eval_result {
     double top1, top5;       /* percent */
+    double loss;             /* mean cross-entropy on the true labels */
     int64_t samples;
 } usi_eval_result;
 

@@ -74,7 +74,7 @@ usi_error *usi_weights_load(usi_graph *g, const usi_st_file *f, const char *pref
             usi_param_info p;
             const usi_st_tensor *t;
             getter(which)(g, i, &p);
-            if (!check_one(&p, f, prefix, label, &t)) memcpy(p.data, t->data, t->nbytes);
+            if (!check_one(&p, f, prefix, label, &t)) USI_TRY(usi_graph_write(p.tensor, t->data));
         }
     (void)matched;
     return NULL;
@@ -88,7 +88,10 @@ usi_error *usi_weights_add(usi_st_writer *w, const usi_graph *g, const char *pre
             getter(which)(g, i, &p);
             char key[1024];
             snprintf(key, sizeof key, "%s%s", prefix, p.name);
-            USI_TRY(usi_st_writer_add(w, key, p.dtype, p.ndim, p.shape, p.data));
+            void *host = usi_st_writer_alloc(w, (size_t)p.numel * usi_dtype_size(p.dtype));
+            if (!host) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+            USI_TRY(usi_graph_read(p.tensor, host));
+            USI_TRY(usi_st_writer_add(w, key, p.dtype, p.ndim, p.shape, host));
         }
     return NULL;
 }

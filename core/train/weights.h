@@ -13,7 +13,7 @@
  * refused too. Nothing is changed when any check fails. */
 usi_error *usi_weights_load(usi_graph *g, const usi_st_file *f, const char *prefix,
                             int strict, const char *label);
-/* Add every parameter and buffer of g to w as prefix + name (the data is
- * read when w is saved). */
+/* Add every parameter and buffer of g to w as prefix + name (host copies
+ * owned by w). */
 usi_error *usi_weights_add(usi_st_writer *w, const usi_graph *g, const char *prefix);
 #endif

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "device.h"
 #include "graph/graph.h"
 #include "plugin/host.h"
 #include "plugin/params.h"
@@ -129,10 +130,10 @@ static void pattern_fill(const usi_param_info *p, int32_t index)
     const char *dot = strrchr(p->name, '.');
     const char *leaf = dot ? dot + 1 : p->name;
     if (p->dtype != USI_DTYPE_F32) {
-        memset(p->data, 0, (size_t)p->numel * (p->dtype == USI_DTYPE_I64 ? 8 : 4));
+        test_write(p->tensor, test_host((size_t)p->numel * 8));
         return;
     }
-    float *d = p->data;
+    float *d = test_host(sizeof(float) * (size_t)p->numel);
     double fan_in = p->ndim >= 2 ? (double)p->numel / (double)p->shape[0] : 1.0;
     for (int64_t j = 0; j < p->numel; j++) {
         double s = pattern(j, index), v;
@@ -146,6 +147,7 @@ static void pattern_fill(const usi_param_info *p, int32_t index)
             v = 1 + 0.2 * s;
         d[j] = (float)v;
     }
+    test_write(p->tensor, d);
 }
 
 /* Params and buffers in recording order equal timm's, kind by kind; every
@@ -189,7 +191,7 @@ static void check_classifier_grad(usi_graph *g, const char *model)
 {
     usi_tensor *fc = usi_graph_find(g, strncmp(model, "resnet", 6) ? "classifier.weight"
                                                                   : "fc.weight");
-    const float *gr = fc ? usi_graph_grad(fc) : NULL;
+    const float *gr = fc ? test_grad(fc) : NULL;
     double sum = 0;
     int finite = gr != NULL;
     for (int64_t j = 0; gr && j < usi_graph_numel(fc); j++) {
@@ -214,7 +216,7 @@ static void run_model(const char *model, const ref_entry *ref, int32_t n_ref,
     if (!e) e = usi_params_set_string(params, "stem", "timm");
     void *inst = NULL;
     if (!e) e = l->comp->create(params, &inst);
-    usi_graph *g = usi_graph_new(training, 1234);
+    usi_graph *g = usi_graph_new(test_device(), training, 1234);
     usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, lr->input);
     usi_tensor *labels = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &lr->input[0]);
     usi_tensor *logits = NULL;
@@ -227,16 +229,18 @@ static void run_model(const char *model, const ref_entry *ref, int32_t n_ref,
     }
     if (!e) e = usi_graph_compile(g);
     if (!e) {
-        float *xd = usi_graph_data(x);
+        float *xd = test_host(sizeof(float) * (size_t)usi_graph_numel(x));
         for (int64_t j = 0; j < usi_graph_numel(x); j++) xd[j] = (float)pattern(j, INPUT_INDEX);
-        int32_t *yd = usi_graph_data(labels);
+        int32_t *yd = test_host(sizeof(int32_t) * (size_t)usi_graph_numel(labels));
         for (int64_t j = 0; j < usi_graph_numel(labels); j++) yd[j] = (int32_t)(j % lr->classes);
+        test_write(x, xd);
+        test_write(labels, yd);
         e = usi_graph_forward(g);
     }
     const char *mode = training ? "train" : "eval";
     CHECK(!e, "%s (%s): %s", model, mode, e ? usi_error_message(e) : "");
     if (!e) {
-        const float *y = usi_graph_data(logits);
+        const float *y = test_value(logits);
         const double *want = training ? lr->train : lr->eval;
         int n = training ? lr->n_train : lr->n_eval;
         double tol = 1e-3 * max_abs(want, n) + 1e-6, worst = 0;
@@ -278,7 +282,7 @@ static void run_small_input(const char *model)
     if (!e) e = usi_params_set_float(params, "drop_path_rate", 0.1);
     void *inst = NULL;
     if (!e) e = l->comp->create(params, &inst);
-    usi_graph *g = usi_graph_new(1, 99);
+    usi_graph *g = usi_graph_new(test_device(), 1, 99);
     usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, in);
     usi_tensor *labels = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &in[0]);
     usi_tensor *logits = NULL;
@@ -290,16 +294,18 @@ static void run_small_input(const char *model)
     }
     if (!e) e = usi_graph_compile(g);
     if (!e) {
-        float *xd = usi_graph_data(x);
+        float *xd = test_host(sizeof(float) * (size_t)usi_graph_numel(x));
         for (int64_t j = 0; j < usi_graph_numel(x); j++) xd[j] = (float)pattern(j, INPUT_INDEX);
-        int32_t *yd = usi_graph_data(labels);
+        int32_t *yd = test_host(sizeof(int32_t) * (size_t)usi_graph_numel(labels));
         for (int64_t j = 0; j < in[0]; j++) yd[j] = (int32_t)(j * 3 % 10);
+        test_write(x, xd);
+        test_write(labels, yd);
         e = usi_graph_forward(g);
     }
     if (!e) e = usi_graph_backward(g);
     CHECK(!e, "%s at 28x28x1: %s", model, e ? usi_error_message(e) : "");
     if (!e) {
-        const float *y = usi_graph_data(logits);
+        const float *y = test_value(logits);
         int finite = usi_graph_numel(logits) == in[0] * 10;
         for (int64_t j = 0; finite && j < usi_graph_numel(logits); j++) finite = isfinite(y[j]);
         CHECK(finite, "%s at 28x28x1: logits are not [4, 10] and finite", model);
@@ -324,7 +330,7 @@ int main(int argc, char **argv)
         CHECK(!e, "scan %s: %s", argv[i], e ? usi_error_message(e) : "");
         if (e) usi_error_free(e);
     }
-    usi_graph_set_threads(2);
+    usi_device_set_threads(2);
     for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
         int before = failures;
         int32_t n_ref = 0;

@@ -1,3 +1,4 @@
+#include "device.h"
 #include "harness.h"
 
 #include <math.h>
@@ -45,20 +46,21 @@ static void fill_leaf(const leaf_spec *l, usi_tensor *t, usi_rng *r)
     int64_t n = numel_of(l->ndim, l->shape);
     double lo = l->lo, hi = l->hi;
     if (lo == 0 && hi == 0) lo = -1, hi = 1;
-    void *d = usi_graph_data(t);
+    void *d = test_host((size_t)n * 8);
     for (int64_t i = 0; i < n; i++) {
         double u = lo + (hi - lo) * usi_rng_uniform(r);
         if (l->dtype == USI_DTYPE_I32) ((int32_t *)d)[i] = (int32_t)floor(u);
         else if (l->dtype == USI_DTYPE_I64) ((int64_t *)d)[i] = 0;
         else ((float *)d)[i] = (float)u;
     }
+    test_write(t, d);
 }
 
 static int setup(const op_case *c, run_state *s)
 {
     const usi_graph_api *api = usi_graph_api_get();
     memset(s, 0, sizeof *s);
-    s->g = usi_graph_new(c->training, test_seed());
+    s->g = usi_graph_new(test_device(), c->training, test_seed());
     usi_rng r;
     usi_rng_seed(&r, test_seed(), 1, 0, 0);
     for (int32_t i = 0; i < c->n_leaves; i++) {
@@ -109,7 +111,7 @@ static int check_forward(const op_case *c, run_state *s)
         if (!s->x[i]) continue;
         int64_t n = usi_graph_numel(s->x[i]);
         in[i] = malloc((size_t)n * sizeof(double));
-        void *d = usi_graph_data(s->x[i]);
+        void *d = test_value(s->x[i]);
         for (int64_t k = 0; k < n; k++)
             in[i][k] = c->leaf[i].dtype == USI_DTYPE_I32 ? ((int32_t *)d)[k]
                      : c->leaf[i].dtype == USI_DTYPE_I64 ? (double)((int64_t *)d)[k]
@@ -117,7 +119,7 @@ static int check_forward(const op_case *c, run_state *s)
     }
     double *want = calloc((size_t)s->on, sizeof(double));
     c->ref(c, in, s->ondim, s->oshape, want);
-    const float *got = usi_graph_data(s->out);
+    const float *got = test_value(s->out);
     int64_t worst = 0;
     double worst_err = 0;
     for (int64_t k = 0; k < s->on; k++) {
@@ -145,7 +147,7 @@ static double objective(run_state *s, int *err)
         *err = 1;
         return 0;
     }
-    const float *o = usi_graph_data(s->out);
+    const float *o = test_value(s->out);
     double f = 0;
     for (int64_t k = 0; k < s->on; k++) f += (double)o[k] * s->seed[k];
     return f;
@@ -154,9 +156,18 @@ static double objective(run_state *s, int *err)
 static int check_leaf_grad(const op_case *c, run_state *s, int32_t i)
 {
     usi_tensor *x = s->x[i];
-    float *v = usi_graph_data(x);
-    const float *ga = usi_graph_grad(x);
     int64_t n = usi_graph_numel(x);
+    /* Own copies: objective() below reuses the ring of test_value. */
+    float *v = malloc((size_t)n * sizeof(float)), *ga = malloc((size_t)n * sizeof(float));
+    const float *vr = test_value(x), *gr = test_grad(x);
+    if (!v || !ga || !vr || !gr) {
+        printf("FAIL %s backward: input %d has no value or gradient\n", c->name, i);
+        free(v);
+        free(ga);
+        return 1;
+    }
+    memcpy(v, vr, (size_t)n * sizeof(float));
+    memcpy(ga, gr, (size_t)n * sizeof(float));
     usi_rng r;
     usi_rng_seed(&r, test_seed(), 2, (uint64_t)i, 0);
     int64_t samples = n < FD_SAMPLES ? n : FD_SAMPLES;
@@ -168,12 +179,15 @@ static int check_leaf_grad(const op_case *c, run_state *s, int32_t i)
         float keep = v[k];
         double h = 1e-3 * (fabs(keep) > 1 ? fabs(keep) : 1);
         v[k] = (float)(keep + h);
+        test_write(x, v);
         double hp = (double)v[k] - keep;
         double fp = objective(s, &err);
         v[k] = (float)(keep - h);
+        test_write(x, v);
         double hm = keep - (double)v[k];
         double fm = objective(s, &err);
         v[k] = keep;
+        test_write(x, v);
         double num = (fp - fm) / (hp + hm);
         double e = fabs(num - ga[k]) / fmax(1.0, fmax(fabs(num), fabs(ga[k])));
         if (!(e <= worst_err)) worst_err = e, worst = k, wnum = num, wana = ga[k];
@@ -185,6 +199,8 @@ static int check_leaf_grad(const op_case *c, run_state *s, int32_t i)
         printf("FAIL %s backward: input %d %s, worst element %lld: analytic %.7g numeric %.7g\n",
                c->name, i, sh, (long long)worst, wana, wnum);
     }
+    free(v);
+    free(ga);
     return fail;
 }
 

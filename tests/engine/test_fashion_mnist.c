@@ -8,6 +8,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "device.h"
+#include "backend/optim_args.h"
 #include "graph/graph.h"
 #include "models.h"
 #include "plugin/host.h"
@@ -39,27 +41,30 @@ static uint8_t *read_idx(const char *path, int64_t n, int64_t item, int expect_d
     return data;
 }
 
+/* Adam (AdamW without decay) on the device over the flat parameter block:
+ * one segment covering every trainable parameter. */
 typedef struct adam {
-    float **m, **v;
-    int32_t n;
+    usi_dbuf *m, *v;
+    usi_optim_seg seg;
     int64_t t;
 } adam;
 
-static void adam_step(adam *a, usi_graph *g, float lr)
+static usi_error *adam_init(adam *a, usi_graph *g)
 {
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-    a->t++;
-    float c1 = 1 - powf(b1, (float)a->t), c2 = 1 - powf(b2, (float)a->t);
-    for (int32_t i = 0; i < a->n; i++) {
-        usi_param_info p;
-        usi_graph_param_at(g, i, &p);
-        float *w = p.data, *gr = p.grad;
-        for (int64_t k = 0; k < p.numel; k++) {
-            a->m[i][k] = b1 * a->m[i][k] + (1 - b1) * gr[k];
-            a->v[i][k] = b2 * a->v[i][k] + (1 - b2) * gr[k] * gr[k];
-            w[k] -= lr * (a->m[i][k] / c1) / (sqrtf(a->v[i][k] / c2) + eps);
-        }
-    }
+    usi_graph_blocks b;
+    usi_graph_get_blocks(g, &b);
+    a->seg = (usi_optim_seg){0, b.n_trainable, 0};
+    usi_error *e = usi_dbuf_new(usi_graph_device(g), b.n_trainable * sizeof(float), &a->m);
+    if (!e) e = usi_dbuf_new(usi_graph_device(g), b.n_trainable * sizeof(float), &a->v);
+    return e;
+}
+
+static usi_error *adam_step(adam *a, usi_graph *g, float lr)
+{
+    usi_optim_hp hp = {USI_OPT_ADAMW, lr, 0, 0.9, 0.999, 1e-8, 0, 0};
+    usi_graph_blocks b;
+    usi_graph_get_blocks(g, &b);
+    return usi_dbuf_optim_step(&hp, ++a->t, b.params, b.grads, a->m, a->v, &a->seg, 1);
 }
 
 static usi_tensor *loss_node;
@@ -67,7 +72,7 @@ static usi_tensor *loss_node;
 static usi_graph *make_graph(int training, int64_t batch, usi_tensor **x, usi_tensor **y,
                              usi_tensor **logits, usi_error **err)
 {
-    usi_graph *g = usi_graph_new(training, 2024);
+    usi_graph *g = usi_graph_new(test_device(), training, 2024);
     int64_t xs[4] = {batch, 1, 28, 28};
     *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, xs);
     *y = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &batch);
@@ -107,21 +112,15 @@ int main(void)
     usi_graph *g = make_graph(1, BATCH, &x, &y, &logits, &e);
     usi_graph *ev = e ? NULL : make_graph(0, BATCH, &ex, &ey, &elogits, &e);
     adam opt = {0};
-    opt.n = usi_graph_num_params(g);
-    opt.m = calloc((size_t)opt.n, sizeof *opt.m);
-    opt.v = calloc((size_t)opt.n, sizeof *opt.v);
-    for (int32_t i = 0; i < opt.n; i++) {
-        usi_param_info p;
-        usi_graph_param_at(g, i, &p);
-        opt.m[i] = calloc((size_t)p.numel, sizeof(float));
-        opt.v[i] = calloc((size_t)p.numel, sizeof(float));
-    }
+    if (!e) e = adam_init(&opt, g);
+    float *xd = malloc(sizeof(float) * BATCH * 784);
+    int32_t *yd = malloc(sizeof(int32_t) * BATCH);
     int32_t order[N_TRAIN];
     for (int32_t i = 0; i < N_TRAIN; i++) order[i] = i;
     uint64_t r = 88172645463325252ull;
     /* One thread: a step of this net is too small to split, and on shared
      * cores the fork/joins dominate. */
-    usi_graph_set_threads(1);
+    usi_device_set_threads(1);
     double loss_sum = 0;
     for (int epoch = 0; epoch < EPOCHS && !e; epoch++) {
         for (int32_t i = N_TRAIN - 1; i > 0; i--) {
@@ -131,12 +130,16 @@ int main(void)
         }
         loss_sum = 0;
         for (int64_t s = 0; s + BATCH <= N_TRAIN && !e; s += BATCH) {
-            load_batch(usi_graph_data(x), usi_graph_data(y), tr_img, tr_lab, order, s, BATCH);
+            load_batch(xd, yd, tr_img, tr_lab, order, s, BATCH);
+            test_write(x, xd);
+            test_write(y, yd);
             e = usi_graph_forward(g);
             if (!e) e = usi_graph_backward(g);
-            if (!e) adam_step(&opt, g, epoch ? 3e-3f : 1e-2f);
+            if (!e) e = adam_step(&opt, g, epoch ? 3e-3f : 1e-2f);
             usi_graph_zero_grad(g);
-            if (!e) loss_sum += *(float *)usi_graph_data(loss_node);
+            float l = 0;
+            if (!e) e = usi_graph_read(loss_node, &l);
+            loss_sum += l;
         }
         printf("epoch %d: mean training loss %.4f\n", epoch, loss_sum / (N_TRAIN / BATCH));
     }
@@ -144,9 +147,11 @@ int main(void)
     /* The eval graph takes every parameter and buffer of the trained one. */
     if (!e) e = usi_graph_copy_state(g, ev);
     for (int64_t s = 0; s + BATCH <= N_TEST && !e; s += BATCH) {
-        load_batch(usi_graph_data(ex), usi_graph_data(ey), te_img, te_lab, NULL, s, BATCH);
+        load_batch(xd, yd, te_img, te_lab, NULL, s, BATCH);
+        test_write(ex, xd);
+        test_write(ey, yd);
         e = usi_graph_forward(ev);
-        const float *l = usi_graph_data(elogits);
+        const float *l = test_value(elogits);
         for (int64_t b = 0; b < BATCH && !e; b++) {
             int best = 0;
             for (int c = 1; c < 10; c++) best = l[b * 10 + c] > l[b * 10 + best] ? c : best;
@@ -159,8 +164,9 @@ int main(void)
     printf("%s test accuracy %.2f%% (%d train images, %d epochs)\n", acc > 0.8 ? "ok  " : "FAIL",
            100 * acc, N_TRAIN, EPOCHS);
     fail |= !(acc > 0.8);
-    for (int32_t i = 0; i < opt.n; i++) free(opt.m[i]), free(opt.v[i]);
-    free(opt.m), free(opt.v);
+    usi_dbuf_free(opt.m);
+    usi_dbuf_free(opt.v);
+    free(xd), free(yd);
     usi_error_free(e);
     usi_graph_free(g);
     usi_graph_free(ev);

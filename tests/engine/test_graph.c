@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "device.h"
 #include "graph/graph.h"
 #include "models.h"
 #include "plugin/host.h"
@@ -27,7 +28,7 @@ static const usi_graph_api *api;
 
 static void test_shape_error(void)
 {
-    usi_graph *g = usi_graph_new(1, 1);
+    usi_graph *g = usi_graph_new(test_device(), 1, 1);
     int64_t xs[4] = {1, 3, 7, 5}, ws[4] = {8, 4, 3, 3};
     usi_tensor *x = usi_graph_input(g, "x", USI_DTYPE_F32, 4, xs);
     api->push_scope(g, "layer1");
@@ -50,7 +51,7 @@ static void test_shape_error(void)
     api->pop_scope(g);
     usi_graph_free(g);
 
-    g = usi_graph_new(0, 1);
+    g = usi_graph_new(test_device(), 0, 1);
     int64_t a[2] = {3, 4}, b[2] = {5, 4};
     usi_tensor *ta = usi_graph_input(g, "a", USI_DTYPE_F32, 2, a);
     usi_tensor *tb = usi_graph_input(g, "b", USI_DTYPE_F32, 2, b);
@@ -66,7 +67,7 @@ static void expect_error(const char *what, usi_tensor *(*rec)(usi_graph *, usi_t
                          int n, const int64_t (*shapes)[4], const int32_t *ndims,
                          const char *op, const char *s1, const char *s2)
 {
-    usi_graph *g = usi_graph_new(1, 1);
+    usi_graph *g = usi_graph_new(test_device(), 1, 1);
     usi_tensor *x[4];
     for (int i = 0; i < n; i++) {
         char name[8];
@@ -138,7 +139,7 @@ static void test_shape_errors_per_op(void)
 
 static void test_names_and_iteration(void)
 {
-    usi_graph *g = usi_graph_new(1, 1);
+    usi_graph *g = usi_graph_new(test_device(), 1, 1);
     int64_t s[1] = {4};
     usi_init one = usi_init_ones();
     api->push_scope(g, "layer1");
@@ -153,7 +154,7 @@ static void test_names_and_iteration(void)
     CHECK(usi_graph_num_params(g) == 1 && usi_graph_num_buffers(g) == 1, "counts");
     usi_param_info info;
     CHECK(usi_graph_param_at(g, 0, &info) && info.numel == 4 && info.shape[0] == 4 &&
-              ((float *)info.data)[3] == 1.0f, "param info");
+              ((float *)test_value(info.tensor))[3] == 1.0f, "param info");
     api->push_scope(g, "layer1");
     api->push_scope(g, "0");
     CHECK(api->param(g, "bn1.weight", 1, s, &one) == NULL, "duplicate name must fail");
@@ -180,11 +181,11 @@ static void moments(const float *v, int64_t n, double *mean, double *sd, double 
 static void check_init(const char *what, const usi_init *init, double want_mean,
                        double want_sd, double want_lo, double want_hi)
 {
-    usi_graph *g = usi_graph_new(1, 99);
+    usi_graph *g = usi_graph_new(test_device(), 1, 99);
     int64_t s[4] = {128, 64, 3, 3}; /* fan_in 576, fan_out 1152 */
     usi_tensor *p = api->param(g, "w", 4, s, init);
     double m, sd, lo, hi;
-    moments(usi_graph_data(p), usi_graph_numel(p), &m, &sd, &lo, &hi);
+    moments(test_value(p), usi_graph_numel(p), &m, &sd, &lo, &hi);
     double tol = 0.03 * (want_sd > 0 ? want_sd : 1);
     CHECK(fabs(m - want_mean) <= tol && fabs(sd - want_sd) <= 0.03 * want_sd + 1e-12 &&
               lo >= want_lo - 1e-6 && hi <= want_hi + 1e-6,
@@ -219,12 +220,12 @@ static void test_initialisers(void)
     check_init("xavier uniform", &xu, 0, xb / sqrt(3), -xb, xb);
 
     /* The same seed and name give the same values, whatever came before. */
-    usi_graph *g1 = usi_graph_new(1, 5), *g2 = usi_graph_new(1, 5);
+    usi_graph *g1 = usi_graph_new(test_device(), 1, 5), *g2 = usi_graph_new(test_device(), 1, 5);
     int64_t s[1] = {16};
     usi_tensor *a = api->param(g1, "a", 1, s, &n);
     api->param(g2, "other", 1, s, &n);
     usi_tensor *a2 = api->param(g2, "a", 1, s, &n);
-    CHECK(!memcmp(usi_graph_data(a), usi_graph_data(a2), 16 * sizeof(float)),
+    CHECK(!memcmp(test_value(a), test_value(a2), 16 * sizeof(float)),
           "initial values depend on seed and name only");
     usi_graph_free(g1);
     usi_graph_free(g2);
@@ -239,7 +240,7 @@ static void fill(float *v, int64_t n, uint64_t key)
 
 static void test_batch_norm_state(void)
 {
-    usi_graph *g = usi_graph_new(1, 1);
+    usi_graph *g = usi_graph_new(test_device(), 1, 1);
     int64_t xs[4] = {3, 2, 5, 1}, c[1] = {2};
     usi_init zero = usi_init_zeros(), one = usi_init_ones();
     usi_tensor *x = usi_graph_input(g, "x", USI_DTYPE_F32, 4, xs);
@@ -249,8 +250,9 @@ static void test_batch_norm_state(void)
     usi_tensor *y = api->batch_norm(g, x, NULL, NULL, rm, rv, nb, 0.1, 1e-5);
     usi_graph_mark_output(y);
     usi_error *e = usi_graph_compile(g);
-    float *xd = usi_graph_data(x);
+    float *xd = test_host(30 * sizeof(float));
     fill(xd, 30, 3);
+    test_write(x, xd);
     for (int step = 0; step < 2 && !e; step++) e = usi_graph_forward(g);
     CHECK(!e, "bn forward: %s", usi_error_message(e));
     for (int ch = 0; ch < 2; ch++) {
@@ -262,13 +264,13 @@ static void test_batch_norm_state(void)
             for (int i = 0; i < 5; i++) ss += pow(xd[(n * 2 + ch) * 5 + i] - m, 2);
         double uv = ss / 14;
         double want_m = 0.1 * m + 0.9 * 0.1 * m, want_v = 0.9 * (0.9 + 0.1 * uv) + 0.1 * uv;
-        float *rmd = usi_graph_data(rm), *rvd = usi_graph_data(rv);
+        float *rmd = test_value(rm), *rvd = test_value(rv);
         CHECK(fabs(rmd[ch] - want_m) < 1e-6 && fabs(rvd[ch] - want_v) < 1e-5,
               "running stats ch %d: mean %.7g want %.7g, var %.7g want %.7g (unbiased)", ch,
               rmd[ch], want_m, rvd[ch], want_v);
     }
-    CHECK(*(int64_t *)usi_graph_data(nb) == 2, "num_batches_tracked = %lld",
-          (long long)*(int64_t *)usi_graph_data(nb));
+    CHECK(*(int64_t *)test_value(nb) == 2, "num_batches_tracked = %lld",
+          (long long)*(int64_t *)test_value(nb));
     usi_error_free(e);
     usi_graph_free(g);
 }
@@ -277,7 +279,7 @@ static void test_batch_norm_state(void)
  * finite differences of the loss. */
 static usi_graph *residual_net(int32_t training, usi_tensor **x_out, usi_tensor **loss)
 {
-    usi_graph *g = usi_graph_new(training, 11);
+    usi_graph *g = usi_graph_new(test_device(), training, 11);
     int64_t xs[4] = {3, 3, 7, 5}, n = 3;
     usi_tensor *x = usi_graph_input(g, "x", USI_DTYPE_F32, 4, xs);
     usi_tensor *y = usi_graph_input(g, "y", USI_DTYPE_I32, 1, &n);
@@ -301,9 +303,11 @@ static usi_graph *residual_net(int32_t training, usi_tensor **x_out, usi_tensor 
     usi_error *e = usi_graph_set_loss(g, *loss);
     CHECK(!e, "set_loss: %s", usi_error_message(e));
     usi_error_free(e);
-    fill(usi_graph_data(x), 3 * 3 * 7 * 5, 77);
-    int32_t *yd = usi_graph_data(y);
-    yd[0] = 1, yd[1] = 3, yd[2] = 0;
+    float *xd = test_host(3 * 3 * 7 * 5 * sizeof(float));
+    fill(xd, 3 * 3 * 7 * 5, 77);
+    test_write(x, xd);
+    int32_t yd[3] = {1, 3, 0};
+    test_write(y, yd);
     *x_out = x;
     return g;
 }
@@ -313,7 +317,7 @@ static double loss_now(usi_graph *g, usi_tensor *loss)
     usi_error *e = usi_graph_forward(g);
     CHECK(!e, "forward: %s", usi_error_message(e));
     usi_error_free(e);
-    return *(float *)usi_graph_data(loss);
+    return *(float *)test_value(loss);
 }
 
 static void test_network_gradients(void)
@@ -331,19 +335,24 @@ static void test_network_gradients(void)
     e = usi_graph_backward(g);
     CHECK(!e, "backward: %s", usi_error_message(e));
     usi_error_free(e);
-    CHECK(usi_graph_grad(usi_graph_find(g, "teacher.w")) == NULL, "frozen has no gradient");
+    CHECK(!usi_graph_has_grad(usi_graph_find(g, "teacher.w")), "frozen has no gradient");
     const char *names[] = {"stem.w", "stem.g", "stem.b", "fc.w", "fc.b"};
     for (int k = 0; k < 5; k++) {
         usi_tensor *p = usi_graph_find(g, names[k]);
-        float *v = usi_graph_data(p), *gr = usi_graph_grad(p);
+        float v[256], gr[256]; /* the largest, stem.w, has 162 */
+        memcpy(v, test_value(p), sizeof(float) * (size_t)usi_graph_numel(p));
+        memcpy(gr, test_grad(p), sizeof(float) * (size_t)usi_graph_numel(p));
         double worst = 0;
         for (int64_t i = 0; i < usi_graph_numel(p) && i < 12; i++) {
             float keep = v[i];
             v[i] = keep + 1e-3f;
+            test_write(p, v);
             double fp = loss_now(g, loss);
             v[i] = keep - 1e-3f;
+            test_write(p, v);
             double fm = loss_now(g, loss);
             v[i] = keep;
+            test_write(p, v);
             double num = (fp - fm) / 2e-3;
             worst = fmax(worst, fabs(num - gr[i]) / fmax(1e-2, fabs(num)));
         }
@@ -356,14 +365,14 @@ static void test_network_gradients(void)
     usi_graph_zero_grad(g);
     loss_now(g, loss);
     usi_error_free(usi_graph_backward(g));
-    memcpy(full, usi_graph_grad(fw), sizeof full);
+    memcpy(full, test_grad(fw), sizeof full);
     usi_graph_zero_grad(g);
     usi_graph_set_loss_scale(g, 0.5);
     for (int i = 0; i < 2; i++) {
         loss_now(g, loss);
         usi_error_free(usi_graph_backward(g));
     }
-    memcpy(acc, usi_graph_grad(fw), sizeof acc);
+    memcpy(acc, test_grad(fw), sizeof acc);
     double worst = 0;
     for (int i = 0; i < 24; i++) worst = fmax(worst, fabs(full[i] - acc[i]));
     CHECK(worst < 1e-6, "accumulated gradient differs by %.3g", worst);
@@ -407,7 +416,7 @@ static usi_error *sq_bwd(const void *a, int32_t n, const usi_tensor_view *in,
 static void test_custom_op(void)
 {
     static const usi_custom_op sq = {sizeof sq, "square", sq_shape, sq_fwd, sq_bwd};
-    usi_graph *g = usi_graph_new(1, 1);
+    usi_graph *g = usi_graph_new(test_device(), 1, 1);
     int64_t s[2] = {2, 3};
     usi_tensor *x = usi_graph_input(g, "x", USI_DTYPE_F32, 2, s);
     usi_graph_set_requires_grad(x, 1);
@@ -416,15 +425,17 @@ static void test_custom_op(void)
     usi_tensor *l = api->reduce(g, USI_REDUCE_SUM, y, 2, axes, 0);
     usi_error *e = usi_graph_set_loss(g, l);
     if (!e) e = usi_graph_compile(g);
-    float *xd = usi_graph_data(x);
+    float xd[6];
     for (int i = 0; i < 6; i++) xd[i] = (float)i - 2.5f;
+    if (!e) e = usi_graph_write(x, xd);
     if (!e) e = usi_graph_forward(g);
     if (!e) e = usi_graph_backward(g);
     CHECK(!e, "custom op: %s", usi_error_message(e));
     if (!e) {
-        CHECK(fabsf(*(float *)usi_graph_data(l) - 17.5f) < 1e-5f, "sum of squares");
+        CHECK(fabsf(*(float *)test_value(l) - 17.5f) < 1e-5f, "sum of squares");
+        const float *gx = test_grad(x);
         for (int i = 0; i < 6; i++)
-            CHECK(fabsf(usi_graph_grad(x)[i] - 2 * xd[i]) < 1e-5f, "custom gradient %d", i);
+            CHECK(gx && fabsf(gx[i] - 2 * xd[i]) < 1e-5f, "custom gradient %d", i);
     }
     usi_error_free(e);
     usi_graph_free(g);
@@ -444,20 +455,26 @@ static long rss_pages(void)
 static void test_no_growth(void)
 {
     /* One thread: on shared cores a thousand tiny fork/joins crawl. */
-    int32_t threads = usi_graph_threads();
-    usi_graph_set_threads(1);
-    usi_graph *g = usi_graph_new(1, 3);
+    int32_t threads = usi_device_threads();
+    usi_device_set_threads(1);
+    usi_graph *g = usi_graph_new(test_device(), 1, 3);
     int64_t xs[4] = {8, 1, 28, 28}, n = 8;
     usi_tensor *x = usi_graph_input(g, "x", USI_DTYPE_F32, 4, xs);
     usi_tensor *y = usi_graph_input(g, "y", USI_DTYPE_I32, 1, &n);
     usi_tensor *logits = model_small_convnet(g, x, 4, 10);
     usi_error *e = usi_graph_set_loss(g, api->loss_ce(g, logits, y, 0.1));
     if (!e) e = usi_graph_compile(g);
-    fill(usi_graph_data(x), 8 * 28 * 28, 9);
+    float *xd = malloc(8 * 28 * 28 * sizeof(float));
+    fill(xd, 8 * 28 * 28, 9);
+    if (!e) e = usi_graph_write(x, xd);
+    free(xd);
+    int32_t yd[8] = {0};
     long before = 0;
     for (int step = 0; step < 1000 && !e; step++) {
         if (step == 50) before = rss_pages();
-        ((int32_t *)usi_graph_data(y))[step % 8] = step % 10;
+        yd[step % 8] = step % 10;
+        e = usi_graph_write(y, yd);
+        if (e) break;
         e = usi_graph_forward(g);
         if (!e) e = usi_graph_backward(g);
         usi_graph_zero_grad(g);
@@ -474,15 +491,15 @@ static void test_no_growth(void)
 #endif
     usi_error_free(e);
     usi_graph_free(g);
-    usi_graph_set_threads(threads);
+    usi_device_set_threads(threads);
 }
 
 /* Kernels split big loops across threads: one and two threads must agree
  * (tensors here are past the size where loops go parallel). */
 static void run_threads(int32_t threads, float *logits_out, float **grads, int32_t *n_params)
 {
-    usi_graph_set_threads(threads);
-    usi_graph *g = usi_graph_new(1, 21);
+    usi_device_set_threads(threads);
+    usi_graph *g = usi_graph_new(test_device(), 1, 21);
     int64_t xs[4] = {16, 1, 28, 28}, n = 16;
     usi_tensor *x = usi_graph_input(g, "x", USI_DTYPE_F32, 4, xs);
     usi_tensor *y = usi_graph_input(g, "y", USI_DTYPE_I32, 1, &n);
@@ -490,31 +507,36 @@ static void run_threads(int32_t threads, float *logits_out, float **grads, int32
     usi_graph_mark_output(logits);
     usi_error *e = usi_graph_set_loss(g, api->loss_ce(g, logits, y, 0.1));
     if (!e) e = usi_graph_compile(g);
-    fill(usi_graph_data(x), 16 * 28 * 28, 5);
-    for (int i = 0; i < 16; i++) ((int32_t *)usi_graph_data(y))[i] = i % 10;
+    float *xd = malloc(16 * 28 * 28 * sizeof(float));
+    fill(xd, 16 * 28 * 28, 5);
+    int32_t yd[16];
+    for (int i = 0; i < 16; i++) yd[i] = i % 10;
+    if (!e) e = usi_graph_write(x, xd);
+    if (!e) e = usi_graph_write(y, yd);
+    free(xd);
     if (!e) e = usi_graph_forward(g);
     if (!e) e = usi_graph_backward(g);
     CHECK(!e, "%d threads: %s", threads, usi_error_message(e));
     usi_error_free(e);
-    memcpy(logits_out, usi_graph_data(logits), 160 * sizeof(float));
+    memcpy(logits_out, test_value(logits), 160 * sizeof(float));
     *n_params = usi_graph_num_params(g);
     for (int32_t i = 0; i < *n_params; i++) {
         usi_param_info p;
         usi_graph_param_at(g, i, &p);
         grads[i] = malloc((size_t)p.numel * sizeof(float) + sizeof(int64_t));
         memcpy(grads[i], &p.numel, sizeof(int64_t));
-        memcpy((char *)grads[i] + sizeof(int64_t), p.grad, (size_t)p.numel * sizeof(float));
+        memcpy((char *)grads[i] + sizeof(int64_t), test_grad(p.tensor), (size_t)p.numel * sizeof(float));
     }
     usi_graph_free(g);
 }
 
 static void test_threads_agree(void)
 {
-    int32_t keep = usi_graph_threads(), n1 = 0, n2 = 0;
+    int32_t keep = usi_device_threads(), n1 = 0, n2 = 0;
     float l1[160], l2[160], *g1[64] = {0}, *g2[64] = {0};
     run_threads(1, l1, g1, &n1);
     run_threads(2, l2, g2, &n2);
-    usi_graph_set_threads(keep);
+    usi_device_set_threads(keep);
     double worst = 0;
     for (int i = 0; i < 160; i++) worst = fmax(worst, fabs(l1[i] - l2[i]) / (1 + fabs(l1[i])));
     CHECK(worst < 1e-4, "logits differ between 1 and 2 threads by %.3g", worst);
@@ -536,7 +558,7 @@ static void test_threads_agree(void)
  * Planning only; the arena is reserved, never touched. */
 static void test_resnet50_plan(void)
 {
-    usi_graph *g = usi_graph_new(1, 1);
+    usi_graph *g = usi_graph_new(test_device(), 1, 1);
     int64_t xs[4] = {32, 3, 224, 224}, n = 32;
     usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, xs);
     usi_tensor *y = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &n);

@@ -87,7 +87,7 @@ got=$(grep -o '"top1": [0-9.]*' <<<"$out" | awk '{printf "%.2f", $2}')
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/nan" --set optimizer.lr=100 --set optimizer.weight_decay=10 \
       --set schedule.warmup_epochs=0 2>&1)
 rc=$?
-if [ $rc -eq 1 ] && grep -qE "the loss is (NaN|infinite) at step [0-9]+" <<<"$out"; then ok; else fail "NaN: exit $rc: $(tail -2 <<<"$out")"; fi
+if [ $rc -eq 1 ] && grep -qE "the (loss|gradient norm) is (NaN|infinite) at step [0-9]+" <<<"$out"; then ok; else fail "NaN: exit $rc: $(tail -2 <<<"$out")"; fi
 [ ! -e "$T/nan/last.safetensors" ] && ok || fail "a checkpoint was written after NaN"
 
 # --- a full disk leaves the previous checkpoint whole ---

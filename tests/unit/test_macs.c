@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "check.h"
+#include "device.h"
 #include <usi/plugin.h>
 
 #include "graph/graph.h"
@@ -15,7 +16,7 @@ int main(void)
     const usi_graph_api *G = usi_graph_api_get();
     usi_init init = usi_init_normal(0, 0.1);
 
-    usi_graph *g = usi_graph_new(0, 1);
+    usi_graph *g = usi_graph_new(test_device(), 0, 1);
     CHECK(usi_graph_forward_macs(g) == 0, "an empty graph has no MACs");
     int64_t xs[4] = {2, 4, 9, 9};
     usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, xs);

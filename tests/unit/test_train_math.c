@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "check.h"
+#include "device.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,13 +16,17 @@
 #define N 37
 #define STEPS 25
 
-/* Reference: one tensor, float64, straight from the formulas. */
-static void reference(const usi_optim_hp *hp, double *w, double (*grads)[N], double *m, double *v)
+/* Elements [LO, N) form a second parameter tensor, one that does not decay. */
+#define SPLIT 20
+
+/* Reference: one tensor [lo, hi), float64, straight from the formulas. */
+static void reference(usi_optim_hp hp_in, int lo, int hi, double *w, double (*grads)[N], double *m, double *v)
 {
+    const usi_optim_hp *hp = &hp_in;
     for (int t = 1; t <= STEPS; t++) {
         const double *g = grads[t - 1];
         if (hp->kind == USI_OPT_ADAMW) {
-            for (int i = 0; i < N; i++) {
+            for (int i = lo; i < hi; i++) {
                 w[i] -= hp->lr * hp->weight_decay * w[i];
                 m[i] = hp->beta1 * m[i] + (1 - hp->beta1) * g[i];
                 v[i] = hp->beta2 * v[i] + (1 - hp->beta2) * g[i] * g[i];
@@ -29,14 +34,14 @@ static void reference(const usi_optim_hp *hp, double *w, double (*grads)[N], dou
                 w[i] -= hp->lr * mh / (sqrt(vh) + hp->eps);
             }
         } else if (hp->kind == USI_OPT_SGD) {
-            for (int i = 0; i < N; i++) {
+            for (int i = lo; i < hi; i++) {
                 double d = g[i] + hp->weight_decay * w[i];
                 m[i] = t == 1 ? d : hp->momentum * m[i] + d;
                 w[i] -= hp->lr * (hp->nesterov ? d + hp->momentum * m[i] : m[i]);
             }
         } else {
             double u[N], wn = 0, un = 0;
-            for (int i = 0; i < N; i++) {
+            for (int i = lo; i < hi; i++) {
                 m[i] = hp->beta1 * m[i] + (1 - hp->beta1) * g[i];
                 v[i] = hp->beta2 * v[i] + (1 - hp->beta2) * g[i] * g[i];
                 double mh = m[i] / (1 - pow(hp->beta1, t)), vh = v[i] / (1 - pow(hp->beta2, t));
@@ -45,7 +50,7 @@ static void reference(const usi_optim_hp *hp, double *w, double (*grads)[N], dou
                 un += u[i] * u[i];
             }
             double trust = sqrt(wn) / sqrt(un);
-            for (int i = 0; i < N; i++) w[i] -= hp->lr * trust * u[i];
+            for (int i = lo; i < hi; i++) w[i] -= hp->lr * trust * u[i];
         }
     }
 }
@@ -55,16 +60,35 @@ static void check_optimizer(const char *name, usi_optim_hp hp)
     usi_rng rng;
     usi_rng_seed(&rng, 7, (uint64_t)hp.kind, 0, 0);
     double wd[N], md[N] = {0}, vd[N] = {0}, g[STEPS][N];
-    float w[N], m[N] = {0}, v[N] = {0}, gf[N];
+    float w[N], m[N] = {0}, gf[N];
     for (int i = 0; i < N; i++) wd[i] = w[i] = (float)usi_rng_normal(&rng);
     for (int t = 0; t < STEPS; t++)
         for (int i = 0; i < N; i++) g[t][i] = (float)(usi_rng_normal(&rng) * 0.1);
-    reference(&hp, wd, g, md, vd);
-    float *state[2] = {m, v};
+    usi_optim_hp no_decay = hp;
+    no_decay.weight_decay = 0;
+    reference(hp, 0, SPLIT, wd, g, md, vd);
+    reference(no_decay, SPLIT, N, wd, g, md, vd);
+    /* On the device: one call per step over both tensors of a flat block. */
+    usi_device *dev = test_device();
+    usi_dbuf *bw, *bg, *bm, *bv;
+    CHECK_OK(usi_dbuf_new(dev, sizeof w, &bw));
+    CHECK_OK(usi_dbuf_new(dev, sizeof w, &bg));
+    CHECK_OK(usi_dbuf_new(dev, sizeof w, &bm));
+    CHECK_OK(usi_dbuf_new(dev, sizeof w, &bv));
+    CHECK_OK(usi_dbuf_write(bw, 0, w, sizeof w));
+    usi_optim_seg segs[2] = {{0, SPLIT, 1}, {SPLIT, N - SPLIT, 0}};
     for (int t = 0; t < STEPS; t++) {
         for (int i = 0; i < N; i++) gf[i] = (float)g[t][i];
-        usi_optim_step(&hp, t + 1, w, gf, state, N);
+        CHECK_OK(usi_dbuf_write(bg, 0, gf, sizeof gf));
+        CHECK_OK(usi_dbuf_optim_step(&hp, t + 1, bw, bg, bm, bv, segs, 2));
     }
+    CHECK_OK(usi_dbuf_read(bw, 0, w, sizeof w));
+    CHECK_OK(usi_dbuf_read(bm, 0, m, sizeof m));
+    CHECK(m[0] != 0, "%s: the first moment lives in its device block", name);
+    usi_dbuf_free(bw);
+    usi_dbuf_free(bg);
+    usi_dbuf_free(bm);
+    usi_dbuf_free(bv);
     double worst = 0;
     int at = 0;
     for (int i = 0; i < N; i++) {
@@ -97,13 +121,25 @@ static void test_optimizers(void)
           "biases and 1-D parameters do not decay");
     CHECK(fabs(usi_scaled_lr(2e-3, 1024, 256) - 5e-4) < 1e-15, "linear lr scaling");
 
-    float a[3] = {3, 0, 0}, b[2] = {0, 4};
-    float *grads[2] = {a, b};
-    size_t sizes[2] = {3, 2};
-    double norm = usi_clip_grad_norm(grads, sizes, 2, 1.0);
-    double after = sqrt((double)a[0] * a[0] + (double)b[1] * b[1]);
-    CHECK(fabs(norm - 5.0) < 1e-9 && fabs(after - 1.0) < 1e-5 && fabs(a[0] / b[1] - 0.75) < 1e-6,
+    /* Global-norm clipping over a flat gradient block: 3-4-5. */
+    float grads[5] = {3, 0, 0, 0, 4};
+    usi_dbuf *bg;
+    CHECK_OK(usi_dbuf_new(test_device(), sizeof grads, &bg));
+    CHECK_OK(usi_dbuf_write(bg, 0, grads, sizeof grads));
+    double sq;
+    CHECK_OK(usi_dbuf_sum_squares(bg, 0, 5, &sq));
+    double norm = sqrt(sq), s = usi_clip_factor(norm, 1.0);
+    CHECK_OK(usi_dbuf_scale(bg, 0, 5, s));
+    CHECK_OK(usi_dbuf_read(bg, 0, grads, sizeof grads));
+    double after = sqrt((double)grads[0] * grads[0] + (double)grads[4] * grads[4]);
+    CHECK(fabs(norm - 5.0) < 1e-9 && fabs(after - 1.0) < 1e-5 && fabs(grads[0] / grads[4] - 0.75) < 1e-6,
           "clip: norm %g, after %g", norm, after);
+    CHECK(usi_clip_factor(0.5, 1.0) == 1.0 && usi_clip_factor(5.0, 0) == 1.0, "no clipping below max or when off");
+    grads[2] = NAN;
+    CHECK_OK(usi_dbuf_write(bg, 0, grads, sizeof grads));
+    CHECK_OK(usi_dbuf_sum_squares(bg, 0, 5, &sq));
+    CHECK(isnan(sq), "a NaN gradient makes the norm NaN (the step's finite check): %g", sq);
+    usi_dbuf_free(bg);
 }
 
 static void test_schedule(void)
@@ -133,17 +169,25 @@ static void test_ema(void)
     CHECK(fabs(usi_ema_decay(0.99996, 1, 0) - 0.1) < 1e-15, "warm-up starts low");
     CHECK(fabs(usi_ema_decay(0.99996, 1, 90) - 91.0 / 100.0) < 1e-15, "warm-up ramp");
     CHECK(usi_ema_decay(0.99, 1, 1000000) == 0.99, "warm-up reaches the target");
-    float ema[2] = {1, -1}, w[2] = {3, 5};
-    usi_ema_update(ema, w, 2, 0.75);
+    /* ema = [1, -1, a, b], w = [3, 5, 1, 1]: the first two by one update,
+     * the last two tracked over 200 steps with and without warm-up. */
+    float ema[4] = {1, -1, 0, 0}, w[4] = {3, 5, 1, 1};
+    usi_dbuf *be, *bw;
+    CHECK_OK(usi_dbuf_new(test_device(), sizeof ema, &be));
+    CHECK_OK(usi_dbuf_new(test_device(), sizeof w, &bw));
+    CHECK_OK(usi_dbuf_write(be, 0, ema, sizeof ema));
+    CHECK_OK(usi_dbuf_write(bw, 0, w, sizeof w));
+    CHECK_OK(usi_dbuf_ema(be, 0, bw, 0, 2, 0.75));
+    for (int64_t n = 0; n < 200; n++) {
+        CHECK_OK(usi_dbuf_ema(be, 2, bw, 2, 1, usi_ema_decay(0.99996, 1, n)));
+        CHECK_OK(usi_dbuf_ema(be, 3, bw, 3, 1, usi_ema_decay(0.99996, 0, n)));
+    }
+    CHECK_OK(usi_dbuf_read(be, 0, ema, sizeof ema));
     CHECK(fabs(ema[0] - 1.5) < 1e-6 && fabs(ema[1] - 0.5) < 1e-6, "ema update: %g %g", ema[0], ema[1]);
     /* With warm-up a short run's EMA tracks the weights; without, it does not. */
-    float a = 0, b = 0;
-    for (int64_t n = 0; n < 200; n++) {
-        float target = 1;
-        usi_ema_update(&a, &target, 1, usi_ema_decay(0.99996, 1, n));
-        usi_ema_update(&b, &target, 1, usi_ema_decay(0.99996, 0, n));
-    }
-    CHECK(a > 0.9 && b < 0.01, "after 200 steps: with warm-up %g, without %g", a, b);
+    CHECK(ema[2] > 0.9 && ema[3] < 0.01, "after 200 steps: with warm-up %g, without %g", ema[2], ema[3]);
+    usi_dbuf_free(be);
+    usi_dbuf_free(bw);
 }
 
 int main(void)

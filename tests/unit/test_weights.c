@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "device.h"
 #include "graph/graph.h"
 #include "plugin/host.h"
 #include "train/safetensors.h"
@@ -18,7 +19,7 @@ static char dir[] = "/tmp/usi-weights-XXXXXX";
 static usi_graph *small_graph(void)
 {
     const usi_graph_api *G = usi_graph_api_get();
-    usi_graph *g = usi_graph_new(0, 1);
+    usi_graph *g = usi_graph_new(test_device(), 0, 1);
     int64_t in_shape[2] = {2, 4}, w[2] = {3, 4}, b[1] = {3};
     usi_init init = usi_init_normal(0, 1), zeros = usi_init_zeros();
     usi_tensor *x = usi_graph_input(g, "x", USI_DTYPE_F32, 2, in_shape);
@@ -66,7 +67,7 @@ int main(void)
     for (int i = 0; i < 12; i++) w[i] = (float)i * 0.5f - 2.0f;
     int64_t good_shape[2] = {3, 4}, bad_shape[2] = {4, 3};
     usi_tensor *wt = usi_graph_find(g, "fc.weight");
-    memcpy(before, usi_graph_data(wt), sizeof before);
+    memcpy(before, test_value(wt), sizeof before);
 
     usi_error *e = load(g, save("missing.safetensors", w, good_shape, 0, 0), 1);
     CHECK(e && strstr(usi_error_message(e), "tensor 'fc.bias' is missing"), "missing: %s", usi_error_message(e));
@@ -79,15 +80,15 @@ int main(void)
     CHECK(e && strstr(usi_error_message(e), "tensor 'head.weight' is not a parameter of this model"),
           "extra: %s", usi_error_message(e));
     usi_error_free(e);
-    CHECK(!memcmp(before, usi_graph_data(wt), sizeof before), "a refused file changed the weights");
+    CHECK(!memcmp(before, test_value(wt), sizeof before), "a refused file changed the weights");
 
     const char *good = save("good.safetensors", w, good_shape, 1, 1);
     e = load(g, good, 0); /* not strict: extra tensors (e.g. EMA, optimizer) are allowed */
     CHECK(!e, "good: %s", usi_error_message(e));
     usi_error_free(e);
-    const float *b = usi_graph_data(usi_graph_find(g, "fc.bias"));
-    const int64_t *steps = usi_graph_data(usi_graph_find(g, "steps"));
-    CHECK(!memcmp(w, usi_graph_data(wt), sizeof w) && b[0] == 7 && b[2] == 9 && *steps == 5,
+    const float *b = test_value(usi_graph_find(g, "fc.bias"));
+    const int64_t *steps = test_value(usi_graph_find(g, "steps"));
+    CHECK(!memcmp(w, test_value(wt), sizeof w) && b[0] == 7 && b[2] == 9 && *steps == 5,
           "weights were not copied exactly");
     usi_graph_free(g);
     char cmd[300];

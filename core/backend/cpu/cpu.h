@@ -75,6 +75,25 @@ USI_CPU_OP(custom);
 void usi_cpu_conv2d_workspace(usi_tensor *t, int32_t training);
 void usi_cpu_norm_workspace(usi_tensor *t, int32_t training);
 
+/* Memory and training-step kernels (memory.c, step.c). */
+void *usi_cpu_alloc(usi_device *d, size_t bytes);
+void usi_cpu_free(usi_device *d, void *p, size_t bytes);
+usi_error *usi_cpu_copy(usi_device *d, void *dst, const void *src, size_t bytes);
+usi_error *usi_cpu_fill(usi_device *d, void *dst, int byte, size_t bytes);
+usi_error *usi_cpu_synchronize(usi_device *d);
+usi_error *usi_cpu_optim_step(usi_device *d, const usi_optim_args *a);
+usi_error *usi_cpu_ema_update(usi_device *d, float *ema, const float *w, size_t n, double decay);
+usi_error *usi_cpu_sum_squares(usi_device *d, const float *x, size_t n, double *out);
+usi_error *usi_cpu_scale(usi_device *d, float *x, size_t n, double s);
+usi_error *usi_cpu_image_convert(usi_device *d, float *dst, const float *src, int32_t n, int32_t c, int32_t h,
+                                 int32_t w, int32_t oh, int32_t ow, const float *a, const float *b);
+void usi_cpu_set_threads(int32_t n);
+int32_t usi_cpu_threads(void);
+int32_t usi_cpu_supports(int32_t op);
+void usi_cpu_workspace(usi_tensor *t, int32_t training);
+usi_error *usi_cpu_forward(const usi_exec_ctx *ctx, usi_tensor *t);
+usi_error *usi_cpu_backward(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc);
+
 /* oneDNN's CPU engine and stream, made once. */
 usi_error *usi_dnnl_init(void);
 

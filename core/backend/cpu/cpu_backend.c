@@ -35,12 +35,12 @@ static const struct {
     OP(USI_OP_CUSTOM, custom),
 };
 
-static int32_t cpu_supports(int32_t op)
+int32_t usi_cpu_supports(int32_t op)
 {
     return op >= 0 && op < USI_OP_COUNT && kernels[op].fwd != NULL;
 }
 
-static void cpu_workspace(usi_tensor *t, int32_t training)
+void usi_cpu_workspace(usi_tensor *t, int32_t training)
 {
     t->saved_bytes = t->fwd_scratch_bytes = t->bwd_scratch_bytes = 0;
     switch (t->op) {
@@ -53,39 +53,55 @@ static void cpu_workspace(usi_tensor *t, int32_t training)
     }
 }
 
-static usi_error *cpu_forward(const usi_exec_ctx *ctx, usi_tensor *t)
+usi_error *usi_cpu_forward(const usi_exec_ctx *ctx, usi_tensor *t)
 {
-    if (!cpu_supports(t->op))
+    if (!usi_cpu_supports(t->op))
         return usi_error_new(USI_ERR_UNSUPPORTED, "cpu: no kernel for op %d", t->op);
     if (t->folded) return NULL; /* its conv wrote the output */
     return kernels[t->op].fwd(ctx, t);
 }
 
-static usi_error *cpu_backward(const usi_exec_ctx *ctx, usi_tensor *t,
-                               const int32_t *acc)
+usi_error *usi_cpu_backward(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
 {
-    if (!cpu_supports(t->op))
+    if (!usi_cpu_supports(t->op))
         return usi_error_new(USI_ERR_UNSUPPORTED, "cpu: no kernel for op %d", t->op);
     return kernels[t->op].bwd(ctx, t, acc);
 }
 
-static void cpu_set_threads(int32_t n)
-{
-    omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
-}
+void usi_cpu_set_threads(int32_t n) { omp_set_num_threads(n > 0 ? n : omp_get_num_procs()); }
 
-static int32_t cpu_threads(void) { return omp_get_max_threads(); }
+int32_t usi_cpu_threads(void) { return omp_get_max_threads(); }
+
+/* Host memory on both sides: an upload is a copy. */
+static usi_error *cpu_upload(usi_device *d, void *dst, const void *src, size_t bytes)
+{
+    return usi_cpu_copy(d, dst, src, bytes);
+}
 
 const usi_backend *usi_cpu_backend(void)
 {
     static const usi_backend be = {
         .name = "cpu",
-        .supports = cpu_supports,
-        .workspace = cpu_workspace,
-        .forward = cpu_forward,
-        .backward = cpu_backward,
-        .set_threads = cpu_set_threads,
-        .threads = cpu_threads,
+        .host_memory = 1,
+        .has_bf16 = 0,
+        .alloc = usi_cpu_alloc,
+        .free = usi_cpu_free,
+        .upload = cpu_upload,
+        .download = cpu_upload,
+        .copy = usi_cpu_copy,
+        .fill = usi_cpu_fill,
+        .synchronize = usi_cpu_synchronize,
+        .supports = usi_cpu_supports,
+        .workspace = usi_cpu_workspace,
+        .forward = usi_cpu_forward,
+        .backward = usi_cpu_backward,
+        .optim_step = usi_cpu_optim_step,
+        .ema_update = usi_cpu_ema_update,
+        .sum_squares = usi_cpu_sum_squares,
+        .scale = usi_cpu_scale,
+        .image_convert = usi_cpu_image_convert,
+        .set_threads = usi_cpu_set_threads,
+        .threads = usi_cpu_threads,
     };
     return &be;
 }

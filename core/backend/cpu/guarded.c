@@ -1,0 +1,176 @@
+/* The cpu-guarded device: the CPU kernels behind the device seam, with
+ * memory that host code cannot touch outside backend calls. Every block is
+ * its own mapping, PROT_NONE while no backend call runs, so a stray host
+ * dereference of device memory anywhere in the core faults at once instead
+ * of working by accident. It proves the seam on machines without a GPU; it
+ * is slow (two mprotect calls per block per backend call) and for tests. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "backend/cpu/cpu.h"
+
+typedef struct block {
+    void *p;
+    size_t len;
+} block;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static block *blocks;
+static size_t n_blocks, cap_blocks;
+static int depth;
+
+static size_t page_round(size_t bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return (bytes + page - 1) / page * page;
+}
+
+static void protect_all(int prot)
+{
+    for (size_t i = 0; i < n_blocks; i++) mprotect(blocks[i].p, blocks[i].len, prot);
+}
+
+/* Open every block for the duration of one backend call (calls nest when a
+ * kernel uses another entry point). */
+static void guard_open(void)
+{
+    pthread_mutex_lock(&lock);
+    if (depth++ == 0) protect_all(PROT_READ | PROT_WRITE);
+    pthread_mutex_unlock(&lock);
+}
+
+static void guard_close(void)
+{
+    pthread_mutex_lock(&lock);
+    if (--depth == 0) protect_all(PROT_NONE);
+    pthread_mutex_unlock(&lock);
+}
+
+static void *g_alloc(usi_device *d, size_t bytes)
+{
+    (void)d;
+    size_t len = page_round(bytes);
+    void *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    pthread_mutex_lock(&lock);
+    if (n_blocks == cap_blocks) {
+        size_t cap = cap_blocks ? 2 * cap_blocks : 64;
+        block *grown = realloc(blocks, cap * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&lock);
+            munmap(p, len);
+            return NULL;
+        }
+        blocks = grown;
+        cap_blocks = cap;
+    }
+    blocks[n_blocks++] = (block){p, len};
+    if (depth > 0) mprotect(p, len, PROT_READ | PROT_WRITE);
+    pthread_mutex_unlock(&lock);
+    return p; /* anonymous mappings start zeroed */
+}
+
+static void g_free(usi_device *d, void *p, size_t bytes)
+{
+    (void)d;
+    (void)bytes;
+    if (!p) return;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < n_blocks; i++) {
+        if (blocks[i].p != p) continue;
+        munmap(p, blocks[i].len);
+        blocks[i] = blocks[--n_blocks];
+        break;
+    }
+    if (!n_blocks) {
+        free(blocks);
+        blocks = NULL;
+        cap_blocks = 0;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+/* Each entry point: open, run the CPU kernel, close. */
+#define GUARDED(call)                                                         \
+    do {                                                                      \
+        guard_open();                                                         \
+        usi_error *e_ = (call);                                               \
+        guard_close();                                                        \
+        return e_;                                                            \
+    } while (0)
+
+static usi_error *g_copy(usi_device *d, void *dst, const void *src, size_t bytes)
+{
+    GUARDED(usi_cpu_copy(d, dst, src, bytes));
+}
+
+static usi_error *g_fill(usi_device *d, void *dst, int byte, size_t bytes)
+{
+    GUARDED(usi_cpu_fill(d, dst, byte, bytes));
+}
+
+static usi_error *g_forward(const usi_exec_ctx *ctx, usi_tensor *t)
+{
+    GUARDED(usi_cpu_forward(ctx, t));
+}
+
+static usi_error *g_backward(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
+{
+    GUARDED(usi_cpu_backward(ctx, t, acc));
+}
+
+static usi_error *g_optim_step(usi_device *d, const usi_optim_args *a)
+{
+    GUARDED(usi_cpu_optim_step(d, a));
+}
+
+static usi_error *g_ema_update(usi_device *d, float *ema, const float *w, size_t n, double decay)
+{
+    GUARDED(usi_cpu_ema_update(d, ema, w, n, decay));
+}
+
+static usi_error *g_sum_squares(usi_device *d, const float *x, size_t n, double *out)
+{
+    GUARDED(usi_cpu_sum_squares(d, x, n, out));
+}
+
+static usi_error *g_scale(usi_device *d, float *x, size_t n, double s)
+{
+    GUARDED(usi_cpu_scale(d, x, n, s));
+}
+
+static usi_error *g_image_convert(usi_device *d, float *dst, const float *src, int32_t n, int32_t c, int32_t h,
+                                  int32_t w, int32_t oh, int32_t ow, const float *a, const float *b)
+{
+    GUARDED(usi_cpu_image_convert(d, dst, src, n, c, h, w, oh, ow, a, b));
+}
+
+const usi_backend *usi_cpu_guarded_backend(void)
+{
+    static const usi_backend be = {
+        .name = "cpu-guarded",
+        .host_memory = 0,
+        .has_bf16 = 0,
+        .alloc = g_alloc,
+        .free = g_free,
+        .upload = g_copy,
+        .download = g_copy,
+        .copy = g_copy,
+        .fill = g_fill,
+        .synchronize = usi_cpu_synchronize,
+        .supports = usi_cpu_supports,
+        .workspace = usi_cpu_workspace,
+        .forward = g_forward,
+        .backward = g_backward,
+        .optim_step = g_optim_step,
+        .ema_update = g_ema_update,
+        .sum_squares = g_sum_squares,
+        .scale = g_scale,
+        .image_convert = g_image_convert,
+        .set_threads = usi_cpu_set_threads,
+        .threads = usi_cpu_threads,
+    };
+    return &be;
+}

@@ -1,0 +1,41 @@
+/* The CPU device's memory: plain aligned host allocations. */
+#include <stdlib.h>
+
+#include "backend/cpu/cpu.h"
+
+void *usi_cpu_alloc(usi_device *d, size_t bytes)
+{
+    (void)d;
+    void *p = NULL;
+    size_t rounded = (bytes + 63) / 64 * 64;
+    if (posix_memalign(&p, 64, rounded)) return NULL;
+    memset(p, 0, rounded);
+    return p;
+}
+
+void usi_cpu_free(usi_device *d, void *p, size_t bytes)
+{
+    (void)d;
+    (void)bytes;
+    free(p);
+}
+
+usi_error *usi_cpu_copy(usi_device *d, void *dst, const void *src, size_t bytes)
+{
+    (void)d;
+    memmove(dst, src, bytes);
+    return NULL;
+}
+
+usi_error *usi_cpu_fill(usi_device *d, void *dst, int byte, size_t bytes)
+{
+    (void)d;
+    memset(dst, byte, bytes);
+    return NULL;
+}
+
+usi_error *usi_cpu_synchronize(usi_device *d)
+{
+    (void)d;
+    return NULL;
+}

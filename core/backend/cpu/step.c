@@ -1,0 +1,153 @@
+/* Training-step kernels on the CPU: optimizers, EMA, gradient norm and
+ * scaling over flat float buffers, and the teacher's input conversion. */
+#include <math.h>
+
+#include "backend/cpu/cpu.h"
+
+// w, g, m, v: [n]
+static void adamw_forward(const usi_optim_hp *hp, double wd, int64_t step, float *w, const float *g, float *m,
+                          float *v, size_t n)
+{
+    double bc1 = 1.0 - pow(hp->beta1, (double)step);
+    double bc2 = 1.0 - pow(hp->beta2, (double)step);
+    float b1 = (float)hp->beta1, b2 = (float)hp->beta2;
+    float decay = (float)(1.0 - hp->lr * wd);
+    float step_size = (float)(hp->lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    float eps = (float)hp->eps;
+#pragma omp parallel for simd if ((int64_t)n > USI_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        float denom = sqrtf(v[i]) * inv_sqrt_bc2 + eps;
+        w[i] = w[i] * decay - step_size * m[i] / denom;
+    }
+}
+
+// w, g, buf: [n]
+static void sgd_forward(const usi_optim_hp *hp, double wd, int64_t step, float *w, const float *g, float *buf,
+                        size_t n)
+{
+    float fwd = (float)wd, mom = (float)hp->momentum, lr = (float)hp->lr;
+    int first = step == 1, nesterov = hp->nesterov;
+#pragma omp parallel for simd if ((int64_t)n > USI_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float d = g[i] + fwd * w[i];
+        buf[i] = first ? d : mom * buf[i] + d;
+        w[i] -= lr * (nesterov ? d + mom * buf[i] : buf[i]);
+    }
+}
+
+// w, g, m, v: [n]; one trust ratio for the whole tensor
+static void lamb_forward(const usi_optim_hp *hp, double wd, int64_t step, float *w, const float *g, float *m,
+                         float *v, size_t n)
+{
+    double bc1 = 1.0 - pow(hp->beta1, (double)step);
+    double bc2 = 1.0 - pow(hp->beta2, (double)step);
+    float b1 = (float)hp->beta1, b2 = (float)hp->beta2, eps = (float)hp->eps, fwd = (float)wd;
+    double w_norm = 0, u_norm = 0;
+    /* Two passes: the trust ratio needs the norm of the whole update. */
+    for (size_t i = 0; i < n; i++) {
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        float u = (float)(m[i] / bc1) / (sqrtf((float)(v[i] / bc2)) + eps) + fwd * w[i];
+        w_norm += (double)w[i] * w[i];
+        u_norm += (double)u * u;
+    }
+    w_norm = sqrt(w_norm);
+    u_norm = sqrt(u_norm);
+    double trust = (w_norm > 0 && u_norm > 0) ? w_norm / u_norm : 1.0;
+    float scale = (float)(hp->lr * trust);
+    for (size_t i = 0; i < n; i++) {
+        float u = (float)(m[i] / bc1) / (sqrtf((float)(v[i] / bc2)) + eps) + fwd * w[i];
+        w[i] -= scale * u;
+    }
+}
+
+usi_error *usi_cpu_optim_step(usi_device *d, const usi_optim_args *a)
+{
+    (void)d;
+    for (int32_t k = 0; k < a->n_segs; k++) {
+        const usi_optim_seg *s = &a->segs[k];
+        double wd = s->decays ? a->hp.weight_decay : 0.0;
+        float *w = a->w + s->off, *s0 = a->s0 + s->off, *s1 = a->s1 ? a->s1 + s->off : NULL;
+        const float *g = a->g + s->off;
+        switch (a->hp.kind) {
+        case USI_OPT_ADAMW: adamw_forward(&a->hp, wd, a->step, w, g, s0, s1, s->n); break;
+        case USI_OPT_SGD: sgd_forward(&a->hp, wd, a->step, w, g, s0, s->n); break;
+        case USI_OPT_LAMB: lamb_forward(&a->hp, wd, a->step, w, g, s0, s1, s->n); break;
+        default: return usi_error_new(USI_ERR_INVALID, "unknown optimizer kind %d", a->hp.kind);
+        }
+    }
+    return NULL;
+}
+
+// ema, w: [n]
+usi_error *usi_cpu_ema_update(usi_device *d, float *ema, const float *w, size_t n, double decay)
+{
+    (void)d;
+    float dd = (float)decay, one_minus = (float)(1.0 - decay);
+#pragma omp parallel for simd if ((int64_t)n > USI_PAR_MIN)
+    for (size_t i = 0; i < n; i++) ema[i] = dd * ema[i] + one_minus * w[i];
+    return NULL;
+}
+
+usi_error *usi_cpu_sum_squares(usi_device *d, const float *x, size_t n, double *out)
+{
+    (void)d;
+    double sq = 0;
+#pragma omp parallel for simd reduction(+ : sq) if ((int64_t)n > USI_PAR_MIN)
+    for (size_t i = 0; i < n; i++) sq += (double)x[i] * x[i];
+    *out = sq;
+    return NULL;
+}
+
+usi_error *usi_cpu_scale(usi_device *d, float *x, size_t n, double s)
+{
+    (void)d;
+    float fs = (float)s;
+#pragma omp parallel for simd if ((int64_t)n > USI_PAR_MIN)
+    for (size_t i = 0; i < n; i++) x[i] *= fs;
+    return NULL;
+}
+
+/* Half-pixel source coordinate of output index o, clamped at 0, and its
+ * two neighbours and weight. */
+static void bilinear_tap(int32_t o, float ratio, int32_t size, int32_t *i0, int32_t *i1, float *wt)
+{
+    float f = ((float)o + 0.5f) * ratio - 0.5f;
+    if (f < 0) f = 0;
+    *i0 = (int32_t)f;
+    *i1 = *i0 + 1 < size ? *i0 + 1 : size - 1;
+    *wt = f - (float)*i0;
+}
+
+// src: [n, c, h, w] -> dst: [n, c, oh, ow]; dst = resize(a[ch]*src + b[ch])
+usi_error *usi_cpu_image_convert(usi_device *d, float *dst, const float *src, int32_t n, int32_t c, int32_t h,
+                                 int32_t w, int32_t oh, int32_t ow, const float *a, const float *b)
+{
+    (void)d;
+    size_t plane = (size_t)h * (size_t)w, oplane = (size_t)oh * (size_t)ow;
+    float sy = (float)h / (float)oh, sx = (float)w / (float)ow;
+#pragma omp parallel for if ((int64_t)n * c * (int64_t)oplane > USI_PAR_MIN)
+    for (int32_t p = 0; p < n * c; p++) {
+        const float *in = src + (size_t)p * plane;
+        float *out = dst + (size_t)p * oplane;
+        float ka = a[p % c], kb = b[p % c];
+        if (oh == h && ow == w) {
+            for (size_t k = 0; k < plane; k++) out[k] = in[k] * ka + kb;
+            continue;
+        }
+        for (int32_t y = 0; y < oh; y++) {
+            int32_t y0, y1, x0, x1;
+            float wy, wx;
+            bilinear_tap(y, sy, h, &y0, &y1, &wy);
+            for (int32_t x = 0; x < ow; x++) {
+                bilinear_tap(x, sx, w, &x0, &x1, &wx);
+                float top = in[y0 * w + x0] * (1 - wx) + in[y0 * w + x1] * wx;
+                float bot = in[y1 * w + x0] * (1 - wx) + in[y1 * w + x1] * wx;
+                out[y * ow + x] = (top * (1 - wy) + bot * wy) * ka + kb;
+            }
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,93 @@
+/* Reading and writing tensor values: host staging before compile, device
+ * blocks after, always by explicit copies. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/device_internal.h"
+#include "graph/graph_internal.h"
+#include "util/error.h"
+
+static usi_error *part_ok(const usi_tensor *t, size_t bytes, const char *what)
+{
+    if (!t) return usi_error_new(USI_ERR_INVALID, "%s: no tensor", what);
+    if (bytes > usi_node_bytes(t))
+        return usi_error_new(USI_ERR_INTERNAL, "%s '%s': %zu bytes, it holds %zu", what, t->name, bytes,
+                             usi_node_bytes(t));
+    return NULL;
+}
+
+usi_error *usi_graph_write_part(usi_tensor *t, const void *host, size_t bytes)
+{
+    USI_TRY(part_ok(t, bytes, "write"));
+    if (t->staging) {
+        memcpy(t->staging, host, bytes);
+        return NULL;
+    }
+    size_t off;
+    usi_dbuf *b = usi_node_block(t, &off);
+    if (!b) return usi_error_new(USI_ERR_INVALID, "write '%s': the tensor has no storage", t->name);
+    return usi_dbuf_write(b, off, host, bytes);
+}
+
+usi_error *usi_graph_write(usi_tensor *t, const void *host)
+{
+    return usi_graph_write_part(t, host, t ? usi_node_bytes(t) : 0);
+}
+
+usi_error *usi_graph_read_part(const usi_tensor *t, void *host, size_t bytes)
+{
+    USI_TRY(part_ok(t, bytes, "read"));
+    if (t->staging) {
+        memcpy(host, t->staging, bytes);
+        return NULL;
+    }
+    size_t off;
+    usi_dbuf *b = usi_node_block(t, &off);
+    if (!b)
+        return usi_error_new(USI_ERR_INVALID, "read '%s': the tensor holds no value (compile first, or mark it "
+                             "as an output)", t->name);
+    return usi_dbuf_read(b, off, host, bytes);
+}
+
+usi_error *usi_graph_read(const usi_tensor *t, void *host)
+{
+    return usi_graph_read_part(t, host, t ? usi_node_bytes(t) : 0);
+}
+
+usi_error *usi_graph_read_grad(const usi_tensor *t, float *host)
+{
+    size_t off;
+    usi_dbuf *b = t ? usi_node_grad_block(t, &off) : NULL;
+    if (!b) return usi_error_new(USI_ERR_INVALID, "'%s' has no gradient", t ? t->name : "(null)");
+    return usi_dbuf_read(b, off, host, (size_t)t->numel * sizeof(float));
+}
+
+int32_t usi_graph_has_grad(const usi_tensor *t) { return t && t->grad != NULL; }
+
+usi_error *usi_graph_copy_value(usi_tensor *dst, const usi_tensor *src, size_t bytes)
+{
+    USI_TRY(part_ok(dst, bytes, "copy"));
+    USI_TRY(part_ok(src, bytes, "copy"));
+    if (src->staging) return usi_graph_write_part(dst, src->staging, bytes);
+    size_t so, doff;
+    usi_dbuf *sb = usi_node_block(src, &so);
+    if (!sb) return usi_error_new(USI_ERR_INVALID, "copy from '%s': it holds no value", src->name);
+    if (dst->staging) return usi_dbuf_read(sb, so, dst->staging, bytes);
+    usi_dbuf *db = usi_node_block(dst, &doff);
+    if (!db) return usi_error_new(USI_ERR_INVALID, "copy into '%s': it has no storage", dst->name);
+    return usi_dbuf_copy(db, doff, sb, so, bytes);
+}
+
+usi_error *usi_graph_convert_images(usi_tensor *dst, const usi_tensor *src, int32_t n, const float *a,
+                                    const float *b)
+{
+    if (!dst || !src || dst->ndim != 4 || src->ndim != 4 || dst->shape[1] != src->shape[1] ||
+        dst->dtype != USI_DTYPE_F32 || src->dtype != USI_DTYPE_F32 || n > dst->shape[0] || n > src->shape[0])
+        return usi_error_new(USI_ERR_INTERNAL, "convert_images: needs two float NCHW tensors with the same "
+                             "channels and at least %d images", n);
+    usi_device *dev = dst->graph->dev;
+    if (src->graph->dev != dev || !dst->data || !src->data)
+        return usi_error_new(USI_ERR_INTERNAL, "convert_images: both tensors must be compiled on one device");
+    return dev->be->image_convert(dev, dst->data, src->data, n, (int32_t)src->shape[1], (int32_t)src->shape[2],
+                                  (int32_t)src->shape[3], (int32_t)dst->shape[2], (int32_t)dst->shape[3], a, b);
+}

@@ -1,0 +1,177 @@
+/* Checkpoints: the student, its EMA, the optimizer state, the step and the
+ * effective config in one safetensors file, written atomically; resume reads
+ * them back into the device blocks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/safetensors.h"
+#include "train/trainer_internal.h"
+#include "train/weights.h"
+#include "util/error.h"
+#include "util/log.h"
+
+/* A host copy of numel floats at byte `off` of a device block, owned by w. */
+static usi_error *add_block_part(usi_st_writer *w, const char *key, const usi_param_info *p, const usi_dbuf *b,
+                                 size_t off)
+{
+    size_t bytes = (size_t)p->numel * usi_dtype_size(p->dtype);
+    void *host = usi_st_writer_alloc(w, bytes);
+    if (!host) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    USI_TRY(usi_dbuf_read(b, off, host, bytes));
+    return usi_st_writer_add(w, key, p->dtype, p->ndim, p->shape, host);
+}
+
+static int is_f32_buffer(const usi_trainer *t, const usi_param_info *p)
+{
+    return p->dtype == USI_DTYPE_F32 && p->offset < t->blocks.n_f32_buffers * sizeof(float);
+}
+
+static usi_error *add_state(usi_trainer *t, usi_st_writer *w)
+{
+    int ns = usi_optim_state_count(t->hp.kind);
+    char key[1100];
+    for (int32_t i = 0; i < usi_graph_num_params(t->gs); i++) {
+        usi_param_info p;
+        usi_graph_param_at(t->gs, i, &p);
+        snprintf(key, sizeof key, "ema/%s", p.name);
+        USI_TRY(add_block_part(w, key, &p, t->ema_params, p.offset));
+        for (int s = 0; p.trainable && s < ns; s++) {
+            snprintf(key, sizeof key, "optim.%d/%s", s, p.name);
+            USI_TRY(add_block_part(w, key, &p, t->opt_state[s], p.offset));
+        }
+    }
+    for (int32_t i = 0; i < usi_graph_num_buffers(t->gs); i++) {
+        usi_param_info p;
+        usi_graph_buffer_at(t->gs, i, &p);
+        snprintf(key, sizeof key, "ema/%s", p.name);
+        /* Counters are copied, not averaged. */
+        USI_TRY(add_block_part(w, key, &p, is_f32_buffer(t, &p) ? t->ema_buffers : t->blocks.buffers, p.offset));
+    }
+    return NULL;
+}
+
+static usi_error *add_meta(usi_trainer *t, usi_st_writer *w, int64_t epoch, int64_t batch)
+{
+    char text[64];
+    usi_strbuf cfg = {0};
+    usi_config_write(t->cfg, &cfg);
+    usi_error *e = usi_st_writer_meta(w, "format", "usi-checkpoint-1");
+    if (!e) e = usi_st_writer_meta(w, "backbone", t->bb->name);
+    if (!e) e = usi_st_writer_meta(w, "config", cfg.data ? cfg.data : "");
+    usi_strbuf_free(&cfg);
+    snprintf(text, sizeof text, "%lld", (long long)epoch);
+    if (!e) e = usi_st_writer_meta(w, "epoch", text);
+    snprintf(text, sizeof text, "%lld", (long long)batch);
+    if (!e) e = usi_st_writer_meta(w, "batch_in_epoch", text);
+    snprintf(text, sizeof text, "%lld", (long long)t->step);
+    if (!e) e = usi_st_writer_meta(w, "step", text);
+    snprintf(text, sizeof text, "%.17g", t->best_top1);
+    if (!e) e = usi_st_writer_meta(w, "best_top1", text);
+    return e;
+}
+
+usi_error *usi_trainer_save_checkpoint(usi_trainer *t, const char *name, int64_t epoch, int64_t batch)
+{
+    char path[2300];
+    snprintf(path, sizeof path, "%s/%s", t->out_dir, name);
+    usi_st_writer *w = usi_st_writer_new();
+    if (!w) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    usi_error *e = usi_weights_add(w, t->gs, "");
+    if (!e) e = add_state(t, w);
+    if (!e) e = add_meta(t, w, epoch, batch);
+    if (!e) e = usi_st_writer_save(w, path);
+    usi_st_writer_free(w);
+    return e;
+}
+
+usi_error *usi_trainer_save_weights(usi_trainer *t, const char *name)
+{
+    char path[2300];
+    snprintf(path, sizeof path, "%s/%s", t->out_dir, name);
+    usi_st_writer *w = usi_st_writer_new();
+    if (!w) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    usi_error *e = usi_weights_add(w, t->ge, "");
+    if (!e) e = usi_st_writer_meta(w, "backbone", t->bb->name);
+    if (!e) e = usi_st_writer_save(w, path);
+    usi_st_writer_free(w);
+    return e;
+}
+
+static int64_t meta_int(const usi_st_file *f, const char *key)
+{
+    const char *v = usi_st_metadata(f, key);
+    return v ? strtoll(v, NULL, 10) : -1;
+}
+
+/* prefix + name from f into byte off of a device block; with b NULL, only
+ * check that the file holds it. */
+static usi_error *load_part(const usi_st_file *f, const char *prefix, const usi_param_info *p, usi_dbuf *b,
+                            size_t off, const char *path)
+{
+    char key[1100];
+    snprintf(key, sizeof key, "%s%s", prefix, p->name);
+    const usi_st_tensor *s = usi_st_find(f, key);
+    size_t bytes = (size_t)p->numel * usi_dtype_size(p->dtype);
+    if (!s || s->nbytes != bytes || s->dtype != p->dtype)
+        return usi_error_new(USI_ERR_INVALID, "%s: tensor '%s' is missing or has the wrong size", path, key);
+    return b ? usi_dbuf_write(b, off, s->data, bytes) : NULL;
+}
+
+/* Everything is checked against the file before the first write. */
+static usi_error *load_state(usi_trainer *t, const usi_st_file *f, const char *path, int dry)
+{
+    int ns = usi_optim_state_count(t->hp.kind);
+    for (int32_t i = 0; i < usi_graph_num_params(t->gs); i++) {
+        usi_param_info p;
+        usi_graph_param_at(t->gs, i, &p);
+        USI_TRY(load_part(f, "ema/", &p, dry ? NULL : t->ema_params, p.offset, path));
+        for (int s = 0; p.trainable && s < ns; s++) {
+            char prefix[32];
+            snprintf(prefix, sizeof prefix, "optim.%d/", s);
+            USI_TRY(load_part(f, prefix, &p, dry ? NULL : t->opt_state[s], p.offset, path));
+        }
+    }
+    for (int32_t i = 0; i < usi_graph_num_buffers(t->gs); i++) {
+        usi_param_info p;
+        usi_graph_buffer_at(t->gs, i, &p);
+        if (is_f32_buffer(t, &p)) USI_TRY(load_part(f, "ema/", &p, dry ? NULL : t->ema_buffers, p.offset, path));
+    }
+    return NULL;
+}
+
+static usi_error *check_format(usi_trainer *t, const usi_st_file *f, const char *path)
+{
+    const char *fmt = usi_st_metadata(f, "format"), *bb = usi_st_metadata(f, "backbone");
+    if (!fmt || strcmp(fmt, "usi-checkpoint-1") != 0)
+        return usi_error_new(USI_ERR_INVALID, "%s is not a usi training checkpoint (no format metadata)", path);
+    if (!bb || strcmp(bb, t->bb->name) != 0)
+        return usi_error_new(USI_ERR_INVALID, "%s was written for backbone '%s', this run trains '%s'", path,
+                             bb ? bb : "?", t->bb->name);
+    if (meta_int(f, "epoch") < 0 || meta_int(f, "batch_in_epoch") < 0 || meta_int(f, "step") < 0)
+        return usi_error_new(USI_ERR_INVALID, "%s: epoch, batch or step metadata is missing", path);
+    return NULL;
+}
+
+usi_error *usi_trainer_resume(usi_trainer *t, const char *path)
+{
+    usi_st_file *f;
+    USI_TRY(usi_st_read(path, &f));
+    usi_error *e = check_format(t, f, path);
+    /* Check every tensor first, so a bad file leaves the run as it was. */
+    if (!e) e = load_state(t, f, path, 1);
+    if (!e) e = usi_weights_load(t->gs, f, "", 0, path);
+    if (!e) e = load_state(t, f, path, 0);
+    if (!e) {
+        t->epoch = meta_int(f, "epoch");
+        t->batch_in_epoch = meta_int(f, "batch_in_epoch");
+        t->step = meta_int(f, "step");
+        const char *best = usi_st_metadata(f, "best_top1");
+        t->best_top1 = best ? strtod(best, NULL) : -1;
+    }
+    usi_st_free(f);
+    if (!e)
+        usi_log(USI_LOG_INFO, "resuming %s at epoch %lld, batch %lld (step %lld)", path, (long long)t->epoch + 1,
+                (long long)t->batch_in_epoch, (long long)t->step);
+    return e;
+}

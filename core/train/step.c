@@ -1,0 +1,86 @@
+/* One training step, on the run's device:
+ *   upload batch -> teacher (converted input, forward, logits) -> student
+ *   forward -> loss check -> backward -> gradient reduction hook -> gradient
+ *   norm (finite check) -> clip -> optimizer -> EMA -> zero grad.
+ * The host reads two scalars per step: the loss and the gradient norm. */
+#include <math.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "train/ema.h"
+#include "train/trainer_internal.h"
+#include "util/error.h"
+
+static usi_error *not_finite(usi_trainer *t, const char *what, double v)
+{
+    char last[2300];
+    snprintf(last, sizeof last, "%s/last.safetensors", t->out_dir);
+    int have = access(last, F_OK) == 0;
+    return usi_error_new(USI_ERR_INVALID,
+                         "the %s is %s at step %lld (epoch %lld); stopped without saving this state. %s%s%s"
+                         "Try a lower optimizer.lr or optimizer.clip_grad = 1.0",
+                         what, isnan(v) ? "NaN" : "infinite", (long long)t->step, (long long)t->epoch + 1,
+                         have ? "The last good checkpoint is " : "No checkpoint was written yet. ",
+                         have ? last : "", have ? ". " : "");
+}
+
+static usi_error *forward(usi_trainer *t, const usi_float_batch *fb, double *loss)
+{
+    USI_TRY(usi_graph_write(t->xs, fb->batch.images));
+    USI_TRY(usi_graph_write(t->targets, fb->batch.targets));
+    if (t->teacher) {
+        USI_TRY(usi_teacher_forward(t->teacher, t->xs, t->batch, t->mean, t->std));
+        USI_TRY(usi_teacher_logits_to(t->teacher, t->teacher_in));
+    }
+    USI_TRY(usi_graph_forward(t->gs));
+    float l;
+    USI_TRY(usi_graph_read(t->loss, &l));
+    *loss = l;
+    return isfinite(*loss) ? NULL : not_finite(t, "loss", *loss);
+}
+
+/* Optimizer, then the EMA (or, with the EMA off, a copy of the weights so
+ * that "ema/" in checkpoints is always meaningful). */
+static usi_error *update(usi_trainer *t, double lr)
+{
+    const usi_graph_blocks *b = &t->blocks;
+    usi_optim_hp hp = t->hp;
+    hp.lr = lr;
+    hp.weight_decay = t->weight_decay;
+    if (t->n_segs)
+        USI_TRY(usi_dbuf_optim_step(&hp, t->step + 1, b->params, b->grads, t->opt_state[0], t->opt_state[1],
+                                    t->segs, t->n_segs));
+    size_t pbytes = b->n_params * sizeof(float), bbytes = b->n_f32_buffers * sizeof(float);
+    if (!t->ema_on) {
+        if (pbytes) USI_TRY(usi_dbuf_copy(t->ema_params, 0, b->params, 0, pbytes));
+        if (bbytes) USI_TRY(usi_dbuf_copy(t->ema_buffers, 0, b->buffers, 0, bbytes));
+        return NULL;
+    }
+    double decay = usi_ema_decay(t->ema_decay, t->ema_warmup, t->step);
+    USI_TRY(usi_dbuf_ema(t->ema_params, 0, b->params, 0, b->n_params, decay));
+    return usi_dbuf_ema(t->ema_buffers, 0, b->buffers, 0, b->n_f32_buffers, decay);
+}
+
+usi_error *usi_trainer_step(usi_trainer *t, const usi_float_batch *fb, double *loss_out, double *lr_out)
+{
+    double loss;
+    USI_TRY(forward(t, fb, &loss));
+    USI_TRY(usi_graph_backward(t->gs));
+    const usi_graph_blocks *b = &t->blocks;
+    if (b->grads) {
+        USI_TRY(t->reduce(t->reduce_ctx, b->grads, b->n_trainable));
+        double sq;
+        USI_TRY(usi_dbuf_sum_squares(b->grads, 0, b->n_trainable, &sq));
+        t->grad_norm = sqrt(sq);
+        if (!isfinite(t->grad_norm)) return not_finite(t, "gradient norm", t->grad_norm);
+        double s = usi_clip_factor(t->grad_norm, t->clip);
+        if (s < 1.0) USI_TRY(usi_dbuf_scale(b->grads, 0, b->n_trainable, s));
+    }
+    double lr = usi_schedule_lr(&t->sched, t->step);
+    USI_TRY(update(t, lr));
+    usi_graph_zero_grad(t->gs);
+    t->step++;
+    *loss_out = loss;
+    *lr_out = lr;
+    return NULL;
+}
