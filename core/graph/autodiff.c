@@ -35,14 +35,15 @@ void usi_op_backward_needs(const usi_tensor *t, uint32_t *src_mask,
     case USI_OP_BATCH_NORM:
     case USI_OP_LAYER_NORM: *src_mask = 3; break;
     case USI_OP_ACT:
-        if (act_backward_uses_output(t->ia[0], t->fa[0])) *needs_out = 1;
+        if (act_backward_uses_output(t->attrs.act.kind, t->attrs.act.alpha)) *needs_out = 1;
         else *src_mask = 1;
         break;
     case USI_OP_BINARY:
-        if (t->ia[0] == USI_BIN_MUL || t->ia[0] == USI_BIN_DIV) *src_mask = 3;
+        if (t->attrs.binary.kind == USI_BIN_MUL || t->attrs.binary.kind == USI_BIN_DIV)
+            *src_mask = 3;
         break;
     case USI_OP_POOL2D:
-        if (t->ia[0] == USI_POOL_MAX) *src_mask = 1;
+        if (t->attrs.pool2d.kind == USI_POOL_MAX) *src_mask = 1;
         break;
     case USI_OP_SOFTMAX: *needs_out = 1; break;
     case USI_OP_CUSTOM:

@@ -6,7 +6,6 @@
 #include "graph/build_common.h"
 #include "util/error.h"
 
-/* conv2d ia: stride h,w | padding h,w | dilation h,w | groups. */
 static usi_tensor *rec_conv2d(usi_graph *g, usi_tensor *x, usi_tensor *w,
                               usi_tensor *b, const usi_conv2d_desc *d)
 {
@@ -34,11 +33,11 @@ static usi_tensor *rec_conv2d(usi_graph *g, usi_tensor *x, usi_tensor *w,
             return usi_fail_shapes(t, "x", x, "w", w,
                                    "kernel larger than the padded input");
         out[2 + i] = (in - span) / d->stride[i] + 1;
-        t->ia[0 + i] = d->stride[i];
-        t->ia[2 + i] = d->padding[i];
-        t->ia[4 + i] = d->dilation[i];
+        t->attrs.conv2d.stride[i] = d->stride[i];
+        t->attrs.conv2d.padding[i] = d->padding[i];
+        t->attrs.conv2d.dilation[i] = d->dilation[i];
     }
-    t->ia[6] = groups;
+    t->attrs.conv2d.groups = groups;
     usi_node_set_shape(t, 4, out);
     return t;
 }
@@ -84,8 +83,7 @@ static int is_vec(const usi_tensor *v, int64_t c)
     return !v || (v->ndim == 1 && v->shape[0] == c);
 }
 
-/* batch_norm src: x w b running_mean running_var num_batches_tracked;
- * fa: momentum, eps; ia[0]: batch statistics (training, or no running). */
+/* batch_norm src: x w b running_mean running_var num_batches_tracked. */
 static usi_tensor *rec_batch_norm(usi_graph *g, usi_tensor *x, usi_tensor *w,
                                   usi_tensor *b, usi_tensor *rm, usi_tensor *rv,
                                   usi_tensor *nbt, double momentum, double eps)
@@ -106,14 +104,13 @@ static usi_tensor *rec_batch_norm(usi_graph *g, usi_tensor *x, usi_tensor *w,
         return usi_fail_shapes(t, "x", x, "num_batches_tracked", nbt,
                                "must be an I64 scalar");
     if (!(eps > 0)) return usi_fail_shapes(t, "x", x, NULL, NULL, "eps must be > 0");
-    t->fa[0] = momentum;
-    t->fa[1] = eps;
-    t->ia[0] = g->training || !rm;
+    t->attrs.batch_norm.momentum = momentum;
+    t->attrs.batch_norm.eps = eps;
+    t->attrs.batch_norm.batch_stats = g->training || !rm;
     usi_node_set_shape(t, x->ndim, x->shape);
     return t;
 }
 
-/* layer_norm ia[0]: the normalised axis (ndim-1 or 1); fa[0]: eps. */
 static usi_tensor *rec_layer_norm(usi_graph *g, usi_tensor *x, usi_tensor *w,
                                   usi_tensor *b, int32_t axis, double eps)
 {
@@ -128,8 +125,8 @@ static usi_tensor *rec_layer_norm(usi_graph *g, usi_tensor *x, usi_tensor *w,
     const usi_tensor *bad = !is_vec(w, c) ? w : !is_vec(b, c) ? b : NULL;
     if (bad) return usi_fail_shapes(t, "x", x, bad->name, bad, "must be [C]");
     if (!(eps > 0)) return usi_fail_shapes(t, "x", x, NULL, NULL, "eps must be > 0");
-    t->ia[0] = ax;
-    t->fa[0] = eps;
+    t->attrs.layer_norm.axis = ax;
+    t->attrs.layer_norm.eps = eps;
     usi_node_set_shape(t, x->ndim, x->shape);
     return t;
 }
@@ -141,8 +138,8 @@ static usi_tensor *rec_activation(usi_graph *g, usi_tensor *x, int32_t act,
     if (!t) return NULL;
     if (act < USI_ACT_RELU || act > USI_ACT_LOG)
         return usi_fail_shapes(t, "x", x, NULL, NULL, "unknown activation %d", act);
-    t->ia[0] = act;
-    t->fa[0] = alpha;
+    t->attrs.act.kind = act;
+    t->attrs.act.alpha = alpha;
     usi_node_set_shape(t, x->ndim, x->shape);
     return t;
 }
@@ -159,7 +156,7 @@ static usi_tensor *rec_binary(usi_graph *g, int32_t op, usi_tensor *a,
     int32_t n;
     if (!usi_broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, &n, out))
         return usi_fail_shapes(t, "a", a, "b", b, "shapes don't broadcast");
-    t->ia[0] = op;
+    t->attrs.binary.kind = op;
     usi_node_set_shape(t, n, out);
     return t;
 }
@@ -168,7 +165,7 @@ static usi_tensor *rec_scale(usi_graph *g, usi_tensor *x, double s)
 {
     usi_tensor *t = usi_begin(g, USI_OP_SCALE, "scale", 1, &x, 0, 0);
     if (!t) return NULL;
-    t->fa[0] = s;
+    t->attrs.scale.factor = s;
     usi_node_set_shape(t, x->ndim, x->shape);
     return t;
 }
@@ -182,7 +179,6 @@ static int64_t pool_out(int64_t in, int32_t k, int32_t s, int32_t p, int ceil_mo
     return out;
 }
 
-/* pool2d ia: kind | kernel h,w | stride h,w | padding h,w | ceil | count_pad */
 static usi_tensor *rec_pool2d(usi_graph *g, usi_tensor *x,
                               const usi_pool2d_desc *d)
 {
@@ -204,18 +200,16 @@ static usi_tensor *rec_pool2d(usi_graph *g, usi_tensor *x,
             return usi_fail_shapes(t, "x", x, NULL, NULL,
                                    "kernel %d larger than the padded input", k);
         out[2 + i] = pool_out(x->shape[2 + i], k, s, p, d->ceil_mode);
-        t->ia[1 + i] = k;
-        t->ia[3 + i] = s;
-        t->ia[5 + i] = p;
+        t->attrs.pool2d.kernel[i] = k;
+        t->attrs.pool2d.stride[i] = s;
+        t->attrs.pool2d.padding[i] = p;
     }
-    t->ia[0] = d->kind;
-    t->ia[7] = d->ceil_mode ? 1 : 0;
-    t->ia[8] = d->count_include_pad ? 1 : 0;
+    t->attrs.pool2d.kind = d->kind;
+    t->attrs.pool2d.count_include_pad = d->count_include_pad ? 1 : 0;
     usi_node_set_shape(t, 4, out);
     return t;
 }
 
-/* reduce ia: op | bit mask of reduced axes | keepdim. */
 static usi_tensor *rec_reduce(usi_graph *g, int32_t op, usi_tensor *x,
                               int32_t n_axes, const int32_t *axes, int32_t keepdim)
 {
@@ -237,9 +231,8 @@ static usi_tensor *rec_reduce(usi_graph *g, int32_t op, usi_tensor *x,
         if (!(mask & (1u << i))) out[n++] = x->shape[i];
         else if (keepdim) out[n++] = 1;
     }
-    t->ia[0] = op;
-    t->ia[1] = (int32_t)mask;
-    t->ia[2] = keepdim ? 1 : 0;
+    t->attrs.reduce.kind = op;
+    t->attrs.reduce.axes = mask;
     usi_node_set_shape(t, n, out);
     return t;
 }
@@ -267,7 +260,8 @@ static usi_tensor *rec_dropout_like(usi_graph *g, int32_t op, const char *name,
     if (!t) return NULL;
     if (op == USI_OP_DROP_PATH && x->ndim < 1)
         return usi_fail_shapes(t, "x", x, NULL, NULL, "need a batch dim");
-    t->fa[0] = p;
+    if (op == USI_OP_DROPOUT) t->attrs.dropout.p = p;
+    else t->attrs.drop_path.p = p;
     usi_node_set_shape(t, x->ndim, x->shape);
     return t;
 }
@@ -304,7 +298,8 @@ static usi_tensor *rec_loss(usi_graph *g, int32_t op, const char *name,
     if (op == USI_OP_LOSS_KL && !(f > 0))
         return usi_fail_shapes(t, "logits", a, NULL, NULL,
                                "temperature %g must be > 0", f);
-    t->fa[0] = f;
+    if (op == USI_OP_LOSS_CE) t->attrs.loss_ce.smoothing = f;
+    else if (op == USI_OP_LOSS_KL) t->attrs.loss_kl.temperature = f;
     usi_node_set_shape(t, 0, NULL);
     return t;
 }

@@ -54,7 +54,6 @@ static usi_tensor *rec_flatten(usi_graph *g, usi_tensor *x, int32_t start,
     return usi_graph_builder()->reshape(g, x, n, out);
 }
 
-/* permute ia[i] = perm[i]. */
 static usi_tensor *rec_permute(usi_graph *g, usi_tensor *x, const int32_t *perm)
 {
     usi_tensor *t = usi_begin(g, USI_OP_PERMUTE, "permute", 1, &x, 0, 0);
@@ -67,14 +66,13 @@ static usi_tensor *rec_permute(usi_graph *g, usi_tensor *x, const int32_t *perm)
         if (p < 0 || p >= x->ndim || (seen & (1u << p)))
             return usi_fail_shapes(t, "x", x, NULL, NULL, "not a permutation");
         seen |= 1u << p;
-        t->ia[i] = p;
+        t->attrs.permute.perm[i] = p;
         out[i] = x->shape[p];
     }
     usi_node_set_shape(t, x->ndim, out);
     return t;
 }
 
-/* concat ia[0]: axis. */
 static usi_tensor *rec_concat(usi_graph *g, int32_t n, usi_tensor *const *xs,
                               int32_t axis)
 {
@@ -101,12 +99,11 @@ static usi_tensor *rec_concat(usi_graph *g, int32_t n, usi_tensor *const *xs,
                                    "dims other than %d differ", ax);
         out[ax] += xi->shape[ax];
     }
-    t->ia[0] = ax;
+    t->attrs.concat.axis = ax;
     usi_node_set_shape(t, x0->ndim, out);
     return t;
 }
 
-/* slice ia: axis | start | step (start already clamped). */
 static usi_tensor *rec_slice(usi_graph *g, usi_tensor *x, int32_t axis,
                              int64_t start, int64_t end, int64_t step)
 {
@@ -127,14 +124,13 @@ static usi_tensor *rec_slice(usi_graph *g, usi_tensor *x, int32_t axis,
     int64_t out[USI_MAX_DIMS];
     memcpy(out, x->shape, sizeof out);
     out[ax] = len;
-    t->ia[0] = ax;
-    t->ia[1] = (int32_t)start;
-    t->ia[2] = (int32_t)step;
+    t->attrs.slice.axis = ax;
+    t->attrs.slice.start = start;
+    t->attrs.slice.step = step;
     usi_node_set_shape(t, x->ndim, out);
     return t;
 }
 
-/* pad ia[2i], ia[2i+1]: before, after of dim i; fa[0]: value. */
 static usi_tensor *rec_pad(usi_graph *g, usi_tensor *x, const int64_t *pads,
                            double value)
 {
@@ -146,11 +142,10 @@ static usi_tensor *rec_pad(usi_graph *g, usi_tensor *x, const int64_t *pads,
             pads[2 * i] > (1 << 24) || pads[2 * i + 1] > (1 << 24))
             return usi_fail_shapes(t, "x", x, NULL, NULL,
                                    "pads must be given and >= 0 (dim %d)", i);
-        t->ia[2 * i] = (int32_t)pads[2 * i];
-        t->ia[2 * i + 1] = (int32_t)pads[2 * i + 1];
+        t->attrs.pad.before[i] = pads[2 * i];
         out[i] = x->shape[i] + pads[2 * i] + pads[2 * i + 1];
     }
-    t->fa[0] = value;
+    t->attrs.pad.value = value;
     usi_node_set_shape(t, x->ndim, out);
     return t;
 }
@@ -164,7 +159,7 @@ static usi_tensor *rec_space_to_depth(usi_graph *g, usi_tensor *x, int32_t block
                                "need NCHW with H, W multiples of block %d", block);
     int64_t out[4] = {x->shape[0], x->shape[1] * block * block,
                       x->shape[2] / block, x->shape[3] / block};
-    t->ia[0] = block;
+    t->attrs.space_to_depth.block = block;
     usi_node_set_shape(t, 4, out);
     return t;
 }

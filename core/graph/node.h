@@ -43,8 +43,102 @@ enum {
     USI_STORE_OWNED = 1    /* a leaf (inputs, params, buffers) in a flat block */
 };
 
-/* One node. Op attributes live in the small arrays ia/fa; each op's record
- * function documents its layout next to it. */
+/* Op attributes: one struct per op that keeps any, read through the node's
+ * attrs union by its op. The record functions (core/graph/build_*.c) store
+ * them already resolved (negative axes made positive, slice starts clamped),
+ * so a backend applies no rules of its own. What the shapes already say is
+ * not repeated: kernel extents are the weight's dims, a bias is present when
+ * n_src is 3, output lengths (ceil_mode, keepdim, slice end, pad after) are
+ * the node's shape. Ops not listed have no attributes. */
+
+struct usi_attrs_conv2d {
+    int64_t stride[2];        /* h, w; >= 1                                  */
+    int64_t padding[2];       /* h, w; zeros on both sides, >= 0             */
+    int64_t dilation[2];      /* h, w; 1 is a dense kernel                   */
+    int64_t groups;           /* weight is [O, C/groups, KH, KW]             */
+};
+
+struct usi_attrs_batch_norm {
+    double momentum;          /* running = (1 - momentum) running
+                                 + momentum * batch (PyTorch's convention)   */
+    double eps;               /* added to the variance                       */
+    int32_t batch_stats;      /* 1: normalise with this batch's statistics
+                                 (training, or no running statistics) and
+                                 update the running ones; 0: use them        */
+};
+
+struct usi_attrs_layer_norm {
+    int32_t axis;             /* the normalised dim: ndim - 1, or 1 (NCHW)   */
+    double eps;               /* added to the variance                       */
+};
+
+struct usi_attrs_act {
+    int32_t kind;             /* USI_ACT_*                                   */
+    double alpha;             /* LEAKY_RELU's negative slope; else unused    */
+};
+
+struct usi_attrs_binary {
+    int32_t kind;             /* USI_BIN_*; numpy broadcasting               */
+};
+
+struct usi_attrs_scale {
+    double factor;            /* out = factor * x                            */
+};
+
+struct usi_attrs_pool2d {
+    int32_t kind;             /* USI_POOL_MAX or USI_POOL_AVG                */
+    int64_t kernel[2];        /* h, w                                        */
+    int64_t stride[2];        /* h, w                                        */
+    int64_t padding[2];       /* h, w; on both sides (in ceil mode the last
+                                 window may run past it: the output's shape
+                                 says how far)                               */
+    int32_t count_include_pad; /* AVG: divide by the window clipped to the
+                                 padded input, not to the input              */
+};
+
+struct usi_attrs_reduce {
+    int32_t kind;             /* USI_REDUCE_SUM or USI_REDUCE_MEAN           */
+    uint32_t axes;            /* bit d set: input dim d is reduced           */
+};
+
+struct usi_attrs_dropout {
+    double p;                 /* drop probability in (0, 1); kept values are
+                                 scaled by 1/(1-p). DROP_PATH drops whole
+                                 samples (dim 0) instead of elements         */
+};
+
+struct usi_attrs_permute {
+    int32_t perm[USI_MAX_DIMS]; /* output dim i is input dim perm[i]         */
+};
+
+struct usi_attrs_concat {
+    int32_t axis;             /* the joined dim, in [0, ndim)                */
+};
+
+struct usi_attrs_slice {
+    int32_t axis;             /* the sliced dim, in [0, ndim)                */
+    int64_t start;            /* first index, clamped into [0, dim)          */
+    int64_t step;             /* >= 1; the count is the output's dim         */
+};
+
+struct usi_attrs_pad {
+    int64_t before[USI_MAX_DIMS]; /* elements added in front of each dim     */
+    double value;             /* what the added elements hold                */
+};
+
+struct usi_attrs_space_to_depth {
+    int64_t block;            /* H and W shrink, C grows, by block (block^2) */
+};
+
+struct usi_attrs_loss_ce {
+    double smoothing;         /* label smoothing in [0, 1)                   */
+};
+
+struct usi_attrs_loss_kl {
+    double temperature;       /* both sides' logits divided by it; > 0       */
+};
+
+/* One node. */
 struct usi_tensor {
     struct usi_graph *graph;
     int32_t id;            /* index in graph->nodes: a topological order   */
@@ -57,8 +151,25 @@ struct usi_tensor {
     struct usi_tensor **src;
     char *name;            /* scoped name                                  */
 
-    int32_t ia[16];
-    double fa[4];
+    union {                /* the member named after t->op              */
+        struct usi_attrs_conv2d conv2d;
+        struct usi_attrs_batch_norm batch_norm;
+        struct usi_attrs_layer_norm layer_norm;
+        struct usi_attrs_act act;
+        struct usi_attrs_binary binary;
+        struct usi_attrs_scale scale;
+        struct usi_attrs_pool2d pool2d;
+        struct usi_attrs_reduce reduce;
+        struct usi_attrs_dropout dropout;
+        struct usi_attrs_dropout drop_path;
+        struct usi_attrs_permute permute;
+        struct usi_attrs_concat concat;
+        struct usi_attrs_slice slice;
+        struct usi_attrs_pad pad;
+        struct usi_attrs_space_to_depth space_to_depth;
+        struct usi_attrs_loss_ce loss_ce;
+        struct usi_attrs_loss_kl loss_kl;
+    } attrs;
     const void *custom_attrs;
     const usi_custom_op *custom;
 

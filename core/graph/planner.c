@@ -119,7 +119,7 @@ static void find_folds(usi_graph *g)
     for (int32_t i = 0; i < n; i++) {
         usi_tensor *bn = g->nodes[i];
         usi_tensor *conv = bn->op == USI_OP_BATCH_NORM ? bn->src[0] : NULL;
-        if (!conv || conv->op != USI_OP_CONV2D || conv->is_output || bn->ia[0] ||
+        if (!conv || conv->op != USI_OP_CONV2D || conv->is_output || bn->attrs.batch_norm.batch_stats ||
             !bn->src[3] || conv->fold_bn)
             continue;
         int32_t readers = 0;

@@ -33,8 +33,10 @@ typedef struct op_case {
     leaf_spec leaf[MAX_LEAVES];
     case_build_fn build;
     case_ref_fn ref;
-    int32_t ia[16];
-    double fa[4];
+    /* The op's integer and float arguments; each case family lays them out
+     * in the comment above its build function. */
+    int32_t iarg[16];
+    double farg[4];
     int32_t skip_fd;   /* ops whose output is not smooth in a useful way */
 } op_case;
 

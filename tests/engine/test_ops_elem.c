@@ -19,7 +19,7 @@
 static usi_tensor *b_act(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                          const op_case *c)
 {
-    return api->activation(g, x[0], c->ia[0], c->fa[0]);
+    return api->activation(g, x[0], c->iarg[0], c->farg[0]);
 }
 
 static double act_ref(int32_t act, double a, double x)
@@ -43,13 +43,14 @@ static double act_ref(int32_t act, double a, double x)
 static void r_act(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
                   double *out)
 {
-    for (int64_t i = 0; i < numel_of(nd, os); i++) out[i] = act_ref(c->ia[0], c->fa[0], in[0][i]);
+    for (int64_t i = 0; i < numel_of(nd, os); i++)
+        out[i] = act_ref(c->iarg[0], c->farg[0], in[0][i]);
 }
 
 static usi_tensor *b_bin(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                          const op_case *c)
 {
-    return api->binary(g, c->ia[0], x[0], x[1]);
+    return api->binary(g, c->iarg[0], x[0], x[1]);
 }
 
 /* Offset in an operand of rank nd for output element i, with broadcasting. */
@@ -73,28 +74,28 @@ static void r_bin(const op_case *c, double *const *in, int32_t nd, const int64_t
     for (int64_t i = 0; i < numel_of(nd, os); i++) {
         double a = in[0][bidx(i, nd, os, c->leaf[0].ndim, c->leaf[0].shape)];
         double b = in[1][bidx(i, nd, os, c->leaf[1].ndim, c->leaf[1].shape)];
-        out[i] = c->ia[0] == USI_BIN_ADD ? a + b : c->ia[0] == USI_BIN_SUB ? a - b
-               : c->ia[0] == USI_BIN_MUL ? a * b : a / b;
+        out[i] = c->iarg[0] == USI_BIN_ADD ? a + b : c->iarg[0] == USI_BIN_SUB ? a - b
+               : c->iarg[0] == USI_BIN_MUL ? a * b : a / b;
     }
 }
 
 static usi_tensor *b_scale(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                            const op_case *c)
 {
-    return api->scale(g, x[0], c->fa[0]);
+    return api->scale(g, x[0], c->farg[0]);
 }
 
 static void r_scale(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
                     double *out)
 {
-    for (int64_t i = 0; i < numel_of(nd, os); i++) out[i] = c->fa[0] * in[0][i];
+    for (int64_t i = 0; i < numel_of(nd, os); i++) out[i] = c->farg[0] * in[0][i];
 }
 
-/* reduce ia: op | keepdim | n axes | axes... */
+/* reduce iarg: op | keepdim | n axes | axes... */
 static usi_tensor *b_reduce(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                             const op_case *c)
 {
-    return api->reduce(g, c->ia[0], x[0], c->ia[2], &c->ia[3], c->ia[1]);
+    return api->reduce(g, c->iarg[0], x[0], c->iarg[2], &c->iarg[3], c->iarg[1]);
 }
 
 static void r_reduce(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
@@ -102,8 +103,8 @@ static void r_reduce(const op_case *c, double *const *in, int32_t nd, const int6
 {
     const leaf_spec *x = &c->leaf[0];
     uint32_t mask = 0;
-    for (int32_t i = 0; i < c->ia[2]; i++)
-        mask |= 1u << (c->ia[3 + i] < 0 ? c->ia[3 + i] + x->ndim : c->ia[3 + i]);
+    for (int32_t i = 0; i < c->iarg[2]; i++)
+        mask |= 1u << (c->iarg[3 + i] < 0 ? c->iarg[3 + i] + x->ndim : c->iarg[3 + i]);
     int64_t n_in = numel_of(x->ndim, x->shape), count = 1;
     for (int32_t d = 0; d < x->ndim; d++)
         if (mask & (1u << d)) count *= x->shape[d];
@@ -117,7 +118,7 @@ static void r_reduce(const op_case *c, double *const *in, int32_t nd, const int6
             o += k * st;
             st *= x->shape[d];
         }
-        out[o] += in[0][i] / (c->ia[0] == USI_REDUCE_MEAN ? (double)count : 1.0);
+        out[o] += in[0][i] / (c->iarg[0] == USI_REDUCE_MEAN ? (double)count : 1.0);
     }
 }
 
@@ -145,11 +146,11 @@ static void r_softmax(const op_case *c, double *const *in, int32_t nd, const int
     softmax_rows(in[0], out, numel_of(nd - 1, os), os[nd - 1]);
 }
 
-/* attention leaves q[B,Nq,D] k[B,Nk,D] v[B,Nk,Dv] bias[Nq,Nk]; fa[0] scale */
+/* attention leaves q[B,Nq,D] k[B,Nk,D] v[B,Nk,Dv] bias[Nq,Nk]; farg[0] scale */
 static usi_tensor *b_attn(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                           const op_case *c)
 {
-    return api->attention(g, x[0], x[1], x[2], c->ia[0] ? x[3] : NULL, c->fa[0]);
+    return api->attention(g, x[0], x[1], x[2], c->iarg[0] ? x[3] : NULL, c->farg[0]);
 }
 
 static void r_attn(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
@@ -166,7 +167,7 @@ static void r_attn(const op_case *c, double *const *in, int32_t nd, const int64_
                 double d = 0;
                 for (int64_t k = 0; k < D; k++)
                     d += in[0][(b * Nq + i) * D + k] * in[1][(b * Nk + j) * D + k];
-                s[i * Nk + j] = d * c->fa[0] + (c->ia[0] ? in[3][i * Nk + j] : 0);
+                s[i * Nk + j] = d * c->farg[0] + (c->iarg[0] ? in[3][i * Nk + j] : 0);
             }
         softmax_rows(s, p, Nq, Nk);
         for (int64_t i = 0; i < Nq; i++)
@@ -180,13 +181,13 @@ static void r_attn(const op_case *c, double *const *in, int32_t nd, const int64_
     free(p);
 }
 
-/* losses ia[0]: 0 soft CE, 1 CE with labels, 2 KL; fa[0]: smoothing or T */
+/* losses iarg[0]: 0 soft CE, 1 CE with labels, 2 KL; farg[0]: smoothing or T */
 static usi_tensor *b_loss(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                           const op_case *c)
 {
-    if (c->ia[0] == 0) return api->loss_soft_ce(g, x[0], x[1]);
-    if (c->ia[0] == 1) return api->loss_ce(g, x[0], x[1], c->fa[0]);
-    return api->loss_kl(g, x[0], x[1], c->fa[0]);
+    if (c->iarg[0] == 0) return api->loss_soft_ce(g, x[0], x[1]);
+    if (c->iarg[0] == 1) return api->loss_ce(g, x[0], x[1], c->farg[0]);
+    return api->loss_kl(g, x[0], x[1], c->farg[0]);
 }
 
 static void r_loss(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
@@ -195,20 +196,21 @@ static void r_loss(const op_case *c, double *const *in, int32_t nd, const int64_
     (void)nd;
     (void)os;
     int64_t N = c->leaf[0].shape[0], C = c->leaf[0].shape[1];
-    double T = c->ia[0] == 2 ? c->fa[0] : 1, total = 0;
+    double T = c->iarg[0] == 2 ? c->farg[0] : 1, total = 0;
     double *zs = calloc((size_t)(2 * C), sizeof *zs), *p = calloc((size_t)(2 * C), sizeof *p);
     for (int64_t n = 0; n < N; n++) {
         for (int64_t j = 0; j < C; j++) {
             zs[j] = in[0][n * C + j] / T;
-            zs[C + j] = c->ia[0] == 2 ? in[1][n * C + j] / T : 0;
+            zs[C + j] = c->iarg[0] == 2 ? in[1][n * C + j] / T : 0;
         }
         softmax_rows(zs, p, 2, C);
         for (int64_t j = 0; j < C; j++) {
             double q;
-            if (c->ia[0] == 0) q = in[1][n * C + j];
-            else if (c->ia[0] == 1) q = (j == (int64_t)in[1][n] ? 1 - c->fa[0] : 0) + c->fa[0] / C;
+            if (c->iarg[0] == 0) q = in[1][n * C + j];
+            else if (c->iarg[0] == 1)
+                q = (j == (int64_t)in[1][n] ? 1 - c->farg[0] : 0) + c->farg[0] / C;
             else q = p[C + j];
-            total += c->ia[0] == 2 ? q * (log(q) - log(p[j])) : -q * log(p[j]);
+            total += c->iarg[0] == 2 ? q * (log(q) - log(p[j])) : -q * log(p[j]);
         }
     }
     out[0] = total / (double)N * T * T;

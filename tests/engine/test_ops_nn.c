@@ -9,13 +9,13 @@
 #define L2(a, b) {.ndim = 2, .shape = {a, b}}
 #define L1(a) {.ndim = 1, .shape = {a}}
 
-/* conv ia: stride h,w | pad h,w | dilation h,w | groups | has bias */
+/* conv iarg: stride h,w | pad h,w | dilation h,w | groups | has bias */
 static usi_tensor *b_conv(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                           const op_case *c)
 {
-    usi_conv2d_desc d = {sizeof d, {c->ia[0], c->ia[1]}, {c->ia[2], c->ia[3]},
-                         {c->ia[4], c->ia[5]}, c->ia[6]};
-    return api->conv2d(g, x[0], x[1], c->ia[7] ? x[2] : NULL, &d);
+    usi_conv2d_desc d = {sizeof d, {c->iarg[0], c->iarg[1]}, {c->iarg[2], c->iarg[3]},
+                         {c->iarg[4], c->iarg[5]}, c->iarg[6]};
+    return api->conv2d(g, x[0], x[1], c->iarg[7] ? x[2] : NULL, &d);
 }
 
 static void r_conv(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
@@ -24,18 +24,18 @@ static void r_conv(const op_case *c, double *const *in, int32_t nd, const int64_
     (void)nd;
     const int64_t *xs = c->leaf[0].shape, *ws = c->leaf[1].shape;
     int64_t N = xs[0], C = xs[1], H = xs[2], W = xs[3], O = ws[0], KH = ws[2], KW = ws[3];
-    int64_t G = c->ia[6], Cg = C / G, Og = O / G, OH = os[2], OW = os[3];
+    int64_t G = c->iarg[6], Cg = C / G, Og = O / G, OH = os[2], OW = os[3];
     for (int64_t n = 0; n < N; n++)
         for (int64_t o = 0; o < O; o++)
             for (int64_t oh = 0; oh < OH; oh++)
                 for (int64_t ow = 0; ow < OW; ow++) {
-                    double s = c->ia[7] ? in[2][o] : 0;
+                    double s = c->iarg[7] ? in[2][o] : 0;
                     int64_t g = o / Og;
                     for (int64_t ci = 0; ci < Cg; ci++)
                         for (int64_t kh = 0; kh < KH; kh++)
                             for (int64_t kw = 0; kw < KW; kw++) {
-                                int64_t h = oh * c->ia[0] - c->ia[2] + kh * c->ia[4];
-                                int64_t w = ow * c->ia[1] - c->ia[3] + kw * c->ia[5];
+                                int64_t h = oh * c->iarg[0] - c->iarg[2] + kh * c->iarg[4];
+                                int64_t w = ow * c->iarg[1] - c->iarg[3] + kw * c->iarg[5];
                                 if (h < 0 || h >= H || w < 0 || w >= W) continue;
                                 s += in[0][((n * C + g * Cg + ci) * H + h) * W + w] *
                                      in[1][((o * Cg + ci) * KH + kh) * KW + kw];
@@ -45,7 +45,7 @@ static void r_conv(const op_case *c, double *const *in, int32_t nd, const int64_
 }
 
 /* conv then an eval-mode batch norm: the engine folds the norm into the
- * conv. Leaves: x w b gamma beta mean var; conv ia as above. */
+ * conv. Leaves: x w b gamma beta mean var; conv iarg as above. */
 static usi_tensor *b_conv_bn(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                              const op_case *c)
 {
@@ -70,7 +70,7 @@ static void r_conv_bn(const op_case *c, double *const *in, int32_t nd, const int
 static usi_tensor *b_linear(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                             const op_case *c)
 {
-    return api->linear(g, x[0], x[1], c->ia[0] ? x[2] : NULL);
+    return api->linear(g, x[0], x[1], c->iarg[0] ? x[2] : NULL);
 }
 
 static void r_linear(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
@@ -80,7 +80,7 @@ static void r_linear(const op_case *c, double *const *in, int32_t nd, const int6
     int64_t M = numel_of(nd, os) / O;
     for (int64_t m = 0; m < M; m++)
         for (int64_t o = 0; o < O; o++) {
-            double s = c->ia[0] ? in[2][o] : 0;
+            double s = c->iarg[0] ? in[2][o] : 0;
             for (int64_t i = 0; i < I; i++) s += in[0][m * I + i] * in[1][o * I + i];
             out[m * O + o] = s;
         }
@@ -128,11 +128,11 @@ static void r_matmul(const op_case *c, double *const *in, int32_t nd, const int6
     }
 }
 
-/* bn leaves: x w b rm rv nbt; fa: momentum, eps */
+/* bn leaves: x w b rm rv nbt; farg: momentum, eps */
 static usi_tensor *b_bn(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                         const op_case *c)
 {
-    return api->batch_norm(g, x[0], x[1], x[2], x[3], x[4], x[5], c->fa[0], c->fa[1]);
+    return api->batch_norm(g, x[0], x[1], x[2], x[3], x[4], x[5], c->farg[0], c->farg[1]);
 }
 
 static void r_bn(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
@@ -158,23 +158,23 @@ static void r_bn(const op_case *c, double *const *in, int32_t nd, const int64_t 
         for (int64_t n = 0; n < N; n++)
             for (int64_t i = 0; i < I; i++) {
                 int64_t k = (n * C + ch) * I + i;
-                out[k] = (in[0][k] - m) / sqrt(v + c->fa[1]) * (in[1] ? in[1][ch] : 1) +
+                out[k] = (in[0][k] - m) / sqrt(v + c->farg[1]) * (in[1] ? in[1][ch] : 1) +
                          (in[2] ? in[2][ch] : 0);
             }
     }
 }
 
-/* ln ia[0]: axis; fa[0]: eps */
+/* ln iarg[0]: axis; farg[0]: eps */
 static usi_tensor *b_ln(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                         const op_case *c)
 {
-    return api->layer_norm(g, x[0], x[1], x[2], c->ia[0], c->fa[0]);
+    return api->layer_norm(g, x[0], x[1], x[2], c->iarg[0], c->farg[0]);
 }
 
 static void r_ln(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
                  double *out)
 {
-    int32_t ax = c->ia[0] < 0 ? c->ia[0] + nd : c->ia[0];
+    int32_t ax = c->iarg[0] < 0 ? c->iarg[0] + nd : c->iarg[0];
     int64_t O = numel_of(ax, os), C = os[ax], I = numel_of(nd - ax - 1, os + ax + 1);
     for (int64_t o = 0; o < O; o++)
         for (int64_t i = 0; i < I; i++) {
@@ -188,18 +188,18 @@ static void r_ln(const op_case *c, double *const *in, int32_t nd, const int64_t 
             v /= (double)C;
             for (int64_t ch = 0; ch < C; ch++) {
                 int64_t k = (o * C + ch) * I + i;
-                out[k] = (in[0][k] - m) / sqrt(v + c->fa[0]) * (in[1] ? in[1][ch] : 1) +
+                out[k] = (in[0][k] - m) / sqrt(v + c->farg[0]) * (in[1] ? in[1][ch] : 1) +
                          (in[2] ? in[2][ch] : 0);
             }
         }
 }
 
-/* pool ia: kind | k h,w | s h,w | p h,w | ceil | count_include_pad */
+/* pool iarg: kind | k h,w | s h,w | p h,w | ceil | count_include_pad */
 static usi_tensor *b_pool(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                           const op_case *c)
 {
-    usi_pool2d_desc d = {sizeof d, c->ia[0], {c->ia[1], c->ia[2]}, {c->ia[3], c->ia[4]},
-                         {c->ia[5], c->ia[6]}, c->ia[7], c->ia[8]};
+    usi_pool2d_desc d = {sizeof d, c->iarg[0], {c->iarg[1], c->iarg[2]}, {c->iarg[3], c->iarg[4]},
+                         {c->iarg[5], c->iarg[6]}, c->iarg[7], c->iarg[8]};
     return api->pool2d(g, x[0], &d);
 }
 
@@ -214,12 +214,12 @@ static void r_pool(const op_case *c, double *const *in, int32_t nd, const int64_
             for (int64_t ow = 0; ow < OW; ow++) {
                 double m = -INFINITY, s = 0;
                 int64_t valid = 0, inpad = 0;
-                for (int64_t kh = 0; kh < c->ia[1]; kh++)
-                    for (int64_t kw = 0; kw < c->ia[2]; kw++) {
-                        int64_t h = oh * c->ia[3] - c->ia[5] + kh;
-                        int64_t w = ow * c->ia[4] - c->ia[6] + kw;
+                for (int64_t kh = 0; kh < c->iarg[1]; kh++)
+                    for (int64_t kw = 0; kw < c->iarg[2]; kw++) {
+                        int64_t h = oh * c->iarg[3] - c->iarg[5] + kh;
+                        int64_t w = ow * c->iarg[4] - c->iarg[6] + kw;
                         /* count_include_pad counts padding, not the ceil overhang */
-                        if (h < H + c->ia[5] && w < W + c->ia[6]) inpad++;
+                        if (h < H + c->iarg[5] && w < W + c->iarg[6]) inpad++;
                         if (h < 0 || h >= H || w < 0 || w >= W) continue;
                         double e = in[0][(p * H + h) * W + w];
                         m = e > m ? e : m;
@@ -227,7 +227,7 @@ static void r_pool(const op_case *c, double *const *in, int32_t nd, const int64_
                         valid++;
                     }
                 out[(p * OH + oh) * OW + ow] =
-                    c->ia[0] == USI_POOL_MAX ? m : s / (double)(c->ia[8] ? inpad : valid);
+                    c->iarg[0] == USI_POOL_MAX ? m : s / (double)(c->iarg[8] ? inpad : valid);
             }
 }
 

@@ -25,13 +25,13 @@ static usi_tensor *b_reshape(const usi_graph_api *api, usi_graph *g, usi_tensor 
 static usi_tensor *b_flatten(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                              const op_case *c)
 {
-    return api->flatten(g, x[0], c->ia[0], c->ia[1]);
+    return api->flatten(g, x[0], c->iarg[0], c->iarg[1]);
 }
 
 static usi_tensor *b_permute(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                              const op_case *c)
 {
-    return api->permute(g, x[0], c->ia);
+    return api->permute(g, x[0], c->iarg);
 }
 
 static void r_permute(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
@@ -43,24 +43,24 @@ static void r_permute(const op_case *c, double *const *in, int32_t nd, const int
     for (int64_t i = 0; i < numel_of(nd, os); i++) {
         int64_t rem = i, off = 0;
         for (int32_t d = nd - 1; d >= 0; d--) {
-            off += (rem % os[d]) * st[c->ia[d]];
+            off += (rem % os[d]) * st[c->iarg[d]];
             rem /= os[d];
         }
         out[i] = in[0][off];
     }
 }
 
-/* concat along ia[0] of all leaves */
+/* concat along iarg[0] of all leaves */
 static usi_tensor *b_concat(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                             const op_case *c)
 {
-    return api->concat(g, c->n_leaves, x, c->ia[0]);
+    return api->concat(g, c->n_leaves, x, c->iarg[0]);
 }
 
 static void r_concat(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
                      double *out)
 {
-    int32_t ax = c->ia[0] < 0 ? c->ia[0] + nd : c->ia[0];
+    int32_t ax = c->iarg[0] < 0 ? c->iarg[0] + nd : c->iarg[0];
     int64_t O = numel_of(ax, os), I = numel_of(nd - ax - 1, os + ax + 1), k = 0;
     for (int64_t o = 0; o < O; o++)
         for (int32_t l = 0; l < c->n_leaves; l++) {
@@ -69,32 +69,32 @@ static void r_concat(const op_case *c, double *const *in, int32_t nd, const int6
         }
 }
 
-/* slice ia: axis, start, end, step */
+/* slice iarg: axis, start, end, step */
 static usi_tensor *b_slice(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                            const op_case *c)
 {
-    return api->slice(g, x[0], c->ia[0], c->ia[1], c->ia[2], c->ia[3]);
+    return api->slice(g, x[0], c->iarg[0], c->iarg[1], c->iarg[2], c->iarg[3]);
 }
 
 static void r_slice(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
                     double *out)
 {
-    int32_t ax = c->ia[0];
-    int64_t D = c->leaf[0].shape[ax], start = c->ia[1] < 0 ? c->ia[1] + D : c->ia[1];
+    int32_t ax = c->iarg[0];
+    int64_t D = c->leaf[0].shape[ax], start = c->iarg[1] < 0 ? c->iarg[1] + D : c->iarg[1];
     int64_t O = numel_of(ax, os), I = numel_of(nd - ax - 1, os + ax + 1), len = os[ax];
     for (int64_t o = 0; o < O; o++)
         for (int64_t j = 0; j < len; j++)
             for (int64_t i = 0; i < I; i++)
-                out[(o * len + j) * I + i] = in[0][(o * D + start + j * c->ia[3]) * I + i];
+                out[(o * len + j) * I + i] = in[0][(o * D + start + j * c->iarg[3]) * I + i];
 }
 
-/* pad ia: (before, after) per dim; fa[0]: value */
+/* pad iarg: (before, after) per dim; farg[0]: value */
 static usi_tensor *b_pad(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                          const op_case *c)
 {
     int64_t pads[16];
-    for (int i = 0; i < 16; i++) pads[i] = c->ia[i];
-    return api->pad(g, x[0], pads, c->fa[0]);
+    for (int i = 0; i < 16; i++) pads[i] = c->iarg[i];
+    return api->pad(g, x[0], pads, c->farg[0]);
 }
 
 static void r_pad(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
@@ -105,20 +105,20 @@ static void r_pad(const op_case *c, double *const *in, int32_t nd, const int64_t
         int64_t rem = i, off = 0, st = 1;
         int inside = 1;
         for (int32_t d = nd - 1; d >= 0; d--) {
-            int64_t k = rem % os[d] - c->ia[2 * d];
+            int64_t k = rem % os[d] - c->iarg[2 * d];
             rem /= os[d];
             if (k < 0 || k >= xs[d]) inside = 0;
             off += k * st;
             st *= xs[d];
         }
-        out[i] = inside ? in[0][off] : c->fa[0];
+        out[i] = inside ? in[0][off] : c->farg[0];
     }
 }
 
 static usi_tensor *b_s2d(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                          const op_case *c)
 {
-    return api->space_to_depth(g, x[0], c->ia[0]);
+    return api->space_to_depth(g, x[0], c->iarg[0]);
 }
 
 /* TResNet: view(N,C,H/b,b,W/b,b).permute(0,3,5,1,2,4) */
@@ -127,7 +127,7 @@ static void r_s2d(const op_case *c, double *const *in, int32_t nd, const int64_t
 {
     (void)nd;
     const int64_t *xs = c->leaf[0].shape;
-    int64_t b = c->ia[0], C = xs[1], H = xs[2], W = xs[3];
+    int64_t b = c->iarg[0], C = xs[1], H = xs[2], W = xs[3];
     for (int64_t n = 0; n < os[0]; n++)
         for (int64_t br = 0; br < b; br++)
             for (int64_t bc = 0; bc < b; bc++)

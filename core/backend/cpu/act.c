@@ -104,7 +104,8 @@ static void activation_backward(float *dinp, const float *dout, const float *inp
 usi_error *usi_cpu_act_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
 {
     (void)ctx;
-    activation_forward(t->data, t->src[0]->data, t->numel, t->ia[0], (float)t->fa[0]);
+    activation_forward(t->data, t->src[0]->data, t->numel, t->attrs.act.kind,
+                       (float)t->attrs.act.alpha);
     return NULL;
 }
 
@@ -116,8 +117,8 @@ usi_error *usi_cpu_act_bwd(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t
     usi_op_backward_needs(t, &mask, &needs_out);
     if (!t->src[0]->grad) return NULL;
     activation_backward(t->src[0]->grad, t->grad, mask ? t->src[0]->data : NULL,
-                        needs_out ? t->data : NULL, t->numel, t->ia[0],
-                        (float)t->fa[0], acc[0]);
+                        needs_out ? t->data : NULL, t->numel, t->attrs.act.kind,
+                        (float)t->attrs.act.alpha, acc[0]);
     return NULL;
 }
 
@@ -131,7 +132,7 @@ static void scale_forward(float *out, const float *inp, int64_t n, float s, int3
 usi_error *usi_cpu_scale_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
 {
     (void)ctx;
-    scale_forward(t->data, t->src[0]->data, t->numel, (float)t->fa[0], 0);
+    scale_forward(t->data, t->src[0]->data, t->numel, (float)t->attrs.scale.factor, 0);
     return NULL;
 }
 
@@ -139,6 +140,7 @@ usi_error *usi_cpu_scale_bwd(const usi_exec_ctx *ctx, usi_tensor *t, const int32
 {
     (void)ctx;
     if (t->src[0]->grad)
-        scale_forward(t->src[0]->grad, t->grad, t->numel, (float)t->fa[0], acc[0]);
+        scale_forward(t->src[0]->grad, t->grad, t->numel, (float)t->attrs.scale.factor,
+                      acc[0]);
     return NULL;
 }

@@ -174,7 +174,7 @@ usi_error *usi_cpu_binary_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
     (void)ctx;
     bcast bc;
     collapse(t, &bc);
-    binary_forward(t->data, t->src[0]->data, t->src[1]->data, &bc, t->ia[0]);
+    binary_forward(t->data, t->src[0]->data, t->src[1]->data, &bc, t->attrs.binary.kind);
     return NULL;
 }
 
@@ -183,7 +183,7 @@ usi_error *usi_cpu_binary_bwd(const usi_exec_ctx *ctx, usi_tensor *t, const int3
     (void)ctx;
     bcast bc;
     collapse(t, &bc);
-    int32_t op = t->ia[0];
+    int32_t op = t->attrs.binary.kind;
     int reads = op == USI_BIN_MUL || op == USI_BIN_DIV;
     const float *a = reads ? t->src[0]->data : NULL, *b = reads ? t->src[1]->data : NULL;
     for (int which = 0; which < 2; which++) {

@@ -93,13 +93,14 @@ typedef struct conv_geom {
 static void geom(const usi_tensor *t, conv_geom *g)
 {
     const usi_tensor *w = t->src[1];
+    const struct usi_attrs_conv2d *a = &t->attrs.conv2d;
     for (int i = 0; i < 2; i++) {
-        g->strides[i] = t->ia[0 + i];
-        g->pad_l[i] = g->pad_r[i] = t->ia[2 + i];
-        g->dilates[i] = t->ia[4 + i] - 1; /* oneDNN counts the gaps */
+        g->strides[i] = a->stride[i];
+        g->pad_l[i] = g->pad_r[i] = a->padding[i];
+        g->dilates[i] = a->dilation[i] - 1; /* oneDNN counts the gaps */
     }
-    g->plain = w->shape[2] == 1 && w->shape[3] == 1 && t->ia[0] == 1 && t->ia[1] == 1 &&
-               t->ia[6] == 1;
+    g->plain = w->shape[2] == 1 && w->shape[3] == 1 && a->stride[0] == 1 &&
+               a->stride[1] == 1 && a->groups == 1;
 }
 
 static usi_error *make_prim(dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd,
@@ -125,7 +126,7 @@ static usi_error *init_mds(const usi_tensor *t, const conv_geom *g, conv_state *
                            conv_mds *m)
 {
     const usi_tensor *x = t->src[0], *w = t->src[1];
-    int64_t G = t->ia[6];
+    int64_t G = t->attrs.conv2d.groups;
     dnnl_dims_t xd = {x->shape[0], x->shape[1], x->shape[2], x->shape[3]};
     dnnl_dims_t yd = {t->shape[0], t->shape[1], t->shape[2], t->shape[3]};
     dnnl_dims_t wd = {G, w->shape[0] / G, w->shape[1], w->shape[2], w->shape[3]};
@@ -300,7 +301,8 @@ static void fold_norm(const usi_tensor *t, float *w2, float *b2)
     const float *rm = bn->src[3]->data, *rv = bn->src[4]->data;
     int64_t O = t->shape[1], per = t->src[1]->numel / O;
     for (int64_t o = 0; o < O; o++) {
-        double sc = (gamma ? gamma[o] : 1.0) / sqrt((double)rv[o] + bn->fa[1]);
+        double sc = (gamma ? gamma[o] : 1.0) /
+                    sqrt((double)rv[o] + bn->attrs.batch_norm.eps);
         for (int64_t k = 0; k < per; k++) w2[o * per + k] = (float)(w[o * per + k] * sc);
         b2[o] = (float)(((b ? b[o] : 0.0) - rm[o]) * sc + (beta ? beta[o] : 0.0));
     }

@@ -26,14 +26,15 @@ static void dropout_run(float *out, const float *x, int64_t n, double p,
 
 usi_error *usi_cpu_dropout_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
 {
-    dropout_run(t->data, t->src[0]->data, t->numel, t->fa[0], ctx, t->id, 0);
+    dropout_run(t->data, t->src[0]->data, t->numel, t->attrs.dropout.p, ctx, t->id, 0);
     return NULL;
 }
 
 usi_error *usi_cpu_dropout_bwd(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
 {
     if (t->src[0]->grad)
-        dropout_run(t->src[0]->grad, t->grad, t->numel, t->fa[0], ctx, t->id, acc[0]);
+        dropout_run(t->src[0]->grad, t->grad, t->numel, t->attrs.dropout.p, ctx, t->id,
+                    acc[0]);
     return NULL;
 }
 
@@ -54,7 +55,8 @@ static void drop_path_run(float *out, const float *x, int64_t N, int64_t per,
 usi_error *usi_cpu_drop_path_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
 {
     int64_t N = t->shape[0];
-    drop_path_run(t->data, t->src[0]->data, N, t->numel / N, t->fa[0], ctx, t->id, 0);
+    drop_path_run(t->data, t->src[0]->data, N, t->numel / N, t->attrs.drop_path.p, ctx,
+                  t->id, 0);
     return NULL;
 }
 
@@ -63,7 +65,7 @@ usi_error *usi_cpu_drop_path_bwd(const usi_exec_ctx *ctx, usi_tensor *t,
 {
     int64_t N = t->shape[0];
     if (t->src[0]->grad)
-        drop_path_run(t->src[0]->grad, t->grad, N, t->numel / N, t->fa[0], ctx, t->id,
-                      acc[0]);
+        drop_path_run(t->src[0]->grad, t->grad, N, t->numel / N, t->attrs.drop_path.p,
+                      ctx, t->id, acc[0]);
     return NULL;
 }

@@ -8,7 +8,8 @@ void usi_cpu_norm_workspace(usi_tensor *t, int32_t training)
 {
     (void)training;
     const usi_tensor *x = t->src[0];
-    int64_t n = t->op == USI_OP_BATCH_NORM ? x->shape[1] : x->numel / x->shape[t->ia[0]];
+    int64_t n = t->op == USI_OP_BATCH_NORM ? x->shape[1]
+                                           : x->numel / x->shape[t->attrs.layer_norm.axis];
     /* mean, 1/std, and for batch norm the biased variance of the update */
     t->saved_bytes = (t->op == USI_OP_BATCH_NORM ? 3 : 2) * (size_t)n * sizeof(float);
 }
@@ -77,13 +78,14 @@ usi_error *usi_cpu_batch_norm_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
     int64_t O, C, I;
     view3(x, 1, &O, &C, &I);
     float *mean = t->saved, *invstd = mean + C, *var = invstd + C;
-    int batch_stats = t->ia[0];
+    int batch_stats = t->attrs.batch_norm.batch_stats;
     float *rm = t->src[3] ? t->src[3]->data : NULL;
     float *rv = t->src[4] ? t->src[4]->data : NULL;
     batchnorm_forward(t->data, mean, invstd, var, x->data, usi_src_f32(t, 1),
-                      usi_src_f32(t, 2), rm, rv, O, C, I, t->fa[1], batch_stats);
+                      usi_src_f32(t, 2), rm, rv, O, C, I, t->attrs.batch_norm.eps,
+                      batch_stats);
     if (batch_stats && rm) {
-        double m = t->fa[0], n = (double)(O * I);
+        double m = t->attrs.batch_norm.momentum, n = (double)(O * I);
         double unbias = n > 1 ? n / (n - 1) : 1.0;
         for (int64_t c = 0; c < C; c++) {
             rm[c] = (float)((1 - m) * rm[c] + m * mean[c]);
@@ -146,7 +148,7 @@ usi_error *usi_cpu_batch_norm_bwd(const usi_exec_ctx *ctx, usi_tensor *t,
     const float *mean = t->saved, *invstd = mean + C;
     batchnorm_backward(usi_src_grad(t, 0), usi_src_grad(t, 1), usi_src_grad(t, 2),
                        t->grad, x->data, usi_src_f32(t, 1), mean, invstd, O, C, I,
-                       t->ia[0], acc);
+                       t->attrs.batch_norm.batch_stats, acc);
     return NULL;
 }
 
@@ -177,10 +179,10 @@ usi_error *usi_cpu_layer_norm_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
     (void)ctx;
     const usi_tensor *x = t->src[0];
     int64_t O, C, I;
-    view3(x, t->ia[0], &O, &C, &I);
+    view3(x, t->attrs.layer_norm.axis, &O, &C, &I);
     float *mean = t->saved, *rstd = mean + O * I;
     layernorm_forward(t->data, mean, rstd, x->data, usi_src_f32(t, 1),
-                      usi_src_f32(t, 2), O, C, I, t->fa[0]);
+                      usi_src_f32(t, 2), O, C, I, t->attrs.layer_norm.eps);
     return NULL;
 }
 
@@ -232,7 +234,7 @@ usi_error *usi_cpu_layer_norm_bwd(const usi_exec_ctx *ctx, usi_tensor *t,
     (void)ctx;
     const usi_tensor *x = t->src[0];
     int64_t O, C, I;
-    view3(x, t->ia[0], &O, &C, &I);
+    view3(x, t->attrs.layer_norm.axis, &O, &C, &I);
     const float *mean = t->saved, *rstd = mean + O * I;
     layernorm_backward(usi_src_grad(t, 0), usi_src_grad(t, 1), usi_src_grad(t, 2),
                        t->grad, x->data, usi_src_f32(t, 1), mean, rstd, O, C, I, acc);

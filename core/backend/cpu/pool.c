@@ -8,7 +8,8 @@
 
 typedef struct pool_dims {
     int64_t planes, H, W, OH, OW;
-    int32_t kh, kw, sh, sw, ph, pw, count_pad;
+    int64_t kh, kw, sh, sw, ph, pw;
+    int32_t count_pad;
 } pool_dims;
 
 static void dims_of(const usi_tensor *t, pool_dims *d)
@@ -19,13 +20,14 @@ static void dims_of(const usi_tensor *t, pool_dims *d)
     d->W = x->shape[3];
     d->OH = t->shape[2];
     d->OW = t->shape[3];
-    d->kh = t->ia[1];
-    d->kw = t->ia[2];
-    d->sh = t->ia[3];
-    d->sw = t->ia[4];
-    d->ph = t->ia[5];
-    d->pw = t->ia[6];
-    d->count_pad = t->ia[8];
+    const struct usi_attrs_pool2d *a = &t->attrs.pool2d;
+    d->kh = a->kernel[0];
+    d->kw = a->kernel[1];
+    d->sh = a->stride[0];
+    d->sw = a->stride[1];
+    d->ph = a->padding[0];
+    d->pw = a->padding[1];
+    d->count_pad = a->count_include_pad;
 }
 
 typedef struct window {
@@ -109,7 +111,7 @@ usi_error *usi_cpu_pool2d_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
     (void)ctx;
     pool_dims d;
     dims_of(t, &d);
-    pool2d_forward(t->data, t->src[0]->data, &d, t->ia[0] == USI_POOL_MAX);
+    pool2d_forward(t->data, t->src[0]->data, &d, t->attrs.pool2d.kind == USI_POOL_MAX);
     return NULL;
 }
 
@@ -119,7 +121,7 @@ usi_error *usi_cpu_pool2d_bwd(const usi_exec_ctx *ctx, usi_tensor *t, const int3
     if (!t->src[0]->grad) return NULL;
     pool_dims d;
     dims_of(t, &d);
-    int is_max = t->ia[0] == USI_POOL_MAX;
+    int is_max = t->attrs.pool2d.kind == USI_POOL_MAX;
     pool2d_backward(t->src[0]->grad, t->grad, is_max ? t->src[0]->data : NULL, &d,
                     is_max, acc[0]);
     return NULL;

@@ -90,14 +90,14 @@ static void reduce_backward(float *dx, const float *dout, const rdims *r,
 
 static float scale_of(const usi_tensor *t, const rdims *r)
 {
-    return t->ia[0] == USI_REDUCE_MEAN ? 1.0f / (float)r->count : 1.0f;
+    return t->attrs.reduce.kind == USI_REDUCE_MEAN ? 1.0f / (float)r->count : 1.0f;
 }
 
 usi_error *usi_cpu_reduce_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
 {
     (void)ctx;
     rdims r;
-    collapse(t->src[0], (uint32_t)t->ia[1], &r);
+    collapse(t->src[0], t->attrs.reduce.axes, &r);
     reduce_forward(t->data, t->src[0]->data, &r, t->numel, scale_of(t, &r));
     return NULL;
 }
@@ -108,7 +108,7 @@ usi_error *usi_cpu_reduce_bwd(const usi_exec_ctx *ctx, usi_tensor *t, const int3
     const usi_tensor *x = t->src[0];
     if (!x->grad) return NULL;
     rdims r;
-    collapse(x, (uint32_t)t->ia[1], &r);
+    collapse(x, t->attrs.reduce.axes, &r);
     reduce_backward(x->grad, t->grad, &r, x->numel, scale_of(t, &r), acc[0]);
     return NULL;
 }

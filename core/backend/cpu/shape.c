@@ -35,7 +35,7 @@ static int64_t permute_row_offset(const usi_tensor *t, const int64_t *in_stride,
     for (int32_t d = t->ndim - 2; d >= 0; d--) {
         int64_t i = row % t->shape[d];
         row /= t->shape[d];
-        off += i * in_stride[t->ia[d]];
+        off += i * in_stride[t->attrs.permute.perm[d]];
     }
     return off;
 }
@@ -55,7 +55,7 @@ static void permute_run(const usi_tensor *t, float *out, const float *x, float *
         else dx[0] = acc ? dx[0] + dy[0] : dy[0];
         return;
     }
-    int64_t L = t->shape[t->ndim - 1], ls = in_stride[t->ia[t->ndim - 1]];
+    int64_t L = t->shape[t->ndim - 1], ls = in_stride[t->attrs.permute.perm[t->ndim - 1]];
     int64_t rows = t->numel / L;
     #pragma omp parallel for schedule(static) if (rows > 1 && t->numel > USI_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
@@ -89,7 +89,7 @@ usi_error *usi_cpu_permute_bwd(const usi_exec_ctx *ctx, usi_tensor *t, const int
 usi_error *usi_cpu_concat_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
 {
     (void)ctx;
-    int32_t ax = t->ia[0];
+    int32_t ax = t->attrs.concat.axis;
     int64_t O = usi_dims_prod(t, 0, ax), I = usi_dims_prod(t, ax + 1, t->ndim);
     int64_t row = t->shape[ax] * I, at = 0;
     for (int32_t k = 0; k < t->n_src; k++) {
@@ -106,7 +106,7 @@ usi_error *usi_cpu_concat_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
 usi_error *usi_cpu_concat_bwd(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
 {
     (void)ctx;
-    int32_t ax = t->ia[0];
+    int32_t ax = t->attrs.concat.axis;
     int64_t O = usi_dims_prod(t, 0, ax), I = usi_dims_prod(t, ax + 1, t->ndim);
     int64_t row = t->shape[ax] * I, at = 0;
     for (int32_t k = 0; k < t->n_src; k++) {
@@ -125,8 +125,8 @@ static void slice_run(const usi_tensor *t, float *out, const float *x, float *dx
                       const float *dy)
 {
     const usi_tensor *in = t->src[0];
-    int32_t ax = t->ia[0];
-    int64_t start = t->ia[1], step = t->ia[2];
+    int32_t ax = t->attrs.slice.axis;
+    int64_t start = t->attrs.slice.start, step = t->attrs.slice.step;
     int64_t O = usi_dims_prod(t, 0, ax), I = usi_dims_prod(t, ax + 1, t->ndim);
     int64_t len = t->shape[ax], D = in->shape[ax];
     for (int64_t o = 0; o < O; o++)
@@ -167,14 +167,14 @@ static void pad_run(const usi_tensor *t, float *out, const float *x, float *dx,
         return;
     }
     int64_t L = t->shape[nd - 1], rows = t->numel / L, Lin = in->shape[nd - 1];
-    int64_t lo = t->ia[2 * (nd - 1)];
-    float value = (float)t->fa[0];
+    int64_t lo = t->attrs.pad.before[nd - 1];
+    float value = (float)t->attrs.pad.value;
     #pragma omp parallel for schedule(static) if (rows > 1 && t->numel > USI_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         int64_t rem = r, off = 0, st = Lin;
         int inside = 1;
         for (int32_t d = nd - 2; d >= 0; d--) {
-            int64_t i = rem % t->shape[d] - t->ia[2 * d];
+            int64_t i = rem % t->shape[d] - t->attrs.pad.before[d];
             rem /= t->shape[d];
             if (i < 0 || i >= in->shape[d]) inside = 0;
             off += i * st;
@@ -212,7 +212,7 @@ static void space_to_depth_run(const usi_tensor *t, float *out, const float *x,
 {
     const usi_tensor *in = t->src[0];
     int64_t N = in->shape[0], C = in->shape[1], H = in->shape[2], W = in->shape[3];
-    int64_t b = t->ia[0], OH = H / b, OW = W / b;
+    int64_t b = t->attrs.space_to_depth.block, OH = H / b, OW = W / b;
     #pragma omp parallel for collapse(2) schedule(static) if (N * C * H * W > USI_PAR_MIN)
     for (int64_t n = 0; n < N; n++)
         for (int64_t oc = 0; oc < C * b * b; oc++) {

@@ -74,7 +74,7 @@ static double target_at(const usi_tensor *t, int64_t n, int64_t c, int64_t C)
 {
     if (t->op == USI_OP_LOSS_SOFT_CE) return ((const float *)t->src[1]->data)[n * C + c];
     int32_t y = ((const int32_t *)t->src[1]->data)[n];
-    double eps = t->fa[0];
+    double eps = t->attrs.loss_ce.smoothing;
     return (c == y ? 1.0 - eps : 0.0) + eps / (double)C;
 }
 
@@ -164,7 +164,7 @@ usi_error *usi_cpu_loss_kl_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
     (void)ctx;
     const usi_tensor *s = t->src[0], *te = t->src[1];
     int64_t N = s->shape[0], C = s->shape[1];
-    double T = t->fa[0], total = 0;
+    double T = t->attrs.loss_kl.temperature, total = 0;
     double *ls = malloc(2 * (size_t)C * sizeof *ls), *lt = ls + C;
     if (!ls) return usi_error_new(USI_ERR_NOMEM, "loss_kl: out of memory");
     for (int64_t n = 0; n < N; n++) {
@@ -183,7 +183,7 @@ usi_error *usi_cpu_loss_kl_bwd(const usi_exec_ctx *ctx, usi_tensor *t, const int
     (void)ctx;
     const usi_tensor *s = t->src[0], *te = t->src[1];
     int64_t N = s->shape[0], C = s->shape[1];
-    double T = t->fa[0], g = t->grad[0] * T / (double)N;
+    double T = t->attrs.loss_kl.temperature, g = t->grad[0] * T / (double)N;
     double *ls = malloc(2 * (size_t)C * sizeof *ls), *lt = ls + C;
     if (!ls) return usi_error_new(USI_ERR_NOMEM, "loss_kl: out of memory");
     for (int64_t n = 0; n < N; n++) {
