@@ -3,6 +3,7 @@
  * asked for, resolved as node.h promises (negative axes made positive, slice
  * starts clamped). The op tests prove the CPU kernels read them right; this
  * pins the contract a second backend is written against. */
+#include "device.h"
 #include "check.h"
 #include "graph/graph.h"
 #include "graph/node.h"
@@ -25,7 +26,7 @@ static void check_recorded(usi_graph *g, const char *what)
 
 static void test_layers(void)
 {
-    usi_graph *g = usi_graph_new(1, 1);
+    usi_graph *g = usi_graph_new(test_device(), 1, 1);
     usi_tensor *x = input(g, "x", 4, 2, 4, 9, 8);
 
     usi_tensor *w = input(g, "w", 4, 6, 2, 3, 3);
@@ -111,7 +112,7 @@ static void test_batch_norm(void)
 {
     for (int training = 0; training < 2; training++)
         for (int running = 0; running < 2; running++) {
-            usi_graph *g = usi_graph_new(training, 1);
+            usi_graph *g = usi_graph_new(test_device(), training, 1);
             usi_tensor *x = input(g, "x", 4, 2, 3, 5, 5);
             usi_tensor *rm = running ? input(g, "rm", 1, 3, 0, 0, 0) : NULL;
             usi_tensor *rv = running ? input(g, "rv", 1, 3, 0, 0, 0) : NULL;
@@ -132,7 +133,7 @@ static void test_batch_norm(void)
 
 static void test_shape_ops(void)
 {
-    usi_graph *g = usi_graph_new(1, 1);
+    usi_graph *g = usi_graph_new(test_device(), 1, 1);
     usi_tensor *x = input(g, "x", 3, 3, 5, 7, 0);
 
     int32_t perm[3] = {-1, 0, 1};
@@ -185,7 +186,7 @@ static void test_shape_ops(void)
 
 static void test_losses(void)
 {
-    usi_graph *g = usi_graph_new(1, 1);
+    usi_graph *g = usi_graph_new(test_device(), 1, 1);
     usi_tensor *z = input(g, "z", 2, 4, 10, 0, 0);
     usi_tensor *t = input(g, "t", 2, 4, 10, 0, 0);
     int64_t n = 4;
