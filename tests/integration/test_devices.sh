@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The device seam end to end: the same distillation run (a teacher at
+# another input size and normalisation, so its input conversion runs on the
+# device) on "cpu" and on "cpu-guarded", whose memory host code cannot touch,
+# gives the same losses bit for bit and the same accuracy; `usi eval` agrees
+# on both; devices this build lacks or that do not exist are refused in one
+# line before anything is written; precision "mixed" shows as what runs.
+set -u
+build=${1:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL}
+tiny=${2:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL}
+usi="$build/core/cli/usi"
+T=$(mktemp -d /tmp/usi-devices-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fails=0
+checks=0
+ok() { checks=$((checks + 1)); }
+fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
+
+"$tiny" /usr/share/datasets/fashion-mnist "$T/data" 16 6 || { echo "FAIL: could not write the test images"; exit 1; }
+cat >"$T/run.cfg" <<CFG
+backbone = { name = "mobilenetv3_small_100"; };
+threads = 2;
+data = { train = "$T/data/train"; val = "$T/data/val"; img_size = 28; batch_size = 16; workers = 2;
+         mean = [0.286, 0.286, 0.286]; std = [0.353, 0.353, 0.353]; repeated_aug = 1; };
+augment = ( { name = "random_resized_crop"; scale = [0.6, 1.0]; }, { name = "hflip"; } );
+optimizer = { lr = 0.03; clip_grad = 0.5; };
+schedule = { epochs = 1; warmup_epochs = 0; cooldown_epochs = 0; };
+CFG
+losses() { grep '"loss"' "$1" | sed 's/.*"step": \([0-9]*\), "loss": \([^,]*\),.*/\1 \2/'; }
+
+# A teacher to distil from, trained on the CPU.
+"$usi" train "$T/run.cfg" --set output_dir="$T/teacher" >"$T/teacher.log" 2>&1 || fail "teacher: $(tail -3 "$T/teacher.log")"
+kd=(--set teacher.name=model --set teacher.backbone=mobilenetv3_small_100 --set teacher.img_size=32
+    --set teacher.weights="$T/teacher/best.safetensors"
+    --set teacher.mean='[0.5, 0.5, 0.5]' --set teacher.std='[0.25, 0.25, 0.25]')
+for dev in cpu cpu-guarded; do
+    if "$usi" train "$T/run.cfg" --set output_dir="$T/$dev" --set device="$dev" "${kd[@]}" >"$T/$dev.log" 2>&1; then ok
+    else fail "KD run on $dev: $(tail -3 "$T/$dev.log")"; fi
+    grep -q "training graph on $dev" "$T/$dev.log" && ok || fail "$dev: the log does not name the device"
+done
+losses "$T/cpu/metrics.jsonl" >"$T/cpu.loss"
+losses "$T/cpu-guarded/metrics.jsonl" >"$T/guarded.loss"
+[ -s "$T/cpu.loss" ] && cmp -s "$T/cpu.loss" "$T/guarded.loss" && ok \
+    || fail "losses differ between cpu and cpu-guarded: $(diff "$T/cpu.loss" "$T/guarded.loss" | head -4)"
+top() { grep -o '"top1": [0-9.]*' "$1" | tail -1; }
+[ -n "$(top "$T/cpu/metrics.jsonl")" ] && [ "$(top "$T/cpu/metrics.jsonl")" = "$(top "$T/cpu-guarded/metrics.jsonl")" ] \
+    && ok || fail "top-1 differs: $(top "$T/cpu/metrics.jsonl") vs $(top "$T/cpu-guarded/metrics.jsonl")"
+grep -q 'teacher .model.: top-1' "$T/cpu-guarded.log" && ok || fail "the teacher was not evaluated on cpu-guarded"
+grep -q 'precision "mixed" runs as fp32 on device cpu' "$T/cpu.log" && ok || fail "no word that mixed runs as fp32"
+[ "$(grep -c 'precision "mixed"' "$T/cpu.log")" -eq 1 ] && ok || fail "the precision note is not said exactly once"
+
+# usi eval of the same checkpoint on both devices.
+e1=$("$usi" eval "$T/run.cfg" --checkpoint "$T/cpu/last.safetensors" --json 2>/dev/null | grep -o '"top1": [0-9.]*')
+e2=$("$usi" eval "$T/run.cfg" --checkpoint "$T/cpu/last.safetensors" --json --set device=cpu-guarded 2>/dev/null \
+     | grep -o '"top1": [0-9.]*')
+[ -n "$e1" ] && [ "$e1" = "$e2" ] && ok || fail "usi eval: cpu '$e1', cpu-guarded '$e2'"
+
+# Refusals: one line, exit 1, nothing written.
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/cuda" --set device=cuda 2>&1)
+rc=$?
+if [ $rc -eq 1 ] && grep -q 'device = "cuda": this build of usi has no CUDA backend' <<<"$out" \
+   && [ "$(grep -vc '^usi: info' <<<"$out")" -eq 1 ]; then ok
+elif [ $rc -eq 1 ] && grep -q "device 'cuda'" <<<"$out"; then ok   # a CUDA build on a machine without a GPU
+else fail "device cuda: exit $rc: $out"; fi
+[ ! -e "$T/cuda" ] && ok || fail "a refused device still created the output folder"
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/tpu" --set device=tpu 2>&1)
+[ $? -eq 1 ] && grep -q 'unknown device; valid devices: cpu, cpu-guarded, cuda, cuda:N' <<<"$out" && ok \
+    || fail "unknown device: $out"
+out=$("$usi" config show "$T/run.cfg" --set device=cuda:x 2>&1)
+[ $? -eq 1 ] && grep -q 'device = "cuda:x": unknown device' <<<"$out" && ok || fail "cuda:x: $out"
+out=$("$usi" config show "$T/run.cfg" 2>&1)
+grep -q '^precision = "fp32";' <<<"$out" && grep -q '^device = "cpu";' <<<"$out" && ok \
+    || fail "config show does not print what runs: $(grep -E 'precision|device' <<<"$out")"
+
+echo "$checks checks, $fails failed"
+[ "$fails" -eq 0 ]

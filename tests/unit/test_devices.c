@@ -1,0 +1,99 @@
+/* Devices: names and refusals, device blocks (round trips, copies between
+ * blocks and devices, ranges), and the guard of cpu-guarded: its memory
+ * faults when host code touches it outside a backend call. */
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backend/device_internal.h"
+#include "check.h"
+#include "device.h"
+
+static void test_names(void)
+{
+    usi_device *d;
+    usi_error *e = usi_device_open("tpu", &d);
+    CHECK(e && strstr(usi_error_message(e), "unknown device 'tpu'; valid devices: cpu, cpu-guarded, cuda, cuda:N"),
+          "unknown: %s", e ? usi_error_message(e) : "accepted");
+    usi_error_free(e);
+    CHECK(!usi_device_name_valid("cuda:") && !usi_device_name_valid("cuda:1x") && !usi_device_name_valid("CPU") &&
+              usi_device_name_valid("cuda:3") && usi_device_name_valid("cuda"),
+          "name syntax");
+#ifndef USI_HAVE_CUDA
+    e = usi_device_open("cuda:0", &d);
+    CHECK(e && strstr(usi_error_message(e), "device 'cuda:0': this build of usi has no CUDA backend"),
+          "cuda without the backend: %s", e ? usi_error_message(e) : "accepted");
+    usi_error_free(e);
+    CHECK(!usi_device_available("cuda") && usi_device_available("cpu-guarded"), "availability");
+#endif
+    CHECK_OK(usi_device_open("cpu", &d));
+    CHECK(d == usi_device_cpu() && !strcmp(usi_device_name(d), "cpu"), "cpu is one device");
+}
+
+static void test_blocks(const char *name)
+{
+    usi_device *d, *cpu = usi_device_cpu();
+    CHECK_OK(usi_device_open(name, &d));
+    usi_dbuf *a, *b, *h;
+    CHECK_OK(usi_dbuf_new(d, 40, &a));
+    CHECK_OK(usi_dbuf_new(d, 40, &b));
+    CHECK_OK(usi_dbuf_new(cpu, 40, &h));
+    float x[10], y[10] = {0};
+    for (int i = 0; i < 10; i++) x[i] = (float)i + 0.5f;
+    CHECK_OK(usi_dbuf_read(a, 0, y, sizeof y));
+    CHECK(y[0] == 0 && y[9] == 0, "%s: new blocks are zero", name);
+    CHECK_OK(usi_dbuf_write(a, 8, x, 16));
+    CHECK_OK(usi_dbuf_copy(b, 0, a, 0, 40));
+    CHECK_OK(usi_dbuf_copy(h, 0, b, 0, 40)); /* across devices, through the host */
+    CHECK_OK(usi_dbuf_read(h, 0, y, sizeof y));
+    CHECK(y[1] == 0 && y[2] == 0.5f && y[5] == 3.5f && y[6] == 0, "%s: write, copy, read: %g %g %g", name, y[2],
+          y[5], y[6]);
+    CHECK_OK(usi_dbuf_fill(b, 4, 0, 36));
+    CHECK_OK(usi_dbuf_read(b, 0, y, sizeof y));
+    CHECK(y[0] == 0 && y[2] == 0, "%s: fill", name);
+    usi_error *e = usi_dbuf_write(a, 32, x, 16);
+    CHECK(e && strstr(usi_error_message(e), "outside a block of 40"), "%s: a write past the end is refused: %s",
+          name, e ? usi_error_message(e) : "accepted");
+    usi_error_free(e);
+    e = usi_dbuf_read(a, 41, y, 0);
+    CHECK(e != NULL, "%s: an offset past the end is refused", name);
+    usi_error_free(e);
+    usi_dbuf_free(a);
+    usi_dbuf_free(b);
+    usi_dbuf_free(h);
+}
+
+/* A child process reads a cpu-guarded block's memory directly: it must die
+ * of SIGSEGV, while the same memory works through device calls. */
+static void test_guard(void)
+{
+    usi_device *d;
+    CHECK_OK(usi_device_open("cpu-guarded", &d));
+    usi_dbuf *a;
+    CHECK_OK(usi_dbuf_new(d, 4096, &a));
+    float v = 3;
+    CHECK_OK(usi_dbuf_write(a, 0, &v, sizeof v));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        volatile float *p = usi_dbuf_addr(a, 0);
+        _exit(*p == 3 ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "host access to guarded memory: status %d", status);
+    float w = 0;
+    CHECK_OK(usi_dbuf_read(a, 0, &w, sizeof w));
+    CHECK(w == 3, "device calls still read it: %g", w);
+    usi_dbuf_free(a);
+}
+
+int main(void)
+{
+    test_names();
+    test_blocks("cpu");
+    test_blocks("cpu-guarded");
+    test_guard();
+    return check_status("devices");
+}
