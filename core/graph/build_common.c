@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *const op_names[USI_OP_COUNT] = {
     [USI_OP_INPUT] = "input", [USI_OP_PARAM] = "param",
@@ -49,11 +50,28 @@ usi_tensor *usi_begin(usi_graph *g, int32_t op, const char *opname,
     return usi_node_new(g, op, opname, n_src, src);
 }
 
+/* Where a node sits, for messages: its scoped name, or, for a node
+ * recorded outside any scope with its weights named in full ("head.fc.weight"),
+ * the weights' scope ("head.fc"), which is what a user recognises. */
+static const char *node_label(const usi_tensor *t, char *buf, size_t cap)
+{
+    if (strchr(t->name, '.')) return t->name;
+    for (int32_t k = 0; k < t->n_src; k++) {
+        const usi_tensor *s = t->src[k];
+        const char *dot = s && s->op == USI_OP_PARAM ? strrchr(s->name, '.') : NULL;
+        if (!dot) continue;
+        snprintf(buf, cap, "%.*s", (int)(dot - s->name), s->name);
+        return buf;
+    }
+    return t->name;
+}
+
 usi_tensor *usi_fail_shapes(usi_tensor *t, const char *an, const usi_tensor *a,
                             const char *bn, const usi_tensor *b,
                             const char *fmt, ...)
 {
-    char why[512], sa[160], sb[160];
+    char why[512], sa[160], sb[160], label[256];
+    const char *where = node_label(t, label, sizeof label);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
@@ -62,10 +80,10 @@ usi_tensor *usi_fail_shapes(usi_tensor *t, const char *an, const usi_tensor *a,
     if (b) {
         usi_shape_str(b, sb, sizeof sb);
         usi_graph_fail(t->graph, "%s '%s': %s %s and %s %s: %s",
-                       usi_op_name(t->op), t->name, an, sa, bn, sb, why);
+                       usi_op_name(t->op), where, an, sa, bn, sb, why);
     } else {
         usi_graph_fail(t->graph, "%s '%s': %s %s: %s", usi_op_name(t->op),
-                       t->name, an, sa, why);
+                       where, an, sa, why);
     }
     return NULL;
 }

@@ -190,10 +190,17 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
         if (!e)
             e = usi_teacher_open(usi_config_teacher(c)->loaded->comp, tp, t->dev, t->batch, t->classes, t->side,
                                  t->seed, &t->teacher);
+        if (e) e = usi_error_prefix(e, "%s: ", usi_config_teacher(c)->loaded->path);
         t->teacher_params = tp;
     }
-    if (!e) e = build_train_graph(t);
-    if (!e) e = usi_setup_eval_graph(t->dev, t->bb, t->bb_inst, t->batch, t->side, t->classes, t->seed, &t->ge, &t->xe, &t->le);
+    if (!e) {
+        e = build_train_graph(t);
+        if (!e)
+            e = usi_setup_eval_graph(t->dev, t->bb, t->bb_inst, t->batch, t->side, t->classes, t->seed, &t->ge,
+                                     &t->xe, &t->le);
+        /* Errors of the network a plugin records name the component and its file. */
+        if (e) e = usi_error_prefix(e, "backbone '%s' (%s): ", t->bb->name, usi_config_backbone(c)->loaded->path);
+    }
     if (!e) {
         set_hyper(t);
         e = alloc_state(t);

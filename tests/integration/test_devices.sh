@@ -7,7 +7,8 @@
 # line before anything is written; precision "mixed" shows as what runs.
 set -u
 build=${1:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL}
-tiny=${2:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL}
+tiny=${2:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL BAD_HEAD_PLUGIN}
+bad_head=${3:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL BAD_HEAD_PLUGIN}
 usi="$build/core/cli/usi"
 T=$(mktemp -d /tmp/usi-devices-XXXXXX)
 trap 'rm -rf "$T"' EXIT
@@ -71,6 +72,12 @@ out=$("$usi" config show "$T/run.cfg" --set device=cuda:x 2>&1)
 out=$("$usi" config show "$T/run.cfg" 2>&1)
 grep -q '^precision = "fp32";' <<<"$out" && grep -q '^device = "cpu";' <<<"$out" && ok \
     || fail "config show does not print what runs: $(grep -E 'precision|device' <<<"$out")"
+
+# A plugin's shape error names the component, its file and the layer.
+mkdir -p "$T/plugins" && cp "$bad_head" "$T/plugins/" && chmod -R go-w "$T/plugins"
+out=$("$usi" train "$T/run.cfg" --plugin-dir "$T/plugins" --set backbone.name=bad_head --set output_dir="$T/bad" 2>&1)
+[ $? -eq 1 ] && grep -q "backbone 'bad_head' ($T/plugins/bad_head.so): .*linear 'head.fc': " <<<"$out" && ok \
+    || fail "a plugin's shape error: $out"
 
 echo "$checks checks, $fails failed"
 [ "$fails" -eq 0 ]
