@@ -62,11 +62,12 @@ typedef struct usi_backend {
     usi_error *(*sum_squares)(usi_device *d, const float *x, size_t n, double *out);
     /* x *= s over n floats. */
     usi_error *(*scale)(usi_device *d, float *x, size_t n, double s);
-    /* dst[n,c,oh,ow] = bilinear resize of a[ch]*src[n,c,h,w] + b[ch] (half-
-     * pixel centres, edges clamped, no antialias); a, b: host, c entries. */
+    /* dst[n,c,oh,ow] = resize of a[ch]*src[n,c,h,w] + b[ch] with interp
+     * USI_INTERP_* as PyTorch's F.interpolate (align_corners=False, no
+     * antialias; bicubic A = -0.75); a, b: host, c entries. */
     usi_error *(*image_convert)(usi_device *d, float *dst, const float *src, int32_t n,
                                 int32_t c, int32_t h, int32_t w, int32_t oh, int32_t ow,
-                                const float *a, const float *b);
+                                int32_t interp, const float *a, const float *b);
 
     void (*set_threads)(int32_t n);
     int32_t (*threads)(void);

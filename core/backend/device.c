@@ -195,3 +195,10 @@ usi_error *usi_dbuf_scale(usi_dbuf *x, size_t off, size_t n, double s)
     USI_TRY(range_ok(x, off * sizeof(float), n * sizeof(float), "scale"));
     return n ? x->dev->be->scale(x->dev, fat(x, off), n, s) : NULL;
 }
+
+void usi_image_convert_host(float *dst, const float *src, int32_t n, int32_t c, int32_t h, int32_t w, int32_t oh,
+                            int32_t ow, int32_t interp, const float *a, const float *b)
+{
+    usi_device *cpu = usi_device_cpu();
+    usi_error_free(cpu->be->image_convert(cpu, dst, src, n, c, h, w, oh, ow, interp, a, b));
+}

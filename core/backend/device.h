@@ -69,4 +69,10 @@ usi_error *usi_dbuf_ema(usi_dbuf *ema, size_t ema_off, const usi_dbuf *w, size_t
 usi_error *usi_dbuf_sum_squares(const usi_dbuf *x, size_t off, size_t n, double *out);
 usi_error *usi_dbuf_scale(usi_dbuf *x, size_t off, size_t n, double s);
 
+/* The teacher's input conversion on host memory, for engine teachers that
+ * run on host tensor views: the same kernel as the cpu device's
+ * (usi_backend.image_convert). */
+void usi_image_convert_host(float *dst, const float *src, int32_t n, int32_t c, int32_t h, int32_t w, int32_t oh,
+                            int32_t ow, int32_t interp, const float *a, const float *b);
+
 #endif

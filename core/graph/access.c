@@ -78,16 +78,19 @@ usi_error *usi_graph_copy_value(usi_tensor *dst, const usi_tensor *src, size_t b
     return usi_dbuf_copy(db, doff, sb, so, bytes);
 }
 
-usi_error *usi_graph_convert_images(usi_tensor *dst, const usi_tensor *src, int32_t n, const float *a,
-                                    const float *b)
+usi_error *usi_graph_convert_images(usi_tensor *dst, const usi_tensor *src, int32_t n, int32_t interp,
+                                    const float *a, const float *b)
 {
     if (!dst || !src || dst->ndim != 4 || src->ndim != 4 || dst->shape[1] != src->shape[1] ||
         dst->dtype != USI_DTYPE_F32 || src->dtype != USI_DTYPE_F32 || n > dst->shape[0] || n > src->shape[0])
         return usi_error_new(USI_ERR_INTERNAL, "convert_images: needs two float NCHW tensors with the same "
                              "channels and at least %d images", n);
+    if (interp < USI_INTERP_NEAREST || interp > USI_INTERP_BICUBIC)
+        return usi_error_new(USI_ERR_INVALID, "convert_images: unknown interpolation %d", interp);
     usi_device *dev = dst->graph->dev;
     if (src->graph->dev != dev || !dst->data || !src->data)
         return usi_error_new(USI_ERR_INTERNAL, "convert_images: both tensors must be compiled on one device");
     return dev->be->image_convert(dev, dst->data, src->data, n, (int32_t)src->shape[1], (int32_t)src->shape[2],
-                                  (int32_t)src->shape[3], (int32_t)dst->shape[2], (int32_t)dst->shape[3], a, b);
+                                  (int32_t)src->shape[3], (int32_t)dst->shape[2], (int32_t)dst->shape[3], interp,
+                                  a, b);
 }

@@ -105,10 +105,11 @@ usi_error *usi_graph_read_grad(const usi_tensor *t, float *host);
 int32_t usi_graph_has_grad(const usi_tensor *t);
 /* The first `bytes` of src's value into dst's, on the graphs' device(s). */
 usi_error *usi_graph_copy_value(usi_tensor *dst, const usi_tensor *src, size_t bytes);
-/* dst[n, c, oh, ow] = bilinear resize of a[ch]*src + b[ch] for the first n
- * images, on the device (the teacher's normalisation and size). Both float
- * NCHW tensors of graphs on one device; a and b hold c values. */
-usi_error *usi_graph_convert_images(usi_tensor *dst, const usi_tensor *src, int32_t n,
+/* dst[n, c, oh, ow] = resize of a[ch]*src + b[ch] for the first n images,
+ * on the device (the teacher's normalisation and size); interp is
+ * USI_INTERP_* with PyTorch's F.interpolate semantics (align_corners=False).
+ * Both float NCHW tensors of graphs on one device; a and b hold c values. */
+usi_error *usi_graph_convert_images(usi_tensor *dst, const usi_tensor *src, int32_t n, int32_t interp,
                                     const float *a, const float *b);
 const char *usi_graph_name(const usi_tensor *t);
 int64_t usi_graph_numel(const usi_tensor *t);

@@ -26,31 +26,6 @@ struct usi_teacher_rt {
     int32_t n_out;           /* rows of the last forward */
 };
 
-void usi_resize_bilinear(const float *in, int32_t c, int32_t h, int32_t w, float *out, int32_t oh,
-                         int32_t ow)
-{
-    float sy = (float)h / (float)oh, sx = (float)w / (float)ow;
-    for (int32_t ch = 0; ch < c; ch++) {
-        const float *src = in + (size_t)ch * (size_t)h * (size_t)w;
-        float *dst = out + (size_t)ch * (size_t)oh * (size_t)ow;
-        for (int32_t y = 0; y < oh; y++) {
-            float fy = ((float)y + 0.5f) * sy - 0.5f;
-            if (fy < 0) fy = 0;
-            int32_t y0 = (int32_t)fy, y1 = y0 + 1 < h ? y0 + 1 : h - 1;
-            float wy = fy - (float)y0;
-            for (int32_t x = 0; x < ow; x++) {
-                float fx = ((float)x + 0.5f) * sx - 0.5f;
-                if (fx < 0) fx = 0;
-                int32_t x0 = (int32_t)fx, x1 = x0 + 1 < w ? x0 + 1 : w - 1;
-                float wx = fx - (float)x0;
-                float top = src[y0 * w + x0] * (1 - wx) + src[y0 * w + x1] * wx;
-                float bot = src[y1 * w + x0] * (1 - wx) + src[y1 * w + x1] * wx;
-                dst[y * ow + x] = top * (1 - wy) + bot * wy;
-            }
-        }
-    }
-}
-
 static usi_error *load_weights(usi_teacher_rt *t)
 {
     if (!t->spec.weights || !*t->spec.weights)
@@ -106,6 +81,9 @@ usi_error *usi_teacher_open(const usi_component *comp, const usi_params *params,
         t->side = t->spec.img_size > 0 ? t->spec.img_size : student_size;
         for (int c = 0; c < 3; c++)
             if (!(t->spec.std[c] > 0)) e = usi_error_new(USI_ERR_INVALID, "teacher '%s' declares std <= 0", t->comp->name);
+        if (!e && (t->spec.interpolation < USI_INTERP_NEAREST || t->spec.interpolation > USI_INTERP_BICUBIC))
+            e = usi_error_new(USI_ERR_INVALID, "teacher '%s' declares interpolation %d (nearest 0, bilinear 1, "
+                              "bicubic 2)", t->comp->name, t->spec.interpolation);
     }
     if (!e && t->ops->build) e = open_graph(t, seed);
     if (!e && !t->ops->build) {
@@ -154,15 +132,7 @@ static usi_error *engine_forward(usi_teacher_rt *t, const usi_tensor *images, in
     int32_t h = (int32_t)G->dim(images, 2), w = (int32_t)G->dim(images, 3);
     size_t plane = (size_t)h * (size_t)w, tplane = (size_t)t->side * (size_t)t->side;
     USI_TRY(usi_graph_read_part(images, t->images, sizeof(float) * 3 * plane * (size_t)n));
-    for (int32_t i = 0; i < n; i++) {
-        float *src = t->images + (size_t)i * 3 * plane;
-        for (int c = 0; c < 3; c++)
-            for (size_t k = 0; k < plane; k++) src[c * plane + k] = src[c * plane + k] * a[c] + b[c];
-        if (h != t->side || w != t->side)
-            usi_resize_bilinear(src, 3, h, w, t->buf + (size_t)i * 3 * tplane, t->side, t->side);
-        else
-            memcpy(t->buf + (size_t)i * 3 * tplane, src, sizeof(float) * 3 * plane);
-    }
+    usi_image_convert_host(t->buf, t->images, n, 3, h, w, t->side, t->side, t->spec.interpolation, a, b);
     usi_tensor_view in = {sizeof in, USI_DTYPE_F32, 0, 4, 0, {n, 3, t->side, t->side}, {0}, t->buf};
     in.strides[3] = 1;
     in.strides[2] = t->side;
@@ -181,7 +151,7 @@ usi_error *usi_teacher_forward(usi_teacher_rt *t, const usi_tensor *images, int3
     t->n_out = n;
     if (!t->g) return engine_forward(t, images, n, a, b);
     /* Rows past n keep old data; their outputs are ignored. */
-    USI_TRY(usi_graph_convert_images(t->x, images, n, a, b));
+    USI_TRY(usi_graph_convert_images(t->x, images, n, t->spec.interpolation, a, b));
     return usi_graph_forward(t->g);
 }
 

@@ -23,16 +23,12 @@ const usi_teacher_spec *usi_teacher_get_spec(const usi_teacher_rt *t);
  * tensor of a graph on the teacher's device, in the student's normalisation
  * mean_s, std_s). The input is converted on the device, exactly
  *   x_t = (x_s * std_s + mean_s - mean_t) / std_t,
- * then resized bilinearly when the sides differ. n <= batch. */
+ * then resized with the teacher's declared interpolation (PyTorch's
+ * F.interpolate) when the sides differ. n <= batch. */
 usi_error *usi_teacher_forward(usi_teacher_rt *t, const usi_tensor *images, int32_t n, const float mean_s[3],
                                const float std_s[3]);
 /* The last forward's logits [n, num_classes] into the first rows of dst (a
  * tensor on the same device), or into host memory. */
 usi_error *usi_teacher_logits_to(usi_teacher_rt *t, usi_tensor *dst);
 usi_error *usi_teacher_read_logits(usi_teacher_rt *t, float *logits);
-/* Bilinear resize of [c, h, w] planes to [c, oh, ow] (half-pixel centres,
- * as PyTorch's align_corners=False). */
-void usi_resize_bilinear(const float *in, int32_t c, int32_t h, int32_t w, float *out, int32_t oh,
-                         int32_t ow);
-
 #endif

@@ -1,6 +1,7 @@
 /* Devices: names and refusals, device blocks (round trips, copies between
  * blocks and devices, ranges), and the guard of cpu-guarded: its memory
  * faults when host code touches it outside a backend call. */
+#include <math.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -89,11 +90,62 @@ static void test_guard(void)
     usi_dbuf_free(a);
 }
 
+/* PyTorch's F.interpolate (align_corners=False, no antialias) in float64,
+ * one axis: the weight of source pixel i for output o. */
+static double ref_weight(int interp, int o, int in, int out, int i)
+{
+    double scale = (double)in / out;
+    if (interp == USI_INTERP_NEAREST) {
+        int s = (int)floor(o * scale);
+        return (s < in ? s : in - 1) == i;
+    }
+    double f = (o + 0.5) * scale - 0.5, w = 0;
+    if (interp == USI_INTERP_BILINEAR) {
+        if (f < 0) f = 0;
+        int i0 = (int)f, i1 = i0 + 1 < in ? i0 + 1 : in - 1;
+        double t = f - i0;
+        return (i0 == i) * (1 - t) + (i1 == i) * t;
+    }
+    int i0 = (int)floor(f);
+    for (int k = -1; k <= 2; k++) {
+        double x = fabs(f - (i0 + k)), A = -0.75;
+        double c = x <= 1 ? ((A + 2) * x - (A + 3)) * x * x + 1 : ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
+        int idx = i0 + k < 0 ? 0 : i0 + k >= in ? in - 1 : i0 + k;
+        if (idx == i) w += c;
+    }
+    return w;
+}
+
+/* The teacher's input conversion: x -> resize(a*x + b), per channel. */
+static void test_convert(void)
+{
+    enum { N = 2, C = 3, H = 5, W = 7, OH = 8, OW = 3 };
+    float src[N * C * H * W], dst[N * C * OH * OW], a[C] = {2, 0.5f, -1}, b[C] = {0.25f, 0, 1};
+    for (int i = 0; i < N * C * H * W; i++) src[i] = (float)sin(i * 0.7) * 3;
+    const char *names[3] = {"nearest", "bilinear", "bicubic"};
+    for (int interp = USI_INTERP_NEAREST; interp <= USI_INTERP_BICUBIC; interp++) {
+        usi_image_convert_host(dst, src, N, C, H, W, OH, OW, interp, a, b);
+        double worst = 0;
+        for (int p = 0; p < N * C; p++)
+            for (int y = 0; y < OH; y++)
+                for (int x = 0; x < OW; x++) {
+                    double want = 0;
+                    for (int i = 0; i < H; i++)
+                        for (int j = 0; j < W; j++)
+                            want += ref_weight(interp, y, H, OH, i) * ref_weight(interp, x, W, OW, j) *
+                                    (a[p % C] * src[(p * H + i) * W + j] + b[p % C]);
+                    worst = fmax(worst, fabs(dst[(p * OH + y) * OW + x] - want));
+                }
+        CHECK(worst < 1e-4, "convert %s: worst error %g", names[interp], worst);
+    }
+}
+
 int main(void)
 {
     test_names();
     test_blocks("cpu");
     test_blocks("cpu-guarded");
     test_guard();
+    test_convert();
     return check_status("devices");
 }

@@ -142,9 +142,9 @@ static usi_error *g_scale(usi_device *d, float *x, size_t n, double s)
 }
 
 static usi_error *g_image_convert(usi_device *d, float *dst, const float *src, int32_t n, int32_t c, int32_t h,
-                                  int32_t w, int32_t oh, int32_t ow, const float *a, const float *b)
+                                  int32_t w, int32_t oh, int32_t ow, int32_t interp, const float *a, const float *b)
 {
-    GUARDED(usi_cpu_image_convert(d, dst, src, n, c, h, w, oh, ow, a, b));
+    GUARDED(usi_cpu_image_convert(d, dst, src, n, c, h, w, oh, ow, interp, a, b));
 }
 
 const usi_backend *usi_cpu_guarded_backend(void)

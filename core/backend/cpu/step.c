@@ -110,20 +110,55 @@ usi_error *usi_cpu_scale(usi_device *d, float *x, size_t n, double s)
     return NULL;
 }
 
-/* Half-pixel source coordinate of output index o, clamped at 0, and its
- * two neighbours and weight. */
-static void bilinear_tap(int32_t o, float ratio, int32_t size, int32_t *i0, int32_t *i1, float *wt)
+/* One output coordinate's source taps along an axis of `size` pixels:
+ * PyTorch's F.interpolate with align_corners=False and no antialias. */
+typedef struct taps {
+    int32_t i[4];
+    float w[4];
+    int n;
+} taps;
+
+static taps axis_taps(int32_t o, float ratio, int32_t size, int32_t interp)
 {
+    taps t = {{0}, {0}, 0};
+    if (interp == USI_INTERP_NEAREST) {
+        int32_t i = (int32_t)floorf((float)o * ratio);
+        t.i[0] = i < size ? i : size - 1;
+        t.w[0] = 1;
+        t.n = 1;
+        return t;
+    }
     float f = ((float)o + 0.5f) * ratio - 0.5f;
-    if (f < 0) f = 0;
-    *i0 = (int32_t)f;
-    *i1 = *i0 + 1 < size ? *i0 + 1 : size - 1;
-    *wt = f - (float)*i0;
+    if (interp == USI_INTERP_BILINEAR) {
+        if (f < 0) f = 0;
+        int32_t i0 = (int32_t)f;
+        t.i[0] = i0;
+        t.i[1] = i0 + 1 < size ? i0 + 1 : size - 1;
+        t.w[1] = f - (float)i0;
+        t.w[0] = 1 - t.w[1];
+        t.n = 2;
+        return t;
+    }
+    /* Bicubic: Keys' convolution with A = -0.75 over four taps, indices
+     * clamped to the image. */
+    const float A = -0.75f;
+    int32_t i0 = (int32_t)floorf(f);
+    float x = f - (float)i0, x1 = x + 1, y = 1 - x, y1 = y + 1;
+    t.w[0] = ((A * x1 - 5 * A) * x1 + 8 * A) * x1 - 4 * A;
+    t.w[1] = ((A + 2) * x - (A + 3)) * x * x + 1;
+    t.w[2] = ((A + 2) * y - (A + 3)) * y * y + 1;
+    t.w[3] = ((A * y1 - 5 * A) * y1 + 8 * A) * y1 - 4 * A;
+    for (int k = 0; k < 4; k++) {
+        int32_t i = i0 - 1 + k;
+        t.i[k] = i < 0 ? 0 : i >= size ? size - 1 : i;
+    }
+    t.n = 4;
+    return t;
 }
 
 // src: [n, c, h, w] -> dst: [n, c, oh, ow]; dst = resize(a[ch]*src + b[ch])
 usi_error *usi_cpu_image_convert(usi_device *d, float *dst, const float *src, int32_t n, int32_t c, int32_t h,
-                                 int32_t w, int32_t oh, int32_t ow, const float *a, const float *b)
+                                 int32_t w, int32_t oh, int32_t ow, int32_t interp, const float *a, const float *b)
 {
     (void)d;
     size_t plane = (size_t)h * (size_t)w, oplane = (size_t)oh * (size_t)ow;
@@ -137,15 +172,17 @@ usi_error *usi_cpu_image_convert(usi_device *d, float *dst, const float *src, in
             for (size_t k = 0; k < plane; k++) out[k] = in[k] * ka + kb;
             continue;
         }
-        for (int32_t y = 0; y < oh; y++) {
-            int32_t y0, y1, x0, x1;
-            float wy, wx;
-            bilinear_tap(y, sy, h, &y0, &y1, &wy);
-            for (int32_t x = 0; x < ow; x++) {
-                bilinear_tap(x, sx, w, &x0, &x1, &wx);
-                float top = in[y0 * w + x0] * (1 - wx) + in[y0 * w + x1] * wx;
-                float bot = in[y1 * w + x0] * (1 - wx) + in[y1 * w + x1] * wx;
-                out[y * ow + x] = (top * (1 - wy) + bot * wy) * ka + kb;
+        for (int32_t yo = 0; yo < oh; yo++) {
+            taps ty = axis_taps(yo, sy, h, interp);
+            for (int32_t xo = 0; xo < ow; xo++) {
+                taps tx = axis_taps(xo, sx, w, interp);
+                float acc = 0;
+                for (int j = 0; j < ty.n; j++) {
+                    float row = 0;
+                    for (int k = 0; k < tx.n; k++) row += tx.w[k] * in[(size_t)ty.i[j] * (size_t)w + (size_t)tx.i[k]];
+                    acc += ty.w[j] * row;
+                }
+                out[(size_t)yo * (size_t)ow + (size_t)xo] = acc * ka + kb;
             }
         }
     }
