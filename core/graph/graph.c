@@ -71,6 +71,8 @@ void usi_graph_free(usi_graph *g)
     usi_dbuf_free(g->buffers);
     usi_dbuf_free(g->inputs);
     free(g->seed_host);
+    free(g->bb_defaults_name);
+    free(g->bb_defaults);
     free(g);
 }
 
@@ -442,4 +444,18 @@ usi_device *usi_graph_device(const usi_graph *g) { return g->dev; }
 void usi_graph_get_blocks(const usi_graph *g, usi_graph_blocks *out)
 {
     *out = (usi_graph_blocks){g->params, g->grads, g->buffers, g->n_params, g->n_trainable, g->n_f32_buffers};
+}
+
+int32_t usi_graph_set_backbone_defaults(usi_graph *g, const char *name, const char *options)
+{
+    free(g->bb_defaults_name);
+    free(g->bb_defaults);
+    g->bb_defaults_name = name ? strdup(name) : NULL;
+    g->bb_defaults = options ? strdup(options) : NULL;
+    return (!name || g->bb_defaults_name) && (!options || g->bb_defaults) ? 0 : -1;
+}
+
+const char *usi_graph_backbone_defaults(const usi_graph *g, const char *name)
+{
+    return g->bb_defaults_name && name && !strcmp(g->bb_defaults_name, name) ? g->bb_defaults : NULL;
 }

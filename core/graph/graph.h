@@ -161,6 +161,12 @@ void usi_graph_set_error(usi_graph *g, const char *fmt, ...)
  * Returns 0, or -1 when out of memory (fn is then not registered). */
 int32_t usi_graph_on_free(usi_graph *g, void (*fn)(void *ctx), void *ctx);
 
+/* Options a weights file stores for backbone `name`: a backbone of that name
+ * built into g by a host service (a teacher wrapping it) starts from them,
+ * then takes the caller's own options. Returns 0, or -1 out of memory. */
+int32_t usi_graph_set_backbone_defaults(usi_graph *g, const char *name, const char *options);
+const char *usi_graph_backbone_defaults(const usi_graph *g, const char *name);
+
 /* Number of recorded nodes (all kinds). */
 int32_t usi_graph_num_nodes(const usi_graph *g);
 
@@ -169,5 +175,11 @@ int32_t usi_graph_num_nodes(const usi_graph *g);
  * biases, norms, activations, pooling and elementwise ops are not counted.
  * Needs no compile. */
 int64_t usi_graph_forward_macs(const usi_graph *g);
+
+/* A hash of what the recorded network computes: every node's op, inputs and
+ * attributes (strides, axes, rates...) and every parameter's name and shape.
+ * Two recordings of one backbone at one input size hash alike exactly when
+ * they are the same network. Needs no compile. */
+uint64_t usi_graph_signature(const usi_graph *g);
 
 #endif

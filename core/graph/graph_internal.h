@@ -28,6 +28,8 @@ struct usi_graph {
     size_t n_params, n_trainable, n_f32_buffers;
     size_t arena_bytes, naive_bytes;
     float *seed_host;            /* the loss gradient, uploaded each step  */
+    char *bb_defaults_name;      /* options a weights file stores for the  */
+    char *bb_defaults;           /* backbone of that name (teachers)       */
     struct usi_graph_cleanup *cleanups;
 };
 

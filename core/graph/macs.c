@@ -9,6 +9,8 @@
  * left out: they are O(numel) each and would make the number depend on how a
  * plugin happens to split a layer into ops. Nothing is run, so this works on
  * a recorded graph before (or without) compile. */
+#include <string.h>
+
 #include "graph/graph_internal.h"
 
 int64_t usi_graph_forward_macs(const usi_graph *g)
@@ -36,4 +38,34 @@ int64_t usi_graph_forward_macs(const usi_graph *g)
         macs += t->numel * per_out;
     }
     return macs;
+}
+
+/* FNV-1a over bytes. */
+static uint64_t mix(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+uint64_t usi_graph_signature(const usi_graph *g)
+{
+    uint64_t h = 1469598103934665603ull;
+    if (!g) return 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const usi_tensor *t = g->nodes[i];
+        h = mix(h, &t->op, sizeof t->op);
+        h = mix(h, &t->n_src, sizeof t->n_src);
+        for (int32_t k = 0; k < t->n_src; k++) {
+            int32_t src = t->src[k] ? t->src[k]->id : -1;
+            h = mix(h, &src, sizeof src);
+        }
+        /* Nodes are zeroed when made, so the union's unused bytes are 0. */
+        h = mix(h, &t->attrs, sizeof t->attrs);
+        if (t->op == USI_OP_PARAM || t->op == USI_OP_BUFFER) {
+            h = mix(h, t->name, strlen(t->name));
+            h = mix(h, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+        }
+    }
+    return h;
 }

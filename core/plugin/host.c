@@ -102,8 +102,11 @@ static usi_tensor *host_build_backbone(usi_graph *g, const char *name, const cha
     usi_params *p = usi_params_new(l->comp);
     if (!p) return fail_build(g, usi_error_new(USI_ERR_NOMEM, "out of memory"));
     char origin[256];
+    /* Options stored with the weights first, then the caller's. */
+    snprintf(origin, sizeof origin, "options stored for backbone '%s'", name);
+    e = usi_params_from_text(p, usi_graph_backbone_defaults(g, name), origin);
     snprintf(origin, sizeof origin, "options of backbone '%s'", name);
-    e = usi_params_from_text(p, options, origin);
+    if (!e) e = usi_params_from_text(p, options, origin);
     void *inst = NULL;
     if (!e) e = l->comp->create(p, &inst);
     made *m = e ? NULL : malloc(sizeof *m);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plugin/params.h"
 #include "train/safetensors.h"
 #include "train/trainer_internal.h"
 #include "train/weights.h"
@@ -51,6 +52,18 @@ static usi_error *add_state(usi_trainer *t, usi_st_writer *w)
     return NULL;
 }
 
+/* The backbone's options, so a file loaded by the backbone's name is built
+ * as it was trained; and whether that is timm's network of the name. */
+static usi_error *add_backbone_meta(usi_trainer *t, usi_st_writer *w)
+{
+    usi_strbuf opts = {0};
+    usi_params_write(t->bb_params, &opts, 0);
+    usi_error *e = usi_st_writer_meta(w, "backbone_options", opts.data ? opts.data : "");
+    if (!e) e = usi_st_writer_meta(w, "timm_network", t->timm_network ? "true" : "false");
+    usi_strbuf_free(&opts);
+    return e;
+}
+
 static usi_error *add_meta(usi_trainer *t, usi_st_writer *w, int64_t epoch, int64_t batch)
 {
     char text[64];
@@ -58,6 +71,7 @@ static usi_error *add_meta(usi_trainer *t, usi_st_writer *w, int64_t epoch, int6
     usi_config_write(t->cfg, &cfg);
     usi_error *e = usi_st_writer_meta(w, "format", "usi-checkpoint-1");
     if (!e) e = usi_st_writer_meta(w, "backbone", t->bb->name);
+    if (!e) e = add_backbone_meta(t, w);
     if (!e) e = usi_st_writer_meta(w, "config", cfg.data ? cfg.data : "");
     usi_strbuf_free(&cfg);
     snprintf(text, sizeof text, "%lld", (long long)epoch);
@@ -93,6 +107,7 @@ usi_error *usi_trainer_save_weights(usi_trainer *t, const char *name)
     if (!w) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     usi_error *e = usi_weights_add(w, t->ge, "");
     if (!e) e = usi_st_writer_meta(w, "backbone", t->bb->name);
+    if (!e) e = add_backbone_meta(t, w);
     if (!e) e = usi_st_writer_save(w, path);
     usi_st_writer_free(w);
     return e;

@@ -10,6 +10,7 @@
 #include "graph/graph.h"
 #include "plugin/params.h"
 #include "train/ema.h"
+#include "train/options.h"
 #include "train/plot.h"
 #include "train/safetensors.h"
 #include "train/setup.h"
@@ -229,6 +230,19 @@ usi_error *usi_trainer_run(usi_trainer *t, int *interrupted)
 
 /* ---- usi eval ---- */
 
+/* A file written for this backbone brings the options it was trained with;
+ * the config's own settings win. */
+static usi_error *take_file_options(usi_params *bp, const usi_st_file *f, const usi_component *bb, const char *path)
+{
+    const char *name = usi_st_metadata(f, "backbone"), *text = usi_st_metadata(f, "backbone_options");
+    if (!name || strcmp(name, bb->name) != 0 || !text) return NULL;
+    usi_strbuf taken = {0};
+    usi_error *e = usi_backbone_options_from_file(bp, text, path, &taken);
+    if (!e && taken.len) usi_log(USI_LOG_INFO, "%s: backbone options from the file: %s", path, taken.data);
+    usi_strbuf_free(&taken);
+    return e;
+}
+
 usi_error *usi_evaluate_file(const usi_config *c, const usi_registry *r, const char *path, const char *prefix,
                              usi_eval_result *out)
 {
@@ -249,14 +263,15 @@ usi_error *usi_evaluate_file(const usi_config *c, const usi_registry *r, const c
     if (!e) e = usi_setup_datasets(c, &train, &val);
     int32_t classes = e ? 0 : (int32_t)usi_dataset_class_count(train);
     if (!e) e = usi_setup_backbone_params(c, classes, &bp);
+    if (!e) e = usi_st_read(path, &f);
     if (!e) {
         bb = usi_config_backbone(c)->loaded->comp;
-        e = bb->create(bp, &inst);
+        e = take_file_options(bp, f, bb, path);
     }
+    if (!e) e = bb->create(bp, &inst);
     if (!e) e = usi_data_eval_chain(c, r, &chain);
     if (!e) e = usi_setup_loader(c, val, chain, 0, &l);
     if (!e) e = usi_setup_eval_graph(dev, bb, inst, batch, side, classes, (uint64_t)usi_config_int(c, "seed"), &g, &x, &logits);
-    if (!e) e = usi_st_read(path, &f);
     if (!e) e = usi_weights_load(g, f, prefix, 0, path);
     if (!e && !(host_logits = malloc(sizeof(float) * (size_t)batch * (size_t)classes)))
         e = usi_error_new(USI_ERR_NOMEM, "out of memory");

@@ -26,23 +26,23 @@ struct usi_teacher_rt {
     int32_t n_out;           /* rows of the last forward */
 };
 
-static usi_error *load_weights(usi_teacher_rt *t)
+static usi_error *read_weights(usi_teacher_rt *t, usi_st_file **f)
 {
     if (!t->spec.weights || !*t->spec.weights)
         return usi_error_new(USI_ERR_INVALID,
                              "teacher '%s' names no weights file; set teacher.weights to a safetensors file "
                              "(e.g. the best.safetensors of an earlier `usi train`)", t->comp->name);
-    usi_st_file *f;
-    USI_TRY(usi_st_read(t->spec.weights, &f));
-    usi_error *e = usi_weights_load(t->g, f, "", 1, t->spec.weights);
-    usi_st_free(f);
-    return e;
+    return usi_st_read(t->spec.weights, f);
 }
 
-static usi_error *open_graph(usi_teacher_rt *t, uint64_t seed)
+static usi_error *build_graph(usi_teacher_rt *t, const usi_st_file *f, uint64_t seed)
 {
     t->g = usi_graph_new(t->dev, 0, seed);
     if (!t->g) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    /* A backbone the teacher wraps is built as the file was trained. */
+    const char *name = usi_st_metadata(f, "backbone"), *opts = usi_st_metadata(f, "backbone_options");
+    if (name && opts && usi_graph_set_backbone_defaults(t->g, name, opts))
+        return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t shape[4] = {t->batch, 3, t->side, t->side};
     t->x = usi_graph_input(t->g, "teacher_images", USI_DTYPE_F32, 4, shape);
     USI_TRY(usi_graph_build(t->g, t->ops->build, t->inst, t->x, &t->logits));
@@ -53,7 +53,16 @@ static usi_error *open_graph(usi_teacher_rt *t, uint64_t seed)
     usi_graph_mark_output(t->logits);
     usi_graph_set_frozen(t->g, "", 1);
     USI_TRY(usi_graph_compile(t->g));
-    return load_weights(t);
+    return usi_weights_load(t->g, f, "", 1, t->spec.weights);
+}
+
+static usi_error *open_graph(usi_teacher_rt *t, uint64_t seed)
+{
+    usi_st_file *f;
+    USI_TRY(read_weights(t, &f));
+    usi_error *e = build_graph(t, f, seed);
+    usi_st_free(f);
+    return e;
 }
 
 usi_error *usi_teacher_open(const usi_component *comp, const usi_params *params, usi_device *dev, int32_t batch,

@@ -14,6 +14,7 @@
 #include "plugin/params.h"
 #include "train/ema.h"
 #include "train/optim.h"
+#include "train/options.h"
 #include "train/safetensors.h"
 #include "train/schedule.h"
 #include "train/setup.h"
@@ -121,6 +122,19 @@ static usi_error *build_train_graph(usi_trainer *t)
     return NULL;
 }
 
+/* Whether the weights this run writes are timm's network of the backbone's
+ * name; said once when they are not. */
+static void check_timm_network(usi_trainer *t)
+{
+    usi_strbuf diff = {0};
+    t->timm_network = usi_backbone_is_timm_default(t->bb, t->bb_params, t->side, &diff);
+    if (!t->timm_network)
+        usi_log(USI_LOG_WARN, "%s with %s is not timm's %s network: timm would load these weights and compute "
+                "something else; usi builds it from the options stored in the file", t->bb->name,
+                diff.len ? diff.data : "these options", t->bb->name);
+    usi_strbuf_free(&diff);
+}
+
 static void set_hyper(usi_trainer *t)
 {
     const usi_config *c = t->cfg;
@@ -203,6 +217,7 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     }
     if (!e) {
         set_hyper(t);
+        check_timm_network(t);
         e = alloc_state(t);
     }
     if (!e) {

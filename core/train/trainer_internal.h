@@ -50,6 +50,7 @@ struct usi_trainer {
     usi_schedule sched;
     double clip, ema_decay, weight_decay, grad_norm;
     int ema_on, ema_warmup;
+    int timm_network;                   /* the backbone is timm's at its defaults */
     int64_t step, epoch, batch_in_epoch, steps_per_epoch, epochs_total;
     double best_top1;
     char out_dir[2048];

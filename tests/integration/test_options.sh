@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# A backbone's options travel with its weights: a MobileNetV3 trained with
+# the small stem at 72 px (where "auto" would pick timm's stem) writes its
+# options into its files and says it is not timm's network of that name;
+# `usi eval` and a `model` teacher that do not repeat the option still build
+# it as trained and reproduce its accuracy. A ResNet at 28 px is flagged with
+# "auto" (which picks the small stem there) and not with the timm stem.
+set -u
+build=${1:?usage: test_options.sh BUILD_ROOT TINY_FOLDER_TOOL}
+tiny=${2:?usage: test_options.sh BUILD_ROOT TINY_FOLDER_TOOL}
+usi="$build/core/cli/usi"
+T=$(mktemp -d /tmp/usi-options-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fails=0
+checks=0
+ok() { checks=$((checks + 1)); }
+fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
+
+"$tiny" /usr/share/datasets/fashion-mnist "$T/data" 16 6 || { echo "FAIL: could not write the test images"; exit 1; }
+cat >"$T/run.cfg" <<CFG
+backbone = { name = "mobilenetv3_small_100"; };
+threads = 2;
+data = { train = "$T/data/train"; val = "$T/data/val"; img_size = 72; batch_size = 16; workers = 2;
+         mean = [0.286, 0.286, 0.286]; std = [0.353, 0.353, 0.353]; repeated_aug = 1; };
+augment = ( { name = "hflip"; } );
+optimizer = { lr = 0.03; };
+schedule = { epochs = 1; warmup_epochs = 0; cooldown_epochs = 0; };
+CFG
+header() { head -c 20000 "$1" | tr -d '\0'; }
+
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/small" --set backbone.stem=small 2>&1)
+[ $? -eq 0 ] && ok || fail "training with the small stem: $(tail -3 <<<"$out")"
+grep -q "mobilenetv3_small_100 with .*stem = \"small\".* is not timm's mobilenetv3_small_100 network" <<<"$out" \
+    && ok || fail "no warning that the network is not timm's: $(grep -i warn <<<"$out")"
+best=$(grep -o 'best top-1 [0-9.]*' <<<"$out" | awk '{print $3}')
+for f in best last; do
+    h=$(header "$T/small/$f.safetensors")
+    grep -q '"backbone_options":"[^"]*stem = \\"small\\"' <<<"$h" && grep -q '"timm_network":"false"' <<<"$h" && ok \
+        || fail "$f.safetensors does not store the options: $(grep -o '"backbone_options":"[^"]*"' <<<"$h")"
+done
+
+# usi eval with the config that does not name the stem.
+out=$("$usi" eval "$T/run.cfg" --checkpoint "$T/small/best.safetensors" --json 2>&1)
+got=$(grep -o '"top1": [0-9.]*' <<<"$out" | awk '{printf "%.2f", $2}')
+[ -n "$best" ] && [ "$got" = "$best" ] && ok || fail "eval without the stem: top-1 '$got', training said '$best': $out"
+grep -q "backbone options from the file: .*stem" <<<"$out" && ok || fail "eval does not say it took the stem: $out"
+
+# A model teacher wrapping the file, with no backbone_options of its own.
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/kd" --set teacher.name=model \
+      --set teacher.backbone=mobilenetv3_small_100 --set teacher.weights="$T/small/best.safetensors" \
+      --set teacher.img_size=72 --set teacher.mean='[0.286, 0.286, 0.286]' --set teacher.std='[0.353, 0.353, 0.353]' \
+      2>&1)
+teacher=$(grep -o "teacher 'model': top-1 [0-9.]*" <<<"$out" | awk '{print $4}')
+[ -n "$teacher" ] && [ "$(printf '%.2f' "$teacher")" = "$best" ] && ok \
+    || fail "teacher from the file: top-1 '$teacher' vs $best: $(tail -3 <<<"$out")"
+
+# ResNet-18 at 28 px: "auto" picks the small stem (flagged), "timm" is timm's resnet18.
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/resnet" --set backbone.name=resnet18 --set data.img_size=28 2>&1)
+[ $? -eq 0 ] && ok || fail "resnet18: $(tail -3 <<<"$out")"
+grep -q "resnet18 with img_size = 28 is not timm's" <<<"$out" && ok || fail "resnet18 auto at 28 px not flagged"
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/resnet-timm" --set backbone.name=resnet18 --set data.img_size=28 \
+      --set backbone.stem=timm 2>&1)
+[ $? -eq 0 ] && ok || fail "resnet18 timm stem: $(tail -3 <<<"$out")"
+grep -q "is not timm's" <<<"$out" && fail "resnet18 with the timm stem flagged: $(grep "timm's" <<<"$out")" || ok
+grep -q '"timm_network":"true"' <<<"$(header "$T/resnet-timm/best.safetensors")" && ok \
+    || fail "resnet18 with the timm stem is not marked as timm's"
+
+echo "$checks checks, $fails failed"
+[ "$fails" -eq 0 ]
