@@ -21,6 +21,7 @@ static const command commands[] = {
     {"eval", usi_cmd_eval, "top-1 / top-5 of a checkpoint on the val folder"},
     {"data", usi_cmd_data, "data import-idx: turn Fashion-MNIST into an ImageFolder"},
     {"preview", usi_cmd_preview, "write a PNG grid of augmented training samples"},
+    {"predict", usi_cmd_predict, "classify image files with trained weights: top-k classes, raw logits"},
     {"summary", usi_cmd_summary, "parameters, MACs and output shape of a backbone"},
     {"plot", usi_cmd_plot, "draw a run's loss and top-1 curves from metrics.jsonl as a PNG"},
     {"weights", usi_cmd_weights, "weights merge: one safetensors file from several (ensemble teacher)"},

@@ -1,10 +1,12 @@
 /* Checkpoints: the student, its EMA, the optimizer state, the step and the
  * effective config in one safetensors file, written atomically; resume reads
  * them back into the device blocks. */
+#include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/imagefolder.h"
 #include "plugin/params.h"
 #include "train/safetensors.h"
 #include "train/trainer_internal.h"
@@ -52,15 +54,41 @@ static usi_error *add_state(usi_trainer *t, usi_st_writer *w)
     return NULL;
 }
 
-/* The backbone's options, so a file loaded by the backbone's name is built
- * as it was trained; and whether that is timm's network of the name. */
+/* What it takes to use the weights without the run's config: the backbone's
+ * options (so a file loaded by the backbone's name is built as trained),
+ * whether that is timm's network of the name, the class names, and the
+ * evaluation transform (config literals, as `--set` takes them). */
 static usi_error *add_backbone_meta(usi_trainer *t, usi_st_writer *w)
 {
     usi_strbuf opts = {0};
     usi_params_write(t->bb_params, &opts, 0);
     usi_error *e = usi_st_writer_meta(w, "backbone_options", opts.data ? opts.data : "");
-    if (!e) e = usi_st_writer_meta(w, "timm_network", t->timm_network ? "true" : "false");
     usi_strbuf_free(&opts);
+    if (!e) e = usi_st_writer_meta(w, "timm_network", t->timm_network ? "true" : "false");
+    cJSON *names = cJSON_CreateArray();
+    for (size_t k = 0; names && k < usi_dataset_class_count(t->train_ds); k++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(usi_dataset_class_name(t->train_ds, k)));
+    char *list = names ? cJSON_PrintUnformatted(names) : NULL;
+    if (!e) e = list ? usi_st_writer_meta(w, "classes", list) : usi_error_new(USI_ERR_NOMEM, "out of memory");
+    free(list);
+    cJSON_Delete(names);
+    for (int which = 0; !e && which < 3; which++) {
+        usi_strbuf text = {0};
+        const float *v = which == 1 ? t->std : t->mean;
+        if (which == 2) {
+            usi_strbuf_add_double(&text, usi_config_float(t->cfg, "data.crop_pct"));
+        } else {
+            for (int c = 0; c < 3; c++) {
+                usi_strbuf_addf(&text, "%s", c ? ", " : "[");
+                usi_strbuf_add_double(&text, v[c]);
+            }
+            usi_strbuf_addf(&text, "]");
+        }
+        e = text.data ? usi_st_writer_meta(w, which == 2 ? "crop_pct" : which ? "std" : "mean", text.data)
+                      : usi_error_new(USI_ERR_NOMEM, "out of memory");
+        usi_strbuf_free(&text);
+    }
+    if (!e) e = usi_st_writer_meta(w, "interpolation", usi_config_string(t->cfg, "data.interpolation"));
     return e;
 }
 

@@ -136,10 +136,5 @@ void usi_topk_count(const float *logits, const int32_t *labels, int32_t n, int32
 
 usi_error *usi_setup_device(const usi_config *c, usi_device **out)
 {
-    static int said;
-    USI_TRY(usi_device_open(usi_config_string(c, "device"), out));
-    if (usi_config_mixed_as_fp32(c) && !said++)
-        usi_log(USI_LOG_INFO, "precision \"mixed\" runs as fp32 on device %s (it has no bf16 path yet)",
-                usi_device_name(*out));
-    return NULL;
+    return usi_device_open(usi_config_string(c, "device"), out);
 }

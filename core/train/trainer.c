@@ -185,6 +185,9 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     }
     usi_device_set_threads((int32_t)usi_config_int(c, "threads"));
     usi_error *e = usi_setup_device(c, &t->dev);
+    if (!e && usi_config_mixed_as_fp32(c))
+        usi_log(USI_LOG_INFO, "precision \"mixed\" runs as fp32 on device %s (it has no bf16 path yet)",
+                usi_device_name(t->dev));
     if (!e) e = usi_setup_datasets(c, &t->train_ds, &t->val_ds);
     if (!e) {
         t->classes = (int32_t)usi_dataset_class_count(t->train_ds);

@@ -45,6 +45,27 @@ got=$(grep -o '"top1": [0-9.]*' <<<"$out" | awk '{printf "%.2f", $2}')
 [ -n "$best" ] && [ "$got" = "$best" ] && ok || fail "eval without the stem: top-1 '$got', training said '$best': $out"
 grep -q "backbone options from the file: .*stem" <<<"$out" && ok || fail "eval does not say it took the stem: $out"
 
+# usi predict with the file alone: class names, options and transform from
+# the file; its top-1 over the val images is usi eval's.
+imgs=$(ls "$T"/data/val/*/*.png)
+out=$("$usi" predict --weights "$T/small/best.safetensors" --json --topk 3 --logits "$T/logits.safetensors" $imgs 2>"$T/predict.err")
+[ $? -eq 0 ] && ok || fail "predict: $(cat "$T/predict.err")"
+acc=$(python3 -c '
+import json, sys
+rows = json.loads(sys.stdin.read())
+right = sum(r["top"][0]["name"] == r["image"].split("/")[-2] for r in rows)
+print("%.2f %d %d" % (100.0 * right / len(rows), len(rows), min(len(r["top"]) for r in rows)))' <<<"$out")
+[ "$acc" = "$best $(wc -w <<<"$imgs") 3" ] && ok || fail "predict: top-1, images, top-k '$acc', want '$best $(wc -w <<<"$imgs") 3'"
+h=$(header "$T/logits.safetensors")
+grep -q '"logits":{"dtype":"F32","shape":\[60,10\]' <<<"$h" && ok || fail "predict --logits: $h"
+out=$("$usi" predict --weights "$T/small/best.safetensors" "$T/none.png" 2>&1)
+[ $? -eq 1 ] && grep -q "$T/none.png" <<<"$out" && ok || fail "predict of a missing image: $out"
+printf 'not an image' >"$T/bad.png"
+out=$("$usi" predict --weights "$T/small/best.safetensors" "$T/bad.png" 2>&1)
+[ $? -eq 1 ] && grep -q "$T/bad.png" <<<"$out" && ok || fail "predict of a corrupt image: $out"
+"$usi" predict "$T/bad.png" >/dev/null 2>&1
+[ $? -eq 2 ] && ok || fail "predict without --weights is a usage error"
+
 # A model teacher wrapping the file, with no backbone_options of its own.
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/kd" --set teacher.name=model \
       --set teacher.backbone=mobilenetv3_small_100 --set teacher.weights="$T/small/best.safetensors" \

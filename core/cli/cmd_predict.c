@@ -1,0 +1,154 @@
+/* usi predict: classify image files with a trained backbone, through the
+ * evaluation transform (resize + centre crop by crop_pct, normalisation),
+ * printing the top-k classes and optionally writing the raw logits. */
+#include <cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/predict.h"
+#include "data/augchain.h"
+#include "data/decode.h"
+#include "data/imagefolder.h"
+#include "data/loader_config.h"
+#include "graph/graph.h"
+#include "plugin/params.h"
+#include "train/options.h"
+#include "train/safetensors.h"
+#include "train/setup.h"
+#include "train/weights.h"
+#include "util/error.h"
+#include "util/log.h"
+
+static const char *usage =
+    "usage: usi predict [CONFIG] --weights FILE [--backbone NAME] [--topk 5] [--img-size N] [--ema]\n"
+    "                   [--json] [--logits OUT.safetensors] [--set key=value ...] [--plugin-dir DIR] IMAGE...\n"
+    "Classify images with trained weights (a best.safetensors, a checkpoint, or a timm file in safetensors).\n"
+    "The backbone, its options, the input size, normalisation and class names come from CONFIG, else\n"
+    "from what the weights file stores (usi writes them), else from the USI recipe's defaults.\n"
+    "  --backbone NAME   the backbone when no CONFIG is given and the file does not name it\n"
+    "  --ema             a training checkpoint's EMA weights instead of the raw ones\n"
+    "  --logits FILE     also write the logits [images, classes] as a safetensors tensor 'logits'\n";
+
+/* The file's metadata as settings of a default config: what usi stored when
+ * it wrote the file. */
+static usi_error *config_from_file(usi_config *c, const usi_st_file *f, const usi_predict_args *a)
+{
+    char set[2048];
+    const char *keys[][2] = {{"mean", "data.mean"}, {"std", "data.std"}, {"crop_pct", "data.crop_pct"},
+                             {"interpolation", "data.interpolation"}};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = usi_st_metadata(f, keys[i][0]);
+        if (!v) continue;
+        snprintf(set, sizeof set, "%s=%s", keys[i][1], v);
+        USI_TRY(usi_config_set(c, set));
+    }
+    const char *name = a->backbone ? a->backbone : usi_st_metadata(f, "backbone");
+    if (!name)
+        return usi_error_new(USI_ERR_INVALID, "%s names no backbone; give --backbone NAME (`usi plugins` lists them)",
+                             a->weights);
+    snprintf(set, sizeof set, "backbone.name=\"%s\"", name);
+    return usi_config_set(c, set);
+}
+
+/* The input side: --img-size, else CONFIG's, else the file's img_size option. */
+static int64_t input_side(const usi_config *c, const usi_params *p, const usi_predict_args *a)
+{
+    if (a->img_size > 0) return a->img_size;
+    int64_t side = usi_config_int(c, "data.img_size");
+    if (!a->config && usi_params_has(p, "img_size")) usi_error_free(usi_params_get_int(p, "img_size", &side));
+    return side;
+}
+
+static usi_error *backbone_params(const usi_config *c, const usi_st_file *f, const usi_predict_args *a,
+                                  usi_params **out)
+{
+    const usi_selected *bb = usi_config_backbone(c);
+    usi_params *p = usi_params_copy(bb->params);
+    if (!p) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    const char *stored = usi_st_metadata(f, "backbone"), *opts = usi_st_metadata(f, "backbone_options");
+    usi_error *e = NULL;
+    if (opts && stored && !strcmp(stored, bb->loaded->comp->name))
+        e = usi_backbone_options_from_file(p, opts, a->weights, NULL);
+    if (!e && a->img_size > 0 && usi_params_has(p, "img_size")) e = usi_params_set_int(p, "img_size", a->img_size);
+    if (e) {
+        usi_params_free(p);
+        return e;
+    }
+    *out = p;
+    return NULL;
+}
+
+/* Class names: the file's, else CONFIG's training folder, else numbers. */
+static char **class_names(const usi_st_file *f, const usi_config *c, int32_t classes)
+{
+    char **names = calloc((size_t)classes, sizeof *names);
+    if (!names) return NULL;
+    cJSON *list = usi_st_metadata(f, "classes") ? cJSON_Parse(usi_st_metadata(f, "classes")) : NULL;
+    usi_dataset *ds = NULL;
+    if (!list && *usi_config_string(c, "data.train")) usi_error_free(usi_dataset_open(usi_config_string(c, "data.train"), &ds));
+    for (int32_t k = 0; k < classes; k++) {
+        const cJSON *item = list ? cJSON_GetArrayItem(list, k) : NULL;
+        char num[32];
+        snprintf(num, sizeof num, "class %d", k);
+        const char *name = cJSON_IsString(item) ? item->valuestring
+                           : ds && (size_t)k < usi_dataset_class_count(ds) ? usi_dataset_class_name(ds, (size_t)k)
+                                                                          : num;
+        names[k] = strdup(name);
+    }
+    cJSON_Delete(list);
+    usi_dataset_free(ds);
+    return names;
+}
+
+int usi_cmd_predict(int argc, char **argv)
+{
+    usi_predict_args a;
+    int rc = usi_predict_parse(argc, argv, &a);
+    if (rc == -1) {
+        fputs(usage, stdout);
+        return USI_EXIT_OK;
+    }
+    if (rc) {
+        fputs(usage, stderr);
+        return USI_EXIT_USAGE;
+    }
+    usi_cli_opts o = {0};
+    o.config_path = a.config;
+    o.plugin_dirs = a.plugin_dirs;
+    o.n_plugin_dirs = a.n_plugin_dirs;
+    o.sets = a.sets;
+    o.n_sets = a.n_sets;
+    usi_registry *r = NULL;
+    usi_config *c = usi_cli_load_config(&o, &r);
+    if (!c) {
+        usi_predict_args_free(&a);
+        return USI_EXIT_ERROR;
+    }
+    usi_st_file *f = NULL;
+    usi_predict_run run = {0};
+    usi_error *e = usi_st_read(a.weights, &f);
+    if (!e && !a.config) e = config_from_file(c, f, &a);
+    if (!e) e = usi_config_resolve(c, r);
+    if (!e) e = backbone_params(c, f, &a, &run.params);
+    if (!e) {
+        run.side = input_side(c, run.params, &a);
+        char set[64];
+        snprintf(set, sizeof set, "data.img_size=%lld", (long long)run.side);
+        e = usi_config_set(c, set);
+    }
+    if (!e) e = usi_predict_images(c, r, f, &a, &run);
+    if (!e) {
+        run.names = class_names(f, c, run.classes);
+        e = run.names ? usi_predict_print(&a, &run) : usi_error_new(USI_ERR_NOMEM, "out of memory");
+    }
+    rc = e ? usi_cli_fail(e) : USI_EXIT_OK;
+    usi_predict_run_free(&run);
+    usi_st_free(f);
+    usi_config_free(c);
+    usi_registry_free(r);
+    usi_predict_args_free(&a);
+    return rc;
+}
