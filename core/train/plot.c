@@ -1,7 +1,6 @@
 /* usi_plot_metrics: the curves of plot_internal.h drawn with cairo. One
  * routine draws on a cairo context; the PNG comes from an image surface
- * (written through usi_png_write, so it is replaced atomically like every
- * file usi writes) and the SVG from an SVG surface. */
+ * (usi_cairo_png_write) and the SVG from an SVG surface. */
 #include "train/plot.h"
 
 #include <cairo-svg.h>
@@ -12,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "data/decode.h"
+#include "data/canvas.h"
 #include "train/plot_internal.h"
 #include "util/error.h"
 
@@ -314,25 +313,7 @@ static usi_error *write_png(const usi_plot_curves *c, const char *path)
     usi_error *e = draw(cr, c);
     cairo_destroy(cr);
     cairo_surface_flush(s);
-    uint8_t *rgb = e ? NULL : malloc((size_t)W * H * 3);
-    if (!e && !rgb) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
-    if (!e) {
-        /* RGB24 keeps each pixel in a native-endian uint32 as 0x00RRGGBB */
-        const uint8_t *data = cairo_image_surface_get_data(s);
-        int stride = cairo_image_surface_get_stride(s);
-        for (int y = 0; y < H; y++)
-            for (int x = 0; x < W; x++) {
-                uint32_t p;
-                memcpy(&p, data + (size_t)y * (size_t)stride + (size_t)x * 4, 4);
-                uint8_t *o = rgb + ((size_t)y * W + (size_t)x) * 3;
-                o[0] = (uint8_t)(p >> 16);
-                o[1] = (uint8_t)(p >> 8);
-                o[2] = (uint8_t)p;
-            }
-        usi_image im = {sizeof(usi_image), W, H, 3, W * 3, rgb};
-        e = usi_png_write(path, &im);
-    }
-    free(rgb);
+    if (!e) e = usi_cairo_png_write(s, path);
     cairo_surface_destroy(s);
     return e;
 }
