@@ -1,5 +1,6 @@
 /* usi config show [CONFIG] [--set key=value ...]: the effective configuration. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -22,8 +23,15 @@ int usi_cmd_config(int argc, char **argv)
         fprintf(stderr, "usi config: unknown action '%s'\n%s", argv[1], usage);
         return USI_EXIT_USAGE;
     }
+    if (usi_cli_wants_help(argc - 1, argv + 1, usage)) return USI_EXIT_OK;
+    /* messages name the command as typed: "usi config show: ..." */
+    char **args = malloc(sizeof *args * (size_t)argc);
+    if (!args) return usi_cli_fail(usi_error_new(USI_ERR_NOMEM, "out of memory"));
+    args[0] = "config show";
+    for (int i = 2; i < argc; i++) args[i - 1] = argv[i];
     usi_cli_opts o;
-    int rc = usi_cli_parse(argc - 1, argv + 1, "cps", &o);
+    int rc = usi_cli_parse(argc - 1, args, "cps", &o);
+    free(args);
     if (rc) return rc;
     usi_registry *r;
     usi_config *c = usi_cli_load_config(&o, &r);

@@ -176,6 +176,13 @@ typedef struct preview_args {
     size_t n_sets, n_dirs;
 } preview_args;
 
+static const char *usage =
+    "usage: usi preview CONFIG --out grid.png [--n 32] [--set key=value]... [--plugin-dir DIR]...\n"
+    "Write the first training batch of epoch 0 (N images, augmented and mixed as training sees\n"
+    "them) as a PNG grid: small images enlarged to tiles of at least 96 px, each over a bar of\n"
+    "its soft target and the names of its heaviest classes. The labels are printed too.\n";
+
+/* 0 to run, -1 after --help (exit 0), else the usage exit status. */
 static int parse(int argc, char **argv, preview_args *a)
 {
     memset(a, 0, sizeof *a);
@@ -183,19 +190,22 @@ static int parse(int argc, char **argv, preview_args *a)
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         int more = i + 1 < argc;
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            fputs(usage, stdout);
+            return -1;
+        }
         if (!strcmp(s, "--out") && more) a->out = argv[++i];
         else if (!strcmp(s, "--n") && more) a->n = atoi(argv[++i]);
         else if (!strcmp(s, "--set") && more && a->n_sets < 64) a->sets[a->n_sets++] = argv[++i];
         else if (!strcmp(s, "--plugin-dir") && more && a->n_dirs < 16) a->dirs[a->n_dirs++] = argv[++i];
         else if (s[0] != '-' && !a->config) a->config = s;
         else {
-            fprintf(stderr, "usi preview: unexpected argument '%s'\n", s);
+            fprintf(stderr, "usi preview: unexpected argument '%s'; see `usi preview --help`\n", s);
             return 2;
         }
     }
     if (!a->config || !a->out || a->n < 1 || a->n > 1024) {
-        fprintf(stderr, "usage: usi preview CONFIG --out grid.png [--n 32] [--set key=value]... "
-                        "[--plugin-dir DIR]...\n");
+        fputs(usage, stderr);
         return 2;
     }
     return 0;
@@ -248,7 +258,7 @@ int usi_cmd_preview(int argc, char **argv)
 {
     preview_args a;
     int rc = parse(argc, argv, &a);
-    if (rc) return rc;
+    if (rc) return rc < 0 ? 0 : rc;
     usi_config *c = usi_config_new();
     usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
     usi_error *e = c && r ? setup(&a, c, r) : usi_error_new(USI_ERR_NOMEM, "out of memory");
