@@ -4,13 +4,16 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "train/setup.h"
 #include "util/error.h"
 
 static const char *usage =
     "usage: usi config show [CONFIG] [--set key=value ...] [--plugin-dir DIR ...]\n"
     "Print the effective configuration: the USI recipe defaults, merged with CONFIG,\n"
-    "merged with each --set, with every plugin option validated. The output is\n"
-    "libconfig and loads back to the same values.\n"
+    "merged with each --set, with every plugin option validated, and with the values a\n"
+    "run fills in at its start: each augmentation's size = data.img_size, the backbone's\n"
+    "(and teacher's) img_size, and num_classes from data.train's class folders. The output\n"
+    "is libconfig and loads back to the same values.\n"
     "  --set data.batch_size=64   --set backbone.name=resnet18   --set augment.hflip.p=0.3\n";
 
 int usi_cmd_config(int argc, char **argv)
@@ -40,6 +43,7 @@ int usi_cmd_config(int argc, char **argv)
         return USI_EXIT_ERROR;
     }
     usi_error *e = usi_config_resolve(c, r);
+    if (!e) e = usi_setup_fill_config(c);
     if (e) {
         rc = usi_cli_fail(e);
     } else {

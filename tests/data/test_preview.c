@@ -42,6 +42,18 @@ static void test_config_glue(const char *cfg)
     usi_loader_opts tr = usi_data_loader_opts(c, 1), ev = usi_data_loader_opts(c, 0);
     CHECK(tr.repeats == 2 && tr.shuffle && tr.img_size == 32 && ev.repeats == 1 && !ev.shuffle,
           "loader options");
+    /* the config itself, filled, shows the size the chain runs with */
+    MUST(usi_data_fill_config(c));
+    int found = 0;
+    for (size_t i = 0; i < usi_config_augment_count(c); i++) {
+        const usi_selected *s = usi_config_augment(c, i);
+        int64_t size = 0;
+        if (!usi_params_has(s->params, "size")) continue;
+        MUST(usi_params_get_int(s->params, "size", &size));
+        CHECK(size == 32, "augment %s shows size %lld, runs with 32", s->loaded->comp->name, (long long)size);
+        found++;
+    }
+    CHECK(found == 1, "%d augmentations with a size", found);
     usi_augchain_free(train);
     usi_augchain_free(eval);
     usi_registry_free(r);
