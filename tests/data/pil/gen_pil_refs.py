@@ -154,7 +154,7 @@ def main(out_dir):
     for name in names:
         mags = [7] if name in ('AutoContrast', 'Equalize', 'Invert') else [3.1, 7, 10]
         if name == 'PosterizeIncreasing':
-            # at 10 timm asks for 0 bits, which Pillow >= 11 refuses
+            # at 10 timm asks for 0 bits, which recent Pillow (13.0) refuses
             # (ValueError); the plugin gives black there, as older Pillow did
             mags = [3.1, 7, 9.9]
         for k, m in enumerate(mags):
