@@ -37,8 +37,8 @@ static void test_config_glue(const char *cfg)
     /* random_resized_crop got size 32: its decode hint is ceil(32 / sqrt(0.08)) */
     CHECK(usi_augchain_decode_min_side(train) == 114, "train decode hint %d",
           usi_augchain_decode_min_side(train));
-    /* eval: shorter side floor(32 / 0.95) = 33 */
-    CHECK(usi_augchain_decode_min_side(eval) == 33, "eval decode hint %d", usi_augchain_decode_min_side(eval));
+    /* eval decodes in full: a reduced DCT scale would not give PIL's pixels */
+    CHECK(usi_augchain_decode_min_side(eval) == 0, "eval decode hint %d", usi_augchain_decode_min_side(eval));
     usi_loader_opts tr = usi_data_loader_opts(c, 1), ev = usi_data_loader_opts(c, 0);
     CHECK(tr.repeats == 2 && tr.shuffle && tr.img_size == 32 && ev.repeats == 1 && !ev.shuffle,
           "loader options");
