@@ -29,13 +29,17 @@ double aug_uniform(usi_rng *r, double lo, double hi);
 /* "bicubic" | "bilinear" | "nearest" -> USI_INTERP_*, -1 when unknown. */
 int32_t aug_interp_from_name(const char *s);
 
-/* Resize the box [x0, x0+bw) x [y0, y0+bh) of src (pixel units, may be
- * fractional) to dw x dh pixels written at dst (stride dst_stride), with a
- * separable filter widened when shrinking (antialiased, as PIL does).
- * Returns 0, or -1 when out of memory. */
-int aug_resize_box(const usi_image *src, double x0, double y0, double bw,
-                   double bh, uint8_t *dst, int32_t dw, int32_t dh,
-                   int32_t dst_stride, int32_t interp);
+/* Resize src to full_w x full_h exactly as PIL's Image.resize does (so as
+ * torchvision and timm do) and write the window [x0, x0+dw) x [y0, y0+dh)
+ * of the result at dst (row stride dst_stride): a resize followed by a crop,
+ * computing only the crop. Returns 0, -1 when out of memory, -2 when the
+ * window is not inside the result. */
+int aug_resize_window(const usi_image *src, int32_t full_w, int32_t full_h, int32_t x0, int32_t y0,
+                      uint8_t *dst, int32_t dw, int32_t dh, int32_t dst_stride, int32_t interp);
+
+/* The w x h region of src at (x, y) as an image sharing src's pixels (a
+ * PIL crop before a resize: the filter then sees no pixel outside it). */
+usi_image aug_view(const usi_image *src, int32_t x, int32_t y, int32_t w, int32_t h);
 
 /* 0 forces the portable resampling loop (tests compare it with AVX2). */
 extern int aug_resample_simd;

@@ -1,7 +1,7 @@
-/* The evaluation transform of timm: resize the shorter side to
- * floor(size / crop_pct), then take the centred size x size crop. Both steps
- * are done as one resample of the matching source box, which gives the same
- * pixels as resizing the whole image and cropping. */
+/* The evaluation transform of timm: Resize(floor(size / crop_pct)) of the
+ * shorter side, then CenterCrop(size), with torchvision's rounding. Only the
+ * crop is computed, with the coefficients of the whole resize, so the
+ * pixels are those of PIL resizing everything and cropping. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -17,7 +17,7 @@ static const usi_param_desc erc_params[] = {
     AUG_P_INT("size", 224, 1, 8192, "output side in pixels (square)"),
     AUG_P_FLOAT("crop_pct", 0.95, 0.05, 1.0, "fraction of the resized shorter side kept by the centre crop"),
     AUG_P_STRING("interpolation", "bicubic", "bicubic|bilinear|nearest",
-                 "resampling filter (nearest: box filter, area average when shrinking)"),
+                 "resampling filter, as PIL's (antialiased when shrinking, except nearest)"),
 };
 
 static usi_error *erc_create(const usi_params *p, void **inst)
@@ -46,7 +46,9 @@ static usi_error *erc_apply(void *inst, const usi_image *src, usi_image *dst, us
     (void)rng;
     const erc *s = inst;
     int32_t W = src->width, H = src->height;
-    int32_t short_target = (int32_t)floor(s->size / s->crop_pct + 1e-9);
+    /* timm: math.floor(img_size / crop_pct), no tolerance, so a quotient
+     * just below an integer rounds down there too */
+    int32_t short_target = (int32_t)floor(s->size / s->crop_pct);
     if (short_target < s->size) short_target = s->size;
     /* torchvision Resize(int): the long side is truncated, not rounded. */
     int32_t rw, rh;
@@ -57,15 +59,13 @@ static usi_error *erc_apply(void *inst, const usi_image *src, usi_image *dst, us
         rh = short_target;
         rw = (int32_t)((int64_t)short_target * W / H);
     }
-    if (rw < s->size) rw = s->size;
-    if (rh < s->size) rh = s->size;
+    /* torchvision CenterCrop: int(round(d / 2.0)), Python's round (ties to
+     * even), which lrint is under the default rounding mode */
     int32_t left = (int32_t)lrint((rw - s->size) / 2.0);
     int32_t top = (int32_t)lrint((rh - s->size) / 2.0);
-    double sx = (double)W / rw, sy = (double)H / rh;
     usi_error *e = aug_host->image_alloc(dst, s->size, s->size, src->channels);
     if (e) return e;
-    if (aug_resize_box(src, left * sx, top * sy, s->size * sx, s->size * sy, dst->data,
-                       s->size, s->size, dst->stride, s->interp))
+    if (aug_resize_window(src, rw, rh, left, top, dst->data, s->size, s->size, dst->stride, s->interp))
         return aug_host->error_new(USI_ERR_NOMEM, "eval_resize_crop: out of memory");
     return NULL;
 }

@@ -1,6 +1,7 @@
 #include "ops.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -161,234 +162,256 @@ void ra_brightness(usi_image *im, double factor)
     for (size_t i = 0; i < n; i++) row[i] = blend(0, row[i], f);
 }
 
-/* PIL's SMOOTH kernel (1 1 1 / 1 5 1 / 1 1 1) / 13; border pixels keep
- * their values, as PIL's filter does. */
+/* PIL's SMOOTH filter (1 1 1 / 1 5 1 / 1 1 1) / 13 as its 3x3 filter runs
+ * it: float weights 1/13 and 5/13, summed in float from the row below to
+ * the row above, plus 0.5, truncated; border pixels keep their values. */
+static inline uint8_t smooth_at(const uint8_t *above, const uint8_t *at, const uint8_t *below, size_t i,
+                                size_t c)
+{
+    const float k1 = 1.0f / 13.0f, k5 = 5.0f / 13.0f;
+    float ss = 0.5f;
+    ss += (float)below[i - c] * k1 + (float)below[i] * k1 + (float)below[i + c] * k1;
+    ss += (float)at[i - c] * k1 + (float)at[i] * k5 + (float)at[i + c] * k1;
+    ss += (float)above[i - c] * k1 + (float)above[i] * k1 + (float)above[i + c] * k1;
+    ss = ss < 0.0f ? 0.0f : ss > 255.0f ? 255.0f : ss;
+    return (uint8_t)ss;
+}
+
 void ra_sharpness(usi_image *im, double factor, uint8_t *scratch)
 {
-    int32_t W = im->width, H = im->height, c = im->channels;
-    size_t rs = (size_t)W * (size_t)c;
+    int32_t W = im->width, H = im->height;
+    size_t c = (size_t)im->channels, rs = (size_t)W * c;
     for (int32_t y = 0; y < H; y++)
         memcpy(scratch + (size_t)y * rs, im->data + (size_t)y * (size_t)im->stride, rs);
     float f = (float)factor;
     for (int32_t y = 1; y < H - 1; y++) {
         const uint8_t *a = scratch + (size_t)(y - 1) * rs, *b = a + rs, *d = b + rs;
         uint8_t *o = im->data + (size_t)y * (size_t)im->stride;
-        for (size_t i = (size_t)c; i + (size_t)c < rs; i++) {
-            int s = a[i - c] + a[i] + a[i + c] + b[i - c] + 5 * b[i] + b[i + c] + d[i - c] + d[i] +
-                    d[i + c];
-            int deg = (s + 6) / 13;
-            o[i] = blend(deg, b[i], f);
-        }
+        for (size_t i = c; i + c < rs; i++) o[i] = blend(smooth_at(a, b, d, i, c), b[i], f);
     }
-}
-
-static inline void cubic_weights(float t, float w[4])
-{
-    const float a = -0.5f;
-    float x = 1.0f + t;
-    w[0] = ((a * x - 5.0f * a) * x + 8.0f * a) * x - 4.0f * a;
-    x = t;
-    w[1] = ((a + 2.0f) * x - (a + 3.0f)) * x * x + 1.0f;
-    x = 1.0f - t;
-    w[2] = ((a + 2.0f) * x - (a + 3.0f)) * x * x + 1.0f;
-    w[3] = 1.0f - w[0] - w[1] - w[2];
 }
 
 static inline int32_t clampi(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-static inline uint8_t round8(float v)
+/* PIL's FLOOR: truncation is floor for the non-negative values it sees most. */
+static inline int32_t pil_floor(double v) { return v < 0.0 ? (int32_t)floor(v) : (int32_t)v; }
+
+/* PIL's transform() bicubic: cubic convolution with a = -1 (not resize()'s
+ * -0.5), in this exact form, in double. */
+static inline double cubic(double v1, double v2, double v3, double v4, double d)
 {
-    v += 0.5f;
-    return (uint8_t)(v <= 0 ? 0 : v >= 255 ? 255 : (int)v);
+    double p1 = v2;
+    double p2 = -v1 + v3;
+    double p3 = 2 * (v1 - v2) + v3 - v4;
+    double p4 = -v1 + v2 - v3 + v4;
+    return p1 + d * (p2 + d * (p3 + d * p4));
 }
 
-/* Separable 4x4: filter each of the four rows horizontally, then the
- * column; edge pixels repeat (PIL clamps the neighbours too). A whole-pixel
- * coordinate has weights (0, 1, 0, 0): shears and translations hit that on
- * one axis, so only one row or one column is read. */
-static inline void sample_cubic(const usi_image *src, double xs, double ys, uint8_t *out)
-{
-    int32_t c = src->channels, W = src->width, H = src->height;
-    float fx = (float)(xs - 0.5), fy = (float)(ys - 0.5);
-    int32_t x0 = (int32_t)floorf(fx), y0 = (int32_t)floorf(fy);
-    int whole_x = fx == (float)x0, whole_y = fy == (float)y0;
-    float wx[4], wy[4];
-    cubic_weights(fx - (float)x0, wx);
-    cubic_weights(fy - (float)y0, wy);
-    int32_t xi[4];
-    for (int i = 0; i < 4; i++) xi[i] = clampi(x0 - 1 + i, 0, W - 1) * c;
-    float acc[3] = {0, 0, 0};
-    for (int j = whole_y ? 1 : 0; j < (whole_y ? 2 : 4); j++) {
-        const uint8_t *row = src->data + (size_t)clampi(y0 - 1 + j, 0, H - 1) * (size_t)src->stride;
-        float wj = whole_y ? 1.0f : wy[j];
-        for (int32_t k = 0; k < c; k++) {
-            float h = whole_x ? row[xi[1] + k]
-                              : wx[0] * row[xi[0] + k] + wx[1] * row[xi[1] + k] +
-                                    wx[2] * row[xi[2] + k] + wx[3] * row[xi[3] + k];
-            acc[k] += wj * h;
-        }
-    }
-    for (int32_t k = 0; k < c; k++) out[k] = round8(acc[k]);
-}
+static inline uint8_t clip_trunc(double v) { return v <= 0.0 ? 0 : v >= 255.0 ? 255 : (uint8_t)v; }
 
-static void sample_linear(const usi_image *src, double xs, double ys, uint8_t *out)
+/* One output pixel of PIL's bicubic_filter32RGB at source point (xin, yin);
+ * 0 when the point is off the image (the pixel keeps the fill colour).
+ * Four rows are filtered across, then the four results down; a row below
+ * the image repeats the one above it. A zero fraction makes a cubic return
+ * its second input exactly, so those rows or taps are skipped with no
+ * change to the result (shears and translations hit this on one axis). */
+static int sample_bicubic(const usi_image *im, double xin, double yin, uint8_t *out)
 {
-    int32_t c = src->channels;
-    double fx = xs - 0.5, fy = ys - 0.5;
-    int32_t x0 = (int32_t)floor(fx), y0 = (int32_t)floor(fy);
-    float tx = (float)(fx - x0), ty = (float)(fy - y0);
-    int32_t xa = clampi(x0, 0, src->width - 1), xb = clampi(x0 + 1, 0, src->width - 1);
-    int32_t ya = clampi(y0, 0, src->height - 1), yb = clampi(y0 + 1, 0, src->height - 1);
-    const uint8_t *r0 = src->data + (size_t)ya * (size_t)src->stride;
-    const uint8_t *r1 = src->data + (size_t)yb * (size_t)src->stride;
+    int32_t W = im->width, H = im->height, c = im->channels;
+    if (xin < 0.0 || xin >= W || yin < 0.0 || yin >= H) return 0;
+    xin -= 0.5;
+    yin -= 0.5;
+    int32_t x = pil_floor(xin), y = pil_floor(yin);
+    double dx = xin - x, dy = yin - y;
+    x--;
+    y--;
+    size_t xi[4];
+    for (int i = 0; i < 4; i++) xi[i] = (size_t)clampi(x + i, 0, W - 1) * (size_t)c;
+    const uint8_t *row[4];
+    row[0] = im->data + (size_t)clampi(y, 0, H - 1) * (size_t)im->stride;
+    for (int j = 1; j < 4; j++)
+        row[j] = y + j >= 0 && y + j < H ? im->data + (size_t)(y + j) * (size_t)im->stride : NULL;
     for (int32_t k = 0; k < c; k++) {
-        float top = r0[xa * c + k] + tx * (r0[xb * c + k] - r0[xa * c + k]);
-        float bot = r1[xa * c + k] + tx * (r1[xb * c + k] - r1[xa * c + k]);
-        float v = top + ty * (bot - top) + 0.5f;
-        out[k] = (uint8_t)(v <= 0 ? 0 : v >= 255 ? 255 : (int)v);
-    }
-}
-
-static inline void put_fill(uint8_t *o, int32_t c, const uint8_t fill[3])
-{
-    for (int32_t k = 0; k < c; k++) o[k] = fill[c == 3 ? k : 0];
-}
-
-/* x' = x + off(y), y' = y (shear X, translate X): within a row the source
- * fraction is constant, so the bicubic weights are computed once per row. */
-static void affine_rows(const usi_image *src, uint8_t *dst, double shear, double shift,
-                        const uint8_t fill[3])
-{
-    int32_t W = src->width, H = src->height, c = src->channels;
-    for (int32_t y = 0; y < H; y++) {
-        const uint8_t *row = src->data + (size_t)y * (size_t)src->stride;
-        uint8_t *o = dst + (size_t)y * (size_t)W * (size_t)c;
-        double off = shear * (y + 0.5) + shift, fl = floor(off);
-        int32_t base = (int32_t)fl;
-        float w[4];
-        cubic_weights((float)(off - fl), w);
-        for (int32_t x = 0; x < W; x++, o += c) {
-            double xs = x + 0.5 + off;
-            if (xs < 0 || xs >= W) {
-                put_fill(o, c, fill);
-                continue;
-            }
-            int32_t x0 = x + base;
-            const uint8_t *p[4];
-            for (int i = 0; i < 4; i++) p[i] = row + (size_t)clampi(x0 - 1 + i, 0, W - 1) * (size_t)c;
-            for (int32_t k = 0; k < c; k++)
-                o[k] = round8(w[0] * p[0][k] + w[1] * p[1][k] + w[2] * p[2][k] + w[3] * p[3][k]);
+        double v[4] = {0, 0, 0, 0};
+        for (int j = dy == 0.0 ? 1 : 0; j < (dy == 0.0 ? 2 : 4); j++) {
+            const uint8_t *r = row[j] ? row[j] + k : NULL;
+            if (r)
+                v[j] = dx == 0.0 ? r[xi[1]] : cubic(r[xi[0]], r[xi[1]], r[xi[2]], r[xi[3]], dx);
+            else if (j > 0)
+                v[j] = v[j - 1];
         }
+        out[k] = clip_trunc(dy == 0.0 ? v[1] : cubic(v[0], v[1], v[2], v[3], dy));
     }
+    return 1;
 }
 
-/* x' = x, y' = y + off(x) (shear Y, translate Y): weights per column. */
-static void affine_cols(const usi_image *src, uint8_t *dst, double shear, double shift,
-                        const uint8_t fill[3], float (*w)[4], int32_t *base, double *offs)
+/* PIL's bilinear_filter32RGB: two taps across, then down; truncated. */
+static int sample_bilinear(const usi_image *im, double xin, double yin, uint8_t *out)
 {
-    int32_t W = src->width, H = src->height, c = src->channels;
-    for (int32_t x = 0; x < W; x++) {
-        offs[x] = shear * (x + 0.5) + shift;
-        double fl = floor(offs[x]);
-        base[x] = (int32_t)fl;
-        cubic_weights((float)(offs[x] - fl), w[x]);
+    int32_t W = im->width, H = im->height, c = im->channels;
+    if (xin < 0.0 || xin >= W || yin < 0.0 || yin >= H) return 0;
+    xin -= 0.5;
+    yin -= 0.5;
+    int32_t x = pil_floor(xin), y = pil_floor(yin);
+    double dx = xin - x, dy = yin - y;
+    size_t x0 = (size_t)clampi(x, 0, W - 1) * (size_t)c, x1 = (size_t)clampi(x + 1, 0, W - 1) * (size_t)c;
+    const uint8_t *r0 = im->data + (size_t)clampi(y, 0, H - 1) * (size_t)im->stride;
+    const uint8_t *r1 = y + 1 >= 0 && y + 1 < H ? im->data + (size_t)(y + 1) * (size_t)im->stride : NULL;
+    for (int32_t k = 0; k < c; k++) {
+        double v1 = r0[x0 + k] + (r0[x1 + k] - r0[x0 + k]) * dx;
+        double v2 = r1 ? r1[x0 + k] + (r1[x1 + k] - r1[x0 + k]) * dx : v1;
+        v1 = v1 + (v2 - v1) * dy;
+        out[k] = (uint8_t)v1;
     }
-    for (int32_t y = 0; y < H; y++) {
-        uint8_t *o = dst + (size_t)y * (size_t)W * (size_t)c;
-        for (int32_t x = 0; x < W; x++, o += c) {
-            double ys = y + 0.5 + offs[x];
-            if (ys < 0 || ys >= H) {
-                put_fill(o, c, fill);
-                continue;
-            }
-            int32_t y0 = y + base[x];
-            const uint8_t *p[4];
-            for (int j = 0; j < 4; j++)
-                p[j] = src->data + (size_t)clampi(y0 - 1 + j, 0, H - 1) * (size_t)src->stride + (size_t)x * (size_t)c;
-            const float *wx = w[x];
-            for (int32_t k = 0; k < c; k++)
-                o[k] = round8(wx[0] * p[0][k] + wx[1] * p[1][k] + wx[2] * p[2][k] + wx[3] * p[3][k]);
-        }
-    }
-}
-
-/* Bicubic weights for fractions k / CUBIC_STEPS: a rotation needs fresh
- * weights at every pixel, and 1/256 of a pixel is far below what 8-bit
- * output can show. */
-#define CUBIC_STEPS 256
-
-static void cubic_table(float (*t)[4])
-{
-    for (int i = 0; i <= CUBIC_STEPS; i++) cubic_weights((float)i / CUBIC_STEPS, t[i]);
-}
-
-/* sample_cubic with tabled weights and no clamping away from the border. */
-static inline void sample_cubic_fast(const usi_image *src, double xs, double ys, uint8_t *out,
-                                     const float (*t)[4])
-{
-    int32_t c = src->channels;
-    double fx = xs - 0.5, fy = ys - 0.5;
-    int32_t x0 = (int32_t)floor(fx), y0 = (int32_t)floor(fy);
-    if (x0 < 1 || y0 < 1 || x0 + 2 >= src->width || y0 + 2 >= src->height) {
-        sample_cubic(src, xs, ys, out);
-        return;
-    }
-    const float *wx = t[(int)((fx - x0) * CUBIC_STEPS + 0.5)], *wy = t[(int)((fy - y0) * CUBIC_STEPS + 0.5)];
-    const uint8_t *p = src->data + (size_t)(y0 - 1) * (size_t)src->stride + (size_t)(x0 - 1) * (size_t)c;
-    float acc[3] = {0, 0, 0};
-    for (int j = 0; j < 4; j++, p += src->stride)
-        for (int32_t k = 0; k < c; k++)
-            acc[k] += wy[j] * (wx[0] * p[k] + wx[1] * p[c + k] + wx[2] * p[2 * c + k] + wx[3] * p[3 * c + k]);
-    for (int32_t k = 0; k < c; k++) out[k] = round8(acc[k]);
-}
-
-static void affine_general(const usi_image *src, uint8_t *dst, const double m[6], int32_t interp,
-                           const uint8_t fill[3])
-{
-    int32_t W = src->width, H = src->height, c = src->channels;
-    float table[CUBIC_STEPS + 1][4];
-    cubic_table(table);
-    for (int32_t y = 0; y < H; y++) {
-        uint8_t *o = dst + (size_t)y * (size_t)W * (size_t)c;
-        double yc = y + 0.5;
-        for (int32_t x = 0; x < W; x++, o += c) {
-            double xc = x + 0.5;
-            double xs = m[0] * xc + m[1] * yc + m[2];
-            double ys = m[3] * xc + m[4] * yc + m[5];
-            if (xs < 0 || ys < 0 || xs >= W || ys >= H) {
-                put_fill(o, c, fill);
-            } else if (interp == USI_INTERP_BICUBIC) {
-                sample_cubic_fast(src, xs, ys, o, (const float (*)[4])table);
-            } else if (interp == USI_INTERP_BILINEAR) {
-                sample_linear(src, xs, ys, o);
-            } else {
-                const uint8_t *p = src->data + (size_t)(int32_t)ys * (size_t)src->stride +
-                                   (size_t)(int32_t)xs * (size_t)c;
-                memcpy(o, p, (size_t)c);
-            }
-        }
-    }
+    return 1;
 }
 
 void ra_affine(const usi_image *src, uint8_t *dst, const double m[6], int32_t interp,
                const uint8_t fill[3])
 {
-    int unit = m[0] == 1.0 && m[4] == 1.0;
-    if (interp == USI_INTERP_BICUBIC && unit && m[3] == 0.0 && m[5] == 0.0) {
-        affine_rows(src, dst, m[1], m[2], fill);
-        return;
+    int32_t W = src->width, H = src->height, c = src->channels;
+    int (*sample)(const usi_image *, double, double, uint8_t *) =
+        interp == USI_INTERP_BICUBIC ? sample_bicubic : sample_bilinear;
+    for (int32_t y = 0; y < H; y++) {
+        uint8_t *o = dst + (size_t)y * (size_t)W * (size_t)c;
+        double yc = y + 0.5;
+        for (int32_t x = 0; x < W; x++, o += c) {
+            double xc = x + 0.5;
+            /* PIL's affine_transform, term by term */
+            double xs = m[0] * xc + m[1] * yc + m[2];
+            double ys = m[3] * xc + m[4] * yc + m[5];
+            if (!sample(src, xs, ys, o))
+                for (int32_t k = 0; k < c; k++) o[k] = fill[c == 3 ? k : 0];
+        }
     }
-    if (interp == USI_INTERP_BICUBIC && unit && m[1] == 0.0 && m[2] == 0.0) {
-        int32_t W = src->width;
-        float (*w)[4] = malloc(sizeof *w * (size_t)W);
-        int32_t *base = malloc(sizeof *base * (size_t)W);
-        double *offs = malloc(sizeof *offs * (size_t)W);
-        if (w && base && offs) affine_cols(src, dst, m[3], m[5], fill, w, base, offs);
-        else affine_general(src, dst, m, interp, fill); /* no memory: the slow path needs none */
-        free(w);
-        free(base);
-        free(offs);
-        return;
+}
+
+/* Python's round(v, 15): the double nearest the decimal rounded to 15
+ * places; glibc's printf rounds the exact binary value as Python does. */
+static double round15(double v)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.15f", v);
+    return strtod(buf, NULL);
+}
+
+int ra_rotate_matrix(int32_t w, int32_t h, double deg, double m[6])
+{
+    double mod = fmod(deg, 360.0); /* Python's %: the sign of the divisor */
+    if (mod < 0) mod += 360.0;
+    if (mod == 0.0) return 0;
+    double a = -(mod * (M_PI / 180.0)), cx = w / 2.0, cy = h / 2.0;
+    m[0] = round15(cos(a));
+    m[1] = round15(sin(a));
+    m[3] = round15(-sin(a));
+    m[4] = round15(cos(a));
+    /* rotate()'s transform(-cx, -cy) with a zero offset, then + centre */
+    m[2] = m[0] * -cx + m[1] * -cy + 0.0 + cx;
+    m[5] = m[3] * -cx + m[4] * -cy + 0.0 + cy;
+    return 1;
+}
+
+static const char *const op_names[RA_OP_COUNT][2] = {
+    {"AutoContrast", "AutoContrast"}, {"Equalize", "Equalize"}, {"Invert", "Invert"},
+    {"Rotate", "Rotate"}, {"Posterize", "PosterizeIncreasing"}, {"Solarize", "SolarizeIncreasing"},
+    {"SolarizeAdd", "SolarizeAdd"}, {"Color", "ColorIncreasing"}, {"Contrast", "ContrastIncreasing"},
+    {"Brightness", "BrightnessIncreasing"}, {"Sharpness", "SharpnessIncreasing"}, {"ShearX", "ShearX"},
+    {"ShearY", "ShearY"}, {"TranslateXRel", "TranslateXRel"}, {"TranslateYRel", "TranslateYRel"},
+};
+
+const char *ra_op_name(int op, int increasing)
+{
+    return op >= 0 && op < RA_OP_COUNT ? op_names[op][increasing ? 1 : 0] : "?";
+}
+
+int ra_op_find(const char *name, int *increasing)
+{
+    for (int op = 0; op < RA_OP_COUNT; op++)
+        for (int inc = 1; inc >= 0; inc--)
+            if (!strcmp(op_names[op][inc], name)) {
+                *increasing = inc;
+                return op;
+            }
+    return -1;
+}
+
+static int is_enhance(int op)
+{
+    return op == RA_COLOR || op == RA_CONTRAST || op == RA_BRIGHTNESS || op == RA_SHARPNESS;
+}
+
+int ra_op_negates(int op, int increasing)
+{
+    return op == RA_ROTATE || op == RA_SHEAR_X || op == RA_SHEAR_Y || op == RA_TRANSLATE_X ||
+           op == RA_TRANSLATE_Y || (increasing && is_enhance(op));
+}
+
+static void affine_in_place(const ra_settings *s, usi_image *im, uint8_t *scratch, const double m[6])
+{
+    ra_affine(im, scratch, m, s->interp, s->fill);
+    size_t rs = (size_t)im->width * (size_t)im->channels;
+    for (int32_t y = 0; y < im->height; y++)
+        memcpy(im->data + (size_t)y * (size_t)im->stride, scratch + (size_t)y * rs, rs);
+}
+
+#define LEVEL_DENOM 10.0
+
+void ra_apply_op(int op, double level, int negate, const ra_settings *s, usi_image *im, uint8_t *scratch)
+{
+    double sign = negate ? -1.0 : 1.0, v, m[6] = {1, 0, 0, 0, 1, 0};
+    /* each argument is timm's *_level_to_arg, operation for operation */
+    switch (op) {
+    case RA_AUTO_CONTRAST: ra_auto_contrast(im); break;
+    case RA_EQUALIZE: ra_equalize(im); break;
+    case RA_INVERT: ra_invert(im); break;
+    case RA_ROTATE:
+        if (ra_rotate_matrix(im->width, im->height, sign * (level / LEVEL_DENOM * 30.0), m))
+            affine_in_place(s, im, scratch, m);
+        break;
+    case RA_POSTERIZE: {
+        int bits = (int)(level / LEVEL_DENOM * 4);
+        ra_posterize(im, s->increasing ? 4 - bits : bits);
+        break;
     }
-    affine_general(src, dst, m, interp, fill);
+    case RA_SOLARIZE: {
+        int t = (int)(level / LEVEL_DENOM * 256);
+        if (t > 256) t = 256;
+        ra_solarize(im, s->increasing ? 256 - t : t);
+        break;
+    }
+    case RA_SOLARIZE_ADD: {
+        int add = (int)(level / LEVEL_DENOM * 110);
+        ra_solarize_add(im, add > 128 ? 128 : add, 128);
+        break;
+    }
+    case RA_COLOR:
+    case RA_CONTRAST:
+    case RA_BRIGHTNESS:
+    case RA_SHARPNESS:
+        if (s->increasing) {
+            v = 1.0 + sign * (level / LEVEL_DENOM * 0.9);
+            v = v < 0.1 ? 0.1 : v;
+        } else {
+            v = level / LEVEL_DENOM * 1.8 + 0.1;
+        }
+        if (op == RA_COLOR) ra_color(im, v);
+        else if (op == RA_CONTRAST) ra_contrast(im, v);
+        else if (op == RA_BRIGHTNESS) ra_brightness(im, v);
+        else ra_sharpness(im, v, scratch);
+        break;
+    case RA_SHEAR_X:
+    case RA_SHEAR_Y:
+        v = sign * (level / LEVEL_DENOM * 0.3);
+        m[op == RA_SHEAR_X ? 1 : 3] = v;
+        affine_in_place(s, im, scratch, m);
+        break;
+    case RA_TRANSLATE_X:
+    case RA_TRANSLATE_Y:
+        v = sign * (level / LEVEL_DENOM * s->translate_pct);
+        if (op == RA_TRANSLATE_X) m[2] = v * im->width;
+        else m[5] = v * im->height;
+        affine_in_place(s, im, scratch, m);
+        break;
+    default: break;
+    }
 }

@@ -10,18 +10,12 @@
 #include "../common/augcommon.h"
 #include "ops.h"
 
-enum {
-    OP_AUTO_CONTRAST, OP_EQUALIZE, OP_INVERT, OP_ROTATE, OP_POSTERIZE, OP_SOLARIZE,
-    OP_SOLARIZE_ADD, OP_COLOR, OP_CONTRAST, OP_BRIGHTNESS, OP_SHARPNESS, OP_SHEAR_X,
-    OP_SHEAR_Y, OP_TRANSLATE_X, OP_TRANSLATE_Y, OP_COUNT
-};
-
 #define LEVEL_DENOM 10.0
 
 typedef struct ra {
-    int32_t num_ops, increasing, interp;
-    double magnitude, magnitude_std, magnitude_max, prob, translate_pct;
-    uint8_t fill[3];
+    int32_t num_ops;
+    double magnitude, magnitude_std, magnitude_max, prob;
+    ra_settings op; /* what the operations themselves take */
 } ra;
 
 static const usi_param_desc ra_params[] = {
@@ -48,9 +42,9 @@ static usi_error *ra_read(ra *s, const usi_params *p)
     if (!e) e = aug_host->param_float(p, "magnitude", &s->magnitude);
     if (!e) e = aug_host->param_float(p, "magnitude_std", &s->magnitude_std);
     if (!e) e = aug_host->param_float(p, "magnitude_max", &s->magnitude_max);
-    if (!e) e = aug_host->param_bool(p, "increasing", &s->increasing);
+    if (!e) e = aug_host->param_bool(p, "increasing", &s->op.increasing);
     if (!e) e = aug_host->param_float(p, "prob", &s->prob);
-    if (!e) e = aug_host->param_float(p, "translate_pct", &s->translate_pct);
+    if (!e) e = aug_host->param_float(p, "translate_pct", &s->op.translate_pct);
     if (!e) e = aug_host->param_string(p, "interpolation", &interp);
     if (!e) e = aug_host->param_float_list(p, "fill", fill, 3, &nfill);
     if (e) return e;
@@ -58,9 +52,9 @@ static usi_error *ra_read(ra *s, const usi_params *p)
         return aug_host->error_new(USI_ERR_INVALID,
                                    "rand_augment: option 'fill' needs 1 or 3 values (R, G, B), got %zu",
                                    nfill);
-    for (int k = 0; k < 3; k++) s->fill[k] = (uint8_t)lrint(fill[nfill == 1 ? 0 : k]);
+    for (int k = 0; k < 3; k++) s->op.fill[k] = (uint8_t)lrint(fill[nfill == 1 ? 0 : k]);
     s->num_ops = (int32_t)n;
-    s->interp = aug_interp_from_name(interp);
+    s->op.interp = aug_interp_from_name(interp);
     return NULL;
 }
 
@@ -78,84 +72,6 @@ static usi_error *ra_create(const usi_params *p, void **inst)
 }
 
 static void ra_destroy(void *inst) { free(inst); }
-
-/* timm's _randomly_negate. */
-static double negate_maybe(usi_rng *r, double v)
-{
-    return aug_host->rng_uniform(r) > 0.5 ? -v : v;
-}
-
-static void affine_op(const ra *s, usi_image *im, uint8_t *scratch, const double m[6])
-{
-    ra_affine(im, scratch, m, s->interp, s->fill);
-    size_t rs = (size_t)im->width * (size_t)im->channels;
-    for (int32_t y = 0; y < im->height; y++)
-        memcpy(im->data + (size_t)y * (size_t)im->stride, scratch + (size_t)y * rs, rs);
-}
-
-/* PIL's Image.rotate(deg) about the centre, same size. */
-static void rotate_op(const ra *s, usi_image *im, uint8_t *scratch, double deg)
-{
-    double a = -deg * M_PI / 180.0, cx = im->width / 2.0, cy = im->height / 2.0;
-    double m[6] = {cos(a), sin(a), 0, -sin(a), cos(a), 0};
-    m[2] = m[0] * -cx + m[1] * -cy + cx;
-    m[5] = m[3] * -cx + m[4] * -cy + cy;
-    affine_op(s, im, scratch, m);
-}
-
-/* The enhance factor for Color/Contrast/Brightness/Sharpness. */
-static double enhance_level(const ra *s, usi_rng *r, double level)
-{
-    if (s->increasing) {
-        double v = 1.0 + negate_maybe(r, level / LEVEL_DENOM * 0.9);
-        return v < 0.1 ? 0.1 : v;
-    }
-    return level / LEVEL_DENOM * 1.8 + 0.1;
-}
-
-static void apply_op(const ra *s, int op, double level, usi_image *im, uint8_t *scratch,
-                     usi_rng *r)
-{
-    double v;
-    switch (op) {
-    case OP_AUTO_CONTRAST: ra_auto_contrast(im); break;
-    case OP_EQUALIZE: ra_equalize(im); break;
-    case OP_INVERT: ra_invert(im); break;
-    case OP_ROTATE: rotate_op(s, im, scratch, negate_maybe(r, level / LEVEL_DENOM * 30.0)); break;
-    case OP_POSTERIZE: {
-        int bits = (int)(level / LEVEL_DENOM * 4);
-        ra_posterize(im, s->increasing ? 4 - bits : bits);
-        break;
-    }
-    case OP_SOLARIZE: {
-        int t = (int)(level / LEVEL_DENOM * 256);
-        if (t > 256) t = 256;
-        ra_solarize(im, s->increasing ? 256 - t : t);
-        break;
-    }
-    case OP_SOLARIZE_ADD: ra_solarize_add(im, (int)(level / LEVEL_DENOM * 110), 128); break;
-    case OP_COLOR: ra_color(im, enhance_level(s, r, level)); break;
-    case OP_CONTRAST: ra_contrast(im, enhance_level(s, r, level)); break;
-    case OP_BRIGHTNESS: ra_brightness(im, enhance_level(s, r, level)); break;
-    case OP_SHARPNESS: ra_sharpness(im, enhance_level(s, r, level), scratch); break;
-    case OP_SHEAR_X:
-    case OP_SHEAR_Y: {
-        v = negate_maybe(r, level / LEVEL_DENOM * 0.3);
-        double m[6] = {1, op == OP_SHEAR_X ? v : 0, 0, op == OP_SHEAR_Y ? v : 0, 1, 0};
-        affine_op(s, im, scratch, m);
-        break;
-    }
-    case OP_TRANSLATE_X:
-    case OP_TRANSLATE_Y: {
-        v = negate_maybe(r, level / LEVEL_DENOM * s->translate_pct);
-        double m[6] = {1, 0, op == OP_TRANSLATE_X ? v * im->width : 0,
-                       0, 1, op == OP_TRANSLATE_Y ? v * im->height : 0};
-        affine_op(s, im, scratch, m);
-        break;
-    }
-    default: break;
-    }
-}
 
 static double draw_level(const ra *s, usi_rng *r)
 {
@@ -176,9 +92,12 @@ static usi_error *ra_apply(void *inst, const usi_image *src, usi_image *dst, usi
     uint8_t *scratch = malloc((size_t)src->width * (size_t)src->height * (size_t)src->channels);
     if (!scratch) return aug_host->error_new(USI_ERR_NOMEM, "rand_augment: out of memory");
     for (int32_t i = 0; i < s->num_ops; i++) {
-        int op = aug_randint(rng, 0, OP_COUNT);
+        int op = aug_randint(rng, 0, RA_OP_COUNT);
         if (s->prob < 1.0 && aug_host->rng_uniform(rng) > s->prob) continue;
-        apply_op(s, op, draw_level(s, rng), dst, scratch, rng);
+        double level = draw_level(s, rng);
+        /* timm's _randomly_negate, drawn after the magnitude as there */
+        int negate = ra_op_negates(op, s->op.increasing) && aug_host->rng_uniform(rng) > 0.5;
+        ra_apply_op(op, level, negate, &s->op, dst, scratch);
     }
     free(scratch);
     return NULL;

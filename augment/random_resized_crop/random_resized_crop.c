@@ -18,7 +18,7 @@ static const usi_param_desc rrc_params[] = {
     AUG_P_LIST("ratio", "0.75, 1.3333333333333333", 0.01, 100.0,
                "range of the crop's aspect ratio (width / height), sampled log-uniformly"),
     AUG_P_STRING("interpolation", "bicubic", "bicubic|bilinear|nearest",
-                 "resampling filter (nearest: box filter, area average when shrinking)"),
+                 "resampling filter, as PIL's (antialiased when shrinking, except nearest)"),
 };
 
 static usi_error *read_pair(const usi_params *p, const char *name, double out[2])
@@ -98,8 +98,10 @@ static usi_error *rrc_apply(void *inst, const usi_image *src, usi_image *dst, us
     pick_box(s, src->width, src->height, rng, box);
     usi_error *e = aug_host->image_alloc(dst, s->size, s->size, src->channels);
     if (e) return e;
-    if (aug_resize_box(src, box[0], box[1], box[2], box[3], dst->data, s->size, s->size,
-                       dst->stride, s->interp))
+    /* torchvision's resized_crop: crop, then resize the crop alone */
+    usi_image crop = aug_view(src, box[0], box[1], box[2], box[3]);
+    if (aug_resize_window(&crop, s->size, s->size, 0, 0, dst->data, s->size, s->size, dst->stride,
+                          s->interp))
         return aug_host->error_new(USI_ERR_NOMEM, "random_resized_crop: out of memory");
     return NULL;
 }

@@ -24,6 +24,10 @@ typedef struct usi_cli_opts {
     int ema;                      /* --ema                                */
 } usi_cli_opts;
 
+/* When argv[1..] holds --help or -h: print usage on stdout and return 1
+ * (the command then exits 0). Every command and subcommand asks this first. */
+int usi_cli_wants_help(int argc, char **argv, const char *usage);
+
 /* Parse argv[1..]; unknown options are a usage error. `allow` lists the
  * options this subcommand takes: "c" config, "p" --plugin-dir, "s" --set,
  * "j" --json, "r" --resume, "k" --checkpoint, "e" --ema. Returns 0 or USI_EXIT_USAGE (after printing why). */

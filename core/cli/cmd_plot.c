@@ -1,4 +1,4 @@
-/* usi plot RUN_DIR [--out FILE]: the training curves of a run as a PNG. */
+/* usi plot RUN_DIR [--out FILE]: the training curves of a run as a PNG or SVG. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,9 +9,11 @@
 
 static const char *usage =
     "usage: usi plot RUN_DIR [--out FILE]\n"
-    "Draw RUN_DIR/metrics.jsonl as a PNG: training loss against the step (left) and\n"
-    "top-1 / EMA top-1 against the epoch (right). Writes RUN_DIR/curves.png unless --out\n"
-    "names another file. `usi train` draws it too when a run finishes.\n";
+    "Draw RUN_DIR/metrics.jsonl: on the left the training loss against the step (raw and\n"
+    "smoothed), the validation loss when the run logged it, and the learning rate on a\n"
+    "second axis; on the right top-1 and EMA top-1 against the epoch. Writes\n"
+    "RUN_DIR/curves.png unless --out names another file; a name ending in .svg gives SVG.\n"
+    "`usi train` draws curves.png too when a run finishes.\n";
 
 int usi_cmd_plot(int argc, char **argv)
 {

@@ -27,16 +27,6 @@ static void on_stop(int sig)
     usi_stop_requested = 1;
 }
 
-static int wants_help(int argc, char **argv, const char *usage)
-{
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(usage, stdout);
-            return 1;
-        }
-    return 0;
-}
-
 /* Load, discover, resolve; on failure print and return NULL. */
 static usi_config *prepare(const usi_cli_opts *o, usi_registry **r, const char *usage)
 {
@@ -60,7 +50,7 @@ static usi_config *prepare(const usi_cli_opts *o, usi_registry **r, const char *
 
 int usi_cmd_train(int argc, char **argv)
 {
-    if (wants_help(argc, argv, train_usage)) return USI_EXIT_OK;
+    if (usi_cli_wants_help(argc, argv, train_usage)) return USI_EXIT_OK;
     usi_cli_opts o;
     int rc = usi_cli_parse(argc, argv, "cpsr", &o);
     if (rc) return rc;
@@ -98,7 +88,7 @@ int usi_cmd_train(int argc, char **argv)
 
 int usi_cmd_eval(int argc, char **argv)
 {
-    if (wants_help(argc, argv, eval_usage)) return USI_EXIT_OK;
+    if (usi_cli_wants_help(argc, argv, eval_usage)) return USI_EXIT_OK;
     usi_cli_opts o;
     int rc = usi_cli_parse(argc, argv, "cpsjke", &o);
     if (rc) return rc;

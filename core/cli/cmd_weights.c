@@ -33,6 +33,7 @@ static int valid_prefix(const char *s, size_t n)
 
 static int merge(int argc, char **argv)
 {
+    if (usi_cli_wants_help(argc, argv, usage)) return USI_EXIT_OK;
     if (argc < 3) {
         fputs(usage, stderr);
         return USI_EXIT_USAGE;

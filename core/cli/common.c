@@ -12,6 +12,16 @@ int usi_cli_fail(usi_error *e)
     return USI_EXIT_ERROR;
 }
 
+int usi_cli_wants_help(int argc, char **argv, const char *usage)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage, stdout);
+            return 1;
+        }
+    return 0;
+}
+
 static int push(const char ***arr, size_t *n, const char *s)
 {
     const char **p = realloc(*arr, (*n + 1) * sizeof *p);

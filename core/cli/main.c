@@ -23,7 +23,7 @@ static const command commands[] = {
     {"preview", usi_cmd_preview, "write a PNG grid of augmented training samples"},
     {"predict", usi_cmd_predict, "classify image files with trained weights: top-k classes, raw logits"},
     {"summary", usi_cmd_summary, "parameters, MACs and output shape of a backbone"},
-    {"plot", usi_cmd_plot, "draw a run's loss and top-1 curves from metrics.jsonl as a PNG"},
+    {"plot", usi_cmd_plot, "draw a run's loss, lr and top-1 curves from metrics.jsonl (PNG or SVG)"},
     {"weights", usi_cmd_weights, "weights merge: one safetensors file from several (ensemble teacher)"},
 };
 
@@ -56,6 +56,8 @@ int main(int argc, char **argv)
         return USI_EXIT_USAGE;
     }
     if (!strcmp(argv[i], "version") || !strcmp(argv[i], "--version")) {
+        if (usi_cli_wants_help(argc - i, argv + i, "usage: usi version\nPrint the version of usi and of the plugin ABI it hosts.\n"))
+            return USI_EXIT_OK;
         printf("usi %s (plugin ABI %d.%d)\n", USI_VERSION, USI_ABI_MAJOR, USI_ABI_MINOR);
         return USI_EXIT_OK;
     }

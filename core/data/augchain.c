@@ -43,8 +43,11 @@ void usi_augchain_free(usi_augchain *ch)
     free(ch);
 }
 
-/* Reads the options of the two cropping components the core knows by name;
- * anything else first means full-size decoding. */
+/* Reads the options of random_resized_crop, the one component the core
+ * knows lets decoding shrink; anything else first means full-size
+ * decoding. Evaluation (eval_resize_crop) decodes in full too: a reduced
+ * DCT scale gives other pixels than PIL's decode, and the eval transform
+ * must give timm's pixels so accuracies compare (test_pil_parity). */
 static int32_t decode_hint(const usi_component *c, const usi_params *p)
 {
     int64_t size = 0;
@@ -58,11 +61,6 @@ static int32_t decode_hint(const usi_component *c, const usi_params *p)
             usi_error_free(e);
             return (int32_t)ceil((double)size / sqrt(scale[0]));
         }
-    } else if (!strcmp(c->name, "eval_resize_crop")) {
-        double pct = 1;
-        e = usi_params_get_int(p, "size", &size);
-        if (!e) e = usi_params_get_float(p, "crop_pct", &pct);
-        if (!e && pct > 0) return (int32_t)floor((double)size / pct);
     }
     usi_error_free(e);
     return 0;

@@ -27,8 +27,8 @@ size_t usi_augchain_batch_count(const usi_augchain *ch);
 
 /* The largest JPEG DCT reduction the first stage allows: decoding may shrink
  * the image as long as its shorter side stays >= this (0 = decode in full).
- * Known from random_resized_crop (size / sqrt(min scale)) and
- * eval_resize_crop (size / crop_pct). */
+ * Known from random_resized_crop (size / sqrt(min scale)); evaluation
+ * decodes in full, so its pixels are PIL's. */
 int32_t usi_augchain_decode_min_side(const usi_augchain *ch);
 
 /* Per-thread scratch images for the per-sample stages. */

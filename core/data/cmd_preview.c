@@ -1,14 +1,19 @@
 /* `usi preview CONFIG --out grid.png [--n 32]`: the first training batch of
  * epoch 0, augmented and mixed exactly as training would see it, as a PNG
- * grid. Under each image a bar shows its soft target: one coloured segment
- * per class, as wide as the class's weight, with the class index drawn in
- * it. The same labels are printed as text. */
+ * grid. Small images are enlarged by a whole factor (nearest neighbour, so
+ * every pixel stays a visible square) until a tile is at least
+ * USI_PREVIEW_MIN_TILE pixels. Under each image a bar shows its soft target,
+ * one coloured segment per class as wide as the class's weight, and below
+ * it the heaviest classes by name with their weights. The same labels are
+ * printed as text. */
+#include <cairo.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
+#include "data/canvas.h"
 #include "data/commands.h"
 #include "data/decode.h"
 #include "data/loader_config.h"
@@ -16,13 +21,9 @@
 #include "plugin/registry.h"
 #include "util/error.h"
 
-/* 3x5 digits, one row per 3-bit number, most significant bit on the left. */
-static const uint8_t digit_font[10][5] = {
-    {7, 5, 5, 5, 7}, {2, 6, 2, 2, 7}, {7, 1, 7, 4, 7}, {7, 1, 7, 1, 7}, {5, 5, 7, 1, 1},
-    {7, 4, 7, 1, 7}, {7, 4, 7, 5, 7}, {7, 1, 1, 1, 1}, {7, 5, 7, 5, 7}, {7, 5, 7, 1, 7},
-};
+#define FONT "sans-serif"
 
-static void class_colour(int k, uint8_t rgb[3])
+static void class_colour(int k, double rgb[3])
 {
     static const uint8_t pal[10][3] = {
         {230, 25, 75}, {60, 180, 75}, {255, 225, 25}, {0, 130, 200}, {245, 130, 48},
@@ -30,26 +31,7 @@ static void class_colour(int k, uint8_t rgb[3])
     };
     const uint8_t *p = pal[k % 10];
     int shade = (k / 10) % 3; /* more than ten classes: darker repeats */
-    for (int i = 0; i < 3; i++) rgb[i] = (uint8_t)(p[i] * (3 - shade) / 3);
-}
-
-static void fill_rect(usi_image *im, int x0, int y0, int w, int h, const uint8_t rgb[3])
-{
-    for (int y = y0; y < y0 + h && y < im->height; y++)
-        for (int x = x0; x < x0 + w && x < im->width; x++)
-            memcpy(im->data + (size_t)y * (size_t)im->stride + (size_t)x * 3, rgb, 3);
-}
-
-static void draw_number(usi_image *im, int x, int y, int scale, int value)
-{
-    char s[16];
-    int n = snprintf(s, sizeof s, "%d", value);
-    static const uint8_t ink[3] = {0, 0, 0};
-    for (int i = 0; i < n; i++)
-        for (int r = 0; r < 5; r++)
-            for (int c = 0; c < 3; c++)
-                if (digit_font[s[i] - '0'][r] & (4 >> c))
-                    fill_rect(im, x + (i * 4 + c) * scale, y + r * scale, scale, scale, ink);
+    for (int i = 0; i < 3; i++) rgb[i] = p[i] * (3 - shade) / 3.0 / 255.0;
 }
 
 typedef struct weight {
@@ -63,9 +45,25 @@ static int by_weight(const void *a, const void *b)
     return d > 0 ? 1 : d < 0 ? -1 : 0;
 }
 
-/* The target bar of one tile at (x, y), w x h; prints the label line. */
-static void draw_bar(usi_image *im, int x, int y, int w, int h, const float *t, int K, int tile,
-                     const usi_dataset *ds)
+/* s cut (at a UTF-8 character boundary) and ended with "..." to fit width. */
+static void fit_text(cairo_t *cr, const char *s, double width, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", s);
+    cairo_text_extents_t te;
+    cairo_text_extents(cr, out, &te);
+    size_t n = strlen(out);
+    while (te.x_advance > width && n > 0) {
+        do n--;
+        while (n > 0 && ((uint8_t)out[n] & 0xC0) == 0x80);
+        snprintf(out + n, cap - n, "...");
+        cairo_text_extents(cr, out, &te);
+    }
+}
+
+/* The target bar and the class names under one tile at (x, y), w wide;
+ * prints the label line. */
+static void draw_label(cairo_t *cr, double x, double y, double w, const float *t, int K, int tile,
+                       const usi_dataset *ds)
 {
     weight ws[8];
     int n = 0;
@@ -75,47 +73,99 @@ static void draw_bar(usi_image *im, int x, int y, int w, int h, const float *t, 
     }
     qsort(ws, (size_t)n, sizeof *ws, by_weight);
     printf("tile %2d:", tile);
-    int scale = h >= 14 ? h / 7 : 1, pos = x;
+    double pos = x;
     for (int i = 0; i < n; i++) {
-        int seg = i == n - 1 ? x + w - pos : (int)lrintf(ws[i].w * (float)w);
-        uint8_t rgb[3];
+        double seg = i == n - 1 ? x + w - pos : round(ws[i].w * w);
+        double rgb[3];
         class_colour(ws[i].k, rgb);
-        fill_rect(im, pos, y, seg, h, rgb);
-        char num[16];
-        int digits = snprintf(num, sizeof num, "%d", ws[i].k);
-        if (seg >= (digits * 4 + 1) * scale && h >= 5 * scale + 2)
-            draw_number(im, pos + scale, y + (h - 5 * scale) / 2, scale, ws[i].k);
+        cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+        cairo_rectangle(cr, pos, y, seg, USI_PREVIEW_BAR);
+        cairo_fill(cr);
         pos += seg;
         printf("%s %.3f x %s", i ? " +" : "", ws[i].w, usi_dataset_class_name(ds, (size_t)ws[i].k));
     }
     printf("\n");
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_rectangle(cr, x, y + USI_PREVIEW_BAR, w, USI_PREVIEW_LINES * USI_PREVIEW_LINE + 4);
+    cairo_fill(cr);
+    cairo_select_font_face(cr, FONT, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr, 11);
+    for (int i = 0; i < n && i < USI_PREVIEW_LINES; i++) {
+        char text[256], fitted[256];
+        snprintf(text, sizeof text, "%.0f%% %s", 100.0 * ws[i].w, usi_dataset_class_name(ds, (size_t)ws[i].k));
+        fit_text(cr, text, w - 4, fitted, sizeof fitted);
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        cairo_move_to(cr, x + 2, y + USI_PREVIEW_BAR + USI_PREVIEW_LINE * (i + 1) - 2);
+        cairo_show_text(cr, fitted);
+    }
+}
+
+/* Sample i of the batch, denormalised to 8 bits, as a cairo surface. */
+static cairo_surface_t *tile_surface(const usi_batch *b, int i, const float mean[3], const float std[3])
+{
+    int S = b->h;
+    size_t plane = (size_t)S * (size_t)S;
+    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, S, S);
+    uint8_t *data = cairo_image_surface_get_data(s);
+    if (!data) return s;
+    int stride = cairo_image_surface_get_stride(s);
+    const float *px = b->images + (size_t)i * 3 * plane;
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            uint32_t p = 0;
+            for (int c = 0; c < 3; c++) {
+                float v = (px[(size_t)c * plane + (size_t)y * S + x] * std[c] + mean[c]) * 255.0f;
+                p = p << 8 | (uint32_t)(v < 0 ? 0 : v > 255 ? 255 : lrintf(v));
+            }
+            memcpy(data + (size_t)y * (size_t)stride + (size_t)x * 4, &p, 4);
+        }
+    cairo_surface_mark_dirty(s);
+    return s;
+}
+
+usi_preview_layout usi_preview_layout_for(int side, int n)
+{
+    usi_preview_layout g;
+    g.scale = side >= USI_PREVIEW_MIN_TILE ? 1 : (USI_PREVIEW_MIN_TILE + side - 1) / side;
+    g.tile = side * g.scale;
+    g.cols = (int)ceil(sqrt((double)n));
+    g.rows = (n + g.cols - 1) / g.cols;
+    g.label = USI_PREVIEW_BAR + USI_PREVIEW_LINES * USI_PREVIEW_LINE + 4;
+    g.width = g.cols * (g.tile + USI_PREVIEW_GAP) + USI_PREVIEW_GAP;
+    g.height = g.rows * (g.tile + g.label + USI_PREVIEW_GAP) + USI_PREVIEW_GAP;
+    return g;
 }
 
 static usi_error *render(const usi_float_batch *fb, const float mean[3], const float std[3],
                          const usi_dataset *ds, const char *out)
 {
     const usi_batch *b = &fb->batch;
-    int S = b->h, n = b->n, cols = (int)ceil(sqrt((double)n)), rows = (n + cols - 1) / cols;
-    int bar = S / 6 < 7 ? 7 : S / 6, gap = 2;
-    usi_image im = {sizeof im, 0, 0, 0, 0, NULL};
-    USI_TRY(usi_host_api_get()->image_alloc(&im, cols * (S + gap) + gap, rows * (S + bar + gap) + gap, 3));
-    memset(im.data, 40, (size_t)im.stride * (size_t)im.height);
-    size_t plane = (size_t)S * (size_t)S;
-    for (int i = 0; i < n; i++) {
-        int x0 = gap + (i % cols) * (S + gap), y0 = gap + (i / cols) * (S + bar + gap);
-        const float *px = b->images + (size_t)i * 3 * plane;
-        for (int y = 0; y < S; y++)
-            for (int x = 0; x < S; x++)
-                for (int c = 0; c < 3; c++) {
-                    float v = (px[(size_t)c * plane + (size_t)y * S + x] * std[c] + mean[c]) * 255.0f;
-                    im.data[(size_t)(y0 + y) * (size_t)im.stride + (size_t)(x0 + x) * 3 + (size_t)c] =
-                        (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lrintf(v));
-                }
-        draw_bar(&im, x0, y0 + S, S, bar, b->targets + (size_t)i * (size_t)b->num_classes,
-                 b->num_classes, i, ds);
+    usi_preview_layout g = usi_preview_layout_for(b->h, b->n);
+    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, g.width, g.height);
+    cairo_t *cr = cairo_create(s);
+    cairo_set_source_rgb(cr, 40 / 255.0, 40 / 255.0, 40 / 255.0);
+    cairo_paint(cr);
+    for (int i = 0; i < b->n; i++) {
+        int x0 = USI_PREVIEW_GAP + (i % g.cols) * (g.tile + USI_PREVIEW_GAP);
+        int y0 = USI_PREVIEW_GAP + (i / g.cols) * (g.tile + g.label + USI_PREVIEW_GAP);
+        cairo_surface_t *t = tile_surface(b, i, mean, std);
+        cairo_save(cr);
+        cairo_translate(cr, x0, y0);
+        cairo_scale(cr, g.scale, g.scale);
+        cairo_set_source_surface(cr, t, 0, 0);
+        cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_NEAREST);
+        cairo_paint(cr);
+        cairo_restore(cr);
+        cairo_surface_destroy(t);
+        draw_label(cr, x0, y0 + g.tile, g.tile, b->targets + (size_t)i * (size_t)b->num_classes, b->num_classes, i,
+                   ds);
     }
-    usi_error *e = usi_png_write(out, &im);
-    free(im.data);
+    cairo_status_t st = cairo_status(cr);
+    cairo_destroy(cr);
+    cairo_surface_flush(s);
+    usi_error *e = st ? usi_error_new(USI_ERR_INTERNAL, "drawing %s: %s", out, cairo_status_to_string(st))
+                      : usi_cairo_png_write(s, out);
+    cairo_surface_destroy(s);
     return e;
 }
 
@@ -126,6 +176,13 @@ typedef struct preview_args {
     size_t n_sets, n_dirs;
 } preview_args;
 
+static const char *usage =
+    "usage: usi preview CONFIG --out grid.png [--n 32] [--set key=value]... [--plugin-dir DIR]...\n"
+    "Write the first training batch of epoch 0 (N images, augmented and mixed as training sees\n"
+    "them) as a PNG grid: small images enlarged to tiles of at least 96 px, each over a bar of\n"
+    "its soft target and the names of its heaviest classes. The labels are printed too.\n";
+
+/* 0 to run, -1 after --help (exit 0), else the usage exit status. */
 static int parse(int argc, char **argv, preview_args *a)
 {
     memset(a, 0, sizeof *a);
@@ -133,19 +190,22 @@ static int parse(int argc, char **argv, preview_args *a)
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         int more = i + 1 < argc;
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            fputs(usage, stdout);
+            return -1;
+        }
         if (!strcmp(s, "--out") && more) a->out = argv[++i];
         else if (!strcmp(s, "--n") && more) a->n = atoi(argv[++i]);
         else if (!strcmp(s, "--set") && more && a->n_sets < 64) a->sets[a->n_sets++] = argv[++i];
         else if (!strcmp(s, "--plugin-dir") && more && a->n_dirs < 16) a->dirs[a->n_dirs++] = argv[++i];
         else if (s[0] != '-' && !a->config) a->config = s;
         else {
-            fprintf(stderr, "usi preview: unexpected argument '%s'\n", s);
+            fprintf(stderr, "usi preview: unexpected argument '%s'; see `usi preview --help`\n", s);
             return 2;
         }
     }
     if (!a->config || !a->out || a->n < 1 || a->n > 1024) {
-        fprintf(stderr, "usage: usi preview CONFIG --out grid.png [--n 32] [--set key=value]... "
-                        "[--plugin-dir DIR]...\n");
+        fputs(usage, stderr);
         return 2;
     }
     return 0;
@@ -198,7 +258,7 @@ int usi_cmd_preview(int argc, char **argv)
 {
     preview_args a;
     int rc = parse(argc, argv, &a);
-    if (rc) return rc;
+    if (rc) return rc < 0 ? 0 : rc;
     usi_config *c = usi_config_new();
     usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
     usi_error *e = c && r ? setup(&a, c, r) : usi_error_new(USI_ERR_NOMEM, "out of memory");

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <turbojpeg.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "plugin/host.h"
 #include "util/error.h"
@@ -17,6 +18,7 @@ struct usi_decoder {
     tjhandle tj;
     uint8_t *cmyk;
     size_t cmyk_cap;
+    const char *note; /* about the last image decoded, or NULL */
 };
 
 usi_error *usi_decoder_new(usi_decoder **out)
@@ -147,7 +149,31 @@ static usi_error *png_open(spng_ctx **ctx, const uint8_t *buf, size_t len,
     return check_dims(ihdr->width, ihdr->height, len);
 }
 
-static usi_error *decode_png(const uint8_t *buf, size_t len, usi_image *out)
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* 1 when an IDAT chunk's CRC is wrong. libspng 0.7 does not check them; PIL
+ * reads past them unchecked (PngImageFile.load_read), so torchvision trains
+ * on such files. The zlib stream inside carries its own Adler-32, which
+ * inflation checks, so an intact image still decodes and a damaged one
+ * still fails. */
+static int png_idat_crc_bad(const uint8_t *buf, size_t len)
+{
+    for (size_t pos = 8; pos + 12 <= len;) {
+        uint32_t n = be32(buf + pos);
+        const uint8_t *type = buf + pos + 4;
+        if (n > len - pos - 12) break; /* truncated: inflation has already judged it */
+        if (!memcmp(type, "IDAT", 4) && crc32_z(crc32_z(0, NULL, 0), type, (size_t)n + 4) != be32(type + 4 + n))
+            return 1;
+        if (!memcmp(type, "IEND", 4)) break;
+        pos += 12 + (size_t)n;
+    }
+    return 0;
+}
+
+static usi_error *decode_png(usi_decoder *d, const uint8_t *buf, size_t len, usi_image *out)
 {
     spng_ctx *ctx = NULL;
     struct spng_ihdr ihdr;
@@ -165,17 +191,23 @@ static usi_error *decode_png(const uint8_t *buf, size_t len, usi_image *out)
         if (rc) e = spng_err("data", rc);
     }
     spng_ctx_free(ctx);
+    if (!e && png_idat_crc_bad(buf, len))
+        d->note = "an IDAT chunk's CRC is wrong but its data inflated cleanly (zlib's own checksum matched); "
+                  "the image is used, as PIL and so torchvision use it";
     return e;
 }
 
 usi_error *usi_decode_image(usi_decoder *d, const uint8_t *buf, size_t len,
                             int32_t min_side, usi_image *out)
 {
+    d->note = NULL;
     if (!buf || len == 0) return usi_error_new(USI_ERR_INVALID, "empty file");
     if (is_jpeg(buf, len)) return decode_jpeg(d, buf, len, min_side, out);
-    if (is_png(buf, len)) return decode_png(buf, len, out);
+    if (is_png(buf, len)) return decode_png(d, buf, len, out);
     return usi_error_new(USI_ERR_INVALID, "not a JPEG or PNG file");
 }
+
+const char *usi_decoder_note(const usi_decoder *d) { return d->note; }
 
 usi_error *usi_decode_size(usi_decoder *d, const uint8_t *buf, size_t len,
                            int32_t *width, int32_t *height)

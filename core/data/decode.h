@@ -21,6 +21,11 @@ void usi_decoder_free(usi_decoder *d);
 usi_error *usi_decode_image(usi_decoder *d, const uint8_t *buf, size_t len,
                             int32_t min_side, usi_image *out);
 
+/* What the last usi_decode_image on d found wrong but decoded anyway (a
+ * PNG whose IDAT CRC is wrong while its data is intact: accepted, as PIL
+ * accepts it), or NULL. Valid until d's next decode. */
+const char *usi_decoder_note(const usi_decoder *d);
+
 /* Width and height from the header only. */
 usi_error *usi_decode_size(usi_decoder *d, const uint8_t *buf, size_t len,
                            int32_t *width, int32_t *height);

@@ -146,6 +146,16 @@ usi_error *usi_dataset_open(const char *root, usi_dataset **out)
     return NULL;
 }
 
+usi_error *usi_dataset_count_classes(const char *root, size_t *n)
+{
+    char **names = NULL;
+    *n = 0;
+    usi_error *e = list_dir(root, 1, &names, n);
+    free_names(names, *n);
+    if (e) *n = 0;
+    return e;
+}
+
 void usi_dataset_free(usi_dataset *ds)
 {
     if (!ds) return;

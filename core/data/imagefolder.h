@@ -27,6 +27,9 @@ int32_t usi_dataset_label(const usi_dataset *ds, size_t i);
 /* Class folders that held no image, and folders that could not be read. */
 size_t usi_dataset_empty_classes(const usi_dataset *ds);
 
+/* The number of class folders under root, without listing any images. */
+usi_error *usi_dataset_count_classes(const char *root, size_t *n);
+
 /* 1 when the name ends in .jpg, .jpeg or .png, in any case. */
 int usi_is_image_name(const char *name);
 

@@ -46,7 +46,7 @@ struct usi_loader {
     slot *slots;
     int32_t n_slots;
 
-    uint8_t *bad;            /* per dataset index: already reported         */
+    uint8_t *bad;            /* per dataset index: REPORTED_* bits          */
     int64_t bad_files;       /* atomic                                      */
     usi_epoch_stats stats;
 
@@ -69,12 +69,21 @@ static int64_t batch_len(const usi_loader *l, int64_t b)
     return left < l->o.batch_size ? left : l->o.batch_size;
 }
 
+/* Each file is reported once per loader, not once per epoch. */
+enum { REPORTED_BAD = 1, REPORTED_NOTE = 2 };
+
 static void report_bad(usi_loader *l, int64_t idx, const char *path, const usi_error *e)
 {
-    if (!__atomic_exchange_n(&l->bad[idx], 1, __ATOMIC_RELAXED)) {
+    if (!(__atomic_fetch_or(&l->bad[idx], REPORTED_BAD, __ATOMIC_RELAXED) & REPORTED_BAD)) {
         __atomic_add_fetch(&l->bad_files, 1, __ATOMIC_RELAXED);
         usi_log(USI_LOG_WARN, "data: skipping %s: %s", path, usi_error_message(e));
     }
+}
+
+static void report_note(usi_loader *l, int64_t idx, const char *path, const char *note)
+{
+    if (!(__atomic_fetch_or(&l->bad[idx], REPORTED_NOTE, __ATOMIC_RELAXED) & REPORTED_NOTE))
+        usi_log(USI_LOG_WARN, "data: using %s: %s", path, note);
 }
 
 static usi_error *store(usi_loader *l, const usi_image *im, uint8_t *dst)
@@ -112,6 +121,7 @@ static void process(worker *w, int64_t pos, int64_t epoch)
     const usi_image *res = NULL;
     usi_error *e = usi_read_file(path, &w->file, &w->file_cap, &len);
     if (!e) e = usi_decode_image(w->dec, w->file, len, l->min_side, &w->img);
+    if (!e && usi_decoder_note(w->dec)) report_note(l, idx, path, usi_decoder_note(w->dec));
     if (!e) e = usi_augchain_run_sample(l->ch, &w->img, &w->scratch, &res, &rng);
     if (!e) e = store(l, res, s->pixels + (size_t)j * l->sample_bytes);
     s->labels[j] = usi_dataset_label(l->ds, (size_t)idx);

@@ -4,6 +4,32 @@
 
 #include "plugin/params.h"
 #include "util/error.h"
+#include "util/log.h"
+
+/* The loader needs every image at data.img_size, so an augmentation's
+ * `size` follows it; a different size the user wrote is overridden, said
+ * once where it happens (config show, or the start of a run). */
+static usi_error *fill_size(usi_params *p, int64_t img)
+{
+    if (!usi_params_has(p, "size")) return NULL;
+    int64_t have = img;
+    if (usi_params_is_set(p, "size")) usi_error_free(usi_params_get_int(p, "size", &have));
+    if (have != img)
+        usi_log(USI_LOG_WARN, "augment %s: size = %lld is replaced by data.img_size = %lld (every image must "
+                "reach the loader at data.img_size); set data.img_size instead",
+                usi_params_component(p)->name, (long long)have, (long long)img);
+    return usi_params_set_int(p, "size", img);
+}
+
+usi_error *usi_data_fill_config(usi_config *c)
+{
+    int64_t img = usi_config_int(c, "data.img_size");
+    for (size_t i = 0; i < usi_config_augment_count(c); i++) {
+        const usi_selected *s = usi_config_augment(c, i);
+        if (s) USI_TRY(fill_size(s->params, img));
+    }
+    return NULL;
+}
 
 usi_error *usi_data_train_chain(const usi_config *c, usi_augchain **out)
 {
@@ -24,7 +50,7 @@ usi_error *usi_data_train_chain(const usi_config *c, usi_augchain **out)
             e = usi_error_new(USI_ERR_NOMEM, "out of memory");
             break;
         }
-        if (usi_params_has(p, "size")) e = usi_params_set_int(p, "size", img);
+        e = fill_size(p, img);
         if (e) usi_params_free(p);
         else e = usi_augchain_add_owned(ch, s->loaded->comp, p);
     }

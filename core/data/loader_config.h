@@ -11,6 +11,9 @@
  * data.img_size is the one source of the output side: the `size` option of
  * every augmentation that has one is set to it. */
 usi_error *usi_data_train_chain(const usi_config *c, usi_augchain **out);
+/* The same rule applied to the config's own options (after resolve), so
+ * that what it prints (`usi config show`) is what the chain will run. */
+usi_error *usi_data_fill_config(usi_config *c);
 /* eval_resize_crop found in r, configured from the data section. */
 usi_error *usi_data_eval_chain(const usi_config *c, const usi_registry *r, usi_augchain **out);
 /* batch_size, img_size, workers, prefetch, seed; train: shuffle, drop_last

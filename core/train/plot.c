@@ -1,369 +1,357 @@
-/* usi_plot_metrics: metrics.jsonl -> a two-panel PNG of the training curves.
- * Drawn by hand on an RGB buffer so the core needs no plotting library; the
- * labels use a 3x5 pixel font that covers digits and the few letters the
- * titles need. */
+/* usi_plot_metrics: the curves of plot_internal.h drawn with cairo. One
+ * routine draws on a cairo context; the PNG comes from an image surface
+ * (usi_cairo_png_write) and the SVG from an SVG surface. */
 #include "train/plot.h"
 
-#include <cjson/cJSON.h>
-#include <errno.h>
+#include <cairo-svg.h>
+#include <cairo.h>
 #include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "data/decode.h"
+#include "data/canvas.h"
+#include "train/plot_internal.h"
 #include "util/error.h"
 
 enum { W = USI_PLOT_WIDTH, H = USI_PLOT_HEIGHT, PANEL_W = W / 2 };
-/* Plot area inside a panel: room for y tick labels on the left, the title on
- * top and x tick labels below. */
-enum { MARGIN_L = 56, MARGIN_R = 16, MARGIN_T = 30, MARGIN_B = 34, FONT_SCALE = 2 };
-#define AXIS_RGB 0x000000u
-#define GRID_RGB 0xe6e6e6u
+/* Room around each plot area: tick labels left (and right, for the lr axis
+ * of the loss panel), the title above, tick labels and the axis name below. */
+enum { MARGIN_L = 62, MARGIN_R = 20, MARGIN_R_LR = 66, MARGIN_T = 34, MARGIN_B = 44 };
+#define FONT "sans-serif"
 
-/* ---- the data ---- */
-
-typedef struct series {
-    double *x, *y;
-    size_t n, cap;
-} series;
-
-/* Append (x, y). A resumed run logs steps again from its checkpoint: points
- * at or past x are superseded by the new ones, so the curve never runs back. */
-static usi_error *series_push(series *s, double x, double y)
+static void set_rgb(cairo_t *cr, uint32_t rgb)
 {
-    while (s->n && s->x[s->n - 1] >= x) s->n--;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 64;
-        double *nx = realloc(s->x, cap * sizeof *nx);
-        if (!nx) return usi_error_new(USI_ERR_NOMEM, "out of memory");
-        s->x = nx;
-        double *ny = realloc(s->y, cap * sizeof *ny);
-        if (!ny) return usi_error_new(USI_ERR_NOMEM, "out of memory");
-        s->y = ny;
-        s->cap = cap;
-    }
-    s->x[s->n] = x;
-    s->y[s->n] = y;
-    s->n++;
-    return NULL;
-}
-
-static void series_free(series *s)
-{
-    free(s->x);
-    free(s->y);
-}
-
-typedef struct curves {
-    series loss, top1, ema;
-} curves;
-
-/* *v = obj[key] when present (*has = 1); a present non-number is an error. */
-static usi_error *number(const cJSON *obj, const char *key, const char *path, long line, double *v, int *has)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    *has = it != NULL;
-    if (!it) return NULL;
-    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble))
-        return usi_error_new(USI_ERR_INVALID, "%s:%ld: \"%s\" is not a finite number", path, line, key);
-    *v = it->valuedouble;
-    return NULL;
-}
-
-static usi_error *read_line(const char *text, const char *path, long line, curves *c)
-{
-    cJSON *o = cJSON_Parse(text);
-    if (!o || !cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        return usi_error_new(USI_ERR_INVALID, "%s:%ld: not a JSON object: %.60s", path, line, text);
-    }
-    double step = 0, loss = 0, epoch = 0, top1 = 0, ema = 0;
-    int has_step, has_loss, has_epoch, has_top1, has_ema;
-    usi_error *e = number(o, "step", path, line, &step, &has_step);
-    if (!e) e = number(o, "loss", path, line, &loss, &has_loss);
-    if (!e) e = number(o, "epoch", path, line, &epoch, &has_epoch);
-    if (!e) e = number(o, "top1", path, line, &top1, &has_top1);
-    if (!e) e = number(o, "ema_top1", path, line, &ema, &has_ema);
-    cJSON_Delete(o);
-    if (e) return e;
-    if (has_loss && has_step) USI_TRY(series_push(&c->loss, step, loss));
-    if (has_top1 && has_epoch) USI_TRY(series_push(&c->top1, epoch, top1));
-    if (has_ema && has_epoch) USI_TRY(series_push(&c->ema, epoch, ema));
-    return NULL;
-}
-
-static usi_error *read_metrics(const char *path, curves *c)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) return usi_error_new(USI_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t cap = 0;
-    long line = 0;
-    usi_error *e = NULL;
-    while (!e && getline(&buf, &cap, f) >= 0) {
-        line++;
-        const char *p = buf;
-        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
-        if (*p) e = read_line(p, path, line, c);
-    }
-    if (!e && ferror(f)) e = usi_error_new(USI_ERR_IO, "cannot read %s", path);
-    free(buf);
-    fclose(f);
-    return e;
-}
-
-/* ---- the canvas ---- */
-
-typedef struct canvas {
-    uint8_t *px;
-} canvas;
-
-typedef struct rect {
-    int x0, y0, x1, y1; /* inclusive */
-} rect;
-
-static void put(canvas *cv, int x, int y, uint32_t rgb, const rect *clip)
-{
-    if (x < clip->x0 || x > clip->x1 || y < clip->y0 || y > clip->y1) return;
-    uint8_t *p = cv->px + ((size_t)y * W + (size_t)x) * 3;
-    p[0] = (uint8_t)(rgb >> 16);
-    p[1] = (uint8_t)(rgb >> 8);
-    p[2] = (uint8_t)rgb;
-}
-
-static const rect whole = {0, 0, W - 1, H - 1};
-
-static void hline(canvas *cv, int x0, int x1, int y, uint32_t rgb)
-{
-    for (int x = x0; x <= x1; x++) put(cv, x, y, rgb, &whole);
-}
-
-static void vline(canvas *cv, int x, int y0, int y1, uint32_t rgb)
-{
-    for (int y = y0; y <= y1; y++) put(cv, x, y, rgb, &whole);
-}
-
-/* A 2-pixel-wide segment (Bresenham), clipped to the plot area. */
-static void segment(canvas *cv, int x0, int y0, int x1, int y1, uint32_t rgb, const rect *clip)
-{
-    int dx = abs(x1 - x0), dy = -abs(y1 - y0);
-    int sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1, err = dx + dy;
-    for (;;) {
-        put(cv, x0, y0, rgb, clip);
-        put(cv, x0 + 1, y0, rgb, clip);
-        put(cv, x0, y0 + 1, rgb, clip);
-        put(cv, x0 + 1, y0 + 1, rgb, clip);
-        if (x0 == x1 && y0 == y1) break;
-        int e2 = 2 * err;
-        if (e2 >= dy) {
-            err += dy;
-            x0 += sx;
-        }
-        if (e2 <= dx) {
-            err += dx;
-            y0 += sy;
-        }
-    }
-}
-
-/* 3x5 glyphs, one row per entry, bit 2 = left column. */
-static const struct glyph {
-    char c;
-    uint8_t rows[5];
-} font[] = {
-    {'0', {7, 5, 5, 5, 7}}, {'1', {2, 6, 2, 2, 7}}, {'2', {7, 1, 7, 4, 7}}, {'3', {7, 1, 7, 1, 7}},
-    {'4', {5, 5, 7, 1, 1}}, {'5', {7, 4, 7, 1, 7}}, {'6', {7, 4, 7, 5, 7}}, {'7', {7, 1, 1, 1, 1}},
-    {'8', {7, 5, 7, 5, 7}}, {'9', {7, 5, 7, 1, 7}}, {'.', {0, 0, 0, 0, 2}}, {'-', {0, 0, 7, 0, 0}},
-    {'+', {0, 2, 7, 2, 0}}, {'e', {7, 5, 7, 4, 7}}, {'l', {6, 2, 2, 2, 7}}, {'o', {0, 7, 5, 5, 7}},
-    {'s', {0, 7, 6, 3, 7}}, {'t', {2, 7, 2, 2, 3}}, {'p', {0, 7, 5, 7, 4}}, {'c', {0, 7, 4, 4, 7}},
-    {'h', {4, 4, 7, 5, 5}}, {'E', {7, 4, 6, 4, 7}}, {'M', {5, 7, 7, 5, 5}}, {'A', {2, 5, 7, 5, 5}},
-};
-
-enum { GLYPH_ADV = 4 * FONT_SCALE, GLYPH_H = 5 * FONT_SCALE };
-
-static int text_width(const char *s)
-{
-    int n = (int)strlen(s);
-    return n ? n * GLYPH_ADV - FONT_SCALE : 0;
-}
-
-/* Characters without a glyph (and spaces) leave a gap. */
-static void text(canvas *cv, int x, int y, const char *s, uint32_t rgb)
-{
-    for (; *s; s++, x += GLYPH_ADV) {
-        const struct glyph *g = NULL;
-        for (size_t i = 0; i < sizeof font / sizeof *font; i++)
-            if (font[i].c == *s) g = &font[i];
-        if (!g) continue;
-        for (int r = 0; r < 5; r++)
-            for (int col = 0; col < 3; col++)
-                if (g->rows[r] & (4 >> col))
-                    for (int dy = 0; dy < FONT_SCALE; dy++)
-                        for (int dx = 0; dx < FONT_SCALE; dx++)
-                            put(cv, x + col * FONT_SCALE + dx, y + r * FONT_SCALE + dy, rgb, &whole);
-    }
+    cairo_set_source_rgb(cr, ((rgb >> 16) & 255) / 255.0, ((rgb >> 8) & 255) / 255.0, (rgb & 255) / 255.0);
 }
 
 /* ---- axes ---- */
 
 typedef struct axis {
-    double lo, hi, step;
+    double lo, hi, step; /* a range widened to whole ticks of `step` */
 } axis;
 
-/* A range covering [mn, mx] with ends on a 1-2-5 step that gives about five
- * ticks. */
-static axis nice_axis(double mn, double mx)
+/* Ticks at 1, 2 or 5 times a power of ten, about `want` of them, at least
+ * min_step apart (1 for counts such as epochs; 0 for none). */
+static axis nice_axis(double lo, double hi, int want, double min_step)
 {
-    if (!(mx > mn)) {
-        double pad = fabs(mn) > 1 ? fabs(mn) * 0.1 : 1;
-        mn -= pad;
-        mx += pad;
+    if (!(hi > lo)) {
+        double pad = fabs(lo) > 0 ? fabs(lo) * 0.1 : 1.0;
+        lo -= pad;
+        hi += pad;
     }
-    double raw = (mx - mn) / 5, mag = pow(10, floor(log10(raw))), f = raw / mag;
-    double step = (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
-    axis a = {floor(mn / step) * step, ceil(mx / step) * step, step};
-    return a;
+    double raw = (hi - lo) / want, mag = pow(10, floor(log10(raw))), f = raw / mag;
+    double step = (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
+    if (step < min_step) step = min_step;
+    return (axis){floor(lo / step + 1e-9) * step, ceil(hi / step - 1e-9) * step, step};
 }
 
-static void tick_label(double v, double step, char *buf, size_t cap)
+typedef struct frame {
+    double x0, y0, x1, y1; /* plot area, pixels */
+    axis x, y;
+} frame;
+
+static double px_x(const frame *f, double v) { return f->x0 + (v - f->x.lo) / (f->x.hi - f->x.lo) * (f->x1 - f->x0); }
+static double px_y(const frame *f, const axis *a, double v)
 {
-    int decimals = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
-    if (fabs(v) < step * 1e-6) v = 0; /* no "-0" */
-    snprintf(buf, cap, "%.*f", decimals, v);
+    return f->y1 - (v - a->lo) / (a->hi - a->lo) * (f->y1 - f->y0);
 }
 
-typedef struct panel {
-    rect area;      /* the plot area, inclusive */
-    axis ax, ay;
-} panel;
-
-static int map_x(const panel *p, double x)
+/* "%g" of a tick, with -0 and rounding noise (0.30000000000000004) gone. */
+static void tick_label(char *buf, size_t n, double v, double step)
 {
-    return p->area.x0 + (int)lround((x - p->ax.lo) / (p->ax.hi - p->ax.lo) * (p->area.x1 - p->area.x0));
+    if (fabs(v) < step * 1e-6) v = 0;
+    snprintf(buf, n, "%.4g", v);
 }
 
-static int map_y(const panel *p, double y)
+static void text_at(cairo_t *cr, double x, double y, const char *s, double ax, double ay)
 {
-    return p->area.y1 - (int)lround((y - p->ay.lo) / (p->ay.hi - p->ay.lo) * (p->area.y1 - p->area.y0));
+    cairo_text_extents_t te;
+    cairo_text_extents(cr, s, &te);
+    cairo_move_to(cr, x - te.width * ax - te.x_bearing, y - te.height * ay - te.y_bearing);
+    cairo_show_text(cr, s);
 }
 
-/* Frame, grid lines and labelled ticks of panel `index` for the given data
- * ranges; whole_x keeps x ticks on integers. */
-static panel draw_frame(canvas *cv, int index, double x_mn, double x_mx, double y_mn, double y_mx,
-                        const char *x_label, int whole_x)
+/* Frame, grid, ticks and labels of one panel; the y axis at the left. */
+static void draw_axes(cairo_t *cr, const frame *f, const char *title, const char *xname)
 {
-    panel p;
-    int left = index * PANEL_W;
-    p.area = (rect){left + MARGIN_L, MARGIN_T, left + PANEL_W - MARGIN_R, H - MARGIN_B};
-    p.ax = nice_axis(x_mn, x_mx);
-    p.ay = nice_axis(y_mn, y_mx);
-    if (whole_x && p.ax.step < 1) { /* epochs: no "1.5" ticks */
-        p.ax.lo = floor(p.ax.lo);
-        p.ax.hi = ceil(p.ax.hi);
-        p.ax.step = 1;
+    cairo_set_line_width(cr, 1.0);
+    set_rgb(cr, 0xe6e6e6u);
+    for (double v = f->y.lo; v <= f->y.hi + f->y.step * 0.5; v += f->y.step) {
+        double y = round(px_y(f, &f->y, v)) + 0.5;
+        cairo_move_to(cr, f->x0, y);
+        cairo_line_to(cr, f->x1, y);
     }
+    cairo_stroke(cr);
+    set_rgb(cr, 0x000000u);
+    cairo_rectangle(cr, round(f->x0) + 0.5, round(f->y0) + 0.5, round(f->x1 - f->x0), round(f->y1 - f->y0));
+    cairo_stroke(cr);
+    cairo_select_font_face(cr, FONT, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr, 11);
     char buf[32];
-    for (int k = 0; k <= 100; k++) {
-        double v = p.ax.lo + k * p.ax.step;
-        if (v > p.ax.hi + p.ax.step * 1e-6) break;
-        int x = map_x(&p, v);
-        vline(cv, x, p.area.y0, p.area.y1, GRID_RGB);
-        vline(cv, x, p.area.y1, p.area.y1 + 5, AXIS_RGB);
-        tick_label(v, p.ax.step, buf, sizeof buf);
-        text(cv, x - text_width(buf) / 2, p.area.y1 + 9, buf, AXIS_RGB);
+    for (double v = f->y.lo; v <= f->y.hi + f->y.step * 0.5; v += f->y.step) {
+        tick_label(buf, sizeof buf, v, f->y.step);
+        text_at(cr, f->x0 - 6, px_y(f, &f->y, v), buf, 1.0, 0.5);
     }
-    for (int k = 0; k <= 100; k++) {
-        double v = p.ay.lo + k * p.ay.step;
-        if (v > p.ay.hi + p.ay.step * 1e-6) break;
-        int y = map_y(&p, v);
-        hline(cv, p.area.x0, p.area.x1, y, GRID_RGB);
-        hline(cv, p.area.x0 - 5, p.area.x0, y, AXIS_RGB);
-        tick_label(v, p.ay.step, buf, sizeof buf);
-        text(cv, p.area.x0 - 9 - text_width(buf), y - GLYPH_H / 2, buf, AXIS_RGB);
+    for (double v = f->x.lo; v <= f->x.hi + f->x.step * 0.5; v += f->x.step) {
+        tick_label(buf, sizeof buf, v, f->x.step);
+        double x = px_x(f, v);
+        cairo_move_to(cr, x, f->y1);
+        cairo_line_to(cr, x, f->y1 + 4);
+        cairo_stroke(cr);
+        text_at(cr, x, f->y1 + 8, buf, 0.5, 0.0);
     }
-    hline(cv, p.area.x0, p.area.x1, p.area.y0, AXIS_RGB);
-    hline(cv, p.area.x0, p.area.x1, p.area.y1, AXIS_RGB);
-    vline(cv, p.area.x0, p.area.y0, p.area.y1, AXIS_RGB);
-    vline(cv, p.area.x1, p.area.y0, p.area.y1, AXIS_RGB);
-    text(cv, p.area.x1 - text_width(x_label), H - GLYPH_H - 2, x_label, AXIS_RGB);
-    return p;
+    cairo_set_font_size(cr, 12);
+    text_at(cr, (f->x0 + f->x1) / 2, f->y1 + 26, xname, 0.5, 0.0);
+    cairo_select_font_face(cr, FONT, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
+    cairo_set_font_size(cr, 14);
+    text_at(cr, (f->x0 + f->x1) / 2, f->y0 - 10, title, 0.5, 1.0);
 }
 
-static void draw_series(canvas *cv, const panel *p, const series *s, uint32_t rgb)
+/* ---- curves ---- */
+
+typedef struct style {
+    uint32_t rgb;
+    double width;
+    int dashed, markers;
+} style;
+
+static void polyline(cairo_t *cr, const frame *f, const axis *ya, const double *x, const double *y, size_t n,
+                     style st)
 {
-    /* Inside the frame, so curves never paint over the axis lines. */
-    rect clip = {p->area.x0 + 1, p->area.y0 + 1, p->area.x1 - 1, p->area.y1 - 1};
+    cairo_save(cr);
+    cairo_rectangle(cr, f->x0, f->y0, f->x1 - f->x0, f->y1 - f->y0);
+    cairo_clip(cr);
+    set_rgb(cr, st.rgb);
+    cairo_set_line_width(cr, st.width);
+    cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+    cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+    double dash[] = {6, 4};
+    cairo_set_dash(cr, dash, st.dashed ? 2 : 0, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (i) cairo_line_to(cr, px_x(f, x[i]), px_y(f, ya, y[i]));
+        else cairo_move_to(cr, px_x(f, x[i]), px_y(f, ya, y[i]));
+    }
+    if (n > 1) cairo_stroke(cr);
+    cairo_new_path(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+    cairo_reset_clip(cr);
+    /* markers show each evaluation, and a run of one epoch as a point; they
+     * may stand over the frame where a value sits on it */
+    for (size_t i = 0; st.markers && i < n; i++) {
+        cairo_arc(cr, px_x(f, x[i]), px_y(f, ya, y[i]), 3.5, 0, 2 * M_PI);
+        cairo_fill(cr);
+    }
+    cairo_restore(cr);
+}
+
+typedef struct legend_row {
+    const char *label;
+    style st;
+} legend_row;
+
+static void legend(cairo_t *cr, const frame *f, const legend_row *rows, int n)
+{
+    cairo_select_font_face(cr, FONT, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr, 11);
+    double wmax = 0;
+    for (int i = 0; i < n; i++) {
+        cairo_text_extents_t te;
+        cairo_text_extents(cr, rows[i].label, &te);
+        wmax = te.x_advance > wmax ? te.x_advance : wmax;
+    }
+    double bw = wmax + 40, bh = 16.0 * n + 6, bx = f->x1 - bw - 6, by = f->y0 + 6;
+    cairo_set_source_rgba(cr, 1, 1, 1, 0.85);
+    cairo_rectangle(cr, bx, by, bw, bh);
+    cairo_fill(cr);
+    for (int i = 0; i < n; i++) {
+        double y = by + 11 + 16.0 * i;
+        set_rgb(cr, rows[i].st.rgb);
+        cairo_set_line_width(cr, rows[i].st.width);
+        double dash[] = {6, 4};
+        cairo_set_dash(cr, dash, rows[i].st.dashed ? 2 : 0, 0);
+        cairo_move_to(cr, bx + 6, y);
+        cairo_line_to(cr, bx + 30, y);
+        cairo_stroke(cr);
+        cairo_set_dash(cr, NULL, 0, 0);
+        set_rgb(cr, 0x000000u);
+        text_at(cr, bx + 36, y, rows[i].label, 0.0, 0.5);
+    }
+}
+
+static void range_of(const usi_plot_series *s, double *lo, double *hi)
+{
     for (size_t i = 0; i < s->n; i++) {
-        int x = map_x(p, s->x[i]), y = map_y(p, s->y[i]);
-        if (i) segment(cv, map_x(p, s->x[i - 1]), map_y(p, s->y[i - 1]), x, y, rgb, &clip);
-        else if (s->n == 1) /* a lone point: a small square */
-            for (int d = -2; d <= 2; d++) segment(cv, x - 2, y + d, x + 2, y + d, rgb, &clip);
+        *lo = s->y[i] < *lo ? s->y[i] : *lo;
+        *hi = s->y[i] > *hi ? s->y[i] : *hi;
     }
 }
 
-static void range(const series *s, double *mn, double *mx, int x)
+static int cmp_double(const void *a, const void *b)
 {
-    for (size_t i = 0; i < s->n; i++) {
-        double v = x ? s->x[i] : s->y[i];
-        if (v < *mn) *mn = v;
-        if (v > *mx) *mx = v;
-    }
+    double d = *(const double *)a - *(const double *)b;
+    return d < 0 ? -1 : d > 0;
 }
 
-static void draw(canvas *cv, const curves *c)
+/* The loss axis: from 0 to what the smoothed and validation curves reach
+ * and the raw loss's 98th percentile, so a few Mixup spikes (clipped at the
+ * top) don't flatten the rest. */
+static double loss_top(const usi_plot_curves *c, const double *smooth, double *tmp)
 {
-    memset(cv->px, 0xff, (size_t)W * H * 3);
-    /* The trainer writes ema_top1 = 0 when it keeps no EMA: no curve then. */
-    int show_ema = 0;
-    for (size_t i = 0; i < c->ema.n; i++) show_ema |= c->ema.y[i] != 0;
-
-    double xl = INFINITY, xh = -INFINITY, yl = INFINITY, yh = -INFINITY;
-    range(&c->loss, &xl, &xh, 1);
-    range(&c->loss, &yl, &yh, 0);
-    if (!c->loss.n) xl = xh = yl = yh = 0;
-    if (yl > 0) yl = 0; /* losses read best against zero */
-    panel p = draw_frame(cv, 0, xl, xh, yl, yh, "step", 0);
-    draw_series(cv, &p, &c->loss, USI_PLOT_LOSS_RGB);
-    text(cv, p.area.x0, MARGIN_T - GLYPH_H - 8, "loss", USI_PLOT_LOSS_RGB);
-
-    xl = yl = INFINITY;
-    xh = yh = -INFINITY;
-    range(&c->top1, &xl, &xh, 1);
-    range(&c->top1, &yl, &yh, 0);
-    if (show_ema) {
-        range(&c->ema, &xl, &xh, 1);
-        range(&c->ema, &yl, &yh, 0);
+    double lo = 0, hi = 0;
+    range_of(&c->val_loss, &lo, &hi);
+    for (size_t i = 0; i < c->loss.n; i++) {
+        hi = smooth[i] > hi ? smooth[i] : hi;
+        tmp[i] = c->loss.y[i];
     }
-    if (!(xh >= xl)) xl = xh = yl = yh = 0;
-    yl = yl < 0 ? yl : 0;
-    yh = yh > 100 ? yh : yh > 0 ? fmin(100, yh * 1.05) : 100;
-    p = draw_frame(cv, 1, xl, xh, yl, yh, "epoch", 1);
-    if (show_ema) draw_series(cv, &p, &c->ema, USI_PLOT_EMA_RGB);
-    draw_series(cv, &p, &c->top1, USI_PLOT_TOP1_RGB);
-    text(cv, p.area.x0, MARGIN_T - GLYPH_H - 8, "top-1", USI_PLOT_TOP1_RGB);
-    if (show_ema) text(cv, p.area.x0 + text_width("top-1") + 3 * GLYPH_ADV, MARGIN_T - GLYPH_H - 8, "EMA",
-                       USI_PLOT_EMA_RGB);
+    if (c->loss.n) {
+        qsort(tmp, c->loss.n, sizeof *tmp, cmp_double);
+        double p98 = tmp[(size_t)floor(0.98 * (double)(c->loss.n - 1))];
+        hi = p98 > hi ? p98 : hi;
+    }
+    return hi;
 }
 
-usi_error *usi_plot_metrics(const char *metrics_path, const char *png_path)
+static void draw_loss_panel(cairo_t *cr, const usi_plot_curves *c, const double *smooth, double *tmp)
 {
-    curves c;
+    frame f = {MARGIN_L, MARGIN_T, PANEL_W - MARGIN_R_LR, H - MARGIN_B, {0, 0, 0}, {0, 0, 0}};
+    double xlo = 0, xhi = 0;
+    for (size_t i = 0; i < c->loss.n; i++) xhi = c->loss.x[i] > xhi ? c->loss.x[i] : xhi;
+    for (size_t i = 0; i < c->val_loss.n; i++) xhi = c->val_loss.x[i] > xhi ? c->val_loss.x[i] : xhi;
+    f.x = nice_axis(xlo, xhi, 6, 1);
+    f.y = nice_axis(0, loss_top(c, smooth, tmp), 5, 0);
+    draw_axes(cr, &f, "loss", "step");
+    legend_row rows[4];
+    int n = 0;
+    if (c->lr.n) {
+        double lo = 0, hi = 0;
+        range_of(&c->lr, &lo, &hi);
+        axis lr = nice_axis(0, hi, 5, 0);
+        cairo_select_font_face(cr, FONT, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+        cairo_set_font_size(cr, 11);
+        set_rgb(cr, USI_PLOT_LR_RGB);
+        char buf[32];
+        for (double v = lr.lo; v <= lr.hi + lr.step * 0.5; v += lr.step) {
+            tick_label(buf, sizeof buf, v, lr.step);
+            text_at(cr, f.x1 + 6, px_y(&f, &lr, v), buf, 0.0, 0.5);
+        }
+        cairo_set_font_size(cr, 12);
+        text_at(cr, f.x1 + 6, f.y1 + 26, "lr", 0.0, 0.0);
+        style st = {USI_PLOT_LR_RGB, 1.5, 1, 0};
+        polyline(cr, &f, &lr, c->lr.x, c->lr.y, c->lr.n, st);
+        rows[n++] = (legend_row){"lr (right axis)", st};
+    }
+    style raw = {USI_PLOT_LOSS_RAW_RGB, 2.0, 0, 0}, sm = {USI_PLOT_LOSS_RGB, 2.5, 0, 0};
+    polyline(cr, &f, &f.y, c->loss.x, c->loss.y, c->loss.n, raw);
+    polyline(cr, &f, &f.y, c->loss.x, smooth, c->loss.n, sm);
+    if (c->loss.n) {
+        rows[n++] = (legend_row){"train loss", raw};
+        rows[n++] = (legend_row){"train loss, smoothed", sm};
+    }
+    if (c->val_loss.n) {
+        style st = {USI_PLOT_VAL_LOSS_RGB, 2.5, 0, 1};
+        polyline(cr, &f, &f.y, c->val_loss.x, c->val_loss.y, c->val_loss.n, st);
+        rows[n++] = (legend_row){"validation loss", st};
+    }
+    legend(cr, &f, rows, n);
+}
+
+static void draw_top1_panel(cairo_t *cr, const usi_plot_curves *c)
+{
+    frame f = {PANEL_W + MARGIN_L, MARGIN_T, W - MARGIN_R, H - MARGIN_B, {0, 0, 0}, {0, 0, 0}};
+    double lo = 100, hi = 0, xhi = 1;
+    range_of(&c->top1, &lo, &hi);
+    range_of(&c->ema, &lo, &hi);
+    for (size_t i = 0; i < c->top1.n; i++) xhi = c->top1.x[i] > xhi ? c->top1.x[i] : xhi;
+    for (size_t i = 0; i < c->ema.n; i++) xhi = c->ema.x[i] > xhi ? c->ema.x[i] : xhi;
+    if (lo > hi) lo = 0, hi = 100;
+    f.x = nice_axis(0, xhi, 6, 1);
+    f.y = nice_axis(lo, hi, 5, 0);
+    draw_axes(cr, &f, "top-1 (%)", "epoch");
+    if (!c->top1.n && !c->ema.n) {
+        set_rgb(cr, 0x7f7f7fu);
+        text_at(cr, (f.x0 + f.x1) / 2, (f.y0 + f.y1) / 2, "no evaluation yet", 0.5, 0.5);
+        return;
+    }
+    style top = {USI_PLOT_TOP1_RGB, 2.5, 0, 1}, ema = {USI_PLOT_EMA_RGB, 2.5, 0, 1};
+    polyline(cr, &f, &f.y, c->top1.x, c->top1.y, c->top1.n, top);
+    polyline(cr, &f, &f.y, c->ema.x, c->ema.y, c->ema.n, ema);
+    legend_row rows[2];
+    int n = 0;
+    if (c->top1.n) rows[n++] = (legend_row){"top-1", top};
+    if (c->ema.n) rows[n++] = (legend_row){"EMA top-1", ema};
+    legend(cr, &f, rows, n);
+}
+
+static usi_error *draw(cairo_t *cr, const usi_plot_curves *c)
+{
+    size_t n = c->loss.n ? c->loss.n : 1;
+    double *smooth = malloc(n * sizeof *smooth), *tmp = malloc(n * sizeof *tmp);
+    if (!smooth || !tmp) {
+        free(smooth);
+        free(tmp);
+        return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    }
+    usi_plot_smooth(c->loss.y, c->loss.n, smooth);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+    draw_loss_panel(cr, c, smooth, tmp);
+    draw_top1_panel(cr, c);
+    free(smooth);
+    free(tmp);
+    cairo_status_t st = cairo_status(cr);
+    return st ? usi_error_new(USI_ERR_INTERNAL, "drawing the curves: %s", cairo_status_to_string(st)) : NULL;
+}
+
+/* ---- output ---- */
+
+static usi_error *write_png(const usi_plot_curves *c, const char *path)
+{
+    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
+    cairo_t *cr = cairo_create(s);
+    usi_error *e = draw(cr, c);
+    cairo_destroy(cr);
+    cairo_surface_flush(s);
+    if (!e) e = usi_cairo_png_write(s, path);
+    cairo_surface_destroy(s);
+    return e;
+}
+
+static usi_error *write_svg(const usi_plot_curves *c, const char *path)
+{
+    size_t n = strlen(path) + 8;
+    char *tmp = malloc(n);
+    if (!tmp) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    snprintf(tmp, n, "%s.tmp", path);
+    cairo_surface_t *s = cairo_svg_surface_create(tmp, W, H);
+    cairo_t *cr = cairo_create(s);
+    usi_error *e = draw(cr, c);
+    cairo_destroy(cr);
+    cairo_surface_finish(s);
+    cairo_status_t st = cairo_surface_status(s);
+    cairo_surface_destroy(s);
+    if (!e && st) e = usi_error_new(USI_ERR_IO, "cannot write %s: %s", path, cairo_status_to_string(st));
+    if (!e && rename(tmp, path) != 0) e = usi_error_new(USI_ERR_IO, "cannot write %s: rename failed", path);
+    if (e) unlink(tmp);
+    free(tmp);
+    return e;
+}
+
+static int ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && !strcasecmp(s + n - k, tail);
+}
+
+usi_error *usi_plot_metrics(const char *metrics_path, const char *out_path)
+{
+    usi_plot_curves c;
     memset(&c, 0, sizeof c);
-    usi_error *e = read_metrics(metrics_path, &c);
-    if (!e && !c.loss.n && !c.top1.n)
+    usi_error *e = usi_plot_read(metrics_path, &c);
+    if (!e && !c.loss.n && !c.top1.n && !c.ema.n)
         e = usi_error_new(USI_ERR_INVALID, "%s holds no loss or top-1 lines to plot", metrics_path);
-    canvas cv = {NULL};
-    if (!e && !(cv.px = malloc((size_t)W * H * 3))) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
-    if (!e) {
-        draw(&cv, &c);
-        usi_image im = {sizeof(usi_image), W, H, 3, W * 3, cv.px};
-        e = usi_png_write(png_path, &im);
-    }
-    free(cv.px);
-    series_free(&c.loss);
-    series_free(&c.top1);
-    series_free(&c.ema);
+    if (!e) e = ends_with(out_path, ".svg") ? write_svg(&c, out_path) : write_png(&c, out_path);
+    usi_plot_curves_free(&c);
     return e;
 }

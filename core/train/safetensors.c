@@ -1,10 +1,12 @@
 #include "train/safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,8 +383,36 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
+/* Remove the NAME.safetensors.tmp-PID files beside path whose writer no
+ * longer runs: a writer killed with SIGKILL (or a crash) leaves its
+ * temporary file, and a run killed and resumed many times would pile them
+ * up, each as large as a checkpoint. Done before writing, so a full disk
+ * gets that space back first. Only this host's processes are known; an
+ * output folder has one writer (rank 0), not several machines at once. */
+static void remove_stale_temps(const char *path)
+{
+    char *d = strdup(path);
+    const char *dname = d ? dirname(d) : ".";
+    DIR *dir = d ? opendir(dname) : NULL;
+    struct dirent *de;
+    while (dir && (de = readdir(dir))) {
+        const char *tag = strstr(de->d_name, ".safetensors.tmp-");
+        if (!tag) continue;
+        char *end;
+        long pid = strtol(tag + strlen(".safetensors.tmp-"), &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+        char full[4096];
+        snprintf(full, sizeof full, "%s/%s", dname, de->d_name);
+        unlink(full);
+    }
+    if (dir) closedir(dir);
+    free(d);
+}
+
 usi_error *usi_st_writer_save(const usi_st_writer *w, const char *path)
 {
+    remove_stale_temps(path);
     size_t hlen;
     char *header = header_json(w, &hlen);
     if (!header) return usi_error_new(USI_ERR_NOMEM, "out of memory");

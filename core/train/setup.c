@@ -71,6 +71,28 @@ usi_error *usi_setup_backbone_params(const usi_config *c, int32_t classes, usi_p
     return NULL;
 }
 
+usi_error *usi_setup_fill_config(usi_config *c)
+{
+    USI_TRY(usi_data_fill_config(c));
+    int64_t img = usi_config_int(c, "data.img_size"), classes = 0;
+    const char *tr = usi_config_string(c, "data.train");
+    size_t n = 0;
+    usi_error *e = *tr ? usi_dataset_count_classes(tr, &n) : NULL;
+    if (e) {
+        usi_log(USI_LOG_INFO, "num_classes left as configured: %s", usi_error_message(e));
+        usi_error_free(e);
+    }
+    classes = (int64_t)n;
+    const usi_selected *sel[2] = {usi_config_backbone(c), usi_config_teacher(c)};
+    for (int i = 0; i < 2; i++) {
+        if (!sel[i] || !sel[i]->params) continue;
+        if (classes) e = fill_int(sel[i]->params, "num_classes", classes, 1);
+        if (!e) e = fill_int(sel[i]->params, "img_size", img, 0);
+        if (e) return usi_error_prefix(e, "%s: ", i ? "teacher" : "backbone");
+    }
+    return NULL;
+}
+
 usi_error *usi_setup_teacher_params(const usi_config *c, int32_t classes, usi_params **out)
 {
     usi_params *p = usi_params_copy(usi_config_teacher(c)->params);

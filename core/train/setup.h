@@ -16,6 +16,12 @@ usi_error *usi_setup_backbone_params(const usi_config *c, int32_t classes, usi_p
 /* The teacher's options with num_classes (must match) and img_size (the
  * student's side) from the data when the config leaves them unset. */
 usi_error *usi_setup_teacher_params(const usi_config *c, int32_t classes, usi_params **out);
+/* Write into the config's own options what a run fills in when it starts:
+ * each augmentation's size (data.img_size), the backbone's and teacher's
+ * img_size when unset and num_classes from data.train's class folders when
+ * that folder is readable (a contradicting value is the run's error). Then
+ * `usi config show` prints what runs. */
+usi_error *usi_setup_fill_config(usi_config *c);
 /* train: shuffled, repeated augmentation, last partial batch dropped;
  * else dataset order, every sample. */
 usi_error *usi_setup_loader(const usi_config *c, const usi_dataset *ds, const usi_augchain *ch, int train,

@@ -1,10 +1,15 @@
 /* Decoders on generated images with known pixels, on photographs shipped by
  * Debian packages, and on broken files. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
+#include "data/augchain.h"
 #include "data/decode.h"
+#include "data/loader.h"
 #include "testutil.h"
 
 static int is_jpeg_name(const char *p) { return strstr(p, ".jpg") != NULL; }
@@ -237,8 +242,8 @@ static void test_bad_inputs(usi_decoder *d, const char *dir)
     uint8_t *png = NULL;
     size_t cap = 0, plen = 0;
     MUST(usi_read_file(path, &png, &cap, &plen));
-    png[plen - 20] ^= 0x55; /* inside the IDAT chunk's CRC or data */
-    expect_error(d, png, plen, "PNG with a bad CRC");
+    png[plen - 20] ^= 0x55; /* the zlib stream's Adler-32, the IDAT data's last bytes */
+    expect_error(d, png, plen, "PNG whose IDAT data is damaged");
     MUST(usi_read_file(path, &png, &cap, &plen));
     png[29] ^= 0x01; /* IHDR's CRC */
     expect_error(d, png, plen, "PNG with a bad IHDR CRC");
@@ -260,6 +265,122 @@ static void test_bad_inputs(usi_decoder *d, const char *dir)
     tu_image_free(&src);
 }
 
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Offset of the first IDAT chunk's length field; exits when there is none. */
+static size_t find_idat(const uint8_t *png, size_t len)
+{
+    for (size_t pos = 8; pos + 12 <= len; pos += 12 + get_be32(png + pos))
+        if (!memcmp(png + pos + 4, "IDAT", 4)) return pos;
+    fprintf(stderr, "no IDAT chunk in the PNG written\n");
+    exit(1);
+}
+
+/* Fix a chunk's CRC after its data was edited, as a careful vandal would. */
+static void put_crc(uint8_t *png, size_t pos)
+{
+    uint32_t n = get_be32(png + pos);
+    uint32_t c = (uint32_t)crc32(crc32(0L, Z_NULL, 0), png + pos + 4, n + 4);
+    for (int i = 0; i < 4; i++) png[pos + 8 + n + (size_t)i] = (uint8_t)(c >> (24 - 8 * i));
+}
+
+/* A PNG whose IDAT CRC is wrong while its data is intact: PIL (so
+ * torchvision) decodes it without a word, so usi decodes it too (the same
+ * training data) and says so in the log, once per file; data damage under
+ * a correct CRC is still refused by zlib's own checksum. */
+static void test_png_idat_crc_only(usi_decoder *d, const char *dir)
+{
+    char root[2048], cls[2100], path[2200];
+    snprintf(root, sizeof root, "%s/crc_only", dir);
+    snprintf(cls, sizeof cls, "%s/x", root);
+    mkdir(root, 0755);
+    mkdir(cls, 0755);
+    snprintf(path, sizeof path, "%s/crc_only.png", cls);
+    usi_image src = tu_image(16, 16, 3, grad);
+    MUST(usi_png_write(path, &src));
+    uint8_t *png = NULL;
+    size_t cap = 0, len = 0;
+    MUST(usi_read_file(path, &png, &cap, &len));
+    size_t at = find_idat(png, len);
+    usi_error *e;
+    usi_image out = decode(d, png, len, 0, &e);
+    CHECK(!e && usi_decoder_note(d) == NULL, "an intact PNG got a note: %s", usi_decoder_note(d));
+    usi_error_free(e);
+    png[at + 8 + get_be32(png + at) + 1] ^= 0x20; /* one bit of the CRC, nothing else */
+    tu_image_free(&out);
+    out = decode(d, png, len, 0, &e);
+    CHECK(!e, "CRC-only corruption refused: %s", e ? usi_error_message(e) : "");
+    CHECK(!e && !memcmp(out.data, src.data, 16 * 16 * 3), "CRC-only corruption changed the pixels");
+    CHECK(usi_decoder_note(d) && strstr(usi_decoder_note(d), "CRC"), "no note says the CRC is wrong");
+    usi_error_free(e);
+    tu_image_free(&out);
+    tu_write_file(path, png, len);
+    /* the same bit in the data, CRC recomputed: zlib's Adler-32 catches it */
+    uint8_t *bad = malloc(len);
+    memcpy(bad, png, len);
+    bad[at + 8 + get_be32(bad + at) + 1] ^= 0x20;
+    bad[at + 8 + get_be32(bad + at) / 2] ^= 0x20;
+    put_crc(bad, at);
+    out = decode(d, bad, len, 0, &e);
+    CHECK(e != NULL, "damaged IDAT data with a correct CRC decoded");
+    usi_error_free(e);
+    tu_image_free(&out);
+    free(bad);
+    /* through the loader: one log line naming the file and the decision,
+     * not one per epoch */
+    usi_dataset *ds;
+    MUST(usi_dataset_open(root, &ds));
+    usi_augchain *ch;
+    MUST(usi_augchain_new(&ch));
+    usi_loader_opts o = usi_loader_opts_default();
+    o.batch_size = 1;
+    o.img_size = 16;
+    o.workers = 1;
+    o.drop_last = 0;
+    usi_loader *l;
+    MUST(usi_loader_new(ds, ch, &o, &l));
+    char log_path[4200];
+    snprintf(log_path, sizeof log_path, "%s/log.txt", dir);
+    fflush(stderr);
+    int saved = dup(2), fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 2);
+    int delivered = 0;
+    for (int epoch = 0; epoch < 2; epoch++) {
+        MUST(usi_loader_start_epoch(l, epoch));
+        usi_u8_batch b;
+        for (;;) {
+            MUST(usi_loader_next(l, &b));
+            if (b.n == 0) break;
+            delivered += b.n;
+        }
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    size_t log_len = 0;
+    uint8_t *log = NULL;
+    size_t log_cap = 0;
+    MUST(usi_read_file(log_path, &log, &log_cap, &log_len));
+    log = realloc(log, log_len + 1);
+    log[log_len] = 0;
+    const char *hit = strstr((const char *)log, "crc_only.png");
+    CHECK(delivered == 2, "the CRC-only file was delivered %d times in 2 epochs", delivered);
+    printf("loader log: %s", (const char *)log);
+    CHECK(hit && strstr((const char *)log, "CRC is wrong") && strstr((const char *)log, "is used"),
+          "the log does not say the file is used despite its CRC:\n%s", (const char *)log);
+    CHECK(!hit || !strstr(hit + 1, "crc_only.png"), "the note was logged more than once:\n%s", (const char *)log);
+    free(log);
+    usi_loader_free(l);
+    usi_augchain_free(ch);
+    usi_dataset_free(ds);
+    free(png);
+    tu_image_free(&src);
+}
+
 int main(void)
 {
     usi_decoder *d;
@@ -271,6 +392,7 @@ int main(void)
     test_photographs(d);
     test_all_package_images(d);
     test_bad_inputs(d, dir);
+    test_png_idat_crc_only(d, dir);
     usi_decoder_free(d);
     tu_rm_rf(dir);
     free(dir);

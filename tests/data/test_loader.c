@@ -12,7 +12,7 @@
 
 /* classes: a (4 images), b_empty (none), c (3 good + the bad files) */
 enum { N_GOOD = 7, N_BAD = 5, IMG = 16 };
-static const char *bad_names[N_BAD] = {"zero.jpg", "truncated.jpg", "badcrc.png", "text.JPG",
+static const char *bad_names[N_BAD] = {"zero.jpg", "truncated.jpg", "baddata.png", "text.JPG",
                                        "dangling.jpeg"};
 
 static int g_r, g_g;
@@ -55,7 +55,7 @@ static void write_bad_files(const char *dir)
     snprintf(path, sizeof path, "%s/truncated.jpg", dir);
     tu_write_file(path, buf, len * 6 / 10);
     free(buf);
-    snprintf(path, sizeof path, "%s/badcrc.png", dir);
+    snprintf(path, sizeof path, "%s/baddata.png", dir); /* the zlib checksum flipped */
     MUST(usi_png_write(path, &im));
     int fd = open(path, O_RDWR);
     off_t end = lseek(fd, 0, SEEK_END);

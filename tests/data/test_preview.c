@@ -1,6 +1,7 @@
 /* `usi preview` end to end: a config naming a small generated ImageFolder,
  * the default augment list from the config (loaded from the build tree), a
- * PNG grid whose size follows from --n and data.img_size. */
+ * PNG grid whose size follows from --n and data.img_size, small images
+ * enlarged by whole pixels, and the class names written under each tile. */
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,11 +37,23 @@ static void test_config_glue(const char *cfg)
     /* random_resized_crop got size 32: its decode hint is ceil(32 / sqrt(0.08)) */
     CHECK(usi_augchain_decode_min_side(train) == 114, "train decode hint %d",
           usi_augchain_decode_min_side(train));
-    /* eval: shorter side floor(32 / 0.95) = 33 */
-    CHECK(usi_augchain_decode_min_side(eval) == 33, "eval decode hint %d", usi_augchain_decode_min_side(eval));
+    /* eval decodes in full: a reduced DCT scale would not give PIL's pixels */
+    CHECK(usi_augchain_decode_min_side(eval) == 0, "eval decode hint %d", usi_augchain_decode_min_side(eval));
     usi_loader_opts tr = usi_data_loader_opts(c, 1), ev = usi_data_loader_opts(c, 0);
     CHECK(tr.repeats == 2 && tr.shuffle && tr.img_size == 32 && ev.repeats == 1 && !ev.shuffle,
           "loader options");
+    /* the config itself, filled, shows the size the chain runs with */
+    MUST(usi_data_fill_config(c));
+    int found = 0;
+    for (size_t i = 0; i < usi_config_augment_count(c); i++) {
+        const usi_selected *s = usi_config_augment(c, i);
+        int64_t size = 0;
+        if (!usi_params_has(s->params, "size")) continue;
+        MUST(usi_params_get_int(s->params, "size", &size));
+        CHECK(size == 32, "augment %s shows size %lld, runs with 32", s->loaded->comp->name, (long long)size);
+        found++;
+    }
+    CHECK(found == 1, "%d augmentations with a size", found);
     usi_augchain_free(train);
     usi_augchain_free(eval);
     usi_registry_free(r);
@@ -81,8 +94,39 @@ int main(void)
     usi_error *e = usi_read_file(out, &buf, &cap, &len);
     if (!e) e = usi_decode_image(d, buf, len, 0, &im);
     CHECK(!e, "grid: %s", e ? usi_error_message(e) : "");
-    /* 10 tiles -> 4 columns x 3 rows of 32 + a 7-pixel bar, 2-pixel gaps */
-    CHECK(!e && im.width == 4 * 34 + 2 && im.height == 3 * 41 + 2, "grid is %dx%d", im.width, im.height);
+    /* 10 tiles of 32 px -> 4 columns x 3 rows, each enlarged 3 times to 96 */
+    usi_preview_layout g = usi_preview_layout_for(32, 10);
+    CHECK(g.scale == 3 && g.tile == 96 && g.cols == 4 && g.rows == 3, "layout: scale %d, tile %d, %dx%d", g.scale,
+          g.tile, g.cols, g.rows);
+    CHECK(!e && im.width == g.width && im.height == g.height, "grid is %dx%d, not %dx%d", im.width, im.height,
+          g.width, g.height);
+    usi_preview_layout big = usi_preview_layout_for(224, 3);
+    CHECK(big.scale == 1 && big.tile == 224, "a 224 px image was scaled by %d", big.scale);
+    if (!e && im.width == g.width && im.height == g.height) {
+        /* nearest-neighbour enlargement: every 3x3 block of a tile is one colour */
+        int blocks = 0, uniform = 0;
+        for (int t = 0; t < 10; t++) {
+            int x0 = USI_PREVIEW_GAP + (t % g.cols) * (g.tile + USI_PREVIEW_GAP);
+            int y0 = USI_PREVIEW_GAP + (t / g.cols) * (g.tile + g.label + USI_PREVIEW_GAP);
+            for (int by = 0; by < 32; by++)
+                for (int bx = 0; bx < 32; bx++) {
+                    int same = 1;
+                    for (int k = 0; k < 9; k++)
+                        for (int c = 0; c < 3; c++)
+                            same &= tu_px(&im, x0 + bx * 3 + k % 3, y0 + by * 3 + k / 3, c) ==
+                                    tu_px(&im, x0 + bx * 3, y0 + by * 3, c);
+                    blocks++;
+                    uniform += same;
+                }
+            /* under the bar, on white, the class name: dark glyph pixels */
+            int ink = 0;
+            for (int y = y0 + g.tile + USI_PREVIEW_BAR; y < y0 + g.tile + g.label; y++)
+                for (int x = x0; x < x0 + g.tile; x++) ink += tu_px(&im, x, y, 0) < 100 && tu_px(&im, x, y, 1) < 100;
+            CHECK(ink > 30, "tile %d: %d dark pixels where its class names belong", t, ink);
+        }
+        CHECK(uniform == blocks, "%d of %d 3x3 blocks are not one colour (not a nearest enlargement)",
+              blocks - uniform, blocks);
+    }
     usi_error_free(e);
     char *bad[] = {"preview", cfg, NULL};
     CHECK(usi_cmd_preview(2, bad) == 2, "missing --out must be a usage error");

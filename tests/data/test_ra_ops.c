@@ -1,6 +1,7 @@
 /* The RandAugment operations one by one (compiled in from the plugin's
- * source): PIL's arithmetic for the colour ops, exact geometry for the
- * affine ones, and the fast shear/translate paths against the general one. */
+ * source): properties of the colour ops, exact geometry for the affine
+ * ones, and the whole-pixel shortcuts of shear/translate against the full
+ * 4x4 sums. Pixel parity with timm/PIL is test_pil_parity. */
 #include <math.h>
 
 #include "../../augment/rand_augment/ops.h"

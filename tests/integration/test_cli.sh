@@ -86,6 +86,22 @@ grep -q "width = 16;" "$T/effective.cfg" && grep -q "lr = 0.001;" "$T/effective.
 "$usi" config show "$T/effective.cfg" >"$T/effective2.cfg" 2>&1
 cmp -s "$T/effective.cfg" "$T/effective2.cfg" && ok || fail "config show does not load back to the same values"
 
+# What config show prints is what runs: each augmentation's size is
+# data.img_size, the backbone's img_size too, and num_classes is the number
+# of class folders in data.train.
+mkdir -p "$T/data/a" "$T/data/b" "$T/data/c"
+"$usi_build" config show --set data.img_size=28 --set "data.train=$T/data" --set backbone.name=resnet18 \
+    >"$T/filled.cfg" 2>"$T/filled.err" || fail "config show with data: $(cat "$T/filled.err")"
+awk '/name = "random_resized_crop"/ { f = 1 } f && /size =/ { print; exit }' "$T/filled.cfg" | grep -q "size = 28;" &&
+    ok || fail "random_resized_crop size is not data.img_size: $(cat "$T/filled.cfg")"
+sed -n '/^backbone = {/,/^};/p' "$T/filled.cfg" >"$T/backbone.cfg"
+grep -q "num_classes = 3;" "$T/backbone.cfg" && grep -q "img_size = 28;" "$T/backbone.cfg" && ok ||
+    fail "backbone options are not what a run fills in: $(cat "$T/backbone.cfg")"
+expect "augment size overridden, said so" 0 "size = 64 is replaced by data.img_size = 28" -- \
+    "$usi_build" config show --set data.img_size=28 --set augment.random_resized_crop.size=64
+expect "num_classes contradicting the data" 1 "num_classes = 7 but the data needs 3" -- \
+    "$usi_build" config show --set "data.train=$T/data" --set backbone.name=resnet18 --set backbone.num_classes=7
+
 # --- refusals ---
 expect "plugin option typo" 1 "acme_tinynet' has no option 'widht'.*width" -- \
     "$usi" config show "$T/tinynet.cfg" --set backbone.widht=8

@@ -20,6 +20,16 @@ JSON
 [ "$(head -c 8 "$T/curves.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] ||
     fail "no PNG at $T/curves.png"
 "$usi" plot "$T" --out "$T/other.png" >/dev/null 2>&1 && [ -s "$T/other.png" ] || fail "usi plot --out"
+# SVG from the same drawing: an XML parser reads it, and the curves are paths
+"$usi" plot "$T" --out "$T/curves.svg" >/dev/null 2>&1 || fail "usi plot --out curves.svg"
+python3 - "$T/curves.svg" <<'PY' || fail "curves.svg is not an SVG with the curves as paths"
+import sys
+import xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag.endswith('svg'), root.tag
+paths = [e for e in root.iter() if e.tag.endswith('path')]
+assert len(paths) >= 12, len(paths)
+PY
 
 echo '{"epoch": 2, "step": 70, "loss": oops}' >>"$T/metrics.jsonl"
 out=$("$usi" plot "$T" 2>&1)

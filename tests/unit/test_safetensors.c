@@ -1,6 +1,6 @@
 /* safetensors: round trip, refusal of hostile headers, random corruption
- * never reads outside the buffer, and atomic writes that leave the previous
- * file whole when the disk is full. */
+ * never reads outside the buffer, atomic writes that leave the previous
+ * file whole when the disk is full, and killed writers' leftovers removed. */
 #include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "train/safetensors.h"
@@ -208,6 +209,38 @@ static void test_full_disk_keeps_previous(const char *path)
     usi_st_writer_free(w);
 }
 
+/* A writer killed mid-save leaves NAME.safetensors.tmp-PID; the next save
+ * beside it removes those of processes that no longer run and keeps a live
+ * writer's. */
+static void test_stale_temps_removed(void)
+{
+    char live[300], dead[300], other[300], keep[300], path[300];
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    waitpid(child, NULL, 0); /* now a pid no process has */
+    snprintf(path, sizeof path, "%s/last.safetensors", dir);
+    snprintf(dead, sizeof dead, "%s/last.safetensors.tmp-%ld", dir, (long)child);
+    snprintf(other, sizeof other, "%s/best.safetensors.tmp-%ld", dir, (long)child);
+    snprintf(live, sizeof live, "%s/last.safetensors.tmp-%ld", dir, (long)getppid());
+    snprintf(keep, sizeof keep, "%s/notes.tmp-%ld", dir, (long)child);
+    const char *files[] = {dead, other, live, keep};
+    for (int i = 0; i < 4; i++) {
+        FILE *f = fopen(files[i], "w");
+        if (f) fclose(f);
+    }
+    usi_st_writer *w = sample_writer();
+    usi_error *e = usi_st_writer_save(w, path);
+    CHECK(!e, "save: %s", e ? usi_error_message(e) : "");
+    usi_error_free(e);
+    usi_st_writer_free(w);
+    CHECK(access(dead, F_OK) != 0 && access(other, F_OK) != 0, "a dead writer's temporary file is still there");
+    CHECK(access(live, F_OK) == 0, "a running process's temporary file was removed");
+    CHECK(access(keep, F_OK) == 0, "a file that is not a checkpoint's temporary was removed");
+    unlink(live);
+    unlink(keep);
+    unlink(path);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) return 2;
@@ -229,6 +262,7 @@ int main(void)
     if (good) test_random_corruption(good, len);
     free(good);
     test_full_disk_keeps_previous(path);
+    test_stale_temps_removed();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
