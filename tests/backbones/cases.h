@@ -1,0 +1,49 @@
+/* The backbones both backbone tests check, with what each needs to know
+ * about a model beyond its reference files (ref/<name>.txt, .logits.txt). */
+#ifndef USI_TESTS_BACKBONE_CASES_H
+#define USI_TESTS_BACKBONE_CASES_H
+
+#include <stdint.h>
+
+typedef struct bb_case {
+    const char *name;
+    int64_t timm_params;     /* trainable, 1000 classes: timm's count        */
+    int32_t drop_paths;      /* drop_path nodes at drop_path_rate 0.2         */
+    const char *classifier;  /* the classifier's weight                      */
+    /* the first weight's kernel side with timm's stem and with the small one
+     * (0: not checked) */
+    int32_t stem_k_timm, stem_k_small;
+    /* position tables: the input side must equal img_size */
+    int32_t fixed_size;
+    /* below this input side timm's stem leaves nothing to classify and the
+     * build must fail with a message (0: every side from 28 works) */
+    int32_t timm_min_side;
+} bb_case;
+
+/* drop_paths follows timm's rules: one per residual block but the first
+ * (rate 0) for ResNet and ConvNeXt, two per transformer/mixer block but the
+ * first, and for the EfficientNet builder one per block with a skip. */
+static const bb_case bb_cases[] = {
+    {"resnet18", 11689512, 7, "fc.weight", 7, 3, 0, 0},
+    {"resnet34", 21797672, 15, "fc.weight", 7, 3, 0, 0},
+    {"resnet50", 25557032, 15, "fc.weight", 7, 3, 0, 0},
+    {"resnet101", 44549160, 32, "fc.weight", 7, 3, 0, 0},
+    {"mobilenetv3_small_100", 2542856, 6, "classifier.weight", 3, 3, 0, 0},
+    {"mobilenetv3_large_100", 5483032, 9, "classifier.weight", 3, 3, 0, 0},
+};
+#define BB_N_CASES ((int32_t)(sizeof bb_cases / sizeof bb_cases[0]))
+
+/* A bigger family member built from a component with its scaling options,
+ * checked against timm's listing of that model (ref/<ref>.txt). */
+typedef struct bb_variant {
+    const char *ref;
+    const char *component;
+    const char *opt[2];      /* float options                                */
+    double val[2];
+    int64_t timm_params;
+} bb_variant;
+
+static const bb_variant bb_variants[1];
+#define BB_N_VARIANTS 0
+
+#endif
