@@ -30,6 +30,8 @@ static const bb_case bb_cases[] = {
     {"resnet101", 44549160, 32, "fc.weight", 7, 3, 0, 0},
     {"mobilenetv3_small_100", 2542856, 6, "classifier.weight", 3, 3, 0, 0},
     {"mobilenetv3_large_100", 5483032, 9, "classifier.weight", 3, 3, 0, 0},
+    {"efficientnet_b0", 5288548, 9, "classifier.weight", 3, 3, 0, 0},
+    {"efficientnet_lite0", 4652008, 9, "classifier.weight", 3, 3, 0, 0},
 };
 #define BB_N_CASES ((int32_t)(sizeof bb_cases / sizeof bb_cases[0]))
 
@@ -43,7 +45,10 @@ typedef struct bb_variant {
     int64_t timm_params;
 } bb_variant;
 
-static const bb_variant bb_variants[1];
-#define BB_N_VARIANTS 0
+static const bb_variant bb_variants[] = {
+    {"efficientnet_b2", "efficientnet_b0", {"channel_multiplier", "depth_multiplier"},
+     {1.1, 1.2}, 9109994},
+};
+#define BB_N_VARIANTS ((int32_t)(sizeof bb_variants / sizeof bb_variants[0]))
 
 #endif

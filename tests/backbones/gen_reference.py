@@ -27,11 +27,12 @@ import timm
 import torch
 
 MODELS = ['resnet18', 'resnet34', 'resnet50', 'resnet101',
-          'mobilenetv3_small_100', 'mobilenetv3_large_100']
+          'mobilenetv3_small_100', 'mobilenetv3_large_100',
+          'efficientnet_b0', 'efficientnet_lite0']
 
 # Listings only (no logits): bigger members of a family, built by the C test
 # from a smaller one's component with its scaling options.
-LAYOUT_ONLY = []
+LAYOUT_ONLY = ['efficientnet_b2']
 
 # Options the logits model is created with besides num_classes: the token
 # models size their position tables from img_size (the C test sets img_size
