@@ -32,6 +32,9 @@ static const bb_case bb_cases[] = {
     {"mobilenetv3_large_100", 5483032, 9, "classifier.weight", 3, 3, 0, 0},
     {"efficientnet_b0", 5288548, 9, "classifier.weight", 3, 3, 0, 0},
     {"efficientnet_lite0", 4652008, 9, "classifier.weight", 3, 3, 0, 0},
+    {"convnext_atto", 3695520, 11, "head.fc.weight", 4, 4, 0, 32},
+    {"convnext_tiny", 28589128, 17, "head.fc.weight", 4, 4, 0, 32},
+    {"convnext_small", 50223688, 35, "head.fc.weight", 4, 4, 0, 32},
 };
 #define BB_N_CASES ((int32_t)(sizeof bb_cases / sizeof bb_cases[0]))
 

@@ -28,7 +28,8 @@ import torch
 
 MODELS = ['resnet18', 'resnet34', 'resnet50', 'resnet101',
           'mobilenetv3_small_100', 'mobilenetv3_large_100',
-          'efficientnet_b0', 'efficientnet_lite0']
+          'efficientnet_b0', 'efficientnet_lite0',
+          'convnext_atto', 'convnext_tiny', 'convnext_small']
 
 # Listings only (no logits): bigger members of a family, built by the C test
 # from a smaller one's component with its scaling options.

@@ -176,6 +176,7 @@ static void check_init(const usi_graph *g, const char *model, const char *name, 
     int ok = i->kind == kind;
     if (kind == USI_INIT_CONSTANT) ok = ok && near(i->value, a);
     if (kind == USI_INIT_NORMAL) ok = ok && near(i->value, a) && near(i->std, b);
+    if (kind == USI_INIT_TRUNC_NORMAL) ok = ok && near(i->std, a) && i->lo <= -2 * a && i->hi >= 2 * a;
     if (kind == USI_INIT_UNIFORM) ok = ok && near(i->lo, a) && near(i->hi, b);
     if (kind == USI_INIT_KAIMING_NORMAL || kind == USI_INIT_KAIMING_UNIFORM)
         ok = ok && i->fan == (int32_t)a && near(i->gain, b);
@@ -237,6 +238,17 @@ static void check_model_inits(const usi_graph *g, const char *m)
         if (!strcmp(m, "efficientnet_b0"))
             check_init(g, m, "blocks.2.0.se.conv_reduce.bias", USI_INIT_ZEROS, 0, 0);
         check_init(g, m, "bn2.weight", USI_INIT_CONSTANT, 1.0, 0);
+    } else if (!strncmp(m, "convnext", 8)) {
+        /* trunc_normal(0.02) convs and linears, zero biases, gamma 1e-6 */
+        check_init(g, m, "stem.0.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "stem.0.bias", USI_INIT_ZEROS, 0, 0);
+        check_init(g, m, "stem.1.weight", USI_INIT_ONES, 0, 0);
+        check_init(g, m, "stages.1.downsample.1.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "stages.2.blocks.1.gamma", USI_INIT_CONSTANT, 1e-6, 0);
+        check_init(g, m, "stages.2.blocks.1.mlp.fc1.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "stages.2.blocks.1.mlp.fc2.bias", USI_INIT_ZEROS, 0, 0);
+        check_init(g, m, "head.fc.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "head.fc.bias", USI_INIT_ZEROS, 0, 0);
     }
 }
 
