@@ -35,6 +35,10 @@ static const bb_case bb_cases[] = {
     {"convnext_atto", 3695520, 11, "head.fc.weight", 4, 4, 0, 32},
     {"convnext_tiny", 28589128, 17, "head.fc.weight", 4, 4, 0, 32},
     {"convnext_small", 50223688, 35, "head.fc.weight", 4, 4, 0, 32},
+    {"deit_tiny_patch16_224", 5717416, 22, "head.weight", 16, 4, 1, 0},
+    {"deit_small_patch16_224", 22050664, 22, "head.weight", 16, 4, 1, 0},
+    {"vit_small_patch16_224", 22050664, 22, "head.weight", 16, 4, 1, 0},
+    {"vit_base_patch16_224", 86567656, 22, "head.weight", 16, 4, 1, 0},
 };
 #define BB_N_CASES ((int32_t)(sizeof bb_cases / sizeof bb_cases[0]))
 

@@ -29,7 +29,15 @@ import torch
 MODELS = ['resnet18', 'resnet34', 'resnet50', 'resnet101',
           'mobilenetv3_small_100', 'mobilenetv3_large_100',
           'efficientnet_b0', 'efficientnet_lite0',
-          'convnext_atto', 'convnext_tiny', 'convnext_small']
+          'convnext_atto', 'convnext_tiny', 'convnext_small',
+          'deit_tiny_patch16_224', 'deit_small_patch16_224',
+          'vit_small_patch16_224', 'vit_base_patch16_224']
+
+DTYPES = {torch.float32: 'f32', torch.int64: 'i64'}
+
+LOGIT_CLASSES = 10
+LOGIT_INPUT = (2, 3, 64, 64)
+INPUT_INDEX = 100003  # the input's pattern index, apart from any tensor's
 
 # Listings only (no logits): bigger members of a family, built by the C test
 # from a smaller one's component with its scaling options.
@@ -38,13 +46,9 @@ LAYOUT_ONLY = ['efficientnet_b2']
 # Options the logits model is created with besides num_classes: the token
 # models size their position tables from img_size (the C test sets img_size
 # to the input side for every model).
-LOGIT_KWARGS = {}
-
-DTYPES = {torch.float32: 'f32', torch.int64: 'i64'}
-
-LOGIT_CLASSES = 10
-LOGIT_INPUT = (2, 3, 64, 64)
-INPUT_INDEX = 100003  # the input's pattern index, apart from any tensor's
+LOGIT_KWARGS = {name: {'img_size': LOGIT_INPUT[3]} for name in (
+    'deit_tiny_patch16_224', 'deit_small_patch16_224',
+    'vit_small_patch16_224', 'vit_base_patch16_224')}
 
 
 def write_model(name, out_dir):

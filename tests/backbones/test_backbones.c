@@ -249,6 +249,20 @@ static void check_model_inits(const usi_graph *g, const char *m)
         check_init(g, m, "stages.2.blocks.1.mlp.fc2.bias", USI_INIT_ZEROS, 0, 0);
         check_init(g, m, "head.fc.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
         check_init(g, m, "head.fc.bias", USI_INIT_ZEROS, 0, 0);
+    } else if (strstr(m, "_patch16_")) {
+        /* init_weights_vit_timm; the patch conv keeps PyTorch's default */
+        double b = 1 / sqrt(3.0 * 16 * 16);
+        check_init(g, m, "cls_token", USI_INIT_NORMAL, 0, 1e-6);
+        check_init(g, m, "pos_embed", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "patch_embed.proj.weight", USI_INIT_KAIMING_UNIFORM, USI_FAN_IN,
+                   1 / sqrt(3.0));
+        check_init(g, m, "patch_embed.proj.bias", USI_INIT_UNIFORM, -b, b);
+        check_init(g, m, "blocks.3.attn.qkv.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "blocks.3.attn.qkv.bias", USI_INIT_ZEROS, 0, 0);
+        check_init(g, m, "blocks.3.mlp.fc2.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "blocks.3.norm2.weight", USI_INIT_ONES, 0, 0);
+        check_init(g, m, "head.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "head.bias", USI_INIT_ZEROS, 0, 0);
     }
 }
 
@@ -303,6 +317,14 @@ static void test_reference(const char *ref_name, const char *component, const bu
     free(ref);
 }
 
+/* The first 4-D weight: the stem's (tokens and tables may come before it). */
+static const sg_entry *first_4d(const usi_graph *g)
+{
+    for (int32_t i = 0; i < sg_count(g); i++)
+        if (sg_at(g, i)->ndim == 4) return sg_at(g, i);
+    return NULL;
+}
+
 /* 28 and 32 px inputs give logits with every stem that makes sense there;
  * the small stem keeps a bigger last feature map (or more tokens) under the
  * same names. Models with position tables need img_size to say the side,
@@ -335,8 +357,8 @@ static void test_small_inputs(const bb_case *c)
                       "%s at %lld px, stem %s, img_size %lld: %s", c->name, (long long)sides[si],
                       how, (long long)o.img_size,
                       sg_error(g) ? sg_error(g) : "logits are not [3, 10]");
-                const sg_entry *first = sg_count(g) ? sg_at(g, 0) : NULL;
-                int64_t k = first && first->ndim == 4 ? first->shape[3] : 0;
+                const sg_entry *first = first_4d(g);
+                int64_t k = first ? first->shape[3] : 0;
                 int64_t want = small ? c->stem_k_small : c->stem_k_timm;
                 CHECK(!want || k == want, "%s: stem kernel is %lldx%lld with stem %s, want %lld",
                       c->name, (long long)k, (long long)k, small ? "small" : "timm",
@@ -370,7 +392,7 @@ static void test_options(const bb_case *c)
     g = build(c->name, &mono, grey, &out);
     if (g) {
         CHECK(out && !sg_error(g), "%s: in_chans 1: %s", c->name, sg_error(g));
-        CHECK(sg_count(g) && sg_at(g, 0)->shape[1] == 1, "%s: stem conv is not 1-channel",
+        CHECK(first_4d(g) && first_4d(g)->shape[1] == 1, "%s: stem conv is not 1-channel",
               c->name);
     }
     sg_free(g);
