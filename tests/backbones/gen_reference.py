@@ -31,7 +31,8 @@ MODELS = ['resnet18', 'resnet34', 'resnet50', 'resnet101',
           'efficientnet_b0', 'efficientnet_lite0',
           'convnext_atto', 'convnext_tiny', 'convnext_small',
           'deit_tiny_patch16_224', 'deit_small_patch16_224',
-          'vit_small_patch16_224', 'vit_base_patch16_224']
+          'vit_small_patch16_224', 'vit_base_patch16_224',
+          'mixer_s16_224', 'mixer_b16_224']
 
 DTYPES = {torch.float32: 'f32', torch.int64: 'i64'}
 
@@ -48,7 +49,7 @@ LAYOUT_ONLY = ['efficientnet_b2']
 # to the input side for every model).
 LOGIT_KWARGS = {name: {'img_size': LOGIT_INPUT[3]} for name in (
     'deit_tiny_patch16_224', 'deit_small_patch16_224',
-    'vit_small_patch16_224', 'vit_base_patch16_224')}
+    'vit_small_patch16_224', 'vit_base_patch16_224', 'mixer_s16_224', 'mixer_b16_224')}
 
 
 def write_model(name, out_dir):

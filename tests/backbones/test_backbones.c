@@ -177,6 +177,7 @@ static void check_init(const usi_graph *g, const char *model, const char *name, 
     if (kind == USI_INIT_CONSTANT) ok = ok && near(i->value, a);
     if (kind == USI_INIT_NORMAL) ok = ok && near(i->value, a) && near(i->std, b);
     if (kind == USI_INIT_TRUNC_NORMAL) ok = ok && near(i->std, a) && i->lo <= -2 * a && i->hi >= 2 * a;
+    if (kind == USI_INIT_XAVIER_UNIFORM) ok = ok && near(i->gain, 1.0);
     if (kind == USI_INIT_UNIFORM) ok = ok && near(i->lo, a) && near(i->hi, b);
     if (kind == USI_INIT_KAIMING_NORMAL || kind == USI_INIT_KAIMING_UNIFORM)
         ok = ok && i->fan == (int32_t)a && near(i->gain, b);
@@ -262,6 +263,17 @@ static void check_model_inits(const usi_graph *g, const char *m)
         check_init(g, m, "blocks.3.mlp.fc2.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
         check_init(g, m, "blocks.3.norm2.weight", USI_INIT_ONES, 0, 0);
         check_init(g, m, "head.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "head.bias", USI_INIT_ZEROS, 0, 0);
+    } else if (!strncmp(m, "mixer", 5)) {
+        double lecun = sqrt(1 / (3.0 * 16 * 16)) / .87962566103423978;
+        check_init(g, m, "stem.proj.weight", USI_INIT_TRUNC_NORMAL, lecun, 0);
+        check_init(g, m, "stem.proj.bias", USI_INIT_ZEROS, 0, 0);
+        check_init(g, m, "blocks.2.mlp_tokens.fc1.weight", USI_INIT_XAVIER_UNIFORM, 0, 0);
+        check_init(g, m, "blocks.2.mlp_tokens.fc1.bias", USI_INIT_NORMAL, 0, 1e-6);
+        check_init(g, m, "blocks.2.mlp_channels.fc2.weight", USI_INIT_XAVIER_UNIFORM, 0, 0);
+        check_init(g, m, "blocks.2.mlp_channels.fc2.bias", USI_INIT_NORMAL, 0, 1e-6);
+        check_init(g, m, "norm.weight", USI_INIT_ONES, 0, 0);
+        check_init(g, m, "head.weight", USI_INIT_ZEROS, 0, 0);
         check_init(g, m, "head.bias", USI_INIT_ZEROS, 0, 0);
     }
 }
