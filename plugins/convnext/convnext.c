@@ -172,7 +172,9 @@ static usi_tensor *cnx_build(void *inst, usi_graph *g, usi_tensor *input)
 }
 
 static const usi_param_desc cnx_params[] = {
-    BB_COMMON_PARAMS
+    BB_BASE_PARAMS
+    BB_STEM_PARAM("timm: 4x4 stride-4 patchify stem; small: the same kernel at stride 2 "
+                  "(28-64 px inputs); auto: small when img_size <= 64")
     {sizeof(usi_param_desc), "ls_init_value", USI_PARAM_FLOAT, 0,
      "start of the per-channel layer scale (gamma); 0: no layer scale", 0, 1e-6, NULL, 0, 10,
      NULL},
