@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "plugin/host.h"
+#include "train/setup.h"
 #include "train/trainer.h"
 #include "util/error.h"
 
@@ -37,6 +38,8 @@ static usi_config *prepare(const usi_cli_opts *o, usi_registry **r, const char *
     usi_config *c = usi_cli_load_config(o, r);
     if (!c) return NULL;
     usi_error *e = usi_config_resolve(c, *r);
+    /* The checkpoint's config then records the sizes and classes that ran. */
+    if (!e) e = usi_setup_fill_config(c);
     if (e) {
         usi_cli_fail(e);
         usi_config_free(c);

@@ -81,6 +81,7 @@ usi_error *usi_setup_fill_config(usi_config *c)
     if (e) {
         usi_log(USI_LOG_INFO, "num_classes left as configured: %s", usi_error_message(e));
         usi_error_free(e);
+        e = NULL;
     }
     classes = (int64_t)n;
     const usi_selected *sel[2] = {usi_config_backbone(c), usi_config_teacher(c)};

@@ -163,22 +163,29 @@ static inline usi_tensor *bb_drop_path(const bb_ctx *c, usi_tensor *x, double ra
 /* Inputs at or below this side get the small stem when stem = "auto". */
 #define BB_SMALL_STEM_MAX_SIDE 64
 
-static const usi_param_desc bb_params[] = {
-    {sizeof(usi_param_desc), "num_classes", USI_PARAM_INT, 0,
-     "number of output classes (size of the classifier)", 1000, 0, NULL, 1, 1e6, NULL},
-    {sizeof(usi_param_desc), "img_size", USI_PARAM_INT, 0,
-     "input side the network is trained at; picks the stem when stem = \"auto\"",
-     224, 0, NULL, 8, 4096, NULL},
-    {sizeof(usi_param_desc), "in_chans", USI_PARAM_INT, 0,
-     "input image channels", 3, 0, NULL, 1, 64, NULL},
-    {sizeof(usi_param_desc), "drop_rate", USI_PARAM_FLOAT, 0,
-     "dropout before the classifier (timm's drop_rate)", 0, 0.0, NULL, 0, 0.99, NULL},
-    {sizeof(usi_param_desc), "drop_path_rate", USI_PARAM_FLOAT, 0,
+/* The entries of bb_params, for a plugin that appends its own options;
+ * BB_BASE_PARAMS + BB_STEM_PARAM(doc) for one whose stem differs. */
+#define BB_STEM_PARAM(doc) \
+    {sizeof(usi_param_desc), "stem", USI_PARAM_STRING, 0, doc, 0, 0.0, "auto", 1, 0, \
+     "auto|timm|small"},
+#define BB_COMMON_PARAMS \
+    BB_BASE_PARAMS \
+    BB_STEM_PARAM("timm: timm's ImageNet stem; small: no stem downsampling (28-64 px inputs); " \
+                  "auto: small when img_size <= 64")
+#define BB_BASE_PARAMS \
+    {sizeof(usi_param_desc), "num_classes", USI_PARAM_INT, 0, \
+     "number of output classes (size of the classifier)", 1000, 0, NULL, 1, 1e6, NULL}, \
+    {sizeof(usi_param_desc), "img_size", USI_PARAM_INT, 0, \
+     "input side the network is trained at; picks the stem when stem = \"auto\"", \
+     224, 0, NULL, 8, 4096, NULL}, \
+    {sizeof(usi_param_desc), "in_chans", USI_PARAM_INT, 0, \
+     "input image channels", 3, 0, NULL, 1, 64, NULL}, \
+    {sizeof(usi_param_desc), "drop_rate", USI_PARAM_FLOAT, 0, \
+     "dropout before the classifier (timm's drop_rate)", 0, 0.0, NULL, 0, 0.99, NULL}, \
+    {sizeof(usi_param_desc), "drop_path_rate", USI_PARAM_FLOAT, 0, \
      "stochastic depth, rising linearly over the blocks to this rate", 0, 0.0, NULL, 0, 0.99, NULL},
-    {sizeof(usi_param_desc), "stem", USI_PARAM_STRING, 0,
-     "timm: timm's ImageNet stem; small: no stem downsampling (28-64 px inputs); "
-     "auto: small when img_size <= 64", 0, 0.0, "auto", 1, 0, "auto|timm|small"},
-};
+
+static const usi_param_desc bb_params[] = {BB_COMMON_PARAMS};
 #define BB_N_PARAMS (sizeof bb_params / sizeof bb_params[0])
 
 typedef struct bb_options {

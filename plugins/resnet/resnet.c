@@ -1,5 +1,5 @@
 /*
- * ResNet-18/34/50 as timm builds them (timm.models.resnet, the plain "a"
+ * ResNet-18/34/50/101 as timm builds them (timm.models.resnet, the plain "a"
  * variant: 7x7 stem, max-pool, stride on the 3x3 conv of a bottleneck, 1x1
  * conv + BN shortcut when the shape changes). Parameter names, shapes,
  * order and initialisers are timm's, so timm checkpoints load as they are.
@@ -25,6 +25,7 @@ typedef struct resnet_arch {
 static const resnet_arch arch_resnet18 = {"resnet18", 0, {2, 2, 2, 2}};
 static const resnet_arch arch_resnet34 = {"resnet34", 0, {3, 4, 6, 3}};
 static const resnet_arch arch_resnet50 = {"resnet50", 1, {3, 4, 6, 3}};
+static const resnet_arch arch_resnet101 = {"resnet101", 1, {3, 4, 23, 3}};
 
 typedef struct resnet {
     const resnet_arch *arch;
@@ -149,6 +150,10 @@ static usi_error *create_resnet50(const usi_params *p, void **out)
 {
     return resnet_create(&arch_resnet50, p, out);
 }
+static usi_error *create_resnet101(const usi_params *p, void **out)
+{
+    return resnet_create(&arch_resnet101, p, out);
+}
 
 static void resnet_destroy(void *inst) { host->free(inst); }
 
@@ -166,9 +171,11 @@ RESNET_COMPONENT(comp_resnet34, "resnet34",
                  "ResNet-34 (timm resnet34, 21.8M params at 1000 classes)", create_resnet34);
 RESNET_COMPONENT(comp_resnet50, "resnet50",
                  "ResNet-50 (timm resnet50, 25.6M params at 1000 classes)", create_resnet50);
+RESNET_COMPONENT(comp_resnet101, "resnet101",
+                 "ResNet-101 (timm resnet101, 44.5M params at 1000 classes)", create_resnet101);
 
 static const usi_component *const components[] = {&comp_resnet18, &comp_resnet34,
-                                                  &comp_resnet50};
+                                                  &comp_resnet50, &comp_resnet101};
 
 static const usi_plugin_desc desc = {
     sizeof(usi_plugin_desc), "usi_resnet", "USI", "Apache-2.0", "1.0.0",

@@ -351,6 +351,192 @@ static usi_tensor *api_scale(usi_graph *g, usi_tensor *x, double s)
     return same_shape(g, SG_OP_OTHER, x);
 }
 
+
+/* ---- ops of the token models (ViT, Mixer) and ConvNeXt ---- */
+
+static usi_tensor *api_layer_norm(usi_graph *g, usi_tensor *x, usi_tensor *w, usi_tensor *b,
+                                  int32_t axis, double eps)
+{
+    char xs[96];
+    g->ops[SG_OP_LAYER_NORM]++;
+    if (!x || g->has_error) return NULL;
+    int32_t ax = axis < 0 ? axis + x->ndim : axis;
+    int64_t c = ax >= 0 && ax < x->ndim ? x->shape[ax] : -1;
+    if ((ax != x->ndim - 1 && ax != 1) || !is_channel_vec(w, c) || !is_channel_vec(b, c) ||
+        !(eps > 0)) {
+        sg_fail(g, "layer_norm: x %s axis %d", fmt_shape(x, xs, sizeof xs), axis);
+        return NULL;
+    }
+    return sg_tensor(g, x->dtype, x->ndim, x->shape);
+}
+
+/* numpy broadcasting of the first na / nb dims of two shapes. */
+static int broadcast(int32_t na, const int64_t *a, int32_t nb, const int64_t *b, int32_t *n,
+                     int64_t *out)
+{
+    *n = na > nb ? na : nb;
+    for (int32_t i = 0; i < *n; i++) {
+        int32_t ia = na - *n + i, ib = nb - *n + i;
+        int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
+        if (da != db && da != 1 && db != 1) return 0;
+        out[i] = da == 1 ? db : da;
+    }
+    return 1;
+}
+
+static usi_tensor *api_matmul(usi_graph *g, usi_tensor *a, usi_tensor *b)
+{
+    char as[96], bs[96];
+    g->ops[SG_OP_MATMUL]++;
+    if (!a || !b || g->has_error) return NULL;
+    int64_t shape[USI_MAX_DIMS];
+    int32_t n = 0;
+    if (a->ndim < 2 || b->ndim < 2 || a->shape[a->ndim - 1] != b->shape[b->ndim - 2] ||
+        !broadcast(a->ndim - 2, a->shape, b->ndim - 2, b->shape, &n, shape)) {
+        sg_fail(g, "matmul: a %s b %s", fmt_shape(a, as, sizeof as), fmt_shape(b, bs, sizeof bs));
+        return NULL;
+    }
+    shape[n] = a->shape[a->ndim - 2];
+    shape[n + 1] = b->shape[b->ndim - 1];
+    return sg_tensor(g, a->dtype, n + 2, shape);
+}
+
+static usi_tensor *api_softmax(usi_graph *g, usi_tensor *x)
+{
+    return same_shape(g, SG_OP_OTHER, x);
+}
+
+static usi_tensor *api_permute(usi_graph *g, usi_tensor *x, const int32_t *perm);
+
+/* The core records attention as its parts; so does this graph. */
+static usi_tensor *api_attention(usi_graph *g, usi_tensor *q, usi_tensor *k, usi_tensor *v,
+                                 usi_tensor *bias, double scale)
+{
+    (void)scale;
+    if (!q || !k || !v || g->has_error) return NULL;
+    int32_t perm[USI_MAX_DIMS];
+    for (int32_t i = 0; i < k->ndim; i++) perm[i] = i;
+    if (k->ndim >= 2) perm[k->ndim - 1] = k->ndim - 2, perm[k->ndim - 2] = k->ndim - 1;
+    usi_tensor *s = api_matmul(g, q, api_permute(g, k, perm));
+    if (bias) s = api_binary(g, USI_BIN_ADD, s, bias);
+    return api_matmul(g, api_softmax(g, s), v);
+}
+
+static usi_tensor *api_reshape(usi_graph *g, usi_tensor *x, int32_t ndim, const int64_t *shape)
+{
+    char xs[96];
+    g->ops[SG_OP_OTHER]++;
+    if (!x || g->has_error) return NULL;
+    int64_t numel = 1, known = 1, out[USI_MAX_DIMS];
+    int32_t free_dim = -1, bad = ndim < 1 || ndim > USI_MAX_DIMS;
+    for (int32_t i = 0; i < x->ndim; i++) numel *= x->shape[i];
+    for (int32_t i = 0; !bad && i < ndim; i++) {
+        out[i] = shape[i];
+        if (shape[i] == -1 && free_dim < 0)
+            free_dim = i;
+        else if (shape[i] > 0)
+            known *= shape[i];
+        else
+            bad = 1;
+    }
+    if (!bad && free_dim >= 0) {
+        bad = known == 0 || numel % known;
+        if (!bad) out[free_dim] = numel / known;
+    } else if (!bad) {
+        bad = known != numel;
+    }
+    if (bad) {
+        sg_fail(g, "reshape: x %s to %d dims", fmt_shape(x, xs, sizeof xs), ndim);
+        return NULL;
+    }
+    return sg_tensor(g, x->dtype, ndim, out);
+}
+
+static usi_tensor *api_permute(usi_graph *g, usi_tensor *x, const int32_t *perm)
+{
+    char xs[96];
+    g->ops[SG_OP_OTHER]++;
+    if (!x || g->has_error) return NULL;
+    int64_t out[USI_MAX_DIMS];
+    int32_t seen[USI_MAX_DIMS] = {0};
+    for (int32_t i = 0; i < x->ndim; i++) {
+        if (perm[i] < 0 || perm[i] >= x->ndim || seen[perm[i]]++) {
+            sg_fail(g, "permute: x %s, not a permutation", fmt_shape(x, xs, sizeof xs));
+            return NULL;
+        }
+        out[i] = x->shape[perm[i]];
+    }
+    return sg_tensor(g, x->dtype, x->ndim, out);
+}
+
+static usi_tensor *api_concat(usi_graph *g, int32_t n, usi_tensor *const *xs, int32_t axis)
+{
+    char as[96], bs[96];
+    g->ops[SG_OP_OTHER]++;
+    if (n < 1 || g->has_error) return NULL;
+    for (int32_t i = 0; i < n; i++)
+        if (!xs[i]) return NULL;
+    const usi_tensor *x0 = xs[0];
+    int32_t ax = axis < 0 ? axis + x0->ndim : axis;
+    if (ax < 0 || ax >= x0->ndim) {
+        sg_fail(g, "concat: axis %d of %s", axis, fmt_shape(x0, as, sizeof as));
+        return NULL;
+    }
+    int64_t out[USI_MAX_DIMS];
+    memcpy(out, x0->shape, sizeof out);
+    for (int32_t i = 1; i < n; i++) {
+        int same = xs[i]->ndim == x0->ndim;
+        for (int32_t d = 0; same && d < x0->ndim; d++)
+            same = d == ax || xs[i]->shape[d] == x0->shape[d];
+        if (!same) {
+            sg_fail(g, "concat: %s and %s on axis %d", fmt_shape(x0, as, sizeof as),
+                    fmt_shape(xs[i], bs, sizeof bs), axis);
+            return NULL;
+        }
+        out[ax] += xs[i]->shape[ax];
+    }
+    return sg_tensor(g, x0->dtype, x0->ndim, out);
+}
+
+static usi_tensor *api_slice(usi_graph *g, usi_tensor *x, int32_t axis, int64_t start,
+                             int64_t end, int64_t step)
+{
+    char xs[96];
+    g->ops[SG_OP_OTHER]++;
+    if (!x || g->has_error) return NULL;
+    int32_t ax = axis < 0 ? axis + x->ndim : axis;
+    int64_t len = ax >= 0 && ax < x->ndim ? x->shape[ax] : 0;
+    if (start < 0) start += len;
+    if (end < 0) end += len;
+    if (start < 0) start = 0;
+    if (end > len) end = len;
+    if (!len || step <= 0 || end <= start) {
+        sg_fail(g, "slice: x %s axis %d [%lld:%lld:%lld]", fmt_shape(x, xs, sizeof xs), axis,
+                (long long)start, (long long)end, (long long)step);
+        return NULL;
+    }
+    int64_t out[USI_MAX_DIMS];
+    memcpy(out, x->shape, sizeof out);
+    out[ax] = (end - start + step - 1) / step;
+    return sg_tensor(g, x->dtype, x->ndim, out);
+}
+
+static usi_tensor *api_pad(usi_graph *g, usi_tensor *x, const int64_t *pads, double value)
+{
+    (void)value;
+    g->ops[SG_OP_OTHER]++;
+    if (!x || g->has_error) return NULL;
+    int64_t out[USI_MAX_DIMS];
+    for (int32_t i = 0; i < x->ndim; i++) {
+        out[i] = x->shape[i] + pads[2 * i] + pads[2 * i + 1];
+        if (pads[2 * i] < 0 || pads[2 * i + 1] < 0) {
+            sg_fail(g, "pad: negative padding");
+            return NULL;
+        }
+    }
+    return sg_tensor(g, x->dtype, x->ndim, out);
+}
+
 const usi_graph_api *sg_api(void)
 {
     static const usi_graph_api api = {
@@ -374,6 +560,15 @@ const usi_graph_api *sg_api(void)
         .dropout = api_dropout,
         .drop_path = api_drop_path,
         .flatten = api_flatten,
+        .layer_norm = api_layer_norm,
+        .matmul = api_matmul,
+        .softmax = api_softmax,
+        .attention = api_attention,
+        .reshape = api_reshape,
+        .permute = api_permute,
+        .concat = api_concat,
+        .slice = api_slice,
+        .pad = api_pad,
     };
     return &api;
 }

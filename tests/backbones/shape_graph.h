@@ -25,7 +25,7 @@ typedef struct sg_entry {
 enum {                       /* ops counted by sg_op_count                   */
     SG_OP_CONV2D, SG_OP_LINEAR, SG_OP_BATCH_NORM, SG_OP_ACTIVATION, SG_OP_BINARY,
     SG_OP_POOL2D, SG_OP_REDUCE, SG_OP_DROPOUT, SG_OP_DROP_PATH, SG_OP_FLATTEN,
-    SG_OP_OTHER, SG_N_OPS
+    SG_OP_LAYER_NORM, SG_OP_MATMUL, SG_OP_OTHER, SG_N_OPS
 };
 
 /* The table; ops a backbone should not need are NULL. */

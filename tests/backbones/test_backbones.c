@@ -16,6 +16,7 @@
 #include "plugin/params.h"
 #include "plugin/registry.h"
 #include "util/error.h"
+#include "cases.h"
 #include "shape_graph.h"
 
 static int failures;
@@ -34,25 +35,13 @@ static usi_registry *reg;
 /* The real host table with the shape-only graph in place of the engine. */
 static usi_host_api test_host;
 
-typedef struct model_case {
-    const char *name;
-    int64_t timm_params;     /* trainable, 1000 classes: timm's count        */
-    int32_t n_blocks;        /* residual-capable blocks, for drop_path       */
-} model_case;
-
-static const model_case cases[] = {
-    {"resnet18", 11689512, 8},
-    {"resnet34", 21797672, 16},
-    {"resnet50", 25557032, 16},
-    {"mobilenetv3_small_100", 2542856, 12},
-    {"mobilenetv3_large_100", 5483032, 16},
-};
-
 /* Options a case overrides; zero / NULL keep the schema default. */
 typedef struct build_opts {
     int64_t num_classes, img_size, in_chans;
     const char *stem;
     double drop_path_rate;
+    const char *float_opt[2]; /* further float options, by name */
+    double float_val[2];
 } build_opts;
 
 /* Hand every loaded plugin the test host. The registry already ran the
@@ -87,6 +76,8 @@ static usi_error *set_opts(usi_params *p, const build_opts *o)
     if (!e && o->in_chans) e = usi_params_set_int(p, "in_chans", o->in_chans);
     if (!e && o->stem) e = usi_params_set_string(p, "stem", o->stem);
     if (!e && o->drop_path_rate > 0) e = usi_params_set_float(p, "drop_path_rate", o->drop_path_rate);
+    for (int i = 0; i < 2; i++)
+        if (!e && o->float_opt[i]) e = usi_params_set_float(p, o->float_opt[i], o->float_val[i]);
     return e;
 }
 
@@ -185,6 +176,8 @@ static void check_init(const usi_graph *g, const char *model, const char *name, 
     int ok = i->kind == kind;
     if (kind == USI_INIT_CONSTANT) ok = ok && near(i->value, a);
     if (kind == USI_INIT_NORMAL) ok = ok && near(i->value, a) && near(i->std, b);
+    if (kind == USI_INIT_TRUNC_NORMAL) ok = ok && near(i->std, a) && i->lo <= -2 * a && i->hi >= 2 * a;
+    if (kind == USI_INIT_XAVIER_UNIFORM) ok = ok && near(i->gain, 1.0);
     if (kind == USI_INIT_UNIFORM) ok = ok && near(i->lo, a) && near(i->hi, b);
     if (kind == USI_INIT_KAIMING_NORMAL || kind == USI_INIT_KAIMING_UNIFORM)
         ok = ok && i->fan == (int32_t)a && near(i->gain, b);
@@ -208,58 +201,106 @@ static void check_bn_inits(const usi_graph *g, const char *model)
     }
 }
 
-static void check_model_inits(const usi_graph *g, const model_case *c)
+/* _init_weight_goog, as timm's MobileNetV3 and EfficientNet use it: convs
+ * normal with std sqrt(2 / (k*k*out/groups)), biases 0, the classifier
+ * uniform +-1/sqrt(classes). */
+static void check_goog_inits(const usi_graph *g, const char *m, int64_t stem)
 {
-    check_bn_inits(g, c->name);
-    if (!strncmp(c->name, "resnet", 6)) {
-        int bottleneck = !strcmp(c->name, "resnet50");
+    check_init(g, m, "conv_stem.weight", USI_INIT_NORMAL, 0, sqrt(2.0 / (9.0 * (double)stem)));
+    check_init(g, m, "blocks.1.0.conv_dw.weight", USI_INIT_NORMAL, 0, sqrt(2.0 / 9));
+    check_init(g, m, "blocks.2.0.conv_dw.weight", USI_INIT_NORMAL, 0, sqrt(2.0 / 25));
+    check_init(g, m, "classifier.weight", USI_INIT_UNIFORM, -1 / sqrt(1000.0), 1 / sqrt(1000.0));
+    check_init(g, m, "classifier.bias", USI_INIT_ZEROS, 0, 0);
+}
+
+static void check_model_inits(const usi_graph *g, const char *m)
+{
+    check_bn_inits(g, m);
+    if (!strncmp(m, "resnet", 6)) {
+        int bottleneck = strcmp(m, "resnet18") && strcmp(m, "resnet34");
         int64_t feat = bottleneck ? 2048 : 512;
-        check_init(g, c->name, "conv1.weight", USI_INIT_KAIMING_NORMAL, USI_FAN_OUT, sqrt(2.0));
-        check_init(g, c->name, "layer3.1.conv2.weight", USI_INIT_KAIMING_NORMAL, USI_FAN_OUT,
+        check_init(g, m, "conv1.weight", USI_INIT_KAIMING_NORMAL, USI_FAN_OUT, sqrt(2.0));
+        check_init(g, m, "layer3.1.conv2.weight", USI_INIT_KAIMING_NORMAL, USI_FAN_OUT,
                    sqrt(2.0));
-        check_init(g, c->name, "bn1.weight", USI_INIT_CONSTANT, 1.0, 0);
-        check_init(g, c->name, "layer1.0.bn1.weight", USI_INIT_CONSTANT, 1.0, 0);
-        check_init(g, c->name, bottleneck ? "layer2.1.bn3.weight" : "layer2.1.bn2.weight",
+        check_init(g, m, "bn1.weight", USI_INIT_CONSTANT, 1.0, 0);
+        check_init(g, m, "layer1.0.bn1.weight", USI_INIT_CONSTANT, 1.0, 0);
+        check_init(g, m, bottleneck ? "layer2.1.bn3.weight" : "layer2.1.bn2.weight",
                    USI_INIT_CONSTANT, 0.0, 0);
-        check_init(g, c->name, "layer2.0.downsample.1.weight", USI_INIT_CONSTANT, 1.0, 0);
-        check_init(g, c->name, "fc.weight", USI_INIT_KAIMING_UNIFORM, USI_FAN_IN, 1 / sqrt(3.0));
-        check_init(g, c->name, "fc.bias", USI_INIT_UNIFORM, -1 / sqrt((double)feat),
+        check_init(g, m, "layer2.0.downsample.1.weight", USI_INIT_CONSTANT, 1.0, 0);
+        check_init(g, m, "fc.weight", USI_INIT_KAIMING_UNIFORM, USI_FAN_IN, 1 / sqrt(3.0));
+        check_init(g, m, "fc.bias", USI_INIT_UNIFORM, -1 / sqrt((double)feat),
                    1 / sqrt((double)feat));
-    } else {
-        /* _init_weight_goog: std sqrt(2 / (k*k*out/groups)) */
-        check_init(g, c->name, "conv_stem.weight", USI_INIT_NORMAL, 0, sqrt(2.0 / (9 * 16)));
-        check_init(g, c->name, "blocks.1.0.conv_dw.weight", USI_INIT_NORMAL, 0, sqrt(2.0 / 9));
-        check_init(g, c->name, "blocks.2.0.conv_dw.weight", USI_INIT_NORMAL, 0, sqrt(2.0 / 25));
-        check_init(g, c->name, "blocks.2.0.se.conv_reduce.bias", USI_INIT_ZEROS, 0, 0);
-        check_init(g, c->name, "conv_head.bias", USI_INIT_ZEROS, 0, 0);
-        check_init(g, c->name, "classifier.weight", USI_INIT_UNIFORM, -1 / sqrt(1000.0),
-                   1 / sqrt(1000.0));
-        check_init(g, c->name, "classifier.bias", USI_INIT_ZEROS, 0, 0);
+    } else if (!strncmp(m, "mobilenetv3", 11)) {
+        check_goog_inits(g, m, 16);
+        check_init(g, m, "blocks.2.0.se.conv_reduce.bias", USI_INIT_ZEROS, 0, 0);
+        check_init(g, m, "conv_head.bias", USI_INIT_ZEROS, 0, 0);
+    } else if (!strncmp(m, "efficientnet", 12)) {
+        check_goog_inits(g, m, 32);
+        if (!strcmp(m, "efficientnet_b0"))
+            check_init(g, m, "blocks.2.0.se.conv_reduce.bias", USI_INIT_ZEROS, 0, 0);
+        check_init(g, m, "bn2.weight", USI_INIT_CONSTANT, 1.0, 0);
+    } else if (!strncmp(m, "convnext", 8)) {
+        /* trunc_normal(0.02) convs and linears, zero biases, gamma 1e-6 */
+        check_init(g, m, "stem.0.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "stem.0.bias", USI_INIT_ZEROS, 0, 0);
+        check_init(g, m, "stem.1.weight", USI_INIT_ONES, 0, 0);
+        check_init(g, m, "stages.1.downsample.1.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "stages.2.blocks.1.gamma", USI_INIT_CONSTANT, 1e-6, 0);
+        check_init(g, m, "stages.2.blocks.1.mlp.fc1.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "stages.2.blocks.1.mlp.fc2.bias", USI_INIT_ZEROS, 0, 0);
+        check_init(g, m, "head.fc.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "head.fc.bias", USI_INIT_ZEROS, 0, 0);
+    } else if (strstr(m, "_patch16_")) {
+        /* init_weights_vit_timm; the patch conv keeps PyTorch's default */
+        double b = 1 / sqrt(3.0 * 16 * 16);
+        check_init(g, m, "cls_token", USI_INIT_NORMAL, 0, 1e-6);
+        check_init(g, m, "pos_embed", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "patch_embed.proj.weight", USI_INIT_KAIMING_UNIFORM, USI_FAN_IN,
+                   1 / sqrt(3.0));
+        check_init(g, m, "patch_embed.proj.bias", USI_INIT_UNIFORM, -b, b);
+        check_init(g, m, "blocks.3.attn.qkv.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "blocks.3.attn.qkv.bias", USI_INIT_ZEROS, 0, 0);
+        check_init(g, m, "blocks.3.mlp.fc2.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "blocks.3.norm2.weight", USI_INIT_ONES, 0, 0);
+        check_init(g, m, "head.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "head.bias", USI_INIT_ZEROS, 0, 0);
+    } else if (!strncmp(m, "mixer", 5)) {
+        double lecun = sqrt(1 / (3.0 * 16 * 16)) / .87962566103423978;
+        check_init(g, m, "stem.proj.weight", USI_INIT_TRUNC_NORMAL, lecun, 0);
+        check_init(g, m, "stem.proj.bias", USI_INIT_ZEROS, 0, 0);
+        check_init(g, m, "blocks.2.mlp_tokens.fc1.weight", USI_INIT_XAVIER_UNIFORM, 0, 0);
+        check_init(g, m, "blocks.2.mlp_tokens.fc1.bias", USI_INIT_NORMAL, 0, 1e-6);
+        check_init(g, m, "blocks.2.mlp_channels.fc2.weight", USI_INIT_XAVIER_UNIFORM, 0, 0);
+        check_init(g, m, "blocks.2.mlp_channels.fc2.bias", USI_INIT_NORMAL, 0, 1e-6);
+        check_init(g, m, "norm.weight", USI_INIT_ONES, 0, 0);
+        check_init(g, m, "head.weight", USI_INIT_ZEROS, 0, 0);
+        check_init(g, m, "head.bias", USI_INIT_ZEROS, 0, 0);
     }
 }
 
-/* Names, order, kinds, dtypes and shapes against timm; counts; logits. */
-static void test_reference(const model_case *c)
+/* Names, order, kinds, dtypes and shapes against timm's listing ref/<ref>.txt
+ * and the trainable count; the component is built with o at 224 px. */
+static void test_reference(const char *ref_name, const char *component, const build_opts *o,
+                           int64_t timm_params)
 {
     int32_t n_ref = 0;
     int64_t ref_params = -1;
-    ref_line *ref = read_ref(c->name, &n_ref, &ref_params);
+    ref_line *ref = read_ref(ref_name, &n_ref, &ref_params);
     if (!ref) return;
-    CHECK(ref_params == c->timm_params, "%s: reference says %lld params, timm's count is %lld",
-          c->name, (long long)ref_params, (long long)c->timm_params);
+    CHECK(ref_params == timm_params, "%s: reference says %lld params, timm's count is %lld",
+          ref_name, (long long)ref_params, (long long)timm_params);
 
     static const int64_t in[4] = {2, 3, 224, 224};
-    build_opts o = {0};
     usi_tensor *out;
-    usi_graph *g = build(c->name, &o, in, &out);
+    usi_graph *g = build(component, o, in, &out);
     if (!g) {
         free(ref);
         return;
     }
-    CHECK(!sg_error(g), "%s: build error: %s", c->name, sg_error(g));
-    CHECK(out_is(out, 2, 1000), "%s: logits are not [2, 1000]", c->name);
-    CHECK(sg_scope_depth(g) == 0, "%s: %d scopes left pushed", c->name, sg_scope_depth(g));
-    CHECK(sg_count(g) == n_ref, "%s: %d tensors registered, timm has %d", c->name, sg_count(g),
+    CHECK(!sg_error(g), "%s: build error: %s", ref_name, sg_error(g));
+    CHECK(out_is(out, 2, 1000), "%s: logits are not [2, 1000]", ref_name);
+    CHECK(sg_scope_depth(g) == 0, "%s: %d scopes left pushed", ref_name, sg_scope_depth(g));
+    CHECK(sg_count(g) == n_ref, "%s: %d tensors registered, timm has %d", ref_name, sg_count(g),
           n_ref);
 
     int64_t trainable = 0;
@@ -276,21 +317,31 @@ static void test_reference(const model_case *c)
         int same = !strcmp(r->name, e->name) && !strcmp(r->shape, shape) &&
                    !strcmp(r->dtype, dtype) && !strcmp(r->kind, e->is_param ? "param" : "buffer");
         if (!same && shown++ < 5)
-            CHECK(0, "%s #%d: got %s %s %s %s, timm has %s %s %s %s", c->name, i,
+            CHECK(0, "%s #%d: got %s %s %s %s, timm has %s %s %s %s", ref_name, i,
                   e->is_param ? "param" : "buffer", e->name, dtype, shape, r->kind, r->name,
                   r->dtype, r->shape);
     }
-    CHECK(shown == 0, "%s: %d tensors differ from timm", c->name, shown);
-    CHECK(trainable == c->timm_params, "%s: %lld trainable params, timm has %lld", c->name,
-          (long long)trainable, (long long)c->timm_params);
-    check_model_inits(g, c);
+    CHECK(shown == 0, "%s: %d tensors differ from timm", ref_name, shown);
+    CHECK(trainable == timm_params, "%s: %lld trainable params, timm has %lld", ref_name,
+          (long long)trainable, (long long)timm_params);
+    if (!strcmp(ref_name, component)) check_model_inits(g, component);
     sg_free(g);
     free(ref);
 }
 
-/* 28 and 32 px inputs give logits with either stem; the small stem keeps a
- * bigger last feature map but the same names. */
-static void test_small_inputs(const model_case *c)
+/* The first 4-D weight: the stem's (tokens and tables may come before it). */
+static const sg_entry *first_4d(const usi_graph *g)
+{
+    for (int32_t i = 0; i < sg_count(g); i++)
+        if (sg_at(g, i)->ndim == 4) return sg_at(g, i);
+    return NULL;
+}
+
+/* 28 and 32 px inputs give logits with every stem that makes sense there;
+ * the small stem keeps a bigger last feature map (or more tokens) under the
+ * same names. Models with position tables need img_size to say the side,
+ * and a stem that leaves nothing to classify must fail with a message. */
+static void test_small_inputs(const bb_case *c)
 {
     static const int64_t sides[2] = {28, 32};
     static const char *stems[3] = {NULL, "timm", "small"};
@@ -300,70 +351,78 @@ static void test_small_inputs(const model_case *c)
                 int64_t in[4] = {3, 3, sides[si], sides[si]};
                 build_opts o = {.num_classes = 10, .stem = stems[st]};
                 if (with_img_size) o.img_size = sides[si];
+                /* auto picks the small stem only when img_size says small */
+                int small = st == 2 || (st == 0 && with_img_size);
+                int must_fail = (c->fixed_size && !with_img_size) ||
+                                (!small && sides[si] < c->timm_min_side);
                 usi_tensor *out;
                 usi_graph *g = build(c->name, &o, in, &out);
                 if (!g) continue;
+                const char *how = stems[st] ? stems[st] : "default";
+                if (must_fail) {
+                    CHECK(!out, "%s at %lld px, stem %s, img_size %lld: built", c->name,
+                          (long long)sides[si], how, (long long)o.img_size);
+                    sg_free(g);
+                    continue;
+                }
                 CHECK(!sg_error(g) && out_is(out, 3, 10),
                       "%s at %lld px, stem %s, img_size %lld: %s", c->name, (long long)sides[si],
-                      stems[st] ? stems[st] : "default", (long long)o.img_size,
+                      how, (long long)o.img_size,
                       sg_error(g) ? sg_error(g) : "logits are not [3, 10]");
-                const sg_entry *first = sg_count(g) ? sg_at(g, 0) : NULL;
-                /* auto picks the small stem only when img_size says small */
-                int small = st == 2 || (st == 0 && with_img_size);
-                int64_t k = first && first->ndim == 4 ? first->shape[3] : 0;
-                if (!strncmp(c->name, "resnet", 6))
-                    CHECK(k == (small ? 3 : 7), "%s: conv1 is %lldx%lld with stem %s",
-                          c->name, (long long)k, (long long)k, small ? "small" : "timm");
+                const sg_entry *first = first_4d(g);
+                int64_t k = first ? first->shape[3] : 0;
+                int64_t want = small ? c->stem_k_small : c->stem_k_timm;
+                CHECK(!want || k == want, "%s: stem kernel is %lldx%lld with stem %s, want %lld",
+                      c->name, (long long)k, (long long)k, small ? "small" : "timm",
+                      (long long)want);
                 sg_free(g);
             }
 }
 
-static void test_options(const model_case *c)
+static void test_options(const bb_case *c)
 {
     static const int64_t in[4] = {2, 3, 64, 64};
     usi_tensor *out;
-    build_opts o = {0};
+    build_opts o = {.img_size = 64};
     usi_graph *g = build(c->name, &o, in, &out);
     if (g) CHECK(sg_op_count(g, SG_OP_DROP_PATH) == 0, "%s: drop_path with rate 0", c->name);
     sg_free(g);
 
-    /* stochastic depth rises linearly from 0 at the first block, so every
-     * residual block but the first gets a drop_path */
+    /* stochastic depth rises linearly from 0 at the first block */
     o.drop_path_rate = 0.2;
     g = build(c->name, &o, in, &out);
     if (g) {
         int64_t n = sg_op_count(g, SG_OP_DROP_PATH);
-        int64_t want = !strncmp(c->name, "resnet", 6) ? c->n_blocks - 1
-                     : !strcmp(c->name, "mobilenetv3_small_100") ? 6 : 9;
-        CHECK(n == want, "%s: %lld drop_path nodes, want %lld", c->name, (long long)n,
-              (long long)want);
+        CHECK(n == c->drop_paths, "%s: %lld drop_path nodes, want %d", c->name, (long long)n,
+              c->drop_paths);
     }
     sg_free(g);
 
     /* one-channel input */
     static const int64_t grey[4] = {2, 1, 32, 32};
-    build_opts mono = {.in_chans = 1};
+    build_opts mono = {.in_chans = 1, .img_size = 32};
     g = build(c->name, &mono, grey, &out);
     if (g) {
         CHECK(out && !sg_error(g), "%s: in_chans 1: %s", c->name, sg_error(g));
-        CHECK(sg_count(g) && sg_at(g, 0)->shape[1] == 1, "%s: stem conv is not 1-channel",
+        CHECK(first_4d(g) && first_4d(g)->shape[1] == 1, "%s: stem conv is not 1-channel",
               c->name);
     }
     sg_free(g);
-    g = build(c->name, &mono, in, &out); /* 3 channels in, 1 declared */
+    static const int64_t rgb[4] = {2, 3, 32, 32};
+    g = build(c->name, &mono, rgb, &out); /* 3 channels in, 1 declared */
     if (g) CHECK(!out, "%s: channel mismatch was accepted", c->name);
     sg_free(g);
 }
 
 /* A host whose graph builder lacks an op gets NULL from build, not a crash. */
-static void test_incomplete_host(const model_case *c)
+static void test_incomplete_host(const bb_case *c)
 {
     usi_graph_api partial = *sg_api();
     partial.drop_path = NULL;
     const usi_graph_api *saved = test_host.graph;
     test_host.graph = &partial;
     static const int64_t in[4] = {1, 3, 32, 32};
-    build_opts o = {0};
+    build_opts o = {.img_size = 32};
     usi_tensor *out;
     usi_graph *g = build(c->name, &o, in, &out);
     if (g) CHECK(!out && sg_count(g) == 0, "%s: built on an incomplete graph API", c->name);
@@ -391,16 +450,26 @@ int main(int argc, char **argv)
     test_host.graph = sg_api();
     if (swap_host_tables()) failures++;
 
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (int32_t i = 0; i < BB_N_CASES; i++) {
+        const bb_case *c = &bb_cases[i];
         int before = failures;
-        const usi_loaded *l = usi_registry_find(reg, USI_KIND_BACKBONE, cases[i].name);
-        CHECK(l, "%s is not registered", cases[i].name);
+        const usi_loaded *l = usi_registry_find(reg, USI_KIND_BACKBONE, c->name);
+        CHECK(l, "%s is not registered", c->name);
         if (!l) continue;
-        test_reference(&cases[i]);
-        test_small_inputs(&cases[i]);
-        test_options(&cases[i]);
-        test_incomplete_host(&cases[i]);
-        printf("%s %s\n", failures > before ? "FAIL" : "ok", cases[i].name);
+        build_opts o = {0};
+        test_reference(c->name, c->name, &o, c->timm_params);
+        test_small_inputs(c);
+        test_options(c);
+        test_incomplete_host(c);
+        printf("%s %s\n", failures > before ? "FAIL" : "ok", c->name);
+    }
+    for (int32_t i = 0; i < BB_N_VARIANTS; i++) {
+        const bb_variant *v = &bb_variants[i];
+        int before = failures;
+        build_opts o = {.float_opt = {v->opt[0], v->opt[1]}, .float_val = {v->val[0], v->val[1]}};
+        test_reference(v->ref, v->component, &o, v->timm_params);
+        printf("%s %s (%s with %s %g, %s %g)\n", failures > before ? "FAIL" : "ok", v->ref,
+               v->component, v->opt[0], v->val[0], v->opt[1], v->val[1]);
     }
     usi_registry_free(reg);
     printf("%s\n", failures ? "FAILED" : "all backbone checks passed");

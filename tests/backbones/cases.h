@@ -1,0 +1,64 @@
+/* The backbones both backbone tests check, with what each needs to know
+ * about a model beyond its reference files (ref/<name>.txt, .logits.txt). */
+#ifndef USI_TESTS_BACKBONE_CASES_H
+#define USI_TESTS_BACKBONE_CASES_H
+
+#include <stdint.h>
+
+typedef struct bb_case {
+    const char *name;
+    int64_t timm_params;     /* trainable, 1000 classes: timm's count        */
+    int32_t drop_paths;      /* drop_path nodes at drop_path_rate 0.2         */
+    const char *classifier;  /* the classifier's weight                      */
+    /* the first weight's kernel side with timm's stem and with the small one
+     * (0: not checked) */
+    int32_t stem_k_timm, stem_k_small;
+    /* position tables: the input side must equal img_size */
+    int32_t fixed_size;
+    /* below this input side timm's stem leaves nothing to classify and the
+     * build must fail with a message (0: every side from 28 works) */
+    int32_t timm_min_side;
+} bb_case;
+
+/* drop_paths follows timm's rules: one per residual block but the first
+ * (rate 0) for ResNet and ConvNeXt, two per transformer block but the first,
+ * two per block for MLP-Mixer (every block gets the full rate), and for the
+ * EfficientNet builder one per block with a skip. */
+static const bb_case bb_cases[] = {
+    {"resnet18", 11689512, 7, "fc.weight", 7, 3, 0, 0},
+    {"resnet34", 21797672, 15, "fc.weight", 7, 3, 0, 0},
+    {"resnet50", 25557032, 15, "fc.weight", 7, 3, 0, 0},
+    {"resnet101", 44549160, 32, "fc.weight", 7, 3, 0, 0},
+    {"mobilenetv3_small_100", 2542856, 6, "classifier.weight", 3, 3, 0, 0},
+    {"mobilenetv3_large_100", 5483032, 9, "classifier.weight", 3, 3, 0, 0},
+    {"efficientnet_b0", 5288548, 9, "classifier.weight", 3, 3, 0, 0},
+    {"efficientnet_lite0", 4652008, 9, "classifier.weight", 3, 3, 0, 0},
+    {"convnext_atto", 3695520, 11, "head.fc.weight", 4, 4, 0, 32},
+    {"convnext_tiny", 28589128, 17, "head.fc.weight", 4, 4, 0, 32},
+    {"convnext_small", 50223688, 35, "head.fc.weight", 4, 4, 0, 32},
+    {"deit_tiny_patch16_224", 5717416, 22, "head.weight", 16, 4, 1, 0},
+    {"deit_small_patch16_224", 22050664, 22, "head.weight", 16, 4, 1, 0},
+    {"vit_small_patch16_224", 22050664, 22, "head.weight", 16, 4, 1, 0},
+    {"vit_base_patch16_224", 86567656, 22, "head.weight", 16, 4, 1, 0},
+    {"mixer_s16_224", 18528264, 16, "head.weight", 16, 4, 1, 0},
+    {"mixer_b16_224", 59880472, 24, "head.weight", 16, 4, 1, 0},
+};
+#define BB_N_CASES ((int32_t)(sizeof bb_cases / sizeof bb_cases[0]))
+
+/* A bigger family member built from a component with its scaling options,
+ * checked against timm's listing of that model (ref/<ref>.txt). */
+typedef struct bb_variant {
+    const char *ref;
+    const char *component;
+    const char *opt[2];      /* float options                                */
+    double val[2];
+    int64_t timm_params;
+} bb_variant;
+
+static const bb_variant bb_variants[] = {
+    {"efficientnet_b2", "efficientnet_b0", {"channel_multiplier", "depth_multiplier"},
+     {1.1, 1.2}, 9109994},
+};
+#define BB_N_VARIANTS ((int32_t)(sizeof bb_variants / sizeof bb_variants[0]))
+
+#endif
