@@ -370,6 +370,10 @@ const char *usi_graph_name(const usi_tensor *t) { return t ? t->name : NULL; }
 int64_t usi_graph_numel(const usi_tensor *t) { return t ? t->numel : 0; }
 int32_t usi_graph_dtype(const usi_tensor *t) { return t ? t->dtype : -1; }
 int32_t usi_graph_num_nodes(const usi_graph *g) { return g->n_nodes; }
+int32_t usi_graph_node_op(const usi_graph *g, int32_t i)
+{
+    return i >= 0 && i < g->n_nodes ? g->nodes[i]->op : -1;
+}
 
 static int32_t count_op(const usi_graph *g, int32_t op)
 {

@@ -169,6 +169,9 @@ const char *usi_graph_backbone_defaults(const usi_graph *g, const char *name);
 
 /* Number of recorded nodes (all kinds). */
 int32_t usi_graph_num_nodes(const usi_graph *g);
+/* The op (USI_OP_*, graph/node.h) of recorded node i, or -1 outside
+ * [0, num_nodes): read-only, for tests that check which ops a graph holds. */
+int32_t usi_graph_node_op(const usi_graph *g, int32_t i);
 
 /* Multiply-adds of one forward pass of the recorded graph (core/graph/macs.c):
  * conv2d, linear and matmul only, each numel(out) * (dot-product length);
