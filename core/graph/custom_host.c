@@ -11,21 +11,6 @@
 
 #define MAX_IN 16
 
-static void view_of(usi_tensor_view *v, const usi_tensor *t, void *data)
-{
-    memset(v, 0, sizeof *v);
-    v->struct_size = sizeof *v;
-    v->dtype = t->dtype;
-    v->ndim = t->ndim;
-    int64_t st = 1;
-    for (int32_t d = t->ndim - 1; d >= 0; d--) {
-        v->shape[d] = t->shape[d];
-        v->strides[d] = st;
-        st *= t->shape[d];
-    }
-    v->data = data;
-}
-
 static void say_once(usi_graph *g, usi_tensor *t)
 {
     if (t->backend_state) return;
@@ -66,9 +51,9 @@ usi_error *usi_custom_forward_host(usi_graph *g, usi_tensor *t)
     usi_error *e = NULL;
     usi_tensor_view in[MAX_IN], out;
     for (int32_t k = 0; !e && k < t->n_src; k++)
-        view_of(&in[k], t->src[k], host_copy(g, &hs, t->src[k]->data, usi_node_bytes(t->src[k]), 1, &e));
+        usi_node_view(&in[k], t->src[k], host_copy(g, &hs, t->src[k]->data, usi_node_bytes(t->src[k]), 1, &e));
     void *y = e ? NULL : host_copy(g, &hs, NULL, usi_node_bytes(t), 0, &e);
-    view_of(&out, t, y);
+    usi_node_view(&out, t, y);
     if (!e) e = t->custom->forward_cpu(t->custom_attrs, t->n_src, in, &out);
     if (!e) e = g->dev->be->upload(g->dev, t->data, y, usi_node_bytes(t));
     host_free(&hs);
@@ -84,18 +69,18 @@ usi_error *usi_custom_backward_host(usi_graph *g, usi_tensor *t, const int32_t *
     void *gh[MAX_IN] = {0};
     for (int32_t k = 0; !e && k < t->n_src; k++) {
         const usi_tensor *s = t->src[k];
-        view_of(&in[k], s, host_copy(g, &hs, s->data, usi_node_bytes(s), 1, &e));
+        usi_node_view(&in[k], s, host_copy(g, &hs, s->data, usi_node_bytes(s), 1, &e));
         /* The plugin adds into gradients: start from the current ones
          * unless this op writes first. */
         for (int32_t j = 0; j < k; j++)
             if (t->src[j] == s) gh[k] = gh[j]; /* one tensor read twice: one buffer */
         if (!e && s->grad && !gh[k]) gh[k] = host_copy(g, &hs, s->grad, (size_t)s->numel * sizeof(float), acc[k], &e);
-        view_of(&gin[k], s, gh[k]);
+        usi_node_view(&gin[k], s, gh[k]);
     }
     void *y = e ? NULL : host_copy(g, &hs, t->data, usi_node_bytes(t), 1, &e);
     void *gy = e ? NULL : host_copy(g, &hs, t->grad, (size_t)t->numel * sizeof(float), 1, &e);
-    view_of(&out, t, y);
-    view_of(&gout, t, gy);
+    usi_node_view(&out, t, y);
+    usi_node_view(&gout, t, gy);
     if (!e) e = t->custom->backward_cpu(t->custom_attrs, t->n_src, in, &out, &gout, gin);
     for (int32_t k = 0; !e && k < t->n_src; k++)
         if (gh[k] && (k == 0 || gh[k] != gh[k - 1])) e = g->dev->be->upload(g->dev, t->src[k]->grad, gh[k], (size_t)t->src[k]->numel * sizeof(float));

@@ -223,6 +223,22 @@ static inline size_t usi_dtype_size(int32_t dtype)
     }
 }
 
+/* A dense row-major view of t's shape over `data` (custom-op kernels). */
+static inline void usi_node_view(usi_tensor_view *v, const struct usi_tensor *t, void *data)
+{
+    *v = (usi_tensor_view){0};
+    v->struct_size = sizeof *v;
+    v->dtype = t->dtype;
+    v->ndim = t->ndim;
+    int64_t st = 1;
+    for (int32_t d = t->ndim - 1; d >= 0; d--) {
+        v->shape[d] = t->shape[d];
+        v->strides[d] = st;
+        st *= t->shape[d];
+    }
+    v->data = data;
+}
+
 static inline size_t usi_node_bytes(const struct usi_tensor *t)
 {
     return (size_t)t->numel * usi_dtype_size(t->dtype);

@@ -10,12 +10,7 @@ build=${1:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL}
 tiny=${2:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL BAD_HEAD_PLUGIN}
 bad_head=${3:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL BAD_HEAD_PLUGIN}
 usi="$build/core/cli/usi"
-T=$(mktemp -d /tmp/usi-devices-XXXXXX)
-trap 'rm -rf "$T"' EXIT
-fails=0
-checks=0
-ok() { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/lib.sh"
 
 "$tiny" /usr/share/datasets/fashion-mnist "$T/data" 16 6 || { echo "FAIL: could not write the test images"; exit 1; }
 cat >"$T/run.cfg" <<CFG
@@ -79,5 +74,4 @@ out=$("$usi" train "$T/run.cfg" --plugin-dir "$T/plugins" --set backbone.name=ba
 [ $? -eq 1 ] && grep -q "backbone 'bad_head' ($T/plugins/bad_head.so): .*linear 'head.fc': " <<<"$out" && ok \
     || fail "a plugin's shape error: $out"
 
-echo "$checks checks, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -7,12 +7,7 @@ set -u
 build=${1:?usage: test_ensemble.sh BUILD_ROOT TINY_FOLDER_TOOL}
 tiny=${2:?usage: test_ensemble.sh BUILD_ROOT TINY_FOLDER_TOOL}
 usi="$build/core/cli/usi"
-T=$(mktemp -d /tmp/usi-ensemble-XXXXXX)
-trap 'rm -rf "$T"' EXIT
-fails=0
-checks=0
-ok() { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/lib.sh"
 
 idx=/usr/share/datasets/fashion-mnist
 if [ ! -f "$idx/train-images-idx3-ubyte.gz" ]; then
@@ -90,5 +85,4 @@ teacher_cfg "mobilenetv3_small_100, " "$T/ens.safetensors" >"$T/empty.cfg"
 out=$("$usi" train "$T/empty.cfg" --set output_dir="$T/empty" --set data.train="$T/small/train" 2>&1)
 [ $? -eq 1 ] && grep -q "has an empty name" <<<"$out" && ok || fail "empty member name: $out"
 
-echo "$checks checks, $fails failed"
-[ "$fails" -eq 0 ]
+finish

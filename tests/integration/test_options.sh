@@ -9,12 +9,7 @@ set -u
 build=${1:?usage: test_options.sh BUILD_ROOT TINY_FOLDER_TOOL}
 tiny=${2:?usage: test_options.sh BUILD_ROOT TINY_FOLDER_TOOL}
 usi="$build/core/cli/usi"
-T=$(mktemp -d /tmp/usi-options-XXXXXX)
-trap 'rm -rf "$T"' EXIT
-fails=0
-checks=0
-ok() { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/lib.sh"
 
 "$tiny" /usr/share/datasets/fashion-mnist "$T/data" 16 6 || { echo "FAIL: could not write the test images"; exit 1; }
 cat >"$T/run.cfg" <<CFG
@@ -86,5 +81,4 @@ grep -q "is not timm's" <<<"$out" && fail "resnet18 with the timm stem flagged: 
 grep -q '"timm_network":"true"' <<<"$(header "$T/resnet-timm/best.safetensors")" && ok \
     || fail "resnet18 with the timm stem is not marked as timm's"
 
-echo "$checks checks, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -7,12 +7,7 @@ set -u
 build=${1:?usage: test_train.sh BUILD_ROOT TINY_FOLDER_TOOL}
 tiny=${2:?usage: test_train.sh BUILD_ROOT TINY_FOLDER_TOOL}
 usi="$build/core/cli/usi"
-T=$(mktemp -d /tmp/usi-train-XXXXXX)
-trap 'rm -rf "$T"' EXIT
-fails=0
-checks=0
-ok() { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/lib.sh"
 
 idx=/usr/share/datasets/fashion-mnist
 if [ ! -f "$idx/train-images-idx3-ubyte.gz" ]; then
@@ -122,5 +117,4 @@ out=$("$usi" train "$T/run.cfg" --set output_dir="$T/kd" --set schedule.epochs=1
 teacher=$(grep -o "teacher 'model': top-1 [0-9.]*" <<<"$out" | awk '{print $4}')
 [ $? -eq 0 ] && [ "$teacher" = "$best" ] && ok || fail "KD run: teacher top-1 '$teacher' vs $best: $(tail -3 <<<"$out")"
 
-echo "$checks checks, $fails failed"
-[ "$fails" -eq 0 ]
+finish
