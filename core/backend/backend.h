@@ -70,6 +70,10 @@ typedef struct usi_backend {
 
     void (*set_threads)(int32_t n);
     int32_t (*threads)(void);
+
+    /* Optional (NULL where unknown): free and total device memory, for
+     * out-of-memory messages. */
+    void (*mem_info)(usi_device *d, size_t *free_bytes, size_t *total_bytes);
 } usi_backend;
 
 /* A device: a backend and the state of one instance of it (a GPU's index,
@@ -82,5 +86,8 @@ struct usi_device {
 
 const usi_backend *usi_cpu_backend(void);
 const usi_backend *usi_cpu_guarded_backend(void);
+/* The CUDA backend's table (builds with USI_HAVE_CUDA): its host-side
+ * decisions (supports, workspace sizes) need no GPU. */
+const usi_backend *usi_cuda_backend(void);
 
 #endif

@@ -97,6 +97,12 @@ usi_error *usi_dbuf_new(usi_device *d, size_t bytes, usi_dbuf **out)
     b->ptr = d->be->alloc(d, bytes ? bytes : 1);
     if (!b->ptr) {
         free(b);
+        size_t free_bytes = 0, total_bytes = 0;
+        if (d->be->mem_info) d->be->mem_info(d, &free_bytes, &total_bytes);
+        if (total_bytes)
+            return usi_error_new(USI_ERR_NOMEM, "device %s: out of memory for %.1f MiB (%zu bytes; %.1f MiB of %.1f MiB free)",
+                                 d->name, (double)bytes / 1048576.0, bytes, (double)free_bytes / 1048576.0,
+                                 (double)total_bytes / 1048576.0);
         return usi_error_new(USI_ERR_NOMEM, "device %s: out of memory for %.1f MiB", d->name,
                              (double)bytes / 1048576.0);
     }
