@@ -1,56 +1,65 @@
-/* The CUDA backend's table: memory now, kernels next. */
+/* The CUDA backend's table: every graph op but custom ones (those run on
+ * host copies, core/graph/custom_host.c, until plugins bring device
+ * kernels), the planner's workspace sizes, and dispatch. */
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
 
-/* Kernels come with the next step: none yet. */
+#define OP(e, name) [e] = {usi_cuda_##name##_fwd, usi_cuda_##name##_bwd}
+
 static const struct {
     usi_cuda_fwd_fn fwd;
     usi_cuda_bwd_fn bwd;
-} kernels[USI_OP_COUNT];
+} kernels[USI_OP_COUNT] = {
+    OP(USI_OP_CONV2D, conv2d),
+    OP(USI_OP_LINEAR, linear),
+    OP(USI_OP_MATMUL, matmul),
+    OP(USI_OP_BATCH_NORM, batch_norm),
+    OP(USI_OP_LAYER_NORM, layer_norm),
+    OP(USI_OP_ACT, act),
+    OP(USI_OP_BINARY, binary),
+    OP(USI_OP_SCALE, scale),
+    OP(USI_OP_POOL2D, pool2d),
+    OP(USI_OP_REDUCE, reduce),
+    OP(USI_OP_SOFTMAX, softmax),
+    OP(USI_OP_DROPOUT, dropout),
+    OP(USI_OP_DROP_PATH, drop_path),
+    OP(USI_OP_RESHAPE, reshape),
+    OP(USI_OP_PERMUTE, permute),
+    OP(USI_OP_CONCAT, concat),
+    OP(USI_OP_SLICE, slice),
+    OP(USI_OP_PAD, pad),
+    OP(USI_OP_SPACE_TO_DEPTH, space_to_depth),
+    OP(USI_OP_LOSS_SOFT_CE, loss_soft_ce),
+    OP(USI_OP_LOSS_CE, loss_ce),
+    OP(USI_OP_LOSS_KL, loss_kl),
+};
 
 int32_t usi_cuda_supports(int32_t op)
 {
     return op >= 0 && op < USI_OP_COUNT && kernels[op].fwd != NULL;
 }
 
+static size_t up64(size_t n) { return (n + 63) / 64 * 64; }
+
 void usi_cuda_workspace(usi_tensor *t, int32_t training)
 {
-    (void)training;
     t->saved_bytes = t->fwd_scratch_bytes = t->bwd_scratch_bytes = 0;
-}
-
-static usi_error *no_step(void) { return usi_error_new(USI_ERR_UNSUPPORTED, "cuda: no training-step kernels yet"); }
-
-static usi_error *optim_step(usi_device *d, const usi_optim_args *a)
-{
-    (void)d, (void)a;
-    return no_step();
-}
-
-static usi_error *ema_update(usi_device *d, float *ema, const float *w, size_t n, double decay)
-{
-    (void)d, (void)ema, (void)w, (void)n, (void)decay;
-    return no_step();
-}
-
-static usi_error *sum_squares(usi_device *d, const float *x, size_t n, double *out)
-{
-    (void)d, (void)x, (void)n, (void)out;
-    return no_step();
-}
-
-static usi_error *scale(usi_device *d, float *x, size_t n, double s)
-{
-    (void)d, (void)x, (void)n, (void)s;
-    return no_step();
-}
-
-static usi_error *image_convert(usi_device *d, float *dst, const float *src, int32_t n, int32_t c, int32_t h,
-                                int32_t w, int32_t oh, int32_t ow, const float *a, const float *b)
-{
-    (void)d, (void)dst, (void)src, (void)n, (void)c, (void)h, (void)w, (void)oh, (void)ow, (void)a, (void)b;
-    return no_step();
+    switch (t->op) {
+    case USI_OP_CONV2D: usi_cuda_conv2d_workspace(t, training); break;
+    case USI_OP_BATCH_NORM:
+        if (!t->folded) usi_cuda_norm_workspace(t, training);
+        break;
+    case USI_OP_LAYER_NORM: usi_cuda_norm_workspace(t, training); break;
+    case USI_OP_DROP_PATH:
+        /* the per-sample keep factors, drawn on the device */
+        t->fwd_scratch_bytes = t->bwd_scratch_bytes = up64((size_t)t->shape[0] * sizeof(float));
+        break;
+    case USI_OP_LOSS_SOFT_CE:
+    case USI_OP_LOSS_CE:
+    case USI_OP_LOSS_KL: usi_cuda_loss_workspace(t, training); break;
+    default: break;
+    }
 }
 
 static usi_error *forward(const usi_exec_ctx *ctx, usi_tensor *t)
@@ -93,11 +102,11 @@ const usi_backend *usi_cuda_backend(void)
         .workspace = usi_cuda_workspace,
         .forward = forward,
         .backward = backward,
-        .optim_step = optim_step,
-        .ema_update = ema_update,
-        .sum_squares = sum_squares,
-        .scale = scale,
-        .image_convert = image_convert,
+        .optim_step = usi_cuda_optim_step,
+        .ema_update = usi_cuda_ema_update,
+        .sum_squares = usi_cuda_sum_squares,
+        .scale = usi_cuda_scale,
+        .image_convert = usi_cuda_image_convert,
         .set_threads = set_threads,
         .threads = threads,
         .mem_info = usi_cuda_mem_info,
