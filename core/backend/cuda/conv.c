@@ -284,7 +284,7 @@ void usi_cuda_conv2d_workspace(usi_tensor *t, int32_t training)
 /* y[N,O,OH,OW] = conv(x[N,C,H,W], w[O,C/G,KH,KW]) + b[O] */
 usi_error *usi_cuda_conv2d_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
 {
-    conv_state *s;
+    conv_state *s = NULL;
     USI_TRY(state_of(c, t, ctx->training, &s));
     if (s->fwd_bytes > t->fwd_scratch_bytes)
         return usi_error_new(USI_ERR_INTERNAL, "conv2d: %zu scratch bytes planned, %zu needed", t->fwd_scratch_bytes,
@@ -312,7 +312,7 @@ usi_error *usi_cuda_conv2d_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
 /* dx (+)= conv_transpose(dy, w); dw (+)= corr(x, dy); db (+)= sum dy */
 usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
 {
-    conv_state *s;
+    conv_state *s = NULL;
     USI_TRY(state_of(c, t, ctx->training, &s));
     if (!s->a.has_bwd || s->bwd_bytes > t->bwd_scratch_bytes)
         return usi_error_new(USI_ERR_INTERNAL, "conv2d: backward was not planned");

@@ -76,7 +76,7 @@ usi_error *usi_cuda_linear_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     if (b && b->grad) {
         USI_TRY(fits_int(M, "linear"));
         USI_TRY(fits_int(O, "linear"));
-        const float *ones;
+        const float *ones = NULL;
         USI_TRY(usi_cuda_consts(c, (size_t)M, &ones, NULL));
         float one = 1.0f, beta = (float)acc[2];
         /* dout as col-major [O, M] times ones[M] */

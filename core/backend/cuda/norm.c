@@ -86,9 +86,9 @@ usi_error *usi_cuda_batch_norm_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
     const float *w = src_f32(t, 1), *b = src_f32(t, 2);
     if (!a->batch_stats)
         return usi_cuda_batchnorm_eval_forward(c->stream, t->data, t->saved, x->data, w, b, rm, rv, O, C, I, a->eps);
-    bn_state *s;
+    bn_state *s = NULL;
     USI_TRY(bn_state_of(t, &s));
-    const float *ones, *zeros;
+    const float *ones = NULL, *zeros = NULL;
     if (!w || !b) USI_TRY(usi_cuda_consts(c, (size_t)C, &ones, &zeros));
     float one = 1.0f, zero = 0.0f;
     /* running statistics: both or neither (the CPU updates both with rm) */
@@ -115,7 +115,7 @@ usi_error *usi_cuda_batch_norm_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
     if (!batch_stats || !dx || !dw || !db || a3[1] != a3[2])
         return usi_cuda_batchnorm_backward(c->stream, dx, dw, db, t->grad, x->data, src_f32(t, 1), mean, invstd, O,
                                            C, I, batch_stats, a3);
-    bn_state *s;
+    bn_state *s = NULL;
     USI_TRY(bn_state_of(t, &s));
     float one = 1.0f, zero = 0.0f;
     CUDNN_TRY(cudnnBatchNormalizationBackward(c->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, a3[0] ? &one : &zero, &one,

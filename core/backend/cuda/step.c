@@ -52,7 +52,7 @@ static usi_error *chunk_table(usi_cuda *c, const usi_optim_args *a, usi_cuda_opt
     usi_optim_seg *segs = malloc(seg_bytes ? seg_bytes : 1);
     if (!segs) return usi_error_new(USI_ERR_NOMEM, "out of host memory");
     memcpy(segs, a->segs, seg_bytes);
-    usi_cuda_chunk *host;
+    usi_cuda_chunk *host = NULL;
     int32_t n;
     usi_error *e = usi_cuda_optim_chunks(a->segs, a->n_segs, &host, &n);
     if (e) {
