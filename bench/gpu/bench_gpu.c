@@ -1,17 +1,17 @@
 /* Training and inference speed of the engine on a GPU (or any device), on
  * synthetic data: a full training step (forward, the loss read back, backward,
  * SGD with momentum over the flat parameter block, zeroed gradients) and an
- * eval forward, in images/s. --check instead runs a small ResNet step on the
- * CPU and on the device from the same weights and batch and prints how far
- * the logits, loss, gradients, running statistics and updated weights are
- * apart.
+ * eval forward, in images/s, in fp32 and (where the device has it) precision
+ * "mixed". --check instead runs a small ResNet step on the CPU and on the
+ * device from the same weights and batch and prints how far the logits,
+ * loss, gradients, running statistics and updated weights are apart.
  *
  *   bench_gpu [--device cuda] [--model resnet50|resnet18] [--batch 256]
  *             [--size 224] [--steps 200] [--warmup 10] [--mode train|infer|both]
- *             [--csv FILE] [--check]
+ *             [--precision fp32|mixed|both] [--csv FILE] [--check]
  *
- * Prints one line per measurement:
- *   RESULT usi <model> <mode> fp32 <batch> <size> <img/s> <ms/step>
+ * Prints one line per measurement (precision: fp32, or bf16 for "mixed"):
+ *   RESULT usi <model> <mode> <precision> <batch> <size> <img/s> <ms/step>
  */
 #include <math.h>
 #include <stdio.h>
@@ -29,6 +29,7 @@
 typedef struct opts {
     const char *device, *model, *csv;
     int batch, size, steps, warmup, modes, check; /* modes: 1 train, 2 infer */
+    int precisions;                               /* 1 fp32, 2 mixed */
 } opts;
 
 static double now(void)
@@ -117,9 +118,10 @@ static usi_error *train_step(net *n, int64_t step, float *loss)
     return NULL;
 }
 
-static usi_error *measure(const opts *o, usi_device *d, int training, double *ips, double *ms)
+static usi_error *measure(const opts *o, usi_device *d, int training, int mixed, double *ips, double *ms)
 {
     net n;
+    USI_TRY(usi_device_set_mixed(d, mixed));
     double t_build = now();
     usi_error *e = net_build(&n, d, o->model, o->batch, o->size, training);
     if (!e) e = net_inputs(&n, o->batch, o->size);
@@ -140,8 +142,8 @@ static usi_error *measure(const opts *o, usi_device *d, int training, double *ip
         *ips = o->batch * o->steps / t;
         size_t planned, naive;
         usi_graph_memory(n.g, &planned, &naive);
-        fprintf(stderr, "%s %s: compile %.1f s, arena %.0f MiB", o->model, training ? "train" : "infer",
-                t_ready - t_build, planned / 1048576.0);
+        fprintf(stderr, "%s %s %s: compile %.1f s, arena %.0f MiB", o->model, training ? "train" : "infer",
+                mixed ? "bf16" : "fp32", t_ready - t_build, planned / 1048576.0);
         if (training) fprintf(stderr, ", last loss %.4f", loss);
         fprintf(stderr, "\n");
         if (training && !isfinite(loss)) e = usi_error_new(USI_ERR_INTERNAL, "the loss is not finite: %g", loss);
@@ -213,12 +215,15 @@ static double rel(const float *a, const float *b, size_t n)
     return worst;
 }
 
-static int check(const opts *o, usi_device *d)
+/* fp32 should agree to rounding; mixed (bf16 operands) to about 1e-2. */
+static int check(const opts *o, usi_device *d, int mixed)
 {
     const int batch = 4, size = 64;
     snapshot c, g;
-    usi_error *e = one_step(usi_device_cpu(), o->model, batch, size, &c);
+    usi_error *e = usi_device_set_mixed(d, mixed);
+    if (!e) e = one_step(usi_device_cpu(), o->model, batch, size, &c);
     if (!e) e = one_step(d, o->model, batch, size, &g);
+    usi_error_free(usi_device_set_mixed(d, 0));
     if (e) {
         fprintf(stderr, "check: %s\n", usi_error_message(e));
         usi_error_free(e);
@@ -227,12 +232,13 @@ static int check(const opts *o, usi_device *d)
     double el = rel(g.logits, c.logits, c.n_logits), eg = rel(g.grads, c.grads, c.n_grads);
     double eb = rel(g.buffers, c.buffers, c.n_buffers), ep = rel(g.params, c.params, c.n_params);
     double eloss = fabs((double)g.loss - c.loss) / fmax(1e-6, fabs(c.loss));
-    printf("check %s batch %d at %d: %s vs cpu, relative to each tensor block's largest value:\n", o->model, batch,
-           size, o->device);
+    printf("check %s batch %d at %d: %s %s vs cpu fp32, relative to each tensor block's largest value:\n", o->model,
+           batch, size, o->device, mixed ? "bf16" : "fp32");
     printf("  logits %.2e  loss %.2e (%.6f vs %.6f)  gradients %.2e  running stats %.2e  weights after SGD %.2e\n",
            el, eloss, g.loss, c.loss, eg, eb, ep);
-    int bad = !(el < 1e-3 && eloss < 1e-4 && eg < 1e-3 && eb < 1e-4 && ep < 1e-5);
-    printf("CHECK %s\n", bad ? "FAILED" : "ok");
+    double k = mixed ? 50 : 1; /* bf16: 8 bits of mantissa */
+    int bad = !(el < 1e-3 * k && eloss < 1e-4 * k && eg < 1e-3 * k && eb < 1e-4 * k && ep < 1e-5 * k);
+    printf("CHECK %s %s\n", mixed ? "bf16" : "fp32", bad ? "FAILED" : "ok");
     snapshot_free(&c);
     snapshot_free(&g);
     return bad;
@@ -240,7 +246,7 @@ static int check(const opts *o, usi_device *d)
 
 static int parse(int argc, char **argv, opts *o)
 {
-    *o = (opts){"cuda", "resnet50", NULL, 256, 224, 200, 10, 3, 0};
+    *o = (opts){"cuda", "resnet50", NULL, 256, 224, 200, 10, 3, 0, 3};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--check")) {
@@ -256,6 +262,7 @@ static int parse(int argc, char **argv, opts *o)
         else if (!strcmp(a, "--steps")) o->steps = atoi(v);
         else if (!strcmp(a, "--warmup")) o->warmup = atoi(v);
         else if (!strcmp(a, "--mode")) o->modes = !strcmp(v, "train") ? 1 : !strcmp(v, "infer") ? 2 : 3;
+        else if (!strcmp(a, "--precision")) o->precisions = !strcmp(v, "fp32") ? 1 : !strcmp(v, "mixed") ? 2 : 3;
         else return -1;
         i++;
     }
@@ -267,7 +274,8 @@ int main(int argc, char **argv)
     opts o;
     if (parse(argc, argv, &o)) {
         fprintf(stderr, "usage: %s [--device cuda] [--model resnet50|resnet18] [--batch N] [--size N] "
-                        "[--steps N] [--warmup N] [--mode train|infer|both] [--csv FILE] [--check]\n",
+                        "[--steps N] [--warmup N] [--mode train|infer|both] [--precision fp32|mixed|both] "
+                        "[--csv FILE] [--check]\n",
                 argv[0]);
         return 2;
     }
@@ -278,25 +286,34 @@ int main(int argc, char **argv)
         usi_error_free(e);
         return 1;
     }
-    if (o.check) return check(&o, d);
+    if (!usi_device_has_bf16(d)) o.precisions &= 1;
+    if (o.check) {
+        int bad = check(&o, d, 0);
+        if (usi_device_has_bf16(d)) bad |= check(&o, d, 1);
+        return bad;
+    }
     FILE *csv = o.csv ? fopen(o.csv, "w") : NULL;
     if (csv) fprintf(csv, "impl,model,mode,precision,batch,size,img_per_s,ms_per_step\n");
     int rc = 0;
-    for (int training = 1; training >= 0; training--) {
-        if (!(o.modes & (training ? 1 : 2))) continue;
-        double ips = 0, ms = 0;
-        e = measure(&o, d, training, &ips, &ms);
-        const char *mode = training ? "train" : "infer";
-        if (e) {
-            fprintf(stderr, "%s %s: %s\n", o.model, mode, usi_error_message(e));
-            usi_error_free(e);
-            rc = 1;
-            continue;
+    for (int mixed = 0; mixed < 2; mixed++) {
+        const char *prec = mixed ? "bf16" : "fp32";
+        for (int training = 1; training >= 0; training--) {
+            if (!(o.modes & (training ? 1 : 2)) || !(o.precisions & (mixed ? 2 : 1))) continue;
+            double ips = 0, ms = 0;
+            e = measure(&o, d, training, mixed, &ips, &ms);
+            const char *mode = training ? "train" : "infer";
+            if (e) {
+                fprintf(stderr, "%s %s %s: %s\n", o.model, mode, prec, usi_error_message(e));
+                usi_error_free(e);
+                rc = 1;
+                continue;
+            }
+            printf("RESULT usi %s %s %s %d %d %.1f %.2f\n", o.model, mode, prec, o.batch, o.size, ips, ms);
+            fflush(stdout);
+            if (csv) fprintf(csv, "usi,%s,%s,%s,%d,%d,%.2f,%.3f\n", o.model, mode, prec, o.batch, o.size, ips, ms);
         }
-        printf("RESULT usi %s %s fp32 %d %d %.1f %.2f\n", o.model, mode, o.batch, o.size, ips, ms);
-        fflush(stdout);
-        if (csv) fprintf(csv, "usi,%s,%s,fp32,%d,%d,%.2f,%.3f\n", o.model, mode, o.batch, o.size, ips, ms);
     }
+    usi_error_free(usi_device_set_mixed(d, 0));
     if (csv) fclose(csv);
     return rc;
 }

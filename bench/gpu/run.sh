@@ -66,18 +66,18 @@ section "ResNet-50 speed: PyTorch + timm, channels_last"
 timeout 300 python3 bench/gpu/bench_torch.py --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
   --warmup "$WARMUP" | tee -a "$results"
 
-section "summary (img/s; ratio = engine / PyTorch)"
+section "summary (img/s; ratio = engine / PyTorch at the same precision)"
 awk '$1 == "RESULT" { v[$2 " " $4 " " $5] = $8 }
      END {
-       printf "%-6s %12s %16s %16s %12s %12s\n", "mode", "usi fp32", "torch fp32", "torch bf16", "vs fp32", "vs bf16";
-       split("train infer", modes, " ");
-       for (i = 1; i <= 2; i++) {
-         m = modes[i]; u = v["usi " m " fp32"]; f = v["torch " m " fp32"]; b = v["torch " m " bf16"];
-         printf "%-6s %12s %16s %16s %12s %12s\n", m, u ? u : "-", f ? f : "-", b ? b : "-",
-                (u && f) ? sprintf("%.2fx", u / f) : "-", (u && b) ? sprintf("%.2fx", u / b) : "-";
+       printf "%-6s %-5s %12s %12s %8s\n", "mode", "prec", "usi", "torch", "ratio";
+       split("train infer", modes, " "); split("fp32 bf16", precs, " ");
+       for (i = 1; i <= 2; i++) for (j = 1; j <= 2; j++) {
+         m = modes[i]; p = precs[j]; u = v["usi " m " " p]; t = v["torch " m " " p];
+         printf "%-6s %-5s %12s %12s %8s\n", m, p, u ? u : "-", t ? t : "-", (u && t) ? sprintf("%.2fx", u / t) : "-";
        }
      }' "$results"
-echo "(the engine has no bf16 path yet: its fp32 is set against both)"
+echo "(usi bf16 = precision \"mixed\": bf16 operands for conv, linear and matmul, fp32 activations in NCHW;"
+echo " torch bf16 = autocast, channels_last)"
 [ -n "${OUT:-}" ] && cp "$results" "$OUT/results.txt"
 
 if [ -x $bin/test_backend_ops ] && [ $((SECONDS - start)) -lt "$budget" ]; then

@@ -29,7 +29,8 @@ typedef struct usi_backend {
     /* 1 when device memory is ordinary host memory that host code may use
      * while a backend call runs (custom ops' cpu kernels run in place). */
     int32_t host_memory;
-    /* 1 when conv/linear/matmul run in bf16 under precision "mixed". */
+    /* 1 when conv/linear/matmul can run in bf16 under precision "mixed"
+     * (usi_device_set_mixed). */
     int32_t has_bf16;
 
     /* -- memory -- */
@@ -82,6 +83,8 @@ struct usi_device {
     char name[32];             /* "cpu", "cpu-guarded", "cuda:0" */
     const usi_backend *be;
     void *state;
+    int32_t mixed;             /* precision "mixed" (usi_device_set_mixed): read
+                                  when a graph is planned and kept with it */
 };
 
 const usi_backend *usi_cpu_backend(void);

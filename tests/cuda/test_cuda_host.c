@@ -128,6 +128,32 @@ static void check_matmul_strides(void)
     usi_graph_free(g);
 }
 
+static void check_mixed_workspace(void)
+{
+    CHECK(usi_cuda_backend()->has_bf16, "the CUDA backend has a bf16 path");
+    usi_graph *g = usi_graph_new(usi_device_cpu(), 1, 1);
+    int64_t xs[2] = {5, 7}, ws[2] = {300, 7}, as[3] = {2, 4, 5}, bs[2] = {5, 6};
+    usi_tensor *x = input(g, "x", 2, xs), *w = input(g, "w", 2, ws);
+    usi_tensor *lin = api->linear(g, x, w, NULL);
+    usi_tensor *mm = api->matmul(g, input(g, "a", 3, as), input(g, "b", 2, bs));
+    CHECK(lin && mm, "recorded");
+    if (!lin || !mm) return;
+    usi_cuda_gemm_workspace(lin, 1, 0);
+    CHECK(!lin->fwd_scratch_bytes && !lin->bwd_scratch_bytes, "fp32: no scratch");
+    /* bf16 copies, each 256-byte rounded: x 70 B -> 256, w 4200 B -> 4352, y 3000 B -> 3072 */
+    usi_cuda_gemm_workspace(lin, 1, 1);
+    CHECK(lin->fwd_scratch_bytes == 256 + 4352 && lin->bwd_scratch_bytes == 3072 + 256 + 4352,
+          "mixed linear: fwd %zu bwd %zu", lin->fwd_scratch_bytes, lin->bwd_scratch_bytes);
+    usi_cuda_gemm_workspace(lin, 0, 1);
+    CHECK(lin->fwd_scratch_bytes == 256 + 4352 && !lin->bwd_scratch_bytes, "mixed linear, eval");
+    usi_cuda_gemm_workspace(mm, 1, 1);
+    CHECK(mm->fwd_scratch_bytes == 256 + 256 && mm->bwd_scratch_bytes == 256 + 256 + 256, "mixed matmul");
+    usi_error *e = usi_device_set_mixed(usi_device_cpu(), 1);
+    CHECK(e && !usi_device_mixed(usi_device_cpu()), "the CPU has no bf16 path");
+    usi_error_free(e);
+    usi_graph_free(g);
+}
+
 static void check_chunks(void)
 {
     usi_optim_seg segs[3] = {{0, 70000, 1}, {70016, 5, 0}, {70080, 0, 1}};
@@ -154,5 +180,6 @@ int main(void)
     check_reduce_dims();
     check_matmul_strides();
     check_chunks();
+    check_mixed_workspace();
     return check_status("test_cuda_host");
 }

@@ -3,7 +3,10 @@
  * shapes, from the same inputs and parameters; then the training-step
  * kernels (optimizers, EMA, sum of squares, scale, image conversion) on the
  * same flat blocks. Prints each case's worst relative error; fails past
- * TOL. Dropout masks must match exactly. Exits 77 (skipped) without a GPU.
+ * TOL. Dropout masks must match exactly. Then the cases with convolutions
+ * and matrix products again under precision "mixed" (bf16 operands, fp32
+ * accumulation), against the CPU's fp32, to BF16_TOL. Exits 77 (skipped)
+ * without a GPU.
  *
  *   test_cuda_ops [substring]   only the cases whose name contains it
  *
@@ -24,11 +27,14 @@
 
 #define TOL 1e-4      /* fails the test */
 #define TARGET 1e-5   /* the goal; cases above it are marked */
+#define BF16_TOL 3e-2 /* mixed: fails the test */
+#define BF16_TARGET 1e-2
 #define MAX_IN 4
 
 static const usi_graph_api *api;
 static usi_device *gpu;
 static int cases_run, above_target;
+static double tol = TOL, target = TARGET;
 
 typedef struct leaf {
     int32_t ndim;
@@ -374,7 +380,7 @@ static double compare(const char *name, const char *what, const float *gpu_v, co
     }
     size_t at;
     double e = rel_err(gpu_v, cpu_v, n, &at);
-    CHECK(e <= TOL, "%s: %s: relative error %.3g at %zu (cuda %.8g, cpu %.8g)", name, what, e, at, gpu_v[at],
+    CHECK(e <= tol, "%s: %s: relative error %.3g at %zu (cuda %.8g, cpu %.8g)", name, what, e, at, gpu_v[at],
           cpu_v[at]);
     return e;
 }
@@ -410,8 +416,9 @@ static void run_case(const ocase *c)
             CHECK(!diff, "%s: %lld elements dropped on one device only", c->name, (long long)diff);
         }
         cases_run++;
-        above_target += worst > TARGET;
-        printf("%-28s worst relative error %.2e%s\n", c->name, worst, worst > TARGET ? "  (above 1e-5)" : "");
+        above_target += worst > target;
+        printf("%s%-28s worst relative error %.2e%s\n", usi_device_mixed(gpu) ? "bf16 " : "", c->name, worst,
+               worst > target ? "  (above the goal)" : "");
     }
     usi_error_free(ec);
     usi_error_free(eg);
@@ -626,5 +633,24 @@ int main(int argc, char **argv)
         if (!only || strstr(cases[i].name, only)) run_case(&cases[i]);
     if (!only || strstr("step kernels", only)) check_step_kernels();
     printf("%d op cases compared, %d above the 1e-5 goal\n", cases_run, above_target);
+
+    /* precision "mixed": the ops it changes, and a net */
+    usi_error *e = usi_device_set_mixed(gpu, 1);
+    if (e) {
+        printf("no mixed precision on %s: %s\n", usi_device_name(gpu), usi_error_message(e));
+        usi_error_free(e);
+        return check_status("test_cuda_ops");
+    }
+    tol = BF16_TOL;
+    target = BF16_TARGET;
+    cases_run = above_target = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        build_fn b = cases[i].build;
+        int uses_products = b == b_conv || b == b_conv_bn_eval || b == b_linear || b == b_matmul || b == b_attention ||
+                            b == b_net;
+        if (uses_products && (!only || strstr(cases[i].name, only))) run_case(&cases[i]);
+    }
+    CHECK_OK(usi_device_set_mixed(gpu, 0));
+    printf("%d op cases compared in bf16, %d above the 1e-2 goal\n", cases_run, above_target);
     return check_status("test_cuda_ops");
 }

@@ -47,6 +47,8 @@ void usi_cuda_workspace(usi_tensor *t, int32_t training)
     t->saved_bytes = t->fwd_scratch_bytes = t->bwd_scratch_bytes = 0;
     switch (t->op) {
     case USI_OP_CONV2D: usi_cuda_conv2d_workspace(t, training); break;
+    case USI_OP_LINEAR:
+    case USI_OP_MATMUL: usi_cuda_gemm_workspace(t, training && t->has_grad, usi_cuda_node_mixed(t)); break;
     case USI_OP_BATCH_NORM:
         if (!t->folded) usi_cuda_norm_workspace(t, training);
         break;
@@ -90,7 +92,7 @@ const usi_backend *usi_cuda_backend(void)
     static const usi_backend be = {
         .name = "cuda",
         .host_memory = 0,
-        .has_bf16 = 0,
+        .has_bf16 = 1,
         .alloc = usi_cuda_alloc,
         .free = usi_cuda_free,
         .upload = usi_cuda_upload,

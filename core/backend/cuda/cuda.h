@@ -138,5 +138,9 @@ USI_CUDA_OP(loss_kl);
 void usi_cuda_conv2d_workspace(usi_tensor *t, int32_t training);
 void usi_cuda_norm_workspace(usi_tensor *t, int32_t training);
 void usi_cuda_loss_workspace(usi_tensor *t, int32_t training);
+/* linear and matmul: bf16 operand copies under "mixed" (none otherwise) */
+void usi_cuda_gemm_workspace(usi_tensor *t, int32_t training, int32_t mixed);
+/* 1 when t's graph is planned under precision "mixed" (its device's). */
+int32_t usi_cuda_node_mixed(const usi_tensor *t);
 
 #endif

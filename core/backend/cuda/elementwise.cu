@@ -1,6 +1,8 @@
-/* Element-wise kernels: activations, scale, broadcast binary ops, dropout
- * and drop-path. The formulas are the CPU backend's (core/backend/cpu/act.c,
+/* Element-wise kernels: activations, scale, bf16 copies, broadcast binary
+ * ops, dropout and drop-path. The formulas are the CPU backend's (core/backend/cpu/act.c,
  * binary.c, dropout.c); the dropout masks are its masks bit for bit. */
+#include <cuda_bf16.h>
+
 #include "backend/cuda/common.cuh"
 
 /* ---- activations ---- */
@@ -116,6 +118,35 @@ extern "C" usi_error *usi_cuda_fill_forward(cudaStream_t s, float *out, int64_t 
 {
     fill_forward_kernel<<<grid_for(n), THREADS, 0, s>>>(out, n, value);
     LAUNCH_CHECK("fill_forward");
+}
+
+/* ---- bf16 copies (precision "mixed") ---- */
+
+// dst, src: [n]
+__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int64_t n)
+{
+    GRID_STRIDE(i, n) dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+__global__ void from_bf16_kernel(float *dst, const __nv_bfloat16 *src, int64_t n, int32_t acc)
+{
+    GRID_STRIDE(i, n)
+    {
+        float v = __bfloat162float(src[i]);
+        dst[i] = acc ? dst[i] + v : v;
+    }
+}
+
+extern "C" usi_error *usi_cuda_to_bf16(cudaStream_t s, void *dst, const float *src, int64_t n)
+{
+    to_bf16_kernel<<<grid_for(n), THREADS, 0, s>>>((__nv_bfloat16 *)dst, src, n);
+    LAUNCH_CHECK("to_bf16");
+}
+
+extern "C" usi_error *usi_cuda_from_bf16(cudaStream_t s, float *dst, const void *src, int64_t n, int32_t acc)
+{
+    from_bf16_kernel<<<grid_for(n), THREADS, 0, s>>>(dst, (const __nv_bfloat16 *)src, n, acc);
+    LAUNCH_CHECK("from_bf16");
 }
 
 /* ---- binary ---- */

@@ -37,6 +37,10 @@ usi_error *usi_cuda_scale_forward(cudaStream_t s, float *out, const float *inp, 
                                   int32_t acc);
 /* out[n] = value */
 usi_error *usi_cuda_fill_forward(cudaStream_t s, float *out, int64_t n, float value);
+/* dst[n] = bf16(src[n]), rounded to nearest even (dst: __nv_bfloat16) */
+usi_error *usi_cuda_to_bf16(cudaStream_t s, void *dst, const float *src, int64_t n);
+/* dst[n] (+)= float(src[n]) (src: __nv_bfloat16) */
+usi_error *usi_cuda_from_bf16(cudaStream_t s, float *dst, const void *src, int64_t n, int32_t acc);
 
 /* A broadcast binary op over collapsed dims, seen from one tensor x: the
  * dims x keeps (its own row-major layout, thread per x element) and the dims
