@@ -29,7 +29,8 @@ typedef struct usi_backend {
     /* 1 when device memory is ordinary host memory that host code may use
      * while a backend call runs (custom ops' cpu kernels run in place). */
     int32_t host_memory;
-    /* 1 when conv/linear/matmul run in bf16 under precision "mixed". */
+    /* 1 when conv/linear/matmul can run in bf16 under precision "mixed"
+     * (usi_device_set_mixed). */
     int32_t has_bf16;
 
     /* -- memory -- */
@@ -71,6 +72,10 @@ typedef struct usi_backend {
 
     void (*set_threads)(int32_t n);
     int32_t (*threads)(void);
+
+    /* Optional (NULL where unknown): free and total device memory, for
+     * out-of-memory messages. */
+    void (*mem_info)(usi_device *d, size_t *free_bytes, size_t *total_bytes);
 } usi_backend;
 
 /* A device: a backend and the state of one instance of it (a GPU's index,
@@ -79,9 +84,14 @@ struct usi_device {
     char name[32];             /* "cpu", "cpu-guarded", "cuda:0" */
     const usi_backend *be;
     void *state;
+    int32_t mixed;             /* precision "mixed" (usi_device_set_mixed): read
+                                  when a graph is planned and kept with it */
 };
 
 const usi_backend *usi_cpu_backend(void);
 const usi_backend *usi_cpu_guarded_backend(void);
+/* The CUDA backend's table (builds with USI_HAVE_CUDA): its host-side
+ * decisions (supports, workspace sizes) need no GPU. */
+const usi_backend *usi_cuda_backend(void);
 
 #endif

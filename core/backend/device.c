@@ -56,7 +56,9 @@ int32_t usi_device_available(const char *name)
 int32_t usi_device_name_has_bf16(const char *name)
 {
     (void)name;
-    return 0; /* no backend has a bf16 path yet */
+    /* CUDA has one (usi_device_set_mixed), but the trainer does not set a
+     * device's precision yet: until it does, "mixed" resolves to fp32. */
+    return 0;
 }
 
 usi_error *usi_device_open(const char *name, usi_device **out)
@@ -80,6 +82,16 @@ usi_error *usi_device_open(const char *name, usi_device **out)
 
 const char *usi_device_name(const usi_device *d) { return d->name; }
 int32_t usi_device_has_bf16(const usi_device *d) { return d->be->has_bf16; }
+
+usi_error *usi_device_set_mixed(usi_device *d, int32_t on)
+{
+    if (on && !d->be->has_bf16)
+        return usi_error_new(USI_ERR_UNSUPPORTED, "device %s has no bf16 path for precision \"mixed\"", d->name);
+    d->mixed = on != 0;
+    return NULL;
+}
+
+int32_t usi_device_mixed(const usi_device *d) { return d->mixed; }
 usi_error *usi_device_synchronize(usi_device *d) { return d->be->synchronize(d); }
 
 void usi_device_set_threads(int32_t n) { usi_device_cpu()->be->set_threads(n); }
@@ -97,6 +109,12 @@ usi_error *usi_dbuf_new(usi_device *d, size_t bytes, usi_dbuf **out)
     b->ptr = d->be->alloc(d, bytes ? bytes : 1);
     if (!b->ptr) {
         free(b);
+        size_t free_bytes = 0, total_bytes = 0;
+        if (d->be->mem_info) d->be->mem_info(d, &free_bytes, &total_bytes);
+        if (total_bytes)
+            return usi_error_new(USI_ERR_NOMEM, "device %s: out of memory for %.1f MiB (%zu bytes; %.1f MiB of %.1f MiB free)",
+                                 d->name, (double)bytes / 1048576.0, bytes, (double)free_bytes / 1048576.0,
+                                 (double)total_bytes / 1048576.0);
         return usi_error_new(USI_ERR_NOMEM, "device %s: out of memory for %.1f MiB", d->name,
                              (double)bytes / 1048576.0);
     }

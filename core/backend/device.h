@@ -35,6 +35,13 @@ int32_t usi_device_name_has_bf16(const char *name);
 const char *usi_device_name(const usi_device *d);
 /* 1 when the device computes conv/linear/matmul in bf16 under "mixed". */
 int32_t usi_device_has_bf16(const usi_device *d);
+/* Precision "mixed" on d for the graphs compiled after this call: conv,
+ * linear and matmul take bf16 copies of their operands and compute with
+ * fp32 accumulation into fp32 results; every tensor, parameter and gradient
+ * stays fp32 (master weights, norms, softmax and losses in fp32). An error
+ * on a device without a bf16 path. */
+usi_error *usi_device_set_mixed(usi_device *d, int32_t on);
+int32_t usi_device_mixed(const usi_device *d);
 usi_error *usi_device_synchronize(usi_device *d);
 /* The CPU device, always available (tests, host-side tools). */
 usi_device *usi_device_cpu(void);

@@ -1,0 +1,319 @@
+/* Training and inference speed of the engine on a GPU (or any device), on
+ * synthetic data: a full training step (forward, the loss read back, backward,
+ * SGD with momentum over the flat parameter block, zeroed gradients) and an
+ * eval forward, in images/s, in fp32 and (where the device has it) precision
+ * "mixed". --check instead runs a small ResNet step on the CPU and on the
+ * device from the same weights and batch and prints how far the logits,
+ * loss, gradients, running statistics and updated weights are apart.
+ *
+ *   bench_gpu [--device cuda] [--model resnet50|resnet18] [--batch 256]
+ *             [--size 224] [--steps 200] [--warmup 10] [--mode train|infer|both]
+ *             [--precision fp32|mixed|both] [--csv FILE] [--check]
+ *
+ * Prints one line per measurement (precision: fp32, or bf16 for "mixed"):
+ *   RESULT usi <model> <mode> <precision> <batch> <size> <img/s> <ms/step>
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/device.h"
+#include "backend/optim_args.h"
+#include "graph/graph.h"
+#include "models.h"
+#include "plugin/host.h"
+#include "util/error.h"
+
+typedef struct opts {
+    const char *device, *model, *csv;
+    int batch, size, steps, warmup, modes, check; /* modes: 1 train, 2 infer */
+    int precisions;                               /* 1 fp32, 2 mixed */
+} opts;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The graph: images -> model -> logits (-> cross-entropy in training). */
+typedef struct net {
+    usi_graph *g;
+    usi_tensor *x, *y, *logits, *loss;
+    usi_optim_seg *segs;
+    int32_t n_segs;
+    usi_dbuf *momentum;
+} net;
+
+static void net_free(net *n)
+{
+    usi_dbuf_free(n->momentum);
+    free(n->segs);
+    usi_graph_free(n->g);
+    memset(n, 0, sizeof *n);
+}
+
+static usi_error *net_build(net *n, usi_device *d, const char *model, int batch, int size, int training)
+{
+    memset(n, 0, sizeof *n);
+    n->g = usi_graph_new(d, training, 1);
+    int64_t xs[4] = {batch, 3, size, size}, nb = batch;
+    n->x = usi_graph_input(n->g, "images", USI_DTYPE_F32, 4, xs);
+    n->y = usi_graph_input(n->g, "labels", USI_DTYPE_I32, 1, &nb);
+    n->logits = model_resnet(n->g, n->x, !strcmp(model, "resnet18") ? 18 : 50, 1000);
+    USI_TRY(usi_graph_error(n->g));
+    usi_graph_mark_output(n->logits);
+    if (training) {
+        n->loss = usi_graph_api_get()->loss_ce(n->g, n->logits, n->y, 0.1);
+        USI_TRY(usi_graph_set_loss(n->g, n->loss));
+    }
+    USI_TRY(usi_graph_compile(n->g));
+    if (!training) return NULL;
+    /* SGD segments: every trainable parameter, decay on weights only */
+    int32_t np = usi_graph_num_params(n->g);
+    n->segs = calloc((size_t)np + 1, sizeof *n->segs);
+    if (!n->segs) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < np; i++) {
+        usi_param_info p;
+        if (!usi_graph_param_at(n->g, i, &p) || !p.trainable) continue;
+        n->segs[n->n_segs++] = (usi_optim_seg){p.offset / sizeof(float), (size_t)p.numel, p.ndim > 1};
+    }
+    usi_graph_blocks b;
+    usi_graph_get_blocks(n->g, &b);
+    return usi_dbuf_new(d, b.n_trainable * sizeof(float), &n->momentum);
+}
+
+static usi_error *net_inputs(net *n, int batch, int size)
+{
+    size_t count = (size_t)batch * 3 * size * size;
+    float *x = malloc(count * sizeof(float));
+    int32_t *y = malloc((size_t)batch * sizeof(int32_t));
+    if (!x || !y) {
+        free(x);
+        free(y);
+        return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < count; i++) x[i] = (float)((i * 7919) % 255) / 255.0f - 0.5f;
+    for (int i = 0; i < batch; i++) y[i] = (i * 37) % 1000;
+    usi_error *e = usi_graph_write(n->x, x);
+    if (!e && n->loss) e = usi_graph_write(n->y, y);
+    free(x);
+    free(y);
+    return e;
+}
+
+static usi_error *train_step(net *n, int64_t step, float *loss)
+{
+    USI_TRY(usi_graph_forward(n->g));
+    USI_TRY(usi_graph_read(n->loss, loss)); /* the trainer reads it each step */
+    USI_TRY(usi_graph_backward(n->g));
+    usi_graph_blocks b;
+    usi_graph_get_blocks(n->g, &b);
+    usi_optim_hp hp = {USI_OPT_SGD, 0.01, 1e-4, 0.9, 0.999, 1e-8, 0.9, 0};
+    USI_TRY(usi_dbuf_optim_step(&hp, step, b.params, b.grads, n->momentum, NULL, n->segs, n->n_segs));
+    usi_graph_zero_grad(n->g);
+    return NULL;
+}
+
+static usi_error *measure(const opts *o, usi_device *d, int training, int mixed, double *ips, double *ms)
+{
+    net n;
+    USI_TRY(usi_device_set_mixed(d, mixed));
+    double t_build = now();
+    usi_error *e = net_build(&n, d, o->model, o->batch, o->size, training);
+    if (!e) e = net_inputs(&n, o->batch, o->size);
+    double t_ready = now();
+    float loss = 0;
+    double t0 = 0;
+    for (int s = 0; !e && s < o->warmup + o->steps; s++) {
+        if (s == o->warmup) {
+            e = usi_device_synchronize(d);
+            t0 = now();
+        }
+        if (!e) e = training ? train_step(&n, s + 1, &loss) : usi_graph_forward(n.g);
+    }
+    if (!e) e = usi_device_synchronize(d);
+    double t = now() - t0;
+    if (!e) {
+        *ms = 1e3 * t / o->steps;
+        *ips = o->batch * o->steps / t;
+        size_t planned, naive;
+        usi_graph_memory(n.g, &planned, &naive);
+        fprintf(stderr, "%s %s %s: compile %.1f s, arena %.0f MiB", o->model, training ? "train" : "infer",
+                mixed ? "bf16" : "fp32", t_ready - t_build, planned / 1048576.0);
+        if (training) fprintf(stderr, ", last loss %.4f", loss);
+        fprintf(stderr, "\n");
+        if (training && !isfinite(loss)) e = usi_error_new(USI_ERR_INTERNAL, "the loss is not finite: %g", loss);
+    }
+    net_free(&n);
+    return e;
+}
+
+/* ---- --check: one step on the CPU and on the device ---- */
+
+typedef struct snapshot {
+    float *logits, loss, *grads, *params, *buffers;
+    size_t n_logits, n_grads, n_params, n_buffers;
+} snapshot;
+
+static void snapshot_free(snapshot *s)
+{
+    free(s->logits);
+    free(s->grads);
+    free(s->params);
+    free(s->buffers);
+}
+
+static float *read_block(usi_dbuf *b, size_t n, usi_error **e)
+{
+    float *h = malloc((n ? n : 1) * sizeof(float));
+    if (!*e && n) *e = usi_dbuf_read(b, 0, h, n * sizeof(float));
+    return h;
+}
+
+static usi_error *one_step(usi_device *d, const char *model, int batch, int size, snapshot *s)
+{
+    net n;
+    memset(s, 0, sizeof *s);
+    usi_error *e = net_build(&n, d, model, batch, size, 1);
+    if (!e) e = net_inputs(&n, batch, size);
+    if (!e) e = usi_graph_forward(n.g);
+    if (!e) e = usi_graph_read(n.loss, &s->loss);
+    if (!e) {
+        s->n_logits = (size_t)usi_graph_numel(n.logits);
+        s->logits = malloc(s->n_logits * sizeof(float));
+        e = usi_graph_read(n.logits, s->logits);
+    }
+    if (!e) e = usi_graph_backward(n.g);
+    usi_graph_blocks b;
+    usi_graph_get_blocks(n.g, &b);
+    s->n_grads = b.n_trainable;
+    s->grads = read_block(b.grads, b.n_trainable, &e);
+    s->n_buffers = b.n_f32_buffers;
+    s->buffers = read_block(b.buffers, b.n_f32_buffers, &e);
+    usi_graph_blocks bb;
+    usi_graph_get_blocks(n.g, &bb);
+    usi_optim_hp hp = {USI_OPT_SGD, 0.1, 1e-4, 0.9, 0.999, 1e-8, 0.9, 0};
+    if (!e) e = usi_dbuf_optim_step(&hp, 1, bb.params, bb.grads, n.momentum, NULL, n.segs, n.n_segs);
+    s->n_params = b.n_trainable;
+    s->params = read_block(b.params, b.n_trainable, &e);
+    net_free(&n);
+    return e;
+}
+
+static double rel(const float *a, const float *b, size_t n)
+{
+    double scale = 1e-6, worst = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(b[i]));
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]) / scale;
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+/* fp32 should agree to rounding; mixed (bf16 operands) to about 1e-2. */
+static int check(const opts *o, usi_device *d, int mixed)
+{
+    const int batch = 4, size = 64;
+    snapshot c, g;
+    usi_error *e = usi_device_set_mixed(d, mixed);
+    if (!e) e = one_step(usi_device_cpu(), o->model, batch, size, &c);
+    if (!e) e = one_step(d, o->model, batch, size, &g);
+    usi_error_free(usi_device_set_mixed(d, 0));
+    if (e) {
+        fprintf(stderr, "check: %s\n", usi_error_message(e));
+        usi_error_free(e);
+        return 1;
+    }
+    double el = rel(g.logits, c.logits, c.n_logits), eg = rel(g.grads, c.grads, c.n_grads);
+    double eb = rel(g.buffers, c.buffers, c.n_buffers), ep = rel(g.params, c.params, c.n_params);
+    double eloss = fabs((double)g.loss - c.loss) / fmax(1e-6, fabs(c.loss));
+    printf("check %s batch %d at %d: %s %s vs cpu fp32, relative to each tensor block's largest value:\n", o->model,
+           batch, size, o->device, mixed ? "bf16" : "fp32");
+    printf("  logits %.2e  loss %.2e (%.6f vs %.6f)  gradients %.2e  running stats %.2e  weights after SGD %.2e\n",
+           el, eloss, g.loss, c.loss, eg, eb, ep);
+    double k = mixed ? 50 : 1; /* bf16: 8 bits of mantissa */
+    int bad = !(el < 1e-3 * k && eloss < 1e-4 * k && eg < 1e-3 * k && eb < 1e-4 * k && ep < 1e-5 * k);
+    printf("CHECK %s %s\n", mixed ? "bf16" : "fp32", bad ? "FAILED" : "ok");
+    snapshot_free(&c);
+    snapshot_free(&g);
+    return bad;
+}
+
+static int parse(int argc, char **argv, opts *o)
+{
+    *o = (opts){"cuda", "resnet50", NULL, 256, 224, 200, 10, 3, 0, 3};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--check")) {
+            o->check = 1;
+            continue;
+        }
+        if (!v) return -1;
+        if (!strcmp(a, "--device")) o->device = v;
+        else if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--csv")) o->csv = v;
+        else if (!strcmp(a, "--batch")) o->batch = atoi(v);
+        else if (!strcmp(a, "--size")) o->size = atoi(v);
+        else if (!strcmp(a, "--steps")) o->steps = atoi(v);
+        else if (!strcmp(a, "--warmup")) o->warmup = atoi(v);
+        else if (!strcmp(a, "--mode")) o->modes = !strcmp(v, "train") ? 1 : !strcmp(v, "infer") ? 2 : 3;
+        else if (!strcmp(a, "--precision")) o->precisions = !strcmp(v, "fp32") ? 1 : !strcmp(v, "mixed") ? 2 : 3;
+        else return -1;
+        i++;
+    }
+    return o->batch > 0 && o->size > 0 && o->steps > 0 && o->warmup >= 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    if (parse(argc, argv, &o)) {
+        fprintf(stderr, "usage: %s [--device cuda] [--model resnet50|resnet18] [--batch N] [--size N] "
+                        "[--steps N] [--warmup N] [--mode train|infer|both] [--precision fp32|mixed|both] "
+                        "[--csv FILE] [--check]\n",
+                argv[0]);
+        return 2;
+    }
+    usi_device *d = NULL;
+    usi_error *e = usi_device_open(o.device, &d);
+    if (e) {
+        fprintf(stderr, "%s\n", usi_error_message(e));
+        usi_error_free(e);
+        return 1;
+    }
+    if (!usi_device_has_bf16(d)) o.precisions &= 1;
+    if (o.check) {
+        int bad = check(&o, d, 0);
+        if (usi_device_has_bf16(d)) bad |= check(&o, d, 1);
+        return bad;
+    }
+    FILE *csv = o.csv ? fopen(o.csv, "w") : NULL;
+    if (csv) fprintf(csv, "impl,model,mode,precision,batch,size,img_per_s,ms_per_step\n");
+    int rc = 0;
+    for (int mixed = 0; mixed < 2; mixed++) {
+        const char *prec = mixed ? "bf16" : "fp32";
+        for (int training = 1; training >= 0; training--) {
+            if (!(o.modes & (training ? 1 : 2)) || !(o.precisions & (mixed ? 2 : 1))) continue;
+            double ips = 0, ms = 0;
+            e = measure(&o, d, training, mixed, &ips, &ms);
+            const char *mode = training ? "train" : "infer";
+            if (e) {
+                fprintf(stderr, "%s %s %s: %s\n", o.model, mode, prec, usi_error_message(e));
+                usi_error_free(e);
+                rc = 1;
+                continue;
+            }
+            printf("RESULT usi %s %s %s %d %d %.1f %.2f\n", o.model, mode, prec, o.batch, o.size, ips, ms);
+            fflush(stdout);
+            if (csv) fprintf(csv, "usi,%s,%s,%s,%d,%d,%.2f,%.3f\n", o.model, mode, prec, o.batch, o.size, ips, ms);
+        }
+    }
+    usi_error_free(usi_device_set_mixed(d, 0));
+    if (csv) fclose(csv);
+    return rc;
+}

@@ -1,0 +1,117 @@
+/* The CUDA backend's table: every graph op but custom ones (those run on
+ * host copies, core/graph/custom_host.c, until plugins bring device
+ * kernels), the planner's workspace sizes, and dispatch. */
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+
+#define OP(e, name) [e] = {usi_cuda_##name##_fwd, usi_cuda_##name##_bwd}
+
+static const struct {
+    usi_cuda_fwd_fn fwd;
+    usi_cuda_bwd_fn bwd;
+} kernels[USI_OP_COUNT] = {
+    OP(USI_OP_CONV2D, conv2d),
+    OP(USI_OP_LINEAR, linear),
+    OP(USI_OP_MATMUL, matmul),
+    OP(USI_OP_BATCH_NORM, batch_norm),
+    OP(USI_OP_LAYER_NORM, layer_norm),
+    OP(USI_OP_ACT, act),
+    OP(USI_OP_BINARY, binary),
+    OP(USI_OP_SCALE, scale),
+    OP(USI_OP_POOL2D, pool2d),
+    OP(USI_OP_REDUCE, reduce),
+    OP(USI_OP_SOFTMAX, softmax),
+    OP(USI_OP_DROPOUT, dropout),
+    OP(USI_OP_DROP_PATH, drop_path),
+    OP(USI_OP_RESHAPE, reshape),
+    OP(USI_OP_PERMUTE, permute),
+    OP(USI_OP_CONCAT, concat),
+    OP(USI_OP_SLICE, slice),
+    OP(USI_OP_PAD, pad),
+    OP(USI_OP_SPACE_TO_DEPTH, space_to_depth),
+    OP(USI_OP_LOSS_SOFT_CE, loss_soft_ce),
+    OP(USI_OP_LOSS_CE, loss_ce),
+    OP(USI_OP_LOSS_KL, loss_kl),
+};
+
+int32_t usi_cuda_supports(int32_t op)
+{
+    return op >= 0 && op < USI_OP_COUNT && kernels[op].fwd != NULL;
+}
+
+static size_t up64(size_t n) { return (n + 63) / 64 * 64; }
+
+void usi_cuda_workspace(usi_tensor *t, int32_t training)
+{
+    t->saved_bytes = t->fwd_scratch_bytes = t->bwd_scratch_bytes = 0;
+    switch (t->op) {
+    case USI_OP_CONV2D: usi_cuda_conv2d_workspace(t, training); break;
+    case USI_OP_LINEAR:
+    case USI_OP_MATMUL: usi_cuda_gemm_workspace(t, training && t->has_grad, usi_cuda_node_mixed(t)); break;
+    case USI_OP_BATCH_NORM:
+        if (!t->folded) usi_cuda_norm_workspace(t, training);
+        break;
+    case USI_OP_LAYER_NORM: usi_cuda_norm_workspace(t, training); break;
+    case USI_OP_DROP_PATH:
+        /* the per-sample keep factors, drawn on the device */
+        t->fwd_scratch_bytes = t->bwd_scratch_bytes = up64((size_t)t->shape[0] * sizeof(float));
+        break;
+    case USI_OP_LOSS_SOFT_CE:
+    case USI_OP_LOSS_CE:
+    case USI_OP_LOSS_KL: usi_cuda_loss_workspace(t, training); break;
+    default: break;
+    }
+}
+
+static usi_error *forward(const usi_exec_ctx *ctx, usi_tensor *t)
+{
+    if (!usi_cuda_supports(t->op))
+        return usi_error_new(USI_ERR_UNSUPPORTED, "cuda: no kernel for op %d", t->op);
+    if (t->folded) return NULL; /* its conv wrote the output */
+    usi_cuda *c = usi_cuda_of(ctx->dev);
+    USI_TRY(usi_cuda_use(c));
+    return kernels[t->op].fwd(c, ctx, t);
+}
+
+static usi_error *backward(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
+{
+    if (!usi_cuda_supports(t->op))
+        return usi_error_new(USI_ERR_UNSUPPORTED, "cuda: no kernel for op %d", t->op);
+    usi_cuda *c = usi_cuda_of(ctx->dev);
+    USI_TRY(usi_cuda_use(c));
+    return kernels[t->op].bwd(c, ctx, t, acc);
+}
+
+/* Host threads do no kernel work here. */
+static void set_threads(int32_t n) { (void)n; }
+static int32_t threads(void) { return 1; }
+
+const usi_backend *usi_cuda_backend(void)
+{
+    static const usi_backend be = {
+        .name = "cuda",
+        .host_memory = 0,
+        .has_bf16 = 1,
+        .alloc = usi_cuda_alloc,
+        .free = usi_cuda_free,
+        .upload = usi_cuda_upload,
+        .download = usi_cuda_download,
+        .copy = usi_cuda_copy,
+        .fill = usi_cuda_fill,
+        .synchronize = usi_cuda_synchronize,
+        .supports = usi_cuda_supports,
+        .workspace = usi_cuda_workspace,
+        .forward = forward,
+        .backward = backward,
+        .optim_step = usi_cuda_optim_step,
+        .ema_update = usi_cuda_ema_update,
+        .sum_squares = usi_cuda_sum_squares,
+        .scale = usi_cuda_scale,
+        .image_convert = usi_cuda_image_convert,
+        .set_threads = set_threads,
+        .threads = threads,
+        .mem_info = usi_cuda_mem_info,
+    };
+    return &be;
+}

@@ -1,0 +1,61 @@
+/* Shared by the backend's .cu files: launch shapes, the launch check and
+ * warp/block reductions. Kernels are CUDA C++ kept C-like: no templates
+ * beyond what a helper needs, no STL, extern "C" launchers. */
+#ifndef USI_CORE_BACKEND_CUDA_COMMON_CUH
+#define USI_CORE_BACKEND_CUDA_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "backend/cuda/kernels.h"
+
+#define THREADS 256
+
+/* Enough blocks of THREADS for n elements, capped: kernels loop grid-stride. */
+static inline unsigned grid_for(int64_t n)
+{
+    int64_t b = (n + THREADS - 1) / THREADS;
+    if (b < 1) b = 1;
+    if (b > (1 << 20)) b = 1 << 20;
+    return (unsigned)b;
+}
+
+#define GRID_STRIDE(i, n)                                                                     \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                \
+         i += (int64_t)gridDim.x * blockDim.x)
+
+/* After a launch: its configuration error, if any, with this file and line. */
+#define LAUNCH_CHECK(name) return usi_cuda_check_launch(name, __FILE__, __LINE__)
+
+static __device__ __forceinline__ float warp_sum_f(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static __device__ __forceinline__ double warp_sum_d(double v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static __device__ __forceinline__ float warp_max_f(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread
+ * gets the result. shared: 32 doubles. */
+static __device__ __forceinline__ double block_sum_d(double v, double *shared)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum_d(v);
+    __syncthreads(); /* shared may still be read from a previous call */
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    v = lane < warps ? shared[lane] : 0.0;
+    return warp_sum_d(v);
+}
+
+#endif

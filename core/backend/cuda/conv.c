@@ -1,0 +1,417 @@
+/* Convolution on cuDNN (NCHW float, cross-correlation, groups, dilation).
+ * Algorithms are chosen when the graph is planned, by timing them
+ * (cudnnFind*, which brings its own buffers), and cached per shape for the
+ * process, so the many convs of one shape in a network and the eval graph
+ * beside the training one time them once. Their workspaces become the
+ * node's planned scratch. Math is plain FMA fp32: the CPU's results to
+ * rounding, no TF32. Under precision "mixed" (the device's, when the graph
+ * is planned) the conv runs on bf16 copies of its operands in the node's
+ * scratch, with fp32 accumulation, and its results are widened back to
+ * fp32 (added into the gradients where the executor asks for a sum).
+ *
+ * An eval-mode batch norm folded into the conv (conv->fold_bn) is applied to
+ * a copy of the weights and bias in the forward scratch. */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+#include "graph/graph_internal.h"
+#include "util/log.h"
+
+/* The most workspace one conv may plan, and at most this share of the
+ * GPU's free memory at planning time. */
+#define WORKSPACE_CAP ((size_t)1 << 30)
+#define WORKSPACE_FREE_SHARE 8
+
+static size_t up(size_t n) { return (n + 255) / 256 * 256; }
+
+/* ---- per-shape algorithm cache ---- */
+
+typedef struct conv_key {
+    int32_t ordinal;
+    int32_t n, c, h, w, o, kh, kw, oh, ow;
+    int32_t sh, sw, ph, pw, dh, dw, groups;
+    int32_t bf16;
+} conv_key;
+
+typedef struct conv_algos {
+    int32_t has_fwd, has_bwd;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    cudnnMathType_t fwd_math, bwd_data_math, bwd_filter_math;
+    size_t fwd_ws, bwd_data_ws, bwd_filter_ws;
+} conv_algos;
+
+typedef struct cache_entry {
+    conv_key key;
+    conv_algos algos;
+} cache_entry;
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static cache_entry *cache;
+static size_t cache_n, cache_cap;
+
+static int cache_get(const conv_key *k, conv_algos *out)
+{
+    int found = 0;
+    pthread_mutex_lock(&cache_lock);
+    for (size_t i = 0; i < cache_n && !found; i++)
+        if (!memcmp(&cache[i].key, k, sizeof *k)) {
+            *out = cache[i].algos;
+            found = 1;
+        }
+    pthread_mutex_unlock(&cache_lock);
+    return found;
+}
+
+static void cache_put(const conv_key *k, const conv_algos *a)
+{
+    pthread_mutex_lock(&cache_lock);
+    size_t i = 0;
+    while (i < cache_n && memcmp(&cache[i].key, k, sizeof *k)) i++;
+    if (i == cache_n) {
+        if (cache_n == cache_cap) {
+            size_t cap = cache_cap ? 2 * cache_cap : 64;
+            cache_entry *grown = realloc(cache, cap * sizeof *grown);
+            if (!grown) {
+                pthread_mutex_unlock(&cache_lock);
+                return; /* not cached: timed again next time */
+            }
+            cache = grown;
+            cache_cap = cap;
+        }
+        cache_n++;
+    }
+    cache[i].key = *k;
+    cache[i].algos = *a;
+    pthread_mutex_unlock(&cache_lock);
+}
+
+/* ---- node state ---- */
+
+typedef struct conv_state {
+    cudnnTensorDescriptor_t x, y, bias, y32; /* x, y in the compute type; y32 fp32 */
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+    conv_algos a;
+    int32_t bf16;
+    cudnnMathType_t math;           /* the math Find should prefer */
+    /* fwd scratch after the workspace: bf16 x, w, y; the folded weights */
+    size_t xb_off, wb_off, yb_off, fold_w_off, fold_b_off;
+    /* bwd scratch after the workspace: bf16 dy, w, x, dx, dw */
+    size_t dyb_off, bwb_off, bxb_off, dxb_off, dwb_off;
+    size_t fwd_bytes, bwd_bytes;
+} conv_state;
+
+static void conv_state_free(void *p)
+{
+    conv_state *s = p;
+    if (s->x) cudnnDestroyTensorDescriptor(s->x);
+    if (s->y) cudnnDestroyTensorDescriptor(s->y);
+    if (s->bias) cudnnDestroyTensorDescriptor(s->bias);
+    if (s->y32) cudnnDestroyTensorDescriptor(s->y32);
+    if (s->w) cudnnDestroyFilterDescriptor(s->w);
+    if (s->conv) cudnnDestroyConvolutionDescriptor(s->conv);
+    free(s);
+}
+
+int32_t usi_cuda_node_mixed(const usi_tensor *t)
+{
+    return t->graph && t->graph->dev && t->graph->dev->mixed;
+}
+
+static usi_error *make_key(const usi_tensor *t, int32_t ordinal, conv_key *k)
+{
+    const usi_tensor *x = t->src[0], *w = t->src[1];
+    const struct usi_attrs_conv2d *a = &t->attrs.conv2d;
+    int64_t v[] = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2], w->shape[3],
+                   t->shape[2], t->shape[3], a->stride[0], a->stride[1], a->padding[0], a->padding[1],
+                   a->dilation[0], a->dilation[1], a->groups};
+    int32_t *dst[] = {&k->n, &k->c, &k->h, &k->w, &k->o, &k->kh, &k->kw, &k->oh, &k->ow,
+                      &k->sh, &k->sw, &k->ph, &k->pw, &k->dh, &k->dw, &k->groups};
+    memset(k, 0, sizeof *k);
+    k->ordinal = ordinal;
+    k->bf16 = usi_cuda_node_mixed(t);
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        if (v[i] < 0 || v[i] > INT32_MAX)
+            return usi_error_new(USI_ERR_UNSUPPORTED, "conv2d: a dim of %lld is past cuDNN's int range",
+                                 (long long)v[i]);
+        *dst[i] = (int32_t)v[i];
+    }
+    return NULL;
+}
+
+static usi_error *describe(conv_state *s, const conv_key *k)
+{
+    CUDNN_TRY(cudnnCreateTensorDescriptor(&s->x));
+    CUDNN_TRY(cudnnCreateTensorDescriptor(&s->y));
+    CUDNN_TRY(cudnnCreateTensorDescriptor(&s->bias));
+    CUDNN_TRY(cudnnCreateTensorDescriptor(&s->y32));
+    CUDNN_TRY(cudnnCreateFilterDescriptor(&s->w));
+    CUDNN_TRY(cudnnCreateConvolutionDescriptor(&s->conv));
+    s->bf16 = k->bf16;
+    s->math = k->bf16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+    cudnnDataType_t dt = k->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(s->x, CUDNN_TENSOR_NCHW, dt, k->n, k->c, k->h, k->w));
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(s->y, CUDNN_TENSOR_NCHW, dt, k->n, k->o, k->oh, k->ow));
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(s->y32, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, k->n, k->o, k->oh, k->ow));
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(s->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, k->o, 1, 1));
+    CUDNN_TRY(cudnnSetFilter4dDescriptor(s->w, dt, CUDNN_TENSOR_NCHW, k->o, k->c / k->groups, k->kh, k->kw));
+    /* accumulation in fp32 either way */
+    CUDNN_TRY(cudnnSetConvolution2dDescriptor(s->conv, k->ph, k->pw, k->sh, k->sw, k->dh, k->dw,
+                                              CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    CUDNN_TRY(cudnnSetConvolutionGroupCount(s->conv, k->groups));
+    CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->math));
+    int n, c, h, w;
+    CUDNN_TRY(cudnnGetConvolution2dForwardOutputDim(s->conv, s->x, s->w, &n, &c, &h, &w));
+    if (n != k->n || c != k->o || h != k->oh || w != k->ow)
+        return usi_error_new(USI_ERR_INTERNAL, "conv2d: cuDNN makes [%d,%d,%d,%d], the graph [%d,%d,%d,%d]", n, c, h,
+                             w, k->n, k->o, k->oh, k->ow);
+    return NULL;
+}
+
+/* out = the first (fastest) result that ran, fits the cap and keeps the
+ * math asked for (FMA for fp32: no TF32); failing that, the first that ran
+ * and fits; -1 when none. */
+#define PICK(perf, n, cap, math, out)                                                         \
+    do {                                                                                      \
+        (out) = -1;                                                                           \
+        for (int i_ = 0; i_ < (n) && (out) < 0; i_++)                                         \
+            if ((perf)[i_].status == CUDNN_STATUS_SUCCESS && (perf)[i_].memory <= (cap) &&   \
+                (perf)[i_].mathType == (math))                                                \
+                (out) = i_;                                                                   \
+        for (int i_ = 0; i_ < (n) && (out) < 0; i_++)                                         \
+            if ((perf)[i_].status == CUDNN_STATUS_SUCCESS && (perf)[i_].memory <= (cap))      \
+                (out) = i_;                                                                   \
+    } while (0)
+
+static usi_error *find_algos(usi_cuda *c, conv_state *s, const conv_key *k, int32_t need_bwd)
+{
+    size_t free_bytes = 0, total = 0, cap = WORKSPACE_CAP;
+    if (cudaMemGetInfo(&free_bytes, &total) == cudaSuccess && free_bytes / WORKSPACE_FREE_SHARE < cap)
+        cap = free_bytes / WORKSPACE_FREE_SHARE;
+    (void)cudaGetLastError();
+    conv_algos *a = &s->a;
+    if (!a->has_fwd) {
+        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        int n = 0;
+        CUDNN_TRY(cudnnFindConvolutionForwardAlgorithm(c->cudnn, s->x, s->w, s->conv, s->y,
+                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
+        int i;
+        PICK(perf, n, cap, s->math, i);
+        if (i < 0) return usi_error_new(USI_ERR_UNSUPPORTED, "conv2d: cuDNN has no forward algorithm for it");
+        a->fwd = perf[i].algo;
+        a->fwd_math = perf[i].mathType;
+        a->fwd_ws = perf[i].memory;
+        a->has_fwd = 1;
+    }
+    if (need_bwd && !a->has_bwd) {
+        cudnnConvolutionBwdDataAlgoPerf_t dperf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        cudnnConvolutionBwdFilterAlgoPerf_t fperf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        int n = 0;
+        CUDNN_TRY(cudnnFindConvolutionBackwardDataAlgorithm(c->cudnn, s->w, s->y, s->conv, s->x,
+                                                            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, dperf));
+        int i;
+        PICK(dperf, n, cap, s->math, i);
+        if (i < 0) return usi_error_new(USI_ERR_UNSUPPORTED, "conv2d: cuDNN has no backward-data algorithm for it");
+        a->bwd_data = dperf[i].algo;
+        a->bwd_data_math = dperf[i].mathType;
+        a->bwd_data_ws = dperf[i].memory;
+        CUDNN_TRY(cudnnFindConvolutionBackwardFilterAlgorithm(c->cudnn, s->x, s->y, s->conv, s->w,
+                                                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, fperf));
+        PICK(fperf, n, cap, s->math, i);
+        if (i < 0)
+            return usi_error_new(USI_ERR_UNSUPPORTED, "conv2d: cuDNN has no backward-filter algorithm for it");
+        a->bwd_filter = fperf[i].algo;
+        a->bwd_filter_math = fperf[i].mathType;
+        a->bwd_filter_ws = fperf[i].memory;
+        a->has_bwd = 1;
+    }
+    /* What the call itself asks for the chosen algorithms, in case Find's
+     * figure was smaller. */
+    size_t ws = 0;
+    CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, a->fwd_math));
+    CUDNN_TRY(cudnnGetConvolutionForwardWorkspaceSize(c->cudnn, s->x, s->w, s->conv, s->y, a->fwd, &ws));
+    if (ws > a->fwd_ws) a->fwd_ws = ws;
+    if (a->has_bwd) {
+        CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, a->bwd_data_math));
+        CUDNN_TRY(cudnnGetConvolutionBackwardDataWorkspaceSize(c->cudnn, s->w, s->y, s->conv, s->x, a->bwd_data,
+                                                               &ws));
+        if (ws > a->bwd_data_ws) a->bwd_data_ws = ws;
+        CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, a->bwd_filter_math));
+        CUDNN_TRY(cudnnGetConvolutionBackwardFilterWorkspaceSize(c->cudnn, s->x, s->y, s->conv, s->w,
+                                                                 a->bwd_filter, &ws));
+        if (ws > a->bwd_filter_ws) a->bwd_filter_ws = ws;
+    }
+    cache_put(k, a);
+    usi_log(USI_LOG_DEBUG, "conv %dx%dx%dx%d o%d k%dx%d s%d g%d %s: fwd algo %d (%zu B)%s", k->n, k->c, k->h,
+            k->w, k->o, k->kh, k->kw, k->sh, k->groups, k->bf16 ? "bf16" : "fp32", (int)a->fwd, a->fwd_ws,
+            a->has_bwd ? ", with backward" : "");
+    return NULL;
+}
+
+static usi_error *setup(usi_cuda *c, usi_tensor *t, int32_t training, conv_state *s)
+{
+    conv_key k;
+    USI_TRY(make_key(t, c->ordinal, &k));
+    USI_TRY(describe(s, &k));
+    int32_t need_bwd = training && t->has_grad;
+    if (!cache_get(&k, &s->a) || (need_bwd && !s->a.has_bwd)) USI_TRY(find_algos(c, s, &k, need_bwd));
+    size_t xn = (size_t)t->src[0]->numel, wn = (size_t)t->src[1]->numel, yn = (size_t)t->numel, half = 2;
+    size_t at = up(s->a.fwd_ws);
+    if (s->bf16) {
+        s->xb_off = at;
+        at += up(xn * half);
+        s->wb_off = at;
+        at += up(wn * half);
+        s->yb_off = at;
+        at += up(yn * half);
+    }
+    if (t->fold_bn) {
+        s->fold_w_off = at;
+        at += up(wn * sizeof(float));
+        s->fold_b_off = at;
+        at += up((size_t)t->shape[1] * sizeof(float));
+    }
+    s->fwd_bytes = at;
+    if (need_bwd) {
+        at = up(s->a.bwd_data_ws > s->a.bwd_filter_ws ? s->a.bwd_data_ws : s->a.bwd_filter_ws);
+        if (s->bf16) {
+            s->dyb_off = at;
+            at += up(yn * half);
+            s->bwb_off = at;
+            at += up(wn * half);
+            s->bxb_off = at;
+            at += up(xn * half);
+            s->dxb_off = at;
+            at += up(xn * half);
+            s->dwb_off = at;
+            at += up(wn * half);
+        }
+        s->bwd_bytes = at;
+    }
+    return NULL;
+}
+
+static usi_error *state_of(usi_cuda *c, usi_tensor *t, int32_t training, conv_state **out)
+{
+    if (!t->backend_state) {
+        conv_state *s = calloc(1, sizeof *s);
+        if (!s) return usi_error_new(USI_ERR_NOMEM, "conv2d: out of host memory");
+        usi_error *e = setup(c, t, training, s);
+        if (e) {
+            conv_state_free(s);
+            return e;
+        }
+        t->backend_state = s;
+        t->backend_state_free = conv_state_free;
+    }
+    *out = t->backend_state;
+    return NULL;
+}
+
+void usi_cuda_conv2d_workspace(usi_tensor *t, int32_t training)
+{
+    usi_device *d = t->graph ? t->graph->dev : NULL;
+    if (!d || d->be != usi_cuda_backend()) return; /* sizes come from cuDNN on the GPU */
+    usi_cuda *c = usi_cuda_of(d);
+    conv_state *s = NULL;
+    usi_error *e = usi_cuda_use(c);
+    if (!e) e = state_of(c, t, training, &s);
+    if (e) {
+        usi_error_free(e); /* forward tries again and reports it */
+        return;
+    }
+    t->fwd_scratch_bytes = s->fwd_bytes;
+    t->bwd_scratch_bytes = s->bwd_bytes;
+}
+
+/* y[N,O,OH,OW] = conv(x[N,C,H,W], w[O,C/G,KH,KW]) + b[O] */
+usi_error *usi_cuda_conv2d_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
+{
+    conv_state *s = NULL;
+    USI_TRY(state_of(c, t, ctx->training, &s));
+    if (s->fwd_bytes > t->fwd_scratch_bytes)
+        return usi_error_new(USI_ERR_INTERNAL, "conv2d: %zu scratch bytes planned, %zu needed", t->fwd_scratch_bytes,
+                             s->fwd_bytes);
+    char *sc = t->fwd_scratch;
+    const float *w = t->src[1]->data, *b = t->n_src > 2 && t->src[2] ? t->src[2]->data : NULL;
+    if (t->fold_bn) {
+        const usi_tensor *bn = t->fold_bn;
+        float *w2 = (float *)(sc + s->fold_w_off), *b2 = (float *)(sc + s->fold_b_off);
+        int64_t O = t->shape[1];
+        USI_TRY(usi_cuda_fold_batchnorm_forward(
+            c->stream, w2, b2, w, b, bn->src[1] ? bn->src[1]->data : NULL, bn->src[2] ? bn->src[2]->data : NULL,
+            bn->src[3]->data, bn->src[4]->data, O, t->src[1]->numel / O, bn->attrs.batch_norm.eps));
+        w = w2;
+        b = b2;
+    }
+    float one = 1.0f, zero = 0.0f;
+    const void *x = t->src[0]->data, *wc = w;
+    void *y = t->data;
+    if (s->bf16) {
+        USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->xb_off, t->src[0]->data, t->src[0]->numel));
+        USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->wb_off, w, t->src[1]->numel));
+        x = sc + s->xb_off;
+        wc = sc + s->wb_off;
+        y = sc + s->yb_off;
+    }
+    CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->a.fwd_math));
+    CUDNN_TRY(cudnnConvolutionForward(c->cudnn, &one, s->x, x, s->w, wc, s->conv, s->a.fwd,
+                                      s->a.fwd_ws ? sc : NULL, s->a.fwd_ws, &zero, s->y, y));
+    if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, t->data, y, t->numel, 0));
+    if (b) CUDNN_TRY(cudnnAddTensor(c->cudnn, &one, s->bias, b, &one, s->y32, t->data));
+    return NULL;
+}
+
+/* dx (+)= conv_transpose(dy, w); dw (+)= corr(x, dy); db (+)= sum dy */
+usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
+{
+    conv_state *s = NULL;
+    USI_TRY(state_of(c, t, ctx->training, &s));
+    if (!s->a.has_bwd || s->bwd_bytes > t->bwd_scratch_bytes)
+        return usi_error_new(USI_ERR_INTERNAL, "conv2d: backward was not planned");
+    const usi_tensor *x = t->src[0], *w = t->src[1], *b = t->n_src > 2 ? t->src[2] : NULL;
+    char *ws = t->bwd_scratch;
+    float one = 1.0f, zero = 0.0f;
+    const void *dy = t->grad;
+    if (s->bf16) {
+        USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->dyb_off, t->grad, t->numel));
+        dy = ws + s->dyb_off;
+    }
+    if (x->grad) {
+        const void *wv = w->data;
+        void *dx = x->grad;
+        if (s->bf16) {
+            USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bwb_off, w->data, w->numel));
+            wv = ws + s->bwb_off;
+            dx = ws + s->dxb_off;
+        }
+        CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->a.bwd_data_math));
+        CUDNN_TRY(cudnnConvolutionBackwardData(c->cudnn, &one, s->w, wv, s->y, dy, s->conv, s->a.bwd_data,
+                                               s->a.bwd_data_ws ? ws : NULL, s->a.bwd_data_ws,
+                                               acc[0] && !s->bf16 ? &one : &zero, s->x, dx));
+        if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, x->grad, dx, x->numel, acc[0]));
+    }
+    if (w->grad) {
+        const void *xv = x->data;
+        void *dw = w->grad;
+        if (s->bf16) {
+            USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bxb_off, x->data, x->numel));
+            xv = ws + s->bxb_off;
+            dw = ws + s->dwb_off;
+        }
+        CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->a.bwd_filter_math));
+        CUDNN_TRY(cudnnConvolutionBackwardFilter(c->cudnn, &one, s->x, xv, s->y, dy, s->conv, s->a.bwd_filter,
+                                                 s->a.bwd_filter_ws ? ws : NULL, s->a.bwd_filter_ws,
+                                                 acc[1] && !s->bf16 ? &one : &zero, s->w, dw));
+        if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, w->grad, dw, w->numel, acc[1]));
+    }
+    if (b && b->grad)
+        CUDNN_TRY(cudnnConvolutionBackwardBias(c->cudnn, &one, s->y32, t->grad, acc[2] ? &one : &zero, s->bias,
+                                               b->grad));
+    return NULL;
+}

@@ -1,0 +1,259 @@
+/* The CUDA backend's own kernels, as the host side calls them: one launcher
+ * per op direction, on plain device pointers and dims, enqueued on a stream
+ * and returning a launch error (naming file and line) or NULL. Included by
+ * the C host code and by the .cu files, so it holds C only.
+ *
+ * acc: 0 overwrites the destination, 1 adds into it. Index math is int64
+ * throughout: activations of a large batch pass 2^31 elements. */
+#ifndef USI_CORE_BACKEND_CUDA_KERNELS_H
+#define USI_CORE_BACKEND_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "util/error.h"
+
+#define USI_CUDA_DIMS 8 /* = USI_MAX_DIMS */
+
+/* A launch's error (cudaGetLastError), or NULL. */
+usi_error *usi_cuda_check_launch(const char *kernel, const char *file, int line);
+
+/* ---- elementwise.cu ---- */
+
+/* out[n] = act(inp[n]) */
+usi_error *usi_cuda_act_forward(cudaStream_t s, float *out, const float *inp, int64_t n, int32_t kind,
+                                float alpha);
+/* dinp[n] (+)= dout[n] * act'(inp[n] | out[n]); inp or out NULL when unread */
+usi_error *usi_cuda_act_backward(cudaStream_t s, float *dinp, const float *dout, const float *inp,
+                                 const float *out, int64_t n, int32_t kind, float alpha, int32_t acc);
+/* out[n] (+)= factor * inp[n] (factor 1: a copy or an add) */
+usi_error *usi_cuda_scale_forward(cudaStream_t s, float *out, const float *inp, int64_t n, float factor,
+                                  int32_t acc);
+/* out[n] = value */
+usi_error *usi_cuda_fill_forward(cudaStream_t s, float *out, int64_t n, float value);
+/* dst[n] = bf16(src[n]), rounded to nearest even (dst: __nv_bfloat16) */
+usi_error *usi_cuda_to_bf16(cudaStream_t s, void *dst, const float *src, int64_t n);
+/* dst[n] (+)= float(src[n]) (src: __nv_bfloat16) */
+usi_error *usi_cuda_from_bf16(cudaStream_t s, float *dst, const void *src, int64_t n, int32_t acc);
+
+/* A broadcast binary op over collapsed dims, seen from one tensor x: the
+ * dims x keeps (its own row-major layout, thread per x element) and the dims
+ * it is broadcast along (summed over in backward). Strides are in elements of
+ * the output (o), a and b; 0 where that tensor is broadcast. Forward uses it
+ * with x = the output: every dim kept. */
+typedef struct usi_cuda_bplan {
+    int32_t nk, nr;
+    int64_t kshape[USI_CUDA_DIMS], ko[USI_CUDA_DIMS], ka[USI_CUDA_DIMS], kb[USI_CUDA_DIMS];
+    int64_t rshape[USI_CUDA_DIMS], ro[USI_CUDA_DIMS], ra[USI_CUDA_DIMS], rb[USI_CUDA_DIMS];
+    int64_t n_kept, n_red;
+} usi_cuda_bplan;
+
+/* out[...] = a[bcast] op b[bcast] */
+usi_error *usi_cuda_binary_forward(cudaStream_t s, float *out, const float *a, const float *b,
+                                   const usi_cuda_bplan *p, int32_t op);
+/* dx (+)= sum over broadcast of d(a op b)/dx * dy, x = a (which 0) or b (1);
+ * a, b may be NULL for add and sub */
+usi_error *usi_cuda_binary_backward(cudaStream_t s, float *dx, const float *dy, const float *a, const float *b,
+                                    const usi_cuda_bplan *p, int32_t op, int32_t which, int32_t acc);
+
+/* out[n] (+)= keep ? x[n] / (1-p) : 0, the keep draws of the CPU backend bit
+ * for bit: a xoshiro256** stream per chunk of 4096 elements keyed by (seed,
+ * step, node id, chunk). Backward is the same call on the gradients. */
+usi_error *usi_cuda_dropout_forward(cudaStream_t s, float *out, const float *x, int64_t n, double p,
+                                    uint64_t seed, uint64_t step, uint64_t id, int32_t acc);
+/* out[N, per] (+)= keep[N] * x: one draw per sample, as on the CPU; keep is
+ * N floats of device scratch. */
+usi_error *usi_cuda_drop_path_forward(cudaStream_t s, float *out, const float *x, float *keep, int64_t N,
+                                      int64_t per, double p, uint64_t seed, uint64_t step, uint64_t id,
+                                      int32_t acc);
+
+/* ---- pool.cu ---- */
+
+typedef struct usi_cuda_pool {
+    int64_t planes, H, W, OH, OW;
+    int64_t kh, kw, sh, sw, ph, pw;
+    int32_t count_pad, is_max;
+} usi_cuda_pool;
+
+/* out[P,OH,OW] = max or mean of x[P,H,W] over each window */
+usi_error *usi_cuda_pool2d_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_pool *d);
+/* dx[P,H,W] (+)= dout of the windows holding each element (max: where it is
+ * the window's first maximum, as the CPU picks it) */
+usi_error *usi_cuda_pool2d_backward(cudaStream_t s, float *dx, const float *dout, const float *x,
+                                    const usi_cuda_pool *d, int32_t acc);
+
+/* ---- reduce.cu ---- */
+
+/* The CPU backend's collapsed reduce dims. */
+typedef struct usi_cuda_rdims {
+    int32_t n;
+    int64_t shape[USI_CUDA_DIMS];
+    int64_t istride[USI_CUDA_DIMS];
+    int32_t reduced[USI_CUDA_DIMS];
+    int64_t count; /* elements summed into each output */
+} usi_cuda_rdims;
+
+/* out[o] = scale * sum of x over the reduced dims at kept position o */
+usi_error *usi_cuda_reduce_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_rdims *r,
+                                   int64_t n_out, float scale);
+/* dx[i] (+)= scale * dout[kept position of i] */
+usi_error *usi_cuda_reduce_backward(cudaStream_t s, float *dx, const float *dout, const usi_cuda_rdims *r,
+                                    int64_t n_in, float scale, int32_t acc);
+/* out[M,O] = bias[O] for each row */
+usi_error *usi_cuda_bias_rows_forward(cudaStream_t s, float *out, const float *bias, int64_t M, int64_t O);
+
+/* out[R,C] = softmax(x[R,C]) along C */
+usi_error *usi_cuda_softmax_forward(cudaStream_t s, float *out, const float *x, int64_t R, int64_t C);
+/* dx (+)= y * (dy - sum(dy * y)) */
+usi_error *usi_cuda_softmax_backward(cudaStream_t s, float *dx, const float *dy, const float *y, int64_t R,
+                                     int64_t C, int32_t acc);
+
+/* Cross-entropy of z[N,C] against soft targets q[N,C] (soft = 1) or labels
+ * int32 y[N] smoothed by eps: loss = -1/N sum q log_softmax(z). rows is N
+ * doubles of scratch (per-row terms, summed in a fixed order). A label
+ * outside [0, C) makes its row NaN and, when bad (3 int32 {found, label,
+ * sample}, found cleared by the caller) is not NULL, is recorded there. */
+usi_error *usi_cuda_ce_forward(cudaStream_t s, float *loss, double *rows, const float *z, const void *target,
+                               int32_t soft, int64_t N, int64_t C, double eps, int32_t *bad);
+/* dz (+)= g/N (sum(q) p - q); dq (+)= -g/N log p; g = dloss[0] (device);
+ * dz or dq may be NULL */
+usi_error *usi_cuda_ce_backward(cudaStream_t s, float *dz, float *dq, const float *dloss, const float *z,
+                                const void *target, int32_t soft, int64_t N, int64_t C, double eps,
+                                int32_t acc_z, int32_t acc_q);
+/* loss = T^2/N sum_n KL(softmax(zt_n/T) || softmax(zs_n/T)); rows: N doubles */
+usi_error *usi_cuda_kl_forward(cudaStream_t s, float *loss, double *rows, const float *zs, const float *zt,
+                               int64_t N, int64_t C, double T);
+/* ds (+)= gT/N (p_s - p_t); dt (+)= gT/N p_t (log p_t - log p_s - KL_n) */
+usi_error *usi_cuda_kl_backward(cudaStream_t s, float *ds, float *dt, const float *dloss, const float *zs,
+                                const float *zt, int64_t N, int64_t C, double T, int32_t acc_s,
+                                int32_t acc_t);
+
+/* ---- norm.cu ---- */
+
+/* x viewed as [O, C, I]; layer norm keeps mean and rstd per (o, i). */
+usi_error *usi_cuda_layernorm_forward(cudaStream_t s, float *out, float *mean, float *rstd, const float *x,
+                                      const float *w, const float *b, int64_t O, int64_t C, int64_t I,
+                                      double eps);
+usi_error *usi_cuda_layernorm_backward(cudaStream_t s, float *dx, float *dw, float *db, const float *dy,
+                                       const float *x, const float *w, const float *mean, const float *rstd,
+                                       int64_t O, int64_t C, int64_t I, const int32_t *acc);
+/* Batch norm with given statistics (running ones, eval): out = (x - rm[c]) *
+ * invstd[c] * w[c] + b[c]; saved gets 3C floats (mean, invstd, var, the CPU
+ * backend's layout). w, b may be NULL. */
+usi_error *usi_cuda_batchnorm_eval_forward(cudaStream_t s, float *out, float *saved, const float *x,
+                                           const float *w, const float *b, const float *rm, const float *rv,
+                                           int64_t O, int64_t C, int64_t I, double eps);
+/* The CPU backend's batch-norm backward from saved mean and invstd; with
+ * batch_stats 0 the statistics are constants (dx = dy w invstd). */
+usi_error *usi_cuda_batchnorm_backward(cudaStream_t s, float *dx, float *dw, float *db, const float *dy,
+                                       const float *x, const float *w, const float *mean, const float *invstd,
+                                       int64_t O, int64_t C, int64_t I, int32_t batch_stats,
+                                       const int32_t *acc);
+/* *counter += 1 (batch norm's num_batches_tracked) */
+usi_error *usi_cuda_counter_forward(cudaStream_t s, int64_t *counter);
+/* w2[O, per] = w * sc[o], b2[o] = (b - rm) sc + beta, sc = gamma / sqrt(rv + eps):
+ * an eval-mode batch norm folded into the conv before it */
+usi_error *usi_cuda_fold_batchnorm_forward(cudaStream_t s, float *w2, float *b2, const float *w, const float *b,
+                                           const float *gamma, const float *beta, const float *rm,
+                                           const float *rv, int64_t O, int64_t per, double eps);
+
+/* ---- shape.cu ---- */
+
+/* Output dim d of a permute reads input stride istride[d]. */
+typedef struct usi_cuda_perm {
+    int32_t ndim;
+    int64_t oshape[USI_CUDA_DIMS];
+    int64_t istride[USI_CUDA_DIMS];
+} usi_cuda_perm;
+
+/* out[i0..] = x[i_perm..] */
+usi_error *usi_cuda_permute_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_perm *p,
+                                    int64_t n);
+/* dx[i_perm..] (+)= dy[i0..] (a bijection: no two writes meet) */
+usi_error *usi_cuda_permute_backward(cudaStream_t s, float *dx, const float *dy, const usi_cuda_perm *p,
+                                     int64_t n, int32_t acc);
+/* dst[r * dst_row + j] (+)= src[r * src_row + j] for r < rows, j < width:
+ * one input's block of a concat, or its gradient */
+usi_error *usi_cuda_copy_rows(cudaStream_t s, float *dst, int64_t dst_row, const float *src, int64_t src_row,
+                              int64_t rows, int64_t width, int32_t acc);
+/* out[O,len,I] = x[O, start + j*step, I]; x has D along the axis */
+usi_error *usi_cuda_slice_forward(cudaStream_t s, float *out, const float *x, int64_t O, int64_t len,
+                                  int64_t I, int64_t D, int64_t start, int64_t step);
+/* dx[O,D,I] (+)= dy where sliced, else 0 (or unchanged) */
+usi_error *usi_cuda_slice_backward(cudaStream_t s, float *dx, const float *dy, int64_t O, int64_t len,
+                                   int64_t I, int64_t D, int64_t start, int64_t step, int32_t acc);
+
+typedef struct usi_cuda_pad {
+    int32_t ndim;
+    int64_t oshape[USI_CUDA_DIMS], ishape[USI_CUDA_DIMS], before[USI_CUDA_DIMS];
+} usi_cuda_pad;
+
+/* out = x placed at `before` in a block of value */
+usi_error *usi_cuda_pad_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_pad *p, int64_t n_out,
+                                float value);
+/* dx (+)= dy at the positions x was placed */
+usi_error *usi_cuda_pad_backward(cudaStream_t s, float *dx, const float *dy, const usi_cuda_pad *p, int64_t n_in,
+                                 int32_t acc);
+/* out[n, (br*b + bc)*C + c, h, w] = x[n, c, h*b + br, w*b + bc] */
+usi_error *usi_cuda_space_to_depth_forward(cudaStream_t s, float *out, const float *x, int64_t N, int64_t C,
+                                           int64_t H, int64_t W, int64_t block);
+usi_error *usi_cuda_space_to_depth_backward(cudaStream_t s, float *dx, const float *dy, int64_t N, int64_t C,
+                                            int64_t H, int64_t W, int64_t block, int32_t acc);
+
+/* ---- step.cu (built without fused multiply-adds: the same float results
+ * as the CPU backend's loops) ---- */
+
+/* A piece of one optimizer segment: elements [off, off + n) of the flat
+ * blocks, of segment seg, decaying or not. */
+typedef struct usi_cuda_chunk {
+    int64_t off;
+    int32_t n;
+    int32_t seg;
+    int32_t decays;
+    int32_t pad_;
+} usi_cuda_chunk;
+
+#define USI_CUDA_CHUNK 65536
+
+/* adamw over the chunks: m, v moments; decay[decays] = 1 - lr*wd (or 1);
+ * step_size = lr / bc1; inv_sqrt_bc2 = 1 / sqrt(bc2) (host-computed, as on
+ * the CPU) */
+usi_error *usi_cuda_adamw_forward(cudaStream_t s, float *w, const float *g, float *m, float *v,
+                                  const usi_cuda_chunk *chunks, int32_t n_chunks, float b1, float b2, float eps,
+                                  float decay_on, float step_size, float inv_sqrt_bc2);
+/* sgd with momentum buffer buf; wd_on applies where a chunk decays */
+usi_error *usi_cuda_sgd_forward(cudaStream_t s, float *w, const float *g, float *buf,
+                                const usi_cuda_chunk *chunks, int32_t n_chunks, float wd_on, float momentum,
+                                float lr, int32_t first, int32_t nesterov);
+/* lamb: moments and the per-segment norms (norms: 2 doubles per segment,
+ * |w|^2 and |u|^2, zeroed here), then w -= lr * trust * u */
+usi_error *usi_cuda_lamb_forward(cudaStream_t s, float *w, const float *g, float *m, float *v,
+                                 const usi_cuda_chunk *chunks, int32_t n_chunks, double *norms, int32_t n_segs,
+                                 float b1, float b2, float eps, float wd_on, double bc1, double bc2, double lr);
+/* ema[n] = decay*ema + (1-decay)*w */
+usi_error *usi_cuda_ema_forward(cudaStream_t s, float *ema, const float *w, size_t n, float decay,
+                                float one_minus);
+/* *out (device) = sum x[i]^2 in double; partials: n_partials doubles */
+usi_error *usi_cuda_sum_squares_forward(cudaStream_t s, const float *x, size_t n, double *partials,
+                                        int32_t n_partials, double *out);
+/* x[n] *= s */
+usi_error *usi_cuda_scale_inplace(cudaStream_t s, float *x, size_t n, float factor);
+
+#define USI_CUDA_CONVERT_MAX_C 64
+/* dst[n,c,oh,ow] = bilinear resize of a[ch]*src[n,c,h,w] + b[ch] (the CPU
+ * backend's rules); a, b: host, c <= USI_CUDA_CONVERT_MAX_C */
+usi_error *usi_cuda_image_convert_forward(cudaStream_t s, float *dst, const float *src, int32_t n, int32_t c,
+                                          int32_t h, int32_t w, int32_t oh, int32_t ow, const float *a,
+                                          const float *b);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

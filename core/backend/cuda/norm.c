@@ -1,0 +1,150 @@
+/* Batch norm and layer norm. Batch norm with batch statistics runs on cuDNN
+ * (spatial mode on x viewed as [O, C, I, 1]); with running statistics
+ * (eval, frozen norms) and in the backward cases cuDNN does not cover (no
+ * input gradient, no affine parameters) it runs on our kernels with the CPU
+ * backend's formulas.
+ *
+ * Saved statistics keep the CPU layout, 3C floats: mean, 1/std, variance.
+ * cuDNN fills the first two (its saved mean and inverse std); the variance
+ * block, which only the CPU's running-statistics update reads, is written
+ * by the eval path only. */
+#include <stdlib.h>
+
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+
+void usi_cuda_norm_workspace(usi_tensor *t, int32_t training)
+{
+    (void)training;
+    const usi_tensor *x = t->src[0];
+    int64_t n = t->op == USI_OP_BATCH_NORM ? x->shape[1] : x->numel / x->shape[t->attrs.layer_norm.axis];
+    t->saved_bytes = (t->op == USI_OP_BATCH_NORM ? 3 : 2) * (size_t)n * sizeof(float);
+}
+
+static void view3(const usi_tensor *x, int32_t axis, int64_t *outer, int64_t *C, int64_t *inner)
+{
+    *outer = *inner = 1;
+    for (int32_t d = 0; d < axis; d++) *outer *= x->shape[d];
+    *C = x->shape[axis];
+    for (int32_t d = axis + 1; d < x->ndim; d++) *inner *= x->shape[d];
+}
+
+static const float *src_f32(const usi_tensor *t, int32_t k)
+{
+    return k < t->n_src && t->src[k] ? (const float *)t->src[k]->data : NULL;
+}
+
+static float *src_grad(const usi_tensor *t, int32_t k)
+{
+    return k < t->n_src && t->src[k] ? t->src[k]->grad : NULL;
+}
+
+/* ---- batch norm ---- */
+
+typedef struct bn_state {
+    cudnnTensorDescriptor_t x, param;
+} bn_state;
+
+static void bn_state_free(void *p)
+{
+    bn_state *s = p;
+    if (s->x) cudnnDestroyTensorDescriptor(s->x);
+    if (s->param) cudnnDestroyTensorDescriptor(s->param);
+    free(s);
+}
+
+static usi_error *bn_state_of(usi_tensor *t, bn_state **out)
+{
+    if (!t->backend_state) {
+        int64_t O, C, I;
+        view3(t->src[0], 1, &O, &C, &I);
+        if (O > INT32_MAX || C > INT32_MAX || I > INT32_MAX)
+            return usi_error_new(USI_ERR_UNSUPPORTED, "batch norm: dims past cuDNN's int range");
+        bn_state *s = calloc(1, sizeof *s);
+        if (!s) return usi_error_new(USI_ERR_NOMEM, "out of host memory");
+        t->backend_state = s;
+        t->backend_state_free = bn_state_free;
+        CUDNN_TRY(cudnnCreateTensorDescriptor(&s->x));
+        CUDNN_TRY(cudnnCreateTensorDescriptor(&s->param));
+        CUDNN_TRY(cudnnSetTensor4dDescriptor(s->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)O, (int)C, (int)I, 1));
+        CUDNN_TRY(cudnnDeriveBNTensorDescriptor(s->param, s->x, CUDNN_BATCHNORM_SPATIAL));
+    }
+    *out = t->backend_state;
+    return NULL;
+}
+
+usi_error *usi_cuda_batch_norm_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
+{
+    (void)ctx;
+    const usi_tensor *x = t->src[0];
+    int64_t O, C, I;
+    view3(x, 1, &O, &C, &I);
+    const struct usi_attrs_batch_norm *a = &t->attrs.batch_norm;
+    float *mean = t->saved, *invstd = mean + C;
+    float *rm = t->src[3] ? t->src[3]->data : NULL, *rv = t->src[4] ? t->src[4]->data : NULL;
+    const float *w = src_f32(t, 1), *b = src_f32(t, 2);
+    if (!a->batch_stats)
+        return usi_cuda_batchnorm_eval_forward(c->stream, t->data, t->saved, x->data, w, b, rm, rv, O, C, I, a->eps);
+    bn_state *s = NULL;
+    USI_TRY(bn_state_of(t, &s));
+    const float *ones = NULL, *zeros = NULL;
+    if (!w || !b) USI_TRY(usi_cuda_consts(c, (size_t)C, &ones, &zeros));
+    float one = 1.0f, zero = 0.0f;
+    /* running statistics: both or neither (the CPU updates both with rm) */
+    int update = rm && rv;
+    CUDNN_TRY(cudnnBatchNormalizationForwardTraining(c->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, s->x, x->data,
+                                                     s->x, t->data, s->param, w ? w : ones, b ? b : zeros,
+                                                     a->momentum, update ? rm : NULL, update ? rv : NULL, a->eps,
+                                                     mean, invstd));
+    if (update && t->n_src > 5 && t->src[5]) USI_TRY(usi_cuda_counter_forward(c->stream, t->src[5]->data));
+    return NULL;
+}
+
+usi_error *usi_cuda_batch_norm_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
+{
+    (void)ctx;
+    const usi_tensor *x = t->src[0];
+    int64_t O, C, I;
+    view3(x, 1, &O, &C, &I);
+    const float *mean = t->saved, *invstd = mean + C;
+    float *dx = src_grad(t, 0), *dw = src_grad(t, 1), *db = src_grad(t, 2);
+    int32_t batch_stats = t->attrs.batch_norm.batch_stats;
+    int32_t a3[3] = {acc[0], t->n_src > 1 ? acc[1] : 1, t->n_src > 2 ? acc[2] : 1};
+    /* cuDNN wants every gradient, and one blend factor for both parameters */
+    if (!batch_stats || !dx || !dw || !db || a3[1] != a3[2])
+        return usi_cuda_batchnorm_backward(c->stream, dx, dw, db, t->grad, x->data, src_f32(t, 1), mean, invstd, O,
+                                           C, I, batch_stats, a3);
+    bn_state *s = NULL;
+    USI_TRY(bn_state_of(t, &s));
+    float one = 1.0f, zero = 0.0f;
+    CUDNN_TRY(cudnnBatchNormalizationBackward(c->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, a3[0] ? &one : &zero, &one,
+                                              a3[1] ? &one : &zero, s->x, x->data, s->x, t->grad, s->x, dx, s->param,
+                                              src_f32(t, 1), dw, db, t->attrs.batch_norm.eps, mean, invstd));
+    return NULL;
+}
+
+/* ---- layer norm ---- */
+
+usi_error *usi_cuda_layer_norm_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
+{
+    (void)ctx;
+    const usi_tensor *x = t->src[0];
+    int64_t O, C, I;
+    view3(x, t->attrs.layer_norm.axis, &O, &C, &I);
+    float *mean = t->saved, *rstd = mean + O * I;
+    return usi_cuda_layernorm_forward(c->stream, t->data, mean, rstd, x->data, src_f32(t, 1), src_f32(t, 2), O, C,
+                                      I, t->attrs.layer_norm.eps);
+}
+
+usi_error *usi_cuda_layer_norm_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
+{
+    (void)ctx;
+    const usi_tensor *x = t->src[0];
+    int64_t O, C, I;
+    view3(x, t->attrs.layer_norm.axis, &O, &C, &I);
+    const float *mean = t->saved, *rstd = mean + O * I;
+    int32_t a3[3] = {acc[0], t->n_src > 1 ? acc[1] : 1, t->n_src > 2 ? acc[2] : 1};
+    return usi_cuda_layernorm_backward(c->stream, src_grad(t, 0), src_grad(t, 1), src_grad(t, 2), t->grad, x->data,
+                                       src_f32(t, 1), mean, rstd, O, C, I, a3);
+}

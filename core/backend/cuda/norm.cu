@@ -1,0 +1,285 @@
+/* Layer norm, and the batch-norm pieces cuDNN does not cover: normalising
+ * with running statistics (eval), backward with them held constant, the
+ * batch counter, and folding an eval norm into the conv before it. Formulas
+ * and saved layouts are the CPU backend's (core/backend/cpu/norm.c). */
+#include <math.h>
+
+#include "backend/cuda/common.cuh"
+
+#define ROWS_PER_BLOCK (THREADS / 32)
+
+/* ---- layer norm: x as [O, C, I], statistics per (o, i) over C ---- */
+
+/* I == 1 (normalised dim last): a warp per row of C contiguous values. */
+// out, x: [O, C]; mean, rstd: [O]
+__global__ void layernorm_rows_forward_kernel(float *out, float *mean, float *rstd, const float *x, const float *w,
+                                              const float *b, int64_t O, int64_t C, double eps)
+{
+    int lane = threadIdx.x & 31;
+    for (int64_t o = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; o < O;
+         o += ((int64_t)gridDim.x * blockDim.x) / 32) {
+        const float *xp = x + o * C;
+        double s = 0, ss = 0;
+        for (int64_t c = lane; c < C; c += 32) s += xp[c];
+        double m = warp_sum_d(s) / (double)C;
+        for (int64_t c = lane; c < C; c += 32) ss += (xp[c] - m) * (xp[c] - m);
+        ss = warp_sum_d(ss);
+        float r = (float)(1.0 / sqrt(ss / (double)C + eps)), fm = (float)m;
+        if (lane == 0) {
+            mean[o] = fm;
+            rstd[o] = r;
+        }
+        float *yp = out + o * C;
+        for (int64_t c = lane; c < C; c += 32)
+            yp[c] = (xp[c] - fm) * r * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
+    }
+}
+
+/* I > 1 (channels of NCHW): a thread per (o, i), neighbours along i. */
+// out, x: [O, C, I]; mean, rstd: [O, I]
+__global__ void layernorm_cols_forward_kernel(float *out, float *mean, float *rstd, const float *x, const float *w,
+                                              const float *b, int64_t O, int64_t C, int64_t I, double eps)
+{
+    GRID_STRIDE(k, O * I)
+    {
+        int64_t o = k / I, i = k % I;
+        const float *xp = x + o * C * I + i;
+        double s = 0, ss = 0;
+        for (int64_t c = 0; c < C; c++) s += xp[c * I];
+        double m = s / (double)C;
+        for (int64_t c = 0; c < C; c++) ss += (xp[c * I] - m) * (xp[c * I] - m);
+        float r = (float)(1.0 / sqrt(ss / (double)C + eps)), fm = (float)m;
+        mean[k] = fm;
+        rstd[k] = r;
+        float *yp = out + o * C * I + i;
+        for (int64_t c = 0; c < C; c++) yp[c * I] = (xp[c * I] - fm) * r * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
+    }
+}
+
+/* dx = rstd * (g - mean_c(g) - xh * mean_c(g*xh)), g = dy * w[c] */
+// dx, dy, x: [O, C]
+__global__ void layernorm_rows_backward_kernel(float *dx, const float *dy, const float *x, const float *w,
+                                               const float *mean, const float *rstd, int64_t O, int64_t C,
+                                               int32_t acc)
+{
+    int lane = threadIdx.x & 31;
+    for (int64_t o = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; o < O;
+         o += ((int64_t)gridDim.x * blockDim.x) / 32) {
+        int64_t base = o * C;
+        float m = mean[o], r = rstd[o];
+        double s1 = 0, s2 = 0;
+        for (int64_t c = lane; c < C; c += 32) {
+            float g = dy[base + c] * (w ? w[c] : 1.0f);
+            s1 += g;
+            s2 += (double)g * (x[base + c] - m) * r;
+        }
+        float a = (float)(warp_sum_d(s1) / (double)C), bb = (float)(warp_sum_d(s2) / (double)C);
+        for (int64_t c = lane; c < C; c += 32) {
+            int64_t k = base + c;
+            float g = dy[k] * (w ? w[c] : 1.0f);
+            float v = r * (g - a - (x[k] - m) * r * bb);
+            dx[k] = acc ? dx[k] + v : v;
+        }
+    }
+}
+
+// dx, dy, x: [O, C, I]
+__global__ void layernorm_cols_backward_kernel(float *dx, const float *dy, const float *x, const float *w,
+                                               const float *mean, const float *rstd, int64_t O, int64_t C, int64_t I,
+                                               int32_t acc)
+{
+    GRID_STRIDE(k0, O * I)
+    {
+        int64_t base = k0 / I * C * I + k0 % I;
+        float m = mean[k0], r = rstd[k0];
+        double s1 = 0, s2 = 0;
+        for (int64_t c = 0; c < C; c++) {
+            float g = dy[base + c * I] * (w ? w[c] : 1.0f);
+            s1 += g;
+            s2 += (double)g * (x[base + c * I] - m) * r;
+        }
+        float a = (float)(s1 / (double)C), bb = (float)(s2 / (double)C);
+        for (int64_t c = 0; c < C; c++) {
+            int64_t k = base + c * I;
+            float g = dy[k] * (w ? w[c] : 1.0f);
+            float v = r * (g - a - (x[k] - m) * r * bb);
+            dx[k] = acc ? dx[k] + v : v;
+        }
+    }
+}
+
+/* dw[c] (+)= sum dy * xh, db[c] (+)= sum dy over (o, i): a block per channel. */
+// dw, db: [C]; dy, x: [O, C, I]; mean, rstd: [O, I]
+__global__ void layernorm_params_backward_kernel(float *dw, float *db, const float *dy, const float *x,
+                                                 const float *mean, const float *rstd, int64_t O, int64_t C,
+                                                 int64_t I, int32_t acc_w, int32_t acc_b)
+{
+    __shared__ double shared[32];
+    for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
+        double sw = 0, sb = 0;
+        for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) {
+            int64_t o = j / I, i = j % I, k = o * C * I + c * I + i;
+            sw += (double)dy[k] * (x[k] - mean[j]) * rstd[j];
+            sb += dy[k];
+        }
+        sw = block_sum_d(sw, shared);
+        sb = block_sum_d(sb, shared);
+        if (threadIdx.x == 0) {
+            if (dw) dw[c] = (acc_w ? dw[c] : 0.0f) + (float)sw;
+            if (db) db[c] = (acc_b ? db[c] : 0.0f) + (float)sb;
+        }
+    }
+}
+
+static unsigned row_blocks(int64_t rows)
+{
+    int64_t b = (rows + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+    return (unsigned)(b < 1 ? 1 : b > (1 << 20) ? (1 << 20) : b);
+}
+
+static unsigned channel_blocks(int64_t C) { return (unsigned)(C < 1 ? 1 : C > 65535 ? 65535 : C); }
+
+extern "C" usi_error *usi_cuda_layernorm_forward(cudaStream_t s, float *out, float *mean, float *rstd,
+                                                 const float *x, const float *w, const float *b, int64_t O,
+                                                 int64_t C, int64_t I, double eps)
+{
+    if (I == 1)
+        layernorm_rows_forward_kernel<<<row_blocks(O), THREADS, 0, s>>>(out, mean, rstd, x, w, b, O, C, eps);
+    else
+        layernorm_cols_forward_kernel<<<grid_for(O * I), THREADS, 0, s>>>(out, mean, rstd, x, w, b, O, C, I, eps);
+    LAUNCH_CHECK("layernorm_forward");
+}
+
+extern "C" usi_error *usi_cuda_layernorm_backward(cudaStream_t s, float *dx, float *dw, float *db, const float *dy,
+                                                  const float *x, const float *w, const float *mean,
+                                                  const float *rstd, int64_t O, int64_t C, int64_t I,
+                                                  const int32_t *acc)
+{
+    if (dx) {
+        if (I == 1)
+            layernorm_rows_backward_kernel<<<row_blocks(O), THREADS, 0, s>>>(dx, dy, x, w, mean, rstd, O, C, acc[0]);
+        else
+            layernorm_cols_backward_kernel<<<grid_for(O * I), THREADS, 0, s>>>(dx, dy, x, w, mean, rstd, O, C, I,
+                                                                               acc[0]);
+        usi_error *e = usi_cuda_check_launch("layernorm_backward", __FILE__, __LINE__);
+        if (e) return e;
+    }
+    if (!dw && !db) return NULL;
+    layernorm_params_backward_kernel<<<channel_blocks(C), THREADS, 0, s>>>(dw, db, dy, x, mean, rstd, O, C, I,
+                                                                          acc[1], acc[2]);
+    LAUNCH_CHECK("layernorm_params_backward");
+}
+
+/* ---- batch norm: x as [O, C, I], statistics per channel c ---- */
+
+// saved: [3, C] = mean, invstd, var from the running statistics
+__global__ void batchnorm_eval_stats_kernel(float *saved, const float *rm, const float *rv, int64_t C, double eps)
+{
+    GRID_STRIDE(c, C)
+    {
+        double v = rv[c];
+        saved[c] = rm[c];
+        saved[C + c] = (float)(1.0 / sqrt(v + eps));
+        saved[2 * C + c] = (float)v;
+    }
+}
+
+// out, x: [O, C, I]
+__global__ void batchnorm_eval_forward_kernel(float *out, const float *saved, const float *x, const float *w,
+                                              const float *b, int64_t O, int64_t C, int64_t I)
+{
+    GRID_STRIDE(k, O * C * I)
+    {
+        int64_t c = k / I % C;
+        float is = saved[C + c];
+        float scale = w ? w[c] * is : is, shift = b ? b[c] : 0.0f;
+        out[k] = (x[k] - saved[c]) * scale + shift;
+    }
+}
+
+/* A block per channel: its two sums, then its dx. */
+// dx, dy, x: [O, C, I]; dw, db, w, mean, invstd: [C]
+__global__ void batchnorm_backward_kernel(float *dx, float *dw, float *db, const float *dy, const float *x,
+                                          const float *w, const float *mean, const float *invstd, int64_t O,
+                                          int64_t C, int64_t I, int32_t batch_stats, int32_t acc_x, int32_t acc_w,
+                                          int32_t acc_b)
+{
+    __shared__ double shared[32];
+    double M = (double)(O * I);
+    for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
+        float m = mean[c], is = invstd[c], wc = w ? w[c] : 1.0f;
+        double sdy = 0, sdyxh = 0;
+        for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) {
+            int64_t k = (j / I * C + c) * I + j % I;
+            float g = dy[k];
+            sdy += g;
+            sdyxh += (double)(g * (x[k] - m));
+        }
+        sdy = block_sum_d(sdy, shared);
+        sdyxh = block_sum_d(sdyxh, shared) * is;
+        if (threadIdx.x == 0) {
+            if (dw) dw[c] = (acc_w ? dw[c] : 0.0f) + (float)sdyxh;
+            if (db) db[c] = (acc_b ? db[c] : 0.0f) + (float)sdy;
+        }
+        if (!dx) continue;
+        float a = (float)(sdy / M), bb = (float)(sdyxh / M);
+        float k1 = batch_stats ? a : 0.0f, k2 = batch_stats ? bb * is : 0.0f, ws = wc * is;
+        for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) {
+            int64_t k = (j / I * C + c) * I + j % I;
+            float v = (dy[k] - k1 - (x[k] - m) * k2) * ws;
+            dx[k] = acc_x ? dx[k] + v : v;
+        }
+    }
+}
+
+__global__ void counter_forward_kernel(int64_t *counter) { ++*counter; }
+
+// w2, w: [O, per]; b2: [O]
+__global__ void fold_batchnorm_kernel(float *w2, float *b2, const float *w, const float *b, const float *gamma,
+                                      const float *beta, const float *rm, const float *rv, int64_t O, int64_t per,
+                                      double eps)
+{
+    GRID_STRIDE(k, O * per)
+    {
+        int64_t o = k / per;
+        double sc = (gamma ? gamma[o] : 1.0) / sqrt((double)rv[o] + eps);
+        w2[k] = (float)(w[k] * sc);
+        if (k % per == 0) b2[o] = (float)(((b ? b[o] : 0.0) - rm[o]) * sc + (beta ? beta[o] : 0.0));
+    }
+}
+
+extern "C" usi_error *usi_cuda_batchnorm_eval_forward(cudaStream_t s, float *out, float *saved, const float *x,
+                                                      const float *w, const float *b, const float *rm,
+                                                      const float *rv, int64_t O, int64_t C, int64_t I, double eps)
+{
+    batchnorm_eval_stats_kernel<<<grid_for(C), THREADS, 0, s>>>(saved, rm, rv, C, eps);
+    usi_error *e = usi_cuda_check_launch("batchnorm_eval_stats", __FILE__, __LINE__);
+    if (e) return e;
+    batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>(out, saved, x, w, b, O, C, I);
+    LAUNCH_CHECK("batchnorm_eval_forward");
+}
+
+extern "C" usi_error *usi_cuda_batchnorm_backward(cudaStream_t s, float *dx, float *dw, float *db, const float *dy,
+                                                  const float *x, const float *w, const float *mean,
+                                                  const float *invstd, int64_t O, int64_t C, int64_t I,
+                                                  int32_t batch_stats, const int32_t *acc)
+{
+    batchnorm_backward_kernel<<<channel_blocks(C), THREADS, 0, s>>>(dx, dw, db, dy, x, w, mean, invstd, O, C, I,
+                                                                   batch_stats, acc[0], acc[1], acc[2]);
+    LAUNCH_CHECK("batchnorm_backward");
+}
+
+extern "C" usi_error *usi_cuda_counter_forward(cudaStream_t s, int64_t *counter)
+{
+    counter_forward_kernel<<<1, 1, 0, s>>>(counter);
+    LAUNCH_CHECK("counter_forward");
+}
+
+extern "C" usi_error *usi_cuda_fold_batchnorm_forward(cudaStream_t s, float *w2, float *b2, const float *w,
+                                                      const float *b, const float *gamma, const float *beta,
+                                                      const float *rm, const float *rv, int64_t O, int64_t per,
+                                                      double eps)
+{
+    fold_batchnorm_kernel<<<grid_for(O * per), THREADS, 0, s>>>(w2, b2, w, b, gamma, beta, rm, rv, O, per, eps);
+    LAUNCH_CHECK("fold_batchnorm");
+}

@@ -1,0 +1,107 @@
+/* Max and average pooling over H, W of NCHW with the CPU backend's window
+ * rules (core/backend/cpu/pool.c: ceil-mode overhang, count_include_pad).
+ * Backward gathers: each input element sums over the windows that hold it,
+ * so there are no atomics and the result is deterministic; max backward
+ * finds each window's first maximum again instead of keeping indices. */
+#include <float.h>
+
+#include "backend/cuda/common.cuh"
+
+typedef struct window {
+    int64_t h0, h1, w0, w1; /* clipped to the input */
+    int64_t divisor;        /* for the average      */
+} window;
+
+static __device__ __forceinline__ window window_at(const usi_cuda_pool &d, int64_t oh, int64_t ow)
+{
+    window w;
+    int64_t h0 = oh * d.sh - d.ph, w0 = ow * d.sw - d.pw;
+    int64_t h1 = h0 + d.kh, w1 = w0 + d.kw;
+    if (h1 > d.H + d.ph) h1 = d.H + d.ph;
+    if (w1 > d.W + d.pw) w1 = d.W + d.pw;
+    int64_t padded = (h1 - h0) * (w1 - w0);
+    w.h0 = h0 < 0 ? 0 : h0;
+    w.w0 = w0 < 0 ? 0 : w0;
+    w.h1 = h1 > d.H ? d.H : h1;
+    w.w1 = w1 > d.W ? d.W : w1;
+    w.divisor = d.count_pad ? padded : (w.h1 - w.h0) * (w.w1 - w.w0);
+    return w;
+}
+
+/* Index in the plane of the window's first maximum (-1 when empty), in the
+ * CPU's scan order. */
+static __device__ __forceinline__ int64_t window_argmax(const float *xp, const usi_cuda_pool &d, const window &w)
+{
+    int64_t best = -1;
+    float m = -FLT_MAX;
+    for (int64_t h = w.h0; h < w.h1; h++)
+        for (int64_t v = w.w0; v < w.w1; v++)
+            if (best < 0 || xp[h * d.W + v] > m) {
+                m = xp[h * d.W + v];
+                best = h * d.W + v;
+            }
+    return best;
+}
+
+// out: [P, OH, OW], x: [P, H, W]
+__global__ void pool2d_forward_kernel(float *out, const float *x, const usi_cuda_pool d)
+{
+    GRID_STRIDE(k, d.planes * d.OH * d.OW)
+    {
+        int64_t ow = k % d.OW, oh = k / d.OW % d.OH, p = k / (d.OW * d.OH);
+        const float *xp = x + p * d.H * d.W;
+        window w = window_at(d, oh, ow);
+        float m = -FLT_MAX, s = 0;
+        for (int64_t h = w.h0; h < w.h1; h++)
+            for (int64_t v = w.w0; v < w.w1; v++) {
+                float e = xp[h * d.W + v];
+                if (e > m) m = e;
+                s += e;
+            }
+        out[k] = d.is_max ? m : (w.divisor > 0 ? s / (float)w.divisor : 0.0f);
+    }
+}
+
+// dx: [P, H, W], dout: [P, OH, OW], x: [P, H, W] (max only)
+__global__ void pool2d_backward_kernel(float *dx, const float *dout, const float *x, const usi_cuda_pool d,
+                                       int32_t acc)
+{
+    GRID_STRIDE(k, d.planes * d.H * d.W)
+    {
+        int64_t wi = k % d.W, hi = k / d.W % d.H, p = k / (d.W * d.H);
+        /* windows oh with oh*sh - ph <= hi < oh*sh - ph + kh */
+        int64_t lo_h = hi + d.ph - d.kh + 1, lo_w = wi + d.pw - d.kw + 1;
+        int64_t oh0 = lo_h <= 0 ? 0 : (lo_h + d.sh - 1) / d.sh, oh1 = (hi + d.ph) / d.sh;
+        int64_t ow0 = lo_w <= 0 ? 0 : (lo_w + d.sw - 1) / d.sw, ow1 = (wi + d.pw) / d.sw;
+        if (oh1 > d.OH - 1) oh1 = d.OH - 1;
+        if (ow1 > d.OW - 1) ow1 = d.OW - 1;
+        const float *gp = dout + p * d.OH * d.OW;
+        const float *xp = d.is_max ? x + p * d.H * d.W : NULL;
+        float sum = 0;
+        for (int64_t oh = oh0; oh <= oh1; oh++)
+            for (int64_t ow = ow0; ow <= ow1; ow++) {
+                window w = window_at(d, oh, ow);
+                if (hi < w.h0 || hi >= w.h1 || wi < w.w0 || wi >= w.w1) continue;
+                float g = gp[oh * d.OW + ow];
+                if (d.is_max) {
+                    if (window_argmax(xp, d, w) == hi * d.W + wi) sum += g;
+                } else if (w.divisor > 0) {
+                    sum += g / (float)w.divisor;
+                }
+            }
+        dx[k] = acc ? dx[k] + sum : sum;
+    }
+}
+
+extern "C" usi_error *usi_cuda_pool2d_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_pool *d)
+{
+    pool2d_forward_kernel<<<grid_for(d->planes * d->OH * d->OW), THREADS, 0, s>>>(out, x, *d);
+    LAUNCH_CHECK("pool2d_forward");
+}
+
+extern "C" usi_error *usi_cuda_pool2d_backward(cudaStream_t s, float *dx, const float *dout, const float *x,
+                                               const usi_cuda_pool *d, int32_t acc)
+{
+    pool2d_backward_kernel<<<grid_for(d->planes * d->H * d->W), THREADS, 0, s>>>(dx, dout, x, *d, acc);
+    LAUNCH_CHECK("pool2d_backward");
+}

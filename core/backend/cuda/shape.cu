@@ -1,0 +1,202 @@
+/* Data movement: permute, block copies (concat), slice, pad and
+ * space_to_depth, each with its backward as the transpose of the forward's
+ * index map (core/backend/cpu/shape.c). Backward kernels gather or write a
+ * bijection, so none needs atomics or a cleared gradient first. */
+#include "backend/cuda/common.cuh"
+
+/* ---- permute ---- */
+
+static __device__ __forceinline__ int64_t permute_src(const usi_cuda_perm &p, int64_t k)
+{
+    int64_t off = 0;
+    for (int32_t d = p.ndim - 1; d >= 0; d--) {
+        off += (k % p.oshape[d]) * p.istride[d];
+        k /= p.oshape[d];
+    }
+    return off;
+}
+
+// out: [n] in the output's order, x: the input
+__global__ void permute_forward_kernel(float *out, const float *x, const usi_cuda_perm p, int64_t n)
+{
+    GRID_STRIDE(k, n) out[k] = x[permute_src(p, k)];
+}
+
+__global__ void permute_backward_kernel(float *dx, const float *dy, const usi_cuda_perm p, int64_t n, int32_t acc)
+{
+    GRID_STRIDE(k, n)
+    {
+        int64_t i = permute_src(p, k);
+        dx[i] = acc ? dx[i] + dy[k] : dy[k];
+    }
+}
+
+extern "C" usi_error *usi_cuda_permute_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_perm *p,
+                                               int64_t n)
+{
+    permute_forward_kernel<<<grid_for(n), THREADS, 0, s>>>(out, x, *p, n);
+    LAUNCH_CHECK("permute_forward");
+}
+
+extern "C" usi_error *usi_cuda_permute_backward(cudaStream_t s, float *dx, const float *dy, const usi_cuda_perm *p,
+                                                int64_t n, int32_t acc)
+{
+    permute_backward_kernel<<<grid_for(n), THREADS, 0, s>>>(dx, dy, *p, n, acc);
+    LAUNCH_CHECK("permute_backward");
+}
+
+/* ---- block copies ---- */
+
+// dst: [rows, dst_row] (first width used), src: [rows, src_row]
+__global__ void copy_rows_kernel(float *dst, int64_t dst_row, const float *src, int64_t src_row, int64_t rows,
+                                 int64_t width, int32_t acc)
+{
+    GRID_STRIDE(k, rows * width)
+    {
+        int64_t r = k / width, j = k % width;
+        float v = src[r * src_row + j];
+        float *d = dst + r * dst_row + j;
+        *d = acc ? *d + v : v;
+    }
+}
+
+extern "C" usi_error *usi_cuda_copy_rows(cudaStream_t s, float *dst, int64_t dst_row, const float *src,
+                                         int64_t src_row, int64_t rows, int64_t width, int32_t acc)
+{
+    copy_rows_kernel<<<grid_for(rows * width), THREADS, 0, s>>>(dst, dst_row, src, src_row, rows, width, acc);
+    LAUNCH_CHECK("copy_rows");
+}
+
+/* ---- slice ---- */
+
+// out: [O, len, I], x: [O, D, I]
+__global__ void slice_forward_kernel(float *out, const float *x, int64_t O, int64_t len, int64_t I, int64_t D,
+                                     int64_t start, int64_t step)
+{
+    GRID_STRIDE(k, O * len * I)
+    {
+        int64_t i = k % I, j = k / I % len, o = k / (I * len);
+        out[k] = x[(o * D + start + j * step) * I + i];
+    }
+}
+
+// dx: [O, D, I], dy: [O, len, I]
+__global__ void slice_backward_kernel(float *dx, const float *dy, int64_t O, int64_t len, int64_t I, int64_t D,
+                                      int64_t start, int64_t step, int32_t acc)
+{
+    GRID_STRIDE(k, O * D * I)
+    {
+        int64_t i = k % I, d = k / I % D, o = k / (I * D);
+        int64_t rel = d - start, j = rel / step;
+        float v = rel >= 0 && rel % step == 0 && j < len ? dy[(o * len + j) * I + i] : 0.0f;
+        dx[k] = acc ? dx[k] + v : v;
+    }
+}
+
+extern "C" usi_error *usi_cuda_slice_forward(cudaStream_t s, float *out, const float *x, int64_t O, int64_t len,
+                                             int64_t I, int64_t D, int64_t start, int64_t step)
+{
+    slice_forward_kernel<<<grid_for(O * len * I), THREADS, 0, s>>>(out, x, O, len, I, D, start, step);
+    LAUNCH_CHECK("slice_forward");
+}
+
+extern "C" usi_error *usi_cuda_slice_backward(cudaStream_t s, float *dx, const float *dy, int64_t O, int64_t len,
+                                              int64_t I, int64_t D, int64_t start, int64_t step, int32_t acc)
+{
+    slice_backward_kernel<<<grid_for(O * D * I), THREADS, 0, s>>>(dx, dy, O, len, I, D, start, step, acc);
+    LAUNCH_CHECK("slice_backward");
+}
+
+/* ---- pad ---- */
+
+// out: [oshape], x: [ishape] placed at `before`
+__global__ void pad_forward_kernel(float *out, const float *x, const usi_cuda_pad p, int64_t n_out, float value)
+{
+    GRID_STRIDE(k, n_out)
+    {
+        int64_t rem = k, off = 0, st = 1;
+        int inside = 1;
+        for (int32_t d = p.ndim - 1; d >= 0; d--) {
+            int64_t i = rem % p.oshape[d] - p.before[d];
+            rem /= p.oshape[d];
+            if (i < 0 || i >= p.ishape[d]) inside = 0;
+            off += i * st;
+            st *= p.ishape[d];
+        }
+        out[k] = inside ? x[off] : value;
+    }
+}
+
+// dx: [ishape], dy: [oshape]
+__global__ void pad_backward_kernel(float *dx, const float *dy, const usi_cuda_pad p, int64_t n_in, int32_t acc)
+{
+    GRID_STRIDE(k, n_in)
+    {
+        int64_t rem = k, off = 0, st = 1;
+        for (int32_t d = p.ndim - 1; d >= 0; d--) {
+            int64_t i = rem % p.ishape[d] + p.before[d];
+            rem /= p.ishape[d];
+            off += i * st;
+            st *= p.oshape[d];
+        }
+        dx[k] = acc ? dx[k] + dy[off] : dy[off];
+    }
+}
+
+extern "C" usi_error *usi_cuda_pad_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_pad *p,
+                                           int64_t n_out, float value)
+{
+    pad_forward_kernel<<<grid_for(n_out), THREADS, 0, s>>>(out, x, *p, n_out, value);
+    LAUNCH_CHECK("pad_forward");
+}
+
+extern "C" usi_error *usi_cuda_pad_backward(cudaStream_t s, float *dx, const float *dy, const usi_cuda_pad *p,
+                                            int64_t n_in, int32_t acc)
+{
+    pad_backward_kernel<<<grid_for(n_in), THREADS, 0, s>>>(dx, dy, *p, n_in, acc);
+    LAUNCH_CHECK("pad_backward");
+}
+
+/* ---- space_to_depth ---- */
+
+/* Input index of output element k: out[n, (br*b + bc)*C + c, h, w] =
+ * x[n, c, h*b + br, w*b + bc]. */
+static __device__ __forceinline__ int64_t s2d_src(int64_t k, int64_t C, int64_t H, int64_t W, int64_t b)
+{
+    int64_t OH = H / b, OW = W / b;
+    int64_t w = k % OW, h = k / OW % OH, oc = k / (OW * OH) % (C * b * b), n = k / (OW * OH * C * b * b);
+    int64_t c = oc % C, bc = oc / C % b, br = oc / C / b;
+    return ((n * C + c) * H + h * b + br) * W + w * b + bc;
+}
+
+__global__ void space_to_depth_forward_kernel(float *out, const float *x, int64_t N, int64_t C, int64_t H,
+                                              int64_t W, int64_t b)
+{
+    GRID_STRIDE(k, N * C * (H / b) * (W / b) * b * b) out[k] = x[s2d_src(k, C, H, W, b)];
+}
+
+__global__ void space_to_depth_backward_kernel(float *dx, const float *dy, int64_t N, int64_t C, int64_t H,
+                                               int64_t W, int64_t b, int32_t acc)
+{
+    GRID_STRIDE(k, N * C * (H / b) * (W / b) * b * b)
+    {
+        int64_t i = s2d_src(k, C, H, W, b);
+        dx[i] = acc ? dx[i] + dy[k] : dy[k];
+    }
+}
+
+extern "C" usi_error *usi_cuda_space_to_depth_forward(cudaStream_t s, float *out, const float *x, int64_t N,
+                                                      int64_t C, int64_t H, int64_t W, int64_t block)
+{
+    int64_t n = N * C * (H / block) * (W / block) * block * block;
+    space_to_depth_forward_kernel<<<grid_for(n), THREADS, 0, s>>>(out, x, N, C, H, W, block);
+    LAUNCH_CHECK("space_to_depth_forward");
+}
+
+extern "C" usi_error *usi_cuda_space_to_depth_backward(cudaStream_t s, float *dx, const float *dy, int64_t N,
+                                                       int64_t C, int64_t H, int64_t W, int64_t block, int32_t acc)
+{
+    int64_t n = N * C * (H / block) * (W / block) * block * block;
+    space_to_depth_backward_kernel<<<grid_for(n), THREADS, 0, s>>>(dx, dy, N, C, H, W, block, acc);
+    LAUNCH_CHECK("space_to_depth_backward");
+}

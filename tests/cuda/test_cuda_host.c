@@ -1,0 +1,185 @@
+/* The CUDA backend's host-side decisions, which need no GPU: which ops it
+ * claims, the planner's saved and scratch bytes it asks for, and the plans
+ * its adapters hand to the kernels (broadcasts, reductions, batched
+ * products, the optimizer's chunk table). Nodes are recorded on the CPU. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+#include "check.h"
+#include "graph/graph.h"
+#include "graph/node.h"
+#include "plugin/host.h"
+
+static const usi_graph_api *api;
+
+static usi_tensor *input(usi_graph *g, const char *name, int32_t ndim, const int64_t *shape)
+{
+    return usi_graph_input(g, name, USI_DTYPE_F32, ndim, shape);
+}
+
+static void check_supports(void)
+{
+    const usi_backend *be = usi_cuda_backend();
+    for (int32_t op = 0; op < USI_OP_COUNT; op++) {
+        int leaf = op == USI_OP_INPUT || op == USI_OP_PARAM || op == USI_OP_BUFFER;
+        /* custom ops run on host copies until plugins bring device kernels */
+        int want = !leaf && op != USI_OP_CUSTOM;
+        CHECK(be->supports(op) == want, "supports(%d) = %d", op, be->supports(op));
+    }
+    CHECK(!be->supports(-1) && !be->supports(USI_OP_COUNT), "out-of-range ops");
+    CHECK(!be->host_memory, "device memory is not host memory");
+}
+
+static void expect_ws(usi_tensor *t, int32_t training, size_t saved, size_t fwd, size_t bwd, const char *what)
+{
+    usi_cuda_backend()->workspace(t, training);
+    CHECK(t->saved_bytes == saved && t->fwd_scratch_bytes == fwd && t->bwd_scratch_bytes == bwd,
+          "%s: saved %zu fwd %zu bwd %zu, want %zu %zu %zu", what, t->saved_bytes, t->fwd_scratch_bytes,
+          t->bwd_scratch_bytes, saved, fwd, bwd);
+}
+
+static void check_workspace(void)
+{
+    usi_graph *g = usi_graph_new(usi_device_cpu(), 1, 1);
+    int64_t xs[4] = {2, 6, 5, 7}, ls[2] = {10, 13}, n = 10;
+    usi_tensor *x = input(g, "x", 4, xs), *z = input(g, "z", 2, ls), *q = input(g, "q", 2, ls);
+    usi_tensor *y = usi_graph_input(g, "y", USI_DTYPE_I32, 1, &n);
+    int64_t c6 = 6;
+    usi_init one = {sizeof one, USI_INIT_ONES, 0, 0, 0, 0, 0, 0};
+    usi_tensor *w = api->param(g, "w", 1, &c6, &one);
+    usi_tensor *bn = api->batch_norm(g, x, w, NULL, NULL, NULL, NULL, 0.1, 1e-5);
+    usi_tensor *ln_last = api->layer_norm(g, x, NULL, NULL, -1, 1e-6);
+    usi_tensor *ln_chan = api->layer_norm(g, x, NULL, NULL, 1, 1e-6);
+    usi_tensor *dp = api->drop_path(g, x, 0.2);
+    usi_tensor *ce = api->loss_ce(g, z, y, 0.1), *sce = api->loss_soft_ce(g, z, q), *kl = api->loss_kl(g, z, q, 2.0);
+    usi_tensor *act = api->activation(g, x, USI_ACT_GELU, 0);
+    usi_error *e = usi_graph_error(g);
+    CHECK(!e, "graph: %s", e ? usi_error_message(e) : "");
+    usi_error_free(e);
+    if (!bn || !ln_last || !ln_chan || !dp || !ce || !sce || !kl || !act) return;
+    expect_ws(bn, 1, 3 * 6 * sizeof(float), 0, 0, "batch norm: mean, 1/std, var per channel");
+    expect_ws(ln_last, 1, 2 * 2 * 6 * 5 * sizeof(float), 0, 0, "layer norm (last): 2 per row");
+    expect_ws(ln_chan, 1, 2 * 2 * 5 * 7 * sizeof(float), 0, 0, "layer norm (channels): 2 per position");
+    expect_ws(dp, 1, 0, 64, 64, "drop path: keep factors per sample, 64-byte rounded");
+    expect_ws(ce, 1, 0, 128, 0, "cross-entropy: a double per row");
+    expect_ws(sce, 1, 0, 128, 0, "soft cross-entropy: a double per row");
+    expect_ws(kl, 1, 0, 128, 0, "KL: a double per row");
+    expect_ws(act, 1, 0, 0, 0, "activation: none");
+    /* A folded norm (its conv writes it) plans nothing. */
+    bn->folded = 1;
+    expect_ws(bn, 0, 0, 0, 0, "folded batch norm");
+    bn->folded = 0;
+    usi_graph_free(g);
+}
+
+static void check_binary_plan(void)
+{
+    usi_graph *g = usi_graph_new(usi_device_cpu(), 0, 1);
+    int64_t as[4] = {2, 3, 4, 5}, bs[3] = {3, 1, 1};
+    usi_tensor *t = api->binary(g, USI_BIN_MUL, input(g, "a", 4, as), input(g, "b", 3, bs));
+    CHECK(t != NULL, "binary recorded");
+    if (!t) return;
+    /* collapsed: [2, 3, 20]; a strides [60, 20, 1], b [0, 1, 0] */
+    usi_cuda_bplan p;
+    usi_cuda_binary_plan(t, -1, &p);
+    CHECK(p.nk == 3 && p.nr == 0 && p.n_kept == 120 && p.n_red == 1, "forward: every dim kept (%d, %d)", p.nk,
+          p.nr);
+    CHECK(p.kshape[0] == 2 && p.kshape[1] == 3 && p.kshape[2] == 20, "collapsed shape");
+    CHECK(p.ka[0] == 60 && p.ka[1] == 20 && p.ka[2] == 1 && p.kb[0] == 0 && p.kb[1] == 1 && p.kb[2] == 0,
+          "operand strides");
+    usi_cuda_binary_plan(t, 1, &p);
+    CHECK(p.nk == 1 && p.kshape[0] == 3 && p.ko[0] == 20 && p.n_kept == 3, "b keeps its channel dim");
+    CHECK(p.nr == 2 && p.rshape[0] == 2 && p.ro[0] == 60 && p.rshape[1] == 20 && p.ro[1] == 1 && p.n_red == 40,
+          "b sums over batch and space");
+    usi_cuda_binary_plan(t, 0, &p);
+    CHECK(p.nk == 3 && p.nr == 0 && p.n_kept == 120, "a is not broadcast");
+    usi_graph_free(g);
+}
+
+static void check_reduce_dims(void)
+{
+    usi_graph *g = usi_graph_new(usi_device_cpu(), 0, 1);
+    int64_t xs[4] = {2, 3, 4, 5};
+    usi_tensor *x = input(g, "x", 4, xs);
+    usi_cuda_rdims r;
+    usi_cuda_reduce_dims(x, (1u << 2) | (1u << 3), &r);
+    CHECK(r.n == 2 && r.shape[0] == 6 && !r.reduced[0] && r.shape[1] == 20 && r.reduced[1] && r.count == 20,
+          "global pooling: rows of 20 (n %d)", r.n);
+    usi_cuda_reduce_dims(x, 1u << 0, &r);
+    CHECK(r.n == 2 && r.reduced[0] && r.shape[0] == 2 && r.istride[0] == 60 && !r.reduced[1] && r.shape[1] == 60,
+          "batch sum: the last dim kept");
+    usi_graph_free(g);
+}
+
+static void check_matmul_strides(void)
+{
+    usi_graph *g = usi_graph_new(usi_device_cpu(), 0, 1);
+    int64_t as[4] = {2, 3, 4, 5}, bs[4] = {2, 3, 5, 6}, cs[4] = {2, 1, 4, 5}, ds[3] = {3, 5, 6}, es[2] = {5, 6};
+    usi_tensor *t1 = api->matmul(g, input(g, "a", 4, as), input(g, "b", 4, bs));
+    usi_tensor *t2 = api->matmul(g, input(g, "c", 4, cs), input(g, "d", 3, ds));
+    usi_tensor *t3 = api->matmul(g, input(g, "a2", 4, as), input(g, "e", 2, es));
+    CHECK(t1 && t2 && t3, "matmuls recorded");
+    if (!t1 || !t2 || !t3) return;
+    int64_t sa = -1, sb = -1;
+    CHECK(usi_cuda_matmul_strides(t1, 6, &sa, &sb) && sa == 20 && sb == 30, "plain batches: one strided call");
+    CHECK(!usi_cuda_matmul_strides(t2, 6, &sa, &sb), "mixed broadcasting: one call per batch");
+    CHECK(usi_cuda_matmul_strides(t3, 6, &sa, &sb) && sa == 20 && sb == 0, "a shared right operand: stride 0");
+    usi_graph_free(g);
+}
+
+static void check_mixed_workspace(void)
+{
+    CHECK(usi_cuda_backend()->has_bf16, "the CUDA backend has a bf16 path");
+    usi_graph *g = usi_graph_new(usi_device_cpu(), 1, 1);
+    int64_t xs[2] = {5, 7}, ws[2] = {300, 7}, as[3] = {2, 4, 5}, bs[2] = {5, 6};
+    usi_tensor *x = input(g, "x", 2, xs), *w = input(g, "w", 2, ws);
+    usi_tensor *lin = api->linear(g, x, w, NULL);
+    usi_tensor *mm = api->matmul(g, input(g, "a", 3, as), input(g, "b", 2, bs));
+    CHECK(lin && mm, "recorded");
+    if (!lin || !mm) return;
+    usi_cuda_gemm_workspace(lin, 1, 0);
+    CHECK(!lin->fwd_scratch_bytes && !lin->bwd_scratch_bytes, "fp32: no scratch");
+    /* bf16 copies, each 256-byte rounded: x 70 B -> 256, w 4200 B -> 4352, y 3000 B -> 3072 */
+    usi_cuda_gemm_workspace(lin, 1, 1);
+    CHECK(lin->fwd_scratch_bytes == 256 + 4352 && lin->bwd_scratch_bytes == 3072 + 256 + 4352,
+          "mixed linear: fwd %zu bwd %zu", lin->fwd_scratch_bytes, lin->bwd_scratch_bytes);
+    usi_cuda_gemm_workspace(lin, 0, 1);
+    CHECK(lin->fwd_scratch_bytes == 256 + 4352 && !lin->bwd_scratch_bytes, "mixed linear, eval");
+    usi_cuda_gemm_workspace(mm, 1, 1);
+    CHECK(mm->fwd_scratch_bytes == 256 + 256 && mm->bwd_scratch_bytes == 256 + 256 + 256, "mixed matmul");
+    usi_error *e = usi_device_set_mixed(usi_device_cpu(), 1);
+    CHECK(e && !usi_device_mixed(usi_device_cpu()), "the CPU has no bf16 path");
+    usi_error_free(e);
+    usi_graph_free(g);
+}
+
+static void check_chunks(void)
+{
+    usi_optim_seg segs[3] = {{0, 70000, 1}, {70016, 5, 0}, {70080, 0, 1}};
+    usi_cuda_chunk *ch = NULL;
+    int32_t n = 0;
+    usi_error *e = usi_cuda_optim_chunks(segs, 3, &ch, &n);
+    CHECK(!e, "chunks");
+    usi_error_free(e);
+    CHECK(n == 3, "3 chunks, got %d", n);
+    if (n == 3) {
+        CHECK(ch[0].off == 0 && ch[0].n == USI_CUDA_CHUNK && ch[0].seg == 0 && ch[0].decays == 1, "first chunk");
+        CHECK(ch[1].off == USI_CUDA_CHUNK && ch[1].n == 70000 - USI_CUDA_CHUNK && ch[1].seg == 0, "rest of seg 0");
+        CHECK(ch[2].off == 70016 && ch[2].n == 5 && ch[2].seg == 1 && ch[2].decays == 0, "seg 1, no decay");
+    }
+    free(ch);
+}
+
+int main(void)
+{
+    api = usi_graph_api_get();
+    check_supports();
+    check_workspace();
+    check_binary_plan();
+    check_reduce_dims();
+    check_matmul_strides();
+    check_chunks();
+    check_mixed_workspace();
+    return check_status("test_cuda_host");
+}
