@@ -55,10 +55,13 @@ int32_t usi_device_available(const char *name)
 
 int32_t usi_device_name_has_bf16(const char *name)
 {
+    /* The CUDA backend has one (usi_device_set_mixed); the CPU not yet. */
+#ifdef USI_HAVE_CUDA
+    return name && cuda_ordinal(name) >= 0;
+#else
     (void)name;
-    /* CUDA has one (usi_device_set_mixed), but the trainer does not set a
-     * device's precision yet: until it does, "mixed" resolves to fp32. */
     return 0;
+#endif
 }
 
 usi_error *usi_device_open(const char *name, usi_device **out)

@@ -159,5 +159,7 @@ void usi_topk_count(const float *logits, const int32_t *labels, int32_t n, int32
 
 usi_error *usi_setup_device(const usi_config *c, usi_device **out)
 {
-    return usi_device_open(usi_config_string(c, "device"), out);
+    USI_TRY(usi_device_open(usi_config_string(c, "device"), out));
+    /* Resolve has turned "mixed" into "fp32" where the device has no bf16. */
+    return usi_device_set_mixed(*out, !strcmp(usi_config_string(c, "precision"), "mixed"));
 }

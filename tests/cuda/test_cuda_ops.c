@@ -597,24 +597,27 @@ static void check_step_kernels(void)
     /* the teacher's input conversion: 3 channels, two resizes and a copy */
     const float a[3] = {2.0f, 0.5f, -1.0f}, b[3] = {0.1f, -0.2f, 0.3f};
     int sizes[2][2] = {{5, 7}, {20, 17}};
-    for (int s = 0; s < 3; s++) {
-        int oh = s < 2 ? sizes[s][0] : 13, ow = s < 2 ? sizes[s][1] : 11; /* s 2: same size */
-        size_t n_out = (size_t)2 * 3 * oh * ow;
-        usi_dbuf *oc = block(usi_device_cpu(), NULL, n_out), *og = block(gpu, NULL, n_out);
-        /* x holds 2 images of 3 x 13 x 11 */
-        CHECK_OK(usi_device_cpu()->be->image_convert(usi_device_cpu(), usi_dbuf_addr(oc, 0), usi_dbuf_addr(xc, 0), 2,
-                                                     3, 13, 11, oh, ow, a, b));
-        CHECK_OK(gpu->be->image_convert(gpu, usi_dbuf_addr(og, 0), usi_dbuf_addr(xg, 0), 2, 3, 13, 11, oh, ow, a, b));
-        float *rc = read_back(oc, n_out), *rg = read_back(og, n_out);
-        e = rel_err(rg, rc, n_out, &at);
-        CHECK(e <= 1e-6, "image convert to %dx%d differs by %.3g", oh, ow, e);
-        printf("image convert %2dx%-2d%-9s worst relative error %.2e, %zu floats not bit-identical\n", oh, ow,
-               s == 2 ? " (copy)" : "", e, bit_diffs(rg, rc, n_out));
-        free(rc);
-        free(rg);
-        usi_dbuf_free(oc);
-        usi_dbuf_free(og);
-    }
+    const char *interp_names[3] = {"nearest", "bilinear", "bicubic"};
+    for (int s = 0; s < 3; s++)
+        for (int32_t interp = USI_INTERP_NEAREST; interp <= USI_INTERP_BICUBIC; interp++) {
+            int oh = s < 2 ? sizes[s][0] : 13, ow = s < 2 ? sizes[s][1] : 11; /* s 2: same size */
+            size_t n_out = (size_t)2 * 3 * oh * ow;
+            usi_dbuf *oc = block(usi_device_cpu(), NULL, n_out), *og = block(gpu, NULL, n_out);
+            /* x holds 2 images of 3 x 13 x 11 */
+            CHECK_OK(usi_device_cpu()->be->image_convert(usi_device_cpu(), usi_dbuf_addr(oc, 0),
+                                                         usi_dbuf_addr(xc, 0), 2, 3, 13, 11, oh, ow, interp, a, b));
+            CHECK_OK(gpu->be->image_convert(gpu, usi_dbuf_addr(og, 0), usi_dbuf_addr(xg, 0), 2, 3, 13, 11, oh, ow,
+                                            interp, a, b));
+            float *rc = read_back(oc, n_out), *rg = read_back(og, n_out);
+            e = rel_err(rg, rc, n_out, &at);
+            CHECK(e <= 1e-6, "image convert (%s) to %dx%d differs by %.3g", interp_names[interp], oh, ow, e);
+            printf("image convert %-8s %2dx%-2d%-9s worst relative error %.2e, %zu floats not bit-identical\n",
+                   interp_names[interp], oh, ow, s == 2 ? " (copy)" : "", e, bit_diffs(rg, rc, n_out));
+            free(rc);
+            free(rg);
+            usi_dbuf_free(oc);
+            usi_dbuf_free(og);
+        }
     usi_dbuf_free(xc);
     usi_dbuf_free(yc);
     usi_dbuf_free(xg);

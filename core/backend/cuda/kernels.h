@@ -246,11 +246,11 @@ usi_error *usi_cuda_sum_squares_forward(cudaStream_t s, const float *x, size_t n
 usi_error *usi_cuda_scale_inplace(cudaStream_t s, float *x, size_t n, float factor);
 
 #define USI_CUDA_CONVERT_MAX_C 64
-/* dst[n,c,oh,ow] = bilinear resize of a[ch]*src[n,c,h,w] + b[ch] (the CPU
- * backend's rules); a, b: host, c <= USI_CUDA_CONVERT_MAX_C */
+/* dst[n,c,oh,ow] = resize (interp USI_INTERP_*) of a[ch]*src[n,c,h,w] + b[ch]
+ * (the CPU backend's rules); a, b: host, c <= USI_CUDA_CONVERT_MAX_C */
 usi_error *usi_cuda_image_convert_forward(cudaStream_t s, float *dst, const float *src, int32_t n, int32_t c,
-                                          int32_t h, int32_t w, int32_t oh, int32_t ow, const float *a,
-                                          const float *b);
+                                          int32_t h, int32_t w, int32_t oh, int32_t ow, int32_t interp,
+                                          const float *a, const float *b);
 
 #ifdef __cplusplus
 }

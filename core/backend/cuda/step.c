@@ -139,9 +139,10 @@ usi_error *usi_cuda_scale(usi_device *d, float *x, size_t n, double s)
 }
 
 usi_error *usi_cuda_image_convert(usi_device *d, float *dst, const float *src, int32_t n, int32_t c, int32_t h,
-                                  int32_t w, int32_t oh, int32_t ow, const float *a, const float *b)
+                                  int32_t w, int32_t oh, int32_t ow, int32_t interp, const float *a,
+                                  const float *b)
 {
     usi_cuda *cu = usi_cuda_of(d);
     USI_TRY(usi_cuda_use(cu));
-    return usi_cuda_image_convert_forward(cu->stream, dst, src, n, c, h, w, oh, ow, a, b);
+    return usi_cuda_image_convert_forward(cu->stream, dst, src, n, c, h, w, oh, ow, interp, a, b);
 }

@@ -191,21 +191,54 @@ typedef struct affine {
     float a[USI_CUDA_CONVERT_MAX_C], b[USI_CUDA_CONVERT_MAX_C];
 } affine;
 
-/* Half-pixel source coordinate of output index o, clamped at 0, and its two
- * neighbours and weight (the CPU's bilinear_tap). */
-static __device__ __forceinline__ void bilinear_tap(int32_t o, float ratio, int32_t size, int32_t *i0, int32_t *i1,
-                                                    float *wt)
+/* One output coordinate's source taps along an axis of `size` pixels, as
+ * the CPU's axis_taps: PyTorch's F.interpolate with align_corners=False, no
+ * antialias; interp 0 nearest, 1 bilinear, 2 bicubic (A = -0.75). */
+struct taps {
+    int32_t i[4];
+    float w[4];
+    int n;
+};
+
+static __device__ __forceinline__ taps axis_taps(int32_t o, float ratio, int32_t size, int32_t interp)
 {
+    taps t = {};
+    if (interp == 0) {
+        int32_t i = (int32_t)floorf((float)o * ratio);
+        t.i[0] = i < size ? i : size - 1;
+        t.w[0] = 1;
+        t.n = 1;
+        return t;
+    }
     float f = ((float)o + 0.5f) * ratio - 0.5f;
-    if (f < 0) f = 0;
-    *i0 = (int32_t)f;
-    *i1 = *i0 + 1 < size ? *i0 + 1 : size - 1;
-    *wt = f - (float)*i0;
+    if (interp == 1) {
+        if (f < 0) f = 0;
+        int32_t i0 = (int32_t)f;
+        t.i[0] = i0;
+        t.i[1] = i0 + 1 < size ? i0 + 1 : size - 1;
+        t.w[1] = f - (float)i0;
+        t.w[0] = 1 - t.w[1];
+        t.n = 2;
+        return t;
+    }
+    const float A = -0.75f;
+    int32_t i0 = (int32_t)floorf(f);
+    float x = f - (float)i0, x1 = x + 1, y = 1 - x, y1 = y + 1;
+    t.w[0] = ((A * x1 - 5 * A) * x1 + 8 * A) * x1 - 4 * A;
+    t.w[1] = ((A + 2) * x - (A + 3)) * x * x + 1;
+    t.w[2] = ((A + 2) * y - (A + 3)) * y * y + 1;
+    t.w[3] = ((A * y1 - 5 * A) * y1 + 8 * A) * y1 - 4 * A;
+    for (int k = 0; k < 4; k++) {
+        int32_t i = i0 - 1 + k;
+        t.i[k] = i < 0 ? 0 : i >= size ? size - 1 : i;
+    }
+    t.n = 4;
+    return t;
 }
 
 // dst: [n, c, oh, ow], src: [n, c, h, w]
 __global__ void image_convert_kernel(float *dst, const float *src, int32_t n, int32_t c, int32_t h, int32_t w,
-                                     int32_t oh, int32_t ow, const affine k)
+                                     int32_t oh, int32_t ow, int32_t interp, const affine k)
 {
     float sy = (float)h / (float)oh, sx = (float)w / (float)ow;
     GRID_STRIDE(idx, (int64_t)n * c * oh * ow)
@@ -218,19 +251,20 @@ __global__ void image_convert_kernel(float *dst, const float *src, int32_t n, in
             dst[idx] = in[y * w + x] * ka + kb;
             continue;
         }
-        int32_t y0, y1, x0, x1;
-        float wy, wx;
-        bilinear_tap(y, sy, h, &y0, &y1, &wy);
-        bilinear_tap(x, sx, w, &x0, &x1, &wx);
-        float top = in[y0 * w + x0] * (1 - wx) + in[y0 * w + x1] * wx;
-        float bot = in[y1 * w + x0] * (1 - wx) + in[y1 * w + x1] * wx;
-        dst[idx] = (top * (1 - wy) + bot * wy) * ka + kb;
+        taps ty = axis_taps(y, sy, h, interp), tx = axis_taps(x, sx, w, interp);
+        float acc = 0;
+        for (int j = 0; j < ty.n; j++) {
+            float row = 0;
+            for (int q = 0; q < tx.n; q++) row += tx.w[q] * in[(int64_t)ty.i[j] * w + tx.i[q]];
+            acc += ty.w[j] * row;
+        }
+        dst[idx] = acc * ka + kb;
     }
 }
 
 extern "C" usi_error *usi_cuda_image_convert_forward(cudaStream_t s, float *dst, const float *src, int32_t n,
                                                      int32_t c, int32_t h, int32_t w, int32_t oh, int32_t ow,
-                                                     const float *a, const float *b)
+                                                     int32_t interp, const float *a, const float *b)
 {
     if (c < 1 || c > USI_CUDA_CONVERT_MAX_C)
         return usi_error_new(USI_ERR_UNSUPPORTED, "image conversion: %d channels (at most %d on CUDA)", c,
@@ -240,6 +274,7 @@ extern "C" usi_error *usi_cuda_image_convert_forward(cudaStream_t s, float *dst,
         k.a[i] = a[i];
         k.b[i] = b[i];
     }
-    image_convert_kernel<<<grid_for((int64_t)n * c * oh * ow), THREADS, 0, s>>>(dst, src, n, c, h, w, oh, ow, k);
+    image_convert_kernel<<<grid_for((int64_t)n * c * oh * ow), THREADS, 0, s>>>(dst, src, n, c, h, w, oh, ow,
+                                                                                  interp, k);
     LAUNCH_CHECK("image_convert");
 }
