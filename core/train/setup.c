@@ -86,9 +86,11 @@ usi_error *usi_setup_teacher_params(const usi_config *c, int32_t classes, usi_pa
 }
 
 usi_error *usi_setup_loader(const usi_config *c, const usi_dataset *ds, const usi_augchain *ch, int train,
-                            usi_loader **out)
+                            int32_t rank, int32_t world, usi_loader **out)
 {
     usi_loader_opts o = usi_data_loader_opts(c, train);
+    o.rank = rank;
+    o.world = world;
     /* Repeated augmentation keeps an epoch about the dataset's size, as
      * timm's RASampler (used by the USI reference) does: each image comes
      * `repeats` times, differently augmented, and the epoch covers about

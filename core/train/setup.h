@@ -17,9 +17,10 @@ usi_error *usi_setup_backbone_params(const usi_config *c, int32_t classes, usi_p
  * student's side) from the data when the config leaves them unset. */
 usi_error *usi_setup_teacher_params(const usi_config *c, int32_t classes, usi_params **out);
 /* train: shuffled, repeated augmentation, last partial batch dropped;
- * else dataset order, every sample. */
+ * else dataset order, every sample. Rank `rank` of `world` takes its shard
+ * of the one global order (world 1: everything). */
 usi_error *usi_setup_loader(const usi_config *c, const usi_dataset *ds, const usi_augchain *ch, int train,
-                            usi_loader **out);
+                            int32_t rank, int32_t world, usi_loader **out);
 /* An inference graph of the backbone, compiled, logits marked as output. */
 usi_error *usi_setup_eval_graph(usi_device *dev, const usi_component *bb, void *inst, int32_t batch, int32_t side,
                                 int32_t classes, uint64_t seed, usi_graph **g, usi_tensor **x,
