@@ -3,11 +3,12 @@
 # - equivalence: `mpirun -np 2` gives the same per-step losses and final
 #   weights as one process that plays both ranks in turn (dist.simulate_ranks
 #   = 2: rank 0's micro-batch, then rank 1's, gradients averaged, rank 0's
-#   batch-norm statistics kept), with repeated augmentation, Mixup/CutMix, EMA
-#   and a KD teacher. Tolerance: losses within 1e-6 relative, every float of
-#   the checkpoint (weights, EMA, optimizer state, statistics) within 1e-5
-#   absolute; the two sum the same two gradients in the same order, so the
-#   observed difference is 0 and the figures are printed;
+#   batch-norm statistics kept), with repeated augmentation, Mixup/CutMix,
+#   clipping, EMA and a KD teacher, on the cpu and cpu-guarded devices.
+#   Tolerance: losses within 1e-6 relative, every float of the checkpoint
+#   (weights, EMA, optimizer state, statistics) within 1e-5 absolute. Both
+#   form (a + b) / 2 of the same two gradients with one rounding, so the
+#   observed difference is 0; the figures are printed;
 # - evaluation is sharded and its counts summed: the top-1 training reports
 #   equals `usi eval` of best.safetensors on one process;
 # - SIGKILL of rank 1 mid-epoch ends the job within seconds naming rank 1;
@@ -77,11 +78,12 @@ out=$("$usi" eval "$T/run.cfg" --checkpoint "$T/a/best.safetensors" --json 2>&1)
 got=$(grep -o '"top1": [0-9.]*' <<<"$out" | awk '{printf "%.2f", $2}')
 [ -n "$best" ] && [ "$got" = "$best" ] && ok || fail "usi eval gives '$got', the 2-process run said '$best': $out"
 
-# --- with a KD teacher (the run above as teacher), one epoch ---
+# --- with a KD teacher (the run above as teacher), one epoch; the 2 processes
+# on the cpu-guarded device, whose gradients reach MPI through host copies ---
 kd=(--set schedule.epochs=1 --set teacher.name=model --set teacher.backbone=mobilenetv3_small_100
     --set teacher.weights="$T/a/best.safetensors" --set teacher.mean='[0.286, 0.286, 0.286]'
     --set teacher.std='[0.353, 0.353, 0.353]')
-if mpi -np 2 "$usi" train "$T/run.cfg" --set output_dir="$T/kd2" "${kd[@]}" >"$T/kd2.log" 2>&1 &&
+if mpi -np 2 "$usi" train "$T/run.cfg" --set output_dir="$T/kd2" --set device=cpu-guarded "${kd[@]}" >"$T/kd2.log" 2>&1 &&
    "$usi" train "$T/run.cfg" --set output_dir="$T/kds" --set dist.simulate_ranks=2 "${kd[@]}" >"$T/kds.log" 2>&1
 then ok; else fail "KD runs: $(tail -3 "$T/kd2.log" "$T/kds.log")"; fi
 t2=$(grep -o "teacher 'model': top-1 [0-9.]*" "$T/kd2.log"); ts=$(grep -o "teacher 'model': top-1 [0-9.]*" "$T/kds.log")
