@@ -6,9 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/loader_config.h"
+#include "dist/dist.h"
 #include "graph/graph.h"
 #include "plugin/params.h"
-#include "data/loader_config.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -139,7 +140,14 @@ void usi_topk_count(const float *logits, const int32_t *labels, int32_t n, int32
 usi_error *usi_setup_device(const usi_config *c, usi_device **out)
 {
     static int said;
-    USI_TRY(usi_device_open(usi_config_string(c, "device"), out));
+    const char *name = usi_config_string(c, "device");
+    /* One GPU per process on each host: "cuda" is the local rank's. */
+    char local[32];
+    if (!strcmp(name, "cuda") && usi_dist_world() > 1) {
+        snprintf(local, sizeof local, "cuda:%d", (int)usi_dist_local_rank());
+        name = local;
+    }
+    USI_TRY(usi_device_open(name, out));
     if (usi_config_mixed_as_fp32(c) && !said++)
         usi_log(USI_LOG_INFO, "precision \"mixed\" runs as fp32 on device %s (it has no bf16 path yet)",
                 usi_device_name(*out));

@@ -25,7 +25,8 @@ usi_error *usi_setup_loader(const usi_config *c, const usi_dataset *ds, const us
 usi_error *usi_setup_eval_graph(usi_device *dev, const usi_component *bb, void *inst, int32_t batch, int32_t side,
                                 int32_t classes, uint64_t seed, usi_graph **g, usi_tensor **x,
                                 usi_tensor **logits);
-/* The run's device from the config key `device`. */
+/* The run's device from the config key `device`; in a distributed run
+ * "cuda" means the GPU of this process's local rank (cuda:N names one). */
 usi_error *usi_setup_device(const usi_config *c, usi_device **out);
 
 /* Add the number of rows whose label is the top-1 / within the top-5. */
