@@ -92,7 +92,11 @@ static usi_error *alloc_state(usi_trainer *t)
 static usi_error *build_train_graph(usi_trainer *t)
 {
     const usi_graph_api *G = usi_graph_api_get();
-    t->gs = usi_graph_new(t->dev, 1, t->seed);
+    /* The graph seed keys dropout and drop-path masks: ranks draw their own
+     * (the initial weights it also keys are rank 0's on every rank, sent at
+     * the start of the run). */
+    uint64_t seed = t->rank ? t->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)t->rank) : t->seed;
+    t->gs = usi_graph_new(t->dev, 1, seed);
     if (!t->gs) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t img[4] = {t->batch, 3, t->side, t->side}, rows[2] = {t->batch, t->classes};
     t->xs = usi_graph_input(t->gs, "images", USI_DTYPE_F32, 4, img);
