@@ -189,8 +189,8 @@ static usi_error *set_reducer(usi_trainer *t)
 {
     const char *backend = usi_config_string(t->cfg, "dist.backend");
     int forced = strcmp(backend, "auto") != 0;
-    if (!t->blocks.grads || (t->world < 2 && !forced)) return NULL;
-    if (t->sim > 1) return NULL;
+    /* Simulated ranks average in the step itself (step.c). */
+    if (!t->blocks.grads || t->sim > 1 || (t->world < 2 && !forced)) return NULL;
     const char *dev = usi_device_name(t->dev);
     usi_reducer_opts o = {(size_t)(usi_config_float(t->cfg, "dist.bucket_mb") * 1048576.0),
                           usi_config_bool(t->cfg, "dist.overlap"),
