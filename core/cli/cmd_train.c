@@ -4,17 +4,21 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "dist/dist.h"
 #include "plugin/host.h"
 #include "train/setup.h"
 #include "train/trainer.h"
 #include "util/error.h"
+#include "util/log.h"
 
 static const char *train_usage =
     "usage: usi train CONFIG [--set key=value ...] [--plugin-dir DIR ...] [--resume FILE]\n"
     "Train the configured backbone with the USI recipe (see `usi config show CONFIG`).\n"
     "Writes OUTPUT_DIR/last.safetensors (checkpoint) every epoch, best.safetensors (the better\n"
     "of the raw and EMA weights, timm names) and metrics.jsonl. Ctrl-C or SIGTERM saves a\n"
-    "checkpoint at the next step; --resume continues from it.\n";
+    "checkpoint at the next step; --resume continues from it.\n"
+    "Distributed: `mpirun -np N usi train CONFIG` trains one model on N processes (data.batch_size\n"
+    "per process; see samples/distributed.md); rank 0 writes the files.\n";
 
 static const char *eval_usage =
     "usage: usi eval CONFIG --checkpoint FILE [--ema] [--json] [--set key=value ...]\n"
@@ -76,12 +80,20 @@ int usi_cmd_train(int argc, char **argv)
     usi_error *e = usi_trainer_new(c, r, &t);
     if (!e && o.resume) e = usi_trainer_resume(t, o.resume);
     if (!e) e = usi_trainer_run(t, &interrupted);
-    if (e) rc = usi_cli_fail(e);
-    else if (interrupted) {
-        fprintf(stderr, "usi: stopped; continue with: usi train %s --resume %s/last.safetensors\n", o.config_path,
-                usi_config_string(c, "output_dir"));
-        rc = 130;
+    if (e) {
+        rc = usi_cli_fail(e);
+        /* The others would wait for this rank forever: end the job now. The
+         * checkpoint on disk is the last whole one (writes are atomic). */
+        if (usi_dist_world() > 1) {
+            usi_log(USI_LOG_ERROR, "rank %d failed: stopping all %d processes", (int)usi_dist_rank(),
+                    (int)usi_dist_world());
+            usi_dist_abort(rc);
+        }
+    } else if (interrupted && usi_log_is_reporter()) {
+        usi_say(USI_LOG_ERROR, "usi: stopped; continue with: usi train %s --resume %s/last.safetensors",
+                o.config_path, usi_config_string(c, "output_dir"));
     }
+    if (!e && interrupted) rc = 130;
     usi_trainer_free(t);
     usi_config_free(c);
     usi_registry_free(r);

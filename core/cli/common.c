@@ -4,10 +4,12 @@
 
 #include "cli/cli.h"
 #include "util/error.h"
+#include "util/log.h"
 
 int usi_cli_fail(usi_error *e)
 {
-    fprintf(stderr, "usi: error: %s\n", usi_error_message(e));
+    /* Through the log, so it ends an open progress line and names the rank. */
+    usi_log(USI_LOG_ERROR, "%s", usi_error_message(e));
     usi_error_free(e);
     return USI_EXIT_ERROR;
 }

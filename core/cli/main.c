@@ -6,6 +6,8 @@
 #include "cli/cli.h"
 #include "cli/cmd_weights.h"
 #include "data/commands.h"
+#include "dist/dist.h"
+#include "util/error.h"
 #include "util/log.h"
 
 typedef struct command {
@@ -61,8 +63,17 @@ int main(int argc, char **argv)
         printf("usi %s (plugin ABI %d.%d)\n", USI_VERSION, USI_ABI_MAJOR, USI_ABI_MINOR);
         return USI_EXIT_OK;
     }
-    for (size_t k = 0; k < sizeof commands / sizeof *commands; k++)
-        if (!strcmp(argv[i], commands[k].name)) return commands[k].run(argc - i, argv + i);
+    for (size_t k = 0; k < sizeof commands / sizeof *commands; k++) {
+        if (strcmp(argv[i], commands[k].name) != 0) continue;
+        /* Under mpirun every command joins the job (train works in it; the
+         * others run alike on each rank); a build without MPI refuses. */
+        usi_error *e = usi_dist_init();
+        if (e) return usi_cli_fail(e);
+        usi_log_set_rank(usi_dist_rank(), usi_dist_world());
+        int rc = commands[k].run(argc - i, argv + i);
+        usi_dist_finalize();
+        return rc;
+    }
     fprintf(stderr, "usi: unknown command '%s'\n", argv[i]);
     print_usage(stderr);
     return USI_EXIT_USAGE;

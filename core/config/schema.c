@@ -26,6 +26,9 @@ static const usi_param_desc top[] = {
     STR("precision", "mixed", "fp32|mixed",
         "mixed: bf16 compute with fp32 master weights where the device has it; fp32 elsewhere (config show says)"),
     INT("threads", 0, 0, 1024, "compute threads; 0 = one per core"),
+    FLT("progress_interval", 10.0, 0, 86400,
+        "seconds between progress lines when stderr is not a terminal (logs); a terminal redraws one line"),
+    INT("metrics_every", 10, 1, 1000000, "write the training loss to metrics.jsonl every this many steps"),
 };
 SECTION(top_schema, "", top);
 
@@ -95,6 +98,20 @@ static const usi_param_desc checkpoint[] = {
 };
 SECTION(checkpoint_schema, "checkpoint", checkpoint);
 
+static const usi_param_desc dist[] = {
+    STR("backend", "auto", "auto|mpi|nccl",
+        "gradient all-reduce: auto = NCCL on cuda devices, MPI on CPUs (only when run by mpirun with N > 1); "
+        "mpi or nccl use it even on one process"),
+    FLT("bucket_mb", 25.0, 0.001, 65536, "gradient bucket size in MiB (as PyTorch DDP's bucket_cap_mb)"),
+    BOOL("overlap", 1, "reduce each bucket as soon as backward has finished it, while backward goes on"),
+    BOOL("sync_bn", 0, "batch-norm statistics over all ranks (not supported yet: statistics are per rank, "
+         "as PyTorch DDP's default)"),
+    INT("simulate_ranks", 1, 1, 64,
+        "one process plays this many ranks in turn (each its own shard, batch and batch-norm statistics) and "
+        "averages their gradients: what mpirun -np N computes, for checking a distributed run"),
+};
+SECTION(dist_schema, "dist", dist);
+
 static const usi_section sections[] = {
     {"", "general", &top_schema},
     {"data", "dataset and loader", &data_schema},
@@ -104,6 +121,7 @@ static const usi_section sections[] = {
     {"loss", "loss and distillation", &loss_schema},
     {"eval", "evaluation", &eval_schema},
     {"checkpoint", "checkpoints", &checkpoint_schema},
+    {"dist", "distributed training (mpirun -np N usi train ...)", &dist_schema},
 };
 
 size_t usi_section_count(void) { return COUNT(sections); }

@@ -287,8 +287,23 @@ void usi_loader_set_norm(usi_loader *l, const float mean[3], const float std[3])
     }
 }
 
+static int64_t gcd(int64_t a, int64_t b)
+{
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
 /* timm's RASampler order: a permutation, each entry repeated `repeats`
- * times in a row, cut to epoch_samples; rank r takes every world-th. */
+ * times in a row, cut to epoch_samples; rank r takes every world-th, so the
+ * copies of an image go to different ranks, each augmented from its global
+ * position. Training keeps whole steps (batch_size x world positions) and,
+ * unlike RASampler, whole groups of copies: the step count is rounded down
+ * so that every image in the epoch is seen exactly `repeats` times over all
+ * ranks. Evaluation splits every sample over the ranks. */
 static usi_error *make_order(usi_loader *l, int64_t epoch)
 {
     int64_t n = (int64_t)usi_dataset_size(l->ds), R = l->o.repeats;
@@ -316,10 +331,16 @@ static usi_error *make_order(usi_loader *l, int64_t epoch)
     free(perm);
     free(l->order);
     l->order = order;
-    l->len = total / l->o.world;
-    int64_t B = l->o.batch_size;
-    l->n_batches = l->o.drop_last ? l->len / B : (l->len + B - 1) / B;
-    if (l->o.drop_last) l->len = l->n_batches * B;
+    int64_t B = l->o.batch_size, W = l->o.world;
+    if (l->o.drop_last) {
+        l->n_batches = total / (B * W);
+        int64_t q = R / gcd(B * W, R); /* steps that hold whole groups */
+        if (l->n_batches >= q) l->n_batches -= l->n_batches % q;
+        l->len = l->n_batches * B;
+    } else {
+        l->len = (total - l->o.rank + W - 1) / W;
+        l->n_batches = (l->len + B - 1) / B;
+    }
     return NULL;
 }
 
@@ -452,7 +473,8 @@ usi_error *usi_loader_next_float(usi_loader *l, usi_float_batch *out)
     for (int32_t i = 0; i < u.n; i++)
         b->targets[(size_t)i * (size_t)b->num_classes + (size_t)u.labels[i]] = 1.0f;
     usi_rng r;
-    usi_rng_seed(&r, l->o.seed, (uint64_t)l->epoch, (uint64_t)u.batch_index, TAG_BATCH);
+    /* Each rank's share of a step mixes with a stream of its own. */
+    usi_rng_seed(&r, l->o.seed, (uint64_t)l->epoch, (uint64_t)(u.batch_index * l->o.world + l->o.rank), TAG_BATCH);
     return usi_augchain_run_batch(l->ch, b, &r);
 }
 
@@ -468,6 +490,6 @@ void usi_loader_log_summary(const usi_loader *l)
     usi_loader_epoch_stats(l, &s);
     usi_log(s.skipped ? USI_LOG_WARN : USI_LOG_INFO,
             "data: epoch %lld: %lld samples in %lld batches, %lld skipped (%lld bad files)",
-            (long long)s.epoch, (long long)s.samples, (long long)s.batches, (long long)s.skipped,
+            (long long)s.epoch + 1, (long long)s.samples, (long long)s.batches, (long long)s.skipped,
             (long long)s.bad_files);
 }

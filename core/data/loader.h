@@ -38,7 +38,8 @@ typedef struct usi_loader_opts {
     uint64_t seed;
     int64_t epoch_samples;   /* > 0: keep this many positions per epoch (timm
                                 RASampler keeps about the dataset size)      */
-    int32_t rank, world;     /* data parallel shard: positions rank, rank+world, ... */
+    int32_t rank, world;     /* data parallel shard: global positions rank,
+                                rank+world, ... of one order for all ranks */
 } usi_loader_opts;
 
 /* Defaults: batch 128, img 224, 2 workers, prefetch 2, repeats 1, shuffle,
@@ -97,7 +98,8 @@ usi_error *usi_loader_next(usi_loader *l, usi_u8_batch *out);
 usi_error *usi_loader_next_float(usi_loader *l, usi_float_batch *out);
 
 void usi_loader_epoch_stats(const usi_loader *l, usi_epoch_stats *out);
-/* One log line: "epoch E: N samples in B batches, S skipped (F bad files)". */
+/* One log line: "epoch E: N samples in B batches, S skipped (F bad files)",
+ * epochs counted from 1 as everywhere people read them. */
 void usi_loader_log_summary(const usi_loader *l);
 
 /* uint8 HWC -> float NCHW, (x/255 - mean) / std. */

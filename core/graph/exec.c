@@ -84,15 +84,20 @@ usi_error *usi_graph_backward(usi_graph *g)
     usi_exec_ctx ctx = {g->dev, g->training, g->seed, g->step};
     USI_TRY(seed_loss_grad(g));
     int32_t acc[64];
+    usi_grad_ready_begin(g->grad_ready);
     for (int32_t i = g->n_nodes - 1; i >= 0; i--) {
         usi_tensor *t = g->nodes[i];
-        if (!t->has_grad || t->storage == USI_STORE_OWNED) continue;
+        if (!t->has_grad || t->storage == USI_STORE_OWNED) {
+            usi_grad_ready_after(g->grad_ready, i);
+            continue;
+        }
         if (t->n_src > 64)
             return usi_error_new(USI_ERR_UNSUPPORTED, "backward: '%s' has over 64 inputs",
                                  t->name);
         acc_flags(t, acc);
         usi_error *e = on_host_copies(g, t) ? usi_custom_backward_host(g, t, acc) : be->backward(&ctx, t, acc);
         if (e) return node_error(e, t, "backward");
+        usi_grad_ready_after(g->grad_ready, i);
     }
     return NULL;
 }

@@ -90,6 +90,14 @@ usi_error *usi_graph_forward(usi_graph *g);
 /* Needs a training graph with a loss; accumulates into parameter gradients. */
 usi_error *usi_graph_backward(usi_graph *g);
 void usi_graph_zero_grad(usi_graph *g);
+/* Called by backward after each node, on the calling thread, with the byte
+ * offset in the gradient block (usi_graph_blocks.grads) from which every
+ * trainable parameter's gradient is final for this pass: it only goes down,
+ * and is 0 when backward ends. A distributed run starts reducing gradient
+ * buckets from it while backward goes on. fn NULL removes the hook. Needs a
+ * compiled training graph. */
+typedef void (*usi_grad_ready_fn)(void *ctx, size_t ready_from);
+usi_error *usi_graph_on_grad_ready(usi_graph *g, usi_grad_ready_fn fn, void *ctx);
 
 /* Tensor access. Leaves (inputs, params, buffers) hold values from recording
  * on; other tensors hold values only while the plan keeps them (outputs and

@@ -31,6 +31,7 @@ struct usi_graph {
     char *bb_defaults_name;      /* options a weights file stores for the  */
     char *bb_defaults;           /* backbone of that name (teachers)       */
     struct usi_graph_cleanup *cleanups;
+    struct usi_grad_ready *grad_ready;  /* the gradient-ready hook (grad_ready.c) */
 };
 
 struct usi_graph_cleanup {
@@ -78,6 +79,12 @@ usi_dbuf *usi_node_grad_block(const usi_tensor *t, size_t *off);
  * kernels on host copies of its tensors (custom_host.c). */
 usi_error *usi_custom_forward_host(usi_graph *g, usi_tensor *t);
 usi_error *usi_custom_backward_host(usi_graph *g, usi_tensor *t, const int32_t *acc);
+
+/* The gradient-ready hook around backward (grad_ready.c): begin before the
+ * first node, after each node with its id. NULL does nothing. */
+typedef struct usi_grad_ready usi_grad_ready;
+void usi_grad_ready_begin(usi_grad_ready *r);
+void usi_grad_ready_after(usi_grad_ready *r, int32_t node);
 
 /* Builder ops, the table's entries (build_*.c). */
 const usi_graph_api *usi_graph_builder(void);

@@ -1,6 +1,6 @@
 /* Checkpoints: the student, its EMA, the optimizer state, the step and the
- * effective config in one safetensors file, written atomically; resume reads
- * them back into the device blocks. */
+ * effective config in one safetensors file, written atomically by rank 0;
+ * resume reads them back into rank 0's device blocks. */
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +115,7 @@ static usi_error *add_meta(usi_trainer *t, usi_st_writer *w, int64_t epoch, int6
 
 usi_error *usi_trainer_save_checkpoint(usi_trainer *t, const char *name, int64_t epoch, int64_t batch)
 {
+    if (t->rank != 0) return NULL; /* rank 0 writes for the job */
     char path[2300];
     snprintf(path, sizeof path, "%s/%s", t->out_dir, name);
     usi_st_writer *w = usi_st_writer_new();
@@ -129,6 +130,7 @@ usi_error *usi_trainer_save_checkpoint(usi_trainer *t, const char *name, int64_t
 
 usi_error *usi_trainer_save_weights(usi_trainer *t, const char *name)
 {
+    if (t->rank != 0) return NULL;
     char path[2300];
     snprintf(path, sizeof path, "%s/%s", t->out_dir, name);
     usi_st_writer *w = usi_st_writer_new();
@@ -198,6 +200,9 @@ static usi_error *check_format(usi_trainer *t, const usi_st_file *f, const char 
 
 usi_error *usi_trainer_resume(usi_trainer *t, const char *path)
 {
+    /* Only rank 0 reads the file (other hosts need no copy of it): the run
+     * starts by sending rank 0's state to every rank (usi_trainer_sync_state). */
+    if (t->rank != 0) return NULL;
     usi_st_file *f;
     USI_TRY(usi_st_read(path, &f));
     usi_error *e = check_format(t, f, path);

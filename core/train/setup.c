@@ -6,9 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/loader_config.h"
+#include "dist/dist.h"
 #include "graph/graph.h"
 #include "plugin/params.h"
-#include "data/loader_config.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -109,9 +110,11 @@ usi_error *usi_setup_teacher_params(const usi_config *c, int32_t classes, usi_pa
 }
 
 usi_error *usi_setup_loader(const usi_config *c, const usi_dataset *ds, const usi_augchain *ch, int train,
-                            usi_loader **out)
+                            int32_t rank, int32_t world, usi_loader **out)
 {
     usi_loader_opts o = usi_data_loader_opts(c, train);
+    o.rank = rank;
+    o.world = world;
     /* Repeated augmentation keeps an epoch about the dataset's size, as
      * timm's RASampler (used by the USI reference) does: each image comes
      * `repeats` times, differently augmented, and the epoch covers about
@@ -159,7 +162,14 @@ void usi_topk_count(const float *logits, const int32_t *labels, int32_t n, int32
 
 usi_error *usi_setup_device(const usi_config *c, usi_device **out)
 {
-    USI_TRY(usi_device_open(usi_config_string(c, "device"), out));
+    const char *name = usi_config_string(c, "device");
+    /* One GPU per process on each host: "cuda" is the local rank's. */
+    char local[32];
+    if (!strcmp(name, "cuda") && usi_dist_world() > 1) {
+        snprintf(local, sizeof local, "cuda:%d", (int)usi_dist_local_rank());
+        name = local;
+    }
+    USI_TRY(usi_device_open(name, out));
     /* Resolve has turned "mixed" into "fp32" where the device has no bf16. */
     return usi_device_set_mixed(*out, !strcmp(usi_config_string(c, "precision"), "mixed"));
 }

@@ -23,14 +23,16 @@ usi_error *usi_setup_teacher_params(const usi_config *c, int32_t classes, usi_pa
  * `usi config show` prints what runs. */
 usi_error *usi_setup_fill_config(usi_config *c);
 /* train: shuffled, repeated augmentation, last partial batch dropped;
- * else dataset order, every sample. */
+ * else dataset order, every sample. Rank `rank` of `world` takes its shard
+ * of the one global order (world 1: everything). */
 usi_error *usi_setup_loader(const usi_config *c, const usi_dataset *ds, const usi_augchain *ch, int train,
-                            usi_loader **out);
+                            int32_t rank, int32_t world, usi_loader **out);
 /* An inference graph of the backbone, compiled, logits marked as output. */
 usi_error *usi_setup_eval_graph(usi_device *dev, const usi_component *bb, void *inst, int32_t batch, int32_t side,
                                 int32_t classes, uint64_t seed, usi_graph **g, usi_tensor **x,
                                 usi_tensor **logits);
-/* The run's device from the config key `device`. */
+/* The run's device from the config key `device`; in a distributed run
+ * "cuda" means the GPU of this process's local rank (cuda:N names one). */
 usi_error *usi_setup_device(const usi_config *c, usi_device **out);
 
 /* Add the number of rows whose label is the top-1 / within the top-5. */

@@ -1,11 +1,16 @@
 /* One training step, on the run's device:
  *   upload batch -> teacher (converted input, forward, logits) -> student
- *   forward -> loss check -> backward -> gradient reduction hook -> gradient
+ *   forward -> loss check -> backward (buckets of gradients start their
+ *   all-reduce as backward finishes them) -> gradient reduction hook ->
+ *   loss, batch count and stop flag summed over ranks -> mean gradient ->
  *   norm (finite check) -> clip -> optimizer -> EMA -> zero grad.
  * The host reads two scalars per step: the loss and the gradient norm. */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "dist/dist.h"
 
 #include "train/ema.h"
 #include "train/trainer_internal.h"
@@ -61,26 +66,75 @@ static usi_error *update(usi_trainer *t, double lr)
     return usi_dbuf_ema(t->ema_buffers, 0, b->buffers, 0, b->n_f32_buffers, decay);
 }
 
-usi_error *usi_trainer_step(usi_trainer *t, const usi_float_batch *fb, double *loss_out, double *lr_out)
+/* Simulated ranks: each batch's gradient from zero, averaged into
+ * sim_grads as a running mean (exactly (a+b)/2 for two, as the sum over two
+ * processes scaled by 1/2 is); after rank 0's batch its batch-norm
+ * statistics are kept, as a distributed run keeps rank 0's. */
+static usi_error *simulated(usi_trainer *t, const usi_float_batch *const *mb, int32_t n, double *loss_sum,
+                            int32_t *trained)
 {
-    double loss;
-    USI_TRY(forward(t, fb, &loss));
-    USI_TRY(usi_graph_backward(t->gs));
     const usi_graph_blocks *b = &t->blocks;
+    size_t gbytes = b->n_trainable * sizeof(float), bbytes = b->buffers ? usi_dbuf_bytes(b->buffers) : 0;
+    for (int32_t r = 0; r < n; r++) {
+        if (mb[r]) {
+            double loss;
+            usi_graph_zero_grad(t->gs);
+            USI_TRY(forward(t, mb[r], &loss));
+            USI_TRY(usi_graph_backward(t->gs));
+            *loss_sum += loss;
+            ++*trained;
+            if (gbytes && *trained == 1) USI_TRY(usi_dbuf_copy(t->sim_grads, 0, b->grads, 0, gbytes));
+            else if (gbytes)
+                USI_TRY(usi_dbuf_ema(t->sim_grads, 0, b->grads, 0, b->n_trainable,
+                                     (double)(*trained - 1) / (double)*trained));
+        }
+        if (r == 0 && bbytes) USI_TRY(usi_dbuf_copy(t->sim_buffers, 0, b->buffers, 0, bbytes));
+    }
+    if (bbytes) USI_TRY(usi_dbuf_copy(b->buffers, 0, t->sim_buffers, 0, bbytes));
+    if (gbytes && *trained) USI_TRY(usi_dbuf_copy(b->grads, 0, t->sim_grads, 0, gbytes));
+    return NULL;
+}
+
+usi_error *usi_trainer_step(usi_trainer *t, const usi_float_batch *const *mb, int32_t n, int32_t want_stop,
+                            usi_step_out *out)
+{
+    memset(out, 0, sizeof *out);
+    double loss_sum = 0;
+    int32_t trained = 0;
+    if (n > 1) {
+        USI_TRY(simulated(t, mb, n, &loss_sum, &trained));
+    } else if (mb[0]) {
+        USI_TRY(forward(t, mb[0], &loss_sum));
+        USI_TRY(usi_graph_backward(t->gs));
+        trained = 1;
+    }
+    const usi_graph_blocks *b = &t->blocks;
+    /* Every rank reduces, a rank without a batch with zero gradients. */
+    if (b->grads) USI_TRY(t->reduce(t->reduce_ctx, b->grads, b->n_trainable));
+    double sums[3] = {loss_sum, trained, want_stop ? 1 : 0};
+    USI_TRY(usi_dist_sum_f64(sums, 3));
+    out->stop = sums[2] > 0;
+    out->trained = (int32_t)sums[1];
+    if (out->trained == 0) {
+        usi_graph_zero_grad(t->gs);
+        return NULL;
+    }
+    out->loss = sums[0] / sums[1];
+    /* Processes summed their gradients: the mean is over those that trained
+     * (simulated ranks were averaged already). */
+    double mean = t->world > 1 ? 1.0 / sums[1] : 1.0;
     if (b->grads) {
-        USI_TRY(t->reduce(t->reduce_ctx, b->grads, b->n_trainable));
         double sq;
         USI_TRY(usi_dbuf_sum_squares(b->grads, 0, b->n_trainable, &sq));
-        t->grad_norm = sqrt(sq);
+        t->grad_norm = sqrt(sq) * mean;
         if (!isfinite(t->grad_norm)) return not_finite(t, "gradient norm", t->grad_norm);
-        double s = usi_clip_factor(t->grad_norm, t->clip);
-        if (s < 1.0) USI_TRY(usi_dbuf_scale(b->grads, 0, b->n_trainable, s));
+        double s = usi_clip_factor(t->grad_norm, t->clip) * mean;
+        if (s != 1.0) USI_TRY(usi_dbuf_scale(b->grads, 0, b->n_trainable, s));
     }
     double lr = usi_schedule_lr(&t->sched, t->step);
     USI_TRY(update(t, lr));
     usi_graph_zero_grad(t->gs);
     t->step++;
-    *loss_out = loss;
-    *lr_out = lr;
+    out->lr = lr;
     return NULL;
 }

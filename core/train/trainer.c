@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "data/loader_config.h"
+#include "dist/dist.h"
+#include "dist/reducer.h"
 #include "graph/graph.h"
 #include "plugin/params.h"
 #include "train/ema.h"
@@ -77,6 +79,10 @@ static usi_error *alloc_state(usi_trainer *t)
     if (pbytes) USI_TRY(usi_dbuf_copy(t->ema_params, 0, t->blocks.params, 0, pbytes));
     if (bbytes) USI_TRY(usi_dbuf_copy(t->ema_buffers, 0, t->blocks.buffers, 0, bbytes));
     t->reduce = reduce_identity;
+    if (t->sim > 1) {
+        USI_TRY(usi_dbuf_new(t->dev, trainable, &t->sim_grads));
+        USI_TRY(usi_dbuf_new(t->dev, t->blocks.buffers ? usi_dbuf_bytes(t->blocks.buffers) : 0, &t->sim_buffers));
+    }
     t->logits_host = malloc(sizeof(float) * (size_t)t->batch * (size_t)t->classes);
     if (!t->logits_host) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     return NULL;
@@ -87,7 +93,11 @@ static usi_error *alloc_state(usi_trainer *t)
 static usi_error *build_train_graph(usi_trainer *t)
 {
     const usi_graph_api *G = usi_graph_api_get();
-    t->gs = usi_graph_new(t->dev, 1, t->seed);
+    /* The graph seed keys dropout and drop-path masks: ranks draw their own
+     * (the initial weights it also keys are rank 0's on every rank, sent at
+     * the start of the run). */
+    uint64_t seed = t->rank ? t->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)t->rank) : t->seed;
+    t->gs = usi_graph_new(t->dev, 1, seed);
     if (!t->gs) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t img[4] = {t->batch, 3, t->side, t->side}, rows[2] = {t->batch, t->classes};
     t->xs = usi_graph_input(t->gs, "images", USI_DTYPE_F32, 4, img);
@@ -158,12 +168,67 @@ static void set_hyper(usi_trainer *t)
     int64_t epochs = usi_config_int(c, "schedule.epochs");
     t->epochs_total = epochs + usi_config_int(c, "schedule.cooldown_epochs");
     t->sched.kind = !strcmp(usi_config_string(c, "schedule.name"), "constant") ? USI_SCHED_CONSTANT : USI_SCHED_COSINE;
+    /* The global batch: every rank's (or every simulated rank's) batch. */
     t->sched.lr = usi_scaled_lr(usi_config_float(c, "optimizer.lr"), usi_config_int(c, "optimizer.lr_batch"),
-                                t->batch);
+                                (int64_t)t->batch * t->world * t->sim);
     t->sched.warmup_lr = usi_config_float(c, "schedule.warmup_lr");
     t->sched.min_lr = usi_config_float(c, "schedule.min_lr");
     t->sched.warmup_steps = usi_config_int(c, "schedule.warmup_epochs") * t->steps_per_epoch;
     t->sched.cosine_steps = epochs * t->steps_per_epoch;
+}
+
+/* Where this process stands in the job, and what a distributed run can do. */
+static usi_error *set_ranks(usi_trainer *t)
+{
+    const usi_config *c = t->cfg;
+    t->rank = usi_dist_rank();
+    t->world = usi_dist_world();
+    t->sim = (int32_t)usi_config_int(c, "dist.simulate_ranks");
+    if (usi_config_bool(c, "dist.sync_bn"))
+        return usi_error_new(USI_ERR_UNSUPPORTED,
+                             "dist.sync_bn = true: batch-norm statistics over all ranks need the batch-norm kernels "
+                             "to reduce inside their forward and backward, which the engine does not offer yet; "
+                             "remove it (statistics per rank, as PyTorch DDP's default)");
+    if (t->sim > 1 && t->world > 1)
+        return usi_error_new(USI_ERR_INVALID,
+                             "dist.simulate_ranks = %d under mpirun with %d processes: simulate ranks in one "
+                             "process (without mpirun) or run them as processes, not both",
+                             (int)t->sim, (int)t->world);
+    return NULL;
+}
+
+/* The gradient all-reduce: with several processes, or when dist.backend
+ * names a transport (to run that path on one process). */
+static usi_error *set_reducer(usi_trainer *t)
+{
+    const char *backend = usi_config_string(t->cfg, "dist.backend");
+    int forced = strcmp(backend, "auto") != 0;
+    /* Simulated ranks average in the step itself (step.c). */
+    if (!t->blocks.grads || t->sim > 1 || (t->world < 2 && !forced)) return NULL;
+    const char *dev = usi_device_name(t->dev);
+    usi_reducer_opts o = {(size_t)(usi_config_float(t->cfg, "dist.bucket_mb") * 1048576.0),
+                          usi_config_bool(t->cfg, "dist.overlap"),
+                          forced ? backend : strncmp(dev, "cuda", 4) == 0 ? "nccl" : "mpi"};
+    USI_TRY(usi_reducer_new(t->gs, &o, &t->reducer));
+    t->reduce = usi_reducer_finish;
+    t->reduce_ctx = t->reducer;
+    usi_reducer_stats st;
+    usi_reducer_get_stats(t->reducer, &st);
+    usi_log(USI_LOG_INFO, "gradients: %zu floats in %d bucket(s) of up to %.3g MiB, all-reduced with %s over %d "
+            "process(es)%s", t->blocks.n_trainable, (int)st.buckets, usi_config_float(t->cfg, "dist.bucket_mb"),
+            o.transport, (int)t->world, o.overlap ? ", overlapping backward" : "");
+    return NULL;
+}
+
+/* Loaders for the simulated ranks 1..sim-1 (rank 0's is train_loader). */
+static usi_error *sim_loaders(usi_trainer *t)
+{
+    if (t->sim < 2) return NULL;
+    t->sim_loaders = calloc((size_t)t->sim, sizeof *t->sim_loaders);
+    if (!t->sim_loaders) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    for (int32_t r = 1; r < t->sim; r++)
+        USI_TRY(usi_setup_loader(t->cfg, t->train_ds, t->train_chain, 1, r, t->sim, &t->sim_loaders[r]));
+    return NULL;
 }
 
 usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_trainer **out)
@@ -183,9 +248,12 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
         t->mean[k] = (float)mean[k];
         t->std[k] = (float)std[k];
     }
+    t->progress_interval = usi_config_float(c, "progress_interval");
+    t->metrics_every = usi_config_int(c, "metrics_every");
     usi_device_set_threads((int32_t)usi_config_int(c, "threads"));
-    usi_error *e = usi_setup_device(c, &t->dev);
-    if (!e && usi_config_mixed_as_fp32(c))
+    usi_error *e = set_ranks(t);
+    if (!e) e = usi_setup_device(c, &t->dev);
+    if (!e && usi_config_mixed_as_fp32(c) && usi_dist_rank() == 0)
         usi_log(USI_LOG_INFO, "precision \"mixed\" runs as fp32 on device %s (it has no bf16 path yet)",
                 usi_device_name(t->dev));
     if (!e) e = usi_setup_datasets(c, &t->train_ds, &t->val_ds);
@@ -199,8 +267,10 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     }
     if (!e) e = usi_data_train_chain(c, &t->train_chain);
     if (!e) e = usi_data_eval_chain(c, r, &t->eval_chain);
-    if (!e) e = usi_setup_loader(c, t->train_ds, t->train_chain, 1, &t->train_loader);
-    if (!e) e = usi_setup_loader(c, t->val_ds, t->eval_chain, 0, &t->val_loader);
+    int32_t train_world = t->world * t->sim;
+    if (!e) e = usi_setup_loader(c, t->train_ds, t->train_chain, 1, t->rank, train_world, &t->train_loader);
+    if (!e) e = sim_loaders(t);
+    if (!e) e = usi_setup_loader(c, t->val_ds, t->eval_chain, 0, t->rank, t->world, &t->val_loader);
     if (!e && usi_config_teacher(c)) {
         usi_params *tp = NULL;
         e = usi_setup_teacher_params(c, t->classes, &tp);
@@ -223,11 +293,11 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
         check_timm_network(t);
         e = alloc_state(t);
     }
-    if (!e) {
-        snprintf(t->out_dir, sizeof t->out_dir, "%s", usi_config_string(c, "output_dir"));
-        e = mkdirs(t->out_dir);
-    }
-    if (!e) {
+    if (!e) e = set_reducer(t);
+    /* Rank 0 writes every file of the run. */
+    snprintf(t->out_dir, sizeof t->out_dir, "%s", usi_config_string(c, "output_dir"));
+    if (!e && t->rank == 0) e = mkdirs(t->out_dir);
+    if (!e && t->rank == 0) {
         char path[2200];
         snprintf(path, sizeof path, "%s/metrics.jsonl", t->out_dir);
         t->metrics = fopen(path, "a");
@@ -244,6 +314,11 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
 void usi_trainer_free(usi_trainer *t)
 {
     if (!t) return;
+    usi_reducer_free(t->reducer);
+    for (int32_t r = 1; t->sim_loaders && r < t->sim; r++) usi_loader_free(t->sim_loaders[r]);
+    free(t->sim_loaders);
+    usi_dbuf_free(t->sim_grads);
+    usi_dbuf_free(t->sim_buffers);
     for (int s = 0; s < 2; s++) usi_dbuf_free(t->opt_state[s]);
     usi_dbuf_free(t->ema_params);
     usi_dbuf_free(t->ema_buffers);
@@ -263,4 +338,55 @@ void usi_trainer_free(usi_trainer *t)
     usi_dataset_free(t->train_ds);
     usi_dataset_free(t->val_ds);
     free(t);
+}
+
+/* ---- keeping ranks in step ---- */
+
+usi_error *usi_trainer_sync_buffers(usi_trainer *t)
+{
+    const usi_graph_blocks *b = &t->blocks;
+    if (t->world < 2) return NULL;
+    if (b->buffers) USI_TRY(usi_dist_bcast_dbuf(b->buffers, 0, usi_dbuf_bytes(b->buffers)));
+    return b->n_f32_buffers ? usi_dist_bcast_dbuf(t->ema_buffers, 0, b->n_f32_buffers * sizeof(float)) : NULL;
+}
+
+/* Ranks that disagree on the shape of the run would wait for each other
+ * forever (one ends its epoch early) or mix unlike gradients: compare with
+ * rank 0 first. */
+static usi_error *check_same_run(usi_trainer *t)
+{
+    int64_t mine[6] = {(int64_t)t->blocks.n_trainable, t->steps_per_epoch, t->epochs_total, t->batch,
+                       (int64_t)usi_dataset_size(t->train_ds), (int64_t)usi_dataset_size(t->val_ds)};
+    static const char *const what[6] = {"trainable parameters", "steps per epoch", "epochs", "images per batch",
+                                        "training images", "validation images"};
+    int64_t root[6];
+    memcpy(root, mine, sizeof root);
+    USI_TRY(usi_dist_bcast(root, sizeof root));
+    for (int k = 0; k < 6; k++)
+        if (mine[k] != root[k])
+            return usi_error_new(USI_ERR_INVALID,
+                                 "rank %d has %lld %s where rank 0 has %lld: every rank needs the same config, "
+                                 "backbone and data (same data.train and data.val contents on every host)",
+                                 (int)t->rank, (long long)mine[k], what[k], (long long)root[k]);
+    return NULL;
+}
+
+usi_error *usi_trainer_sync_state(usi_trainer *t)
+{
+    const usi_graph_blocks *b = &t->blocks;
+    if (t->world < 2) return NULL;
+    USI_TRY(check_same_run(t));
+    size_t pbytes = b->n_params * sizeof(float), tbytes = b->n_trainable * sizeof(float);
+    if (pbytes) USI_TRY(usi_dist_bcast_dbuf(b->params, 0, pbytes));
+    if (pbytes) USI_TRY(usi_dist_bcast_dbuf(t->ema_params, 0, pbytes));
+    for (int s = 0; s < usi_optim_state_count(t->hp.kind) && tbytes; s++)
+        USI_TRY(usi_dist_bcast_dbuf(t->opt_state[s], 0, tbytes));
+    USI_TRY(usi_trainer_sync_buffers(t));
+    double counters[4] = {(double)t->epoch, (double)t->batch_in_epoch, (double)t->step, t->best_top1};
+    USI_TRY(usi_dist_bcast(counters, sizeof counters));
+    t->epoch = (int64_t)counters[0];
+    t->batch_in_epoch = (int64_t)counters[1];
+    t->step = (int64_t)counters[2];
+    t->best_top1 = counters[3];
+    return NULL;
 }

@@ -16,8 +16,18 @@
 
 /* The gradient reduction hook: called after backward with the flat gradient
  * block of the trainable parameters (n floats); identity on one process,
- * an all-reduce (mean) in distributed runs. */
+ * the sum over ranks in distributed runs (core/dist/reducer.h: buckets
+ * already started during backward). The step then divides by the number of
+ * ranks that trained, which it learns with the loss. */
 typedef usi_error *(*usi_grad_reduce_fn)(void *ctx, usi_dbuf *grads, size_t n);
+
+/* What one step did, over all ranks. */
+typedef struct usi_step_out {
+    double loss;        /* mean over the batches trained                   */
+    double lr;
+    int32_t trained;    /* batches trained over all ranks; 0: step left out */
+    int32_t stop;       /* some rank was asked to stop (all stop here)     */
+} usi_step_out;
 
 struct usi_trainer {
     const usi_config *cfg;
@@ -46,6 +56,16 @@ struct usi_trainer {
     int32_t n_segs;
     usi_grad_reduce_fn reduce;
     void *reduce_ctx;
+    struct usi_reducer *reducer;        /* distributed runs, else NULL     */
+    /* This process's place in the job; with dist.simulate_ranks = N > 1 it
+     * plays ranks 0..N-1 in turn, through sim_loaders (rank r's shard, r >= 1;
+     * rank 0's is train_loader), averaging their gradients in sim_grads and
+     * keeping rank 0's batch-norm statistics (sim_buffers), as ranks do. */
+    int32_t rank, world, sim;
+    usi_loader **sim_loaders;
+    usi_dbuf *sim_grads, *sim_buffers;
+    double progress_interval;
+    int64_t metrics_every;
     usi_optim_hp hp;
     usi_schedule sched;
     double clip, ema_decay, weight_decay, grad_norm;
@@ -57,8 +77,26 @@ struct usi_trainer {
     FILE *metrics;
 };
 
-/* One optimisation step on a full batch (step.c). */
-usi_error *usi_trainer_step(usi_trainer *t, const usi_float_batch *fb, double *loss_out, double *lr_out);
+/* One optimisation step (step.c) on this process's batches: one, or one
+ * per simulated rank; NULL for a batch left out (short after bad files).
+ * want_stop: this process was asked to stop. Every rank calls it every
+ * step, whatever its batches, since the step reduces over ranks. */
+usi_error *usi_trainer_step(usi_trainer *t, const usi_float_batch *const *mb, int32_t n, int32_t want_stop,
+                            usi_step_out *out);
+
+/* Rank 0's whole state (weights, buffers, EMA, optimizer, counters) to
+ * every rank: at the start of a run, fresh or resumed (trainer.c). */
+usi_error *usi_trainer_sync_state(usi_trainer *t);
+/* Rank 0's buffers (batch-norm statistics) and their EMA to every rank:
+ * before evaluating, so every rank evaluates what rank 0 saves. */
+usi_error *usi_trainer_sync_buffers(usi_trainer *t);
+
+/* Evaluation over this rank's shard of val, counts summed over ranks, so
+ * the figures are the whole set's (eval.c). ema: the EMA weights. */
+usi_error *usi_trainer_evaluate(usi_trainer *t, int ema, usi_eval_result *out);
+usi_error *usi_trainer_teacher_accuracy(usi_trainer *t, usi_eval_result *out);
+/* Put the EMA weights (ema = 1) or the raw ones into the inference graph. */
+usi_error *usi_trainer_load_eval_weights(usi_trainer *t, int ema);
 
 /* Checkpoints (checkpoint.c): the whole training state, atomically; and the
  * inference graph's weights under timm names. */

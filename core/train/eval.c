@@ -1,0 +1,200 @@
+/* Evaluation: the student (raw or EMA weights) and the teacher on val, and
+ * `usi eval` of a file. In a distributed run each rank evaluates its shard
+ * and the counts are summed, so top-1 is the whole set's, as on one process. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/loader_config.h"
+#include "dist/dist.h"
+#include "graph/graph.h"
+#include "plugin/params.h"
+#include "train/options.h"
+#include "train/safetensors.h"
+#include "train/setup.h"
+#include "train/trainer_internal.h"
+#include "train/weights.h"
+#include "util/error.h"
+#include "util/log.h"
+
+/* Cross-entropy of one row of logits against its label (log-sum-exp). */
+static double row_ce(const float *row, int32_t classes, int32_t label)
+{
+    double mx = row[0], sum = 0;
+    for (int32_t k = 1; k < classes; k++)
+        if (row[k] > mx) mx = row[k];
+    for (int32_t k = 0; k < classes; k++) sum += exp((double)row[k] - mx);
+    return mx + log(sum) - (double)row[label];
+}
+
+/* Sums over samples, as doubles so that one call adds them over ranks
+ * (counts are whole numbers far below 2^53: exact). */
+enum { TOP1, TOP5, COUNT, LOSS, N_SUMS };
+typedef struct tally {
+    double v[N_SUMS];
+} tally;
+
+static void finish(const tally *s, usi_eval_result *out)
+{
+    double n = s->v[COUNT];
+    out->samples = (int64_t)n;
+    out->top1 = n ? 100.0 * s->v[TOP1] / n : 0;
+    out->top5 = n ? 100.0 * s->v[TOP5] / n : 0;
+    out->loss = n ? s->v[LOSS] / n : 0;
+}
+
+static usi_error *reduce(tally *s, int distributed)
+{
+    return distributed ? usi_dist_sum_f64(s->v, N_SUMS) : NULL;
+}
+
+static usi_error *evaluate_graph(usi_graph *g, usi_tensor *x, usi_tensor *logits, int32_t batch,
+                                 int32_t classes, usi_loader *l, float *host_logits, int distributed,
+                                 usi_eval_result *out)
+{
+    tally s = {0};
+    usi_error *e = usi_loader_start_epoch(l, 0);
+    usi_float_batch fb;
+    while (!e) {
+        e = usi_loader_next_float(l, &fb);
+        int32_t rows = fb.batch.n;
+        if (e || rows == 0) break;
+        if (rows > batch) {
+            e = usi_error_new(USI_ERR_INTERNAL, "eval batch of %d > %d", rows, batch);
+            break;
+        }
+        size_t per = (size_t)fb.batch.c * (size_t)fb.batch.h * (size_t)fb.batch.w;
+        e = usi_graph_write_part(x, fb.batch.images, sizeof(float) * per * (size_t)rows);
+        if (!e) e = usi_graph_forward(g);
+        if (!e) e = usi_graph_read_part(logits, host_logits, sizeof(float) * (size_t)rows * (size_t)classes);
+        if (e) break;
+        int64_t top1 = 0, top5 = 0;
+        usi_topk_count(host_logits, fb.labels, rows, classes, &top1, &top5);
+        s.v[TOP1] += (double)top1;
+        s.v[TOP5] += (double)top5;
+        for (int32_t i = 0; i < rows; i++)
+            s.v[LOSS] += row_ce(host_logits + (size_t)i * (size_t)classes, classes, fb.labels[i]);
+        s.v[COUNT] += rows;
+    }
+    /* A rank that failed exits and ends the job; the others must not wait
+     * for its counts first. */
+    if (e) return e;
+    USI_TRY(reduce(&s, distributed));
+    finish(&s, out);
+    return NULL;
+}
+
+usi_error *usi_trainer_load_eval_weights(usi_trainer *t, int ema)
+{
+    USI_TRY(usi_graph_copy_state(t->gs, t->ge));
+    if (!ema) return NULL;
+    usi_graph_blocks eb;
+    usi_graph_get_blocks(t->ge, &eb);
+    for (int32_t i = 0; i < usi_graph_num_params(t->gs); i++) {
+        usi_param_info src, dst;
+        usi_graph_param_at(t->gs, i, &src);
+        usi_graph_param_at(t->ge, i, &dst);
+        USI_TRY(usi_dbuf_copy(eb.params, dst.offset, t->ema_params, src.offset, sizeof(float) * (size_t)src.numel));
+    }
+    for (int32_t i = 0; i < usi_graph_num_buffers(t->gs); i++) {
+        usi_param_info src, dst;
+        usi_graph_buffer_at(t->gs, i, &src);
+        usi_graph_buffer_at(t->ge, i, &dst);
+        if (src.dtype == USI_DTYPE_F32)
+            USI_TRY(usi_dbuf_copy(eb.buffers, dst.offset, t->ema_buffers, src.offset,
+                                  sizeof(float) * (size_t)src.numel));
+    }
+    return NULL;
+}
+
+usi_error *usi_trainer_evaluate(usi_trainer *t, int ema, usi_eval_result *out)
+{
+    USI_TRY(usi_trainer_load_eval_weights(t, ema));
+    return evaluate_graph(t->ge, t->xe, t->le, t->batch, t->classes, t->val_loader, t->logits_host, t->world > 1,
+                          out);
+}
+
+usi_error *usi_trainer_teacher_accuracy(usi_trainer *t, usi_eval_result *out)
+{
+    tally s = {0};
+    USI_TRY(usi_loader_start_epoch(t->val_loader, 0));
+    usi_float_batch fb;
+    for (;;) {
+        USI_TRY(usi_loader_next_float(t->val_loader, &fb));
+        int32_t rows = fb.batch.n;
+        if (rows == 0) break;
+        size_t per = (size_t)fb.batch.c * (size_t)fb.batch.h * (size_t)fb.batch.w;
+        /* The eval graph's input is a device tensor of the student's size. */
+        USI_TRY(usi_graph_write_part(t->xe, fb.batch.images, sizeof(float) * per * (size_t)rows));
+        USI_TRY(usi_teacher_forward(t->teacher, t->xe, rows, t->mean, t->std));
+        USI_TRY(usi_teacher_read_logits(t->teacher, t->logits_host));
+        int64_t top1 = 0, top5 = 0;
+        usi_topk_count(t->logits_host, fb.labels, rows, t->classes, &top1, &top5);
+        s.v[TOP1] += (double)top1;
+        s.v[TOP5] += (double)top5;
+        s.v[COUNT] += rows;
+    }
+    USI_TRY(reduce(&s, t->world > 1));
+    finish(&s, out);
+    return NULL;
+}
+
+/* ---- usi eval ---- */
+
+/* A file written for this backbone brings the options it was trained with;
+ * the config's own settings win. */
+static usi_error *take_file_options(usi_params *bp, const usi_st_file *f, const usi_component *bb, const char *path)
+{
+    const char *name = usi_st_metadata(f, "backbone"), *text = usi_st_metadata(f, "backbone_options");
+    if (!name || strcmp(name, bb->name) != 0 || !text) return NULL;
+    usi_strbuf taken = {0};
+    usi_error *e = usi_backbone_options_from_file(bp, text, path, &taken);
+    if (!e && taken.len) usi_log(USI_LOG_INFO, "%s: backbone options from the file: %s", path, taken.data);
+    usi_strbuf_free(&taken);
+    return e;
+}
+
+usi_error *usi_evaluate_file(const usi_config *c, const usi_registry *r, const char *path, const char *prefix,
+                             usi_eval_result *out)
+{
+    usi_dataset *train = NULL, *val = NULL;
+    usi_params *bp = NULL;
+    usi_augchain *chain = NULL;
+    usi_loader *l = NULL;
+    usi_graph *g = NULL;
+    usi_st_file *f = NULL;
+    void *inst = NULL;
+    const usi_component *bb = NULL;
+    usi_tensor *x, *logits;
+    int32_t batch = (int32_t)usi_config_int(c, "data.batch_size"), side = (int32_t)usi_config_int(c, "data.img_size");
+    usi_device *dev = NULL;
+    float *host_logits = NULL;
+    usi_device_set_threads((int32_t)usi_config_int(c, "threads"));
+    usi_error *e = usi_setup_device(c, &dev);
+    if (!e) e = usi_setup_datasets(c, &train, &val);
+    int32_t classes = e ? 0 : (int32_t)usi_dataset_class_count(train);
+    if (!e) e = usi_setup_backbone_params(c, classes, &bp);
+    if (!e) e = usi_st_read(path, &f);
+    if (!e) {
+        bb = usi_config_backbone(c)->loaded->comp;
+        e = take_file_options(bp, f, bb, path);
+    }
+    if (!e) e = bb->create(bp, &inst);
+    if (!e) e = usi_data_eval_chain(c, r, &chain);
+    if (!e) e = usi_setup_loader(c, val, chain, 0, 0, 1, &l);
+    if (!e) e = usi_setup_eval_graph(dev, bb, inst, batch, side, classes, (uint64_t)usi_config_int(c, "seed"), &g, &x, &logits);
+    if (!e) e = usi_weights_load(g, f, prefix, 0, path);
+    if (!e && !(host_logits = malloc(sizeof(float) * (size_t)batch * (size_t)classes)))
+        e = usi_error_new(USI_ERR_NOMEM, "out of memory");
+    if (!e) e = evaluate_graph(g, x, logits, batch, classes, l, host_logits, 0, out);
+    free(host_logits);
+    usi_st_free(f);
+    usi_graph_free(g);
+    if (inst) bb->destroy(inst);
+    usi_params_free(bp);
+    usi_loader_free(l);
+    usi_augchain_free(chain);
+    usi_dataset_free(train);
+    usi_dataset_free(val);
+    return e;
+}
