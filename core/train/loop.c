@@ -25,9 +25,9 @@ static void progress(usi_trainer *t, usi_meter *m, int64_t b, double loss, doubl
     double rate = usi_meter_rate(m);
     int64_t left = (t->epochs_total - t->epoch) * t->steps_per_epoch - b;
     double per_step = (double)t->batch * t->world * t->sim, eta = rate > 0 ? (double)left * per_step / rate : 0;
-    usi_progress("epoch %lld/%lld  step %lld/%lld  %.1f img/s  loss %.4f  lr %.3g  ETA %dm%02ds  (%.0fs)",
+    usi_progress("epoch %lld/%lld  step %lld/%lld  %.1f img/s on %s  loss %.4f  lr %.3g  ETA %dm%02ds  (%.0fs)",
                  (long long)t->epoch + 1, (long long)t->epochs_total, (long long)b, (long long)t->steps_per_epoch,
-                 rate, loss, lr, (int)(eta / 60), (int)fmod(eta, 60), usi_now() - t0);
+                 rate, usi_device_name(t->dev), loss, lr, (int)(eta / 60), (int)fmod(eta, 60), usi_now() - t0);
 }
 
 static void metric_line(usi_trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

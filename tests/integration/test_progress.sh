@@ -35,7 +35,7 @@ n=$(progress_lines "$T/a.log")
 "$usi" train "$T/run.cfg" --set output_dir="$T/b" --set progress_interval=0 2>"$T/b.log" || fail "run b: $(tail -3 "$T/b.log")"
 n=$(progress_lines "$T/b.log")
 [ "$n" -eq 24 ] && ok || fail "interval 0: $n progress lines, want 24 (one per step)"
-bad=$(grep '^epoch [0-9]*/2  step' "$T/b.log" | grep -cvE '  [0-9]+\.[0-9] img/s  ')
+bad=$(grep '^epoch [0-9]*/2  step' "$T/b.log" | grep -cvE '  [0-9]+\.[0-9] img/s on cpu  ')
 [ "$bad" -eq 0 ] && ok || fail "$bad progress lines without img/s to one decimal: $(grep -m1 '^epoch' "$T/b.log")"
 # One numbering: the data summary, the progress line and the accuracy line agree.
 for e in 1 2; do
