@@ -620,7 +620,8 @@ typedef struct usi_component {
     const char *doc;         /* one line                                     */
     const usi_param_desc *params; /* n_params entries, stride params->struct_size */
     size_t n_params;
-    /* Make an instance from validated options; *inst is passed back to ops. */
+    /* Make an instance from validated options; *inst is passed back to ops.
+     * No host table comes with it: use the one saved in the handshake. */
     usi_error *(*create)(const usi_params *params, void **inst);
     void (*destroy)(void *inst);
     /* usi_backbone_ops, usi_teacher_ops or usi_augment_ops, per kind. */
