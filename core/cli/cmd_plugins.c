@@ -38,6 +38,10 @@ static void print_text(const usi_registry *r)
                    l->plugin->version, l->plugin->vendor, l->plugin->license, l->abi_major, l->abi_minor);
             printf("    file %s\n", l->path);
             if (l->twin_path) printf("    REFUSED: also defined in %s\n", l->twin_path);
+            const char *lacks = usi_backbone_lacks_option(c);
+            if (lacks)
+                printf("    note: no int option '%s'; the host sets it (the model teacher, usi summary), "
+                       "so those cannot build this backbone\n", lacks);
             for (size_t p = 0; p < c->n_params; p++) {
                 const usi_param_desc *d = usi_component_param(c, p);
                 usi_strbuf def = {0};

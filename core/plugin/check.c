@@ -42,24 +42,6 @@ static usi_error *check_ops(const char *who, const usi_component *c, uint32_t mi
     return NULL;
 }
 
-/* Options the host sets on every backbone (usi/plugin.h, usi_backbone_ops). */
-static usi_error *check_backbone_options(const char *who, const usi_component *c)
-{
-    static const char *const required[] = {"num_classes", "img_size"};
-    for (size_t k = 0; k < 2; k++) {
-        const usi_param_desc *d = NULL;
-        for (size_t i = 0; i < c->n_params && !d; i++)
-            if (!strcmp(usi_component_param(c, i)->name, required[k])) d = usi_component_param(c, i);
-        if (!d || d->type != USI_PARAM_INT)
-            return usi_error_new(USI_ERR_INVALID,
-                                 "%s %s the int option '%s'; every backbone declares num_classes and "
-                                 "img_size, which the trainer, teachers and `usi summary` set (a network "
-                                 "built for one input size declares img_size with min = max = that size)",
-                                 who, d ? "declares as another type" : "does not declare", required[k]);
-    }
-    return NULL;
-}
-
 static usi_error *check_component(const char *path, const usi_component *c, size_t index,
                                   size_t count, uint32_t minor)
 {
@@ -90,7 +72,6 @@ static usi_error *check_component(const char *path, const usi_component *c, size
         USI_TRY(usi_abi_check_size(USI_ABI_PARAM_DESC, c->params->struct_size, minor, who));
     usi_error *e = usi_schema_check(c);
     if (e) return usi_error_prefix(e, "%s: ", path);
-    if (c->kind == USI_KIND_BACKBONE && minor >= 1) return check_backbone_options(who, c);
     return NULL;
 }
 

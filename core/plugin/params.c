@@ -198,6 +198,21 @@ void usi_param_default_format(const usi_param_desc *d, usi_strbuf *out)
     }
 }
 
+const char *usi_backbone_lacks_option(const usi_component *c)
+{
+    static const char *const host_set[] = {"num_classes", "img_size"};
+    if (c->kind != USI_KIND_BACKBONE) return NULL;
+    for (size_t k = 0; k < sizeof host_set / sizeof *host_set; k++) {
+        int found = 0;
+        for (size_t i = 0; i < c->n_params && !found; i++) {
+            const usi_param_desc *d = usi_component_param(c, i);
+            found = d->type == USI_PARAM_INT && !strcmp(d->name, host_set[k]);
+        }
+        if (!found) return host_set[k];
+    }
+    return NULL;
+}
+
 usi_params *usi_params_new(const usi_component *c)
 {
     usi_params *p = calloc(1, sizeof *p);

@@ -110,6 +110,23 @@ static void expect_refused(const char *name, const char *expect)
     usi_registry_free(r);
 }
 
+/* A backbone without img_size loads (it trains); the host can say what it
+ * lacks. */
+static void test_missing_img_size(void)
+{
+    usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    usi_error *e = usi_registry_load(r, fixture("v1_1_no_img_size"));
+    CHECK(!e, "a backbone without img_size was refused: %s", usi_error_message(e));
+    usi_error_free(e);
+    const usi_loaded *l = usi_registry_find(r, USI_KIND_BACKBONE, "noimg_net");
+    const char *lacks = l ? usi_backbone_lacks_option(l->comp) : NULL;
+    CHECK(lacks && !strcmp(lacks, "img_size"), "lacks: %s", lacks ? lacks : "(nothing)");
+    usi_error_free(usi_registry_load(r, fixture("fixture_v1_1")));
+    l = usi_registry_find(r, USI_KIND_BACKBONE, "v11_net");
+    CHECK(l && !usi_backbone_lacks_option(l->comp), "v11_net declares both but is said to lack one");
+    usi_registry_free(r);
+}
+
 static void test_newer_minor_loads(void)
 {
     usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
@@ -216,9 +233,9 @@ int main(int argc, char **argv)
     test_v1_1_fixture();
     test_short_op_refused();
     test_newer_minor_loads();
+    test_missing_img_size();
     expect_refused("v1_1_no_desc", "returned success but no plugin descriptor (n->desc is NULL)");
     expect_refused("v1_1_null_component", "component 2 of 2 in the plugin descriptor is a NULL pointer");
-    expect_refused("v1_1_no_img_size", "backbone 'noimg_net' does not declare the int option 'img_size'");
     test_negotiate_helper();
     test_fail_first_error_wins();
     test_frozen_tables();

@@ -163,6 +163,15 @@ notes=$(grep -c "built for USI ABI 1\.2, newer than this usi (1\.1): it loads, b
     fail "newer minor: exit $rc, $notes notes: $out"
 rm -f "$T/cut/v1_1_newer_minor.so"
 
+# A backbone without img_size loads, and the listing says what that costs.
+cp "$build/tests/abi/v1_1_no_img_size.so" "$T/cut/"
+out=$("$usi" plugins --plugin-dir "$T/cut" 2>&1)
+rc=$?
+[ "$rc" -eq 0 ] && grep -q "noimg_net 1\.1\.0" <<<"$out" &&
+    grep -q "note: no int option 'img_size'; the host sets it (the model teacher, usi summary)" <<<"$out" && ok ||
+    fail "a backbone without img_size: exit $rc: $out"
+rm -f "$T/cut/v1_1_no_img_size.so"
+
 # --json: no range for string options, nor for min = max = 0 ("no range").
 cp "$build/tests/abi/fixture_v1_1.so" "$T/cut/"
 "$usi" plugins --plugin-dir "$T/cut" --json >"$T/v11.json" 2>/dev/null

@@ -557,8 +557,9 @@ typedef struct usi_param_desc {
  * Every backbone declares two INT options, because the host sets them: the
  * trainer sets num_classes from the data, and the `model` teacher and
  * `usi summary --img-size` set img_size. A network built for one input size
- * only declares img_size with min == max == that size. The host refuses a
- * backbone built for ABI 1.1 or later that lacks either. */
+ * declares img_size with min == max == that size. A backbone lacking one
+ * still loads and trains, but whatever sets it fails; `usi plugins` points
+ * it out. */
 typedef struct usi_backbone_ops {
     size_t struct_size;
     /* input [N,3,H,W] float, normalised -> logits [N, num_classes]. */
