@@ -150,7 +150,8 @@ static void report_problems(const usi_registry *r)
         usi_strbuf_addf(&names, "%s%s", files++ ? ", " : "", p->path);
     }
     fprintf(stderr, "usi: %zu plugin %s had problems (%s): %s; everything else loaded\n", files,
-            files == 1 ? "file or folder" : "files or folders", reasons_shown ? "reasons above" : "reasons as listed",
+            files == 1 ? "file or folder" : "files or folders",
+            reasons_shown ? "reasons above" : "reasons as listed",
             names.data ? names.data : "");
     usi_strbuf_free(&names);
 }

@@ -91,7 +91,8 @@ static usi_error *check_headers(int fd, uint64_t size, const char *shown)
                              "%s: an ELF file but not a shared object (type %u); build it with -shared -fPIC",
                              shown, (unsigned)eh.e_type);
     if (eh.e_phnum == 0 || eh.e_phnum == PN_XNUM || eh.e_phentsize != sizeof(phdr_t))
-        return usi_error_new(USI_ERR_INVALID, "%s: malformed ELF program header table (%u entries of %u bytes); %s",
+        return usi_error_new(USI_ERR_INVALID,
+                             "%s: malformed ELF program header table (%u entries of %u bytes); %s",
                              shown, (unsigned)eh.e_phnum, (unsigned)eh.e_phentsize, fix);
     uint64_t ph_bytes = (uint64_t)eh.e_phnum * sizeof(phdr_t);
     if (!fits(eh.e_phoff, ph_bytes, size))
@@ -115,7 +116,8 @@ static usi_error *check_headers(int fd, uint64_t size, const char *shown)
                               (unsigned long long)(ph[i].p_offset + ph[i].p_filesz),
                               (unsigned long long)size, fix);
         else if (ph[i].p_memsz < ph[i].p_filesz)
-            e = usi_error_new(USI_ERR_INVALID, "%s: malformed loadable segment %u (smaller in memory than on disk); %s",
+            e = usi_error_new(USI_ERR_INVALID,
+                              "%s: malformed loadable segment %u (smaller in memory than on disk); %s",
                               shown, i, fix);
     }
     if (!e && !loads)

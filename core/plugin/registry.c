@@ -1,6 +1,5 @@
 #include "plugin/registry.h"
 
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
@@ -92,7 +91,6 @@ usi_error *usi_registry_add_problem(usi_registry *r, const char *path, usi_error
     }
     return e;
 }
-#define problem usi_registry_add_problem
 
 /* Refuse files and folders that another user could replace, as ssh does
  * with private keys: owned by root or by us, not writable by group/others. */
@@ -196,8 +194,8 @@ static void mark_twins(usi_registry *r, size_t first_new)
                                          names.data ? names.data : "", n == 1 ? "is" : "are",
                                          other->path, mine->path);
             usi_log(USI_LOG_WARN, "%s", usi_error_message(e));
-            problem(r, other->path, e);
-            problem(r, mine->path, e);
+            usi_registry_add_problem(r, other->path, e);
+            usi_registry_add_problem(r, mine->path, e);
             usi_error_free(e);
             usi_strbuf_free(&names);
             break;
@@ -209,9 +207,9 @@ usi_error *usi_registry_load(usi_registry *r, const char *path)
 {
     char real[PATH_MAX];
     struct stat st;
-    if (!realpath(path, real)) return problem(r, path, unreachable(path, errno));
+    if (!realpath(path, real)) return usi_registry_add_problem(r, path, unreachable(path, errno));
     if (stat(real, &st) != 0)
-        return problem(r, path, usi_error_new(USI_ERR_IO, "%s: %s", path, strerror(errno)));
+        return usi_registry_add_problem(r, path, usi_error_new(USI_ERR_IO, "%s: %s", path, strerror(errno)));
     for (size_t i = 0; i < r->n_paths; i++)
         if (strcmp(r->paths[i], real) == 0) return NULL;
     char *copy = strdup(real);
@@ -220,22 +218,23 @@ usi_error *usi_registry_load(usi_registry *r, const char *path)
         return usi_error_new(USI_ERR_NOMEM, "out of memory");
     }
     if (!S_ISREG(st.st_mode))
-        return problem(r, path, usi_error_new(USI_ERR_INVALID, "%s: not a regular file", path));
+        return usi_registry_add_problem(r, path,
+                                        usi_error_new(USI_ERR_INVALID, "%s: not a regular file", path));
     usi_error *e = usi_plugin_path_safe(path, &st, 0);
     if (!e) e = usi_elf_check(real, path);
-    if (e) return problem(r, path, e);
+    if (e) return usi_registry_add_problem(r, path, e);
 
     void *h = dlopen(real, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *why = dlerror();
-        return problem(r, path, usi_error_new(USI_ERR_INVALID, "%s: cannot load: %s", path,
+        return usi_registry_add_problem(r, path, usi_error_new(USI_ERR_INVALID, "%s: cannot load: %s", path,
                                               why ? why : "unknown dlopen error"));
     }
     usi_negotiate n;
     e = negotiate(r, path, h, &n);
     if (e) {
         dlclose(h);
-        return problem(r, path, e);
+        return usi_registry_add_problem(r, path, e);
     }
     if (usi_plugin_origin_add(h, dlsym(h, USI_PLUGIN_ENTRY_SYMBOL), path, n.plugin_abi_minor) != 0) {
         dlclose(h);
