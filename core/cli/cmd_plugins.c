@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "plugin/params.h"
 #include "util/error.h"
+#include "util/log.h"
 
 static const char *usage =
     "usage: usi plugins [--plugin-dir DIR ...] [--json]\n"
@@ -17,8 +18,7 @@ static void range_text(const usi_param_desc *d, char *buf, size_t cap)
 {
     buf[0] = 0;
     if (d->type == USI_PARAM_STRING && d->choices) snprintf(buf, cap, " {%s}", d->choices);
-    else if ((d->type == USI_PARAM_INT || d->type == USI_PARAM_FLOAT ||
-              d->type == USI_PARAM_FLOAT_LIST) && d->min <= d->max)
+    else if (usi_param_has_range(d))
         snprintf(buf, cap, " [%g, %g]", d->min, d->max);
 }
 
@@ -38,6 +38,10 @@ static void print_text(const usi_registry *r)
                    l->plugin->version, l->plugin->vendor, l->plugin->license, l->abi_major, l->abi_minor);
             printf("    file %s\n", l->path);
             if (l->twin_path) printf("    REFUSED: also defined in %s\n", l->twin_path);
+            const char *lacks = usi_backbone_lacks_option(c);
+            if (lacks)
+                printf("    note: no int option '%s'; the host sets it (the model teacher, usi summary), "
+                       "so those cannot build this backbone\n", lacks);
             for (size_t p = 0; p < c->n_params; p++) {
                 const usi_param_desc *d = usi_component_param(c, p);
                 usi_strbuf def = {0};
@@ -78,7 +82,7 @@ static cJSON *param_json(const usi_param_desc *d)
     }
     }
     cJSON_AddStringToObject(o, "doc", d->doc ? d->doc : "");
-    if (d->min <= d->max) {
+    if (usi_param_has_range(d)) {
         cJSON_AddNumberToObject(o, "min", d->min);
         cJSON_AddNumberToObject(o, "max", d->max);
     }
@@ -128,6 +132,30 @@ static void print_json(const usi_registry *r)
     cJSON_Delete(root);
 }
 
+/* The reasons were logged as each file or folder was met; this names them
+ * again, once each (a file may have several problems, e.g. twins of two
+ * files), so the end of the output says which files need attention. With
+ * warnings silenced it gives the reasons too. */
+static void report_problems(const usi_registry *r)
+{
+    int reasons_shown = usi_log_level() <= USI_LOG_WARN;
+    usi_strbuf names = {0};
+    size_t files = 0;
+    for (size_t i = 0; i < usi_registry_problem_count(r); i++) {
+        const usi_problem *p = usi_registry_problem(r, i);
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++) seen = !strcmp(usi_registry_problem(r, j)->path, p->path);
+        if (!reasons_shown) fprintf(stderr, "usi: %s\n", p->message);
+        if (seen) continue;
+        usi_strbuf_addf(&names, "%s%s", files++ ? ", " : "", p->path);
+    }
+    fprintf(stderr, "usi: %zu plugin %s had problems (%s): %s; everything else loaded\n", files,
+            files == 1 ? "file or folder" : "files or folders",
+            reasons_shown ? "reasons above" : "reasons as listed",
+            names.data ? names.data : "");
+    usi_strbuf_free(&names);
+}
+
 int usi_cmd_plugins(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
@@ -149,9 +177,7 @@ int usi_cmd_plugins(int argc, char **argv)
     if (o.json) print_json(r);
     else print_text(r);
     size_t problems = usi_registry_problem_count(r);
-    if (problems)
-        fprintf(stderr, "usi: %zu plugin file(s) or folder(s) were refused (reasons above); "
-                        "the others loaded\n", problems);
+    if (problems) report_problems(r);
     usi_registry_free(r);
     usi_cli_opts_free(&o);
     return problems ? USI_EXIT_PLUGIN_PROBLEMS : USI_EXIT_OK;

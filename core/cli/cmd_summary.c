@@ -7,24 +7,55 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "config/config.h"
 #include "graph/graph.h"
 #include "plugin/host.h"
 #include "plugin/params.h"
 #include "util/error.h"
 
 static const char *usage =
-    "usage: usi summary BACKBONE [--img-size N] [--num-classes K] [--plugin-dir DIR ...] [--json]\n"
+    "usage: usi summary BACKBONE [--img-size N] [--num-classes K] [--set backbone.OPTION=VALUE ...]\n"
+    "                   [--plugin-dir DIR ...] [--json]\n"
     "Build the backbone on one [1, C, N, N] image and print its parameter count (trainable,\n"
     "buffers excluded), buffer count, multiply-adds of one forward pass (conv, linear and\n"
-    "matmul only) and output shape. Options left out keep the backbone's defaults.\n";
+    "matmul only) and output shape. --set gives any option of the backbone, as in a config\n"
+    "(--set backbone.width=8); options left out keep the backbone's defaults.\n";
 
 typedef struct summary_args {
     const char *name;
     int64_t img_size, num_classes; /* 0: the component's default */
     const char **dirs;
     size_t n_dirs;
+    const char **sets;             /* "OPTION=VALUE", "backbone." removed */
+    size_t n_sets;
     int json;
 } summary_args;
+
+static int push_arg(const char ***arr, size_t *n, const char *v)
+{
+    const char **p = realloc(*arr, (*n + 1) * sizeof *p);
+    if (!p) return 0;
+    p[(*n)++] = v;
+    *arr = p;
+    return 1;
+}
+
+/* --set takes only the backbone's own options here: the rest of a config
+ * does not change what is summarised. */
+static int set_arg(summary_args *a, const char *v)
+{
+    static const char prefix[] = "backbone.";
+    if (strncmp(v, prefix, sizeof prefix - 1) != 0 || !strchr(v, '=')) {
+        fprintf(stderr, "usi summary: --set takes backbone.OPTION=VALUE (e.g. --set backbone.width=8), not '%s'\n",
+                v);
+        return USI_EXIT_USAGE;
+    }
+    if (!strncmp(v + sizeof prefix - 1, "name=", 5)) {
+        fprintf(stderr, "usi summary: give the backbone as the first argument, not with --set backbone.name\n");
+        return USI_EXIT_USAGE;
+    }
+    return push_arg(&a->sets, &a->n_sets, v) ? 0 : USI_EXIT_ERROR;
+}
 
 /* A positive integer option value, or 0 after printing why not. */
 static int64_t int_value(const char *opt, const char *v)
@@ -66,10 +97,10 @@ static int parse(int argc, char **argv, summary_args *a)
         } else if (!bad && (v = opt_arg("--num-classes", argc, argv, &i, &bad))) {
             if (!(a->num_classes = int_value("--num-classes", v))) return USI_EXIT_USAGE;
         } else if (!bad && (v = opt_arg("--plugin-dir", argc, argv, &i, &bad))) {
-            const char **p = realloc(a->dirs, (a->n_dirs + 1) * sizeof *p);
-            if (!p) return USI_EXIT_ERROR;
-            p[a->n_dirs++] = v;
-            a->dirs = p;
+            if (!push_arg(&a->dirs, &a->n_dirs, v)) return USI_EXIT_ERROR;
+        } else if (!bad && (v = opt_arg("--set", argc, argv, &i, &bad))) {
+            int rc = set_arg(a, v);
+            if (rc) return rc;
         } else if (bad) {
             return USI_EXIT_USAGE;
         } else if (!strcmp(argv[i], "--json")) {
@@ -137,7 +168,13 @@ static usi_error *summarize(const usi_registry *r, const summary_args *a, summar
     const usi_component *bb = l->comp;
     usi_params *p = usi_params_new(bb);
     if (!p) return usi_error_new(USI_ERR_NOMEM, "out of memory");
-    usi_error *e = set_opt(p, bb->name, "img_size", a->img_size);
+    usi_error *e = NULL;
+    for (size_t i = 0; !e && i < a->n_sets; i++) {
+        char origin[1024];
+        snprintf(origin, sizeof origin, "--set '%s'", a->sets[i]);
+        e = usi_params_assign(p, a->sets[i] + strlen("backbone."), origin);
+    }
+    if (!e) e = set_opt(p, bb->name, "img_size", a->img_size);
     if (!e) e = set_opt(p, bb->name, "num_classes", a->num_classes);
     s->side = a->img_size ? a->img_size : 224;
     s->channels = 3;
@@ -206,6 +243,7 @@ int usi_cmd_summary(int argc, char **argv)
     int rc = parse(argc, argv, &a);
     if (rc) {
         free(a.dirs);
+        free(a.sets);
         return rc;
     }
     usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
@@ -223,5 +261,6 @@ int usi_cmd_summary(int argc, char **argv)
     else print_text(a.name, &s);
     usi_registry_free(r);
     free(a.dirs);
+    free(a.sets);
     return rc;
 }

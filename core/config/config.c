@@ -609,6 +609,29 @@ usi_error *usi_params_from_text(usi_params *p, const char *text, const char *ori
     return e;
 }
 
+usi_error *usi_params_assign(usi_params *p, const char *assignment, const char *origin)
+{
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment)
+        return usi_error_new(USI_ERR_INVALID, "%s: expected option=value", origin);
+    char *key = strndup(assignment, (size_t)(eq - assignment));
+    if (!key) return nomem();
+    config_t cfg;
+    config_init(&cfg);
+    usi_error *e = NULL;
+    if (!parse_value(&cfg, eq + 1)) {
+        e = usi_error_new(USI_ERR_INVALID, "%s: cannot parse the value", origin);
+    } else {
+        pending v;
+        e = read_value(config_lookup(&cfg, "v"), origin, key, &v);
+        if (!e) e = apply(p, &v);
+        pending_free(&v);
+    }
+    config_destroy(&cfg);
+    free(key);
+    return e;
+}
+
 /* ---- resolving components ---- */
 
 static usi_error *resolve_slot(slot *s, const usi_registry *r, int32_t kind, const char *what)

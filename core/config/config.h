@@ -61,6 +61,9 @@ const usi_selected *usi_config_augment(const usi_config *c, size_t i);
 
 /* Apply options written as libconfig text ("num_classes = 10; act = \"gelu\";"). */
 usi_error *usi_params_from_text(usi_params *p, const char *text, const char *origin);
+/* Apply one "option=value" as --set does (libconfig syntax; a bare word is a
+ * string); errors start with origin. */
+usi_error *usi_params_assign(usi_params *p, const char *assignment, const char *origin);
 
 /* The whole effective configuration in libconfig syntax; loading the text
  * back gives the same values. */

@@ -1,10 +1,20 @@
-/* The usi_graph_api table plugins receive: scopes, tensor queries, params and
- * buffers here; the ops in build_layers.c and build_shape.c. */
+/* The usi_graph_api table plugins receive: scopes, tensor queries, params,
+ * buffers and fail() here; the ops in build_layers.c and build_shape.c.
+ *
+ * Descriptors a plugin hands over are checked here against the frozen size
+ * of their ABI minor and, when shorter than today's struct, copied into a
+ * zero-filled one of today's size: the recorders and the engine then read
+ * every field without size checks, and fields an older plugin never had are
+ * NULL or 0. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "graph/build_common.h"
+#include "plugin/custom_op.h"
 #include "plugin/host.h"
+#include "util/error.h"
 
 static const char *api_error_message(const usi_graph *g)
 {
@@ -70,6 +80,79 @@ static usi_tensor *api_buffer(usi_graph *g, const char *name, int32_t dtype,
     return usi_graph_buffer_new(g, name, dtype, ndim, shape, init);
 }
 
+static void api_fail(usi_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void api_fail(usi_graph *g, const char *fmt, ...)
+{
+    if (!g) return;
+    if (!fmt) {
+        usi_graph_set_error(g, "a plugin failed the build without a message");
+        return;
+    }
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    usi_graph_set_error(g, "%s", msg);
+}
+
+/* The recorders of build_layers.c, behind the size checks below. */
+static usi_tensor *(*record_conv2d)(usi_graph *, usi_tensor *, usi_tensor *, usi_tensor *,
+                                    const usi_conv2d_desc *);
+static usi_tensor *(*record_pool2d)(usi_graph *, usi_tensor *, const usi_pool2d_desc *);
+static usi_tensor *(*record_custom)(usi_graph *, const usi_custom_op *, int32_t,
+                                    usi_tensor *const *, const void *);
+
+/* s as a struct of `full` bytes in buf when it holds at least `frozen`. */
+static const void *widen(const void *s, size_t frozen, size_t full, void *buf)
+{
+    size_t have = s ? *(const size_t *)s : 0;
+    if (!s || have < frozen || have >= full) return s; /* the recorder refuses or reads it */
+    memset(buf, 0, full);
+    memcpy(buf, s, have);
+    *(size_t *)buf = full;
+    return buf;
+}
+
+static usi_tensor *api_conv2d(usi_graph *g, usi_tensor *x, usi_tensor *w, usi_tensor *b,
+                              const usi_conv2d_desc *d)
+{
+    usi_conv2d_desc full;
+    return record_conv2d(g, x, w, b, widen(d, USI_CONV2D_DESC_STRUCT_SIZE_1_0, sizeof full, &full));
+}
+
+static usi_tensor *api_pool2d(usi_graph *g, usi_tensor *x, const usi_pool2d_desc *d)
+{
+    usi_pool2d_desc full;
+    return record_pool2d(g, x, widen(d, USI_POOL2D_DESC_STRUCT_SIZE_1_0, sizeof full, &full));
+}
+
+static usi_tensor *api_custom(usi_graph *g, const usi_custom_op *op, int32_t n_inputs,
+                              usi_tensor *const *inputs, const void *attrs)
+{
+    if (!g || g->error) return NULL;
+    usi_error *e = usi_custom_op_check(op);
+    if (e) {
+        usi_graph_set_error(g, "custom '%s': %s", op && op->name ? op->name : "?",
+                            usi_error_message(e));
+        usi_error_free(e);
+        return NULL;
+    }
+    if (op->struct_size < sizeof *op) {
+        /* The node keeps the op for the graph's life: so does the copy. */
+        usi_custom_op *copy = calloc(1, sizeof *copy);
+        if (!copy || usi_graph_on_free(g, free, copy) != 0) {
+            free(copy);
+            usi_graph_set_error(g, "custom '%s': out of memory", op->name ? op->name : "?");
+            return NULL;
+        }
+        memcpy(copy, op, op->struct_size);
+        copy->struct_size = sizeof *copy;
+        op = copy;
+    }
+    return record_custom(g, op, n_inputs, inputs, attrs);
+}
+
 const usi_graph_api *usi_graph_builder(void)
 {
     static usi_graph_api api;
@@ -84,6 +167,13 @@ const usi_graph_api *usi_graph_builder(void)
         api.buffer = api_buffer;
         usi_builder_fill_layers(&api);
         usi_builder_fill_shape(&api);
+        record_conv2d = api.conv2d;
+        record_pool2d = api.pool2d;
+        record_custom = api.custom;
+        api.conv2d = api_conv2d;
+        api.pool2d = api_pool2d;
+        api.custom = api_custom;
+        api.fail = api_fail;
         api.struct_size = sizeof api;
     }
     return &api;

@@ -107,13 +107,19 @@ static const char *a_type(int32_t type)
     }
 }
 
-static int has_range(const usi_param_desc *d) { return d->min <= d->max; }
+int usi_param_has_range(const usi_param_desc *d)
+{
+    if (d->type != USI_PARAM_INT && d->type != USI_PARAM_FLOAT && d->type != USI_PARAM_FLOAT_LIST)
+        return 0;
+    /* Both 0, the zero value, means none; so does min > max (1.0 plugins). */
+    return d->min <= d->max && !(d->min == 0 && d->max == 0);
+}
 
 static usi_error *check_number(const usi_component *c, const usi_param_desc *d,
                                double v)
 {
     char who[160];
-    if (isnan(v) || (has_range(d) && (v < d->min || v > d->max)))
+    if (isnan(v) || (usi_param_has_range(d) && (v < d->min || v > d->max)))
         return usi_error_new(USI_ERR_INVALID,
                              "option '%s' of %s is %g, outside its range [%g, %g]",
                              d->name, owner(c, who, sizeof who), v, d->min, d->max);
@@ -134,10 +140,10 @@ usi_error *usi_schema_check(const usi_component *c)
     if (c->n_params && !c->params)
         return usi_error_new(USI_ERR_INVALID, "component '%s' declares %zu options but no table",
                              c->name, c->n_params);
-    if (c->n_params && c->params->struct_size < sizeof(usi_param_desc))
+    if (c->n_params && c->params->struct_size < USI_PARAM_DESC_STRUCT_SIZE_1_0)
         return usi_error_new(USI_ERR_VERSION,
                              "component '%s': option table entries are %zu bytes, ABI 1.0 needs %zu",
-                             c->name, c->params->struct_size, sizeof(usi_param_desc));
+                             c->name, c->params->struct_size, (size_t)USI_PARAM_DESC_STRUCT_SIZE_1_0);
     for (size_t i = 0; i < c->n_params; i++) {
         const usi_param_desc *d = usi_component_param(c, i);
         if (!valid_name(d->name))
@@ -190,6 +196,21 @@ void usi_param_default_format(const usi_param_desc *d, usi_strbuf *out)
     case USI_PARAM_STRING: usi_strbuf_add_quoted(out, d->def_string); break;
     case USI_PARAM_FLOAT_LIST: usi_strbuf_addf(out, "[%s]", d->def_string ? d->def_string : ""); break;
     }
+}
+
+const char *usi_backbone_lacks_option(const usi_component *c)
+{
+    static const char *const host_set[] = {"num_classes", "img_size"};
+    if (c->kind != USI_KIND_BACKBONE) return NULL;
+    for (size_t k = 0; k < sizeof host_set / sizeof *host_set; k++) {
+        int found = 0;
+        for (size_t i = 0; i < c->n_params && !found; i++) {
+            const usi_param_desc *d = usi_component_param(c, i);
+            found = d->type == USI_PARAM_INT && !strcmp(d->name, host_set[k]);
+        }
+        if (!found) return host_set[k];
+    }
+    return NULL;
 }
 
 usi_params *usi_params_new(const usi_component *c)

@@ -15,6 +15,12 @@ const usi_param_desc *usi_component_param(const usi_component *c, size_t i);
 /* Check a schema: names, types, defaults in range and in choices, no twins. */
 usi_error *usi_schema_check(const usi_component *c);
 const char *usi_param_type_name(int32_t type);
+/* 1 when a value of this option must lie in [min, max]: INT, FLOAT and
+ * FLOAT_LIST options whose min <= max and not both 0 (usi/plugin.h). */
+int usi_param_has_range(const usi_param_desc *d);
+/* For a backbone without the int option num_classes or img_size (which the
+ * host sets; usi/plugin.h), the first one it lacks; else NULL. */
+const char *usi_backbone_lacks_option(const usi_component *c);
 /* The default of a schema entry as a libconfig literal. */
 void usi_param_default_format(const usi_param_desc *d, usi_strbuf *out);
 

@@ -1,10 +1,13 @@
 /* Plugin discovery and the registry of loaded components.
  *
- * Files are opened with dlopen(RTLD_NOW | RTLD_LOCAL), one entry symbol is
- * called with the host's table, and every component the plugin declares is
- * checked (ABI version, struct sizes, kind tables, parameter schema) before it
- * is registered. A file that fails is recorded as a problem with the reason;
- * it never stops the other files from loading. */
+ * A file is first checked as the dynamic loader will map it (core/plugin/
+ * elf_check.c: a cut file would otherwise fault inside dlopen), then opened
+ * with dlopen(RTLD_NOW | RTLD_LOCAL); one entry symbol is called with the
+ * host's table, and every struct the plugin hands over is checked against the
+ * frozen size of the ABI minor it declares (core/plugin/abi.c), with its kind
+ * tables and parameter schema, before it is registered. A file that fails is
+ * recorded as a problem with the reason; it never stops the other files from
+ * loading. */
 #ifndef USI_CORE_REGISTRY_H
 #define USI_CORE_REGISTRY_H
 
@@ -34,15 +37,20 @@ usi_registry *usi_registry_new(uint32_t min_minor);
 void usi_registry_free(usi_registry *r);
 
 /* Load one plugin file. On refusal returns an error naming the file and
- * records it as a problem too. Loading the same file twice is a no-op. */
+ * records it as a problem too. Loading the same file twice is a no-op. A
+ * component name another file already has is logged, recorded as a problem
+ * of both files (once per pair of files, naming every shared component),
+ * and the component is refused when selected. */
 usi_error *usi_registry_load(usi_registry *r, const char *path);
 /* Load every *.so in dir, in name order. Per-file refusals become problems;
  * the error is only for the folder itself (missing, unsafe permissions). */
 usi_error *usi_registry_scan(usi_registry *r, const char *dir);
 /* The standard search, in this order: extra_dirs (--plugin-dir), config_dirs
  * (plugin_path), $USI_PLUGIN_PATH (ignored when setuid/setgid), then the
- * folder of this build or installation. A folder that can't be scanned is a
- * problem, not an error, except for one named in extra_dirs. */
+ * folder of this build or installation. A folder named by any of the first
+ * three that another user could write to is an error (with the chmod that
+ * fixes it); a missing one is an error for extra_dirs and a problem for the
+ * others; the built-in folder is only ever a problem. */
 usi_error *usi_registry_discover(usi_registry *r, const char *const *extra_dirs,
                                  size_t n_extra, const char *const *config_dirs,
                                  size_t n_config);

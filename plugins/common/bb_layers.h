@@ -11,6 +11,7 @@
 #define USI_PLUGINS_BB_LAYERS_H
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <usi/plugin.h>
@@ -32,6 +33,25 @@ typedef struct bb_op_slot {
     size_t offset, size;
     const char *name;
 } bb_op_slot;
+
+/* A build error in the plugin's own words: recorded as the graph's error
+ * (ABI 1.1 fail()), so the user sees it where the build is reported; logged
+ * instead by a 1.0 host, which has no fail(). */
+static inline void bb_fail(const bb_ctx *c, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static inline void bb_fail(const bb_ctx *c, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (USI_HAS_FIELD(c->api, fail) && c->api->fail) c->api->fail(c->g, "%s", msg);
+    else c->host->log(USI_LOG_ERROR, "%s", msg);
+}
 
 static inline int bb_ctx_init(bb_ctx *c, const usi_host_api *host, usi_graph *g,
                               usi_tensor *input, const char *who)
@@ -63,8 +83,7 @@ static inline int bb_ctx_init(bb_ctx *c, const usi_host_api *host, usi_graph *g,
     }
     if (!input) return -1; /* the host already recorded why */
     if (c->api->ndim(input) != 4) {
-        host->log(USI_LOG_ERROR, "%s: input must be [N, C, H, W], it has %d dims",
-                  who, (int)c->api->ndim(input));
+        bb_fail(c, "%s: input must be [N, C, H, W], it has %d dims", who, (int)c->api->ndim(input));
         return -1;
     }
     return 0;

@@ -1,10 +1,15 @@
-/* Pins the v1.0 layout of every struct that crosses the plugin boundary
- * (x86-64 and other LP64 targets). A failing assert means a change broke
- * binary compatibility with plugins already built: add fields at the tail
- * of a struct instead, and bump USI_ABI_MINOR. */
+/* Pins the layout of every struct that crosses the plugin boundary, as of
+ * 1.0 and with the fields 1.1 added (x86-64 and other LP64 targets), and the
+ * frozen size constants. A failing assert means a change broke binary
+ * compatibility with plugins already built: add fields at the tail of a
+ * struct instead, bump USI_ABI_MINOR and add its _STRUCT_SIZE_1_<minor>
+ * constants. main() also compares the constants with the structs of the
+ * released 1.0 header (layout_v1_0.c). */
 #include <stddef.h>
 #include <stdio.h>
 #include <usi/plugin.h>
+
+#include "layout_v1_0.h"
 
 _Static_assert(sizeof(void *) == 8 && sizeof(size_t) == 8, "these offsets are for LP64 targets");
 _Static_assert(USI_ABI_MAJOR == 1, "a new major version gets a new layout test");
@@ -102,11 +107,15 @@ _Static_assert(offsetof(usi_pool2d_desc, stride) == 20, "usi_pool2d_desc.stride"
 _Static_assert(offsetof(usi_pool2d_desc, padding) == 28, "usi_pool2d_desc.padding");
 _Static_assert(offsetof(usi_pool2d_desc, ceil_mode) == 36, "usi_pool2d_desc.ceil_mode");
 _Static_assert(offsetof(usi_pool2d_desc, count_include_pad) == 40, "usi_pool2d_desc.count_include_pad");
-_Static_assert(sizeof(usi_custom_op) == 40, "sizeof usi_custom_op");
+_Static_assert(USI_ABI_MINOR == 1, "a new minor pins its fields and sizes below");
 _Static_assert(offsetof(usi_custom_op, name) == 8, "usi_custom_op.name");
 _Static_assert(offsetof(usi_custom_op, infer_shape) == 16, "usi_custom_op.infer_shape");
 _Static_assert(offsetof(usi_custom_op, forward_cpu) == 24, "usi_custom_op.forward_cpu");
 _Static_assert(offsetof(usi_custom_op, backward_cpu) == 32, "usi_custom_op.backward_cpu");
+/* 1.1 */
+_Static_assert(offsetof(usi_custom_op, forward_cuda) == 40, "usi_custom_op.forward_cuda");
+_Static_assert(offsetof(usi_custom_op, backward_cuda) == 48, "usi_custom_op.backward_cuda");
+_Static_assert(sizeof(usi_custom_op) == 56, "sizeof usi_custom_op");
 _Static_assert(sizeof(usi_host_api) == 152, "sizeof usi_host_api");
 _Static_assert(offsetof(usi_host_api, abi_major) == 8, "usi_host_api.abi_major");
 _Static_assert(offsetof(usi_host_api, abi_minor) == 12, "usi_host_api.abi_minor");
@@ -127,7 +136,7 @@ _Static_assert(offsetof(usi_host_api, param_float_list) == 120, "usi_host_api.pa
 _Static_assert(offsetof(usi_host_api, image_alloc) == 128, "usi_host_api.image_alloc");
 _Static_assert(offsetof(usi_host_api, graph) == 136, "usi_host_api.graph");
 _Static_assert(offsetof(usi_host_api, build_backbone) == 144, "usi_host_api.build_backbone");
-_Static_assert(sizeof(usi_graph_api) == 272, "sizeof usi_graph_api");
+
 _Static_assert(offsetof(usi_graph_api, error_message) == 8, "usi_graph_api.error_message");
 _Static_assert(offsetof(usi_graph_api, is_training) == 16, "usi_graph_api.is_training");
 _Static_assert(offsetof(usi_graph_api, push_scope) == 24, "usi_graph_api.push_scope");
@@ -161,6 +170,30 @@ _Static_assert(offsetof(usi_graph_api, loss_soft_ce) == 240, "usi_graph_api.loss
 _Static_assert(offsetof(usi_graph_api, loss_ce) == 248, "usi_graph_api.loss_ce");
 _Static_assert(offsetof(usi_graph_api, loss_kl) == 256, "usi_graph_api.loss_kl");
 _Static_assert(offsetof(usi_graph_api, custom) == 264, "usi_graph_api.custom");
+/* 1.1 */
+_Static_assert(offsetof(usi_graph_api, fail) == 272, "usi_graph_api.fail");
+_Static_assert(sizeof(usi_graph_api) == 280, "sizeof usi_graph_api");
+
+/* Frozen sizes: the bytes through each struct's last field of that minor. */
+_Static_assert(USI_NEGOTIATE_STRUCT_SIZE_1_0 == 40, "usi_negotiate 1.0");
+_Static_assert(USI_PLUGIN_DESC_STRUCT_SIZE_1_0 == 56, "usi_plugin_desc 1.0");
+_Static_assert(USI_COMPONENT_STRUCT_SIZE_1_0 == 80, "usi_component 1.0");
+_Static_assert(USI_PARAM_DESC_STRUCT_SIZE_1_0 == 80, "usi_param_desc 1.0");
+_Static_assert(USI_BACKBONE_OPS_STRUCT_SIZE_1_0 == 16, "usi_backbone_ops 1.0");
+_Static_assert(USI_TEACHER_OPS_STRUCT_SIZE_1_0 == 32, "usi_teacher_ops 1.0");
+_Static_assert(USI_TEACHER_SPEC_STRUCT_SIZE_1_0 == 56, "usi_teacher_spec 1.0");
+_Static_assert(USI_AUGMENT_OPS_STRUCT_SIZE_1_0 == 32, "usi_augment_ops 1.0");
+_Static_assert(USI_IMAGE_STRUCT_SIZE_1_0 == 32, "usi_image 1.0");
+_Static_assert(USI_BATCH_STRUCT_SIZE_1_0 == 48, "usi_batch 1.0");
+_Static_assert(USI_TENSOR_VIEW_STRUCT_SIZE_1_0 == 160, "usi_tensor_view 1.0");
+_Static_assert(USI_INIT_STRUCT_SIZE_1_0 == 56, "usi_init 1.0");
+_Static_assert(USI_CONV2D_DESC_STRUCT_SIZE_1_0 == 36, "usi_conv2d_desc 1.0 (no tail padding)");
+_Static_assert(USI_POOL2D_DESC_STRUCT_SIZE_1_0 == 44, "usi_pool2d_desc 1.0 (no tail padding)");
+_Static_assert(USI_CUSTOM_OP_STRUCT_SIZE_1_0 == 40, "usi_custom_op 1.0");
+_Static_assert(USI_CUSTOM_OP_STRUCT_SIZE_1_1 == 56, "usi_custom_op 1.1");
+_Static_assert(USI_HOST_API_STRUCT_SIZE_1_0 == 152, "usi_host_api 1.0");
+_Static_assert(USI_GRAPH_API_STRUCT_SIZE_1_0 == 272, "usi_graph_api 1.0");
+_Static_assert(USI_GRAPH_API_STRUCT_SIZE_1_1 == 280, "usi_graph_api 1.1");
 
 /* USI_HAS_FIELD must see a tail field only when struct_size covers it. */
 static int has_field_works(void)
@@ -173,12 +206,40 @@ static int has_field_works(void)
     return !before && after;
 }
 
+/* Each frozen 1.0 constant must equal the same struct measured in the
+ * released 1.0 header, which this file cannot include beside the current one. */
+static int frozen_sizes_match_v1_0(void)
+{
+    const size_t now[] = {
+        USI_NEGOTIATE_STRUCT_SIZE_1_0, USI_PLUGIN_DESC_STRUCT_SIZE_1_0, USI_COMPONENT_STRUCT_SIZE_1_0,
+        USI_PARAM_DESC_STRUCT_SIZE_1_0, USI_BACKBONE_OPS_STRUCT_SIZE_1_0, USI_TEACHER_OPS_STRUCT_SIZE_1_0,
+        USI_TEACHER_SPEC_STRUCT_SIZE_1_0, USI_AUGMENT_OPS_STRUCT_SIZE_1_0, USI_IMAGE_STRUCT_SIZE_1_0,
+        USI_BATCH_STRUCT_SIZE_1_0, USI_TENSOR_VIEW_STRUCT_SIZE_1_0, USI_INIT_STRUCT_SIZE_1_0,
+        USI_CONV2D_DESC_STRUCT_SIZE_1_0, USI_POOL2D_DESC_STRUCT_SIZE_1_0, USI_CUSTOM_OP_STRUCT_SIZE_1_0,
+        USI_HOST_API_STRUCT_SIZE_1_0, USI_GRAPH_API_STRUCT_SIZE_1_0,
+    };
+    size_t n = 0;
+    const size_t *then = usi_v1_0_sizes(&n);
+    if (n != sizeof now / sizeof now[0]) {
+        fprintf(stderr, "layout_v1_0.c measures %zu structs, this file %zu\n", n, sizeof now / sizeof now[0]);
+        return 0;
+    }
+    int ok = 1;
+    for (size_t i = 0; i < n; i++)
+        if (now[i] != then[i]) {
+            fprintf(stderr, "frozen size %zu is %zu, the 1.0 header gives %zu\n", i, now[i], then[i]);
+            ok = 0;
+        }
+    return ok;
+}
+
 int main(void)
 {
     if (!has_field_works()) {
         fprintf(stderr, "USI_HAS_FIELD gives the wrong answer\n");
         return 1;
     }
+    if (!frozen_sizes_match_v1_0()) return 1;
     printf("ABI %d.%d layout as pinned\n", USI_ABI_MAJOR, USI_ABI_MINOR);
     return 0;
 }

@@ -51,8 +51,9 @@ static usi_error *prod_backward(const void *attrs, int32_t n, const usi_tensor_v
     return NULL;
 }
 
-static const usi_custom_op scaled_product = {sizeof scaled_product, "scaled_product",
-                                             prod_shape, prod_forward, prod_backward};
+static const usi_custom_op scaled_product = {.struct_size = sizeof scaled_product, .name = "scaled_product",
+                                             .infer_shape = prod_shape, .forward_cpu = prod_forward,
+                                             .backward_cpu = prod_backward};
 
 usi_tensor *b_custom(const usi_graph_api *api, usi_graph *g, usi_tensor **x, const op_case *c)
 {

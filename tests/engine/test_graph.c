@@ -415,7 +415,8 @@ static usi_error *sq_bwd(const void *a, int32_t n, const usi_tensor_view *in,
 
 static void test_custom_op(void)
 {
-    static const usi_custom_op sq = {sizeof sq, "square", sq_shape, sq_fwd, sq_bwd};
+    static const usi_custom_op sq = {.struct_size = sizeof sq, .name = "square", .infer_shape = sq_shape,
+                                     .forward_cpu = sq_fwd, .backward_cpu = sq_bwd};
     usi_graph *g = usi_graph_new(test_device(), 1, 1);
     int64_t s[2] = {2, 3};
     usi_tensor *x = usi_graph_input(g, "x", USI_DTYPE_F32, 2, s);

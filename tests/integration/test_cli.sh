@@ -25,7 +25,7 @@ expect() {
 }
 
 usi_build="$build/core/cli/usi"
-expect "version" 0 "plugin ABI 1\.0" -- "$usi_build" version
+expect "version" 0 "plugin ABI 1\.1" -- "$usi_build" version
 expect "unknown command" 2 "unknown command 'trian'" -- "$usi_build" trian
 expect "unknown option" 2 "unknown option '--jsn'" -- "$usi_build" plugins --jsn
 
@@ -59,7 +59,7 @@ syms=$(nm -D --defined-only "$T/plugins/acme_tinynet.so" | awk '{print $3}')
 [ "$syms" = "usi_plugin_entry" ] && ok || fail "sample exports: $syms"
 
 expect "sample listed" 0 "acme_tinynet 1\.2\.0" -- "$usi" plugins --plugin-dir "$T/plugins"
-expect "sample vendor" 0 "vendor Acme Vision Ltd\., license Proprietary, ABI 1\.0" -- "$usi" plugins --plugin-dir "$T/plugins"
+expect "sample vendor" 0 "vendor Acme Vision Ltd\., license Proprietary, ABI 1\.1" -- "$usi" plugins --plugin-dir "$T/plugins"
 expect "sample options" 0 "width +int +32 +channels of the first stage" -- "$usi" plugins --plugin-dir "$T/plugins"
 expect "found through USI_PLUGIN_PATH" 0 "acme_tinynet" -- env USI_PLUGIN_PATH="$T/plugins" "$usi" plugins
 "$usi" plugins --plugin-dir "$T/plugins" --json >"$T/plugins.json" 2>/dev/null
@@ -67,7 +67,7 @@ if python3 - "$T/plugins.json" <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 c = [x for x in doc["components"] if x["name"] == "acme_tinynet"][0]
-assert c["kind"] == "backbone" and c["abi"] == "1.0" and c["license"] == "Proprietary", c
+assert c["kind"] == "backbone" and c["abi"] == "1.1" and c["license"] == "Proprietary", c
 p = {x["name"]: x for x in c["params"]}
 assert p["width"]["default"] == 32 and p["width"]["type"] == "int" and p["width"]["max"] == 1024, p
 assert p["drop_path_rate"]["type"] == "float", p
@@ -124,11 +124,78 @@ rm -f "$T/plugins/broken.so"
 cp "$T/plugins/acme_tinynet.so" "$T/plugins/acme_copy.so"
 expect "two files, one name" 1 "defined by both .*acme_copy\.so and .*acme_tinynet\.so|defined by both .*acme_tinynet\.so and .*acme_copy\.so" -- \
     "$usi" config show "$T/tinynet.cfg"
+# `usi plugins` says on stderr which files and why, and counts files, not models.
+out=$("$usi" plugins --plugin-dir "$T/plugins" 2>&1 >/dev/null)
+if grep -q "component 'acme_tinynet' is defined by both .*acme_copy\.so and .*acme_tinynet\.so" <<<"$out" &&
+    grep -q "usi: 2 plugin files or folders had problems (reasons above): .*acme_copy\.so, .*acme_tinynet\.so" <<<"$out"
+then ok; else fail "two files, one name, in usi plugins: $out"; fi
 rm -f "$T/plugins/acme_copy.so"
+
+# One policy for folders others can write, however they are named.
 chmod 777 "$T/plugins"
-expect "unsafe folder" 1 "refusing plugin folder writable by other users.*chmod go-w" -- \
+expect "unsafe folder (--plugin-dir)" 1 "--plugin-dir .*refusing plugin folder writable by other users.*chmod go-w" -- \
     "$usi" plugins --plugin-dir "$T/plugins"
+expect "unsafe folder (USI_PLUGIN_PATH)" 1 "USI_PLUGIN_PATH .*refusing plugin folder writable by other users.*chmod go-w '$T/plugins'" -- \
+    env USI_PLUGIN_PATH="$T/plugins" "$usi" plugins
+expect "unsafe folder (plugin_path)" 1 "plugin_path .*refusing plugin folder writable by other users.*chmod go-w" -- \
+    "$usi" config show "$T/tinynet.cfg"
 chmod 755 "$T/plugins"
+
+# A plugin cut short never takes usi down: each length is refused, by name.
+mkdir -p "$T/cut" && chmod 755 "$T/cut"
+size=$(stat -c %s "$T/plugins/acme_tinynet.so")
+for cut in 3 40 64 700 2000 4097 $((size / 2)) $((size - 64)) $((size - 1)); do
+    head -c "$cut" "$T/plugins/acme_tinynet.so" >"$T/cut/acme_cut.so"
+    expect "plugin cut at $cut bytes" 3 "acme_cut\.so: (truncated|not a shared object)" -- "$usi" plugins --plugin-dir "$T/cut"
+done
+rm -f "$T/cut/acme_cut.so"
+ln -s "$T/cut/gone.so" "$T/cut/link.so"
+expect "dangling link" 3 "link\.so: dangling symbolic link: it points to '$T/cut/gone\.so', which does not exist" -- \
+    "$usi" plugins --plugin-dir "$T/cut"
+rm -f "$T/cut/link.so"
+
+# A plugin of a newer ABI minor loads, with one note.
+cp "$build/tests/abi/v1_1_newer_minor.so" "$T/cut/"
+out=$("$usi" plugins --plugin-dir "$T/cut" 2>&1)
+rc=$?
+notes=$(grep -c "built for USI ABI 1\.2, newer than this usi (1\.1): it loads, but the services added after 1\.1 are unavailable" <<<"$out")
+[ "$rc" -eq 0 ] && [ "$notes" -eq 1 ] && grep -q "newer_net 1\.1\.0" <<<"$out" && ok ||
+    fail "newer minor: exit $rc, $notes notes: $out"
+rm -f "$T/cut/v1_1_newer_minor.so"
+
+# A backbone without img_size loads, and the listing says what that costs.
+cp "$build/tests/abi/v1_1_no_img_size.so" "$T/cut/"
+out=$("$usi" plugins --plugin-dir "$T/cut" 2>&1)
+rc=$?
+[ "$rc" -eq 0 ] && grep -q "noimg_net 1\.1\.0" <<<"$out" &&
+    grep -q "note: no int option 'img_size'; the host sets it (the model teacher, usi summary)" <<<"$out" && ok ||
+    fail "a backbone without img_size: exit $rc: $out"
+rm -f "$T/cut/v1_1_no_img_size.so"
+
+# --json: no range for string options, nor for min = max = 0 ("no range").
+cp "$build/tests/abi/fixture_v1_1.so" "$T/cut/"
+"$usi" plugins --plugin-dir "$T/cut" --json >"$T/v11.json" 2>/dev/null
+if python3 - "$T/v11.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+c = [x for x in doc["components"] if x["name"] == "v11_net"][0]
+p = {x["name"]: x for x in c["params"]}
+assert "min" not in p["act"] and "max" not in p["act"], p["act"]
+assert "min" not in p["img_size"] and "max" not in p["img_size"], p["img_size"]
+assert p["num_classes"]["min"] == 1 and p["num_classes"]["max"] == 1e6, p["num_classes"]
+PY
+then ok; else fail "plugins --json ranges"; fi
+expect "min = max = 0 is no range" 0 "img_size = 100000;" -- \
+    "$usi" config show --plugin-dir "$T/cut" --set backbone.name=v11_net --set backbone.img_size=100000
+rm -f "$T/cut/fixture_v1_1.so"
+
+# usi summary sets a plugin's own options.
+s8=$("$usi" summary acme_tinynet --plugin-dir "$T/plugins" --set backbone.width=8 --json 2>&1)
+grep -qE '"params":[[:space:]]*41424,' <<<"$s8" && ok || fail "summary --set backbone.width=8: $s8"
+expect "summary --set checks the option" 1 "has no option 'widht'" -- \
+    "$usi" summary acme_tinynet --plugin-dir "$T/plugins" --set backbone.widht=8
+expect "summary --set only backbone options" 2 "--set takes backbone.OPTION=VALUE" -- \
+    "$usi" summary acme_tinynet --plugin-dir "$T/plugins" --set data.batch_size=8
 
 # The build tree's usi finds the build tree's plugins.
 expect "build-tree usi" 0 "file $build/(augment|plugins|teachers)/" -- env -u USI_PLUGIN_PATH "$usi_build" plugins

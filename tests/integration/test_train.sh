@@ -27,6 +27,13 @@ schedule = { epochs = 3; warmup_epochs = 1; cooldown_epochs = 0; };
 CFG
 losses() { grep '"loss"' "$1" | sed 's/.*"step": \([0-9]*\), "loss": \([^,]*\),.*/\1 \2/'; }
 
+# A backbone's own build error (recorded with the graph builder's fail()) is
+# what the user reads, not "the network returned no output".
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/chans" --set backbone.in_chans=1 2>&1)
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "mobilenetv3_small_100: the input has 3 channels but in_chans is 1; set backbone.in_chans to 3" <<<"$out" &&
+    ! grep -q "returned no output" <<<"$out"; then ok; else fail "in_chans mismatch: exit $rc: $out"; fi
+
 # --- an uninterrupted run ---
 if "$usi" train "$T/run.cfg" --set output_dir="$T/a" >"$T/a.log" 2>&1; then ok; else fail "run A: $(tail -5 "$T/a.log")"; fi
 for f in last.safetensors best.safetensors metrics.jsonl; do

@@ -1,5 +1,5 @@
 /*
- * usi/plugin.h -- the USI plugin ABI, version 1.
+ * usi/plugin.h -- the USI plugin ABI, version 1.1.
  *
  * This is the only header a plugin needs. It is header-only: a plugin links
  * nothing of the USI core, it receives every service it uses (errors, logging,
@@ -13,12 +13,27 @@
  * The host fills n->host_abi_major/minor and n->host; the plugin checks them,
  * then writes n->plugin_abi_major/minor and n->desc, and returns NULL. To refuse
  * the host it returns an error made with n->host->error_new(...).
+ * usi_negotiate_reply() below does all of that.
+ *
+ * The host table n->host (and the graph builder in it) stays valid until the
+ * plugin is unloaded, which is after every instance is destroyed: keep the
+ * pointer in a static variable. It is handed over only in the handshake;
+ * create(), build() and the other entry points do not receive it again.
  *
  * Rules that keep old binaries working:
  *   - Every struct that crosses the boundary starts with `size_t struct_size`,
  *     set by whoever fills the struct to sizeof(that struct) as it compiled it.
- *   - Within major version 1, structs only grow at the tail. A reader checks
- *     struct_size before it reads a tail field (USI_HAS_FIELD below).
+ *   - Within major version 1, structs only grow at the tail. Each field added
+ *     after 1.0 is marked with the minor that added it ("1.1:"). A reader
+ *     checks struct_size before it reads a tail field (USI_HAS_FIELD below).
+ *   - Each struct's size at each minor is frozen in a constant,
+ *     USI_<STRUCT>_STRUCT_SIZE_1_<minor> (PJRT's idea): the bytes up to and
+ *     including its last field of that minor. The host checks every struct a
+ *     plugin hands over against the frozen size of the minor the plugin
+ *     declares, never against its own sizeof: a 1.0 plugin keeps loading in a
+ *     1.1 host, and a plugin that claims 1.1 but fills a 1.0-sized struct is
+ *     refused, naming the struct and the missing field. A struct without a
+ *     _1_1 constant did not change in 1.1.
  *   - Arrays of structs (parameter schemas) are walked with a stride equal to
  *     the struct_size of their first element.
  *   - Enumerated values cross as int32_t, never as a C enum type.
@@ -41,8 +56,16 @@ extern "C" {
 /* Versions and symbols                                                     */
 /* ------------------------------------------------------------------------ */
 
+/* History of major 1 (each minor only adds tail fields):
+ *   1.0  the first release.
+ *   1.1  usi_custom_op: forward_cuda, backward_cuda (per-device kernels);
+ *        usi_graph_api: fail (a plugin's own build error).
+ * A plugin declares the minor it was built against. The host accepts any
+ * minor from its floor up; one newer than the host's loads, but the services
+ * of the newer minor are missing from the host's tables (the host says so
+ * once), so such a plugin checks with USI_HAS_FIELD before it uses them. */
 #define USI_ABI_MAJOR 1
-#define USI_ABI_MINOR 0
+#define USI_ABI_MINOR 1
 
 /* The one symbol a plugin exports, and its type for dlsym(). */
 #define USI_PLUGIN_ENTRY_SYMBOL "usi_plugin_entry"
@@ -57,6 +80,12 @@ extern "C" {
  * filled) holds field `f`. Use it before reading any field added after v1.0. */
 #define USI_HAS_FIELD(s, f) \
     ((s)->struct_size >= offsetof(__typeof__(*(s)), f) + sizeof((s)->f))
+
+/* Bytes of `type` up to and including `last_field`: the frozen size of a
+ * struct at the minor whose last field that is. Unlike sizeof it ignores
+ * tail padding, and it never changes when a later minor adds fields. */
+#define USI_STRUCT_SIZE(type, last_field) \
+    (offsetof(type, last_field) + sizeof(((type *)0)->last_field))
 
 /* ------------------------------------------------------------------------ */
 /* Opaque handles, all owned by the host                                    */
@@ -130,6 +159,7 @@ typedef struct usi_image {
     int32_t stride;          /* bytes from one row to the next               */
     uint8_t *data;           /* host-owned; (re)size with image_alloc()      */
 } usi_image;
+#define USI_IMAGE_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_image, data)
 
 /* A float batch being trained on: images NCHW, normalised; targets are
  * probability rows (one-hot before any mixing). Batch augments edit both in
@@ -141,6 +171,7 @@ typedef struct usi_batch {
     int32_t num_classes;
     float *targets;          /* [n, num_classes], each row sums to 1         */
 } usi_batch;
+#define USI_BATCH_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_batch, targets)
 
 /* A dense tensor in memory, for engine teachers and custom-op kernels. */
 #define USI_MAX_DIMS 8
@@ -154,6 +185,7 @@ typedef struct usi_tensor_view {
     int64_t strides[USI_MAX_DIMS]; /* in elements                            */
     void *data;
 } usi_tensor_view;
+#define USI_TENSOR_VIEW_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_tensor_view, data)
 
 /* ------------------------------------------------------------------------ */
 /* Graph builder: how backbones and graph teachers describe a network       */
@@ -196,6 +228,7 @@ typedef struct usi_init {
     double lo, hi;
     double gain;             /* kaiming/xavier; sqrt(2) for relu             */
 } usi_init;
+#define USI_INIT_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_init, gain)
 
 typedef struct usi_conv2d_desc {
     size_t struct_size;
@@ -204,6 +237,7 @@ typedef struct usi_conv2d_desc {
     int32_t dilation[2];     /* h, w                                         */
     int32_t groups;          /* in_channels for depthwise                    */
 } usi_conv2d_desc;
+#define USI_CONV2D_DESC_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_conv2d_desc, groups)
 
 enum { USI_POOL_MAX = 0, USI_POOL_AVG = 1 };
 
@@ -216,6 +250,7 @@ typedef struct usi_pool2d_desc {
     int32_t ceil_mode;
     int32_t count_include_pad; /* avg pool: padded zeros count in the mean   */
 } usi_pool2d_desc;
+#define USI_POOL2D_DESC_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_pool2d_desc, count_include_pad)
 
 enum {                       /* element-wise activations                     */
     USI_ACT_RELU = 0,
@@ -235,12 +270,28 @@ enum {                       /* element-wise activations                     */
 enum { USI_BIN_ADD = 0, USI_BIN_SUB = 1, USI_BIN_MUL = 2, USI_BIN_DIV = 3 };
 enum { USI_REDUCE_MEAN = 0, USI_REDUCE_SUM = 1 };
 
-/* A layer with its own kernels. Declared in v1; a host that can't run a
- * custom op on a device says so when the graph is placed. */
+/* A layer with its own kernels, recorded with usi_graph_api.custom().
+ *
+ * infer_shape and forward_cpu are required: the CPU kernels are the reference
+ * and the fallback. Kernels for other devices are optional (1.1). A graph runs
+ * on one device; when the op has no kernel for it, the engine runs the CPU
+ * kernels on the host with explicit copies (inputs down, outputs up, logged
+ * once as slow), so an op with CPU kernels alone runs everywhere.
+ *
+ * Every kernel sees views whose data pointers are memory of the device it is
+ * for (view.device says which: 0 host, N+1 accelerator N) and returns NULL or
+ * an error made with host->error_new. backward_cpu may be NULL: the op then
+ * passes no gradient to its inputs.
+ *
+ * Set struct_size = sizeof(usi_custom_op) and fill it with designated
+ * initialisers (.name = ..., .forward_cpu = ...): fields of later minors then
+ * start NULL. When the op is recorded, the host checks it against the frozen
+ * size of the minor its plugin declared: a plugin declaring 1.1 whose op is
+ * 1.0-sized is refused, naming the missing field. */
 typedef struct usi_custom_op {
     size_t struct_size;
     const char *name;
-    /* Output shape from input shapes. */
+    /* Output shape from input shapes (data pointers are NULL here). */
     usi_error *(*infer_shape)(const void *attrs, int32_t n_inputs,
                               const usi_tensor_view *inputs,
                               usi_tensor_view *output);
@@ -255,13 +306,28 @@ typedef struct usi_custom_op {
                                const usi_tensor_view *output,
                                const usi_tensor_view *grad_output,
                                usi_tensor_view *grad_inputs);
+    /* 1.1: the same two kernels for CUDA devices, or NULL. Views hold device
+     * memory; `stream` is the cudaStream_t to enqueue on. Return without
+     * synchronising: the engine orders later work on the same stream. A
+     * plugin built for 1.1 leaves both NULL when it has no CUDA kernels. */
+    usi_error *(*forward_cuda)(const void *attrs, int32_t n_inputs,
+                               const usi_tensor_view *inputs,
+                               usi_tensor_view *output, void *stream);
+    usi_error *(*backward_cuda)(const void *attrs, int32_t n_inputs,
+                                const usi_tensor_view *inputs,
+                                const usi_tensor_view *output,
+                                const usi_tensor_view *grad_output,
+                                usi_tensor_view *grad_inputs, void *stream);
 } usi_custom_op;
+#define USI_CUSTOM_OP_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_custom_op, backward_cpu)
+#define USI_CUSTOM_OP_STRUCT_SIZE_1_1 USI_STRUCT_SIZE(usi_custom_op, backward_cuda)
 
 typedef struct usi_graph_api {
     size_t struct_size;
 
     /* -- state -- */
-    /* First error recorded while building, or NULL. Valid until the next op. */
+    /* First error recorded while building, or NULL. Valid until the next op.
+     * To record your own (bad option, wrong input), use fail() (1.1). */
     const char *(*error_message)(const usi_graph *g);
     /* 1 when the graph is built for training (batch statistics, dropout). */
     int32_t (*is_training)(const usi_graph *g);
@@ -274,11 +340,14 @@ typedef struct usi_graph_api {
     int32_t (*ndim)(const usi_tensor *t);
     /* Size of dim `axis` (negative counts from the end), or 0 when invalid. */
     int64_t (*dim)(const usi_tensor *t, int32_t axis);
-    /* A trainable float parameter, saved and loaded by its scoped name. */
+    /* A trainable float parameter, saved and loaded by its scoped name.
+     * ndim 0 with shape NULL declares a scalar (a 0-d tensor, shape []). */
     usi_tensor *(*param)(usi_graph *g, const char *name, int32_t ndim,
                          const int64_t *shape, const usi_init *init);
     /* A non-trainable state tensor (running mean, counters, index tables),
-     * saved and loaded by name like a parameter but never given a gradient. */
+     * saved and loaded by name like a parameter but never given a gradient.
+     * A 0-d buffer, as batch norm's num_batches_tracked:
+     *   buffer(g, "num_batches_tracked", USI_DTYPE_I64, 0, NULL, &zeros). */
     usi_tensor *(*buffer)(usi_graph *g, const char *name, int32_t dtype,
                           int32_t ndim, const int64_t *shape,
                           const usi_init *init);
@@ -369,7 +438,21 @@ typedef struct usi_graph_api {
     usi_tensor *(*custom)(usi_graph *g, const usi_custom_op *op,
                           int32_t n_inputs, usi_tensor *const *inputs,
                           const void *attrs);
+
+    /* -- 1.1 -- */
+    /* Record the plugin's own message (printf-style) as the graph's first
+     * error, as an op does on a bad shape: the host reports it, naming the
+     * component, when build returns. Every later op returns NULL, so build
+     * may return NULL at once. Use it instead of logging and returning NULL,
+     * which leaves the user with "the network returned no output". */
+    void (*fail)(usi_graph *g, const char *fmt, ...)
+#if defined(__GNUC__)
+        __attribute__((format(printf, 2, 3)))
+#endif
+        ;
 } usi_graph_api;
+#define USI_GRAPH_API_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_graph_api, custom)
+#define USI_GRAPH_API_STRUCT_SIZE_1_1 USI_STRUCT_SIZE(usi_graph_api, fail)
 
 /* ------------------------------------------------------------------------ */
 /* Host services                                                            */
@@ -442,13 +525,19 @@ typedef struct usi_host_api {
     usi_tensor *(*build_backbone)(usi_graph *g, const char *name,
                                   const char *options, usi_tensor *input);
 } usi_host_api;
+#define USI_HOST_API_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_host_api, build_backbone)
 
 /* ------------------------------------------------------------------------ */
 /* Components                                                               */
 /* ------------------------------------------------------------------------ */
 
 /* One option of a component, shown by `usi plugins` and checked by the
- * config loader (unknown keys, types, ranges, choices). */
+ * config loader (unknown keys, types, ranges, choices).
+ *
+ * Range: an INT, FLOAT or FLOAT_LIST value (each item of a list) must lie in
+ * [min, max]. Leaving both 0, the zero value, means no range; so does
+ * min > max (how some 1.0 plugins wrote it). BOOL and STRING options ignore
+ * min and max: write 0. */
 typedef struct usi_param_desc {
     size_t struct_size;
     const char *name;        /* a config key: [a-z_][a-z0-9_]*               */
@@ -458,17 +547,25 @@ typedef struct usi_param_desc {
     int64_t def_int;         /* INT, BOOL                                    */
     double def_float;        /* FLOAT                                        */
     const char *def_string;  /* STRING, FLOAT_LIST                           */
-    double min, max;         /* INT, FLOAT, FLOAT_LIST items: checked when
-                                min <= max                                   */
+    double min, max;         /* INT, FLOAT, FLOAT_LIST: see above            */
     const char *choices;     /* STRING: "a|b|c", or NULL for any string      */
 } usi_param_desc;
+#define USI_PARAM_DESC_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_param_desc, choices)
 
-/* Backbone: a student network. */
+/* Backbone: a student network.
+ *
+ * Every backbone declares two INT options, because the host sets them: the
+ * trainer sets num_classes from the data, and the `model` teacher and
+ * `usi summary --img-size` set img_size. A network built for one input size
+ * declares img_size with min == max == that size. A backbone lacking one
+ * still loads and trains, but whatever sets it fails; `usi plugins` points
+ * it out. */
 typedef struct usi_backbone_ops {
     size_t struct_size;
     /* input [N,3,H,W] float, normalised -> logits [N, num_classes]. */
     usi_tensor *(*build)(void *inst, usi_graph *g, usi_tensor *input);
 } usi_backbone_ops;
+#define USI_BACKBONE_OPS_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_backbone_ops, build)
 
 /* What a teacher expects of its input. */
 typedef struct usi_teacher_spec {
@@ -480,6 +577,7 @@ typedef struct usi_teacher_spec {
     int32_t reserved;
     const char *weights;     /* graph teachers: safetensors file, or NULL    */
 } usi_teacher_spec;
+#define USI_TEACHER_SPEC_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_teacher_spec, weights)
 
 /* Teacher: frozen, no gradients. Either a graph (build, run by the host in
  * eval mode with batch norm folded, weights loaded from spec.weights) or an
@@ -493,6 +591,7 @@ typedef struct usi_teacher_ops {
     usi_error *(*forward)(void *inst, const usi_tensor_view *images,
                           usi_tensor_view *logits);
 } usi_teacher_ops;
+#define USI_TEACHER_OPS_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_teacher_ops, forward)
 
 enum {
     USI_AUGMENT_SAMPLE = 1,  /* uint8 image, in loader threads               */
@@ -511,6 +610,7 @@ typedef struct usi_augment_ops {
     /* In place on a float batch and its targets. */
     usi_error *(*apply_batch)(void *inst, usi_batch *batch, usi_rng *rng);
 } usi_augment_ops;
+#define USI_AUGMENT_OPS_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_augment_ops, apply_batch)
 
 typedef struct usi_component {
     size_t struct_size;
@@ -521,12 +621,14 @@ typedef struct usi_component {
     const char *doc;         /* one line                                     */
     const usi_param_desc *params; /* n_params entries, stride params->struct_size */
     size_t n_params;
-    /* Make an instance from validated options; *inst is passed back to ops. */
+    /* Make an instance from validated options; *inst is passed back to ops.
+     * No host table comes with it: use the one saved in the handshake. */
     usi_error *(*create)(const usi_params *params, void **inst);
     void (*destroy)(void *inst);
     /* usi_backbone_ops, usi_teacher_ops or usi_augment_ops, per kind. */
     const void *ops;
 } usi_component;
+#define USI_COMPONENT_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_component, ops)
 
 typedef struct usi_plugin_desc {
     size_t struct_size;
@@ -537,6 +639,7 @@ typedef struct usi_plugin_desc {
     const usi_component *const *components;
     size_t n_components;
 } usi_plugin_desc;
+#define USI_PLUGIN_DESC_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_plugin_desc, n_components)
 
 /* ------------------------------------------------------------------------ */
 /* The handshake                                                            */
@@ -553,6 +656,7 @@ typedef struct usi_negotiate {
     uint32_t plugin_abi_minor; /* the minor the plugin was built against     */
     const usi_plugin_desc *desc;
 } usi_negotiate;
+#define USI_NEGOTIATE_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_negotiate, desc)
 
 typedef usi_error *(*usi_plugin_entry_fn)(usi_negotiate *n);
 
@@ -560,27 +664,65 @@ typedef usi_error *(*usi_plugin_entry_fn)(usi_negotiate *n);
 /* Helpers for plugin authors (inline, nothing to link)                     */
 /* ------------------------------------------------------------------------ */
 
-/* Fill the out side of the handshake after checking the host. */
-static inline usi_error *usi_negotiate_reply(usi_negotiate *n,
-                                             const usi_plugin_desc *desc)
+/* Frozen sizes of the host's two service tables at a minor (a minor newer
+ * than this header gives the newest size this header knows). */
+static inline size_t usi_host_api_size(uint32_t minor)
 {
-    if (n->struct_size < offsetof(usi_negotiate, desc) + sizeof(n->desc))
+    (void)minor; /* unchanged since 1.0 */
+    return USI_HOST_API_STRUCT_SIZE_1_0;
+}
+static inline size_t usi_graph_api_size(uint32_t minor)
+{
+    return minor == 0 ? USI_GRAPH_API_STRUCT_SIZE_1_0 : USI_GRAPH_API_STRUCT_SIZE_1_1;
+}
+
+/* Fill the out side of the handshake after checking the host.
+ *
+ * needs_minor: the oldest minor whose services the plugin calls without
+ * checking USI_HAS_FIELD first (0 when it uses only 1.0 services, or checks
+ * for every newer one). The host's tables must be at least that minor's
+ * frozen sizes; otherwise the reply is an error that says which table and
+ * which minor, and the host refuses the plugin with it, naming the file. */
+static inline usi_error *usi_negotiate_reply_min(usi_negotiate *n,
+                                                 const usi_plugin_desc *desc,
+                                                 uint32_t needs_minor)
+{
+    if (n->struct_size < USI_NEGOTIATE_STRUCT_SIZE_1_0)
         return NULL; /* a host this old can't even read our answer */
     n->plugin_abi_major = USI_ABI_MAJOR;
     n->plugin_abi_minor = USI_ABI_MINOR;
     n->desc = desc;
+    const usi_host_api *h = n->host;
     if (n->host_abi_major != USI_ABI_MAJOR)
-        return n->host->error_new(USI_ERR_VERSION,
-                                  "plugin '%s' is built for USI ABI %d.%d, the host has %u.%u",
-                                  desc->name, USI_ABI_MAJOR, USI_ABI_MINOR,
-                                  (unsigned)n->host_abi_major,
-                                  (unsigned)n->host_abi_minor);
-    if (n->host->struct_size < offsetof(usi_host_api, graph) + sizeof(n->host->graph))
-        return n->host->error_new(USI_ERR_VERSION,
-                                  "plugin '%s' needs a host service table of %zu bytes, the host gives %zu",
-                                  desc->name, sizeof(usi_host_api),
-                                  n->host->struct_size);
+        return h->error_new(USI_ERR_VERSION,
+                            "plugin '%s' is built for USI ABI %d.%d, the host has %u.%u",
+                            desc->name, USI_ABI_MAJOR, USI_ABI_MINOR,
+                            (unsigned)n->host_abi_major, (unsigned)n->host_abi_minor);
+    if (n->host_abi_minor < needs_minor)
+        return h->error_new(USI_ERR_VERSION,
+                            "plugin '%s' needs a USI host of ABI 1.%u or newer, this one is 1.%u; "
+                            "update usi",
+                            desc->name, (unsigned)needs_minor, (unsigned)n->host_abi_minor);
+    if (h->struct_size < usi_host_api_size(needs_minor))
+        return h->error_new(USI_ERR_VERSION,
+                            "plugin '%s' needs a host service table of %zu bytes (ABI 1.%u), "
+                            "the host gives %zu",
+                            desc->name, usi_host_api_size(needs_minor),
+                            (unsigned)needs_minor, h->struct_size);
+    if (!h->graph || h->graph->struct_size < usi_graph_api_size(needs_minor))
+        return h->error_new(USI_ERR_VERSION,
+                            "plugin '%s' needs a graph builder table of %zu bytes (ABI 1.%u), "
+                            "the host gives %zu",
+                            desc->name, usi_graph_api_size(needs_minor), (unsigned)needs_minor,
+                            h->graph ? h->graph->struct_size : (size_t)0);
     return NULL;
+}
+
+/* The same for a plugin that needs only 1.0 services. */
+static inline usi_error *usi_negotiate_reply(usi_negotiate *n,
+                                             const usi_plugin_desc *desc)
+{
+    return usi_negotiate_reply_min(n, desc, 0);
 }
 
 static inline usi_init usi_init_const(double v)

@@ -1,0 +1,18 @@
+/* What registry.c (loading, lookups) and discover.c (folders) share. */
+#ifndef USI_CORE_REGISTRY_INTERNAL_H
+#define USI_CORE_REGISTRY_INTERNAL_H
+
+#include <sys/stat.h>
+
+#include "plugin/registry.h"
+
+/* Record e as a problem of `path` (a copy) and return e. */
+usi_error *usi_registry_add_problem(usi_registry *r, const char *path, usi_error *e);
+/* NULL when the file or folder can't be replaced by another user (owned by
+ * root or us, not writable by group or others), else why, with the fix. */
+usi_error *usi_plugin_path_safe(const char *path, const struct stat *st, int is_dir);
+/* Check the descriptor a plugin of ABI 1.minor returned (structs, tables,
+ * component schemas and custom ops); errors name `path`. */
+usi_error *usi_plugin_check_desc(const char *path, const usi_plugin_desc *d, uint32_t minor);
+
+#endif
