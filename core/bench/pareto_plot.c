@@ -181,7 +181,11 @@ typedef struct plot_ctx {
 static usi_error *draw_points(cairo_t *cr, const usi_pareto_layout *l, const usi_pareto_point *pts, size_t n)
 {
     const usi_pareto_point **front = malloc((n + 1) * sizeof *front);
-    box *taken = malloc((2 * n + 1) * sizeof *taken);
+    /* markers, labels, and the front line in steps of LINE_STEP pixels: its
+     * length is at most the plot's diagonal */
+    enum { LINE_STEP = 6 };
+    size_t cap = 2 * n + (size_t)(hypot(l->x1 - l->x0, l->y1 - l->y0) / LINE_STEP) + n + 1, n_taken = 0;
+    box *taken = malloc(cap * sizeof *taken);
     if (!front || !taken) {
         free(front);
         free(taken);
@@ -194,11 +198,18 @@ static usi_error *draw_points(cairo_t *cr, const usi_pareto_layout *l, const usi
     usi_canvas_rgb(cr, USI_PARETO_FRONT_RGB);
     cairo_set_line_width(cr, 2.0);
     cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+    double px = 0, py = 0;
     for (size_t i = 0; i < nf; i++) {
         double x, y;
         usi_pareto_place(l, front[i]->speed, front[i]->top1, &x, &y);
         if (i) cairo_line_to(cr, x, y);
         else cairo_move_to(cr, x, y);
+        int steps = i ? (int)(hypot(x - px, y - py) / LINE_STEP) : 0;
+        for (int k = 1; k < steps && n_taken < cap - 2 * n; k++) {
+            double t = (double)k / steps, cx = px + t * (x - px), cy = py + t * (y - py);
+            taken[n_taken++] = (box){cx - 2, cy - 2, cx + 2, cy + 2};
+        }
+        px = x, py = y;
     }
     cairo_stroke(cr);
     /* every marker is an obstacle for every label */
@@ -207,10 +218,9 @@ static usi_error *draw_points(cairo_t *cr, const usi_pareto_layout *l, const usi
         double x, y;
         usi_pareto_place(l, pts[i].speed, pts[i].top1, &x, &y);
         marker(cr, x, y, pts[i].on_front);
-        taken[i] = (box){x - r, y - r, x + r, y + r};
+        taken[n_taken++] = (box){x - r, y - r, x + r, y + r};
     }
     /* front labels first, so they get the best places */
-    size_t n_taken = n;
     for (int pass = 1; pass >= 0; pass--)
         for (size_t i = 0; i < n; i++) {
             if (pts[i].on_front != pass) continue;
