@@ -423,6 +423,8 @@ static usi_error *prepare(const bench_args *a, bench_run *r)
 {
     usi_config *c = r->cfg;
     if (a->device) USI_TRY(set_device(c, a->device));
+    /* no data flows, so the augmentations need not be installed */
+    USI_TRY(usi_config_set(c, "augment=()"));
     USI_TRY(usi_config_resolve(c, r->reg));
     usi_device_set_threads((int32_t)usi_config_int(c, "threads"));
     USI_TRY(usi_device_open(usi_config_string(c, "device"), &r->o.dev));
