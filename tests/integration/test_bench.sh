@@ -95,6 +95,12 @@ assert r['error'] == '' and float(r['infer_img_s']) > 0 and r['train_img_s'] == 
 PY
 grep -q "failed: .*px input" "$T/c.log" && ok || fail "the table does not give the reason: $(cat "$T/c.log")"
 
+# 3b. on cpu-guarded, whose memory host code cannot touch: the bench only
+#     reaches tensors through the device's calls
+"$usi" bench --backbones resnet18 --device cpu-guarded --img-size 16 --batch 1 --steps 1 --train --out "$T/g" \
+    >"$T/g.log" 2>&1 && grep -q "^resnet18,[0-9]*,[0-9]*,16,1,cpu-guarded,[0-9.]*,[0-9.]*,," "$T/g/bench.csv" && ok ||
+    fail "cpu-guarded: $(cat "$T/g.log" "$T/g/bench.csv")"
+
 # 4. errors: one line, exit 1, before anything is measured
 out=$("$usi" bench --backbones resnet18,no_such_net --out "$T/d" 2>&1)
 [ $? -eq 1 ] && grep -q "no backbone named 'no_such_net'" <<<"$out" && grep -q "valid backbones:.*resnet50" <<<"$out" &&
