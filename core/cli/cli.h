@@ -47,5 +47,6 @@ int usi_cmd_eval(int argc, char **argv);
 int usi_cmd_summary(int argc, char **argv);
 int usi_cmd_plot(int argc, char **argv);
 int usi_cmd_predict(int argc, char **argv);
+int usi_cmd_bench(int argc, char **argv);
 
 #endif

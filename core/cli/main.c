@@ -26,6 +26,7 @@ static const command commands[] = {
     {"predict", usi_cmd_predict, "classify image files with trained weights: top-k classes, raw logits"},
     {"summary", usi_cmd_summary, "parameters, MACs and output shape of a backbone"},
     {"plot", usi_cmd_plot, "draw a run's loss, lr and top-1 curves from metrics.jsonl (PNG or SVG)"},
+    {"bench", usi_cmd_bench, "images/s of backbones on the device, bench.csv and the speed-accuracy Pareto plot"},
     {"weights", usi_cmd_weights, "weights merge: one safetensors file from several (ensemble teacher)"},
 };
 

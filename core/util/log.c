@@ -11,6 +11,7 @@ static int32_t my_rank, my_world = 1;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int progress_open; /* a progress line without its newline is on the terminal */
 static int tty = -1;
+static _Thread_local char last_error[2048];
 
 void usi_log_set_level(int32_t level) { min_level = level; }
 int32_t usi_log_level(void) { return min_level; }
@@ -53,6 +54,12 @@ static void prefix(char *buf, size_t cap)
 void usi_vlog(int32_t level, const char *fmt, va_list ap)
 {
     static const char *const names[] = {"debug", "info", "warning", "error"};
+    if (level >= USI_LOG_ERROR) {
+        va_list copy;
+        va_copy(copy, ap);
+        vsnprintf(last_error, sizeof last_error, fmt, copy);
+        va_end(copy);
+    }
     if (!shown(level)) return;
     if (level < USI_LOG_DEBUG) level = USI_LOG_DEBUG;
     if (level > USI_LOG_ERROR) level = USI_LOG_ERROR;
@@ -118,3 +125,6 @@ void usi_log_end_progress(void)
     fflush(stderr);
     pthread_mutex_unlock(&mu);
 }
+
+const char *usi_log_last_error(void) { return last_error; }
+void usi_log_clear_last_error(void) { last_error[0] = 0; }

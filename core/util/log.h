@@ -35,4 +35,11 @@ int32_t usi_log_is_tty(void);
 /* End an open progress line (before output that bypasses this sink). */
 void usi_log_end_progress(void);
 
+/* The last line this thread logged at USI_LOG_ERROR since the last clear,
+ * whether or not the level let it through; "" when none. A plugin that
+ * fails by logging and returning NULL leaves its reason here, where the
+ * caller can put it in a report (usi bench's table). */
+const char *usi_log_last_error(void);
+void usi_log_clear_last_error(void);
+
 #endif
