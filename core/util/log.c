@@ -54,6 +54,7 @@ static void prefix(char *buf, size_t cap)
 void usi_vlog(int32_t level, const char *fmt, va_list ap)
 {
     static const char *const names[] = {"debug", "info", "warning", "error"};
+    if (!fmt) return;
     if (level >= USI_LOG_ERROR) {
         va_list copy;
         va_copy(copy, ap);
