@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/device.h"
 #include "cli/cli.h"
 #include "plugin/params.h"
 #include "util/error.h"
@@ -20,6 +21,30 @@ static void range_text(const usi_param_desc *d, char *buf, size_t cap)
     if (d->type == USI_PARAM_STRING && d->choices) snprintf(buf, cap, " {%s}", d->choices);
     else if (usi_param_has_range(d))
         snprintf(buf, cap, " [%g, %g]", d->min, d->max);
+}
+
+/* What `device = NAME` gives on this build and machine: NULL when it opens,
+ * else why not (into why). */
+static const char *device_problem(const char *name, char *why, size_t cap)
+{
+    usi_device *d;
+    usi_error *e = usi_device_open(name, &d);
+    if (!e) return NULL;
+    snprintf(why, cap, "%s", usi_error_message(e));
+    usi_error_free(e);
+    return why;
+}
+
+static const char *const device_names[] = {"cpu", "cpu-guarded", "cuda"};
+
+static void print_devices(void)
+{
+    printf("\ndevices (config key `device`):\n");
+    for (size_t i = 0; i < sizeof device_names / sizeof *device_names; i++) {
+        char why[512];
+        const char *no = device_problem(device_names[i], why, sizeof why);
+        printf("  %-12s %s\n", device_names[i], no ? no : "available");
+    }
 }
 
 static void print_text(const usi_registry *r)
@@ -55,6 +80,7 @@ static void print_text(const usi_registry *r)
         }
     }
     if (!usi_registry_count(r)) printf("no plugins found\n");
+    print_devices();
 }
 
 static cJSON *param_json(const usi_param_desc *d)
@@ -96,6 +122,16 @@ static void print_json(const usi_registry *r)
     char abi[32];
     snprintf(abi, sizeof abi, "%d.%d", USI_ABI_MAJOR, USI_ABI_MINOR);
     cJSON_AddStringToObject(root, "host_abi", abi);
+    cJSON *devs = cJSON_AddArrayToObject(root, "devices");
+    for (size_t i = 0; i < sizeof device_names / sizeof *device_names; i++) {
+        char why[512];
+        const char *no = device_problem(device_names[i], why, sizeof why);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", device_names[i]);
+        cJSON_AddBoolToObject(o, "available", !no);
+        if (no) cJSON_AddStringToObject(o, "why", no);
+        cJSON_AddItemToArray(devs, o);
+    }
     cJSON *comps = cJSON_AddArrayToObject(root, "components");
     for (size_t i = 0; i < usi_registry_count(r); i++) {
         const usi_loaded *l = usi_registry_at(r, i);

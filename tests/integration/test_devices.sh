@@ -68,6 +68,14 @@ out=$("$usi" config show "$T/run.cfg" 2>&1)
 grep -q '^precision = "fp32";' <<<"$out" && grep -q '^device = "cpu";' <<<"$out" && ok \
     || fail "config show does not print what runs: $(grep -E 'precision|device' <<<"$out")"
 
+# usi plugins says which devices this build and machine have.
+out=$("$usi" plugins 2>&1)
+grep -qE '^  cpu-guarded +available$' <<<"$out" && grep -qE '^  cuda +(device .cuda.: |available)' <<<"$out" && ok \
+    || fail "usi plugins does not list the devices: $(grep -A4 '^devices' <<<"$out")"
+json=$("$usi" plugins --json 2>/dev/null)
+python3 -c 'import json,sys; d={x["name"]: x for x in json.load(sys.stdin)["devices"]}; sys.exit(0 if d["cpu"]["available"] and (d["cuda"]["available"] or d["cuda"]["why"]) else 1)' <<<"$json" \
+    && ok || fail "usi plugins --json has no devices"
+
 # A plugin's shape error names the component, its file and the layer.
 mkdir -p "$T/plugins" && cp "$bad_head" "$T/plugins/" && chmod -R go-w "$T/plugins"
 out=$("$usi" train "$T/run.cfg" --plugin-dir "$T/plugins" --set backbone.name=bad_head --set output_dir="$T/bad" 2>&1)
