@@ -107,13 +107,10 @@ int usi_cmd_predict(int argc, char **argv)
 {
     usi_predict_args a;
     int rc = usi_predict_parse(argc, argv, &a);
-    if (rc == -1) {
-        fputs(usage, stdout);
-        return USI_EXIT_OK;
-    }
     if (rc) {
-        fputs(usage, stderr);
-        return USI_EXIT_USAGE;
+        usi_predict_args_free(&a);
+        fputs(usage, rc == -1 ? stdout : stderr);
+        return rc == -1 ? USI_EXIT_OK : USI_EXIT_USAGE;
     }
     usi_cli_opts o = {0};
     o.config_path = a.config;
