@@ -725,6 +725,158 @@ static inline usi_error *usi_negotiate_reply(usi_negotiate *n,
     return usi_negotiate_reply_min(n, desc, 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Shorthands for plugin authors: options, the option reader, the entry     */
+/* ------------------------------------------------------------------------ */
+
+/* One entry of a parameter schema, as a brace initialiser with struct_size
+ * set, for an array or a variable:
+ *
+ *     static const usi_param_desc params[] = {
+ *         USI_PARAM_INT("num_classes", 1000, 1, 1000000, "number of output classes"),
+ *         USI_PARAM_FLOAT("drop_path_rate", 0.0, 0, 1, "stochastic depth"),
+ *         USI_PARAM_BOOL("pretrained_stem", 0, "keep the ImageNet stem"),
+ *         USI_PARAM_STRING("stem", "auto", "auto|small|large", "stem form"),
+ *         USI_PARAM_FLOAT_LIST("mean", "0.485, 0.456, 0.406", 0, 1, "per channel"),
+ *     };
+ *
+ * lo == hi == 0 means no range (see usi_param_desc). choices is "a|b|c", or
+ * NULL for any string. These function-like macros share their names with the
+ * USI_PARAM_* type constants; the constants stay usable, since a macro of this
+ * kind expands only where its name is followed by '('. */
+#define USI_PARAM_INT(nm, def, lo, hi, dc)                                            \
+    {.struct_size = sizeof(usi_param_desc), .name = (nm), .type = USI_PARAM_INT,      \
+     .doc = (dc), .def_int = (def), .min = (lo), .max = (hi)}
+#define USI_PARAM_FLOAT(nm, def, lo, hi, dc)                                          \
+    {.struct_size = sizeof(usi_param_desc), .name = (nm), .type = USI_PARAM_FLOAT,    \
+     .doc = (dc), .def_float = (def), .min = (lo), .max = (hi)}
+#define USI_PARAM_BOOL(nm, def, dc)                                                   \
+    {.struct_size = sizeof(usi_param_desc), .name = (nm), .type = USI_PARAM_BOOL,     \
+     .doc = (dc), .def_int = (def)}
+#define USI_PARAM_STRING(nm, def, ch, dc)                                             \
+    {.struct_size = sizeof(usi_param_desc), .name = (nm), .type = USI_PARAM_STRING,   \
+     .doc = (dc), .def_string = (def), .choices = (ch)}
+/* def is the list as text, "a, b, c"; lo and hi bound each item. */
+#define USI_PARAM_FLOAT_LIST(nm, def, lo, hi, dc)                                     \
+    {.struct_size = sizeof(usi_param_desc), .name = (nm), .type = USI_PARAM_FLOAT_LIST, \
+     .doc = (dc), .def_string = (def), .min = (lo), .max = (hi)}
+
+/* The number of entries of an array (a schema, a field table). */
+#define USI_COUNTOF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Where one option lands in a plugin's instance struct, for usi_read_options.
+ * Plugin-internal (it never crosses the boundary, so it has no struct_size).
+ * The field's C type follows the option's type:
+ *     INT int64_t, FLOAT double, BOOL int32_t, STRING const char * (it lives
+ *     as long as the params, so copy it if the instance keeps it longer),
+ *     FLOAT_LIST double[cap] with the item count in a size_t field.
+ * Make entries with the USI_FIELD_* macros below, which fill size from the
+ * field itself, so a field of the wrong width is refused at create time
+ * (USI_ERR_INTERNAL, naming the option) instead of overwriting memory. */
+typedef struct usi_option_field {
+    const char *name;        /* the option's name in the schema              */
+    int32_t type;            /* USI_PARAM_*                                  */
+    size_t offset;           /* offsetof(struct, field)                      */
+    size_t size;             /* sizeof the field                             */
+    size_t count_offset;     /* FLOAT_LIST: offsetof the size_t count field  */
+} usi_option_field;
+
+#define USI_FIELD_(T, nm, ty, f) \
+    {(nm), (ty), offsetof(T, f), sizeof(((T *)0)->f), 0}
+#define USI_FIELD_INT(T, nm, f) USI_FIELD_(T, nm, USI_PARAM_INT, f)
+#define USI_FIELD_FLOAT(T, nm, f) USI_FIELD_(T, nm, USI_PARAM_FLOAT, f)
+#define USI_FIELD_BOOL(T, nm, f) USI_FIELD_(T, nm, USI_PARAM_BOOL, f)
+#define USI_FIELD_STRING(T, nm, f) USI_FIELD_(T, nm, USI_PARAM_STRING, f)
+/* f is a double array (its length is the capacity), count a size_t. */
+#define USI_FIELD_FLOAT_LIST(T, nm, f, count) \
+    {(nm), USI_PARAM_FLOAT_LIST, offsetof(T, f), sizeof(((T *)0)->f), offsetof(T, count)}
+
+/* Fill the struct at `out` from validated params, one table entry at a time;
+ * returns NULL, or the first error (the host's, e.g. an option missing from
+ * the schema, or USI_ERR_INTERNAL for a field of the wrong width). Fields
+ * read before the error keep their new values. A FLOAT_LIST longer than its
+ * array is refused (USI_ERR_INVALID, naming the option and the capacity). */
+static inline usi_error *usi_read_options(const usi_host_api *host, const usi_params *params,
+                                          const usi_option_field *table, size_t n, void *out)
+{
+    unsigned char *base = (unsigned char *)out;
+    for (size_t i = 0; i < n; i++) {
+        const usi_option_field *f = &table[i];
+        void *dst = base + f->offset;
+        size_t want = 0;
+        switch (f->type) {
+        case USI_PARAM_INT: want = sizeof(int64_t); break;
+        case USI_PARAM_FLOAT: want = sizeof(double); break;
+        case USI_PARAM_BOOL: want = sizeof(int32_t); break;
+        case USI_PARAM_STRING: want = sizeof(const char *); break;
+        case USI_PARAM_FLOAT_LIST: want = f->size - f->size % sizeof(double); break;
+        default: break;
+        }
+        if (!want || f->size != want)
+            return host->error_new(USI_ERR_INTERNAL,
+                                   "option '%s': its field (%zu bytes) does not fit option type %d",
+                                   f->name, f->size, (int)f->type);
+        usi_error *e = NULL;
+        switch (f->type) {
+        case USI_PARAM_INT: e = host->param_int(params, f->name, (int64_t *)dst); break;
+        case USI_PARAM_FLOAT: e = host->param_float(params, f->name, (double *)dst); break;
+        case USI_PARAM_BOOL: e = host->param_bool(params, f->name, (int32_t *)dst); break;
+        case USI_PARAM_STRING:
+            e = host->param_string(params, f->name, (const char **)dst);
+            break;
+        default: {
+            size_t cap = f->size / sizeof(double), count = 0;
+            e = host->param_float_list(params, f->name, (double *)dst, cap, &count);
+            if (!e && count > cap)
+                e = host->error_new(USI_ERR_INVALID, "option '%s': %zu values, at most %zu",
+                                    f->name, count, cap);
+            if (!e) *(size_t *)(void *)(base + f->count_offset) = count;
+            break;
+        }
+        }
+        if (e) return e;
+    }
+    return NULL;
+}
+
+/* The plugin descriptor and the entry point, in one line at the end of the
+ * plugin's file (after its components):
+ *
+ *     USI_DEFINE_PLUGIN("acme", "Acme Ltd.", "Apache-2.0", "1.0.0", &comp_a, &comp_b);
+ *
+ * It defines usi_plugin_entry, which replies with usi_negotiate_reply() and,
+ * when the reply accepts the host, keeps the host table in the static
+ *
+ *     static const usi_host_api *usi_host;
+ *
+ * for the plugin's create/build/apply functions. A file whose functions use
+ * usi_host above the USI_DEFINE_PLUGIN line declares it first with
+ * `USI_DECLARE_HOST;` (the same tentative definition; C allows both).
+ * USI_DEFINE_PLUGIN_MIN(minor, ...) does the same with
+ * usi_negotiate_reply_min(n, desc, minor), for a plugin that calls that
+ * minor's services without checking USI_HAS_FIELD. Only usi_plugin_entry is
+ * exported; everything else the macro defines is static. */
+#define USI_DECLARE_HOST static const usi_host_api *usi_host
+
+#define USI_DEFINE_PLUGIN_MIN(minor, nm, vnd, lic, ver, ...)                          \
+    USI_DECLARE_HOST;                                                                \
+    static const usi_component *const usi_plugin_components_[] = {__VA_ARGS__};      \
+    static const usi_plugin_desc usi_plugin_desc_ = {                                \
+        .struct_size = sizeof(usi_plugin_desc), .name = (nm), .vendor = (vnd),       \
+        .license = (lic), .version = (ver), .components = usi_plugin_components_,    \
+        .n_components = USI_COUNTOF(usi_plugin_components_)};                       \
+    USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n);                 \
+    USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n)                  \
+    {                                                                                \
+        usi_error *e = usi_negotiate_reply_min(n, &usi_plugin_desc_, (minor));       \
+        if (!e) usi_host = n->host;                                                  \
+        return e;                                                                    \
+    }                                                                                \
+    _Static_assert(USI_COUNTOF(usi_plugin_components_) > 0, "a plugin needs a component")
+
+#define USI_DEFINE_PLUGIN(nm, vnd, lic, ver, ...) \
+    USI_DEFINE_PLUGIN_MIN(0, nm, vnd, lic, ver, __VA_ARGS__)
+
 static inline usi_init usi_init_const(double v)
 {
     usi_init i = {sizeof(usi_init), USI_INIT_CONSTANT, 0, v, 0, 0, 0, 0};
