@@ -11,7 +11,7 @@
  */
 #include <usi/plugin.h>
 
-static const usi_host_api *host; /* handed to us in the handshake */
+USI_DECLARE_HOST; /* usi_host: set by usi_plugin_entry (USI_DEFINE_PLUGIN below) */
 
 typedef struct tinynet {
     int64_t num_classes;
@@ -20,38 +20,39 @@ typedef struct tinynet {
 } tinynet;
 
 static const usi_param_desc params[] = {
-    {sizeof(usi_param_desc), "num_classes", USI_PARAM_INT, 0, "number of output classes",
-     1000, 0, NULL, 1, 1e6, NULL},
-    {sizeof(usi_param_desc), "img_size", USI_PARAM_INT, 0, "input side the network is built for",
-     224, 0, NULL, 8, 4096, NULL},
-    {sizeof(usi_param_desc), "drop_path_rate", USI_PARAM_FLOAT, 0, "stochastic depth of the last stage",
-     0, 0.0, NULL, 0, 1, NULL},
-    {sizeof(usi_param_desc), "width", USI_PARAM_INT, 0, "channels of the first stage (doubled per stage)",
-     32, 0, NULL, 4, 1024, NULL},
+    USI_PARAM_INT("num_classes", 1000, 1, 1e6, "number of output classes"),
+    USI_PARAM_INT("img_size", 224, 8, 4096, "input side the network is built for"),
+    USI_PARAM_FLOAT("drop_path_rate", 0.0, 0, 1, "stochastic depth of the last stage"),
+    USI_PARAM_INT("width", 32, 4, 1024, "channels of the first stage (doubled per stage)"),
+};
+
+/* Which option fills which field of the instance. */
+static const usi_option_field fields[] = {
+    USI_FIELD_INT(tinynet, "num_classes", num_classes),
+    USI_FIELD_INT(tinynet, "width", width),
+    USI_FIELD_FLOAT(tinynet, "drop_path_rate", drop_path_rate),
 };
 
 static usi_error *tinynet_create(const usi_params *p, void **out)
 {
-    tinynet *t = host->alloc(sizeof *t, 0);
-    if (!t) return host->error_new(USI_ERR_NOMEM, "acme_tinynet: out of memory");
-    usi_error *e = host->param_int(p, "num_classes", &t->num_classes);
-    if (!e) e = host->param_int(p, "width", &t->width);
-    if (!e) e = host->param_float(p, "drop_path_rate", &t->drop_path_rate);
+    tinynet *t = usi_host->alloc(sizeof *t, 0);
+    if (!t) return usi_host->error_new(USI_ERR_NOMEM, "acme_tinynet: out of memory");
+    usi_error *e = usi_read_options(usi_host, p, fields, USI_COUNTOF(fields), t);
     if (e) {
-        host->free(t);
+        usi_host->free(t);
         return e;
     }
     *out = t;
     return NULL;
 }
 
-static void tinynet_destroy(void *inst) { host->free(inst); }
+static void tinynet_destroy(void *inst) { usi_host->free(inst); }
 
 /* conv3x3 -> batch norm -> relu, named "<scope>.conv.weight", "<scope>.bn.*". */
 static usi_tensor *conv_bn_relu(usi_graph *g, usi_tensor *x, const char *scope,
                                 int64_t cin, int64_t cout, int32_t stride)
 {
-    const usi_graph_api *G = host->graph;
+    const usi_graph_api *G = usi_host->graph;
     int64_t wshape[4] = {cout, cin, 3, 3}, cshape[1] = {cout};
     usi_init kaiming = usi_init_kaiming_normal(USI_FAN_OUT, 1.4142135623730951);
     usi_init zeros = usi_init_zeros(), ones = usi_init_ones();
@@ -74,7 +75,7 @@ static usi_tensor *conv_bn_relu(usi_graph *g, usi_tensor *x, const char *scope,
 static usi_tensor *tinynet_build(void *inst, usi_graph *g, usi_tensor *input)
 {
     const tinynet *t = inst;
-    const usi_graph_api *G = host->graph;
+    const usi_graph_api *G = usi_host->graph;
     int64_t w = t->width;
     usi_tensor *x = conv_bn_relu(g, input, "stem", G->dim(input, 1), w, 1);
     x = conv_bn_relu(g, x, "stage1", w, 2 * w, 2);
@@ -97,21 +98,17 @@ static usi_tensor *tinynet_build(void *inst, usi_graph *g, usi_tensor *input)
 static const usi_backbone_ops ops = {sizeof(usi_backbone_ops), tinynet_build};
 
 static const usi_component tinynet_component = {
-    sizeof(usi_component), USI_KIND_BACKBONE, 0,
-    "acme_tinynet", "1.2.0", "a small residual convnet from a third party",
-    params, sizeof params / sizeof params[0],
-    tinynet_create, tinynet_destroy, &ops,
+    .struct_size = sizeof(usi_component),
+    .kind = USI_KIND_BACKBONE,
+    .name = "acme_tinynet",
+    .version = "1.2.0",
+    .doc = "a small residual convnet from a third party",
+    .params = params,
+    .n_params = USI_COUNTOF(params),
+    .create = tinynet_create,
+    .destroy = tinynet_destroy,
+    .ops = &ops,
 };
 
-static const usi_component *const components[] = {&tinynet_component};
-
-static const usi_plugin_desc desc = {
-    sizeof(usi_plugin_desc), "acme_tinynet", "Acme Vision Ltd.", "Proprietary", "1.2.0",
-    components, 1,
-};
-
-USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n)
-{
-    host = n->host;
-    return usi_negotiate_reply(n, &desc);
-}
+/* The descriptor and usi_plugin_entry, the one exported symbol. */
+USI_DEFINE_PLUGIN("acme_tinynet", "Acme Vision Ltd.", "Proprietary", "1.2.0", &tinynet_component);
