@@ -14,7 +14,7 @@
 
 #include "../common/bb_layers.h"
 
-static const usi_host_api *host; /* handed to us in the handshake */
+USI_DECLARE_HOST; /* usi_host: kept by usi_plugin_entry (USI_DEFINE_PLUGIN below) */
 
 typedef struct resnet_arch {
     const char *name;
@@ -78,7 +78,7 @@ static usi_tensor *resnet_build(void *inst, usi_graph *g, usi_tensor *input)
     const resnet *net = inst;
     const resnet_arch *a = net->arch;
     bb_ctx ctx, *c = &ctx;
-    if (bb_ctx_init(c, host, g, input, a->name)) return NULL;
+    if (bb_ctx_init(c, usi_host, g, input, a->name)) return NULL;
     const usi_graph_api *G = c->api;
     if (G->dim(input, 1) != net->opt.in_chans) {
         bb_fail(c, "%s: the input has %lld channels but in_chans is %lld; set backbone.in_chans to %lld",
@@ -127,12 +127,12 @@ static usi_tensor *resnet_build(void *inst, usi_graph *g, usi_tensor *input)
 
 static usi_error *resnet_create(const resnet_arch *arch, const usi_params *p, void **out)
 {
-    resnet *net = host->alloc(sizeof *net, 0);
-    if (!net) return host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
+    resnet *net = usi_host->alloc(sizeof *net, 0);
+    if (!net) return usi_host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
     net->arch = arch;
-    usi_error *e = bb_read_options(host, p, &net->opt);
+    usi_error *e = bb_read_options(usi_host, p, &net->opt);
     if (e) {
-        host->free(net);
+        usi_host->free(net);
         return e;
     }
     *out = net;
@@ -156,7 +156,7 @@ static usi_error *create_resnet101(const usi_params *p, void **out)
     return resnet_create(&arch_resnet101, p, out);
 }
 
-static void resnet_destroy(void *inst) { host->free(inst); }
+static void resnet_destroy(void *inst) { usi_host->free(inst); }
 
 static const usi_backbone_ops resnet_ops = {sizeof(usi_backbone_ops), resnet_build};
 
@@ -175,16 +175,5 @@ RESNET_COMPONENT(comp_resnet50, "resnet50",
 RESNET_COMPONENT(comp_resnet101, "resnet101",
                  "ResNet-101 (timm resnet101, 44.5M params at 1000 classes)", create_resnet101);
 
-static const usi_component *const components[] = {&comp_resnet18, &comp_resnet34,
-                                                  &comp_resnet50, &comp_resnet101};
-
-static const usi_plugin_desc desc = {
-    sizeof(usi_plugin_desc), "usi_resnet", "USI", "Apache-2.0", "1.0.0",
-    components, sizeof components / sizeof components[0],
-};
-
-USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n)
-{
-    host = n->host;
-    return usi_negotiate_reply(n, &desc);
-}
+USI_DEFINE_PLUGIN("usi_resnet", "USI", "Apache-2.0", "1.0.0", &comp_resnet18, &comp_resnet34,
+                  &comp_resnet50, &comp_resnet101);
