@@ -1,5 +1,7 @@
 /* usi summary BACKBONE: parameters, buffers, multiply-adds and output shape
- * of a backbone, from its recorded graph (nothing is run). */
+ * of a backbone, from its recorded graph (nothing is run), and the memory a
+ * training step and an inference pass would take at a batch, from the
+ * engine's memory plan (nothing is allocated). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -11,24 +13,32 @@
 #include "graph/graph.h"
 #include "plugin/host.h"
 #include "plugin/params.h"
+#include "train/safetensors.h"
 #include "util/error.h"
 
 static const char *usage =
-    "usage: usi summary BACKBONE [--img-size N] [--num-classes K] [--set backbone.OPTION=VALUE ...]\n"
-    "                   [--plugin-dir DIR ...] [--json]\n"
+    "usage: usi summary BACKBONE [--img-size N] [--num-classes K] [--batch B] [--set backbone.OPTION=VALUE ...]\n"
+    "                   [--plugin-dir DIR ...] [--json] [--verbose]\n"
     "Build the backbone on one [1, C, N, N] image and print its parameter count (trainable,\n"
     "buffers excluded), buffer count, multiply-adds of one forward pass (conv, linear and\n"
     "matmul only) and output shape. --set gives any option of the backbone, as in a config\n"
-    "(--set backbone.width=8); options left out keep the backbone's defaults.\n";
+    "(--set backbone.width=8); options left out keep the backbone's defaults.\n"
+    "Memory at --batch B (32): training is parameters + gradients + AdamW state (2 floats\n"
+    "per parameter) + EMA (parameters and buffers) + buffers + the planned arena of a\n"
+    "training step with a cross-entropy loss; inference is parameters + buffers + the\n"
+    "planned arena of a forward pass. Planned only, never allocated, on the cpu device.\n"
+    "--verbose adds a table of the recorded nodes (leaves left out): name, op, output\n"
+    "shape, parameters read directly and multiply-adds.\n";
 
 typedef struct summary_args {
     const char *name;
     int64_t img_size, num_classes; /* 0: the component's default */
+    int64_t batch;                 /* of the memory figures        */
     const char **dirs;
     size_t n_dirs;
     const char **sets;             /* "OPTION=VALUE", "backbone." removed */
     size_t n_sets;
-    int json;
+    int json, verbose;
 } summary_args;
 
 static int push_arg(const char ***arr, size_t *n, const char *v)
@@ -89,6 +99,7 @@ static const char *opt_arg(const char *opt, int argc, char **argv, int *i, int *
 static int parse(int argc, char **argv, summary_args *a)
 {
     memset(a, 0, sizeof *a);
+    a->batch = 32;
     for (int i = 1; i < argc; i++) {
         int bad = 0;
         const char *v;
@@ -96,6 +107,8 @@ static int parse(int argc, char **argv, summary_args *a)
             if (!(a->img_size = int_value("--img-size", v))) return USI_EXIT_USAGE;
         } else if (!bad && (v = opt_arg("--num-classes", argc, argv, &i, &bad))) {
             if (!(a->num_classes = int_value("--num-classes", v))) return USI_EXIT_USAGE;
+        } else if (!bad && (v = opt_arg("--batch", argc, argv, &i, &bad))) {
+            if (!(a->batch = int_value("--batch", v))) return USI_EXIT_USAGE;
         } else if (!bad && (v = opt_arg("--plugin-dir", argc, argv, &i, &bad))) {
             if (!push_arg(&a->dirs, &a->n_dirs, v)) return USI_EXIT_ERROR;
         } else if (!bad && (v = opt_arg("--set", argc, argv, &i, &bad))) {
@@ -105,6 +118,8 @@ static int parse(int argc, char **argv, summary_args *a)
             return USI_EXIT_USAGE;
         } else if (!strcmp(argv[i], "--json")) {
             a->json = 1;
+        } else if (!strcmp(argv[i], "--verbose")) {
+            a->verbose = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "usi summary: unknown option '%s'; see `usi summary --help`\n", argv[i]);
             return USI_EXIT_USAGE;
@@ -122,10 +137,20 @@ static int parse(int argc, char **argv, summary_args *a)
     return 0;
 }
 
+/* Bytes of what a training step and an inference pass keep in memory. */
+typedef struct memory {
+    int64_t batch;
+    size_t params, grads, adamw, ema, buffers; /* ema: parameters only      */
+    size_t arena_train, arena_infer;
+    size_t train, infer;
+} memory;
+
 typedef struct summary {
-    int64_t side, channels, params, buffers, macs;
+    int64_t side, channels, params, buffers, buffer_bytes, macs;
     int32_t out_ndim;
     int64_t out_shape[USI_MAX_DIMS];
+    usi_graph *g;  /* the batch-1 recording, for the layer table */
+    memory mem;
 } summary;
 
 /* Set an option the component has; one it lacks is an error only when the
@@ -138,27 +163,79 @@ static usi_error *set_opt(usi_params *p, const char *comp, const char *name, int
     return usi_params_set_int(p, name, v);
 }
 
+/* The backbone recorded on a [batch, C, side, side] input, never run. */
+static usi_error *record_graph(const usi_component *bb, void *inst, const summary *s, int32_t training,
+                               int64_t batch, usi_graph **gp, usi_tensor **out)
+{
+    usi_graph *g = usi_graph_new(usi_device_cpu(), training, 0);
+    if (!g) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    int64_t shape[4] = {batch, s->channels, s->side, s->side};
+    usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, shape);
+    const usi_backbone_ops *ops = bb->ops;
+    usi_error *e = usi_graph_build(g, ops->build, inst, x, out);
+    if (e) {
+        usi_graph_free(g);
+        return e;
+    }
+    *gp = g;
+    return NULL;
+}
+
 static usi_error *record(const usi_component *bb, void *inst, summary *s)
 {
-    usi_graph *g = usi_graph_new(usi_device_cpu(), 0, 0); /* recorded only, never run */
-    if (!g) return usi_error_new(USI_ERR_NOMEM, "out of memory");
-    int64_t shape[4] = {1, s->channels, s->side, s->side};
-    usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, shape), *out = NULL;
-    const usi_backbone_ops *ops = bb->ops;
-    usi_error *e = usi_graph_build(g, ops->build, inst, x, &out);
-    if (!e) {
-        usi_param_info info;
-        for (int32_t i = 0; i < usi_graph_num_params(g); i++)
-            if (usi_graph_param_at(g, i, &info)) s->params += info.numel;
-        for (int32_t i = 0; i < usi_graph_num_buffers(g); i++)
-            if (usi_graph_buffer_at(g, i, &info)) s->buffers += info.numel;
-        s->macs = usi_graph_forward_macs(g);
-        const usi_graph_api *G = usi_graph_api_get();
-        s->out_ndim = G->ndim(out);
-        for (int32_t d = 0; d < s->out_ndim && d < USI_MAX_DIMS; d++) s->out_shape[d] = G->dim(out, d);
+    usi_tensor *out = NULL;
+    USI_TRY(record_graph(bb, inst, s, 0, 1, &s->g, &out));
+    usi_graph *g = s->g;
+    usi_param_info info;
+    for (int32_t i = 0; i < usi_graph_num_params(g); i++)
+        if (usi_graph_param_at(g, i, &info)) s->params += info.numel;
+    for (int32_t i = 0; i < usi_graph_num_buffers(g); i++)
+        if (usi_graph_buffer_at(g, i, &info)) {
+            s->buffers += info.numel;
+            s->buffer_bytes += (size_t)info.numel * usi_dtype_size(info.dtype);
+        }
+    s->macs = usi_graph_forward_macs(g);
+    const usi_graph_api *G = usi_graph_api_get();
+    s->out_ndim = G->ndim(out);
+    for (int32_t d = 0; d < s->out_ndim && d < USI_MAX_DIMS; d++) s->out_shape[d] = G->dim(out, d);
+    return NULL;
+}
+
+/* The planned arena of a training step (cross-entropy on labels) or of an
+ * inference pass at the batch; nothing is allocated. */
+static usi_error *plan_arena(const usi_component *bb, void *inst, const summary *s, int32_t training,
+                             size_t *bytes)
+{
+    usi_graph *g = NULL;
+    usi_tensor *out = NULL;
+    int64_t batch = s->mem.batch;
+    USI_TRY(record_graph(bb, inst, s, training, batch, &g, &out));
+    usi_error *e = NULL;
+    if (training) {
+        usi_tensor *y = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &batch);
+        e = usi_graph_set_loss(g, usi_graph_api_get()->loss_ce(g, out, y, 0.0));
+    } else {
+        usi_graph_mark_output(out);
     }
+    if (!e) e = usi_graph_plan_only(g, bytes, NULL);
     usi_graph_free(g);
-    return e;
+    return e ? usi_error_prefix(e, "planning the %s memory: ", training ? "training" : "inference") : NULL;
+}
+
+static usi_error *plan_memory(const usi_component *bb, void *inst, summary *s)
+{
+    memory *m = &s->mem;
+    USI_TRY(plan_arena(bb, inst, s, 1, &m->arena_train));
+    USI_TRY(plan_arena(bb, inst, s, 0, &m->arena_infer));
+    m->params = (size_t)s->params * sizeof(float);
+    m->grads = m->params;
+    m->adamw = 2 * m->params;
+    m->ema = m->params;
+    m->buffers = s->buffer_bytes;
+    /* The EMA keeps its own copy of the buffers too. */
+    m->train = m->params + m->grads + m->adamw + m->ema + 2 * m->buffers + m->arena_train;
+    m->infer = m->params + m->buffers + m->arena_infer;
+    return NULL;
 }
 
 static usi_error *summarize(const usi_registry *r, const summary_args *a, summary *s)
@@ -182,13 +259,60 @@ static usi_error *summarize(const usi_registry *r, const summary_args *a, summar
     if (!e && usi_params_has(p, "in_chans")) e = usi_params_get_int(p, "in_chans", &s->channels);
     void *inst = NULL;
     if (!e) e = bb->create(p, &inst);
+    s->mem.batch = a->batch;
     if (!e) e = record(bb, inst, s);
+    if (!e) e = plan_memory(bb, inst, s);
     if (inst) bb->destroy(inst);
     usi_params_free(p);
     return e ? usi_error_prefix(e, "backbone '%s': ", a->name) : NULL;
 }
 
-static void print_json(const char *name, const summary *s)
+static void add_shape(cJSON *o, const char *key, int32_t ndim, const int64_t *shape)
+{
+    cJSON *arr = cJSON_AddArrayToObject(o, key);
+    for (int32_t d = 0; d < ndim; d++) cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)shape[d]));
+}
+
+static void add_memory(cJSON *o, const memory *m)
+{
+    cJSON_AddNumberToObject(o, "batch", (double)m->batch);
+    cJSON_AddNumberToObject(o, "train_memory_bytes", (double)m->train);
+    cJSON_AddNumberToObject(o, "infer_memory_bytes", (double)m->infer);
+    cJSON_AddNumberToObject(o, "arena_train_bytes", (double)m->arena_train);
+    cJSON_AddNumberToObject(o, "arena_infer_bytes", (double)m->arena_infer);
+    cJSON_AddNumberToObject(o, "param_bytes", (double)m->params);
+    cJSON_AddNumberToObject(o, "grad_bytes", (double)m->grads);
+    cJSON_AddNumberToObject(o, "optimizer_bytes", (double)m->adamw);
+    cJSON_AddNumberToObject(o, "ema_bytes", (double)m->ema);
+    cJSON_AddNumberToObject(o, "buffer_bytes", (double)m->buffers);
+}
+
+static void add_layers(cJSON *o, const usi_graph *g)
+{
+    cJSON *arr = cJSON_AddArrayToObject(o, "layers");
+    usi_node_info n;
+    for (int32_t i = 0; usi_graph_node_info(g, i, &n); i++) {
+        if (n.leaf) continue;
+        cJSON *row = cJSON_CreateObject();
+        cJSON_AddStringToObject(row, "name", n.name);
+        cJSON_AddStringToObject(row, "op", n.op);
+        add_shape(row, "shape", n.ndim, n.shape);
+        cJSON_AddNumberToObject(row, "params", (double)n.params);
+        cJSON_AddNumberToObject(row, "macs", (double)n.macs);
+        cJSON_AddItemToArray(arr, row);
+    }
+}
+
+/* Recorded nodes that are not leaves: the layer table's rows. */
+static int32_t count_layers(const usi_graph *g)
+{
+    usi_node_info n;
+    int32_t rows = 0;
+    for (int32_t i = 0; usi_graph_node_info(g, i, &n); i++) rows += !n.leaf;
+    return rows;
+}
+
+static void print_json(const char *name, const summary *s, int verbose)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "backbone", name);
@@ -196,8 +320,10 @@ static void print_json(const char *name, const summary *s)
     cJSON_AddNumberToObject(o, "params", (double)s->params);
     cJSON_AddNumberToObject(o, "buffers", (double)s->buffers);
     cJSON_AddNumberToObject(o, "macs", (double)s->macs); /* exact below 2^53 */
-    cJSON *shape = cJSON_AddArrayToObject(o, "output_shape");
-    for (int32_t d = 0; d < s->out_ndim; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)s->out_shape[d]));
+    add_shape(o, "output_shape", s->out_ndim, s->out_shape);
+    cJSON_AddNumberToObject(o, "nodes", (double)count_layers(s->g));
+    add_memory(o, &s->mem);
+    if (verbose) add_layers(o, s->g);
     char *text = cJSON_Print(o);
     if (text) puts(text);
     free(text);
@@ -219,7 +345,36 @@ static const char *grouped(int64_t v, char *buf, size_t cap)
     return buf;
 }
 
-static void print_text(const char *name, const summary *s)
+static double mib(size_t bytes) { return (double)bytes / 1048576.0; }
+
+static void print_memory(const memory *m)
+{
+    printf("  memory at batch %lld (planned, not allocated)\n", (long long)m->batch);
+    printf("    training   %10.1f MiB = params %.1f + grads %.1f + AdamW %.1f + EMA %.1f + buffers x2 %.1f"
+           " + arena %.1f\n",
+           mib(m->train), mib(m->params), mib(m->grads), mib(m->adamw), mib(m->ema), mib(2 * m->buffers),
+           mib(m->arena_train));
+    printf("    inference  %10.1f MiB = params %.1f + buffers %.1f + arena %.1f\n", mib(m->infer),
+           mib(m->params), mib(m->buffers), mib(m->arena_infer));
+}
+
+static void print_layers(const usi_graph *g)
+{
+    printf("\n%-44s %-14s %-20s %12s %16s\n", "layer", "op", "output", "params", "MACs");
+    usi_node_info n;
+    for (int32_t i = 0; usi_graph_node_info(g, i, &n); i++) {
+        if (n.leaf) continue;
+        char shape[96], p[48], m[48];
+        int k = snprintf(shape, sizeof shape, "[");
+        for (int32_t d = 0; d < n.ndim && k > 0 && (size_t)k < sizeof shape; d++)
+            k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%lld", d ? "," : "", (long long)n.shape[d]);
+        if (k > 0 && (size_t)k < sizeof shape) snprintf(shape + k, sizeof shape - (size_t)k, "]");
+        printf("%-44s %-14s %-20s %12s %16s\n", n.name, n.op, shape, grouped(n.params, p, sizeof p),
+               grouped(n.macs, m, sizeof m));
+    }
+}
+
+static void print_text(const char *name, const summary *s, int verbose)
 {
     char b[48];
     printf("%s at %lldx%lld\n", name, (long long)s->side, (long long)s->side);
@@ -230,6 +385,9 @@ static void print_text(const char *name, const summary *s)
     printf("  output       [");
     for (int32_t d = 0; d < s->out_ndim; d++) printf("%s%lld", d ? ", " : "", (long long)s->out_shape[d]);
     printf("]\n");
+    printf("  nodes        %d (leaves left out)\n", count_layers(s->g));
+    print_memory(&s->mem);
+    if (verbose) print_layers(s->g);
 }
 
 int usi_cmd_summary(int argc, char **argv)
@@ -257,8 +415,9 @@ int usi_cmd_summary(int argc, char **argv)
         usi_host_set_registry(NULL);
     }
     if (e) rc = usi_cli_fail(e);
-    else if (a.json) print_json(a.name, &s);
-    else print_text(a.name, &s);
+    else if (a.json) print_json(a.name, &s, a.verbose);
+    else print_text(a.name, &s, a.verbose);
+    if (s.g) usi_graph_free(s.g);
     usi_registry_free(r);
     free(a.dirs);
     free(a.sets);

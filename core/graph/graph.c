@@ -340,12 +340,10 @@ int32_t usi_graph_set_frozen(usi_graph *g, const char *prefix, int32_t frozen)
     return n;
 }
 
-usi_error *usi_graph_compile(usi_graph *g)
+/* Frozen params may have been recorded before nodes that read them;
+ * refresh requires_grad in topological order. */
+static void refresh_requires_grad(usi_graph *g)
 {
-    USI_TRY(usi_graph_error(g));
-    if (g->compiled) return NULL;
-    /* Frozen params may have been recorded before nodes that read them;
-     * refresh requires_grad in topological order. */
     for (int32_t i = 0; i < g->n_nodes; i++) {
         usi_tensor *t = g->nodes[i];
         if (t->n_src == 0) continue;
@@ -353,6 +351,25 @@ usi_error *usi_graph_compile(usi_graph *g)
         for (int32_t k = 0; k < t->n_src; k++)
             if (t->src[k] && t->src[k]->requires_grad) t->requires_grad = 1;
     }
+}
+
+usi_error *usi_graph_plan_only(usi_graph *g, size_t *arena_bytes, size_t *naive_bytes)
+{
+    USI_TRY(usi_graph_error(g));
+    if (!g->compiled) {
+        refresh_requires_grad(g);
+        USI_TRY(usi_graph_derive_backward(g));
+        USI_TRY(usi_graph_plan_layout(g));
+    }
+    usi_graph_memory(g, arena_bytes, naive_bytes);
+    return NULL;
+}
+
+usi_error *usi_graph_compile(usi_graph *g)
+{
+    USI_TRY(usi_graph_error(g));
+    if (g->compiled) return NULL;
+    refresh_requires_grad(g);
     USI_TRY(usi_graph_derive_backward(g));
     USI_TRY(usi_graph_plan(g));
     USI_TRY(usi_graph_place(g));

@@ -82,6 +82,11 @@ int32_t usi_graph_set_frozen(usi_graph *g, const char *prefix, int32_t frozen);
 /* Autodiff + memory plan + allocation. Recording ends here. */
 usi_error *usi_graph_compile(usi_graph *g);
 
+/* Autodiff and the memory plan of compile, without allocating anything:
+ * the bytes the arena would take (and with no reuse). Memory figures for a
+ * batch too big to allocate; the graph may still be compiled afterwards. */
+usi_error *usi_graph_plan_only(usi_graph *g, size_t *arena_bytes, size_t *naive_bytes);
+
 /* Bytes of the planned arena, and what the same tensors take with no reuse. */
 void usi_graph_memory(const usi_graph *g, size_t *planned_peak,
                       size_t *naive_sum);
@@ -180,6 +185,18 @@ int32_t usi_graph_num_nodes(const usi_graph *g);
 /* The op (USI_OP_*, graph/node.h) of recorded node i, or -1 outside
  * [0, num_nodes): read-only, for tests that check which ops a graph holds. */
 int32_t usi_graph_node_op(const usi_graph *g, int32_t i);
+
+/* Recorded node i, read-only (layer tables): scoped name, op name, output
+ * shape, the elements of the parameters it reads directly, and its
+ * multiply-adds as usi_graph_forward_macs counts them; leaf is 1 for
+ * inputs, parameters and buffers. Returns 0 outside [0, num_nodes). */
+typedef struct usi_node_info {
+    const char *name, *op;
+    int32_t ndim, leaf;
+    const int64_t *shape;
+    int64_t params, macs;
+} usi_node_info;
+int32_t usi_graph_node_info(const usi_graph *g, int32_t i, usi_node_info *out);
 
 /* Multiply-adds of one forward pass of the recorded graph (core/graph/macs.c):
  * conv2d, linear and matmul only, each numel(out) * (dot-product length);

@@ -70,6 +70,8 @@ void usi_init_fill(float *data, int32_t ndim, const int64_t *shape,
  * leaves out in their flat blocks and moves their values there. */
 usi_error *usi_graph_derive_backward(usi_graph *g);
 usi_error *usi_graph_plan(usi_graph *g);
+/* The plan's offsets and sizes only, nothing allocated (planner.c). */
+usi_error *usi_graph_plan_layout(usi_graph *g);
 usi_error *usi_graph_place(usi_graph *g);
 /* The block a node's value lives in (NULL when none) and its byte offset. */
 usi_dbuf *usi_node_block(const usi_tensor *t, size_t *off);

@@ -11,33 +11,48 @@
  * a recorded graph before (or without) compile. */
 #include <string.h>
 
+#include "graph/build_common.h"
 #include "graph/graph_internal.h"
+
+static int64_t node_macs(const usi_tensor *t)
+{
+    if (!t || t->n_src < 2) return 0;
+    const usi_tensor *a = t->src[0], *w = t->src[1];
+    int64_t per_out = 0;
+    switch (t->op) {
+    case USI_OP_CONV2D:
+        /* The weight's dim 1 already is Cin/groups. */
+        if (w->ndim == 4) per_out = w->shape[1] * w->shape[2] * w->shape[3];
+        break;
+    case USI_OP_LINEAR:
+        if (w->ndim == 2) per_out = w->shape[1];
+        break;
+    case USI_OP_MATMUL:
+        if (a->ndim >= 2) per_out = a->shape[a->ndim - 1];
+        break;
+    default: break;
+    }
+    return t->numel * per_out;
+}
 
 int64_t usi_graph_forward_macs(const usi_graph *g)
 {
     if (!g) return 0;
     int64_t macs = 0;
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        const usi_tensor *t = g->nodes[i];
-        if (!t || t->n_src < 2) continue;
-        const usi_tensor *a = t->src[0], *w = t->src[1];
-        int64_t per_out = 0;
-        switch (t->op) {
-        case USI_OP_CONV2D:
-            /* The weight's dim 1 already is Cin/groups. */
-            if (w->ndim == 4) per_out = w->shape[1] * w->shape[2] * w->shape[3];
-            break;
-        case USI_OP_LINEAR:
-            if (w->ndim == 2) per_out = w->shape[1];
-            break;
-        case USI_OP_MATMUL:
-            if (a->ndim >= 2) per_out = a->shape[a->ndim - 1];
-            break;
-        default: break;
-        }
-        macs += t->numel * per_out;
-    }
+    for (int32_t i = 0; i < g->n_nodes; i++) macs += node_macs(g->nodes[i]);
     return macs;
+}
+
+int32_t usi_graph_node_info(const usi_graph *g, int32_t i, usi_node_info *out)
+{
+    if (!g || i < 0 || i >= g->n_nodes) return 0;
+    const usi_tensor *t = g->nodes[i];
+    *out = (usi_node_info){.name = t->name, .op = usi_op_name(t->op), .ndim = t->ndim, .shape = t->shape,
+                           .macs = node_macs(t)};
+    out->leaf = t->op == USI_OP_INPUT || t->op == USI_OP_PARAM || t->op == USI_OP_BUFFER;
+    for (int32_t k = 0; k < t->n_src; k++)
+        if (t->src[k] && t->src[k]->op == USI_OP_PARAM) out->params += t->src[k]->numel;
+    return 1;
 }
 
 /* FNV-1a over bytes. */

@@ -163,7 +163,9 @@ static void *at(const usi_dbuf *arena, size_t off)
     return off == SIZE_MAX ? NULL : usi_dbuf_addr(arena, off);
 }
 
-usi_error *usi_graph_plan(usi_graph *g)
+/* Offsets and the arena's size (g->arena_bytes, g->naive_bytes); nothing
+ * is allocated. */
+usi_error *usi_graph_plan_layout(usi_graph *g)
 {
     int32_t n = g->n_nodes;
     int32_t T = g->training && g->loss ? 2 * n : n;
@@ -177,7 +179,14 @@ usi_error *usi_graph_plan(usi_graph *g)
     for (int32_t i = 0; i < p.n; i++) g->naive_bytes += p.items[i].size;
     usi_error *e = place(&p, &g->arena_bytes);
     free(p.items);
-    if (e) return e;
+    return e;
+}
+
+usi_error *usi_graph_plan(usi_graph *g)
+{
+    int32_t n = g->n_nodes;
+    USI_TRY(usi_graph_plan_layout(g));
+    usi_error *e = NULL;
     usi_dbuf_free(g->arena);
     g->arena = NULL;
     if (g->arena_bytes) {

@@ -325,12 +325,18 @@ static void test_network_gradients(void)
     usi_tensor *x, *loss;
     usi_graph *g = residual_net(1, &x, &loss);
     CHECK(usi_graph_set_frozen(g, "teacher.", 1) == 1, "one teacher parameter frozen");
-    usi_error *e = usi_graph_compile(g);
+    size_t only = 0, only_naive = 0; /* the plan without allocating: compile's */
+    usi_error *e = usi_graph_plan_only(g, &only, &only_naive);
+    CHECK(!e, "plan_only: %s", usi_error_message(e));
+    usi_error_free(e);
+    e = usi_graph_compile(g);
     CHECK(!e, "compile: %s", usi_error_message(e));
     usi_error_free(e);
     size_t planned, naive;
     usi_graph_memory(g, &planned, &naive);
     CHECK(planned > 0 && planned < naive, "planned %zu < naive %zu", planned, naive);
+    CHECK(only == planned && only_naive == naive, "plan_only %zu/%zu, compile %zu/%zu", only, only_naive, planned,
+          naive);
     loss_now(g, loss);
     e = usi_graph_backward(g);
     CHECK(!e, "backward: %s", usi_error_message(e));

@@ -2,6 +2,7 @@
  * a matmul, whose multiply-adds are worked out here from the shapes, plus a
  * pool that must not count. */
 #include <stdio.h>
+#include <string.h>
 
 #include "check.h"
 #include "device.h"
@@ -58,6 +59,23 @@ int main(void)
     int64_t want = conv_macs + linear_macs + matmul_macs, got = usi_graph_forward_macs(g);
     CHECK(got == want, "conv + linear + matmul: %lld, want %lld (= %lld + %lld + %lld)", (long long)got,
           (long long)want, (long long)conv_macs, (long long)linear_macs, (long long)matmul_macs);
+
+    /* Per node: the conv reads 6*2*3*3 + 6 parameter values; the nodes' MACs
+     * add up to the total; leaves are marked. */
+    usi_node_info ni;
+    int64_t sum = 0;
+    int32_t convs = 0, leaves = 0;
+    for (int32_t i = 0; usi_graph_node_info(g, i, &ni); i++) {
+        sum += ni.macs;
+        leaves += ni.leaf;
+        if (strcmp(ni.op, "conv2d")) continue;
+        convs++;
+        CHECK(ni.params == 114 && ni.macs == conv_macs && ni.ndim == 4 && ni.shape[1] == 6,
+              "conv node: %lld params, %lld MACs", (long long)ni.params, (long long)ni.macs);
+    }
+    CHECK(convs == 1 && sum == want, "%d conv nodes, node MACs add up to %lld", convs, (long long)sum);
+    CHECK(leaves == 6, "%d leaves, want 6 (2 inputs, 4 parameters)", leaves);
+    CHECK(!usi_graph_node_info(g, usi_graph_num_nodes(g), &ni), "no node past the end");
     usi_graph_free(g);
     CHECK(usi_graph_forward_macs(NULL) == 0, "NULL graph");
 
