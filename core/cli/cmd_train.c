@@ -25,13 +25,6 @@ static const char *eval_usage =
     "Top-1 / top-5 of a checkpoint or weights file on data.val with the eval transform.\n"
     "--ema evaluates the EMA weights of a training checkpoint.\n";
 
-static void on_stop(int sig)
-{
-    (void)sig;
-    if (usi_stop_requested) signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once */
-    usi_stop_requested = 1;
-}
-
 /* Load, discover, resolve; on failure print and return NULL. */
 static usi_config *prepare(const usi_cli_opts *o, usi_registry **r, const char *usage)
 {
@@ -68,11 +61,7 @@ int usi_cmd_train(int argc, char **argv)
         usi_cli_opts_free(&o);
         return rc;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    usi_stop_signals_begin();
     signal(SIGXFSZ, SIG_IGN); /* a file-size limit is an error on write, not a crash */
 
     usi_trainer *t = NULL;
@@ -95,6 +84,7 @@ int usi_cmd_train(int argc, char **argv)
     }
     if (!e && interrupted) rc = 130;
     usi_trainer_free(t);
+    usi_stop_signals_end();
     usi_config_free(c);
     usi_registry_free(r);
     usi_cli_opts_free(&o);

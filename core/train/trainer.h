@@ -16,6 +16,14 @@ typedef struct usi_trainer usi_trainer;
  * step boundary and returns. */
 extern volatile sig_atomic_t usi_stop_requested;
 
+/* Install those handlers, with SIGINT and SIGTERM blocked in the calling
+ * thread and every thread it starts later, and taken by a thread of their
+ * own: a signal handled on a thread inside a oneDNN JIT gemm corrupts the
+ * heap (see stop.c). Call before starting any computing thread; _end
+ * removes that thread and restores the calling thread's mask. */
+void usi_stop_signals_begin(void);
+void usi_stop_signals_end(void);
+
 /* c must be resolved and outlive the trainer. Opens the data, builds the
  * graphs and the teacher, and prints the teacher's accuracy. */
 usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_trainer **out);

@@ -1,0 +1,66 @@
+/* SIGINT / SIGTERM ask the training loop to stop (usi_stop_requested).
+ *
+ * The handler never runs on a thread that computes. oneDNN 2.x's JIT sgemm
+ * kernels (behind dnnl_sgemm and every "gemm:jit" convolution) point rsp at
+ * a heap workspace while they run, so a signal handled on such a thread
+ * pushes its frame into the heap and corrupts it ("corrupted size vs.
+ * prev_size" at a later free; oneDNN issue #4845, fixed in 3.11). The
+ * signals are therefore blocked in the calling thread, and so in every thread
+ * started after it (loader workers, the OpenMP team), and taken by one thread
+ * that only waits for them. */
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "train/trainer.h"
+
+static pthread_t listener;
+static int listening;
+static sigset_t saved_mask;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    if (usi_stop_requested) signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once */
+    usi_stop_requested = 1;
+}
+
+static void stop_set(sigset_t *s)
+{
+    sigemptyset(s);
+    sigaddset(s, SIGINT);
+    sigaddset(s, SIGTERM);
+}
+
+static void *listen_main(void *arg)
+{
+    (void)arg;
+    sigset_t s;
+    stop_set(&s);
+    pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+    for (;;) pause(); /* a cancellation point: usi_stop_signals_end ends it here */
+    return NULL;
+}
+
+void usi_stop_signals_begin(void)
+{
+    if (listening) return;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_stop;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigset_t s;
+    stop_set(&s);
+    pthread_sigmask(SIG_BLOCK, &s, &saved_mask);
+    if (pthread_create(&listener, NULL, listen_main, NULL) == 0) listening = 1;
+    else pthread_sigmask(SIG_SETMASK, &saved_mask, NULL); /* no thread: handled where they land, as before */
+}
+
+void usi_stop_signals_end(void)
+{
+    if (!listening) return;
+    pthread_cancel(listener);
+    pthread_join(listener, NULL);
+    listening = 0;
+    pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
+}
