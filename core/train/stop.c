@@ -18,10 +18,16 @@ static pthread_t listener;
 static int listening;
 static sigset_t saved_mask;
 
+/* The first signal asks for a checkpoint and a clean stop; a second Ctrl-C
+ * ends the process at once (the last checkpoint on disk stays whole: saves
+ * are atomic). A repeated SIGTERM only repeats the request. */
 static void on_stop(int sig)
 {
-    (void)sig;
-    if (usi_stop_requested) signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once */
+    if (sig == SIGINT && usi_stop_requested) {
+        signal(SIGINT, SIG_DFL);
+        raise(SIGINT);
+        return;
+    }
     usi_stop_requested = 1;
 }
 

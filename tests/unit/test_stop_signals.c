@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <sched.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -29,8 +30,44 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* In a child: the first Ctrl-C requests a stop, the second ends it at once. */
+static void test_second_ctrl_c(void)
+{
+    int fd[2];
+    CHECK(pipe(fd) == 0, "pipe");
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        usi_stop_signals_begin();
+        if (write(fd[1], "r", 1) != 1) _exit(3);
+        while (!usi_stop_requested) usleep(1000);
+        if (write(fd[1], "1", 1) != 1) _exit(3);
+        for (;;) pause();
+    }
+    close(fd[1]);
+    char got = 0;
+    CHECK(read(fd[0], &got, 1) == 1 && got == 'r', "the child is ready");
+    kill(pid, SIGINT);
+    CHECK(read(fd[0], &got, 1) == 1 && got == '1', "the first SIGINT requests a stop");
+    kill(pid, SIGINT);
+    int status = 0;
+    pid_t done = 0;
+    for (double t0 = now(); !done && now() - t0 < 5;) {
+        done = waitpid(pid, &status, WNOHANG);
+        if (!done) usleep(1000);
+    }
+    if (!done) { /* it ignored the second Ctrl-C */
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT, "the second SIGINT ends the process: status %d",
+          status);
+    close(fd[0]);
+}
+
 int main(void)
 {
+    test_second_ctrl_c();
     usi_stop_signals_begin();
     sigset_t here, child;
     pthread_sigmask(SIG_BLOCK, NULL, &here);
