@@ -2,51 +2,9 @@
  * that broadcast alike merge), so [N,C,H,W] * [N,C,1,1] runs as rows of
  * H*W against one value per row. */
 #include "backend/cpu/cpu.h"
+#include "backend/plan.h"
 
-typedef struct bcast {
-    int32_t n;                     /* collapsed dims                       */
-    int64_t shape[USI_MAX_DIMS];
-    int64_t sa[USI_MAX_DIMS], sb[USI_MAX_DIMS]; /* strides, 0 = broadcast  */
-} bcast;
-
-static void strides_of(const usi_tensor *x, const usi_tensor *out, int64_t *s)
-{
-    int64_t st = 1;
-    for (int32_t d = out->ndim - 1; d >= 0; d--) {
-        int32_t dx = d - (out->ndim - x->ndim);
-        int64_t size = dx >= 0 ? x->shape[dx] : 1;
-        s[d] = size == 1 ? 0 : st;
-        st *= size;
-    }
-}
-
-static void collapse(const usi_tensor *t, bcast *bc)
-{
-    int64_t sa[USI_MAX_DIMS], sb[USI_MAX_DIMS];
-    strides_of(t->src[0], t, sa);
-    strides_of(t->src[1], t, sb);
-    bc->n = 0;
-    for (int32_t d = 0; d < t->ndim; d++) {
-        if (t->shape[d] == 1) continue;
-        int32_t k = bc->n - 1;
-        if (k >= 0 && bc->sa[k] == sa[d] * t->shape[d] &&
-            bc->sb[k] == sb[d] * t->shape[d]) {
-            bc->shape[k] *= t->shape[d];
-            bc->sa[k] = sa[d];
-            bc->sb[k] = sb[d];
-            continue;
-        }
-        bc->shape[bc->n] = t->shape[d];
-        bc->sa[bc->n] = sa[d];
-        bc->sb[bc->n] = sb[d];
-        bc->n++;
-    }
-    if (bc->n == 0) {
-        bc->n = 1;
-        bc->shape[0] = 1;
-        bc->sa[0] = bc->sb[0] = 0;
-    }
-}
+typedef usi_bcast_plan bcast;
 
 static void row_offsets(const bcast *bc, int64_t row, int64_t *ao, int64_t *bo)
 {
@@ -173,7 +131,7 @@ usi_error *usi_cpu_binary_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
 {
     (void)ctx;
     bcast bc;
-    collapse(t, &bc);
+    usi_bcast_plan_of(t, &bc);
     binary_forward(t->data, t->src[0]->data, t->src[1]->data, &bc, t->attrs.binary.kind);
     return NULL;
 }
@@ -182,7 +140,7 @@ usi_error *usi_cpu_binary_bwd(const usi_exec_ctx *ctx, usi_tensor *t, const int3
 {
     (void)ctx;
     bcast bc;
-    collapse(t, &bc);
+    usi_bcast_plan_of(t, &bc);
     int32_t op = t->attrs.binary.kind;
     int reads = op == USI_BIN_MUL || op == USI_BIN_DIV;
     const float *a = reads ? t->src[0]->data : NULL, *b = reads ? t->src[1]->data : NULL;

@@ -2,39 +2,10 @@
  * are both kept or both reduced merge), so global average pooling is a plain
  * row reduction. */
 #include "backend/cpu/cpu.h"
+#include "backend/plan.h"
 
-typedef struct rdims {
-    int32_t n;
-    int64_t shape[USI_MAX_DIMS];
-    int64_t istride[USI_MAX_DIMS];
-    int32_t reduced[USI_MAX_DIMS];
-    int64_t count; /* elements summed into each output */
-} rdims;
+typedef usi_reduce_plan rdims;
 
-static void collapse(const usi_tensor *x, uint32_t mask, rdims *r)
-{
-    r->n = 0;
-    r->count = 1;
-    int64_t st = x->numel;
-    for (int32_t d = 0; d < x->ndim; d++) {
-        st /= x->shape[d];
-        int32_t red = (mask >> d) & 1;
-        if (red) r->count *= x->shape[d];
-        if (x->shape[d] == 1) continue;
-        int32_t k = r->n - 1;
-        if (k >= 0 && r->reduced[k] == red) {
-            r->shape[k] *= x->shape[d];
-            r->istride[k] = st;
-            continue;
-        }
-        r->shape[r->n] = x->shape[d];
-        r->istride[r->n] = st;
-        r->reduced[r->n] = red;
-        r->n++;
-    }
-}
-
-/* out[o] = scale * sum of x over the reduced dims at kept position o */
 static void reduce_forward(float *out, const float *x, const rdims *r, int64_t n_out,
                            float scale)
 {
@@ -97,7 +68,7 @@ usi_error *usi_cpu_reduce_fwd(const usi_exec_ctx *ctx, usi_tensor *t)
 {
     (void)ctx;
     rdims r;
-    collapse(t->src[0], t->attrs.reduce.axes, &r);
+    usi_reduce_plan_of(t->src[0], t->attrs.reduce.axes, &r);
     reduce_forward(t->data, t->src[0]->data, &r, t->numel, scale_of(t, &r));
     return NULL;
 }
@@ -108,7 +79,7 @@ usi_error *usi_cpu_reduce_bwd(const usi_exec_ctx *ctx, usi_tensor *t, const int3
     const usi_tensor *x = t->src[0];
     if (!x->grad) return NULL;
     rdims r;
-    collapse(x, t->attrs.reduce.axes, &r);
+    usi_reduce_plan_of(x, t->attrs.reduce.axes, &r);
     reduce_backward(x->grad, t->grad, &r, x->numel, scale_of(t, &r), acc[0]);
     return NULL;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
+#include "backend/plan.h"
 
 static inline int64_t dims_prod(const usi_tensor *t, int32_t from, int32_t to)
 {
@@ -56,58 +57,12 @@ usi_error *usi_cuda_scale_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *
 
 /* ---- binary ---- */
 
-/* The CPU's collapsed broadcast: dims of the output that broadcast alike
- * merge; strides 0 where an operand is broadcast. */
-typedef struct bcast {
-    int32_t n;
-    int64_t shape[USI_MAX_DIMS];
-    int64_t sa[USI_MAX_DIMS], sb[USI_MAX_DIMS];
-} bcast;
-
-static void strides_of(const usi_tensor *x, const usi_tensor *out, int64_t *s)
-{
-    int64_t st = 1;
-    for (int32_t d = out->ndim - 1; d >= 0; d--) {
-        int32_t dx = d - (out->ndim - x->ndim);
-        int64_t size = dx >= 0 ? x->shape[dx] : 1;
-        s[d] = size == 1 ? 0 : st;
-        st *= size;
-    }
-}
-
-static void collapse(const usi_tensor *t, bcast *bc)
-{
-    int64_t sa[USI_MAX_DIMS], sb[USI_MAX_DIMS];
-    strides_of(t->src[0], t, sa);
-    strides_of(t->src[1], t, sb);
-    bc->n = 0;
-    for (int32_t d = 0; d < t->ndim; d++) {
-        if (t->shape[d] == 1) continue;
-        int32_t k = bc->n - 1;
-        if (k >= 0 && bc->sa[k] == sa[d] * t->shape[d] && bc->sb[k] == sb[d] * t->shape[d]) {
-            bc->shape[k] *= t->shape[d];
-            bc->sa[k] = sa[d];
-            bc->sb[k] = sb[d];
-            continue;
-        }
-        bc->shape[bc->n] = t->shape[d];
-        bc->sa[bc->n] = sa[d];
-        bc->sb[bc->n] = sb[d];
-        bc->n++;
-    }
-    if (bc->n == 0) {
-        bc->n = 1;
-        bc->shape[0] = 1;
-        bc->sa[0] = bc->sb[0] = 0;
-    }
-}
-
 /* The plan seen from the output (which < 0: every dim kept) or from operand
  * `which`: its own dims kept, the ones it is broadcast along reduced. */
 void usi_cuda_binary_plan(const usi_tensor *t, int32_t which, usi_cuda_bplan *p)
 {
-    bcast bc;
-    collapse(t, &bc);
+    usi_bcast_plan bc;
+    usi_bcast_plan_of(t, &bc);
     int64_t so[USI_MAX_DIMS], st = 1;
     for (int32_t d = bc.n - 1; d >= 0; d--) {
         so[d] = st;
@@ -240,24 +195,15 @@ usi_error *usi_cuda_pool2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
 /* Neighbouring dims that are both kept or both reduced merge. */
 void usi_cuda_reduce_dims(const usi_tensor *x, uint32_t mask, usi_cuda_rdims *r)
 {
+    usi_reduce_plan p;
+    usi_reduce_plan_of(x, mask, &p);
     memset(r, 0, sizeof *r);
-    r->count = 1;
-    int64_t st = x->numel;
-    for (int32_t d = 0; d < x->ndim; d++) {
-        st /= x->shape[d];
-        int32_t red = (mask >> d) & 1;
-        if (red) r->count *= x->shape[d];
-        if (x->shape[d] == 1) continue;
-        int32_t k = r->n - 1;
-        if (k >= 0 && r->reduced[k] == red) {
-            r->shape[k] *= x->shape[d];
-            r->istride[k] = st;
-            continue;
-        }
-        r->shape[r->n] = x->shape[d];
-        r->istride[r->n] = st;
-        r->reduced[r->n] = red;
-        r->n++;
+    r->n = p.n;
+    r->count = p.count;
+    for (int32_t d = 0; d < p.n; d++) {
+        r->shape[d] = p.shape[d];
+        r->istride[d] = p.istride[d];
+        r->reduced[d] = p.reduced[d];
     }
 }
 
