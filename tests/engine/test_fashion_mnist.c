@@ -15,6 +15,8 @@
 #include "plugin/host.h"
 #include "util/error.h"
 
+/* Debian's folder; $USI_FASHION_MNIST_DIR (with a trailing slash) points
+ * elsewhere, e.g. at the cut-down copy bench/gpu/prepare.sh makes. */
 #define DIR "/usr/share/datasets/fashion-mnist/"
 #define N_TRAIN 6000
 #define N_TEST 2000
@@ -97,14 +99,22 @@ static void load_batch(float *xd, int32_t *yd, const uint8_t *img, const uint8_t
     }
 }
 
+static uint8_t *read_named(const char *dir, const char *name, int64_t n, int64_t item, int dims)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s%s", dir, name);
+    return read_idx(path, n, item, dims);
+}
+
 int main(void)
 {
-    uint8_t *tr_img = read_idx(DIR "train-images-idx3-ubyte.gz", N_TRAIN, 784, 3);
-    uint8_t *tr_lab = read_idx(DIR "train-labels-idx1-ubyte.gz", N_TRAIN, 1, 1);
-    uint8_t *te_img = read_idx(DIR "t10k-images-idx3-ubyte.gz", N_TEST, 784, 3);
-    uint8_t *te_lab = read_idx(DIR "t10k-labels-idx1-ubyte.gz", N_TEST, 1, 1);
+    const char *dir = getenv("USI_FASHION_MNIST_DIR") ? getenv("USI_FASHION_MNIST_DIR") : DIR;
+    uint8_t *tr_img = read_named(dir, "train-images-idx3-ubyte.gz", N_TRAIN, 784, 3);
+    uint8_t *tr_lab = read_named(dir, "train-labels-idx1-ubyte.gz", N_TRAIN, 1, 1);
+    uint8_t *te_img = read_named(dir, "t10k-images-idx3-ubyte.gz", N_TEST, 784, 3);
+    uint8_t *te_lab = read_named(dir, "t10k-labels-idx1-ubyte.gz", N_TEST, 1, 1);
     if (!tr_img || !tr_lab || !te_img || !te_lab) {
-        printf("FAIL: can't read Fashion-MNIST from " DIR "\n");
+        printf("FAIL: can't read Fashion-MNIST from %s\n", dir);
         return 1;
     }
     usi_error *e = NULL;
