@@ -29,6 +29,8 @@ usi_error *usi_graph_forward(usi_graph *g)
         usi_tensor *t = g->nodes[i];
         if (t->storage == USI_STORE_OWNED) continue;
         usi_error *e;
+        double t0 = 0;
+        if (g->prof) USI_TRY(usi_profile_begin(g, &t0));
         if (on_host_copies(g, t)) {
             e = usi_custom_forward_host(g, t);
         } else {
@@ -37,6 +39,7 @@ usi_error *usi_graph_forward(usi_graph *g)
                                      g->dev->name, t->name);
             e = be->forward(&ctx, t);
         }
+        if (!e && g->prof) e = usi_profile_end(g, t, 0, t0);
         if (e) return node_error(e, t, "forward");
     }
     return NULL;
@@ -95,7 +98,10 @@ usi_error *usi_graph_backward(usi_graph *g)
             return usi_error_new(USI_ERR_UNSUPPORTED, "backward: '%s' has over 64 inputs",
                                  t->name);
         acc_flags(t, acc);
+        double t0 = 0;
+        if (g->prof) USI_TRY(usi_profile_begin(g, &t0));
         usi_error *e = on_host_copies(g, t) ? usi_custom_backward_host(g, t, acc) : be->backward(&ctx, t, acc);
+        if (!e && g->prof) e = usi_profile_end(g, t, 1, t0);
         if (e) return node_error(e, t, "backward");
         usi_grad_ready_after(g->grad_ready, i);
     }

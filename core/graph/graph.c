@@ -71,6 +71,7 @@ void usi_graph_free(usi_graph *g)
     usi_dbuf_free(g->buffers);
     usi_dbuf_free(g->inputs);
     free(g->seed_host);
+    free(g->prof);
     free(g->bb_defaults_name);
     free(g->bb_defaults);
     free(g);

@@ -36,6 +36,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <usi/plugin.h>
 
 #include "backend/device.h"
@@ -92,6 +93,11 @@ void usi_graph_memory(const usi_graph *g, size_t *planned_peak,
                       size_t *naive_sum);
 
 usi_error *usi_graph_forward(usi_graph *g);
+/* Profiling (profile.c): with it on, forward and backward wait for the
+ * device around each node and add the time to the node's op; on again
+ * clears the figures. The table gives ms per step over `steps` passes. */
+usi_error *usi_graph_set_profiling(usi_graph *g, int on);
+void usi_graph_print_profile(const usi_graph *g, FILE *f, int64_t steps);
 /* Needs a training graph with a loss; accumulates into parameter gradients. */
 usi_error *usi_graph_backward(usi_graph *g);
 void usi_graph_zero_grad(usi_graph *g);

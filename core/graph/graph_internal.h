@@ -32,6 +32,7 @@ struct usi_graph {
     char *bb_defaults;           /* backbone of that name (teachers)       */
     struct usi_graph_cleanup *cleanups;
     struct usi_grad_ready *grad_ready;  /* the gradient-ready hook (grad_ready.c) */
+    struct usi_graph_profile *prof;     /* time per op when profiling (profile.c) */
 };
 
 struct usi_graph_cleanup {
@@ -39,6 +40,10 @@ struct usi_graph_cleanup {
     void *ctx;
     struct usi_graph_cleanup *next;
 };
+
+/* Profiling around one node (profile.c); only while g->prof is set. */
+usi_error *usi_profile_begin(usi_graph *g, double *t0);
+usi_error *usi_profile_end(usi_graph *g, const usi_tensor *t, int backward, double t0);
 
 /* Record the first error only; later ones are consequences of it. */
 #define usi_graph_fail usi_graph_set_error

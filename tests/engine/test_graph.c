@@ -1,6 +1,7 @@
 /* The engine around the ops: recording errors, names, initialisers, batch
  * norm state, frozen parameters, gradient accumulation, whole-network
- * gradients through the planned arena, custom ops, memory stability. */
+ * gradients through the planned arena, custom ops, memory stability,
+ * profiling. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -583,6 +584,64 @@ static void test_resnet50_plan(void)
     usi_graph_free(g);
 }
 
+/* Profiling counts every node of each op once per pass, both ways, and
+ * the per-op times add up to the total it prints. */
+static void test_profile(void)
+{
+    usi_graph *g = usi_graph_new(test_device(), 1, 1);
+    int64_t xs[4] = {2, 3, 32, 32}, n = 2;
+    usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, xs);
+    usi_tensor *y = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &n);
+    usi_tensor *logits = model_resnet(g, x, 18, 10);
+    usi_error *e = usi_graph_set_loss(g, api->loss_ce(g, logits, y, 0.1));
+    if (!e) e = usi_graph_compile(g);
+    int32_t labels[2] = {1, 7};
+    float *img = calloc(2 * 3 * 32 * 32, sizeof(float));
+    for (int i = 0; img && i < 2 * 3 * 32 * 32; i++) img[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
+    if (!e) e = usi_graph_write(x, img);
+    if (!e) e = usi_graph_write(y, labels);
+    if (!e) e = usi_graph_set_profiling(g, 1);
+    for (int s = 0; !e && s < 3; s++) {
+        e = usi_graph_forward(g);
+        if (!e) e = usi_graph_backward(g);
+    }
+    CHECK(!e, "profile: %s", usi_error_message(e));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    usi_graph_print_profile(g, f, 3);
+    fclose(f);
+    /* resnet18: 20 convs (17 + 3 downsample), 20 batch norms */
+    CHECK(text && strstr(text, "conv2d           forward        20 "), "profile: no 20 conv2d forward calls:\n%s",
+          text ? text : "");
+    CHECK(text && strstr(text, "conv2d           backward       20 "), "profile: no 20 conv2d backward calls");
+    CHECK(text && strstr(text, "batch_norm       backward       20 "), "profile: no 20 batch_norm backward calls");
+    double sum = 0, total = -1;
+    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        char op[32], pass[16];
+        long long calls;
+        double ms, share;
+        if (sscanf(line, "%31s %15s %lld %lf %lf%%", op, pass, &calls, &ms, &share) == 5) sum += ms;
+        else if (!strncmp(line, "all nodes", 9)) total = atof(line + 9);
+    }
+    CHECK(total > 0 && fabs(sum - total) <= 0.01 * total + 0.01, "profile: rows add up to %.3f ms, total %.3f",
+          sum, total);
+    /* off again: nothing is counted, and nothing is printed */
+    e = usi_graph_set_profiling(g, 0);
+    if (!e) e = usi_graph_forward(g);
+    CHECK(!e, "profile off: %s", usi_error_message(e));
+    free(text);
+    text = NULL;
+    f = open_memstream(&text, &len);
+    usi_graph_print_profile(g, f, 1);
+    fclose(f);
+    CHECK(len == 0, "profile off still prints %zu bytes", len);
+    free(text);
+    free(img);
+    usi_error_free(e);
+    usi_graph_free(g);
+}
+
 int main(void)
 {
     api = usi_graph_api_get();
@@ -596,6 +655,7 @@ int main(void)
     test_no_growth();
     test_threads_agree();
     test_resnet50_plan();
+    test_profile();
     printf("%d failure(s)\n", failures);
     return failures ? 1 : 0;
 }
