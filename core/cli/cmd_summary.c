@@ -18,7 +18,7 @@
 
 static const char *usage =
     "usage: usi summary BACKBONE [--img-size N] [--num-classes K] [--batch B] [--set backbone.OPTION=VALUE ...]\n"
-    "                   [--plugin-dir DIR ...] [--json] [--verbose]\n"
+    "                   [--device NAME] [--precision fp32|mixed] [--plugin-dir DIR ...] [--json] [--verbose]\n"
     "Build the backbone on one [1, C, N, N] image and print its parameter count (trainable,\n"
     "buffers excluded), buffer count, multiply-adds of one forward pass (conv, linear and\n"
     "matmul only) and output shape. --set gives any option of the backbone, as in a config\n"
@@ -26,7 +26,9 @@ static const char *usage =
     "Memory at --batch B (32): training is parameters + gradients + AdamW state (2 floats\n"
     "per parameter) + EMA (parameters and buffers) + buffers + the planned arena of a\n"
     "training step with a cross-entropy loss; inference is parameters + buffers + the\n"
-    "planned arena of a forward pass. Planned only, never allocated, on the cpu device.\n"
+    "planned arena of a forward pass. Planned only, never allocated, on --device (cpu, cpu-guarded,\n"
+    "cuda, cuda:N; default cpu) at --precision (default mixed, the recipe's: bf16 copies for conv,\n"
+    "linear and matmul on devices with a bf16 path, fp32 elsewhere, as `usi train` runs it).\n"
     "--verbose adds a table of the recorded nodes (leaves left out): name, op, output\n"
     "shape, parameters read directly and multiply-adds.\n";
 
@@ -39,6 +41,8 @@ typedef struct summary_args {
     const char **sets;             /* "OPTION=VALUE", "backbone." removed */
     size_t n_sets;
     int json, verbose;
+    const char *device;            /* NULL: cpu                    */
+    int mixed;                     /* precision "mixed" asked for  */
 } summary_args;
 
 static int push_arg(const char ***arr, size_t *n, const char *v)
@@ -100,6 +104,7 @@ static int parse(int argc, char **argv, summary_args *a)
 {
     memset(a, 0, sizeof *a);
     a->batch = 32;
+    a->mixed = 1;
     for (int i = 1; i < argc; i++) {
         int bad = 0;
         const char *v;
@@ -111,6 +116,19 @@ static int parse(int argc, char **argv, summary_args *a)
             if (!(a->batch = int_value("--batch", v))) return USI_EXIT_USAGE;
         } else if (!bad && (v = opt_arg("--plugin-dir", argc, argv, &i, &bad))) {
             if (!push_arg(&a->dirs, &a->n_dirs, v)) return USI_EXIT_ERROR;
+        } else if (!bad && (v = opt_arg("--device", argc, argv, &i, &bad))) {
+            if (!usi_device_name_valid(v)) {
+                fprintf(stderr, "usi summary: --device '%s' is not a device; use one of %s\n", v,
+                        usi_device_names());
+                return USI_EXIT_USAGE;
+            }
+            a->device = v;
+        } else if (!bad && (v = opt_arg("--precision", argc, argv, &i, &bad))) {
+            if (strcmp(v, "fp32") && strcmp(v, "mixed")) {
+                fprintf(stderr, "usi summary: --precision is fp32 or mixed, not '%s'\n", v);
+                return USI_EXIT_USAGE;
+            }
+            a->mixed = !strcmp(v, "mixed");
         } else if (!bad && (v = opt_arg("--set", argc, argv, &i, &bad))) {
             int rc = set_arg(a, v);
             if (rc) return rc;
@@ -151,6 +169,8 @@ typedef struct summary {
     int64_t out_shape[USI_MAX_DIMS];
     usi_graph *g;  /* the batch-1 recording, for the layer table */
     memory mem;
+    usi_device *dev; /* where the memory is planned */
+    int32_t mixed;   /* bf16 copies there                    */
 } summary;
 
 /* Set an option the component has; one it lacks is an error only when the
@@ -164,10 +184,10 @@ static usi_error *set_opt(usi_params *p, const char *comp, const char *name, int
 }
 
 /* The backbone recorded on a [batch, C, side, side] input, never run. */
-static usi_error *record_graph(const usi_component *bb, void *inst, const summary *s, int32_t training,
-                               int64_t batch, usi_graph **gp, usi_tensor **out)
+static usi_error *record_graph(const usi_component *bb, void *inst, const summary *s, usi_device *dev,
+                               int32_t training, int64_t batch, usi_graph **gp, usi_tensor **out)
 {
-    usi_graph *g = usi_graph_new(usi_device_cpu(), training, 0);
+    usi_graph *g = usi_graph_new(dev, training, 0);
     if (!g) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t shape[4] = {batch, s->channels, s->side, s->side};
     usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, shape);
@@ -184,7 +204,7 @@ static usi_error *record_graph(const usi_component *bb, void *inst, const summar
 static usi_error *record(const usi_component *bb, void *inst, summary *s)
 {
     usi_tensor *out = NULL;
-    USI_TRY(record_graph(bb, inst, s, 0, 1, &s->g, &out));
+    USI_TRY(record_graph(bb, inst, s, usi_device_cpu(), 0, 1, &s->g, &out));
     usi_graph *g = s->g;
     usi_param_info info;
     for (int32_t i = 0; i < usi_graph_num_params(g); i++)
@@ -209,7 +229,7 @@ static usi_error *plan_arena(const usi_component *bb, void *inst, const summary 
     usi_graph *g = NULL;
     usi_tensor *out = NULL;
     int64_t batch = s->mem.batch;
-    USI_TRY(record_graph(bb, inst, s, training, batch, &g, &out));
+    USI_TRY(record_graph(bb, inst, s, s->dev, training, batch, &g, &out));
     usi_error *e = NULL;
     if (training) {
         usi_tensor *y = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &batch);
@@ -260,6 +280,9 @@ static usi_error *summarize(const usi_registry *r, const summary_args *a, summar
     void *inst = NULL;
     if (!e) e = bb->create(p, &inst);
     s->mem.batch = a->batch;
+    if (!e) e = usi_device_open(a->device ? a->device : "cpu", &s->dev);
+    s->mixed = !e && a->mixed && usi_device_has_bf16(s->dev);
+    if (!e) e = usi_device_set_mixed(s->dev, s->mixed);
     if (!e) e = record(bb, inst, s);
     if (!e) e = plan_memory(bb, inst, s);
     if (inst) bb->destroy(inst);
@@ -322,6 +345,8 @@ static void print_json(const char *name, const summary *s, int verbose)
     cJSON_AddNumberToObject(o, "macs", (double)s->macs); /* exact below 2^53 */
     add_shape(o, "output_shape", s->out_ndim, s->out_shape);
     cJSON_AddNumberToObject(o, "nodes", (double)count_layers(s->g));
+    cJSON_AddStringToObject(o, "device", usi_device_name(s->dev));
+    cJSON_AddStringToObject(o, "precision", s->mixed ? "mixed" : "fp32");
     add_memory(o, &s->mem);
     if (verbose) add_layers(o, s->g);
     char *text = cJSON_Print(o);
@@ -386,6 +411,8 @@ static void print_text(const char *name, const summary *s, int verbose)
     for (int32_t d = 0; d < s->out_ndim; d++) printf("%s%lld", d ? ", " : "", (long long)s->out_shape[d]);
     printf("]\n");
     printf("  nodes        %d (leaves left out)\n", count_layers(s->g));
+    printf("  device       %s, precision %s\n", usi_device_name(s->dev),
+           s->mixed ? "mixed (bf16 copies for conv, linear and matmul)" : "fp32");
     print_memory(&s->mem);
     if (verbose) print_layers(s->g);
 }

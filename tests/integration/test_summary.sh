@@ -70,5 +70,27 @@ out=$("$usi" summary resnet18 --img-size 64 --verbose --json 2>&1)
 "$usi" summary resnet18 --batch 0 >/dev/null 2>&1
 [ $? -eq 2 ] || fail "--batch 0 is not a usage error"
 
+# --device and --precision: said in the output, refused when unknown; a
+# device the build or machine lacks is a one-line error naming it.
+out=$("$usi" summary resnet18 --img-size 64 --device cpu-guarded --precision fp32 2>&1)
+grep -qE '^  device +cpu-guarded, precision fp32$' <<<"$out" || fail "--device cpu-guarded: $out"
+out=$("$usi" summary resnet18 --img-size 64 --json 2>&1)
+grep -qE '"device":[[:space:]]*"cpu"' <<<"$out" && grep -qE '"precision":[[:space:]]*"fp32"' <<<"$out" ||
+    fail "--json has no device cpu, precision fp32: $out"
+out=$("$usi" summary resnet18 --img-size 64 2>&1)
+grep -qE '^  device +cpu, precision fp32$' <<<"$out" || fail "cpu has no bf16 path, yet: $out"
+out=$("$usi" summary resnet18 --device gpu 2>&1)
+rc=$?
+[ $rc -eq 2 ] && grep -q "use one of cpu, cpu-guarded, cuda" <<<"$out" || fail "--device gpu: exit $rc: $out"
+out=$("$usi" summary resnet18 --precision fp16 2>&1)
+rc=$?
+[ $rc -eq 2 ] && grep -q "fp32 or mixed" <<<"$out" || fail "--precision fp16: exit $rc: $out"
+if ! nvidia-smi -L >/dev/null 2>&1; then
+    out=$("$usi" summary resnet18 --device cuda 2>&1)
+    rc=$?
+    [ $rc -ne 0 ] && [ "$(wc -l <<<"$out")" -eq 1 ] && grep -q "cuda" <<<"$out" ||
+        fail "--device cuda without a GPU: exit $rc: $out"
+fi
+
 [ "$fails" -eq 0 ] && echo "summary: all checks passed"
 exit $((fails > 0))
