@@ -7,7 +7,11 @@
  * rounding, no TF32. Under precision "mixed" (the device's, when the graph
  * is planned) the conv runs on bf16 copies of its operands in the node's
  * scratch, with fp32 accumulation, and its results are widened back to
- * fp32 (added into the gradients where the executor asks for a sum).
+ * fp32 (added into the gradients where the executor asks for a sum). Those
+ * copies are channels-last (NHWC) where cuDNN's kernels for the shape are
+ * faster so: both layouts are timed when the algorithms are, and the
+ * faster is kept with them (USI_CUDA_CONV_LAYOUT=nchw or nhwc forces one,
+ * for tests). The cast and the transpose are one kernel (layout.cu).
  *
  * An eval-mode batch norm folded into the conv (conv->fold_bn) is applied to
  * a copy of the weights and bias in the forward scratch. */
@@ -43,6 +47,7 @@ typedef struct conv_algos {
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
     cudnnMathType_t fwd_math, bwd_data_math, bwd_filter_math;
     size_t fwd_ws, bwd_data_ws, bwd_filter_ws;
+    int32_t nhwc; /* bf16 copies channels-last */
 } conv_algos;
 
 typedef struct cache_entry {
@@ -154,17 +159,24 @@ static usi_error *describe(conv_state *s, const conv_key *k)
     CUDNN_TRY(cudnnCreateConvolutionDescriptor(&s->conv));
     s->bf16 = k->bf16;
     s->math = k->bf16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
-    cudnnDataType_t dt = k->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
-    CUDNN_TRY(cudnnSetTensor4dDescriptor(s->x, CUDNN_TENSOR_NCHW, dt, k->n, k->c, k->h, k->w));
-    CUDNN_TRY(cudnnSetTensor4dDescriptor(s->y, CUDNN_TENSOR_NCHW, dt, k->n, k->o, k->oh, k->ow));
     CUDNN_TRY(cudnnSetTensor4dDescriptor(s->y32, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, k->n, k->o, k->oh, k->ow));
     CUDNN_TRY(cudnnSetTensor4dDescriptor(s->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, k->o, 1, 1));
-    CUDNN_TRY(cudnnSetFilter4dDescriptor(s->w, dt, CUDNN_TENSOR_NCHW, k->o, k->c / k->groups, k->kh, k->kw));
     /* accumulation in fp32 either way */
     CUDNN_TRY(cudnnSetConvolution2dDescriptor(s->conv, k->ph, k->pw, k->sh, k->sw, k->dh, k->dw,
                                               CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     CUDNN_TRY(cudnnSetConvolutionGroupCount(s->conv, k->groups));
     CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->math));
+    return NULL;
+}
+
+/* x, y and w in the compute type and layout (NHWC only for bf16 copies). */
+static usi_error *set_layout(conv_state *s, const conv_key *k, int32_t nhwc)
+{
+    cudnnDataType_t dt = k->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    cudnnTensorFormat_t f = nhwc && k->bf16 ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(s->x, f, dt, k->n, k->c, k->h, k->w));
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(s->y, f, dt, k->n, k->o, k->oh, k->ow));
+    CUDNN_TRY(cudnnSetFilter4dDescriptor(s->w, dt, f, k->o, k->c / k->groups, k->kh, k->kw));
     int n, c, h, w;
     CUDNN_TRY(cudnnGetConvolution2dForwardOutputDim(s->conv, s->x, s->w, &n, &c, &h, &w));
     if (n != k->n || c != k->o || h != k->oh || w != k->ow)
@@ -188,16 +200,16 @@ static usi_error *describe(conv_state *s, const conv_key *k)
                 (out) = i_;                                                                   \
     } while (0)
 
-static usi_error *find_algos(usi_cuda *c, conv_state *s, const conv_key *k, int32_t need_bwd)
+/* Times the algorithms cuDNN has for the descriptors' layout (Find) and
+ * keeps the picks in a: forward when need_fwd, both backward ones when
+ * need_bwd; *ms adds up the picks' times. */
+static usi_error *find_layout(usi_cuda *c, conv_state *s, size_t cap, int32_t need_fwd, int32_t need_bwd,
+                              conv_algos *a, float *ms)
 {
-    size_t free_bytes = 0, total = 0, cap = WORKSPACE_CAP;
-    if (cudaMemGetInfo(&free_bytes, &total) == cudaSuccess && free_bytes / WORKSPACE_FREE_SHARE < cap)
-        cap = free_bytes / WORKSPACE_FREE_SHARE;
-    (void)cudaGetLastError();
-    conv_algos *a = &s->a;
-    if (!a->has_fwd) {
+    if (need_fwd) {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
         int n = 0;
+        CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->math));
         CUDNN_TRY(cudnnFindConvolutionForwardAlgorithm(c->cudnn, s->x, s->w, s->conv, s->y,
                                                        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
         int i;
@@ -207,11 +219,13 @@ static usi_error *find_algos(usi_cuda *c, conv_state *s, const conv_key *k, int3
         a->fwd_math = perf[i].mathType;
         a->fwd_ws = perf[i].memory;
         a->has_fwd = 1;
+        *ms += perf[i].time;
     }
-    if (need_bwd && !a->has_bwd) {
+    if (need_bwd) {
         cudnnConvolutionBwdDataAlgoPerf_t dperf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         cudnnConvolutionBwdFilterAlgoPerf_t fperf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
         int n = 0;
+        CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->math));
         CUDNN_TRY(cudnnFindConvolutionBackwardDataAlgorithm(c->cudnn, s->w, s->y, s->conv, s->x,
                                                             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, dperf));
         int i;
@@ -220,6 +234,7 @@ static usi_error *find_algos(usi_cuda *c, conv_state *s, const conv_key *k, int3
         a->bwd_data = dperf[i].algo;
         a->bwd_data_math = dperf[i].mathType;
         a->bwd_data_ws = dperf[i].memory;
+        *ms += dperf[i].time;
         CUDNN_TRY(cudnnFindConvolutionBackwardFilterAlgorithm(c->cudnn, s->x, s->y, s->conv, s->w,
                                                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, fperf));
         PICK(fperf, n, cap, s->math, i);
@@ -229,6 +244,62 @@ static usi_error *find_algos(usi_cuda *c, conv_state *s, const conv_key *k, int3
         a->bwd_filter_math = fperf[i].mathType;
         a->bwd_filter_ws = fperf[i].memory;
         a->has_bwd = 1;
+        *ms += fperf[i].time;
+    }
+    return NULL;
+}
+
+/* USI_CUDA_CONV_LAYOUT: -1 (unset: the faster), 0 nchw, 1 nhwc */
+static int32_t forced_layout(void)
+{
+    const char *v = getenv("USI_CUDA_CONV_LAYOUT");
+    if (v && !strcmp(v, "nchw")) return 0;
+    if (v && !strcmp(v, "nhwc")) return 1;
+    return -1;
+}
+
+static usi_error *find_algos(usi_cuda *c, conv_state *s, const conv_key *k, int32_t need_bwd)
+{
+    size_t free_bytes = 0, total = 0, cap = WORKSPACE_CAP;
+    if (cudaMemGetInfo(&free_bytes, &total) == cudaSuccess && free_bytes / WORKSPACE_FREE_SHARE < cap)
+        cap = free_bytes / WORKSPACE_FREE_SHARE;
+    (void)cudaGetLastError();
+    conv_algos *a = &s->a;
+    float ms = 0;
+    if (!a->has_fwd && k->bf16) {
+        /* a new shape in bf16: both layouts, the faster kept */
+        int32_t forced = forced_layout();
+        conv_algos best;
+        float best_ms = 0;
+        int found = 0;
+        usi_error *first = NULL;
+        for (int32_t nhwc = 0; nhwc < 2; nhwc++) {
+            if (forced >= 0 && nhwc != forced) continue;
+            conv_algos cand;
+            memset(&cand, 0, sizeof cand);
+            cand.nhwc = nhwc;
+            float t = 0;
+            usi_error *e = set_layout(s, k, nhwc);
+            if (!e) e = find_layout(c, s, cap, 1, need_bwd, &cand, &t);
+            if (e) {
+                if (!first) first = e;
+                else usi_error_free(e);
+                continue;
+            }
+            usi_log(USI_LOG_DEBUG, "conv %dx%dx%dx%d o%d k%dx%d s%d g%d bf16 %s: %.3f ms", k->n, k->c, k->h, k->w,
+                    k->o, k->kh, k->kw, k->sh, k->groups, nhwc ? "nhwc" : "nchw", t);
+            if (!found || t < best_ms) {
+                best = cand;
+                best_ms = t;
+                found = 1;
+            }
+        }
+        if (!found) return first;
+        usi_error_free(first);
+        *a = best;
+        USI_TRY(set_layout(s, k, a->nhwc));
+    } else {
+        USI_TRY(find_layout(c, s, cap, !a->has_fwd, need_bwd && !a->has_bwd, a, &ms));
     }
     /* What the call itself asks for the chosen algorithms, in case Find's
      * figure was smaller. */
@@ -247,8 +318,9 @@ static usi_error *find_algos(usi_cuda *c, conv_state *s, const conv_key *k, int3
         if (ws > a->bwd_filter_ws) a->bwd_filter_ws = ws;
     }
     cache_put(k, a);
-    usi_log(USI_LOG_DEBUG, "conv %dx%dx%dx%d o%d k%dx%d s%d g%d %s: fwd algo %d (%zu B)%s", k->n, k->c, k->h,
-            k->w, k->o, k->kh, k->kw, k->sh, k->groups, k->bf16 ? "bf16" : "fp32", (int)a->fwd, a->fwd_ws,
+    usi_log(USI_LOG_DEBUG, "conv %dx%dx%dx%d o%d k%dx%d s%d g%d %s%s: fwd algo %d (%zu B)%s", k->n, k->c, k->h,
+            k->w, k->o, k->kh, k->kw, k->sh, k->groups, k->bf16 ? "bf16" : "fp32",
+            k->bf16 ? (a->nhwc ? " nhwc" : " nchw") : "", (int)a->fwd, a->fwd_ws,
             a->has_bwd ? ", with backward" : "");
     return NULL;
 }
@@ -259,7 +331,9 @@ static usi_error *setup(usi_cuda *c, usi_tensor *t, int32_t training, conv_state
     USI_TRY(make_key(t, c->ordinal, &k));
     USI_TRY(describe(s, &k));
     int32_t need_bwd = training && t->has_grad;
-    if (!cache_get(&k, &s->a) || (need_bwd && !s->a.has_bwd)) USI_TRY(find_algos(c, s, &k, need_bwd));
+    int hit = cache_get(&k, &s->a);
+    USI_TRY(set_layout(s, &k, hit && s->a.nhwc));
+    if (!hit || (need_bwd && !s->a.has_bwd)) USI_TRY(find_algos(c, s, &k, need_bwd));
     size_t xn = (size_t)t->src[0]->numel, wn = (size_t)t->src[1]->numel, yn = (size_t)t->numel, half = 2;
     size_t at = up(s->a.fwd_ws);
     if (s->bf16) {
@@ -352,9 +426,15 @@ usi_error *usi_cuda_conv2d_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     float one = 1.0f, zero = 0.0f;
     const void *x = t->src[0]->data, *wc = w;
     void *y = t->data;
-    if (s->bf16) {
+    const int64_t *xs = t->src[0]->shape, *wsh = t->src[1]->shape, *ys = t->shape;
+    if (s->bf16 && s->a.nhwc) {
+        USI_TRY(usi_cuda_nchw_to_nhwc_bf16(c->stream, sc + s->xb_off, t->src[0]->data, xs[0], xs[1], xs[2] * xs[3]));
+        USI_TRY(usi_cuda_nchw_to_nhwc_bf16(c->stream, sc + s->wb_off, w, wsh[0], wsh[1], wsh[2] * wsh[3]));
+    } else if (s->bf16) {
         USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->xb_off, t->src[0]->data, t->src[0]->numel));
         USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->wb_off, w, t->src[1]->numel));
+    }
+    if (s->bf16) {
         x = sc + s->xb_off;
         wc = sc + s->wb_off;
         y = sc + s->yb_off;
@@ -362,7 +442,8 @@ usi_error *usi_cuda_conv2d_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->a.fwd_math));
     CUDNN_TRY(cudnnConvolutionForward(c->cudnn, &one, s->x, x, s->w, wc, s->conv, s->a.fwd,
                                       s->a.fwd_ws ? sc : NULL, s->a.fwd_ws, &zero, s->y, y));
-    if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, t->data, y, t->numel, 0));
+    if (s->bf16 && s->a.nhwc) USI_TRY(usi_cuda_nhwc_bf16_to_nchw(c->stream, t->data, y, ys[0], ys[1], ys[2] * ys[3], 0));
+    else if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, t->data, y, t->numel, 0));
     if (b) CUDNN_TRY(cudnnAddTensor(c->cudnn, &one, s->bias, b, &one, s->y32, t->data));
     return NULL;
 }
@@ -378,15 +459,17 @@ usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     char *ws = t->bwd_scratch;
     float one = 1.0f, zero = 0.0f;
     const void *dy = t->grad;
-    if (s->bf16) {
-        USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->dyb_off, t->grad, t->numel));
-        dy = ws + s->dyb_off;
-    }
+    const int64_t *xs = x->shape, *wsh = w->shape, *ys = t->shape;
+    const int32_t cl = s->bf16 && s->a.nhwc; /* channels-last bf16 copies */
+    if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_bf16(c->stream, ws + s->dyb_off, t->grad, ys[0], ys[1], ys[2] * ys[3]));
+    else if (s->bf16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->dyb_off, t->grad, t->numel));
+    if (s->bf16) dy = ws + s->dyb_off;
     if (x->grad) {
         const void *wv = w->data;
         void *dx = x->grad;
+        if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_bf16(c->stream, ws + s->bwb_off, w->data, wsh[0], wsh[1], wsh[2] * wsh[3]));
+        else if (s->bf16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bwb_off, w->data, w->numel));
         if (s->bf16) {
-            USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bwb_off, w->data, w->numel));
             wv = ws + s->bwb_off;
             dx = ws + s->dxb_off;
         }
@@ -394,13 +477,15 @@ usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
         CUDNN_TRY(cudnnConvolutionBackwardData(c->cudnn, &one, s->w, wv, s->y, dy, s->conv, s->a.bwd_data,
                                                s->a.bwd_data_ws ? ws : NULL, s->a.bwd_data_ws,
                                                acc[0] && !s->bf16 ? &one : &zero, s->x, dx));
-        if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, x->grad, dx, x->numel, acc[0]));
+        if (cl) USI_TRY(usi_cuda_nhwc_bf16_to_nchw(c->stream, x->grad, dx, xs[0], xs[1], xs[2] * xs[3], acc[0]));
+        else if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, x->grad, dx, x->numel, acc[0]));
     }
     if (w->grad) {
         const void *xv = x->data;
         void *dw = w->grad;
+        if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_bf16(c->stream, ws + s->bxb_off, x->data, xs[0], xs[1], xs[2] * xs[3]));
+        else if (s->bf16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bxb_off, x->data, x->numel));
         if (s->bf16) {
-            USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bxb_off, x->data, x->numel));
             xv = ws + s->bxb_off;
             dw = ws + s->dwb_off;
         }
@@ -408,7 +493,8 @@ usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
         CUDNN_TRY(cudnnConvolutionBackwardFilter(c->cudnn, &one, s->x, xv, s->y, dy, s->conv, s->a.bwd_filter,
                                                  s->a.bwd_filter_ws ? ws : NULL, s->a.bwd_filter_ws,
                                                  acc[1] && !s->bf16 ? &one : &zero, s->w, dw));
-        if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, w->grad, dw, w->numel, acc[1]));
+        if (cl) USI_TRY(usi_cuda_nhwc_bf16_to_nchw(c->stream, w->grad, dw, wsh[0], wsh[1], wsh[2] * wsh[3], acc[1]));
+        else if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, w->grad, dw, w->numel, acc[1]));
     }
     if (b && b->grad)
         CUDNN_TRY(cudnnConvolutionBackwardBias(c->cudnn, &one, s->y32, t->grad, acc[2] ? &one : &zero, s->bias,

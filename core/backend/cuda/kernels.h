@@ -41,6 +41,12 @@ usi_error *usi_cuda_fill_forward(cudaStream_t s, float *out, int64_t n, float va
 usi_error *usi_cuda_to_bf16(cudaStream_t s, void *dst, const float *src, int64_t n);
 /* dst[n] (+)= float(src[n]) (src: __nv_bfloat16) */
 usi_error *usi_cuda_from_bf16(cudaStream_t s, float *dst, const void *src, int64_t n, int32_t acc);
+/* layout.cu: dst bf16 [n][p][c] = src fp32 [n][c][p] (NCHW -> NHWC, p = H*W) */
+usi_error *usi_cuda_nchw_to_nhwc_bf16(cudaStream_t s, void *dst, const float *src, int64_t n, int64_t c,
+                                      int64_t p);
+/* dst fp32 [n][c][p] (+)= src bf16 [n][p][c] (NHWC -> NCHW) */
+usi_error *usi_cuda_nhwc_bf16_to_nchw(cudaStream_t s, float *dst, const void *src, int64_t n, int64_t c,
+                                      int64_t p, int32_t acc);
 
 /* A broadcast binary op over collapsed dims, seen from one tensor x: the
  * dims x keeps (its own row-major layout, thread per x element) and the dims
