@@ -4,11 +4,16 @@
  * eval forward, in images/s, in fp32 and (where the device has it) precision
  * "mixed". --check instead runs a small ResNet step on the CPU and on the
  * device from the same weights and batch and prints how far the logits,
- * loss, gradients, running statistics and updated weights are apart.
+ * loss, gradients, running statistics and updated weights are apart, beside
+ * the CPU's own noise floor (the same step on inputs perturbed by 1e-6).
  *
  *   bench_gpu [--device cuda] [--model resnet50|resnet18] [--batch 256]
  *             [--size 224] [--steps 200] [--warmup 10] [--mode train|infer|both]
- *             [--precision fp32|mixed|both] [--csv FILE] [--check]
+ *             [--precision fp32|mixed|both] [--csv FILE] [--profile STEPS]
+ *             [--check [--check-batch 8] [--check-size 64]]
+ *
+ * --profile N runs N more steps after the timed ones with each node waited
+ * for and prints the time per op kind, forward and backward.
  *
  * Prints one line per measurement (precision: fp32, or bf16 for "mixed"):
  *   RESULT usi <model> <mode> <precision> <batch> <size> <img/s> <ms/step>
@@ -29,6 +34,8 @@
 typedef struct opts {
     const char *device, *model, *csv;
     int batch, size, steps, warmup, modes, check; /* modes: 1 train, 2 infer */
+    int check_batch, check_size;
+    int profile; /* steps profiled after the timed ones (0: none) */
     int precisions;                               /* 1 fp32, 2 mixed */
 } opts;
 
@@ -86,7 +93,19 @@ static usi_error *net_build(net *n, usi_device *d, const char *model, int batch,
     return usi_dbuf_new(d, b.n_trainable * sizeof(float), &n->momentum);
 }
 
-static usi_error *net_inputs(net *n, int batch, int size)
+/* Uniform in [-1, 1) from a 64-bit counter hash: reproducible everywhere. */
+static float unit(uint64_t i)
+{
+    uint64_t z = i * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 11) / 4503599627370496.0 - 1.0);
+}
+
+/* Random images and labels; perturb scales each pixel by (1 + perturb * u)
+ * with another uniform u, which gives --check its noise floor. */
+static usi_error *net_inputs(net *n, int batch, int size, double perturb)
 {
     size_t count = (size_t)batch * 3 * size * size;
     float *x = malloc(count * sizeof(float));
@@ -96,8 +115,8 @@ static usi_error *net_inputs(net *n, int batch, int size)
         free(y);
         return usi_error_new(USI_ERR_NOMEM, "out of memory");
     }
-    for (size_t i = 0; i < count; i++) x[i] = (float)((i * 7919) % 255) / 255.0f - 0.5f;
-    for (int i = 0; i < batch; i++) y[i] = (i * 37) % 1000;
+    for (size_t i = 0; i < count; i++) x[i] = unit(i) * (float)(1.0 + perturb * unit(i + count));
+    for (int i = 0; i < batch; i++) y[i] = (int32_t)((unit(i + 2 * count) + 1.0f) * 499.9f);
     usi_error *e = usi_graph_write(n->x, x);
     if (!e && n->loss) e = usi_graph_write(n->y, y);
     free(x);
@@ -124,7 +143,7 @@ static usi_error *measure(const opts *o, usi_device *d, int training, int mixed,
     USI_TRY(usi_device_set_mixed(d, mixed));
     double t_build = now();
     usi_error *e = net_build(&n, d, o->model, o->batch, o->size, training);
-    if (!e) e = net_inputs(&n, o->batch, o->size);
+    if (!e) e = net_inputs(&n, o->batch, o->size, 0);
     double t_ready = now();
     float loss = 0;
     double t0 = 0;
@@ -137,6 +156,16 @@ static usi_error *measure(const opts *o, usi_device *d, int training, int mixed,
     }
     if (!e) e = usi_device_synchronize(d);
     double t = now() - t0;
+    if (!e && o->profile) {
+        e = usi_graph_set_profiling(n.g, 1);
+        for (int s = 0; !e && s < o->profile; s++)
+            e = training ? train_step(&n, o->warmup + o->steps + s + 1, &loss) : usi_graph_forward(n.g);
+        if (!e) {
+            printf("profile: %s %s %s, batch %d at %d, each node waited for (slower than a plain step):\n", o->model,
+                   training ? "train" : "infer", mixed ? "bf16" : "fp32", o->batch, o->size);
+            usi_graph_print_profile(n.g, stdout, o->profile);
+        }
+    }
     if (!e) {
         *ms = 1e3 * t / o->steps;
         *ips = o->batch * o->steps / t;
@@ -154,9 +183,15 @@ static usi_error *measure(const opts *o, usi_device *d, int training, int mixed,
 
 /* ---- --check: one step on the CPU and on the device ---- */
 
+/* What one step leaves: logits, loss, gradients, float buffers (running
+ * statistics) and the weights after SGD, with the parameters' names and
+ * places to report per tensor. */
 typedef struct snapshot {
     float *logits, loss, *grads, *params, *buffers;
     size_t n_logits, n_grads, n_params, n_buffers;
+    int32_t n_tensors;
+    char **names;
+    size_t *at, *len; /* floats into grads/params, per trainable tensor */
 } snapshot;
 
 static void snapshot_free(snapshot *s)
@@ -165,6 +200,10 @@ static void snapshot_free(snapshot *s)
     free(s->grads);
     free(s->params);
     free(s->buffers);
+    for (int32_t i = 0; i < s->n_tensors; i++) free(s->names[i]);
+    free(s->names);
+    free(s->at);
+    free(s->len);
 }
 
 static float *read_block(usi_dbuf *b, size_t n, usi_error **e)
@@ -174,12 +213,12 @@ static float *read_block(usi_dbuf *b, size_t n, usi_error **e)
     return h;
 }
 
-static usi_error *one_step(usi_device *d, const char *model, int batch, int size, snapshot *s)
+static usi_error *one_step(usi_device *d, const opts *o, double perturb, snapshot *s)
 {
     net n;
     memset(s, 0, sizeof *s);
-    usi_error *e = net_build(&n, d, model, batch, size, 1);
-    if (!e) e = net_inputs(&n, batch, size);
+    usi_error *e = net_build(&n, d, o->model, o->check_batch, o->check_size, 1);
+    if (!e) e = net_inputs(&n, o->check_batch, o->check_size, perturb);
     if (!e) e = usi_graph_forward(n.g);
     if (!e) e = usi_graph_read(n.loss, &s->loss);
     if (!e) {
@@ -194,16 +233,27 @@ static usi_error *one_step(usi_device *d, const char *model, int batch, int size
     s->grads = read_block(b.grads, b.n_trainable, &e);
     s->n_buffers = b.n_f32_buffers;
     s->buffers = read_block(b.buffers, b.n_f32_buffers, &e);
-    usi_graph_blocks bb;
-    usi_graph_get_blocks(n.g, &bb);
     usi_optim_hp hp = {USI_OPT_SGD, 0.1, 1e-4, 0.9, 0.999, 1e-8, 0.9, 0};
-    if (!e) e = usi_dbuf_optim_step(&hp, 1, bb.params, bb.grads, n.momentum, NULL, n.segs, n.n_segs);
+    if (!e) e = usi_dbuf_optim_step(&hp, 1, b.params, b.grads, n.momentum, NULL, n.segs, n.n_segs);
     s->n_params = b.n_trainable;
     s->params = read_block(b.params, b.n_trainable, &e);
+    int32_t np = n.g ? usi_graph_num_params(n.g) : 0;
+    s->names = calloc((size_t)np + 1, sizeof *s->names);
+    s->at = calloc((size_t)np + 1, sizeof *s->at);
+    s->len = calloc((size_t)np + 1, sizeof *s->len);
+    for (int32_t i = 0; !e && i < np; i++) {
+        usi_param_info p;
+        if (!usi_graph_param_at(n.g, i, &p) || !p.trainable) continue;
+        s->names[s->n_tensors] = strdup(p.name);
+        s->at[s->n_tensors] = p.offset / sizeof(float);
+        s->len[s->n_tensors] = (size_t)p.numel;
+        s->n_tensors++;
+    }
     net_free(&n);
     return e;
 }
 
+/* The worst |a - b| over the block, relative to the block's largest |b|. */
 static double rel(const float *a, const float *b, size_t n)
 {
     double scale = 1e-6, worst = 0;
@@ -215,38 +265,92 @@ static double rel(const float *a, const float *b, size_t n)
     return worst;
 }
 
-/* fp32 should agree to rounding; mixed (bf16 operands) to about 1e-2. */
+typedef struct errs {
+    double logits, loss, grads, buffers, params;
+} errs;
+
+static errs compare(const snapshot *a, const snapshot *c)
+{
+    errs r;
+    r.logits = rel(a->logits, c->logits, c->n_logits);
+    r.grads = rel(a->grads, c->grads, c->n_grads);
+    r.buffers = rel(a->buffers, c->buffers, c->n_buffers);
+    r.params = rel(a->params, c->params, c->n_params);
+    r.loss = fabs((double)a->loss - c->loss) / fmax(1e-6, fabs(c->loss));
+    return r;
+}
+
+/* The gradients of the three tensors that differ most, each relative to
+ * its own largest value, beside the same figure for the noise floor. */
+static void worst_tensors(const snapshot *g, const snapshot *c, const snapshot *p)
+{
+    int32_t top[3] = {-1, -1, -1};
+    double val[3] = {-1, -1, -1};
+    for (int32_t t = 0; t < c->n_tensors; t++) {
+        double e = rel(g->grads + c->at[t], c->grads + c->at[t], c->len[t]);
+        for (int k = 0; k < 3; k++)
+            if (e > val[k]) {
+                for (int m = 2; m > k; m--) {
+                    val[m] = val[m - 1];
+                    top[m] = top[m - 1];
+                }
+                val[k] = e;
+                top[k] = t;
+                break;
+            }
+    }
+    for (int k = 0; k < 3 && top[k] >= 0; k++) {
+        int32_t t = top[k];
+        printf("    grad %-28s %.2e (noise floor %.2e)\n", c->names[t], val[k],
+               rel(p->grads + c->at[t], c->grads + c->at[t], c->len[t]));
+    }
+}
+
+/* The device against the CPU, beside the CPU against itself on inputs
+ * perturbed by 1e-6 relative: a network's own sensitivity (batch norm over
+ * few values, a random-init loss) sets how close two correct fp32
+ * implementations can be. fp32 must stay within max(goal, 20 x that floor)
+ * per figure; mixed (bf16 operands, 8 bits of mantissa) within 50 x more. */
 static int check(const opts *o, usi_device *d, int mixed)
 {
-    const int batch = 4, size = 64;
-    snapshot c, g;
+    snapshot c, g, p;
+    memset(&p, 0, sizeof p);
+    memset(&g, 0, sizeof g);
     usi_error *e = usi_device_set_mixed(d, mixed);
-    if (!e) e = one_step(usi_device_cpu(), o->model, batch, size, &c);
-    if (!e) e = one_step(d, o->model, batch, size, &g);
+    if (!e) e = one_step(usi_device_cpu(), o, 0, &c);
+    if (!e) e = one_step(usi_device_cpu(), o, 1e-6, &p);
+    if (!e) e = one_step(d, o, 0, &g);
     usi_error_free(usi_device_set_mixed(d, 0));
     if (e) {
         fprintf(stderr, "check: %s\n", usi_error_message(e));
         usi_error_free(e);
         return 1;
     }
-    double el = rel(g.logits, c.logits, c.n_logits), eg = rel(g.grads, c.grads, c.n_grads);
-    double eb = rel(g.buffers, c.buffers, c.n_buffers), ep = rel(g.params, c.params, c.n_params);
-    double eloss = fabs((double)g.loss - c.loss) / fmax(1e-6, fabs(c.loss));
-    printf("check %s batch %d at %d: %s %s vs cpu fp32, relative to each tensor block's largest value:\n", o->model,
-           batch, size, o->device, mixed ? "bf16" : "fp32");
-    printf("  logits %.2e  loss %.2e (%.6f vs %.6f)  gradients %.2e  running stats %.2e  weights after SGD %.2e\n",
-           el, eloss, g.loss, c.loss, eg, eb, ep);
-    double k = mixed ? 50 : 1; /* bf16: 8 bits of mantissa */
-    int bad = !(el < 1e-3 * k && eloss < 1e-4 * k && eg < 1e-3 * k && eb < 1e-4 * k && ep < 1e-5 * k);
+    errs r = compare(&g, &c), f = compare(&p, &c);
+    printf("check %s batch %d at %d: %s %s vs cpu fp32, relative to each block's largest value:\n", o->model,
+           o->check_batch, o->check_size, o->device, mixed ? "bf16" : "fp32");
+    printf("  %-12s logits %.2e  loss %.2e (%.6f vs %.6f)  gradients %.2e  running stats %.2e  weights after SGD "
+           "%.2e\n",
+           o->device, r.logits, r.loss, g.loss, c.loss, r.grads, r.buffers, r.params);
+    printf("  %-12s logits %.2e  loss %.2e                          gradients %.2e  running stats %.2e  weights "
+           "after SGD %.2e\n",
+           "noise floor", f.logits, f.loss, f.grads, f.buffers, f.params);
+    worst_tensors(&g, &c, &p);
+    double k = mixed ? 50 : 1, m = 20;
+#define OK(field, goal) (r.field <= k * fmax((goal), m * f.field))
+    int bad = !(OK(logits, 1e-4) && OK(loss, 1e-5) && OK(grads, 1e-4) && OK(buffers, 1e-5) && OK(params, 1e-5));
+#undef OK
     printf("CHECK %s %s\n", mixed ? "bf16" : "fp32", bad ? "FAILED" : "ok");
     snapshot_free(&c);
     snapshot_free(&g);
+    snapshot_free(&p);
     return bad;
 }
 
 static int parse(int argc, char **argv, opts *o)
 {
-    *o = (opts){"cuda", "resnet50", NULL, 256, 224, 200, 10, 3, 0, 3};
+    *o = (opts){.device = "cuda", .model = "resnet50", .batch = 256, .size = 224, .steps = 200, .warmup = 10,
+                .modes = 3, .precisions = 3, .check_batch = 8, .check_size = 64};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--check")) {
@@ -261,12 +365,18 @@ static int parse(int argc, char **argv, opts *o)
         else if (!strcmp(a, "--size")) o->size = atoi(v);
         else if (!strcmp(a, "--steps")) o->steps = atoi(v);
         else if (!strcmp(a, "--warmup")) o->warmup = atoi(v);
+        else if (!strcmp(a, "--check-batch")) o->check_batch = atoi(v);
+        else if (!strcmp(a, "--check-size")) o->check_size = atoi(v);
+        else if (!strcmp(a, "--profile")) o->profile = atoi(v);
         else if (!strcmp(a, "--mode")) o->modes = !strcmp(v, "train") ? 1 : !strcmp(v, "infer") ? 2 : 3;
         else if (!strcmp(a, "--precision")) o->precisions = !strcmp(v, "fp32") ? 1 : !strcmp(v, "mixed") ? 2 : 3;
         else return -1;
         i++;
     }
-    return o->batch > 0 && o->size > 0 && o->steps > 0 && o->warmup >= 0 ? 0 : -1;
+    return o->batch > 0 && o->size > 0 && o->steps > 0 && o->warmup >= 0 && o->check_batch > 0 && o->check_size > 0 &&
+                       o->profile >= 0
+               ? 0
+               : -1;
 }
 
 int main(int argc, char **argv)
@@ -275,7 +385,7 @@ int main(int argc, char **argv)
     if (parse(argc, argv, &o)) {
         fprintf(stderr, "usage: %s [--device cuda] [--model resnet50|resnet18] [--batch N] [--size N] "
                         "[--steps N] [--warmup N] [--mode train|infer|both] [--precision fp32|mixed|both] "
-                        "[--csv FILE] [--check]\n",
+                        "[--csv FILE] [--profile STEPS] [--check [--check-batch 8] [--check-size 64]]\n",
                 argv[0]);
         return 2;
     }

@@ -14,13 +14,16 @@
 #   5. `usi bench --device cuda` over every backbone plugin (train + infer);
 #   6. ResNet-50 at 224: the engine's img/s, then timm's resnet50 in
 #      PyTorch in the same call, and the ratios.
-# Sizes: BATCH (256), SIZE (224), STEPS (100), WARMUP (10). Everything it
-# prints also goes to $OUT/run.log when OUT is set (the device tool).
+# Sizes: BATCH (256), SIZE (224), STEPS (100), WARMUP (10), PROFILE (5 steps
+# profiled op by op after the timed ones; 0: none). PARTS picks sections
+# (default all: "ops check engine train zoo speed"). Everything it prints
+# also goes to $OUT/run.log when OUT is set (the device tool).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 start=$SECONDS
 DEV=${DEV:-cuda} # another device (cpu-guarded) tries the script out on a machine without a GPU
 BATCH=${BATCH:-256} SIZE=${SIZE:-224} STEPS=${STEPS:-100} WARMUP=${WARMUP:-10}
+PROFILE=${PROFILE:-5} PARTS=${PARTS:-ops check engine train zoo speed}
 budget=${BUDGET:-500} # seconds after which the later parts are skipped
 bin=.gpu/bin
 if [ -f .gpu/pack.tar.xz ] && [ ! -x $bin/bench_gpu ]; then
@@ -31,6 +34,7 @@ if [ ! -x $bin/bench_gpu ]; then
   exit 2
 fi
 section() { echo; echo "== $1 [$((SECONDS - start)) s] =="; }
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 # time left before the budget, at most $1 seconds; 0 when past it
 left() { local l=$((budget - (SECONDS - start))); [ $l -gt "$1" ] && l=$1; [ $l -lt 0 ] && l=0; echo $l; }
 step() { # seconds, command...: runs it unless past the budget, says how it ended
@@ -68,19 +72,32 @@ ldd $bin/bench_gpu | grep -E "cud|cublas|not found"
 section "device open"
 step 30 $bin/test_cuda_open
 
+if part ops; then
 section "op driver: every case on cpu, cpu-guarded and cuda"
 OMP_WAIT_POLICY=passive step 150 $bin/test_backend_ops
 
 section "CUDA against CPU: step kernels, dropout, mixed precision"
 step 120 $bin/test_cuda_ops
+section "the same with every bf16 convolution channels-last, then NCHW"
+USI_CUDA_CONV_LAYOUT=nhwc step 60 $bin/test_cuda_ops | grep -E "^bf16|FAIL|passed|failed"
+USI_CUDA_CONV_LAYOUT=nchw step 60 $bin/test_cuda_ops | grep -E "^bf16|FAIL|passed|failed"
+fi
 
-section "ResNet step: CUDA against CPU"
+if part check; then
+section "one training step: CUDA against CPU, beside the CPU's own noise floor"
 step 90 $bin/bench_gpu --check --device $DEV
+step 90 $bin/bench_gpu --check --device $DEV --model resnet18 --check-batch 16 --check-size 96
+fi
 
+if part engine; then
 section "engine tests on cuda"
 USI_TEST_DEVICE=$DEV step 60 $bin/test_graph
 USI_TEST_DEVICE=$DEV USI_FASHION_MNIST_DIR=.gpu/data/ step 60 $bin/test_fashion_mnist
+step 60 $bin/usi summary resnet50 --plugin-dir .gpu/plugins --device $DEV --batch 256
+step 60 $bin/usi summary resnet50 --plugin-dir .gpu/plugins --device $DEV --batch 256 --precision fp32 | tail -3
+fi
 
+if part train; then
 section "usi train on cuda: teacher, KD student, eval; the teacher again on cpu"
 usi=(step 120 $bin/usi)
 runs=$(mktemp -d)
@@ -99,16 +116,24 @@ fm=(samples/fashion_mnist.cfg --plugin-dir .gpu/plugins --set data.train=.gpu/da
 "${usi[@]}" train "${fm[@]}" --set device=cpu --set backbone.name=resnet18 --set backbone.stem=timm \
   --set schedule.epochs=3 --set output_dir="$runs/teacher_cpu"
 for r in teacher teacher_cpu kd; do echo "$r: $(tail -1 "$runs/$r/metrics.jsonl" 2>/dev/null)"; done
+fi
 
+if part zoo; then
 section "usi bench --device $DEV: every backbone, train and infer"
 usi=(step 150 $bin/usi)
 "${usi[@]}" bench --plugin-dir .gpu/plugins --device $DEV --backbones all --img-size 224 --batch 64 \
   --train --steps 5 --warmup 2 --accuracy samples/usi_imagenet_top1.csv --out "$runs/bench"
 [ -n "${OUT:-}" ] && cp "$runs/bench/bench.csv" "$OUT/bench.csv" 2>/dev/null
+fi
 
+if part speed; then
 results=$(mktemp)
 section "ResNet-50 speed: the engine (batch $BATCH at $SIZE, $STEPS steps)"
-step 150 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" --warmup "$WARMUP" | tee -a "$results"
+step 150 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" --warmup "$WARMUP" \
+  --profile "$PROFILE" | tee -a "$results"
+section "the same in bf16 with every convolution's copies NCHW (the layout choice's A/B)"
+USI_CUDA_CONV_LAYOUT=nchw step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
+  --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/NCHW-RESULT/'
 
 section "ResNet-50 speed: PyTorch + timm, channels_last"
 step 150 python3 bench/gpu/bench_torch.py --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
@@ -127,6 +152,7 @@ awk '$1 == "RESULT" { v[$2 " " $4 " " $5] = $8 }
 echo "(usi bf16 = precision \"mixed\": bf16 operands for conv, linear and matmul, fp32 activations in NCHW;"
 echo " torch bf16 = autocast, channels_last)"
 [ -n "${OUT:-}" ] && cp "$results" "$OUT/results.txt"
+fi
 section "done"
 }
 
