@@ -89,6 +89,25 @@ static inline int bb_ctx_init(bb_ctx *c, const usi_host_api *host, usi_graph *g,
     return 0;
 }
 
+/* Checks that the host's table has the ops in `needed` beyond those
+ * bb_ctx_init checks; logs the first missing one. */
+static inline int bb_require_ops(const bb_ctx *c, const bb_op_slot *needed, size_t n,
+                                 const char *who)
+{
+    for (size_t i = 0; i < n; i++) {
+        const bb_op_slot *s = &needed[i];
+        void *fn = NULL;
+        if (c->api->struct_size >= s->offset + s->size)
+            fn = *(void *const *)((const char *)c->api + s->offset);
+        if (!fn) {
+            c->host->log(USI_LOG_ERROR, "%s: the host's graph builder lacks the '%s' op", who,
+                         s->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Scope helpers: the string is only needed while pushed. */
 static inline void bb_push_index(const bb_ctx *c, int64_t i)
 {

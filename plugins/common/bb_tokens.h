@@ -11,25 +11,6 @@
 /* timm's LayerNorm / LayerNorm2d default eps in these families. */
 #define BB_LN_EPS 1e-6
 
-/* Checks that the host's table has the ops in `needed` beyond those
- * bb_ctx_init checks; logs the first missing one. */
-static inline int bb_require_ops(const bb_ctx *c, const bb_op_slot *needed, size_t n,
-                                 const char *who)
-{
-    for (size_t i = 0; i < n; i++) {
-        const bb_op_slot *s = &needed[i];
-        void *fn = NULL;
-        if (c->api->struct_size >= s->offset + s->size)
-            fn = *(void *const *)((const char *)c->api + s->offset);
-        if (!fn) {
-            c->host->log(USI_LOG_ERROR, "%s: the host's graph builder lacks the '%s' op", who,
-                         s->name);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* timm's trunc_normal_(std=.02): cut at +-2 absolute, i.e. never. */
 static inline usi_init bb_trunc02(void)
 {

@@ -22,8 +22,9 @@ typedef struct bb_case {
 
 /* drop_paths follows timm's rules: one per residual block but the first
  * (rate 0) for ResNet and ConvNeXt, two per transformer block but the first,
- * two per block for MLP-Mixer (every block gets the full rate), and for the
- * EfficientNet builder one per block with a skip. */
+ * two per block for MLP-Mixer (every block gets the full rate), for the
+ * EfficientNet builder one per block with a skip, and for TResNet one per
+ * block but the first. */
 static const bb_case bb_cases[] = {
     {"resnet18", 11689512, 7, "fc.weight", 7, 3, 0, 0},
     {"resnet34", 21797672, 15, "fc.weight", 7, 3, 0, 0},
@@ -42,6 +43,8 @@ static const bb_case bb_cases[] = {
     {"vit_base_patch16_224", 86567656, 22, "head.weight", 16, 4, 1, 0},
     {"mixer_s16_224", 18528264, 16, "head.weight", 16, 4, 1, 0},
     {"mixer_b16_224", 59880472, 24, "head.weight", 16, 4, 1, 0},
+    {"tresnet_m", 31389032, 20, "head.fc.weight", 3, 3, 0, 0},
+    {"tresnet_l", 55989256, 29, "head.fc.weight", 3, 3, 0, 0},
 };
 #define BB_N_CASES ((int32_t)(sizeof bb_cases / sizeof bb_cases[0]))
 

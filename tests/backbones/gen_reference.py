@@ -32,7 +32,8 @@ MODELS = ['resnet18', 'resnet34', 'resnet50', 'resnet101',
           'convnext_atto', 'convnext_tiny', 'convnext_small',
           'deit_tiny_patch16_224', 'deit_small_patch16_224',
           'vit_small_patch16_224', 'vit_base_patch16_224',
-          'mixer_s16_224', 'mixer_b16_224']
+          'mixer_s16_224', 'mixer_b16_224',
+          'tresnet_m', 'tresnet_l']
 
 DTYPES = {torch.float32: 'f32', torch.int64: 'i64'}
 

@@ -282,14 +282,20 @@ static usi_tensor *api_pool2d(usi_graph *g, usi_tensor *x, const usi_pool2d_desc
     g->ops[SG_OP_POOL2D]++;
     if (!x || g->has_error) return NULL;
     int64_t shape[4] = {0};
-    if (x->ndim == 4 && !d->ceil_mode) {
+    if (x->ndim == 4) {
         shape[0] = x->shape[0];
         shape[1] = x->shape[1];
-        for (int i = 0; i < 2; i++)
-            shape[2 + i] = d->padding[i] * 2 > d->kernel[i]
-                               ? 0 /* PyTorch refuses pads over half the kernel */
-                               : window_out(x->shape[2 + i], d->kernel[i], d->stride[i],
-                                            d->padding[i], 1);
+        for (int i = 0; i < 2; i++) {
+            int64_t in = x->shape[2 + i];
+            int32_t k = d->kernel[i], s = d->stride[i], p = d->padding[i];
+            shape[2 + i] = p * 2 > k ? 0 /* PyTorch refuses pads over half the kernel */
+                                     : window_out(in, k, s, p, 1);
+            /* ceil mode: one more window where the last one would start
+             * inside the input or its left padding (PyTorch's rule) */
+            if (d->ceil_mode && shape[2 + i] && (in + 2 * p - k) % s &&
+                shape[2 + i] * s < in + p)
+                shape[2 + i]++;
+        }
     }
     if (!shape[2] || !shape[3]) {
         sg_fail(g, "pool2d: x %s kernel %d leaves no output", fmt_shape(x, xs, sizeof xs),
@@ -537,6 +543,20 @@ static usi_tensor *api_pad(usi_graph *g, usi_tensor *x, const int64_t *pads, dou
     return sg_tensor(g, x->dtype, x->ndim, out);
 }
 
+static usi_tensor *api_space_to_depth(usi_graph *g, usi_tensor *x, int32_t block)
+{
+    char xs[96];
+    g->ops[SG_OP_OTHER]++;
+    if (!x || g->has_error) return NULL;
+    if (x->ndim != 4 || block < 1 || x->shape[2] % block || x->shape[3] % block) {
+        sg_fail(g, "space_to_depth: x %s block %d", fmt_shape(x, xs, sizeof xs), block);
+        return NULL;
+    }
+    int64_t out[4] = {x->shape[0], x->shape[1] * block * block, x->shape[2] / block,
+                      x->shape[3] / block};
+    return sg_tensor(g, x->dtype, 4, out);
+}
+
 const usi_graph_api *sg_api(void)
 {
     static const usi_graph_api api = {
@@ -569,6 +589,7 @@ const usi_graph_api *sg_api(void)
         .concat = api_concat,
         .slice = api_slice,
         .pad = api_pad,
+        .space_to_depth = api_space_to_depth,
     };
     return &api;
 }

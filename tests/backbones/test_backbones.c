@@ -275,6 +275,27 @@ static void check_model_inits(const usi_graph *g, const char *m)
         check_init(g, m, "norm.weight", USI_INIT_ONES, 0, 0);
         check_init(g, m, "head.weight", USI_INIT_ZEROS, 0, 0);
         check_init(g, m, "head.bias", USI_INIT_ZEROS, 0, 0);
+    } else if (!strncmp(m, "tresnet", 7)) {
+        /* convs kaiming-normal fan-out, SE biases nn.Conv2d's default, the
+         * last BN of each branch at zero, fc normal(0, 0.01) */
+        double planes = !strcmp(m, "tresnet_l") ? 76 : 64, feat = planes * 32;
+        double b1 = 1 / sqrt(planes), b2 = 1 / sqrt(2 * planes);
+        check_init(g, m, "body.conv1.conv.weight", USI_INIT_KAIMING_NORMAL, USI_FAN_OUT,
+                   sqrt(2.0));
+        check_init(g, m, "body.conv1.bn.weight", USI_INIT_CONSTANT, 1.0, 0);
+        check_init(g, m, "body.layer1.0.conv1.bn.weight", USI_INIT_CONSTANT, 1.0, 0);
+        check_init(g, m, "body.layer1.0.conv2.bn.weight", USI_INIT_CONSTANT, 0.0, 0);
+        check_init(g, m, "body.layer3.1.conv2.bn.weight", USI_INIT_CONSTANT, 1.0, 0);
+        check_init(g, m, "body.layer3.1.conv3.bn.weight", USI_INIT_CONSTANT, 0.0, 0);
+        check_init(g, m, "body.layer2.0.downsample.1.bn.weight", USI_INIT_CONSTANT, 1.0, 0);
+        check_init(g, m, "body.layer1.0.se.fc1.weight", USI_INIT_KAIMING_NORMAL, USI_FAN_OUT,
+                   sqrt(2.0));
+        check_init(g, m, "body.layer1.0.se.fc1.bias", USI_INIT_UNIFORM, -b1, b1);
+        check_init(g, m, "body.layer1.0.se.fc2.bias", USI_INIT_UNIFORM, -1 / 8.0, 1 / 8.0);
+        check_init(g, m, "body.layer3.0.se.fc1.bias", USI_INIT_UNIFORM, -b1 / 2, b1 / 2);
+        check_init(g, m, "body.layer3.0.se.fc2.bias", USI_INIT_UNIFORM, -b2, b2);
+        check_init(g, m, "head.fc.weight", USI_INIT_NORMAL, 0, 0.01);
+        check_init(g, m, "head.fc.bias", USI_INIT_UNIFORM, -1 / sqrt(feat), 1 / sqrt(feat));
     }
 }
 
