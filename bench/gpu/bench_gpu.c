@@ -10,7 +10,11 @@
  *   bench_gpu [--device cuda] [--model resnet50|resnet18] [--batch 256]
  *             [--size 224] [--steps 200] [--warmup 10] [--mode train|infer|both]
  *             [--precision fp32|mixed|both] [--csv FILE] [--profile STEPS]
- *             [--check [--check-batch 8] [--check-size 64]]
+ *             [--check|--check-nodes [--check-batch 8] [--check-size 64]]
+ *
+ * --check-nodes keeps every value and gradient of that step (no memory
+ * reuse) and names the nodes where device and CPU part, values in forward
+ * order and gradients in backward order: the first one is the suspect.
  *
  * --profile N runs N more steps after the timed ones with each node waited
  * for and prints the time per op kind, forward and backward.
@@ -63,10 +67,11 @@ static void net_free(net *n)
     memset(n, 0, sizeof *n);
 }
 
-static usi_error *net_build(net *n, usi_device *d, const char *model, int batch, int size, int training)
+static usi_error *net_build(net *n, usi_device *d, const char *model, int batch, int size, int training, int keep)
 {
     memset(n, 0, sizeof *n);
     n->g = usi_graph_new(d, training, 1);
+    if (keep) USI_TRY(usi_graph_keep_all(n->g));
     int64_t xs[4] = {batch, 3, size, size}, nb = batch;
     n->x = usi_graph_input(n->g, "images", USI_DTYPE_F32, 4, xs);
     n->y = usi_graph_input(n->g, "labels", USI_DTYPE_I32, 1, &nb);
@@ -142,7 +147,7 @@ static usi_error *measure(const opts *o, usi_device *d, int training, int mixed,
     net n;
     USI_TRY(usi_device_set_mixed(d, mixed));
     double t_build = now();
-    usi_error *e = net_build(&n, d, o->model, o->batch, o->size, training);
+    usi_error *e = net_build(&n, d, o->model, o->batch, o->size, training, 0);
     if (!e) e = net_inputs(&n, o->batch, o->size, 0);
     double t_ready = now();
     float loss = 0;
@@ -217,7 +222,7 @@ static usi_error *one_step(usi_device *d, const opts *o, double perturb, snapsho
 {
     net n;
     memset(s, 0, sizeof *s);
-    usi_error *e = net_build(&n, d, o->model, o->check_batch, o->check_size, 1);
+    usi_error *e = net_build(&n, d, o->model, o->check_batch, o->check_size, 1, 0);
     if (!e) e = net_inputs(&n, o->check_batch, o->check_size, perturb);
     if (!e) e = usi_graph_forward(n.g);
     if (!e) e = usi_graph_read(n.loss, &s->loss);
@@ -347,6 +352,85 @@ static int check(const opts *o, usi_device *d, int mixed)
     return bad;
 }
 
+/* ---- --check-nodes: every node's value and gradient, device against CPU ---- */
+
+static usi_error *node_step(usi_device *d, const opts *o, double perturb, net *n)
+{
+    USI_TRY(net_build(n, d, o->model, o->check_batch, o->check_size, 1, 1));
+    USI_TRY(net_inputs(n, o->check_batch, o->check_size, perturb));
+    USI_TRY(usi_graph_forward(n->g));
+    return usi_graph_backward(n->g);
+}
+
+/* A node's value (grad 0) or gradient (grad 1) on the host; NULL when it
+ * has none. */
+static float *node_read(usi_tensor *t, int grad, int64_t numel, usi_error **e)
+{
+    if (*e || (grad && !usi_graph_has_grad(t)) || (!grad && usi_graph_dtype(t) != USI_DTYPE_F32)) return NULL;
+    float *h = malloc((size_t)(numel ? numel : 1) * sizeof(float));
+    if (!h) return NULL;
+    *e = grad ? usi_graph_read_grad(t, h) : usi_graph_read(t, h);
+    return h;
+}
+
+/* Every node in forward order, and the gradients in backward order: the
+ * first one past max(1e-4, 20 x the CPU's noise floor) is where the device
+ * and the CPU part. */
+static int check_nodes(const opts *o, usi_device *d)
+{
+    net c, p, g;
+    memset(&c, 0, sizeof c);
+    memset(&p, 0, sizeof p);
+    memset(&g, 0, sizeof g);
+    usi_error *e = node_step(usi_device_cpu(), o, 0, &c);
+    if (!e) e = node_step(usi_device_cpu(), o, 1e-6, &p);
+    if (!e) e = node_step(d, o, 0, &g);
+    int bad = 0;
+    printf("check-nodes %s batch %d at %d: %s fp32 vs cpu fp32, each tensor relative to its largest value\n",
+           o->model, o->check_batch, o->check_size, o->device);
+    printf("  %-5s %-36s %-12s %-8s %10s %10s\n", "pass", "node", "op", "", "error", "noise");
+    for (int pass = 0; !e && pass < 2; pass++) {
+        int32_t n = 0, first = -1;
+        usi_node_info info;
+        while (usi_graph_node_info(c.g, n, &info)) n++;
+        for (int32_t k = 0; !e && k < n; k++) {
+            int32_t i = pass ? n - 1 - k : k; /* gradients in backward order */
+            usi_node_info ic, ip, ig;
+            usi_graph_node_info(c.g, i, &ic);
+            usi_graph_node_info(p.g, i, &ip);
+            usi_graph_node_info(g.g, i, &ig);
+            if (pass == 0 && ic.leaf) continue;
+            int64_t numel = usi_graph_numel(ic.tensor);
+            float *cv = node_read(ic.tensor, pass, numel, &e), *pv = node_read(ip.tensor, pass, numel, &e),
+                  *gv = node_read(ig.tensor, pass, numel, &e);
+            if (cv && pv && gv && !e) {
+                double err = rel(gv, cv, (size_t)numel), floor = rel(pv, cv, (size_t)numel);
+                int off = !(err <= fmax(1e-4, 20 * floor));
+                if (off) {
+                    bad++;
+                    if (first < 0) first = i;
+                    printf("  %-5s %-36s %-12s %-8s %10.2e %10.2e\n", pass ? "grad" : "value", ic.name, ic.op,
+                           first == i ? "<- first" : "", err, floor);
+                }
+            }
+            free(cv);
+            free(pv);
+            free(gv);
+        }
+        if (!e && first < 0) printf("  %-5s every node within max(1e-4, 20 x noise)\n", pass ? "grad" : "value");
+    }
+    if (e) {
+        fprintf(stderr, "check-nodes: %s\n", usi_error_message(e));
+        usi_error_free(e);
+        bad = 1;
+    }
+    net_free(&c);
+    net_free(&p);
+    net_free(&g);
+    printf("CHECK-NODES %s\n", bad ? "FAILED" : "ok");
+    return bad != 0;
+}
+
 static int parse(int argc, char **argv, opts *o)
 {
     *o = (opts){.device = "cuda", .model = "resnet50", .batch = 256, .size = 224, .steps = 200, .warmup = 10,
@@ -355,6 +439,10 @@ static int parse(int argc, char **argv, opts *o)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--check")) {
             o->check = 1;
+            continue;
+        }
+        if (!strcmp(a, "--check-nodes")) {
+            o->check = 2;
             continue;
         }
         if (!v) return -1;
@@ -385,7 +473,7 @@ int main(int argc, char **argv)
     if (parse(argc, argv, &o)) {
         fprintf(stderr, "usage: %s [--device cuda] [--model resnet50|resnet18] [--batch N] [--size N] "
                         "[--steps N] [--warmup N] [--mode train|infer|both] [--precision fp32|mixed|both] "
-                        "[--csv FILE] [--profile STEPS] [--check [--check-batch 8] [--check-size 64]]\n",
+                        "[--csv FILE] [--profile STEPS] [--check|--check-nodes [--check-batch 8] [--check-size 64]]\n",
                 argv[0]);
         return 2;
     }
@@ -397,6 +485,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (!usi_device_has_bf16(d)) o.precisions &= 1;
+    if (o.check == 2) return check_nodes(&o, d);
     if (o.check) {
         int bad = check(&o, d, 0);
         if (usi_device_has_bf16(d)) bad |= check(&o, d, 1);

@@ -87,6 +87,8 @@ if part check; then
 section "one training step: CUDA against CPU, beside the CPU's own noise floor"
 step 90 $bin/bench_gpu --check --device $DEV
 step 90 $bin/bench_gpu --check --device $DEV --model resnet18 --check-batch 16 --check-size 96
+section "every node of that step: where the device and the CPU part"
+step 90 $bin/bench_gpu --check-nodes --device $DEV --model resnet18 --check-batch 16 --check-size 96
 fi
 
 if part engine; then

@@ -51,6 +51,13 @@ int32_t usi_graph_on_free(usi_graph *g, void (*fn)(void *ctx), void *ctx)
     return 0;
 }
 
+usi_error *usi_graph_keep_all(usi_graph *g)
+{
+    if (g->compiled) return usi_error_new(USI_ERR_INVALID, "keep_all: call it before compile");
+    g->keep_all = 1;
+    return NULL;
+}
+
 void usi_graph_free(usi_graph *g)
 {
     if (!g) return;

@@ -93,6 +93,10 @@ void usi_graph_memory(const usi_graph *g, size_t *planned_peak,
                       size_t *naive_sum);
 
 usi_error *usi_graph_forward(usi_graph *g);
+/* Before compile: every value and gradient keeps its memory to the end of
+ * the step (no reuse in the arena), so a test or a debugging tool can read
+ * any node's value and gradient after backward. Costs the naive memory. */
+usi_error *usi_graph_keep_all(usi_graph *g);
 /* Profiling (profile.c): with it on, forward and backward wait for the
  * device around each node and add the time to the node's op; on again
  * clears the figures. The table gives ms per step over `steps` passes. */
@@ -201,6 +205,7 @@ typedef struct usi_node_info {
     int32_t ndim, leaf;
     const int64_t *shape;
     int64_t params, macs;
+    usi_tensor *tensor; /* to read its value or gradient (usi_graph_keep_all) */
 } usi_node_info;
 int32_t usi_graph_node_info(const usi_graph *g, int32_t i, usi_node_info *out);
 

@@ -48,7 +48,7 @@ int32_t usi_graph_node_info(const usi_graph *g, int32_t i, usi_node_info *out)
     if (!g || i < 0 || i >= g->n_nodes) return 0;
     const usi_tensor *t = g->nodes[i];
     *out = (usi_node_info){.name = t->name, .op = usi_op_name(t->op), .ndim = t->ndim, .shape = t->shape,
-                           .macs = node_macs(t)};
+                           .macs = node_macs(t), .tensor = g->nodes[i]};
     out->leaf = t->op == USI_OP_INPUT || t->op == USI_OP_PARAM || t->op == USI_OP_BUFFER;
     for (int32_t k = 0; k < t->n_src; k++)
         if (t->src[k] && t->src[k]->op == USI_OP_PARAM) out->params += t->src[k]->numel;

@@ -114,7 +114,7 @@ static int32_t value_dies(const usi_graph *g, const usi_tensor *t, int32_t T)
  * one pass over the activation fewer, and one tensor fewer. */
 static void find_folds(usi_graph *g)
 {
-    if (g->training) return;
+    if (g->training || g->keep_all) return;
     int32_t n = g->n_nodes;
     for (int32_t i = 0; i < n; i++) {
         usi_tensor *bn = g->nodes[i];
@@ -145,9 +145,10 @@ static int collect(usi_graph *g, plan *p, int32_t T)
         /* A folded norm's output is born when its conv writes it. */
         int32_t born = t->folded ? t->src[0]->id : i;
         size_t value_bytes = t->fold_bn ? 0 : usi_node_bytes(t);
-        if (add_item(p, value_bytes, born, value_dies(g, t, T), &t->data_off) ||
+        int32_t value_end = g->keep_all ? T - 1 : value_dies(g, t, T), grad_end = g->keep_all ? T - 1 : bwd;
+        if (add_item(p, value_bytes, born, value_end, &t->data_off) ||
             (t->has_grad &&
-             add_item(p, (size_t)t->numel * sizeof(float), grad_born, bwd,
+             add_item(p, (size_t)t->numel * sizeof(float), grad_born, grad_end,
                       &t->grad_off)) ||
             add_item(p, t->saved_bytes, i, t->has_grad ? bwd : i, &t->saved_off) ||
             add_item(p, t->fwd_scratch_bytes, i, i, &t->fwd_scratch_off) ||
