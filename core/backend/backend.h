@@ -29,6 +29,10 @@ typedef struct usi_backend {
     /* 1 when device memory is ordinary host memory that host code may use
      * while a backend call runs (custom ops' cpu kernels run in place). */
     int32_t host_memory;
+    /* The USI_CUSTOM_ON_* bit (plugin/custom_op.h) of the plugin kernels a
+     * custom op runs here directly: CPU on host memory, CUDA on the GPU;
+     * 0 where custom ops always run on host copies. */
+    uint32_t custom_kernels;
     /* 1 when conv/linear/matmul can run in bf16 under precision "mixed"
      * (usi_device_set_mixed). */
     int32_t has_bf16;

@@ -1,11 +1,12 @@
 /* The executor: nodes in recording order forward, in reverse backward, each
  * on the graph's device. A custom op whose plugin has no kernel for the
- * device runs its host kernel on host copies of its tensors (custom_host.c). */
+ * device runs its host kernels on host copies of its tensors (custom_host.c). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend.h"
 #include "graph/graph_internal.h"
+#include "plugin/custom_op.h"
 #include "util/error.h"
 
 static usi_error *node_error(usi_error *e, const usi_tensor *t, const char *dir)
@@ -13,10 +14,16 @@ static usi_error *node_error(usi_error *e, const usi_tensor *t, const char *dir)
     return usi_error_prefix(e, "%s of '%s': ", dir, t->name);
 }
 
-/* Custom ops run in place only where device memory is host memory. */
-static int on_host_copies(const usi_graph *g, const usi_tensor *t)
+/* A custom op runs its plugin's kernels directly where the device runs
+ * that kind (forward_cpu on host memory, forward_cuda / backward_cuda on a
+ * CUDA device); anywhere else on host copies of its tensors. */
+static int on_host_copies(const usi_graph *g, const usi_tensor *t, int backward)
 {
-    return t->op == USI_OP_CUSTOM && !g->dev->be->host_memory;
+    if (t->op != USI_OP_CUSTOM) return 0;
+    uint32_t here = g->dev->be->custom_kernels;
+    if (!(here & usi_custom_op_devices(t->custom))) return 1;
+    if (backward && (here & USI_CUSTOM_ON_CUDA)) return !usi_custom_op_has_cuda_backward(t->custom);
+    return 0;
 }
 
 usi_error *usi_graph_forward(usi_graph *g)
@@ -31,7 +38,7 @@ usi_error *usi_graph_forward(usi_graph *g)
         usi_error *e;
         double t0 = 0;
         if (g->prof) USI_TRY(usi_profile_begin(g, &t0));
-        if (on_host_copies(g, t)) {
+        if (on_host_copies(g, t, 0)) {
             e = usi_custom_forward_host(g, t);
         } else {
             if (!be->supports(t->op))
@@ -100,7 +107,7 @@ usi_error *usi_graph_backward(usi_graph *g)
         acc_flags(t, acc);
         double t0 = 0;
         if (g->prof) USI_TRY(usi_profile_begin(g, &t0));
-        usi_error *e = on_host_copies(g, t) ? usi_custom_backward_host(g, t, acc) : be->backward(&ctx, t, acc);
+        usi_error *e = on_host_copies(g, t, 1) ? usi_custom_backward_host(g, t, acc) : be->backward(&ctx, t, acc);
         if (!e && g->prof) e = usi_profile_end(g, t, 1, t0);
         if (e) return node_error(e, t, "backward");
         usi_grad_ready_after(g->grad_ready, i);

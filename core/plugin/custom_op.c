@@ -15,6 +15,11 @@ uint32_t usi_custom_op_devices(const usi_custom_op *op)
     return on;
 }
 
+int32_t usi_custom_op_has_cuda_backward(const usi_custom_op *op)
+{
+    return op && USI_HAS_FIELD(op, backward_cuda) && op->backward_cuda != NULL;
+}
+
 usi_error *usi_custom_op_check(const usi_custom_op *op)
 {
     if (!op) return usi_error_new(USI_ERR_INVALID, "no usi_custom_op (NULL)");

@@ -11,6 +11,8 @@ enum { USI_CUSTOM_ON_CPU = 1u << 0, USI_CUSTOM_ON_CUDA = 1u << 1 };
 /* USI_CUSTOM_ON_* bits: the devices op has a forward kernel for. The engine
  * runs an op on the host, with copies, on a device whose bit is clear. */
 uint32_t usi_custom_op_devices(const usi_custom_op *op);
+/* 1 when op brings a CUDA backward kernel (backward_cuda, 1.1). */
+int32_t usi_custom_op_has_cuda_backward(const usi_custom_op *op);
 
 /* NULL when op may be recorded: its struct_size covers the frozen size of
  * the minor its plugin declared (the plugin is found by the op's address;

@@ -53,7 +53,7 @@ struct concat_args { int32_t axis; };                    /* of every leaf */
 struct slice_args { int32_t axis; int64_t start, end, step; };
 struct pad_args { int64_t pads[2 * USI_MAX_DIMS]; double value; }; /* before, after per dim */
 struct s2d_args { int32_t block; };
-struct custom_args { double alpha; };
+struct custom_args { double alpha; int32_t device_kernels; }; /* alpha first: the CUDA kernels read it */
 
 struct op_case;
 typedef usi_tensor *(*case_build_fn)(const usi_graph_api *api, usi_graph *g,

@@ -45,6 +45,7 @@
 #define PAD(...) .build = b_pad, .ref = r_pad, .a.pad = {__VA_ARGS__}
 #define S2D(b) .build = b_s2d, .ref = r_s2d, .a.s2d = {.block = b}
 #define CUSTOM(al) .build = b_custom, .ref = r_custom, .a.custom = {.alpha = al}
+#define CUSTOM_DEV(al) .build = b_custom, .ref = r_custom, .a.custom = {.alpha = al, .device_kernels = 1}
 
 const op_case op_cases[] = {
     /* -- convolution, linear, matmul -- */
@@ -186,6 +187,10 @@ const op_case op_cases[] = {
     {"custom scaled_product, one input without gradient", TRAIN, 2,
      {L2(4, 9), {.ndim = 2, .shape = {4, 9}, .no_grad = 1}}, CUSTOM(0.75)},
     {"custom scaled_product eval", EVAL, 2, {L2(2, 3), L2(2, 3)}, CUSTOM(2)},
+    /* the same op bringing CUDA kernels too (host kernels where there is no CUDA) */
+    {"custom scaled_product_dev", TRAIN, 2, {L3(3, 5, 7), L3(3, 5, 7)}, CUSTOM_DEV(-1.5)},
+    {"custom scaled_product_dev, one input without gradient", TRAIN, 2,
+     {L2(4, 9), {.ndim = 2, .shape = {4, 9}, .no_grad = 1}}, CUSTOM_DEV(0.75)},
 };
 
 const int32_t n_op_cases = (int32_t)(sizeof op_cases / sizeof op_cases[0]);

@@ -1,10 +1,13 @@
-/* A custom op as a plugin would ship it: out = alpha * a * b (same shapes),
- * host kernels only. On the cpu device it runs in place; on devices whose
- * memory host code can't touch it runs through the host-copy path
- * (core/graph/custom_host.c), which is what its cases prove. */
+/* A custom op as a plugin would ship it: out = alpha * a * b (same shapes).
+ * scaled_product has host kernels only: on the cpu device it runs in place,
+ * on devices whose memory host code can't touch through the host-copy path
+ * (core/graph/custom_host.c). scaled_product_dev also brings CUDA kernels
+ * (op_custom_cuda.cu, in builds with CUDA), which the cuda device calls on
+ * its own memory and stream. */
 #include <string.h>
 
 #include "op_case.h"
+#include "op_custom_kernels.h"
 
 static int64_t view_numel(const usi_tensor_view *v)
 {
@@ -55,10 +58,21 @@ static const usi_custom_op scaled_product = {.struct_size = sizeof scaled_produc
                                              .infer_shape = prod_shape, .forward_cpu = prod_forward,
                                              .backward_cpu = prod_backward};
 
+static usi_custom_op scaled_product_dev = {.struct_size = sizeof scaled_product_dev,
+                                           .name = "scaled_product_dev",
+                                           .infer_shape = prod_shape,
+                                           .forward_cpu = prod_forward,
+                                           .backward_cpu = prod_backward};
+
 usi_tensor *b_custom(const usi_graph_api *api, usi_graph *g, usi_tensor **x, const op_case *c)
 {
+    const usi_custom_op *op = &scaled_product;
+    if (c->a.custom.device_kernels) {
+        op_custom_cuda_kernels(&scaled_product_dev);
+        op = &scaled_product_dev;
+    }
     /* attrs point into the case table, which outlives every graph */
-    return api->custom(g, &scaled_product, 2, x, &c->a.custom);
+    return api->custom(g, op, 2, x, &c->a.custom);
 }
 
 void r_custom(const op_case *c, double *const *in, int32_t nd, const int64_t *os, double *out)

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include "backend/cpu/cpu.h"
+#include "plugin/custom_op.h"
 
 #define OP(e, name) [e] = {usi_cpu_##name##_fwd, usi_cpu_##name##_bwd}
 
@@ -83,6 +84,7 @@ const usi_backend *usi_cpu_backend(void)
     static const usi_backend be = {
         .name = "cpu",
         .host_memory = 1,
+        .custom_kernels = USI_CUSTOM_ON_CPU,
         .has_bf16 = 0,
         .alloc = usi_cpu_alloc,
         .free = usi_cpu_free,

@@ -1,9 +1,10 @@
-/* The CUDA backend's table: every graph op but custom ones (those run on
- * host copies, core/graph/custom_host.c, until plugins bring device
- * kernels), the planner's workspace sizes, and dispatch. */
+/* The CUDA backend's table: every graph op (a custom op through its
+ * plugin's CUDA kernels, custom.c; one without them runs on host copies,
+ * core/graph/custom_host.c), the planner's workspace sizes, and dispatch. */
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
+#include "plugin/custom_op.h"
 
 #define OP(e, name) [e] = {usi_cuda_##name##_fwd, usi_cuda_##name##_bwd}
 
@@ -33,6 +34,7 @@ static const struct {
     OP(USI_OP_LOSS_SOFT_CE, loss_soft_ce),
     OP(USI_OP_LOSS_CE, loss_ce),
     OP(USI_OP_LOSS_KL, loss_kl),
+    OP(USI_OP_CUSTOM, custom),
 };
 
 int32_t usi_cuda_supports(int32_t op)
@@ -92,6 +94,7 @@ const usi_backend *usi_cuda_backend(void)
     static const usi_backend be = {
         .name = "cuda",
         .host_memory = 0,
+        .custom_kernels = USI_CUSTOM_ON_CUDA,
         .has_bf16 = 1,
         .alloc = usi_cuda_alloc,
         .free = usi_cuda_free,

@@ -132,6 +132,7 @@ USI_CUDA_OP(space_to_depth);
 USI_CUDA_OP(loss_soft_ce);
 USI_CUDA_OP(loss_ce);
 USI_CUDA_OP(loss_kl);
+USI_CUDA_OP(custom);
 
 /* Workspace of the ops that have any (the planner's saved and scratch
  * bytes). conv2d asks cuDNN, so it needs the node's graph on a CUDA device;
