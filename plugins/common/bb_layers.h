@@ -203,25 +203,19 @@ static inline usi_tensor *bb_drop_path(const bb_ctx *c, usi_tensor *x, double ra
 
 /* The entries of bb_params, for a plugin that appends its own options;
  * BB_BASE_PARAMS + BB_STEM_PARAM(doc) for one whose stem differs. */
-#define BB_STEM_PARAM(doc) \
-    {sizeof(usi_param_desc), "stem", USI_PARAM_STRING, 0, doc, 0, 0.0, "auto", 1, 0, \
-     "auto|timm|small"},
+#define BB_STEM_PARAM(doc) USI_PARAM_STRING("stem", "auto", "auto|timm|small", doc),
 #define BB_COMMON_PARAMS \
     BB_BASE_PARAMS \
     BB_STEM_PARAM("timm: timm's ImageNet stem; small: no stem downsampling (28-64 px inputs); " \
                   "auto: small when img_size <= 64")
 #define BB_BASE_PARAMS \
-    {sizeof(usi_param_desc), "num_classes", USI_PARAM_INT, 0, \
-     "number of output classes (size of the classifier)", 1000, 0, NULL, 1, 1e6, NULL}, \
-    {sizeof(usi_param_desc), "img_size", USI_PARAM_INT, 0, \
-     "input side the network is trained at; picks the stem when stem = \"auto\"", \
-     224, 0, NULL, 8, 4096, NULL}, \
-    {sizeof(usi_param_desc), "in_chans", USI_PARAM_INT, 0, \
-     "input image channels", 3, 0, NULL, 1, 64, NULL}, \
-    {sizeof(usi_param_desc), "drop_rate", USI_PARAM_FLOAT, 0, \
-     "dropout before the classifier (timm's drop_rate)", 0, 0.0, NULL, 0, 0.99, NULL}, \
-    {sizeof(usi_param_desc), "drop_path_rate", USI_PARAM_FLOAT, 0, \
-     "stochastic depth, rising linearly over the blocks to this rate", 0, 0.0, NULL, 0, 0.99, NULL},
+    USI_PARAM_INT("num_classes", 1000, 1, 1e6, "number of output classes (size of the classifier)"), \
+    USI_PARAM_INT("img_size", 224, 8, 4096, \
+                  "input side the network is trained at; picks the stem when stem = \"auto\""), \
+    USI_PARAM_INT("in_chans", 3, 1, 64, "input image channels"), \
+    USI_PARAM_FLOAT("drop_rate", 0.0, 0, 0.99, "dropout before the classifier (timm's drop_rate)"), \
+    USI_PARAM_FLOAT("drop_path_rate", 0.0, 0, 0.99, \
+                    "stochastic depth, rising linearly over the blocks to this rate"),
 
 static const usi_param_desc bb_params[] = {BB_COMMON_PARAMS};
 #define BB_N_PARAMS (sizeof bb_params / sizeof bb_params[0])
@@ -232,23 +226,29 @@ typedef struct bb_options {
     int64_t in_chans;
     double drop_rate;
     double drop_path_rate;
+    const char *stem;        /* as given: auto, timm or small                */
     int32_t small_stem;      /* the resolved stem choice                     */
 } bb_options;
+
+/* Where each common option lands (usi_read_options). */
+static const usi_option_field bb_option_fields[] = {
+    USI_FIELD_INT(bb_options, "num_classes", num_classes),
+    USI_FIELD_INT(bb_options, "img_size", img_size),
+    USI_FIELD_INT(bb_options, "in_chans", in_chans),
+    USI_FIELD_FLOAT(bb_options, "drop_rate", drop_rate),
+    USI_FIELD_FLOAT(bb_options, "drop_path_rate", drop_path_rate),
+    USI_FIELD_STRING(bb_options, "stem", stem),
+};
 
 static inline usi_error *bb_read_options(const usi_host_api *host, const usi_params *p,
                                          bb_options *o)
 {
-    const char *stem = "auto";
-    usi_error *e = host->param_int(p, "num_classes", &o->num_classes);
-    if (!e) e = host->param_int(p, "img_size", &o->img_size);
-    if (!e) e = host->param_int(p, "in_chans", &o->in_chans);
-    if (!e) e = host->param_float(p, "drop_rate", &o->drop_rate);
-    if (!e) e = host->param_float(p, "drop_path_rate", &o->drop_path_rate);
-    if (!e) e = host->param_string(p, "stem", &stem);
+    usi_error *e = usi_read_options(host, p, bb_option_fields,
+                                    sizeof bb_option_fields / sizeof bb_option_fields[0], o);
     if (e) return e;
-    if (!strcmp(stem, "small"))
+    if (!strcmp(o->stem, "small"))
         o->small_stem = 1;
-    else if (!strcmp(stem, "timm"))
+    else if (!strcmp(o->stem, "timm"))
         o->small_stem = 0;
     else
         o->small_stem = o->img_size <= BB_SMALL_STEM_MAX_SIDE;

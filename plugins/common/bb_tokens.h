@@ -72,22 +72,17 @@ static inline usi_tensor *bb_to_nchw(const bb_ctx *c, usi_tensor *x)
 /* The common options with the docs of a model whose tables are sized from
  * img_size, plus patch_size. */
 #define BB_TOKEN_PARAMS \
-    {sizeof(usi_param_desc), "num_classes", USI_PARAM_INT, 0, \
-     "number of output classes (size of the classifier)", 1000, 0, NULL, 1, 1e6, NULL}, \
-    {sizeof(usi_param_desc), "img_size", USI_PARAM_INT, 0, \
-     "input side; sizes the token tables (the input must be this size) and picks the patch " \
-     "when stem = \"auto\"", 224, 0, NULL, 8, 4096, NULL}, \
-    {sizeof(usi_param_desc), "in_chans", USI_PARAM_INT, 0, \
-     "input image channels", 3, 0, NULL, 1, 64, NULL}, \
-    {sizeof(usi_param_desc), "drop_rate", USI_PARAM_FLOAT, 0, \
-     "dropout before the classifier (timm's drop_rate)", 0, 0.0, NULL, 0, 0.99, NULL}, \
-    {sizeof(usi_param_desc), "drop_path_rate", USI_PARAM_FLOAT, 0, \
-     "stochastic depth (timm's rule for the family)", 0, 0.0, NULL, 0, 0.99, NULL}, \
-    {sizeof(usi_param_desc), "stem", USI_PARAM_STRING, 0, \
-     "timm: the model's own patch (16); small: 4x4 patches for 28-64 px inputs; " \
-     "auto: small when img_size <= 64", 0, 0.0, "auto", 1, 0, "auto|timm|small"}, \
-    {sizeof(usi_param_desc), "patch_size", USI_PARAM_INT, 0, \
-     "patch side; 0: the stem's choice", 0, 0, NULL, 0, 64, NULL},
+    USI_PARAM_INT("num_classes", 1000, 1, 1e6, "number of output classes (size of the classifier)"), \
+    USI_PARAM_INT("img_size", 224, 8, 4096, \
+                  "input side; sizes the token tables (the input must be this size) and picks the patch " \
+                  "when stem = \"auto\""), \
+    USI_PARAM_INT("in_chans", 3, 1, 64, "input image channels"), \
+    USI_PARAM_FLOAT("drop_rate", 0.0, 0, 0.99, "dropout before the classifier (timm's drop_rate)"), \
+    USI_PARAM_FLOAT("drop_path_rate", 0.0, 0, 0.99, "stochastic depth (timm's rule for the family)"), \
+    USI_PARAM_STRING("stem", "auto", "auto|timm|small", \
+                     "timm: the model's own patch (16); small: 4x4 patches for 28-64 px inputs; " \
+                     "auto: small when img_size <= 64"), \
+    USI_PARAM_INT("patch_size", 0, 0, 64, "patch side; 0: the stem's choice"),
 
 /* The resolved patch side: patch_size, else 4 for the small stem, else the
  * model's own. */

@@ -22,7 +22,7 @@
 
 #include "../common/bb_tokens.h"
 
-static const usi_host_api *host; /* handed to us in the handshake */
+USI_DECLARE_HOST; /* usi_host: kept by usi_plugin_entry (USI_DEFINE_PLUGIN below) */
 
 typedef struct cnx_arch {
     const char *name;
@@ -111,19 +111,19 @@ static usi_tensor *cnx_build(void *inst, usi_graph *g, usi_tensor *input)
     const convnext *net = inst;
     const cnx_arch *a = net->arch;
     bb_ctx ctx, *c = &ctx;
-    if (bb_ctx_init(c, host, g, input, a->name)) return NULL;
+    if (bb_ctx_init(c, usi_host, g, input, a->name)) return NULL;
     if (bb_require_ops(c, cnx_ops_needed, sizeof cnx_ops_needed / sizeof cnx_ops_needed[0],
                        a->name))
         return NULL;
     const usi_graph_api *G = c->api;
     if (G->dim(input, 1) != net->opt.in_chans) {
-        host->log(USI_LOG_ERROR, "%s: input has %lld channels, in_chans is %lld", a->name,
+        usi_host->log(USI_LOG_ERROR, "%s: input has %lld channels, in_chans is %lld", a->name,
                   (long long)G->dim(input, 1), (long long)net->opt.in_chans);
         return NULL;
     }
     int64_t side = G->dim(input, 2) < G->dim(input, 3) ? G->dim(input, 2) : G->dim(input, 3);
     if (!final_side(side, net->opt.small_stem)) {
-        host->log(USI_LOG_ERROR,
+        usi_host->log(USI_LOG_ERROR,
                   "%s: a %lld px input is smaller than 2x2 before a downsample with %s stem; "
                   "use stem = \"small\" (or img_size <= 64) for inputs under 32 px",
                   a->name, (long long)side, net->opt.small_stem ? "the small" : "timm's");
@@ -175,21 +175,21 @@ static const usi_param_desc cnx_params[] = {
     BB_BASE_PARAMS
     BB_STEM_PARAM("timm: 4x4 stride-4 patchify stem; small: the same kernel at stride 2 "
                   "(28-64 px inputs); auto: small when img_size <= 64")
-    {sizeof(usi_param_desc), "ls_init_value", USI_PARAM_FLOAT, 0,
-     "start of the per-channel layer scale (gamma); 0: no layer scale", 0, 1e-6, NULL, 0, 10,
-     NULL},
+    USI_PARAM_FLOAT("ls_init_value", 1e-6, 0, 10,
+                    "start of the per-channel layer scale (gamma); 0: no layer scale"),
 };
+static const usi_option_field cnx_fields[] = {USI_FIELD_FLOAT(convnext, "ls_init_value", ls_init)};
 #define CNX_N_PARAMS (sizeof cnx_params / sizeof cnx_params[0])
 
 static usi_error *cnx_create(const cnx_arch *arch, const usi_params *p, void **out)
 {
-    convnext *net = host->alloc(sizeof *net, 0);
-    if (!net) return host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
+    convnext *net = usi_host->alloc(sizeof *net, 0);
+    if (!net) return usi_host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
     net->arch = arch;
-    usi_error *e = bb_read_options(host, p, &net->opt);
-    if (!e) e = host->param_float(p, "ls_init_value", &net->ls_init);
+    usi_error *e = bb_read_options(usi_host, p, &net->opt);
+    if (!e) e = usi_read_options(usi_host, p, cnx_fields, sizeof cnx_fields / sizeof cnx_fields[0], net);
     if (e) {
-        host->free(net);
+        usi_host->free(net);
         return e;
     }
     *out = net;
@@ -209,7 +209,7 @@ static usi_error *create_small(const usi_params *p, void **out)
     return cnx_create(&arch_small, p, out);
 }
 
-static void cnx_destroy(void *inst) { host->free(inst); }
+static void cnx_destroy(void *inst) { usi_host->free(inst); }
 
 static const usi_backbone_ops cnx_ops = {sizeof(usi_backbone_ops), cnx_build};
 
@@ -226,15 +226,4 @@ CNX_COMPONENT(comp_tiny, "convnext_tiny",
 CNX_COMPONENT(comp_small, "convnext_small",
               "ConvNeXt-Small (timm convnext_small, 50.2M params at 1000 classes)", create_small);
 
-static const usi_component *const components[] = {&comp_atto, &comp_tiny, &comp_small};
-
-static const usi_plugin_desc desc = {
-    sizeof(usi_plugin_desc), "usi_convnext", "USI", "Apache-2.0", "1.0.0",
-    components, sizeof components / sizeof components[0],
-};
-
-USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n)
-{
-    host = n->host;
-    return usi_negotiate_reply(n, &desc);
-}
+USI_DEFINE_PLUGIN("usi_convnext", "USI", "Apache-2.0", "1.0.0", &comp_atto, &comp_tiny, &comp_small);

@@ -24,7 +24,7 @@
 
 #include "../common/bb_layers.h"
 
-static const usi_host_api *host; /* handed to us in the handshake */
+USI_DECLARE_HOST; /* usi_host: kept by usi_plugin_entry (USI_DEFINE_PLUGIN below) */
 
 enum { EN_DS = 1, EN_IR = 2 }; /* timm's ds_ and ir_ blocks */
 
@@ -151,10 +151,10 @@ static usi_tensor *en_build(void *inst, usi_graph *g, usi_tensor *input)
     const efficientnet *net = inst;
     const en_arch *a = net->arch;
     bb_ctx ctx, *c = &ctx;
-    if (bb_ctx_init(c, host, g, input, a->name)) return NULL;
+    if (bb_ctx_init(c, usi_host, g, input, a->name)) return NULL;
     const usi_graph_api *G = c->api;
     if (G->dim(input, 1) != net->opt.in_chans) {
-        host->log(USI_LOG_ERROR, "%s: input has %lld channels, in_chans is %lld", a->name,
+        usi_host->log(USI_LOG_ERROR, "%s: input has %lld channels, in_chans is %lld", a->name,
                   (long long)G->dim(input, 1), (long long)net->opt.in_chans);
         return NULL;
     }
@@ -196,23 +196,24 @@ static usi_tensor *en_build(void *inst, usi_graph *g, usi_tensor *input)
 /* The shared options plus the scaling knobs. */
 static const usi_param_desc en_params[] = {
     BB_COMMON_PARAMS
-    {sizeof(usi_param_desc), "channel_multiplier", USI_PARAM_FLOAT, 0,
-     "width scale of every stage (B2: 1.1), rounded to multiples of 8", 0, 1.0, NULL, 0.1, 8.0,
-     NULL},
-    {sizeof(usi_param_desc), "depth_multiplier", USI_PARAM_FLOAT, 0,
-     "repeats scale of every stage (B2: 1.2), rounded up", 0, 1.0, NULL, 0.1, 8.0, NULL},
+    USI_PARAM_FLOAT("channel_multiplier", 1.0, 0.1, 8.0,
+                    "width scale of every stage (B2: 1.1), rounded to multiples of 8"),
+    USI_PARAM_FLOAT("depth_multiplier", 1.0, 0.1, 8.0, "repeats scale of every stage (B2: 1.2), rounded up"),
+};
+static const usi_option_field en_fields[] = {
+    USI_FIELD_FLOAT(efficientnet, "channel_multiplier", width),
+    USI_FIELD_FLOAT(efficientnet, "depth_multiplier", depth),
 };
 
 static usi_error *en_create(const en_arch *arch, const usi_params *p, void **out)
 {
-    efficientnet *net = host->alloc(sizeof *net, 0);
-    if (!net) return host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
+    efficientnet *net = usi_host->alloc(sizeof *net, 0);
+    if (!net) return usi_host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
     net->arch = arch;
-    usi_error *e = bb_read_options(host, p, &net->opt);
-    if (!e) e = host->param_float(p, "channel_multiplier", &net->width);
-    if (!e) e = host->param_float(p, "depth_multiplier", &net->depth);
+    usi_error *e = bb_read_options(usi_host, p, &net->opt);
+    if (!e) e = usi_read_options(usi_host, p, en_fields, sizeof en_fields / sizeof en_fields[0], net);
     if (e) {
-        host->free(net);
+        usi_host->free(net);
         return e;
     }
     *out = net;
@@ -228,7 +229,7 @@ static usi_error *create_lite0(const usi_params *p, void **out)
     return en_create(&arch_lite0, p, out);
 }
 
-static void en_destroy(void *inst) { host->free(inst); }
+static void en_destroy(void *inst) { usi_host->free(inst); }
 
 static const usi_backbone_ops en_ops = {sizeof(usi_backbone_ops), en_build};
 
@@ -244,15 +245,4 @@ static const usi_component comp_lite0 = {
     en_params, EN_N_PARAMS, create_lite0, en_destroy, &en_ops,
 };
 
-static const usi_component *const components[] = {&comp_b0, &comp_lite0};
-
-static const usi_plugin_desc desc = {
-    sizeof(usi_plugin_desc), "usi_efficientnet", "USI", "Apache-2.0", "1.0.0",
-    components, sizeof components / sizeof components[0],
-};
-
-USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n)
-{
-    host = n->host;
-    return usi_negotiate_reply(n, &desc);
-}
+USI_DEFINE_PLUGIN("usi_efficientnet", "USI", "Apache-2.0", "1.0.0", &comp_b0, &comp_lite0);

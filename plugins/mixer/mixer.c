@@ -20,7 +20,7 @@
 
 #include "../common/bb_tokens.h"
 
-static const usi_host_api *host; /* handed to us in the handshake */
+USI_DECLARE_HOST; /* usi_host: kept by usi_plugin_entry (USI_DEFINE_PLUGIN below) */
 
 typedef struct mixer_arch {
     const char *name;
@@ -73,7 +73,7 @@ static usi_tensor *mixer_build(void *inst, usi_graph *g, usi_tensor *input)
     const mixer *net = inst;
     const mixer_arch *a = net->arch;
     bb_ctx ctx, *c = &ctx;
-    if (bb_ctx_init(c, host, g, input, a->name)) return NULL;
+    if (bb_ctx_init(c, usi_host, g, input, a->name)) return NULL;
     if (bb_require_ops(c, mixer_ops_needed, sizeof mixer_ops_needed / sizeof mixer_ops_needed[0],
                        a->name))
         return NULL;
@@ -107,13 +107,13 @@ static const usi_param_desc mixer_params[] = {BB_TOKEN_PARAMS};
 
 static usi_error *mixer_create(const mixer_arch *arch, const usi_params *p, void **out)
 {
-    mixer *net = host->alloc(sizeof *net, 0);
-    if (!net) return host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
+    mixer *net = usi_host->alloc(sizeof *net, 0);
+    if (!net) return usi_host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
     net->arch = arch;
-    usi_error *e = bb_read_options(host, p, &net->opt);
-    if (!e) e = bb_read_patch(host, p, &net->opt, 16, &net->patch);
+    usi_error *e = bb_read_options(usi_host, p, &net->opt);
+    if (!e) e = bb_read_patch(usi_host, p, &net->opt, 16, &net->patch);
     if (e) {
-        host->free(net);
+        usi_host->free(net);
         return e;
     }
     *out = net;
@@ -129,7 +129,7 @@ static usi_error *create_b16(const usi_params *p, void **out)
     return mixer_create(&arch_b16, p, out);
 }
 
-static void mixer_destroy(void *inst) { host->free(inst); }
+static void mixer_destroy(void *inst) { usi_host->free(inst); }
 
 static const usi_backbone_ops mixer_ops = {sizeof(usi_backbone_ops), mixer_build};
 
@@ -144,15 +144,4 @@ static const usi_component comp_b16 = {
     mixer_params, MIXER_N_PARAMS, create_b16, mixer_destroy, &mixer_ops,
 };
 
-static const usi_component *const components[] = {&comp_s16, &comp_b16};
-
-static const usi_plugin_desc desc = {
-    sizeof(usi_plugin_desc), "usi_mixer", "USI", "Apache-2.0", "1.0.0",
-    components, sizeof components / sizeof components[0],
-};
-
-USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n)
-{
-    host = n->host;
-    return usi_negotiate_reply(n, &desc);
-}
+USI_DEFINE_PLUGIN("usi_mixer", "USI", "Apache-2.0", "1.0.0", &comp_s16, &comp_b16);

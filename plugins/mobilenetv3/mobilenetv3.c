@@ -16,7 +16,7 @@
 
 #include "../common/bb_layers.h"
 
-static const usi_host_api *host; /* handed to us in the handshake */
+USI_DECLARE_HOST; /* usi_host: kept by usi_plugin_entry (USI_DEFINE_PLUGIN below) */
 
 enum { MB_DS = 1, MB_IR = 2, MB_CN = 3 }; /* timm's ds_, ir_, cn_ blocks */
 
@@ -158,7 +158,7 @@ static usi_tensor *mb_build(void *inst, usi_graph *g, usi_tensor *input)
     const mobilenetv3 *net = inst;
     const mb_arch *a = net->arch;
     bb_ctx ctx, *c = &ctx;
-    if (bb_ctx_init(c, host, g, input, a->name)) return NULL;
+    if (bb_ctx_init(c, usi_host, g, input, a->name)) return NULL;
     const usi_graph_api *G = c->api;
     if (G->dim(input, 1) != net->opt.in_chans) {
         bb_fail(c, "%s: the input has %lld channels but in_chans is %lld; set backbone.in_chans to %lld",
@@ -208,12 +208,12 @@ static usi_tensor *mb_build(void *inst, usi_graph *g, usi_tensor *input)
 
 static usi_error *mb_create(const mb_arch *arch, const usi_params *p, void **out)
 {
-    mobilenetv3 *net = host->alloc(sizeof *net, 0);
-    if (!net) return host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
+    mobilenetv3 *net = usi_host->alloc(sizeof *net, 0);
+    if (!net) return usi_host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
     net->arch = arch;
-    usi_error *e = bb_read_options(host, p, &net->opt);
+    usi_error *e = bb_read_options(usi_host, p, &net->opt);
     if (e) {
-        host->free(net);
+        usi_host->free(net);
         return e;
     }
     *out = net;
@@ -229,7 +229,7 @@ static usi_error *create_large(const usi_params *p, void **out)
     return mb_create(&arch_large, p, out);
 }
 
-static void mb_destroy(void *inst) { host->free(inst); }
+static void mb_destroy(void *inst) { usi_host->free(inst); }
 
 static const usi_backbone_ops mb_ops = {sizeof(usi_backbone_ops), mb_build};
 
@@ -244,15 +244,4 @@ static const usi_component comp_large = {
     bb_params, BB_N_PARAMS, create_large, mb_destroy, &mb_ops,
 };
 
-static const usi_component *const components[] = {&comp_small, &comp_large};
-
-static const usi_plugin_desc desc = {
-    sizeof(usi_plugin_desc), "usi_mobilenetv3", "USI", "Apache-2.0", "1.0.0",
-    components, sizeof components / sizeof components[0],
-};
-
-USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n)
-{
-    host = n->host;
-    return usi_negotiate_reply(n, &desc);
-}
+USI_DEFINE_PLUGIN("usi_mobilenetv3", "USI", "Apache-2.0", "1.0.0", &comp_small, &comp_large);

@@ -22,7 +22,7 @@
 
 #include "../common/bb_tokens.h"
 
-static const usi_host_api *host; /* handed to us in the handshake */
+USI_DECLARE_HOST; /* usi_host: kept by usi_plugin_entry (USI_DEFINE_PLUGIN below) */
 
 typedef struct vit_arch {
     const char *name;
@@ -89,7 +89,7 @@ static usi_tensor *vit_build(void *inst, usi_graph *g, usi_tensor *input)
     const vit *net = inst;
     const vit_arch *a = net->arch;
     bb_ctx ctx, *c = &ctx;
-    if (bb_ctx_init(c, host, g, input, a->name)) return NULL;
+    if (bb_ctx_init(c, usi_host, g, input, a->name)) return NULL;
     if (bb_require_ops(c, vit_ops_needed, sizeof vit_ops_needed / sizeof vit_ops_needed[0],
                        a->name))
         return NULL;
@@ -137,13 +137,13 @@ static const usi_param_desc vit_params[] = {BB_TOKEN_PARAMS};
 
 static usi_error *vit_create(const vit_arch *arch, const usi_params *p, void **out)
 {
-    vit *net = host->alloc(sizeof *net, 0);
-    if (!net) return host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
+    vit *net = usi_host->alloc(sizeof *net, 0);
+    if (!net) return usi_host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
     net->arch = arch;
-    usi_error *e = bb_read_options(host, p, &net->opt);
-    if (!e) e = bb_read_patch(host, p, &net->opt, 16, &net->patch);
+    usi_error *e = bb_read_options(usi_host, p, &net->opt);
+    if (!e) e = bb_read_patch(usi_host, p, &net->opt, 16, &net->patch);
     if (e) {
-        host->free(net);
+        usi_host->free(net);
         return e;
     }
     *out = net;
@@ -167,7 +167,7 @@ static usi_error *create_vit_base(const usi_params *p, void **out)
     return vit_create(&arch_vit_base, p, out);
 }
 
-static void vit_destroy(void *inst) { host->free(inst); }
+static void vit_destroy(void *inst) { usi_host->free(inst); }
 
 static const usi_backbone_ops vit_ops = {sizeof(usi_backbone_ops), vit_build};
 
@@ -190,16 +190,4 @@ VIT_COMPONENT(comp_vit_base, "vit_base_patch16_224",
               "ViT-Base/16 (timm vit_base_patch16_224, 86.6M params at 1000 classes)",
               create_vit_base);
 
-static const usi_component *const components[] = {&comp_deit_tiny, &comp_deit_small,
-                                                  &comp_vit_small, &comp_vit_base};
-
-static const usi_plugin_desc desc = {
-    sizeof(usi_plugin_desc), "usi_vit", "USI", "Apache-2.0", "1.0.0",
-    components, sizeof components / sizeof components[0],
-};
-
-USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n)
-{
-    host = n->host;
-    return usi_negotiate_reply(n, &desc);
-}
+USI_DEFINE_PLUGIN("usi_vit", "USI", "Apache-2.0", "1.0.0", &comp_deit_tiny, &comp_deit_small, &comp_vit_small, &comp_vit_base);
