@@ -11,7 +11,8 @@
 #      (bench_gpu --check); the engine tests with USI_TEST_DEVICE=cuda;
 #   4. `usi train` on cuda on real PNG files: a teacher, then a KD student
 #      from its checkpoint, then `usi eval`; the same student on cpu;
-#   5. `usi bench --device cuda` over every backbone plugin (train + infer);
+#   5. every backbone plugin against timm's model of the same name (train +
+#      infer, bench/zoo/bench_timm.py);
 #   6. ResNet-50 at 224: the engine's img/s, then timm's resnet50 in
 #      PyTorch in the same call, and the ratios.
 # Sizes: BATCH (256), SIZE (224), STEPS (100), WARMUP (10), PROFILE (5 steps
@@ -121,11 +122,9 @@ for r in teacher teacher_cpu kd; do echo "$r: $(tail -1 "$runs/$r/metrics.jsonl"
 fi
 
 if part zoo; then
-section "usi bench --device $DEV: every backbone, train and infer"
-usi=(step 150 $bin/usi)
-"${usi[@]}" bench --plugin-dir .gpu/plugins --device $DEV --backbones all --img-size 224 --batch 64 \
-  --train --steps 5 --warmup 2 --accuracy samples/usi_imagenet_top1.csv --out "$runs/bench"
-[ -n "${OUT:-}" ] && cp "$runs/bench/bench.csv" "$OUT/bench.csv" 2>/dev/null
+section "every backbone on $DEV against timm's model of the same name (bf16 both), train and infer"
+step 240 python3 bench/zoo/bench_timm.py $bin/usi --plugin-dir .gpu/plugins --device $DEV --batch 64 \
+  --steps 5 --warmup 2 --train --precision mixed --csv "${OUT:-/tmp}/zoo.csv"
 fi
 
 if part speed; then
