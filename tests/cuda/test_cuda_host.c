@@ -9,6 +9,7 @@
 #include "check.h"
 #include "graph/graph.h"
 #include "graph/node.h"
+#include "plugin/custom_op.h"
 #include "plugin/host.h"
 
 static const usi_graph_api *api;
@@ -23,12 +24,15 @@ static void check_supports(void)
     const usi_backend *be = usi_cuda_backend();
     for (int32_t op = 0; op < USI_OP_COUNT; op++) {
         int leaf = op == USI_OP_INPUT || op == USI_OP_PARAM || op == USI_OP_BUFFER;
-        /* custom ops run on host copies until plugins bring device kernels */
-        int want = !leaf && op != USI_OP_CUSTOM;
+        /* custom ops too: through their CUDA kernels, or on host copies
+         * (core/graph/exec.c decides per op) */
+        int want = !leaf;
         CHECK(be->supports(op) == want, "supports(%d) = %d", op, be->supports(op));
     }
     CHECK(!be->supports(-1) && !be->supports(USI_OP_COUNT), "out-of-range ops");
     CHECK(!be->host_memory, "device memory is not host memory");
+    CHECK(be->custom_kernels == USI_CUSTOM_ON_CUDA, "custom ops run their CUDA kernels here, not %u",
+          (unsigned)be->custom_kernels);
 }
 
 static void expect_ws(usi_tensor *t, int32_t training, size_t saved, size_t fwd, size_t bwd, const char *what)
