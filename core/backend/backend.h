@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <usi/plugin.h>
 
+#include "backend/collective.h"
 #include "backend/optim_args.h"
 #include "graph/node.h"
 
@@ -22,6 +23,7 @@ typedef struct usi_exec_ctx {
     int32_t training;
     uint64_t seed;     /* graph seed and forward count: dropout masks are */
     uint64_t step;     /* a pure function of (seed, step, node id)        */
+    usi_collective *coll; /* sums over ranks (backend/collective.h), or NULL */
 } usi_exec_ctx;
 
 typedef struct usi_backend {

@@ -104,8 +104,9 @@ static const usi_param_desc dist[] = {
         "mpi or nccl use it even on one process"),
     FLT("bucket_mb", 25.0, 0.001, 65536, "gradient bucket size in MiB (as PyTorch DDP's bucket_cap_mb)"),
     BOOL("overlap", 1, "reduce each bucket as soon as backward has finished it, while backward goes on"),
-    BOOL("sync_bn", 0, "batch-norm statistics over all ranks (not supported yet: statistics are per rank, "
-         "as PyTorch DDP's default)"),
+    BOOL("sync_bn", 0, "batch-norm statistics over all ranks (PyTorch's SyncBatchNorm): normalise with the "
+         "global batch's mean and variance and sum the input gradient's terms over ranks; off: statistics per "
+         "rank, as PyTorch DDP's default"),
     INT("simulate_ranks", 1, 1, 64,
         "one process plays this many ranks in turn (each its own shard, batch and batch-norm statistics) and "
         "averages their gradients: what mpirun -np N computes, for checking a distributed run"),

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <usi/plugin.h>
 
+#include "backend/collective.h"
 #include "backend/device.h"
 
 /* The number of processes an MPI launcher (mpirun, mpiexec, srun with PMI)
@@ -48,5 +49,14 @@ usi_error *usi_dist_bcast(void *host, size_t bytes);
  * memory (device memory is reached only through device.h calls). */
 usi_error *usi_dist_bcast_dbuf(usi_dbuf *b, size_t off, size_t bytes);
 usi_error *usi_dist_barrier(void);
+
+/* Sums over every rank for the kernels of a training graph (dist.sync_bn;
+ * backend/collective.h, usi_graph_set_collective) on transport "mpi" (host
+ * arrays over MPI) or "nccl" (device arrays of dev, a CUDA device, with
+ * NCCL on the backend's stream; host arrays over MPI). Every rank makes it
+ * at the same point, as it makes the gradient reducer. An error outside an
+ * MPI job or in a build without the transport. */
+usi_error *usi_dist_collective_new(usi_device *dev, const char *transport, usi_collective **out);
+void usi_dist_collective_free(usi_collective *c);
 
 #endif

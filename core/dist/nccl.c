@@ -3,7 +3,9 @@
  * broadcasts it. Backward's kernels run on the device's own stream, which
  * this file does not see: a bucket starts after usi_device_synchronize (its
  * gradients are then written) on a stream of its own, so later backward
- * kernels and the reduction run side by side. */
+ * kernels and the reduction run side by side. Also the device sums batch
+ * norm makes over ranks under dist.sync_bn (usi_nccl_sums_*), on the
+ * backend's stream. */
 #include <cuda_runtime.h>
 #include <nccl.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 
 #include "backend/device_internal.h"
 #include "dist/dist.h"
+#include "dist/dist_internal.h"
 #include "dist/reducer.h"
 #include "util/error.h"
 
@@ -87,19 +90,14 @@ static int device_ordinal(const usi_device *d)
     return name[4] == ':' ? atoi(name + 5) : 0;
 }
 
-usi_error *usi_transport_nccl(usi_dbuf *grads, size_t bytes, int32_t max_buckets, const usi_transport **ops,
-                              void **ctx)
+/* A communicator over every rank on dev's GPU: rank 0 makes the unique id
+ * and broadcasts it over MPI. */
+static usi_error *comm_init(usi_device *dev, const char *what, ncclComm_t *comm)
 {
-    (void)bytes;
-    (void)max_buckets;
-    usi_device *dev = usi_dbuf_device(grads);
     int ordinal = device_ordinal(dev);
     if (ordinal < 0)
-        return usi_error_new(USI_ERR_INVALID, "dist.backend = \"nccl\" needs device = \"cuda\" (this run is on %s); "
-                             "use dist.backend = \"mpi\" on CPUs", usi_device_name(dev));
-    nccl_tr *n = calloc(1, sizeof *n);
-    if (!n) return usi_error_new(USI_ERR_NOMEM, "out of memory");
-    n->dev = dev;
+        return usi_error_new(USI_ERR_INVALID, "%s = \"nccl\" needs device = \"cuda\" (this run is on %s); "
+                             "use dist.backend = \"mpi\" on CPUs", what, usi_device_name(dev));
     usi_error *e = NULL;
     cudaError_t crc = cudaSetDevice(ordinal);
     if (crc != cudaSuccess) e = cuda_fail(crc, "cudaSetDevice");
@@ -115,12 +113,28 @@ usi_error *usi_transport_nccl(usi_dbuf *grads, size_t bytes, int32_t max_buckets
     if (!e) e = b;
     else usi_error_free(b);
     if (!e) {
-        ncclResult_t rc = ncclCommInitRank(&n->comm, usi_dist_world(), id, usi_dist_rank());
+        ncclResult_t rc = ncclCommInitRank(comm, usi_dist_world(), id, usi_dist_rank());
         if (rc != ncclSuccess) e = nccl_fail(rc, "ncclCommInitRank");
-        else n->has_comm = 1;
     }
+    return e;
+}
+
+usi_error *usi_transport_nccl(usi_dbuf *grads, size_t bytes, int32_t max_buckets, const usi_transport **ops,
+                              void **ctx)
+{
+    (void)bytes;
+    (void)max_buckets;
+    usi_device *dev = usi_dbuf_device(grads);
+    if (device_ordinal(dev) < 0)
+        return usi_error_new(USI_ERR_INVALID, "dist.backend = \"nccl\" needs device = \"cuda\" (this run is on %s); "
+                             "use dist.backend = \"mpi\" on CPUs", usi_device_name(dev));
+    nccl_tr *n = calloc(1, sizeof *n);
+    if (!n) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    n->dev = dev;
+    usi_error *e = comm_init(dev, "dist.backend", &n->comm);
+    if (!e) n->has_comm = 1;
     if (!e) {
-        crc = cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking);
+        cudaError_t crc = cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking);
         if (crc != cudaSuccess) e = cuda_fail(crc, "cudaStreamCreateWithFlags");
         else n->has_stream = 1;
     }
@@ -131,4 +145,43 @@ usi_error *usi_transport_nccl(usi_dbuf *grads, size_t bytes, int32_t max_buckets
     *ops = &nccl_ops;
     *ctx = n;
     return NULL;
+}
+
+/* ---- the kernels' device sums (collective.c) ----
+ * A communicator apart from the gradient transport's: the batch-norm sums
+ * run on the backend's stream between kernels while gradient buckets may
+ * be in flight on the transport's stream, and each communicator then sees
+ * its operations in one order on one stream, the same on every rank. */
+
+typedef struct nccl_sums {
+    ncclComm_t comm;
+} nccl_sums;
+
+usi_error *usi_nccl_sums_new(usi_device *dev, void **out)
+{
+    *out = NULL;
+    nccl_sums *s = calloc(1, sizeof *s);
+    if (!s) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    usi_error *e = comm_init(dev, "dist.sync_bn with dist.backend", &s->comm);
+    if (e) {
+        free(s);
+        return e;
+    }
+    *out = s;
+    return NULL;
+}
+
+usi_error *usi_nccl_sums_run(void *sums, double *v, int32_t n, void *stream)
+{
+    nccl_sums *s = sums;
+    ncclResult_t rc = ncclAllReduce(v, v, (size_t)n, ncclFloat64, ncclSum, s->comm, (cudaStream_t)stream);
+    return rc == ncclSuccess ? NULL : nccl_fail(rc, "ncclAllReduce (batch-norm statistics)");
+}
+
+void usi_nccl_sums_free(void *sums)
+{
+    nccl_sums *s = sums;
+    if (!s) return;
+    ncclCommDestroy(s->comm);
+    free(s);
 }

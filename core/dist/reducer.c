@@ -16,6 +16,7 @@ struct usi_reducer {
     size_t bytes;
     bucket *b;               /* from the top of the block down       */
     int32_t n_buckets, next; /* next: the first bucket not started   */
+    int32_t hooked;          /* overlap: installed as the graph's hook */
     const usi_transport *tr;
     void *tr_ctx;
     usi_error *err;          /* the first error from the hook        */
@@ -93,7 +94,10 @@ usi_error *usi_reducer_new(usi_graph *g, const usi_reducer_opts *o, usi_reducer 
         e = usi_transport_mpi(r->grads, r->bytes, r->n_buckets, &r->tr, &r->tr_ctx);
     else if (!e)
         e = usi_error_new(USI_ERR_INVALID, "dist.backend = \"%s\": use \"mpi\" or \"nccl\"", o->transport);
-    if (!e && o->overlap && r->n_buckets) e = usi_graph_on_grad_ready(g, on_ready, r);
+    if (!e && o->overlap && r->n_buckets) {
+        e = usi_graph_on_grad_ready(g, on_ready, r);
+        r->hooked = e == NULL;
+    }
     if (e) {
         usi_reducer_free(r);
         return e;
@@ -138,6 +142,12 @@ usi_error *usi_reducer_finish(void *reducer, usi_dbuf *grads, size_t n)
 }
 
 void usi_reducer_get_stats(const usi_reducer *r, usi_reducer_stats *out) { *out = r->st; }
+
+usi_error *usi_reducer_hold(usi_reducer *r, int32_t hold)
+{
+    if (!r->hooked) return NULL;
+    return hold ? usi_graph_on_grad_ready(r->g, NULL, NULL) : usi_graph_on_grad_ready(r->g, on_ready, r);
+}
 
 #ifndef USI_HAVE_NCCL
 usi_error *usi_transport_nccl(usi_dbuf *grads, size_t bytes, int32_t max_buckets, const usi_transport **ops,

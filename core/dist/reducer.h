@@ -43,6 +43,11 @@ void usi_reducer_free(usi_reducer *r);
  * trainer divides by the number of ranks that trained in this step. */
 usi_error *usi_reducer_finish(void *reducer, usi_dbuf *grads, size_t n);
 void usi_reducer_get_stats(const usi_reducer *r, usi_reducer_stats *out);
+/* hold 1: backward starts no bucket (the gradient-ready hook is off) until
+ * hold 0, for a pass whose gradients are dropped before finish (a rank
+ * without a batch that still runs for dist.sync_bn); finish then reduces
+ * every bucket as it is. */
+usi_error *usi_reducer_hold(usi_reducer *r, int32_t hold);
 
 /* A transport: start a bucket's sum over ranks, let pending ones progress,
  * complete every started one. Offsets and sizes in bytes. */

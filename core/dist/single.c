@@ -57,6 +57,16 @@ usi_error *usi_dist_bcast_dbuf(usi_dbuf *b, size_t off, size_t bytes)
 
 usi_error *usi_dist_barrier(void) { return NULL; }
 
+usi_error *usi_dist_collective_new(usi_device *dev, const char *transport, usi_collective **out)
+{
+    (void)dev;
+    *out = NULL;
+    return usi_error_new(USI_ERR_UNSUPPORTED, "dist.sync_bn with dist.backend = \"%s\": this usi was built "
+                         "without MPI; install libopenmpi-dev and rebuild with -Dmpi=enabled", transport);
+}
+
+void usi_dist_collective_free(usi_collective *c) { (void)c; }
+
 usi_error *usi_transport_mpi(usi_dbuf *grads, size_t bytes, int32_t max_buckets, const usi_transport **ops,
                              void **ctx)
 {

@@ -31,7 +31,7 @@ usi_error *usi_graph_forward(usi_graph *g)
     if (!g->compiled)
         return usi_error_new(USI_ERR_INVALID, "forward: compile the graph first");
     const usi_backend *be = g->dev->be;
-    usi_exec_ctx ctx = {g->dev, g->training, g->seed, ++g->step};
+    usi_exec_ctx ctx = {g->dev, g->training, g->seed, ++g->step, g->coll};
     for (int32_t i = 0; i < g->n_nodes; i++) {
         usi_tensor *t = g->nodes[i];
         if (t->storage == USI_STORE_OWNED) continue;
@@ -91,7 +91,7 @@ usi_error *usi_graph_backward(usi_graph *g)
         return usi_error_new(USI_ERR_INVALID, "backward: run forward first");
     if (!g->loss->has_grad) return NULL; /* nothing trainable reaches the loss */
     const usi_backend *be = g->dev->be;
-    usi_exec_ctx ctx = {g->dev, g->training, g->seed, g->step};
+    usi_exec_ctx ctx = {g->dev, g->training, g->seed, g->step, g->coll};
     USI_TRY(seed_loss_grad(g));
     int32_t acc[64];
     usi_grad_ready_begin(g->grad_ready);

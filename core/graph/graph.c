@@ -327,7 +327,11 @@ usi_error *usi_graph_set_loss(usi_graph *g, usi_tensor *loss)
 }
 
 void usi_graph_set_loss_scale(usi_graph *g, double scale) { g->loss_scale = scale; }
+
 void usi_graph_set_loss_seed(usi_graph *g, const float *seed) { g->loss_seed = seed; }
+
+void usi_graph_set_collective(usi_graph *g, struct usi_collective *c) { g->coll = c; }
+
 void usi_graph_mark_output(usi_tensor *t)
 {
     if (t) t->is_output = 1;

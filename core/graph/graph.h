@@ -69,6 +69,14 @@ usi_error *usi_graph_build(usi_graph *g, usi_graph_build_fn build, void *inst,
 usi_error *usi_graph_set_loss(usi_graph *g, usi_tensor *loss);
 /* d(objective)/d(loss): 1 by default; 1/k for k accumulated micro-batches. */
 void usi_graph_set_loss_scale(usi_graph *g, double scale);
+/* Sums over the ranks of a distributed run for the kernels of this graph's
+ * later passes (backend/collective.h): batch norm with batch statistics then
+ * normalises with every rank's and reduces its input gradient's sums over
+ * them too. NULL (the default) keeps every statistic this process's own.
+ * Only for graphs every rank runs in step (the training graph); c must
+ * outlive the passes. */
+struct usi_collective;
+void usi_graph_set_collective(usi_graph *g, struct usi_collective *c);
 /* A full seed gradient for a non-scalar "loss" (tests); NULL to drop it.
  * The buffer must hold numel(loss) floats and live while backward runs. */
 void usi_graph_set_loss_seed(usi_graph *g, const float *seed);

@@ -34,6 +34,7 @@ struct usi_graph {
     struct usi_grad_ready *grad_ready;  /* the gradient-ready hook (grad_ready.c) */
     struct usi_graph_profile *prof;     /* time per op when profiling (profile.c) */
     int32_t keep_all;            /* no reuse: every value and gradient lives to the end */
+    struct usi_collective *coll;        /* sums over ranks for the kernels, or NULL */
 };
 
 struct usi_graph_cleanup {

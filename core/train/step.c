@@ -1,6 +1,7 @@
 /* One training step, on the run's device:
  *   upload batch -> teacher (converted input, forward, logits) -> student
- *   forward -> loss check -> backward (buckets of gradients start their
+ *   forward (with dist.sync_bn, batch norms sum their statistics over
+ *   ranks) -> loss check -> backward (buckets of gradients start their
  *   all-reduce as backward finishes them) -> gradient reduction hook ->
  *   loss, batch count and stop flag summed over ranks -> mean gradient ->
  *   norm (finite check) -> clip -> optimizer -> EMA -> zero grad.
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "dist/dist.h"
+#include "dist/reducer.h"
 
 #include "train/ema.h"
 #include "train/trainer_internal.h"
@@ -95,6 +97,25 @@ static usi_error *simulated(usi_trainer *t, const usi_float_batch *const *mb, in
     return NULL;
 }
 
+/* A rank without a batch under dist.sync_bn: the other ranks' batch norms
+ * wait for its sums, so it runs forward and backward on what its inputs
+ * hold, adding nothing to them (the collective's idle flag) and starting
+ * no gradient bucket; its gradients are dropped, so it reduces zeros as a
+ * rank without a batch always does. */
+static usi_error *idle_pass(usi_trainer *t)
+{
+    if (t->reducer) USI_TRY(usi_reducer_hold(t->reducer, 1));
+    t->coll->idle = 1;
+    usi_error *e = usi_graph_forward(t->gs);
+    if (!e) e = usi_graph_backward(t->gs);
+    t->coll->idle = 0;
+    usi_graph_zero_grad(t->gs);
+    usi_error *h = t->reducer ? usi_reducer_hold(t->reducer, 0) : NULL;
+    if (!e) return h;
+    usi_error_free(h);
+    return e;
+}
+
 usi_error *usi_trainer_step(usi_trainer *t, const usi_float_batch *const *mb, int32_t n, int32_t want_stop,
                             usi_step_out *out)
 {
@@ -107,6 +128,8 @@ usi_error *usi_trainer_step(usi_trainer *t, const usi_float_batch *const *mb, in
         USI_TRY(forward(t, mb[0], &loss_sum));
         USI_TRY(usi_graph_backward(t->gs));
         trained = 1;
+    } else if (t->coll) {
+        USI_TRY(idle_pass(t));
     }
     const usi_graph_blocks *b = &t->blocks;
     /* Every rank reduces, a rank without a batch with zero gradients. */

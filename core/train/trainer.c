@@ -184,11 +184,13 @@ static usi_error *set_ranks(usi_trainer *t)
     t->rank = usi_dist_rank();
     t->world = usi_dist_world();
     t->sim = (int32_t)usi_config_int(c, "dist.simulate_ranks");
-    if (usi_config_bool(c, "dist.sync_bn"))
-        return usi_error_new(USI_ERR_UNSUPPORTED,
-                             "dist.sync_bn = true: batch-norm statistics over all ranks need the batch-norm kernels "
-                             "to reduce inside their forward and backward, which the engine does not offer yet; "
-                             "remove it (statistics per rank, as PyTorch DDP's default)");
+    if (usi_config_bool(c, "dist.sync_bn") && t->sim > 1)
+        return usi_error_new(USI_ERR_INVALID,
+                             "dist.sync_bn with dist.simulate_ranks = %d: simulated ranks run one after the other, "
+                             "so their batch norms cannot share statistics; what mpirun -np %d with dist.sync_bn "
+                             "computes is one process with the global batch (data.batch_size = %lld) and plain "
+                             "batch norm",
+                             (int)t->sim, (int)t->sim, (long long)t->batch * t->sim);
     if (t->sim > 1 && t->world > 1)
         return usi_error_new(USI_ERR_INVALID,
                              "dist.simulate_ranks = %d under mpirun with %d processes: simulate ranks in one "
@@ -197,18 +199,23 @@ static usi_error *set_ranks(usi_trainer *t)
     return NULL;
 }
 
+/* The transport of the reductions over ranks: dist.backend, or by device. */
+static const char *transport_of(const usi_trainer *t)
+{
+    const char *backend = usi_config_string(t->cfg, "dist.backend");
+    if (strcmp(backend, "auto") != 0) return backend;
+    return strncmp(usi_device_name(t->dev), "cuda", 4) == 0 ? "nccl" : "mpi";
+}
+
 /* The gradient all-reduce: with several processes, or when dist.backend
  * names a transport (to run that path on one process). */
 static usi_error *set_reducer(usi_trainer *t)
 {
-    const char *backend = usi_config_string(t->cfg, "dist.backend");
-    int forced = strcmp(backend, "auto") != 0;
+    int forced = strcmp(usi_config_string(t->cfg, "dist.backend"), "auto") != 0;
     /* Simulated ranks average in the step itself (step.c). */
     if (!t->blocks.grads || t->sim > 1 || (t->world < 2 && !forced)) return NULL;
-    const char *dev = usi_device_name(t->dev);
     usi_reducer_opts o = {(size_t)(usi_config_float(t->cfg, "dist.bucket_mb") * 1048576.0),
-                          usi_config_bool(t->cfg, "dist.overlap"),
-                          forced ? backend : strncmp(dev, "cuda", 4) == 0 ? "nccl" : "mpi"};
+                          usi_config_bool(t->cfg, "dist.overlap"), transport_of(t)};
     USI_TRY(usi_reducer_new(t->gs, &o, &t->reducer));
     t->reduce = usi_reducer_finish;
     t->reduce_ctx = t->reducer;
@@ -217,6 +224,27 @@ static usi_error *set_reducer(usi_trainer *t)
     usi_log(USI_LOG_INFO, "gradients: %zu floats in %d bucket(s) of up to %.3g MiB, all-reduced with %s over %d "
             "process(es)%s", t->blocks.n_trainable, (int)st.buckets, usi_config_float(t->cfg, "dist.bucket_mb"),
             o.transport, (int)t->world, o.overlap ? ", overlapping backward" : "");
+    return NULL;
+}
+
+/* dist.sync_bn: the training graph's batch norms normalise with the
+ * statistics of every rank's batch, summed over ranks on the gradients'
+ * transport (PyTorch's SyncBatchNorm). One process's batch is the whole
+ * batch already: plain batch norm, unless dist.backend names a transport,
+ * which then runs the summing path on one process, as for the gradients. */
+static usi_error *set_sync_bn(usi_trainer *t)
+{
+    if (!usi_config_bool(t->cfg, "dist.sync_bn")) return NULL;
+    int forced = strcmp(usi_config_string(t->cfg, "dist.backend"), "auto") != 0;
+    if (t->world < 2 && !forced) {
+        usi_log(USI_LOG_INFO, "dist.sync_bn on one process: its batch-norm statistics are the whole batch's");
+        return NULL;
+    }
+    const char *transport = transport_of(t);
+    USI_TRY(usi_dist_collective_new(t->dev, transport, &t->coll));
+    usi_graph_set_collective(t->gs, t->coll);
+    usi_log(USI_LOG_INFO, "batch norm: statistics of the global batch (%d x %d images), summed with %s "
+            "(dist.sync_bn)", (int)t->world, (int)t->batch, transport);
     return NULL;
 }
 
@@ -294,6 +322,7 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
         e = alloc_state(t);
     }
     if (!e) e = set_reducer(t);
+    if (!e) e = set_sync_bn(t);
     /* Rank 0 writes every file of the run. */
     snprintf(t->out_dir, sizeof t->out_dir, "%s", usi_config_string(c, "output_dir"));
     if (!e && t->rank == 0) e = mkdirs(t->out_dir);
@@ -315,6 +344,7 @@ void usi_trainer_free(usi_trainer *t)
 {
     if (!t) return;
     usi_reducer_free(t->reducer);
+    usi_dist_collective_free(t->coll);
     for (int32_t r = 1; t->sim_loaders && r < t->sim; r++) usi_loader_free(t->sim_loaders[r]);
     free(t->sim_loaders);
     usi_dbuf_free(t->sim_grads);

@@ -57,6 +57,9 @@ struct usi_trainer {
     usi_grad_reduce_fn reduce;
     void *reduce_ctx;
     struct usi_reducer *reducer;        /* distributed runs, else NULL     */
+    /* dist.sync_bn on several ranks: the training graph's batch norms sum
+     * their statistics over ranks through it (backend/collective.h). */
+    struct usi_collective *coll;
     /* This process's place in the job; with dist.simulate_ranks = N > 1 it
      * plays ranks 0..N-1 in turn, through sim_loaders (rank r's shard, r >= 1;
      * rank 0's is train_loader), averaging their gradients in sim_grads and

@@ -62,7 +62,9 @@ static void check_workspace(void)
     CHECK(!e, "graph: %s", e ? usi_error_message(e) : "");
     usi_error_free(e);
     if (!bn || !ln_last || !ln_chan || !dp || !ce || !sce || !kl || !act) return;
-    expect_ws(bn, 1, 3 * 6 * sizeof(float), 0, 0, "batch norm: mean, 1/std, var per channel");
+    expect_ws(bn, 1, 3 * 6 * sizeof(float), 128, 128,
+              "batch norm: mean, 1/std, var per channel; the sums over ranks of dist.sync_bn, 1 + 2C doubles");
+    expect_ws(bn, 0, 3 * 6 * sizeof(float), 0, 0, "batch norm, eval: mean, 1/std, var per channel");
     expect_ws(ln_last, 1, 2 * 2 * 6 * 5 * sizeof(float), 0, 0, "layer norm (last): 2 per row");
     expect_ws(ln_chan, 1, 2 * 2 * 5 * 7 * sizeof(float), 0, 0, "layer norm (channels): 2 per position");
     expect_ws(dp, 1, 0, 64, 64, "drop path: keep factors per sample, 64-byte rounded");

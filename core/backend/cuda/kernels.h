@@ -163,6 +163,32 @@ usi_error *usi_cuda_batchnorm_backward(cudaStream_t s, float *dx, float *dw, flo
                                        const int32_t *acc);
 /* *counter += 1 (batch norm's num_batches_tracked) */
 usi_error *usi_cuda_counter_forward(cudaStream_t s, int64_t *counter);
+/* Batch norm over ranks (dist.sync_bn), in steps around a sum over ranks of
+ * sums[1 + 2C] (device doubles) that the caller makes in between:
+ * stats: sums = [count, sum x[C], sum x^2[C]] of this rank's batch (the
+ *   squares about its own float mean, shifted back in double), all zeros
+ *   when idle;
+ * finish (after the sum): saved = mean, invstd, var of the global batch;
+ *   running statistics (unbiased with the global count) and the counter
+ *   updated where given, unless the global count is 0; then out = the
+ *   normalised x (as eval_forward, from saved);
+ * grad_sums: dw, db (+)= this rank's sums, sums = [count, sum dy[C],
+ *   sum dy*xh[C]] (zeros when idle);
+ * grad_input (after the sum): dx (+)= the input gradient from the global
+ *   sums. */
+usi_error *usi_cuda_batchnorm_sync_stats(cudaStream_t s, double *sums, const float *x, int64_t O, int64_t C,
+                                         int64_t I, int32_t idle);
+usi_error *usi_cuda_batchnorm_sync_finish(cudaStream_t s, float *out, float *saved, float *rm, float *rv,
+                                          int64_t *counter, const double *sums, const float *x, const float *w,
+                                          const float *b, int64_t O, int64_t C, int64_t I, double eps,
+                                          double momentum);
+usi_error *usi_cuda_batchnorm_sync_grad_sums(cudaStream_t s, double *sums, float *dw, float *db, const float *dy,
+                                             const float *x, const float *mean, const float *invstd, int64_t O,
+                                             int64_t C, int64_t I, int32_t idle, int32_t acc_w, int32_t acc_b);
+usi_error *usi_cuda_batchnorm_sync_grad_input(cudaStream_t s, float *dx, const double *sums, const float *dy,
+                                              const float *x, const float *w, const float *mean,
+                                              const float *invstd, int64_t O, int64_t C, int64_t I,
+                                              int32_t acc_x);
 /* w2[O, per] = w * sc[o], b2[o] = (b - rm) sc + beta, sc = gamma / sqrt(rv + eps):
  * an eval-mode batch norm folded into the conv before it */
 usi_error *usi_cuda_fold_batchnorm_forward(cudaStream_t s, float *w2, float *b2, const float *w, const float *b,

@@ -7,7 +7,12 @@
  * Saved statistics keep the CPU layout, 3C floats: mean, 1/std, variance.
  * cuDNN fills the first two (its saved mean and inverse std); the variance
  * block, which only the CPU's running-statistics update reads, is written
- * by the eval path only. */
+ * by the eval and sync paths only.
+ *
+ * With a collective (dist.sync_bn) batch statistics are every rank's: our
+ * kernels compute this rank's sums into the node's scratch, the sums go
+ * over ranks (NCCL on this stream, or through host memory), and our kernels
+ * normalise and update the running statistics; backward likewise. */
 #include <stdlib.h>
 
 #include <string.h>
@@ -16,10 +21,13 @@
 
 void usi_cuda_norm_workspace(usi_tensor *t, int32_t training)
 {
-    (void)training;
     const usi_tensor *x = t->src[0];
     int64_t n = t->op == USI_OP_BATCH_NORM ? x->shape[1] : x->numel / x->shape[t->attrs.layer_norm.axis];
     t->saved_bytes = (t->op == USI_OP_BATCH_NORM ? 3 : 2) * (size_t)n * sizeof(float);
+    /* the sums over ranks of dist.sync_bn (sync_sums): a graph learns of
+     * its collective after it is planned, and they are 1 + 2C doubles */
+    if (t->op == USI_OP_BATCH_NORM && training && t->attrs.batch_norm.batch_stats)
+        t->fwd_scratch_bytes = t->bwd_scratch_bytes = ((size_t)(1 + 2 * n) * sizeof(double) + 63) / 64 * 64;
 }
 
 static void view3(const usi_tensor *x, int32_t axis, int64_t *outer, int64_t *C, int64_t *inner)
@@ -74,9 +82,66 @@ static usi_error *bn_state_of(usi_tensor *t, bn_state **out)
     return NULL;
 }
 
+/* n doubles of device memory summed over ranks: on the stream where the
+ * collective has a device path (NCCL), else through host memory. */
+static usi_error *sum_over_ranks(usi_cuda *c, usi_collective *coll, double *sums, int32_t n)
+{
+    if (coll->sum_device) return coll->sum_device(coll, sums, n, c->stream);
+    size_t bytes = (size_t)n * sizeof(double);
+    double *host = malloc(bytes);
+    if (!host) return usi_error_new(USI_ERR_NOMEM, "out of host memory");
+    usi_error *e = NULL;
+    cudaError_t st = cudaMemcpyAsync(host, sums, bytes, cudaMemcpyDeviceToHost, c->stream);
+    if (st == cudaSuccess) st = cudaStreamSynchronize(c->stream);
+    if (st != cudaSuccess) e = usi_cuda_fail(st, "cudaMemcpyAsync (batch-norm sums)", __FILE__, __LINE__);
+    if (!e) e = coll->sum_host(coll, host, n);
+    if (!e) {
+        /* synchronous: host is freed below */
+        st = cudaMemcpyAsync(sums, host, bytes, cudaMemcpyHostToDevice, c->stream);
+        if (st == cudaSuccess) st = cudaStreamSynchronize(c->stream);
+        if (st != cudaSuccess) e = usi_cuda_fail(st, "cudaMemcpyAsync (batch-norm sums)", __FILE__, __LINE__);
+    }
+    free(host);
+    return e;
+}
+
+/* Batch statistics over every rank (ctx->coll): our kernels around one sum
+ * over ranks of [count, sum x, sum x^2] per channel, with the CPU
+ * backend's formulas (core/backend/cpu/norm.c). */
+static usi_error *batch_norm_fwd_sync(usi_cuda *c, usi_collective *coll, usi_tensor *t, int64_t O, int64_t C,
+                                      int64_t I)
+{
+    const struct usi_attrs_batch_norm *a = &t->attrs.batch_norm;
+    double *sums = t->fwd_scratch;
+    if (!sums || t->fwd_scratch_bytes < (size_t)(1 + 2 * C) * sizeof(double))
+        return usi_error_new(USI_ERR_INTERNAL, "batch norm over ranks: no scratch for its sums");
+    float *rm = t->src[3] ? t->src[3]->data : NULL, *rv = t->src[4] ? t->src[4]->data : NULL;
+    int64_t *counter = rm && rv && t->n_src > 5 && t->src[5] ? t->src[5]->data : NULL;
+    USI_TRY(usi_cuda_batchnorm_sync_stats(c->stream, sums, t->src[0]->data, O, C, I, coll->idle));
+    USI_TRY(sum_over_ranks(c, coll, sums, (int32_t)(1 + 2 * C)));
+    return usi_cuda_batchnorm_sync_finish(c->stream, t->data, t->saved, rm && rv ? rm : NULL, rm && rv ? rv : NULL,
+                                          counter, sums, t->src[0]->data, src_f32(t, 1), src_f32(t, 2), O, C, I,
+                                          a->eps, a->momentum);
+}
+
+/* Backward over every rank: dw, db from this rank's sums; dx from the
+ * sums of dy and dy*xh over every rank. */
+static usi_error *batch_norm_bwd_sync(usi_cuda *c, usi_collective *coll, usi_tensor *t, const int32_t *a3,
+                                      int64_t O, int64_t C, int64_t I)
+{
+    double *sums = t->bwd_scratch;
+    if (!sums || t->bwd_scratch_bytes < (size_t)(1 + 2 * C) * sizeof(double))
+        return usi_error_new(USI_ERR_INTERNAL, "batch norm over ranks: no scratch for its sums");
+    const float *x = t->src[0]->data, *mean = t->saved, *invstd = mean + C;
+    USI_TRY(usi_cuda_batchnorm_sync_grad_sums(c->stream, sums, src_grad(t, 1), src_grad(t, 2), t->grad, x, mean,
+                                              invstd, O, C, I, coll->idle, a3[1], a3[2]));
+    USI_TRY(sum_over_ranks(c, coll, sums, (int32_t)(1 + 2 * C)));
+    return usi_cuda_batchnorm_sync_grad_input(c->stream, src_grad(t, 0), sums, t->grad, x, src_f32(t, 1), mean,
+                                              invstd, O, C, I, a3[0]);
+}
+
 usi_error *usi_cuda_batch_norm_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
 {
-    (void)ctx;
     const usi_tensor *x = t->src[0];
     int64_t O, C, I;
     view3(x, 1, &O, &C, &I);
@@ -86,6 +151,7 @@ usi_error *usi_cuda_batch_norm_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
     const float *w = src_f32(t, 1), *b = src_f32(t, 2);
     if (!a->batch_stats)
         return usi_cuda_batchnorm_eval_forward(c->stream, t->data, t->saved, x->data, w, b, rm, rv, O, C, I, a->eps);
+    if (ctx->coll) return batch_norm_fwd_sync(c, ctx->coll, t, O, C, I);
     bn_state *s = NULL;
     USI_TRY(bn_state_of(t, &s));
     const float *ones = NULL, *zeros = NULL;
@@ -103,7 +169,6 @@ usi_error *usi_cuda_batch_norm_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
 
 usi_error *usi_cuda_batch_norm_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
 {
-    (void)ctx;
     const usi_tensor *x = t->src[0];
     int64_t O, C, I;
     view3(x, 1, &O, &C, &I);
@@ -111,6 +176,8 @@ usi_error *usi_cuda_batch_norm_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
     float *dx = src_grad(t, 0), *dw = src_grad(t, 1), *db = src_grad(t, 2);
     int32_t batch_stats = t->attrs.batch_norm.batch_stats;
     int32_t a3[3] = {acc[0], t->n_src > 1 ? acc[1] : 1, t->n_src > 2 ? acc[2] : 1};
+    /* Without dx (on every rank alike) there is nothing to sum over ranks. */
+    if (batch_stats && ctx->coll && dx) return batch_norm_bwd_sync(c, ctx->coll, t, a3, O, C, I);
     /* cuDNN wants every gradient, and one blend factor for both parameters */
     if (!batch_stats || !dx || !dw || !db || a3[1] != a3[2])
         return usi_cuda_batchnorm_backward(c->stream, dx, dw, db, t->grad, x->data, src_f32(t, 1), mean, invstd, O,

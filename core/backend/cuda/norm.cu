@@ -1,6 +1,7 @@
 /* Layer norm, and the batch-norm pieces cuDNN does not cover: normalising
  * with running statistics (eval), backward with them held constant, the
- * batch counter, and folding an eval norm into the conv before it. Formulas
+ * batch counter, folding an eval norm into the conv before it, and batch
+ * norm with statistics over ranks (dist.sync_bn). Formulas
  * and saved layouts are the CPU backend's (core/backend/cpu/norm.c). */
 #include <math.h>
 
@@ -273,6 +274,144 @@ extern "C" usi_error *usi_cuda_counter_forward(cudaStream_t s, int64_t *counter)
 {
     counter_forward_kernel<<<1, 1, 0, s>>>(counter);
     LAUNCH_CHECK("counter_forward");
+}
+
+/* ---- batch norm over ranks (dist.sync_bn): the CPU backend's sums ---- */
+
+/* A block per channel: [count, sum x, q + K (2 s - n K)] with K the
+ * rank's float mean and q = sum (x - K)^2 (core/backend/cpu/norm.c). */
+// sums: [1 + 2C]; x: [O, C, I]
+__global__ void batchnorm_sync_stats_kernel(double *sums, const float *x, int64_t O, int64_t C, int64_t I,
+                                            int32_t idle)
+{
+    __shared__ double shared[32];
+    double n = idle ? 0.0 : (double)(O * I);
+    if (blockIdx.x == 0 && threadIdx.x == 0) sums[0] = n;
+    for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
+        if (idle) {
+            if (threadIdx.x == 0) sums[1 + c] = sums[1 + C + c] = 0.0;
+            continue;
+        }
+        double s = 0, q = 0;
+        for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) s += x[(j / I * C + c) * I + j % I];
+        s = block_sum_d(s, shared);
+        float K = (float)(s / n);
+        for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) {
+            float d = x[(j / I * C + c) * I + j % I] - K;
+            q += (double)d * d;
+        }
+        q = block_sum_d(q, shared);
+        if (threadIdx.x == 0) {
+            sums[1 + c] = s;
+            sums[1 + C + c] = q + (double)K * (2.0 * s - n * (double)K);
+        }
+    }
+}
+
+// saved: [3, C]; rm, rv: [C] or NULL; sums: [1 + 2C] over every rank
+__global__ void batchnorm_sync_finish_kernel(float *saved, float *rm, float *rv, int64_t *counter,
+                                             const double *sums, int64_t C, double eps, double momentum)
+{
+    double N = sums[0];
+    GRID_STRIDE(c, C)
+    {
+        double m = N > 0 ? sums[1 + c] / N : 0.0, v = N > 0 ? sums[1 + C + c] / N - m * m : 0.0;
+        if (v < 0) v = 0;
+        float fm = (float)m, fv = (float)v;
+        saved[c] = fm;
+        saved[C + c] = (float)(1.0 / sqrt(v + eps));
+        saved[2 * C + c] = fv;
+        if (rm && N > 0) {
+            double unbias = N > 1 ? N / (N - 1) : 1.0;
+            rm[c] = (float)((1 - momentum) * rm[c] + momentum * fm);
+            rv[c] = (float)((1 - momentum) * rv[c] + momentum * fv * unbias);
+            if (counter && c == 0) ++*counter;
+        }
+    }
+}
+
+/* A block per channel: this rank's sum dy and sum dy*xh into dw, db and,
+ * zero when idle, into sums. */
+// sums: [1 + 2C]; dy, x: [O, C, I]; dw, db, mean, invstd: [C]
+__global__ void batchnorm_sync_grad_sums_kernel(double *sums, float *dw, float *db, const float *dy,
+                                                const float *x, const float *mean, const float *invstd, int64_t O,
+                                                int64_t C, int64_t I, int32_t idle, int32_t acc_w, int32_t acc_b)
+{
+    __shared__ double shared[32];
+    if (blockIdx.x == 0 && threadIdx.x == 0) sums[0] = idle ? 0.0 : (double)(O * I);
+    for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
+        float m = mean[c], is = invstd[c];
+        double sdy = 0, sdyxh = 0;
+        for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) {
+            int64_t k = (j / I * C + c) * I + j % I;
+            float g = dy[k];
+            sdy += g;
+            sdyxh += (double)(g * (x[k] - m));
+        }
+        sdy = block_sum_d(sdy, shared);
+        sdyxh = block_sum_d(sdyxh, shared) * is;
+        if (threadIdx.x == 0) {
+            if (dw) dw[c] = (acc_w ? dw[c] : 0.0f) + (float)sdyxh;
+            if (db) db[c] = (acc_b ? db[c] : 0.0f) + (float)sdy;
+            sums[1 + c] = idle ? 0.0 : sdy;
+            sums[1 + C + c] = idle ? 0.0 : sdyxh;
+        }
+    }
+}
+
+// dx, dy, x: [O, C, I]; sums: [1 + 2C] over every rank
+__global__ void batchnorm_sync_grad_input_kernel(float *dx, const double *sums, const float *dy, const float *x,
+                                                 const float *w, const float *mean, const float *invstd, int64_t O,
+                                                 int64_t C, int64_t I, int32_t acc_x)
+{
+    double M = sums[0];
+    GRID_STRIDE(k, O * C * I)
+    {
+        int64_t c = k / I % C;
+        float m = mean[c], is = invstd[c], wc = w ? w[c] : 1.0f;
+        float k1 = M > 0 ? (float)(sums[1 + c] / M) : 0.0f, k2 = M > 0 ? (float)(sums[1 + C + c] / M) * is : 0.0f;
+        float v = (dy[k] - k1 - (x[k] - m) * k2) * (wc * is);
+        dx[k] = acc_x ? dx[k] + v : v;
+    }
+}
+
+extern "C" usi_error *usi_cuda_batchnorm_sync_stats(cudaStream_t s, double *sums, const float *x, int64_t O,
+                                                    int64_t C, int64_t I, int32_t idle)
+{
+    batchnorm_sync_stats_kernel<<<channel_blocks(C), THREADS, 0, s>>>(sums, x, O, C, I, idle);
+    LAUNCH_CHECK("batchnorm_sync_stats");
+}
+
+extern "C" usi_error *usi_cuda_batchnorm_sync_finish(cudaStream_t s, float *out, float *saved, float *rm, float *rv,
+                                                     int64_t *counter, const double *sums, const float *x,
+                                                     const float *w, const float *b, int64_t O, int64_t C,
+                                                     int64_t I, double eps, double momentum)
+{
+    batchnorm_sync_finish_kernel<<<grid_for(C), THREADS, 0, s>>>(saved, rm, rv, counter, sums, C, eps, momentum);
+    usi_error *e = usi_cuda_check_launch("batchnorm_sync_finish", __FILE__, __LINE__);
+    if (e) return e;
+    batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>(out, saved, x, w, b, O, C, I);
+    LAUNCH_CHECK("batchnorm_sync_forward");
+}
+
+extern "C" usi_error *usi_cuda_batchnorm_sync_grad_sums(cudaStream_t s, double *sums, float *dw, float *db,
+                                                        const float *dy, const float *x, const float *mean,
+                                                        const float *invstd, int64_t O, int64_t C, int64_t I,
+                                                        int32_t idle, int32_t acc_w, int32_t acc_b)
+{
+    batchnorm_sync_grad_sums_kernel<<<channel_blocks(C), THREADS, 0, s>>>(sums, dw, db, dy, x, mean, invstd, O, C,
+                                                                         I, idle, acc_w, acc_b);
+    LAUNCH_CHECK("batchnorm_sync_grad_sums");
+}
+
+extern "C" usi_error *usi_cuda_batchnorm_sync_grad_input(cudaStream_t s, float *dx, const double *sums,
+                                                         const float *dy, const float *x, const float *w,
+                                                         const float *mean, const float *invstd, int64_t O,
+                                                         int64_t C, int64_t I, int32_t acc_x)
+{
+    batchnorm_sync_grad_input_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>(dx, sums, dy, x, w, mean, invstd, O, C,
+                                                                            I, acc_x);
+    LAUNCH_CHECK("batchnorm_sync_grad_input");
 }
 
 extern "C" usi_error *usi_cuda_fold_batchnorm_forward(cudaStream_t s, float *w2, float *b2, const float *w,
