@@ -22,7 +22,7 @@ static void check_supports(void)
 {
     const usi_backend *be = usi_cuda_backend();
     for (int32_t op = 0; op < USI_OP_COUNT; op++) {
-        int leaf = op == USI_OP_INPUT || op == USI_OP_PARAM || op == USI_OP_BUFFER;
+        int leaf = op == USI_OP_INPUT || op == USI_OP_PARAM || op == USI_OP_BUFFER || op == USI_OP_CONSTANT;
         /* custom ops run on host copies until plugins bring device kernels */
         int want = !leaf && op != USI_OP_CUSTOM;
         CHECK(be->supports(op) == want, "supports(%d) = %d", op, be->supports(op));
