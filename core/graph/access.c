@@ -16,9 +16,20 @@ static usi_error *part_ok(const usi_tensor *t, size_t bytes, const char *what)
     return NULL;
 }
 
+/* A constant keeps the values it was recorded with: gather() checked its
+ * indices then, and kernels rely on that. */
+static usi_error *writable(const usi_tensor *t, const char *what)
+{
+    if (t && t->op == USI_OP_CONSTANT)
+        return usi_error_new(USI_ERR_INVALID, "%s '%s': a constant keeps the values it was recorded with",
+                             what, t->name);
+    return NULL;
+}
+
 usi_error *usi_graph_write_part(usi_tensor *t, const void *host, size_t bytes)
 {
     USI_TRY(part_ok(t, bytes, "write"));
+    USI_TRY(writable(t, "write"));
     if (t->staging) {
         memcpy(t->staging, host, bytes);
         return NULL;
@@ -68,6 +79,7 @@ usi_error *usi_graph_copy_value(usi_tensor *dst, const usi_tensor *src, size_t b
 {
     USI_TRY(part_ok(dst, bytes, "copy"));
     USI_TRY(part_ok(src, bytes, "copy"));
+    USI_TRY(writable(dst, "copy into"));
     if (src->staging) return usi_graph_write_part(dst, src->staging, bytes);
     size_t so, doff;
     usi_dbuf *sb = usi_node_block(src, &so);

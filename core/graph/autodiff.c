@@ -46,6 +46,7 @@ void usi_op_backward_needs(const usi_tensor *t, uint32_t *src_mask,
         if (t->attrs.pool2d.kind == USI_POOL_MAX) *src_mask = 1;
         break;
     case USI_OP_SOFTMAX: *needs_out = 1; break;
+    case USI_OP_GATHER: *src_mask = 2; break; /* the indices say where to add */
     case USI_OP_CUSTOM:
         *src_mask = 0xffffu;
         *needs_out = 1;

@@ -7,7 +7,7 @@
 
 static const char *const op_names[USI_OP_COUNT] = {
     [USI_OP_INPUT] = "input", [USI_OP_PARAM] = "param",
-    [USI_OP_BUFFER] = "buffer", [USI_OP_CONV2D] = "conv2d",
+    [USI_OP_BUFFER] = "buffer", [USI_OP_CONSTANT] = "constant", [USI_OP_CONV2D] = "conv2d",
     [USI_OP_LINEAR] = "linear", [USI_OP_MATMUL] = "matmul",
     [USI_OP_BATCH_NORM] = "batch_norm", [USI_OP_LAYER_NORM] = "layer_norm",
     [USI_OP_ACT] = "activation", [USI_OP_BINARY] = "binary",
@@ -16,7 +16,7 @@ static const char *const op_names[USI_OP_COUNT] = {
     [USI_OP_DROPOUT] = "dropout", [USI_OP_DROP_PATH] = "drop_path",
     [USI_OP_RESHAPE] = "reshape", [USI_OP_PERMUTE] = "permute",
     [USI_OP_CONCAT] = "concat", [USI_OP_SLICE] = "slice", [USI_OP_PAD] = "pad",
-    [USI_OP_SPACE_TO_DEPTH] = "space_to_depth",
+    [USI_OP_SPACE_TO_DEPTH] = "space_to_depth", [USI_OP_GATHER] = "gather",
     [USI_OP_LOSS_SOFT_CE] = "loss_soft_ce", [USI_OP_LOSS_CE] = "loss_ce",
     [USI_OP_LOSS_KL] = "loss_kl", [USI_OP_CUSTOM] = "custom",
 };

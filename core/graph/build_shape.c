@@ -164,6 +164,40 @@ static usi_tensor *rec_space_to_depth(usi_graph *g, usi_tensor *x, int32_t block
     return t;
 }
 
+/* Gather along `axis` by a constant index table: its values are known now,
+ * so they are checked once here and the kernels need no bounds checks. */
+static usi_tensor *rec_gather(usi_graph *g, usi_tensor *table, usi_tensor *idx, int32_t axis)
+{
+    usi_tensor *src[2] = {table, idx};
+    usi_tensor *t = usi_begin(g, USI_OP_GATHER, "gather", 2, src, 0, 2);
+    if (!t) return NULL;
+    if (idx->op != USI_OP_CONSTANT || idx->dtype != USI_DTYPE_I32 || !idx->staging)
+        return usi_fail_shapes(t, "table", table, "idx", idx,
+                               "the indices must be an I32 constant (constant())");
+    int32_t ax = axis < 0 ? axis + table->ndim : axis;
+    if (ax < 0 || ax >= table->ndim)
+        return usi_fail_shapes(t, "table", table, "idx", idx, "axis %d out of range", axis);
+    int32_t ndim = table->ndim - 1 + idx->ndim;
+    if (ndim > USI_MAX_DIMS)
+        return usi_fail_shapes(t, "table", table, "idx", idx,
+                               "the output would have %d dims (at most %d)", ndim, USI_MAX_DIMS);
+    const int32_t *v = idx->staging;
+    int64_t rows = table->shape[ax];
+    for (int64_t i = 0; i < idx->numel; i++)
+        if (v[i] < 0 || v[i] >= rows)
+            return usi_fail_shapes(t, "table", table, "idx", idx,
+                                   "index %d (entry %lld) is not in [0, %lld)", v[i],
+                                   (long long)i, (long long)rows);
+    int64_t out[USI_MAX_DIMS];
+    int32_t n = 0;
+    for (int32_t d = 0; d < ax; d++) out[n++] = table->shape[d];
+    for (int32_t d = 0; d < idx->ndim; d++) out[n++] = idx->shape[d];
+    for (int32_t d = ax + 1; d < table->ndim; d++) out[n++] = table->shape[d];
+    t->attrs.gather.axis = ax;
+    usi_node_set_shape(t, n, out);
+    return t;
+}
+
 void usi_builder_fill_shape(usi_graph_api *api)
 {
     api->reshape = rec_reshape;
@@ -173,4 +207,5 @@ void usi_builder_fill_shape(usi_graph_api *api)
     api->pad = rec_pad;
     api->flatten = rec_flatten;
     api->space_to_depth = rec_space_to_depth;
+    api->gather = rec_gather;
 }

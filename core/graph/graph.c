@@ -220,7 +220,7 @@ static usi_tensor *leaf_new(usi_graph *g, int32_t op, const char *what,
     }
     usi_tensor *t = usi_node_new(g, op, name, 0, NULL);
     if (!t) return NULL;
-    if (op != USI_OP_INPUT && usi_graph_find(g, t->name) != t) {
+    if ((op == USI_OP_PARAM || op == USI_OP_BUFFER) && usi_graph_find(g, t->name) != t) {
         usi_graph_fail(g, "%s '%s': the name is already taken", what, t->name);
         return NULL;
     }
@@ -290,6 +290,24 @@ usi_tensor *usi_graph_buffer_new(usi_graph *g, const char *name, int32_t dtype,
             else if (dtype == USI_DTYPE_U8) ((uint8_t *)t->staging)[i] = (uint8_t)v;
         }
     }
+    return t;
+}
+
+usi_tensor *usi_graph_constant_new(usi_graph *g, const char *name, int32_t dtype,
+                                   int32_t ndim, const int64_t *shape, const void *data)
+{
+    if (!g) return NULL;
+    if (dtype != USI_DTYPE_F32 && dtype != USI_DTYPE_I32) {
+        usi_graph_fail(g, "constant '%s': dtype %d, only F32 and I32 are supported",
+                       name ? name : "", dtype);
+        return NULL;
+    }
+    if (!data) {
+        usi_graph_fail(g, "constant '%s': no data", name ? name : "");
+        return NULL;
+    }
+    usi_tensor *t = leaf_new(g, USI_OP_CONSTANT, "constant", name, dtype, ndim, shape);
+    if (t) memcpy(t->staging, data, usi_node_bytes(t));
     return t;
 }
 

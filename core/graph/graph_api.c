@@ -1,5 +1,6 @@
 /* The usi_graph_api table plugins receive: scopes, tensor queries, params,
- * buffers and fail() here; the ops in build_layers.c and build_shape.c.
+ * buffers, constants and fail() here; the ops in build_layers.c and
+ * build_shape.c.
  *
  * Descriptors a plugin hands over are checked here against the frozen size
  * of their ABI minor and, when shorter than today's struct, copied into a
@@ -78,6 +79,13 @@ static usi_tensor *api_buffer(usi_graph *g, const char *name, int32_t dtype,
 {
     if (!g || g->error) return NULL;
     return usi_graph_buffer_new(g, name, dtype, ndim, shape, init);
+}
+
+static usi_tensor *api_constant(usi_graph *g, const char *name, int32_t dtype, int32_t ndim,
+                                const int64_t *shape, const void *data)
+{
+    if (!g || g->error) return NULL;
+    return usi_graph_constant_new(g, name, dtype, ndim, shape, data);
 }
 
 static void api_fail(usi_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -174,6 +182,7 @@ const usi_graph_api *usi_graph_builder(void)
         api.pool2d = api_pool2d;
         api.custom = api_custom;
         api.fail = api_fail;
+        api.constant = api_constant;
         api.struct_size = sizeof api;
     }
     return &api;

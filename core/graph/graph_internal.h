@@ -69,6 +69,11 @@ usi_tensor *usi_graph_buffer_new(usi_graph *g, const char *name, int32_t dtype,
                                  int32_t ndim, const int64_t *shape,
                                  const usi_init *init);
 
+/* A constant leaf holding a copy of `data` (F32 or I32): not a parameter
+ * or buffer, so never trained, saved or loaded. */
+usi_tensor *usi_graph_constant_new(usi_graph *g, const char *name, int32_t dtype,
+                                   int32_t ndim, const int64_t *shape, const void *data);
+
 /* Initialise a float parameter's data by its initialiser. */
 void usi_init_fill(float *data, int32_t ndim, const int64_t *shape,
                    const usi_init *init, uint64_t seed, const char *name);

@@ -49,7 +49,8 @@ int32_t usi_graph_node_info(const usi_graph *g, int32_t i, usi_node_info *out)
     const usi_tensor *t = g->nodes[i];
     *out = (usi_node_info){.name = t->name, .op = usi_op_name(t->op), .ndim = t->ndim, .shape = t->shape,
                            .macs = node_macs(t), .tensor = g->nodes[i]};
-    out->leaf = t->op == USI_OP_INPUT || t->op == USI_OP_PARAM || t->op == USI_OP_BUFFER;
+    out->leaf = t->op == USI_OP_INPUT || t->op == USI_OP_PARAM || t->op == USI_OP_BUFFER ||
+                t->op == USI_OP_CONSTANT;
     for (int32_t k = 0; k < t->n_src; k++)
         if (t->src[k] && t->src[k]->op == USI_OP_PARAM) out->params += t->src[k]->numel;
     return 1;
@@ -77,10 +78,12 @@ uint64_t usi_graph_signature(const usi_graph *g)
         }
         /* Nodes are zeroed when made, so the union's unused bytes are 0. */
         h = mix(h, &t->attrs, sizeof t->attrs);
-        if (t->op == USI_OP_PARAM || t->op == USI_OP_BUFFER) {
+        if (t->op == USI_OP_PARAM || t->op == USI_OP_BUFFER || t->op == USI_OP_CONSTANT) {
             h = mix(h, t->name, strlen(t->name));
             h = mix(h, t->shape, sizeof(int64_t) * (size_t)t->ndim);
         }
+        /* a constant's values are part of the network (index tables) */
+        if (t->op == USI_OP_CONSTANT && t->staging) h = mix(h, t->staging, usi_node_bytes(t));
     }
     return h;
 }

@@ -11,6 +11,7 @@ enum usi_op {
     USI_OP_INPUT = 0,
     USI_OP_PARAM,
     USI_OP_BUFFER,
+    USI_OP_CONSTANT,
     USI_OP_CONV2D,
     USI_OP_LINEAR,
     USI_OP_MATMUL,
@@ -30,6 +31,7 @@ enum usi_op {
     USI_OP_SLICE,
     USI_OP_PAD,
     USI_OP_SPACE_TO_DEPTH,
+    USI_OP_GATHER,
     USI_OP_LOSS_SOFT_CE,
     USI_OP_LOSS_CE,
     USI_OP_LOSS_KL,
@@ -40,7 +42,8 @@ enum usi_op {
 /* Where a node's value lives once the graph is allocated. */
 enum {
     USI_STORE_ARENA = 0,   /* planned offset in the shared arena          */
-    USI_STORE_OWNED = 1    /* a leaf (inputs, params, buffers) in a flat block */
+    USI_STORE_OWNED = 1    /* a leaf (inputs, params, buffers, constants) in
+                              a flat block                                 */
 };
 
 /* Op attributes: one struct per op that keeps any, read through the node's
@@ -130,6 +133,12 @@ struct usi_attrs_space_to_depth {
     int64_t block;            /* H and W shrink, C grows, by block (block^2) */
 };
 
+struct usi_attrs_gather {
+    int32_t axis;             /* the table's dim the indices pick along, in
+                                 [0, ndim); the index tensor's dims take its
+                                 place in the output                         */
+};
+
 struct usi_attrs_loss_ce {
     double smoothing;         /* label smoothing in [0, 1)                   */
 };
@@ -167,6 +176,7 @@ struct usi_tensor {
         struct usi_attrs_slice slice;
         struct usi_attrs_pad pad;
         struct usi_attrs_space_to_depth space_to_depth;
+        struct usi_attrs_gather gather;
         struct usi_attrs_loss_ce loss_ce;
         struct usi_attrs_loss_kl loss_kl;
     } attrs;

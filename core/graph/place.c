@@ -2,7 +2,9 @@
  * (trainable ones first, so the optimizer, clipping and the all-reduce cover
  * [0, n_trainable) in one call), their gradients in another laid out the same
  * way, buffers in a third (float ones first, for the EMA), inputs in a
- * fourth. Each tensor starts on a 64-byte boundary. */
+ * fourth, followed there by the constants (written once, here, and never
+ * saved, averaged or broadcast with the state). Each tensor starts on a
+ * 64-byte boundary. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,8 +43,7 @@ static int pick_buffer(const usi_tensor *t, int pass)
 
 static int pick_input(const usi_tensor *t, int pass)
 {
-    (void)pass;
-    return t->op == USI_OP_INPUT;
+    return t->op == (pass == 0 ? USI_OP_INPUT : USI_OP_CONSTANT);
 }
 
 static usi_error *new_block(usi_graph *g, size_t bytes, const char *what, usi_dbuf **out)
@@ -78,7 +79,7 @@ usi_error *usi_graph_place(usi_graph *g)
     size_t param_bytes = lay_out(g, pick_param, 1, trainable_bytes);
     size_t f32_buffer_bytes = lay_out(g, pick_buffer, 0, 0);
     size_t buffer_bytes = lay_out(g, pick_buffer, 1, f32_buffer_bytes);
-    size_t input_bytes = lay_out(g, pick_input, 0, 0);
+    size_t input_bytes = lay_out(g, pick_input, 1, lay_out(g, pick_input, 0, 0));
     /* Gradients: trainable parameters at their own offsets, then inputs
      * that want one (tests, attributions). */
     size_t grad_bytes = trainable_bytes;

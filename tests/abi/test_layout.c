@@ -1,5 +1,5 @@
 /* Pins the layout of every struct that crosses the plugin boundary, as of
- * 1.0 and with the fields 1.1 added (x86-64 and other LP64 targets), and the
+ * 1.0 and with the fields 1.1 and 1.2 added (x86-64 and other LP64 targets), and the
  * frozen size constants. A failing assert means a change broke binary
  * compatibility with plugins already built: add fields at the tail of a
  * struct instead, bump USI_ABI_MINOR and add its _STRUCT_SIZE_1_<minor>
@@ -107,7 +107,7 @@ _Static_assert(offsetof(usi_pool2d_desc, stride) == 20, "usi_pool2d_desc.stride"
 _Static_assert(offsetof(usi_pool2d_desc, padding) == 28, "usi_pool2d_desc.padding");
 _Static_assert(offsetof(usi_pool2d_desc, ceil_mode) == 36, "usi_pool2d_desc.ceil_mode");
 _Static_assert(offsetof(usi_pool2d_desc, count_include_pad) == 40, "usi_pool2d_desc.count_include_pad");
-_Static_assert(USI_ABI_MINOR == 1, "a new minor pins its fields and sizes below");
+_Static_assert(USI_ABI_MINOR == 2, "a new minor pins its fields and sizes below");
 _Static_assert(offsetof(usi_custom_op, name) == 8, "usi_custom_op.name");
 _Static_assert(offsetof(usi_custom_op, infer_shape) == 16, "usi_custom_op.infer_shape");
 _Static_assert(offsetof(usi_custom_op, forward_cpu) == 24, "usi_custom_op.forward_cpu");
@@ -172,7 +172,10 @@ _Static_assert(offsetof(usi_graph_api, loss_kl) == 256, "usi_graph_api.loss_kl")
 _Static_assert(offsetof(usi_graph_api, custom) == 264, "usi_graph_api.custom");
 /* 1.1 */
 _Static_assert(offsetof(usi_graph_api, fail) == 272, "usi_graph_api.fail");
-_Static_assert(sizeof(usi_graph_api) == 280, "sizeof usi_graph_api");
+/* 1.2 */
+_Static_assert(offsetof(usi_graph_api, constant) == 280, "usi_graph_api.constant");
+_Static_assert(offsetof(usi_graph_api, gather) == 288, "usi_graph_api.gather");
+_Static_assert(sizeof(usi_graph_api) == 296, "sizeof usi_graph_api");
 
 /* Frozen sizes: the bytes through each struct's last field of that minor. */
 _Static_assert(USI_NEGOTIATE_STRUCT_SIZE_1_0 == 40, "usi_negotiate 1.0");
@@ -194,6 +197,7 @@ _Static_assert(USI_CUSTOM_OP_STRUCT_SIZE_1_1 == 56, "usi_custom_op 1.1");
 _Static_assert(USI_HOST_API_STRUCT_SIZE_1_0 == 152, "usi_host_api 1.0");
 _Static_assert(USI_GRAPH_API_STRUCT_SIZE_1_0 == 272, "usi_graph_api 1.0");
 _Static_assert(USI_GRAPH_API_STRUCT_SIZE_1_1 == 280, "usi_graph_api 1.1");
+_Static_assert(USI_GRAPH_API_STRUCT_SIZE_1_2 == 296, "usi_graph_api 1.2");
 
 /* USI_HAS_FIELD must see a tail field only when struct_size covers it. */
 static int has_field_works(void)

@@ -265,8 +265,9 @@ int main(int argc, char **argv)
     test_minor_floor();
     expect_refused("bad_major2", "built for USI ABI 2.");
     expect_refused("bad_major0", "built for USI ABI 0.");
-    expect_refused("short_component", "usi_component is 40 bytes, but ABI 1.1 fills 80: field 'params'");
-    expect_refused("short_ops", "usi_backbone_ops is 8 bytes, but ABI 1.1 fills 16: field 'build'");
+    /* these declare the header's minor */
+    expect_refused("short_component", "usi_component is 40 bytes, but ABI 1.2 fills 80: field 'params'");
+    expect_refused("short_ops", "usi_backbone_ops is 8 bytes, but ABI 1.2 fills 16: field 'build'");
     expect_refused("refuse_host", "refused this host: needs a host service");
     expect_refused("no_entry", "no 'usi_plugin_entry' symbol");
     expect_refused("bad_default", "outside its range");

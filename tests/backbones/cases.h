@@ -23,8 +23,9 @@ typedef struct bb_case {
 /* drop_paths follows timm's rules: one per residual block but the first
  * (rate 0) for ResNet and ConvNeXt, two per transformer block but the first,
  * two per block for MLP-Mixer (every block gets the full rate), for the
- * EfficientNet builder one per block with a skip, and for TResNet one per
- * block but the first. */
+ * EfficientNet builder one per block with a skip, for TResNet one per block
+ * but the first, and for LeViT two per block and one per downsample (its
+ * MLP), all at the full rate. */
 static const bb_case bb_cases[] = {
     {"resnet18", 11689512, 7, "fc.weight", 7, 3, 0, 0},
     {"resnet34", 21797672, 15, "fc.weight", 7, 3, 0, 0},
@@ -45,6 +46,9 @@ static const bb_case bb_cases[] = {
     {"mixer_b16_224", 59880472, 24, "head.weight", 16, 4, 1, 0},
     {"tresnet_m", 31389032, 20, "head.fc.weight", 3, 3, 0, 0},
     {"tresnet_l", 55989256, 29, "head.fc.weight", 3, 3, 0, 0},
+    {"levit_128s", 7777058, 20, "head.linear.weight", 3, 3, 1, 0},
+    {"levit_256", 18893876, 26, "head.linear.weight", 3, 3, 1, 0},
+    {"levit_384", 39128836, 26, "head.linear.weight", 3, 3, 1, 0},
 };
 #define BB_N_CASES ((int32_t)(sizeof bb_cases / sizeof bb_cases[0]))
 

@@ -9,10 +9,12 @@ Each <model>.txt lists, in state_dict order, one tensor per line:
 versions and the trainable parameter count, which the C test checks too.
 
 Each <model>.logits.txt holds timm's logits (10 classes, float64) for a
-2x3x64x64 input after every state_dict tensor is overwritten with a fixed
-pattern (pattern_fill below; the engine test fills its tensors the same way
-and must reproduce the logits), in eval mode and in train mode (batch
-statistics). Its last line, "fp32 E T", is the largest difference of
+2x3x64x64 input (LOGIT_INPUTS says where another) after every state_dict
+tensor is overwritten with a fixed pattern (pattern_fill below; the engine
+test fills its tensors the same way and must reproduce the logits), in eval
+mode and in train mode (batch statistics). A "gain G" line says where the
+weights' scale is not the default (LOGIT_GAIN). Its last line, "fp32 E T",
+is the largest difference of
 timm's own float32 logits for the same weights from the float64 ones,
 relative to the largest logit, in eval and train mode: deep networks in
 train mode (batch statistics of a few values per channel) lose more than
@@ -33,24 +35,38 @@ MODELS = ['resnet18', 'resnet34', 'resnet50', 'resnet101',
           'deit_tiny_patch16_224', 'deit_small_patch16_224',
           'vit_small_patch16_224', 'vit_base_patch16_224',
           'mixer_s16_224', 'mixer_b16_224',
-          'tresnet_m', 'tresnet_l']
+          'tresnet_m', 'tresnet_l',
+          'levit_128s', 'levit_256', 'levit_384']
 
 DTYPES = {torch.float32: 'f32', torch.int64: 'i64'}
 
 LOGIT_CLASSES = 10
 LOGIT_INPUT = (2, 3, 64, 64)
 INPUT_INDEX = 100003  # the input's pattern index, apart from any tensor's
+WEIGHT_GAIN = 2.4     # conv and linear weights: gain * s / sqrt(fan_in)
+
+# LeViT puts a batch norm after every Linear, over the batch's tokens, and one
+# in each head over the batch alone. At 64 px its last stage has one token
+# per image, so two images give those norms two values per channel, and with
+# weights at 2.4/sqrt(fan_in) the activations grow through its ~40 Linears
+# in eval (nothing normalises them there): timm's own float32 logits then
+# stray from float64 by more than 100% in train mode and 1e-5 in eval. Four
+# 96 px images (6x6, 3x3 and 2x2 token grids: 16 or more values per norm but
+# the heads' 4) and weights at 1/sqrt(fan_in) keep it near 3e-5 and 5e-7.
+LEVIT = ('levit_128s', 'levit_256', 'levit_384')
+LOGIT_INPUTS = {name: (4, 3, 96, 96) for name in LEVIT}
+LOGIT_GAIN = {name: 1.0 for name in LEVIT}
 
 # Listings only (no logits): bigger members of a family, built by the C test
 # from a smaller one's component with its scaling options.
 LAYOUT_ONLY = ['efficientnet_b2']
 
 # Options the logits model is created with besides num_classes: the token
-# models size their position tables from img_size (the C test sets img_size
-# to the input side for every model).
-LOGIT_KWARGS = {name: {'img_size': LOGIT_INPUT[3]} for name in (
+# models size their position tables and LeViT its attention-bias tables from
+# img_size (the C test sets img_size to the input side for every model).
+LOGIT_KWARGS = {name: {'img_size': LOGIT_INPUTS.get(name, LOGIT_INPUT)[3]} for name in (
     'deit_tiny_patch16_224', 'deit_small_patch16_224',
-    'vit_small_patch16_224', 'vit_base_patch16_224', 'mixer_s16_224', 'mixer_b16_224')}
+    'vit_small_patch16_224', 'vit_base_patch16_224', 'mixer_s16_224', 'mixer_b16_224') + LEVIT}
 
 
 def write_model(name, out_dir):
@@ -84,9 +100,9 @@ def pattern(numel, index):
     return torch.from_numpy(x.astype(np.float64) / 4294967296.0 * 2 - 1)
 
 
-def pattern_fill(model):
+def pattern_fill(model, gain=WEIGHT_GAIN):
     """Tensor number i of the state_dict gets s = pattern(numel, i): conv and
-    linear weights 2.4 s / sqrt(fan_in) (about He's scale), 1-D weights
+    linear weights gain s / sqrt(fan_in) (2.4: about He's scale), 1-D weights
     1 + 0.2 s, biases and running means 0.1 s, running vars 1 + 0.5 s^2,
     integer counters 0."""
     with torch.no_grad():
@@ -101,7 +117,7 @@ def pattern_fill(model):
             elif leaf in ('bias', 'running_mean'):
                 v = 0.1 * s
             elif t.dim() >= 2:
-                v = 2.4 * s / (t[0].numel() ** 0.5)
+                v = gain * s / (t[0].numel() ** 0.5)
             else:
                 v = 1 + 0.2 * s
             t.copy_(v)
@@ -109,23 +125,27 @@ def pattern_fill(model):
 
 def write_logits(name, out_dir):
     kwargs = LOGIT_KWARGS.get(name, {})
+    shape = LOGIT_INPUTS.get(name, LOGIT_INPUT)
+    gain = LOGIT_GAIN.get(name, WEIGHT_GAIN)
     model = timm.create_model(name, pretrained=False, num_classes=LOGIT_CLASSES,
                               **kwargs).double()
-    pattern_fill(model)
+    pattern_fill(model, gain)
     # the same weights in float32: how close timm itself gets in float32
     model32 = timm.create_model(name, pretrained=False, num_classes=LOGIT_CLASSES, **kwargs)
     model32.load_state_dict({k: v.float() if v.is_floating_point() else v
                              for k, v in model.state_dict().items()})
     n = 1
-    for d in LOGIT_INPUT:
+    for d in shape:
         n *= d
-    x = pattern(n, INPUT_INDEX).reshape(LOGIT_INPUT)
+    x = pattern(n, INPUT_INDEX).reshape(shape)
     path = os.path.join(out_dir, name + '.logits.txt')
     rel32 = []
     with open(path, 'w') as f:
         f.write('# timm %s torch %s\n' % (timm.__version__, torch.__version__))
-        f.write('input %s\n' % ' '.join(str(d) for d in LOGIT_INPUT))
+        f.write('input %s\n' % ' '.join(str(d) for d in shape))
         f.write('classes %d\n' % LOGIT_CLASSES)
+        if gain != WEIGHT_GAIN:
+            f.write('gain %g\n' % gain)
         for mode in ('eval', 'train'):
             model.train(mode == 'train')
             model32.train(mode == 'train')

@@ -11,6 +11,8 @@ struct usi_tensor {
     int32_t ndim;
     int32_t dtype;
     int64_t shape[USI_MAX_DIMS];
+    int32_t *indices;        /* an I32 constant's values (gather checks them) */
+    int32_t is_constant;
     usi_tensor *next_alloc;  /* every tensor, for sg_free                    */
 };
 
@@ -557,6 +559,64 @@ static usi_tensor *api_space_to_depth(usi_graph *g, usi_tensor *x, int32_t block
     return sg_tensor(g, x->dtype, 4, out);
 }
 
+/* Constants are no state_dict entries (timm's non-persistent buffers). */
+static usi_tensor *api_constant(usi_graph *g, const char *name, int32_t dtype, int32_t ndim,
+                                const int64_t *shape, const void *data)
+{
+    g->ops[SG_OP_OTHER]++;
+    if (g->has_error) return NULL;
+    int64_t numel = 1;
+    int bad = !name || !*name || !data || ndim < 0 || ndim > USI_MAX_DIMS || (ndim && !shape) ||
+              (dtype != USI_DTYPE_F32 && dtype != USI_DTYPE_I32);
+    for (int32_t i = 0; !bad && i < ndim; i++) {
+        bad = shape[i] <= 0;
+        numel *= shape[i];
+    }
+    if (bad) {
+        sg_fail(g, "constant '%s': bad arguments", name ? name : "");
+        return NULL;
+    }
+    usi_tensor *t = sg_tensor(g, dtype, ndim, shape);
+    if (!t) return NULL;
+    t->is_constant = 1;
+    if (dtype == USI_DTYPE_I32) {
+        t->indices = malloc((size_t)numel * sizeof(int32_t));
+        if (!t->indices) {
+            sg_fail(g, "out of memory");
+            return NULL;
+        }
+        memcpy(t->indices, data, (size_t)numel * sizeof(int32_t));
+    }
+    return t;
+}
+
+static usi_tensor *api_gather(usi_graph *g, usi_tensor *table, usi_tensor *idx, int32_t axis)
+{
+    char ts[96], is[96];
+    g->ops[SG_OP_OTHER]++;
+    if (!table || !idx || g->has_error) return NULL;
+    int32_t ax = axis < 0 ? axis + table->ndim : axis;
+    int32_t ndim = table->ndim - 1 + idx->ndim;
+    if (!idx->is_constant || !idx->indices || ax < 0 || ax >= table->ndim || ndim > USI_MAX_DIMS) {
+        sg_fail(g, "gather: table %s idx %s axis %d", fmt_shape(table, ts, sizeof ts),
+                fmt_shape(idx, is, sizeof is), axis);
+        return NULL;
+    }
+    int64_t n = 1, out[USI_MAX_DIMS];
+    for (int32_t i = 0; i < idx->ndim; i++) n *= idx->shape[i];
+    for (int64_t i = 0; i < n; i++)
+        if (idx->indices[i] < 0 || idx->indices[i] >= table->shape[ax]) {
+            sg_fail(g, "gather: index %d (entry %lld) is not in [0, %lld)", idx->indices[i],
+                    (long long)i, (long long)table->shape[ax]);
+            return NULL;
+        }
+    int32_t k = 0;
+    for (int32_t d = 0; d < ax; d++) out[k++] = table->shape[d];
+    for (int32_t d = 0; d < idx->ndim; d++) out[k++] = idx->shape[d];
+    for (int32_t d = ax + 1; d < table->ndim; d++) out[k++] = table->shape[d];
+    return sg_tensor(g, table->dtype, ndim, out);
+}
+
 const usi_graph_api *sg_api(void)
 {
     static const usi_graph_api api = {
@@ -590,6 +650,8 @@ const usi_graph_api *sg_api(void)
         .slice = api_slice,
         .pad = api_pad,
         .space_to_depth = api_space_to_depth,
+        .constant = api_constant,
+        .gather = api_gather,
     };
     return &api;
 }
@@ -606,6 +668,7 @@ void sg_free(usi_graph *g)
     if (!g) return;
     for (usi_tensor *t = g->tensors, *next; t; t = next) {
         next = t->next_alloc;
+        free(t->indices);
         free(t);
     }
     free(g->entries);

@@ -296,6 +296,34 @@ static void check_model_inits(const usi_graph *g, const char *m)
         check_init(g, m, "body.layer3.0.se.fc2.bias", USI_INIT_UNIFORM, -b2, b2);
         check_init(g, m, "head.fc.weight", USI_INIT_NORMAL, 0, 0.01);
         check_init(g, m, "head.fc.bias", USI_INIT_UNIFORM, -1 / sqrt(feat), 1 / sqrt(feat));
+    } else if (!strncmp(m, "levit", 5)) {
+        /* convs and Linears PyTorch's default, attention biases 0, the batch
+         * norms of the blocks' projections and MLP outputs at 0, the
+         * downsample's projection at 1, both heads trunc_normal(0.02) */
+        const char *b = "stages.1.blocks.0.", *d = "stages.2.downsample.";
+        char name[160];
+        check_init(g, m, "stem.conv1.linear.weight", USI_INIT_KAIMING_UNIFORM, USI_FAN_IN,
+                   1 / sqrt(3.0));
+        check_init(g, m, "stem.conv4.bn.weight", USI_INIT_CONSTANT, 1.0, 0);
+#define LV_CHECK(prefix, leaf, ...) \
+    (snprintf(name, sizeof name, "%s%s", prefix, leaf), check_init(g, m, name, __VA_ARGS__))
+        LV_CHECK(b, "attn.attention_biases", USI_INIT_ZEROS, 0, 0);
+        LV_CHECK(b, "attn.qkv.linear.weight", USI_INIT_KAIMING_UNIFORM, USI_FAN_IN, 1 / sqrt(3.0));
+        LV_CHECK(b, "attn.qkv.bn.weight", USI_INIT_CONSTANT, 1.0, 0);
+        LV_CHECK(b, "attn.proj.ln.bn.weight", USI_INIT_CONSTANT, 0.0, 0);
+        LV_CHECK(b, "mlp.ln1.bn.weight", USI_INIT_CONSTANT, 1.0, 0);
+        LV_CHECK(b, "mlp.ln2.bn.weight", USI_INIT_CONSTANT, 0.0, 0);
+        LV_CHECK(d, "attn_downsample.attention_biases", USI_INIT_ZEROS, 0, 0);
+        LV_CHECK(d, "attn_downsample.q.ln.linear.weight", USI_INIT_KAIMING_UNIFORM, USI_FAN_IN,
+                 1 / sqrt(3.0));
+        LV_CHECK(d, "attn_downsample.proj.ln.bn.weight", USI_INIT_CONSTANT, 1.0, 0);
+        LV_CHECK(d, "mlp.ln2.bn.weight", USI_INIT_CONSTANT, 0.0, 0);
+#undef LV_CHECK
+        check_init(g, m, "head.bn.weight", USI_INIT_CONSTANT, 1.0, 0);
+        check_init(g, m, "head.linear.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "head.linear.bias", USI_INIT_ZEROS, 0, 0);
+        check_init(g, m, "head_dist.linear.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+        check_init(g, m, "head_dist.linear.bias", USI_INIT_ZEROS, 0, 0);
     }
 }
 

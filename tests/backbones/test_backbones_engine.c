@@ -2,7 +2,8 @@
  * registry and the core's graph builder, its parameters and buffers are
  * checked against timm's listing (ref/<model>.txt), then every tensor is
  * overwritten with the fixed pattern of gen_reference.py and the logits of a
- * 2x3x64x64 input must equal timm's (ref/<model>.logits.txt), in eval mode
+ * 2x3x64x64 input (or the one its file names) must equal timm's
+ * (ref/<model>.logits.txt), in eval mode
  * and in train mode (batch statistics). A training step must then give
  * finite, non-zero classifier gradients, also for a 1-channel 28x28 input
  * with the small stem, dropout and stochastic depth, and one plain SGD step
@@ -45,6 +46,10 @@ static usi_registry *reg;
  * that is more (deep networks in train mode, see gen_reference.py). */
 #define LOGITS_RTOL 1e-4
 
+/* gen_reference.py's WEIGHT_GAIN, unless a logits file's "gain" line says
+ * otherwise. */
+#define PATTERN_GAIN 2.4
+
 typedef struct ref_entry {
     char kind[8], name[160];
 } ref_entry;
@@ -55,6 +60,7 @@ typedef struct logits_ref {
     double eval[MAX_LOGITS], train[MAX_LOGITS];
     int n_eval, n_train;
     double fp32_eval, fp32_train; /* timm's own float32 error, relative */
+    double gain;                  /* conv and linear weights' scale       */
 } logits_ref;
 
 static ref_entry *read_listing(const char *model, int32_t *n)
@@ -97,12 +103,15 @@ static int read_logits(const char *model, logits_ref *r)
     CHECK(f, "cannot open %s", path);
     if (!f) return -1;
     memset(r, 0, sizeof *r);
+    r->gain = PATTERN_GAIN;
     while (fgets(line, sizeof line, f)) {
         long long a, b, c, d;
         if (sscanf(line, "input %lld %lld %lld %lld", &a, &b, &c, &d) == 4) {
             r->input[0] = a, r->input[1] = b, r->input[2] = c, r->input[3] = d;
         } else if (sscanf(line, "classes %lld", &a) == 1) {
             r->classes = a;
+        } else if (sscanf(line, "gain %lf", &r->gain) == 1) {
+            continue;
         } else if (!strncmp(line, "eval ", 5)) {
             r->n_eval = read_values(line + 5, r->eval);
         } else if (!strncmp(line, "train ", 6)) {
@@ -132,8 +141,8 @@ static double pattern(int64_t j, int64_t index)
 }
 
 /* gen_reference.py's pattern_fill, for tensor number `index` of timm's
- * state_dict. */
-static void pattern_fill(const usi_param_info *p, int32_t index)
+ * state_dict, with weights at gain s / sqrt(fan_in). */
+static void pattern_fill(const usi_param_info *p, int32_t index, double gain)
 {
     const char *dot = strrchr(p->name, '.');
     const char *leaf = dot ? dot + 1 : p->name;
@@ -150,7 +159,7 @@ static void pattern_fill(const usi_param_info *p, int32_t index)
         else if (!strcmp(leaf, "bias") || !strcmp(leaf, "running_mean"))
             v = 0.1 * s;
         else if (p->ndim >= 2)
-            v = 2.4 * s / sqrt(fan_in);
+            v = gain * s / sqrt(fan_in);
         else
             v = 1 + 0.2 * s;
         d[j] = (float)v;
@@ -160,7 +169,8 @@ static void pattern_fill(const usi_param_info *p, int32_t index)
 
 /* Params and buffers in recording order equal timm's, kind by kind; every
  * tensor gets its pattern. Returns 0 when all matched. */
-static int check_and_fill(usi_graph *g, const char *model, const ref_entry *ref, int32_t n_ref)
+static int check_and_fill(usi_graph *g, const char *model, const ref_entry *ref, int32_t n_ref,
+                          double gain)
 {
     int bad = 0;
     for (int kind = 0; kind < 2; kind++) {
@@ -178,7 +188,7 @@ static int check_and_fill(usi_graph *g, const char *model, const ref_entry *ref,
                           found ? p.name : "missing", ref[i].name);
                 continue;
             }
-            pattern_fill(&p, i);
+            pattern_fill(&p, i, gain);
         }
         CHECK(k == n, "%s: %d %ss, timm has %d", model, n, want, k);
         if (k != n) bad++;
@@ -297,7 +307,7 @@ static void run_model(const bb_case *c, const ref_entry *ref, int32_t n_ref,
     /* keep timm's stem whatever the input size */
     opts o = {.classes = lr->classes, .in_chans = lr->input[1], .stem = "timm"};
     usi_error *e = build_model(c, &o, lr->input, training, 1234, &b);
-    if (!e && check_and_fill(b.g, model, ref, n_ref))
+    if (!e && check_and_fill(b.g, model, ref, n_ref, lr->gain))
         e = usi_error_new(USI_ERR_INVALID, "layout");
     if (!e) e = compile_and_run(&b, training, label_mod, lr->classes, &loss);
     const char *mode = training ? "train" : "eval";

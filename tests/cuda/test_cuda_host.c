@@ -23,7 +23,7 @@ static void check_supports(void)
 {
     const usi_backend *be = usi_cuda_backend();
     for (int32_t op = 0; op < USI_OP_COUNT; op++) {
-        int leaf = op == USI_OP_INPUT || op == USI_OP_PARAM || op == USI_OP_BUFFER;
+        int leaf = op == USI_OP_INPUT || op == USI_OP_PARAM || op == USI_OP_BUFFER || op == USI_OP_CONSTANT;
         /* custom ops too: through their CUDA kernels, or on host copies
          * (core/graph/exec.c decides per op) */
         int want = !leaf;

@@ -20,6 +20,8 @@ typedef struct leaf_spec {
     int32_t no_grad;   /* 1: not differentiated                           */
     double lo, hi;     /* uniform range; both 0 means [-1, 1]             */
     int32_t absent;    /* passed to the op as NULL                        */
+    int32_t constant;  /* recorded with constant() (no gradient), not as
+                          an input: gather's index tables                 */
 } leaf_spec;
 
 /* Each family's arguments, by name: a case sets the member its build and
@@ -53,6 +55,7 @@ struct concat_args { int32_t axis; };                    /* of every leaf */
 struct slice_args { int32_t axis; int64_t start, end, step; };
 struct pad_args { int64_t pads[2 * USI_MAX_DIMS]; double value; }; /* before, after per dim */
 struct s2d_args { int32_t block; };
+struct gather_args { int32_t axis; };                    /* leaf 1: the indices */
 struct custom_args { double alpha; int32_t device_kernels; }; /* alpha first: the CUDA kernels read it */
 
 struct op_case;
@@ -95,6 +98,7 @@ typedef struct op_case {
         struct slice_args slice;
         struct pad_args pad;
         struct s2d_args s2d;
+        struct gather_args gather;
         struct custom_args custom;
     } a;
 } op_case;
@@ -155,8 +159,11 @@ OP_FNS(concat);
 OP_FNS(slice);
 OP_FNS(pad);
 OP_FNS(s2d);
+OP_FNS(gather);
 OP_FNS(custom);
 #undef OP_FNS
+usi_tensor *b_gather_inner(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
+                           const op_case *c);
 usi_tensor *b_reshape(const usi_graph_api *api, usi_graph *g, usi_tensor **x, const op_case *c);
 usi_tensor *b_flatten(const usi_graph_api *api, usi_graph *g, usi_tensor **x, const op_case *c);
 /* out = leaf 0, element by element (reshape, flatten). */

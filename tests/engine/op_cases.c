@@ -46,6 +46,12 @@
 #define S2D(b) .build = b_s2d, .ref = r_s2d, .a.s2d = {.block = b}
 #define CUSTOM(al) .build = b_custom, .ref = r_custom, .a.custom = {.alpha = al}
 #define CUSTOM_DEV(al) .build = b_custom, .ref = r_custom, .a.custom = {.alpha = al, .device_kernels = 1}
+#define GATHER(ax) .build = b_gather, .ref = r_gather, .a.gather = {.axis = ax}
+/* An I32 index table in [0, rows), recorded as a constant. */
+#define IDX(rows, ...) \
+    {.ndim = sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t), .shape = {__VA_ARGS__}, \
+     .dtype = USI_DTYPE_I32, .lo = 0, .hi = rows, .constant = 1}
+#define IDX0(rows) {.ndim = 0, .dtype = USI_DTYPE_I32, .lo = 0, .hi = rows, .constant = 1}
 
 const op_case op_cases[] = {
     /* -- convolution, linear, matmul -- */
@@ -181,6 +187,16 @@ const op_case op_cases[] = {
     {"pad all dims", TRAIN, 1, {L3(3, 5, 7)}, PAD(.pads = {1, 0, 0, 2, 1, 1}, .value = -1)},
     {"space_to_depth 2", TRAIN, 1, {L4(2, 3, 4, 6)}, S2D(2)},
     {"space_to_depth 3 batch 1", TRAIN, 1, {L4(1, 2, 6, 3)}, S2D(3)},
+    /* More indices than rows: some rows are picked several times (their
+     * gradients add up), some never (theirs stay 0). */
+    {"gather axis 1 of [3,5] by [4,6] (a relative-position bias)", TRAIN, 2,
+     {L2(3, 5), IDX(5, 4, 6)}, GATHER(1)},
+    {"gather axis 0 of [7,4] by [9]", TRAIN, 2, {L2(7, 4), IDX(7, 9)}, GATHER(0)},
+    {"gather axis -2 of [2,6,3] by [2,5]", TRAIN, 2, {L3(2, 6, 3), IDX(6, 2, 5)}, GATHER(-2)},
+    {"gather axis 1 of [3,5] by a 0-d index", TRAIN, 2, {L2(3, 5), IDX0(5)}, GATHER(1)},
+    {"gather of an intermediate table (its gradient written, not added)", TRAIN, 2,
+     {L3(2, 4, 3), IDX(4, 5)}, .build = b_gather_inner, .ref = r_gather, .a.gather = {.axis = 1}},
+    {"gather eval", EVAL, 2, {L3(2, 4, 3), IDX(4, 3, 3)}, GATHER(1)},
 
     /* -- a plugin's custom op (op_custom.c) -- */
     {"custom scaled_product", TRAIN, 2, {L3(3, 5, 7), L3(3, 5, 7)}, CUSTOM(-1.5)},

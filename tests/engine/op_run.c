@@ -50,10 +50,12 @@ typedef struct run_state {
 
 static int has_grad(const op_case *c, const run_state *s, int32_t i)
 {
-    return c->training && s->x[i] && !c->leaf[i].no_grad && c->leaf[i].dtype == USI_DTYPE_F32;
+    return c->training && s->x[i] && !c->leaf[i].no_grad && !c->leaf[i].constant &&
+           c->leaf[i].dtype == USI_DTYPE_F32;
 }
 
-static void fill_leaf(const leaf_spec *l, usi_tensor *t, usi_rng *r)
+/* A leaf's values: uniform in [lo, hi), integers rounded down. */
+static void *leaf_values(const leaf_spec *l, usi_rng *r)
 {
     int64_t n = numel_of(l->ndim, l->shape);
     double lo = l->lo, hi = l->hi;
@@ -65,7 +67,7 @@ static void fill_leaf(const leaf_spec *l, usi_tensor *t, usi_rng *r)
         else if (l->dtype == USI_DTYPE_I64) ((int64_t *)d)[i] = 0;
         else ((float *)d)[i] = (float)u;
     }
-    test_write(t, d);
+    return d;
 }
 
 static int fail_error(const run_state *s, const char *what, usi_error *e)
@@ -85,7 +87,8 @@ static int check_supported(const run_state *s, usi_device *dev, uint64_t *ops_se
         int32_t op = usi_graph_node_op(s->g, i);
         if (op < 0 || op >= USI_OP_COUNT) continue;
         *ops_seen |= 1ull << op;
-        if (op == USI_OP_INPUT || op == USI_OP_PARAM || op == USI_OP_BUFFER || op == USI_OP_CUSTOM)
+        if (op == USI_OP_INPUT || op == USI_OP_PARAM || op == USI_OP_BUFFER ||
+            op == USI_OP_CONSTANT || op == USI_OP_CUSTOM)
             continue;
         if (refused < 0 && !dev->be->supports(op)) refused = op;
     }
@@ -107,10 +110,16 @@ static int setup(run_state *s, usi_device *dev, uint64_t *ops_seen)
         if (l->absent) continue;
         char name[16];
         snprintf(name, sizeof name, "x%d", i);
+        void *values = leaf_values(l, &r);
+        if (l->constant) {
+            s->x[i] = api->constant(s->g, name, l->dtype, l->ndim, l->shape, values);
+            if (!s->x[i]) break;
+            continue;
+        }
         s->x[i] = usi_graph_input(s->g, name, l->dtype, l->ndim, l->shape);
         if (!s->x[i]) break;
         if (has_grad(c, s, i)) usi_graph_set_requires_grad(s->x[i], 1);
-        fill_leaf(l, s->x[i], &r);
+        test_write(s->x[i], values);
     }
     s->out = c->build(api, s->g, s->x, c);
     usi_error *e = usi_graph_error(s->g);

@@ -131,3 +131,31 @@ void r_s2d(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
                             out[(((n * b + br) * b + bc) * C + ch) * os[2] * os[3] + h * os[3] + w] =
                                 in[0][((n * C + ch) * H + h * b + br) * W + w * b + bc];
 }
+
+usi_tensor *b_gather(const usi_graph_api *api, usi_graph *g, usi_tensor **x, const op_case *c)
+{
+    return api->gather(g, x[0], x[1], c->a.gather.axis);
+}
+
+/* The same on an intermediate table (x * 1): gather's backward writes that
+ * gradient first instead of adding to a leaf's. */
+usi_tensor *b_gather_inner(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
+                           const op_case *c)
+{
+    return api->gather(g, api->scale(g, x[0], 1.0), x[1], c->a.gather.axis);
+}
+
+/* out[o, m, i] = table[o, idx[m], i] over the table seen as [O, K, I]. */
+void r_gather(const op_case *c, double *const *in, int32_t nd, const int64_t *os, double *out)
+{
+    const leaf_spec *tl = &c->leaf[0];
+    int32_t ax = c->a.gather.axis < 0 ? c->a.gather.axis + tl->ndim : c->a.gather.axis;
+    int64_t O = 1, I = 1, K = tl->shape[ax], M = numel_of(c->leaf[1].ndim, c->leaf[1].shape);
+    for (int32_t d = 0; d < ax; d++) O *= tl->shape[d];
+    for (int32_t d = ax + 1; d < tl->ndim; d++) I *= tl->shape[d];
+    (void)nd, (void)os;
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t i = 0; i < I; i++)
+                out[(o * M + m) * I + i] = in[0][(o * K + (int64_t)in[1][m]) * I + i];
+}

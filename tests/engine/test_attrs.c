@@ -3,6 +3,8 @@
  * asked for, resolved as node.h promises (negative axes made positive, slice
  * starts clamped). The op tests prove the CPU kernels read them right; this
  * pins the contract a second backend is written against. */
+#include <string.h>
+
 #include "device.h"
 #include "check.h"
 #include "graph/graph.h"
@@ -181,6 +183,118 @@ static void test_shape_ops(void)
     check_recorded(g, "space_to_depth");
     if (s2d) CHECK(s2d->attrs.space_to_depth.block == 3, "block %lld",
                    (long long)s2d->attrs.space_to_depth.block);
+
+    int64_t ishape[2] = {2, 3};
+    int32_t rows[6] = {0, 5, 5, 2, 1, 0};
+    usi_tensor *idx = api->constant(g, "idx", USI_DTYPE_I32, 2, ishape, rows);
+    usi_tensor *ga = api->gather(g, img, idx, -2);
+    check_recorded(g, "gather");
+    if (ga) {
+        CHECK(ga->attrs.gather.axis == 2, "axis -2 of 4-D is 2, got %d", ga->attrs.gather.axis);
+        CHECK(ga->ndim == 5 && ga->shape[2] == 2 && ga->shape[3] == 3 && ga->shape[4] == 9,
+              "[1,2,6,9] by [2,3] along 2 is [1,2,2,3,9]");
+    }
+    usi_graph_free(g);
+}
+
+/* What gather and constant() refuse when recorded, with the message a
+ * plugin author sees; and a constant is no parameter or buffer, keeps its
+ * values and can't be written. */
+static void expect_refused(usi_tensor *(*record)(usi_graph *g), const char *want)
+{
+    usi_graph *g = usi_graph_new(test_device(), 1, 1);
+    usi_tensor *t = record(g);
+    const char *msg = api->error_message(g);
+    CHECK(!t && msg && strstr(msg, want), "want an error with \"%s\", got %s", want,
+          msg ? msg : "none");
+    usi_graph_free(g);
+}
+
+static usi_tensor *table_of(usi_graph *g)
+{
+    int64_t shape[2] = {3, 6};
+    return usi_graph_input(g, "table", USI_DTYPE_F32, 2, shape);
+}
+
+static usi_tensor *gather_input_index(usi_graph *g)
+{
+    int64_t n = 4;
+    return api->gather(g, table_of(g), usi_graph_input(g, "i", USI_DTYPE_I32, 1, &n), 1);
+}
+
+static usi_tensor *gather_out_of_range(usi_graph *g)
+{
+    int64_t n = 3;
+    int32_t v[3] = {5, 6, 0};
+    return api->gather(g, table_of(g), api->constant(g, "i", USI_DTYPE_I32, 1, &n, v), 1);
+}
+
+static usi_tensor *gather_negative(usi_graph *g)
+{
+    int64_t n = 2;
+    int32_t v[2] = {0, -1};
+    return api->gather(g, table_of(g), api->constant(g, "i", USI_DTYPE_I32, 1, &n, v), 0);
+}
+
+static usi_tensor *gather_float_index(usi_graph *g)
+{
+    int64_t n = 1;
+    float v[1] = {1};
+    return api->gather(g, table_of(g), api->constant(g, "i", USI_DTYPE_F32, 1, &n, v), 1);
+}
+
+static usi_tensor *gather_bad_axis(usi_graph *g)
+{
+    int64_t n = 1;
+    int32_t v[1] = {0};
+    return api->gather(g, table_of(g), api->constant(g, "i", USI_DTYPE_I32, 1, &n, v), 2);
+}
+
+static usi_tensor *constant_i64(usi_graph *g)
+{
+    int64_t n = 1, v[1] = {0};
+    return api->constant(g, "c", USI_DTYPE_I64, 1, &n, v);
+}
+
+static usi_tensor *constant_no_data(usi_graph *g)
+{
+    int64_t n = 1;
+    return api->constant(g, "c", USI_DTYPE_F32, 1, &n, NULL);
+}
+
+static void test_gather_contract(void)
+{
+    expect_refused(gather_input_index, "the indices must be an I32 constant");
+    expect_refused(gather_out_of_range, "index 6 (entry 1) is not in [0, 6)");
+    expect_refused(gather_negative, "index -1 (entry 1) is not in [0, 3)");
+    expect_refused(gather_float_index, "the indices must be an I32 constant");
+    expect_refused(gather_bad_axis, "axis 2 out of range");
+    expect_refused(constant_i64, "only F32 and I32");
+    expect_refused(constant_no_data, "no data");
+
+    usi_graph *g = usi_graph_new(test_device(), 0, 1);
+    int64_t n = 3;
+    float v[3] = {1.5f, -2, 4};
+    usi_tensor *c = api->constant(g, "c", USI_DTYPE_F32, 1, &n, v);
+    usi_tensor *y = api->scale(g, c, 2.0);
+    usi_error *e = usi_graph_error(g);
+    if (!e) {
+        usi_graph_mark_output(y);
+        CHECK(usi_graph_num_params(g) == 0 && usi_graph_num_buffers(g) == 0 && !usi_graph_find(g, "c"),
+              "a constant is listed as a parameter or buffer");
+        e = usi_graph_compile(g);
+    }
+    if (!e) e = usi_graph_forward(g);
+    if (!e) {
+        const float *cv = test_value(c), *yv = test_value(y);
+        CHECK(cv && yv && cv[2] == 4 && yv[0] == 3 && yv[1] == -4, "the constant's values are lost");
+        usi_error *w = usi_graph_write(c, v);
+        CHECK(w && strstr(usi_error_message(w), "a constant keeps the values it was recorded with"),
+              "a constant was written");
+        usi_error_free(w);
+    }
+    CHECK(!e, "constant graph: %s", e ? usi_error_message(e) : "");
+    usi_error_free(e);
     usi_graph_free(g);
 }
 
@@ -208,5 +322,6 @@ int main(void)
     test_batch_norm();
     test_shape_ops();
     test_losses();
+    test_gather_contract();
     return check_status("test_attrs");
 }

@@ -25,7 +25,7 @@ expect() {
 }
 
 usi_build="$build/core/cli/usi"
-expect "version" 0 "plugin ABI 1\.1" -- "$usi_build" version
+expect "version" 0 "plugin ABI 1\.2" -- "$usi_build" version
 expect "unknown command" 2 "unknown command 'trian'" -- "$usi_build" trian
 expect "unknown option" 2 "unknown option '--jsn'" -- "$usi_build" plugins --jsn
 
@@ -59,7 +59,7 @@ syms=$(nm -D --defined-only "$T/plugins/acme_tinynet.so" | awk '{print $3}')
 [ "$syms" = "usi_plugin_entry" ] && ok || fail "sample exports: $syms"
 
 expect "sample listed" 0 "acme_tinynet 1\.2\.0" -- "$usi" plugins --plugin-dir "$T/plugins"
-expect "sample vendor" 0 "vendor Acme Vision Ltd\., license Proprietary, ABI 1\.1" -- "$usi" plugins --plugin-dir "$T/plugins"
+expect "sample vendor" 0 "vendor Acme Vision Ltd\., license Proprietary, ABI 1\.2" -- "$usi" plugins --plugin-dir "$T/plugins"
 expect "sample options" 0 "width +int +32 +channels of the first stage" -- "$usi" plugins --plugin-dir "$T/plugins"
 expect "found through USI_PLUGIN_PATH" 0 "acme_tinynet" -- env USI_PLUGIN_PATH="$T/plugins" "$usi" plugins
 "$usi" plugins --plugin-dir "$T/plugins" --json >"$T/plugins.json" 2>/dev/null
@@ -67,7 +67,7 @@ if python3 - "$T/plugins.json" <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 c = [x for x in doc["components"] if x["name"] == "acme_tinynet"][0]
-assert c["kind"] == "backbone" and c["abi"] == "1.1" and c["license"] == "Proprietary", c
+assert c["kind"] == "backbone" and c["abi"] == "1.2" and c["license"] == "Proprietary", c
 p = {x["name"]: x for x in c["params"]}
 assert p["width"]["default"] == 32 and p["width"]["type"] == "int" and p["width"]["max"] == 1024, p
 assert p["drop_path_rate"]["type"] == "float", p
@@ -158,7 +158,7 @@ rm -f "$T/cut/link.so"
 cp "$build/tests/abi/v1_1_newer_minor.so" "$T/cut/"
 out=$("$usi" plugins --plugin-dir "$T/cut" 2>&1)
 rc=$?
-notes=$(grep -c "built for USI ABI 1\.2, newer than this usi (1\.1): it loads, but the services added after 1\.1 are unavailable" <<<"$out")
+notes=$(grep -c "built for USI ABI 1\.3, newer than this usi (1\.2): it loads, but the services added after 1\.2 are unavailable" <<<"$out")
 [ "$rc" -eq 0 ] && [ "$notes" -eq 1 ] && grep -q "newer_net 1\.1\.0" <<<"$out" && ok ||
     fail "newer minor: exit $rc, $notes notes: $out"
 rm -f "$T/cut/v1_1_newer_minor.so"

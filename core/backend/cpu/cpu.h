@@ -66,6 +66,7 @@ USI_CPU_OP(concat);
 USI_CPU_OP(slice);
 USI_CPU_OP(pad);
 USI_CPU_OP(space_to_depth);
+USI_CPU_OP(gather);
 USI_CPU_OP(loss_soft_ce);
 USI_CPU_OP(loss_ce);
 USI_CPU_OP(loss_kl);

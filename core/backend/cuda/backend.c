@@ -31,6 +31,7 @@ static const struct {
     OP(USI_OP_SLICE, slice),
     OP(USI_OP_PAD, pad),
     OP(USI_OP_SPACE_TO_DEPTH, space_to_depth),
+    OP(USI_OP_GATHER, gather),
     OP(USI_OP_LOSS_SOFT_CE, loss_soft_ce),
     OP(USI_OP_LOSS_CE, loss_ce),
     OP(USI_OP_LOSS_KL, loss_kl),

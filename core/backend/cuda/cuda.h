@@ -129,6 +129,7 @@ USI_CUDA_OP(concat);
 USI_CUDA_OP(slice);
 USI_CUDA_OP(pad);
 USI_CUDA_OP(space_to_depth);
+USI_CUDA_OP(gather);
 USI_CUDA_OP(loss_soft_ce);
 USI_CUDA_OP(loss_ce);
 USI_CUDA_OP(loss_kl);

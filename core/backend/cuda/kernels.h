@@ -238,6 +238,17 @@ usi_error *usi_cuda_space_to_depth_forward(cudaStream_t s, float *out, const flo
 usi_error *usi_cuda_space_to_depth_backward(cudaStream_t s, float *dx, const float *dy, int64_t N, int64_t C,
                                             int64_t H, int64_t W, int64_t block, int32_t acc);
 
+/* ---- gather.cu ---- */
+
+/* out[O, M, I] = table[O, idx[m], I] (table [O, K, I], idx [M], every index
+ * in [0, K)) */
+usi_error *usi_cuda_gather_forward(cudaStream_t s, float *out, const float *table, const int32_t *idx,
+                                   int64_t O, int64_t K, int64_t I, int64_t M);
+/* dtable[O, K, I] (+)= sum of dy[O, m, I] over the m that picked row k,
+ * listed ascending at pos[start[k] .. start[k + 1]) (the inverted index) */
+usi_error *usi_cuda_gather_backward(cudaStream_t s, float *dtable, const float *dy, const int32_t *start,
+                                    const int32_t *pos, int64_t O, int64_t K, int64_t I, int64_t M, int32_t acc);
+
 /* ---- step.cu (built without fused multiply-adds: the same float results
  * as the CPU backend's loops) ---- */
 

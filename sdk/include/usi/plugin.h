@@ -1,5 +1,5 @@
 /*
- * usi/plugin.h -- the USI plugin ABI, version 1.1.
+ * usi/plugin.h -- the USI plugin ABI, version 1.2.
  *
  * This is the only header a plugin needs. It is header-only: a plugin links
  * nothing of the USI core, it receives every service it uses (errors, logging,
@@ -60,12 +60,14 @@ extern "C" {
  *   1.0  the first release.
  *   1.1  usi_custom_op: forward_cuda, backward_cuda (per-device kernels);
  *        usi_graph_api: fail (a plugin's own build error).
+ *   1.2  usi_graph_api: constant (fixed values from the plugin, not saved),
+ *        gather (rows of a table picked by a constant index table).
  * A plugin declares the minor it was built against. The host accepts any
  * minor from its floor up; one newer than the host's loads, but the services
  * of the newer minor are missing from the host's tables (the host says so
  * once), so such a plugin checks with USI_HAS_FIELD before it uses them. */
 #define USI_ABI_MAJOR 1
-#define USI_ABI_MINOR 1
+#define USI_ABI_MINOR 2
 
 /* The one symbol a plugin exports, and its type for dlsym(). */
 #define USI_PLUGIN_ENTRY_SYMBOL "usi_plugin_entry"
@@ -450,9 +452,32 @@ typedef struct usi_graph_api {
         __attribute__((format(printf, 2, 3)))
 #endif
         ;
+
+    /* -- 1.2 -- */
+    /* A tensor of fixed values the plugin gives now (copied; dtype F32 or
+     * I32, the data dense row-major): never trained, and not saved or loaded
+     * with the parameters and buffers (a PyTorch buffer registered with
+     * persistent=False), since every build makes it again. The name is
+     * scoped like a parameter's and only names the node. Index tables for
+     * gather() are I32 constants. */
+    usi_tensor *(*constant)(usi_graph *g, const char *name, int32_t dtype,
+                            int32_t ndim, const int64_t *shape,
+                            const void *data);
+    /* Entries of `table` picked along its dim `axis` (negative counts from
+     * the end) by the I32 constant `idx`, as ONNX Gather and numpy.take do:
+     *   out[a.., i.., b..] = table[a.., idx[i..], b..]
+     * so out's shape is table's with dim `axis` replaced by idx's shape
+     * (idx [] picks one entry and drops the dim). Every index must lie in
+     * [0, table.dim(axis)); it is checked here, once, since idx is constant.
+     * The gradient of each output entry adds into the table entry it came
+     * from (entries picked twice get both). A relative-position bias:
+     * gather(attention_biases [heads, N], idxs [N, N], 1) -> [heads, N, N]. */
+    usi_tensor *(*gather)(usi_graph *g, usi_tensor *table, usi_tensor *idx,
+                          int32_t axis);
 } usi_graph_api;
 #define USI_GRAPH_API_STRUCT_SIZE_1_0 USI_STRUCT_SIZE(usi_graph_api, custom)
 #define USI_GRAPH_API_STRUCT_SIZE_1_1 USI_STRUCT_SIZE(usi_graph_api, fail)
+#define USI_GRAPH_API_STRUCT_SIZE_1_2 USI_STRUCT_SIZE(usi_graph_api, gather)
 
 /* ------------------------------------------------------------------------ */
 /* Host services                                                            */
@@ -673,7 +698,9 @@ static inline size_t usi_host_api_size(uint32_t minor)
 }
 static inline size_t usi_graph_api_size(uint32_t minor)
 {
-    return minor == 0 ? USI_GRAPH_API_STRUCT_SIZE_1_0 : USI_GRAPH_API_STRUCT_SIZE_1_1;
+    return minor == 0 ? USI_GRAPH_API_STRUCT_SIZE_1_0
+         : minor == 1 ? USI_GRAPH_API_STRUCT_SIZE_1_1
+                      : USI_GRAPH_API_STRUCT_SIZE_1_2;
 }
 
 /* Fill the out side of the handshake after checking the host.
