@@ -14,9 +14,10 @@
 static const char *train_usage =
     "usage: usi train CONFIG [--set key=value ...] [--plugin-dir DIR ...] [--resume FILE]\n"
     "Train the configured backbone with the USI recipe (see `usi config show CONFIG`).\n"
-    "Writes OUTPUT_DIR/last.safetensors (checkpoint) every epoch, best.safetensors (the better\n"
-    "of the raw and EMA weights, timm names) and metrics.jsonl. Ctrl-C or SIGTERM saves a\n"
-    "checkpoint at the next step; --resume continues from it.\n"
+    "Writes OUTPUT_DIR/last.safetensors (checkpoint) every checkpoint.every_epochs epochs,\n"
+    "best.safetensors (the better of the raw and EMA weights, timm names, evaluated every\n"
+    "eval.every_epochs epochs; the last epoch always does both) and metrics.jsonl. Ctrl-C or\n"
+    "SIGTERM saves a checkpoint at the next step; --resume continues from it.\n"
     "Distributed: `mpirun -np N usi train CONFIG` trains one model on N processes (data.batch_size\n"
     "per process; see samples/distributed.md); rank 0 writes the files.\n";
 

@@ -66,11 +66,8 @@ static usi_error *data_summary(usi_trainer *t)
     return NULL;
 }
 
-static usi_error *end_of_epoch(usi_trainer *t)
+static usi_error *evaluate(usi_trainer *t)
 {
-    USI_TRY(data_summary(t));
-    /* Every rank evaluates rank 0's weights and statistics: what it saves. */
-    USI_TRY(usi_trainer_sync_buffers(t));
     usi_eval_result raw = {0}, ema = {0};
     USI_TRY(usi_trainer_evaluate(t, 0, &raw));
     int use_ema = 0;
@@ -95,7 +92,26 @@ static usi_error *end_of_epoch(usi_trainer *t)
         USI_TRY(usi_trainer_load_eval_weights(t, use_ema));
         USI_TRY(usi_trainer_save_weights(t, "best.safetensors"));
     }
-    return usi_trainer_save_checkpoint(t, "last.safetensors", t->epoch + 1, 0);
+    return NULL;
+}
+
+/* eval.every_epochs and checkpoint.every_epochs count from the first epoch;
+ * the last epoch always does both, so a run ends evaluated and resumable. */
+static int epoch_due(const usi_trainer *t, const char *key)
+{
+    int64_t done = t->epoch + 1;
+    return done >= t->epochs_total || done % usi_config_int(t->cfg, key) == 0;
+}
+
+static usi_error *end_of_epoch(usi_trainer *t)
+{
+    USI_TRY(data_summary(t));
+    /* Every rank evaluates rank 0's weights and statistics: what it saves. */
+    USI_TRY(usi_trainer_sync_buffers(t));
+    if (epoch_due(t, "eval.every_epochs")) USI_TRY(evaluate(t));
+    if (epoch_due(t, "checkpoint.every_epochs"))
+        return usi_trainer_save_checkpoint(t, "last.safetensors", t->epoch + 1, 0);
+    return NULL;
 }
 
 /* OUTPUT_DIR/curves.png from metrics.jsonl. The weights are what the run is

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `usi train` and `usi eval` end to end on a small real ImageFolder (PNG files
 # of Fashion-MNIST) with the shipped plugins: an interrupted and resumed run
-# gives the same losses as an uninterrupted one; NaN, a full disk, a bad
-# output folder, a wrong teacher and wrong weights are refused cleanly.
+# gives the same losses as an uninterrupted one; evaluations and checkpoints
+# come as often as eval.every_epochs and checkpoint.every_epochs say; NaN, a
+# full disk, a bad output folder, a wrong teacher and wrong weights are
+# refused cleanly.
 set -u
 build=${1:?usage: test_train.sh BUILD_ROOT TINY_FOLDER_TOOL}
 tiny=${2:?usage: test_train.sh BUILD_ROOT TINY_FOLDER_TOOL}
@@ -40,6 +42,14 @@ for f in last.safetensors best.safetensors metrics.jsonl; do
     [ -s "$T/a/$f" ] && ok || fail "run A wrote no $f"
 done
 [ "$(grep -c '"top1"' "$T/a/metrics.jsonl")" -eq 3 ] && ok || fail "run A: expected 3 evaluations"
+
+# --- eval.every_epochs and checkpoint.every_epochs: every Nth epoch, and always the last ---
+if "$usi" train "$T/run.cfg" --set output_dir="$T/every" --set eval.every_epochs=2 --set checkpoint.every_epochs=5 \
+    >"$T/every.log" 2>&1; then ok; else fail "eval every 2 epochs: $(tail -5 "$T/every.log")"; fi
+evals=$(grep '"top1"' "$T/every/metrics.jsonl" | sed 's/.*"epoch": \([0-9]*\),.*/\1/' | tr '\n' ' ')
+[ "$evals" = "2 3 " ] && ok || fail "eval.every_epochs = 2 over 3 epochs evaluated after epochs '$evals', not 2 and 3"
+head -c 65536 "$T/every/last.safetensors" | grep -a -q '"epoch":"3"' && [ -s "$T/every/best.safetensors" ] && ok \
+    || fail "checkpoint.every_epochs = 5 over 3 epochs: no checkpoint of epoch 3, or no best weights"
 
 # --- the same run, stopped with SIGINT and resumed ---
 "$usi" train "$T/run.cfg" --set output_dir="$T/b" >"$T/b1.log" 2>&1 &
