@@ -11,20 +11,22 @@
 #      (bench_gpu --check); the engine tests with USI_TEST_DEVICE=cuda;
 #   4. `usi train` on cuda on real PNG files: a teacher, then a KD student
 #      from its checkpoint, then `usi eval`; the same student on cpu;
-#   5. every backbone plugin against timm's model of the same name (train +
+#   5. the NCCL path with 1 rank (gradients, then dist.sync_bn) against a
+#      plain run: the same losses;
+#   6. every backbone plugin against timm's model of the same name (train +
 #      infer, bench/zoo/bench_timm.py);
-#   6. ResNet-50 at 224: the engine's img/s, then timm's resnet50 in
+#   7. ResNet-50 at 224: the engine's img/s, then timm's resnet50 in
 #      PyTorch in the same call, and the ratios.
 # Sizes: BATCH (256), SIZE (224), STEPS (100), WARMUP (10), PROFILE (5 steps
 # profiled op by op after the timed ones; 0: none). PARTS picks sections
-# (default all: "ops check engine train zoo speed"). Everything it prints
+# (default all: "ops check engine train dist zoo speed"). Everything it prints
 # also goes to $OUT/run.log when OUT is set (the device tool).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 start=$SECONDS
 DEV=${DEV:-cuda} # another device (cpu-guarded) tries the script out on a machine without a GPU
 BATCH=${BATCH:-256} SIZE=${SIZE:-224} STEPS=${STEPS:-100} WARMUP=${WARMUP:-10}
-PROFILE=${PROFILE:-5} PARTS=${PARTS:-ops check engine train zoo speed}
+PROFILE=${PROFILE:-5} PARTS=${PARTS:-ops check engine train dist zoo speed}
 budget=${BUDGET:-500} # seconds after which the later parts are skipped
 bin=.gpu/bin
 if [ -f .gpu/pack.tar.xz ] && [ ! -x $bin/bench_gpu ]; then
@@ -119,6 +121,44 @@ fm=(samples/fashion_mnist.cfg --plugin-dir .gpu/plugins --set data.train=.gpu/da
 "${usi[@]}" train "${fm[@]}" --set device=cpu --set backbone.name=resnet18 --set backbone.stem=timm \
   --set schedule.epochs=3 --set output_dir="$runs/teacher_cpu"
 for r in teacher teacher_cpu kd; do echo "$r: $(tail -1 "$runs/$r/metrics.jsonl" 2>/dev/null)"; done
+fi
+
+if part dist; then
+section "the reductions over ranks on one GPU: NCCL with 1 rank against no reduction"
+# One process may run the NCCL path (dist.backend = "nccl" names it): the
+# gradients go through ncclAllReduce over a 1-rank communicator, and with
+# dist.sync_bn every batch norm's sums through NCCL on the backend's stream
+# and our kernels instead of cuDNN's. Both must give the losses of a plain
+# run, within the plain run's own drift from itself (cuDNN's algorithms may
+# sum in another order on each run).
+runs=$(mktemp -d)
+fm=(samples/fashion_mnist.cfg --plugin-dir .gpu/plugins --set data.train=.gpu/data/fmnist/train
+    --set data.val=.gpu/data/fmnist/val --set data.workers=8 --set device=$DEV --set seed=3
+    --set backbone.name=resnet18 --set backbone.stem=timm --set schedule.epochs=1 --set metrics_every=1)
+dist_runs=(plain plain_again)
+if [[ $DEV == cuda* ]]; then dist_runs+=(nccl nccl_sync_bn); fi
+for r in "${dist_runs[@]}"; do
+  extra=()
+  case $r in
+    nccl) extra=(--set dist.backend=nccl) ;;
+    nccl_sync_bn) extra=(--set dist.backend=nccl --set dist.sync_bn=true) ;;
+  esac
+  step 60 $bin/usi train "${fm[@]}" "${extra[@]}" --set output_dir="$runs/$r" >"$runs/$r.log" 2>&1
+  grep -E "^-> rc|all-reduced|batch norm:|error" "$runs/$r.log"
+done
+losses() { grep '"loss"' "$1" | sed 's/.*"step": \([0-9]*\), "loss": \([^,]*\),.*/\1 \2/' | sort -n | uniq; }
+worst() { # a b: steps compared and the largest relative loss difference
+  join <(losses "$runs/$1/metrics.jsonl") <(losses "$runs/$2/metrics.jsonl") | awk '
+    { n++; d = $2 - $3; if (d < 0) d = -d; r = d / ($2 < 0 ? -$2 : $2); if (r > w) w = r }
+    END { printf "%d %.3g\n", n, w }'
+}
+read -r n floor < <(worst plain plain_again)
+echo "plain against plain again: $n steps, largest relative loss difference $floor (the floor)"
+for r in "${dist_runs[@]:2}"; do
+  read -r n d < <(worst plain "$r")
+  verdict=$(awk -v d="$d" -v f="$floor" -v n="$n" 'BEGIN { print (n > 0 && d <= 10 * f + 1e-5) ? "PASS" : "FAIL" }')
+  echo "$verdict: plain against $r: $n steps, largest relative loss difference $d (passes within 10x the floor + 1e-5)"
+done
 fi
 
 if part zoo; then

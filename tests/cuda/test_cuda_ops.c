@@ -262,6 +262,44 @@ static usi_tensor *b_net(usi_graph *g, usi_tensor **in, const ocase *c)
     return api->loss_ce(g, x, in[1], 0.1);
 }
 
+/* conv (k x k, stride s, pad k / 2, no bias) then a training batch norm,
+ * each under its own scope */
+static usi_tensor *conv_bn(usi_graph *g, usi_tensor *x, const char *conv, const char *norm, int32_t out, int32_t k,
+                           int32_t s)
+{
+    ocase cv = {.iarg = {out, k, s, k / 2, 1, 1}};
+    ocase bn = {.iarg = {1, 1}, .farg = {0.1, 0}};
+    api->push_scope(g, conv);
+    x = b_conv(g, &x, &cv);
+    api->pop_scope(g);
+    api->push_scope(g, norm);
+    x = b_batch_norm(g, &x, &bn);
+    api->pop_scope(g);
+    return x;
+}
+
+/* The last stage of a ResNet-18 at its real width and small maps: two basic
+ * blocks (the first with a strided 1x1 shortcut), global mean, linear,
+ * cross-entropy. iarg[0]: the stage's channels. The shapes where the whole
+ * ResNet-18 step's gradients on a GPU part from the CPU's. */
+static usi_tensor *b_stage(usi_graph *g, usi_tensor **in, const ocase *c)
+{
+    int32_t o = c->iarg[0];
+    usi_tensor *x = in[0];
+    usi_tensor *y = api->activation(g, conv_bn(g, x, "0.conv1", "0.bn1", o, 3, 2), USI_ACT_RELU, 0);
+    y = conv_bn(g, y, "0.conv2", "0.bn2", o, 3, 1);
+    usi_tensor *shortcut = conv_bn(g, x, "0.downsample.0", "0.downsample.1", o, 1, 2);
+    x = api->activation(g, api->binary(g, USI_BIN_ADD, y, shortcut), USI_ACT_RELU, 0);
+    y = api->activation(g, conv_bn(g, x, "1.conv1", "1.bn1", o, 3, 1), USI_ACT_RELU, 0);
+    y = conv_bn(g, y, "1.conv2", "1.bn2", o, 3, 1);
+    x = api->activation(g, api->binary(g, USI_BIN_ADD, y, x), USI_ACT_RELU, 0);
+    int32_t axes[2] = {2, 3};
+    x = api->reduce(g, USI_REDUCE_MEAN, x, 2, axes, 0);
+    int64_t ws[2] = {5, o}, bs = 5;
+    x = api->linear(g, x, param(g, "fc.w", 2, ws), param(g, "fc.b", 1, &bs));
+    return api->loss_ce(g, x, in[1], 0.1);
+}
+
 /* ---- running a case on one device ---- */
 
 typedef struct result {
@@ -517,6 +555,15 @@ static const ocase cases[] = {
      {0.1, 0}, 0},
     {"kl divergence", 1, .n_in = 2, .in = {G2(6, 11), G2(6, 11)}, b_loss, {2}, {2.0, 0}, 0},
     {"small net", 1, .n_in = 2, .in = {G4(4, 3, 12, 12), {1, {4}, USI_DTYPE_I32, 0, 0, 5}}, b_net, {0}, {0, 0}, 0},
+    /* ResNet-18's last stage (layer4) at 96 px (3x3 maps) and at 128 px
+     * (4x4 maps), and its ops alone at 3x3 */
+    {"conv 3x3 on 3x3 maps", 1, IN1(G4(16, 512, 3, 3)), b_conv, {512, 3, 1, 1, 1, 1}, {0, 0}, 0},
+    {"conv 3x3 s2 to 3x3 maps", 1, IN1(G4(16, 256, 6, 6)), b_conv, {512, 3, 2, 1, 1, 1}, {0, 0}, 0},
+    {"batch norm train 3x3 maps", 1, IN1(G4(16, 512, 3, 3)), b_batch_norm, {1, 1}, {0.1, 0}, 0},
+    {"resnet stage to 3x3", 1, .n_in = 2, .in = {G4(16, 256, 6, 6), {1, {16}, USI_DTYPE_I32, 0, 0, 5}}, b_stage,
+     {512}, {0, 0}, 0},
+    {"resnet stage to 4x4", 1, .n_in = 2, .in = {G4(16, 256, 8, 8), {1, {16}, USI_DTYPE_I32, 0, 0, 5}}, b_stage,
+     {512}, {0, 0}, 0},
 };
 
 /* ---- training-step kernels ---- */
@@ -673,7 +720,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         build_fn b = cases[i].build;
         int uses_products = b == b_conv || b == b_conv_bn_eval || b == b_linear || b == b_matmul || b == b_attention ||
-                            b == b_net;
+                            b == b_net || b == b_stage;
         if (uses_products && (!only || strstr(cases[i].name, only))) run_case(&cases[i]);
     }
     CHECK_OK(usi_device_set_mixed(gpu, 0));
