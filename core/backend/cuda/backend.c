@@ -56,6 +56,9 @@ void usi_cuda_workspace(usi_tensor *t, int32_t training)
         if (!t->folded) usi_cuda_norm_workspace(t, training);
         break;
     case USI_OP_LAYER_NORM: usi_cuda_norm_workspace(t, training); break;
+    case USI_OP_POOL2D:
+        if (training) t->bwd_scratch_bytes = usi_cuda_pool_scratch_bytes(t);
+        break;
     case USI_OP_DROP_PATH:
         /* the per-sample keep factors, drawn on the device */
         t->fwd_scratch_bytes = t->bwd_scratch_bytes = up64((size_t)t->shape[0] * sizeof(float));

@@ -141,6 +141,8 @@ USI_CUDA_OP(custom);
 void usi_cuda_conv2d_workspace(usi_tensor *t, int32_t training);
 void usi_cuda_norm_workspace(usi_tensor *t, int32_t training);
 void usi_cuda_loss_workspace(usi_tensor *t, int32_t training);
+/* max pool's backward scratch: the windows' argmax indices (0: none) */
+size_t usi_cuda_pool_scratch_bytes(const usi_tensor *t);
 /* linear and matmul: bf16 operand copies under "mixed" (none otherwise) */
 void usi_cuda_gemm_workspace(usi_tensor *t, int32_t training, int32_t mixed);
 /* 1 when t's graph is planned under precision "mixed" (its device's). */

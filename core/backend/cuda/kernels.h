@@ -90,9 +90,11 @@ typedef struct usi_cuda_pool {
 /* out[P,OH,OW] = max or mean of x[P,H,W] over each window */
 usi_error *usi_cuda_pool2d_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_pool *d);
 /* dx[P,H,W] (+)= dout of the windows holding each element (max: where it is
- * the window's first maximum, as the CPU picks it) */
+ * the window's first maximum, as the CPU picks it). Max with idx (P*OH*OW
+ * int32 of device scratch): the maxima are found once per window there;
+ * idx NULL: searched again per element. */
 usi_error *usi_cuda_pool2d_backward(cudaStream_t s, float *dx, const float *dout, const float *x,
-                                    const usi_cuda_pool *d, int32_t acc);
+                                    int32_t *idx, const usi_cuda_pool *d, int32_t acc);
 
 /* ---- reduce.cu ---- */
 

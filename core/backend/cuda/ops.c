@@ -1,6 +1,7 @@
 /* Node adapters of the element-wise, pooling, reduction and softmax ops:
  * shapes and attributes from the node, the kernel from kernels.h. Dims are
  * collapsed here as the CPU backend collapses them. */
+#include <stdint.h>
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
@@ -172,6 +173,15 @@ static void pool_dims(const usi_tensor *t, usi_cuda_pool *d)
     };
 }
 
+/* Backward scratch of a max pool: one int32 index per output element, when
+ * every index in a plane fits; 0 otherwise (the kernel searches again). */
+size_t usi_cuda_pool_scratch_bytes(const usi_tensor *t)
+{
+    const usi_tensor *x = t->src[0];
+    if (t->attrs.pool2d.kind != USI_POOL_MAX || x->ndim != 4 || x->shape[2] * x->shape[3] > INT32_MAX) return 0;
+    return ((size_t)t->numel * sizeof(int32_t) + 63) / 64 * 64;
+}
+
 usi_error *usi_cuda_pool2d_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
 {
     (void)ctx;
@@ -186,8 +196,10 @@ usi_error *usi_cuda_pool2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     if (!t->src[0]->grad) return NULL;
     usi_cuda_pool d;
     pool_dims(t, &d);
-    return usi_cuda_pool2d_backward(c->stream, t->src[0]->grad, t->grad, d.is_max ? t->src[0]->data : NULL, &d,
-                                    acc[0]);
+    /* max: the windows' maxima in the node's scratch (usi_cuda_workspace) */
+    int32_t *idx = d.is_max && t->bwd_scratch_bytes >= usi_cuda_pool_scratch_bytes(t) ? t->bwd_scratch : NULL;
+    return usi_cuda_pool2d_backward(c->stream, t->src[0]->grad, t->grad, d.is_max ? t->src[0]->data : NULL, idx,
+                                    &d, acc[0]);
 }
 
 /* ---- reduce ---- */

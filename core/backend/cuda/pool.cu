@@ -1,8 +1,10 @@
 /* Max and average pooling over H, W of NCHW with the CPU backend's window
  * rules (core/backend/cpu/pool.c: ceil-mode overhang, count_include_pad).
  * Backward gathers: each input element sums over the windows that hold it,
- * so there are no atomics and the result is deterministic; max backward
- * finds each window's first maximum again instead of keeping indices. */
+ * so there are no atomics and the result is deterministic. Max backward
+ * first writes each window's first maximum (its index in the plane) to
+ * scratch, one thread per window, so the gather compares indices instead of
+ * searching every window again for each of its elements. */
 #include <float.h>
 
 #include "backend/cuda/common.cuh"
@@ -62,9 +64,20 @@ __global__ void pool2d_forward_kernel(float *out, const float *x, const usi_cuda
     }
 }
 
-// dx: [P, H, W], dout: [P, OH, OW], x: [P, H, W] (max only)
-__global__ void pool2d_backward_kernel(float *dx, const float *dout, const float *x, const usi_cuda_pool d,
-                                       int32_t acc)
+// idx: [P, OH, OW] (index in the plane, -1 for an empty window), x: [P, H, W]
+__global__ void pool2d_argmax_kernel(int32_t *idx, const float *x, const usi_cuda_pool d)
+{
+    GRID_STRIDE(k, d.planes * d.OH * d.OW)
+    {
+        int64_t ow = k % d.OW, oh = k / d.OW % d.OH, p = k / (d.OW * d.OH);
+        idx[k] = (int32_t)window_argmax(x + p * d.H * d.W, d, window_at(d, oh, ow));
+    }
+}
+
+// dx: [P, H, W], dout: [P, OH, OW]; max: idx [P, OH, OW] from
+// pool2d_argmax_kernel, or (idx NULL) x: [P, H, W] to search again
+__global__ void pool2d_backward_kernel(float *dx, const float *dout, const float *x, const int32_t *idx,
+                                       const usi_cuda_pool d, int32_t acc)
 {
     GRID_STRIDE(k, d.planes * d.H * d.W)
     {
@@ -76,15 +89,21 @@ __global__ void pool2d_backward_kernel(float *dx, const float *dout, const float
         if (oh1 > d.OH - 1) oh1 = d.OH - 1;
         if (ow1 > d.OW - 1) ow1 = d.OW - 1;
         const float *gp = dout + p * d.OH * d.OW;
-        const float *xp = d.is_max ? x + p * d.H * d.W : NULL;
+        const float *xp = d.is_max && x ? x + p * d.H * d.W : NULL;
+        const int32_t *ip = d.is_max && idx ? idx + p * d.OH * d.OW : NULL;
+        const int64_t self = hi * d.W + wi;
         float sum = 0;
         for (int64_t oh = oh0; oh <= oh1; oh++)
             for (int64_t ow = ow0; ow <= ow1; ow++) {
+                if (ip) {
+                    if (ip[oh * d.OW + ow] == self) sum += gp[oh * d.OW + ow];
+                    continue;
+                }
                 window w = window_at(d, oh, ow);
                 if (hi < w.h0 || hi >= w.h1 || wi < w.w0 || wi >= w.w1) continue;
                 float g = gp[oh * d.OW + ow];
                 if (d.is_max) {
-                    if (window_argmax(xp, d, w) == hi * d.W + wi) sum += g;
+                    if (window_argmax(xp, d, w) == self) sum += g;
                 } else if (w.divisor > 0) {
                     sum += g / (float)w.divisor;
                 }
@@ -100,8 +119,13 @@ extern "C" usi_error *usi_cuda_pool2d_forward(cudaStream_t s, float *out, const 
 }
 
 extern "C" usi_error *usi_cuda_pool2d_backward(cudaStream_t s, float *dx, const float *dout, const float *x,
-                                               const usi_cuda_pool *d, int32_t acc)
+                                               int32_t *idx, const usi_cuda_pool *d, int32_t acc)
 {
-    pool2d_backward_kernel<<<grid_for(d->planes * d->H * d->W), THREADS, 0, s>>>(dx, dout, x, *d, acc);
+    if (d->is_max && idx) {
+        pool2d_argmax_kernel<<<grid_for(d->planes * d->OH * d->OW), THREADS, 0, s>>>(idx, x, *d);
+        usi_error *e = usi_cuda_check_launch("pool2d_argmax", __FILE__, __LINE__);
+        if (e) return e;
+    }
+    pool2d_backward_kernel<<<grid_for(d->planes * d->H * d->W), THREADS, 0, s>>>(dx, dout, x, idx, *d, acc);
     LAUNCH_CHECK("pool2d_backward");
 }
