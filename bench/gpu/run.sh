@@ -84,6 +84,8 @@ step 120 $bin/test_cuda_ops
 section "the same with every bf16 convolution channels-last, then NCHW"
 USI_CUDA_CONV_LAYOUT=nhwc step 60 $bin/test_cuda_ops | grep -E "^bf16|FAIL|passed|failed"
 USI_CUDA_CONV_LAYOUT=nchw step 60 $bin/test_cuda_ops | grep -E "^bf16|FAIL|passed|failed"
+section "batch norm and the ResNet stages on our batch-norm kernels instead of cuDNN's"
+USI_CUDA_BATCH_NORM=ours step 60 $bin/test_cuda_ops | grep -E "batch norm|stage|FAIL|passed|failed"
 fi
 
 if part check; then
@@ -92,6 +94,9 @@ step 90 $bin/bench_gpu --check --device $DEV
 step 90 $bin/bench_gpu --check --device $DEV --model resnet18 --check-batch 16 --check-size 96
 section "every node of that step: where the device and the CPU part"
 step 90 $bin/bench_gpu --check-nodes --device $DEV --model resnet18 --check-batch 16 --check-size 96
+section "the ResNet-18 step again with batch norm on our kernels (USI_CUDA_BATCH_NORM=ours), not cuDNN's"
+USI_CUDA_BATCH_NORM=ours step 90 $bin/bench_gpu --check --device $DEV --model resnet18 --check-batch 16 \
+  --check-size 96
 fi
 
 if part engine; then
@@ -175,6 +180,9 @@ step 150 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$
 section "the same in bf16 with every convolution's copies NCHW (the layout choice's A/B)"
 USI_CUDA_CONV_LAYOUT=nchw step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
   --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/NCHW-RESULT/'
+section "the same in bf16 with batch norm on our kernels instead of cuDNN's (USI_CUDA_BATCH_NORM=ours)"
+USI_CUDA_BATCH_NORM=ours step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
+  --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/OURS-BN-RESULT/'
 
 section "ResNet-50 speed: PyTorch + timm, channels_last"
 step 150 python3 bench/gpu/bench_torch.py --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \

@@ -12,7 +12,9 @@
  * With a collective (dist.sync_bn) batch statistics are every rank's: our
  * kernels compute this rank's sums into the node's scratch, the sums go
  * over ranks (NCCL on this stream, or through host memory), and our kernels
- * normalise and update the running statistics; backward likewise. */
+ * normalise and update the running statistics; backward likewise.
+ * USI_CUDA_BATCH_NORM=ours runs those kernels on one rank's batch (no sum)
+ * instead of cuDNN: to tell cuDNN's results and speed from ours. */
 #include <stdlib.h>
 
 #include <string.h>
@@ -82,6 +84,13 @@ static usi_error *bn_state_of(usi_tensor *t, bn_state **out)
     return NULL;
 }
 
+/* USI_CUDA_BATCH_NORM=ours: batch statistics on our kernels, not cuDNN */
+static int ours_forced(void)
+{
+    const char *v = getenv("USI_CUDA_BATCH_NORM");
+    return v && !strcmp(v, "ours");
+}
+
 /* n doubles of device memory summed over ranks: on the stream where the
  * collective has a device path (NCCL), else through host memory. */
 static usi_error *sum_over_ranks(usi_cuda *c, usi_collective *coll, double *sums, int32_t n)
@@ -105,9 +114,9 @@ static usi_error *sum_over_ranks(usi_cuda *c, usi_collective *coll, double *sums
     return e;
 }
 
-/* Batch statistics over every rank (ctx->coll): our kernels around one sum
- * over ranks of [count, sum x, sum x^2] per channel, with the CPU
- * backend's formulas (core/backend/cpu/norm.c). */
+/* Batch statistics over every rank (coll; NULL: this rank's alone): our
+ * kernels around one sum over ranks of [count, sum x, sum x^2] per
+ * channel, with the CPU backend's formulas (core/backend/cpu/norm.c). */
 static usi_error *batch_norm_fwd_sync(usi_cuda *c, usi_collective *coll, usi_tensor *t, int64_t O, int64_t C,
                                       int64_t I)
 {
@@ -117,15 +126,15 @@ static usi_error *batch_norm_fwd_sync(usi_cuda *c, usi_collective *coll, usi_ten
         return usi_error_new(USI_ERR_INTERNAL, "batch norm over ranks: no scratch for its sums");
     float *rm = t->src[3] ? t->src[3]->data : NULL, *rv = t->src[4] ? t->src[4]->data : NULL;
     int64_t *counter = rm && rv && t->n_src > 5 && t->src[5] ? t->src[5]->data : NULL;
-    USI_TRY(usi_cuda_batchnorm_sync_stats(c->stream, sums, t->src[0]->data, O, C, I, coll->idle));
-    USI_TRY(sum_over_ranks(c, coll, sums, (int32_t)(1 + 2 * C)));
+    USI_TRY(usi_cuda_batchnorm_sync_stats(c->stream, sums, t->src[0]->data, O, C, I, coll ? coll->idle : 0));
+    if (coll) USI_TRY(sum_over_ranks(c, coll, sums, (int32_t)(1 + 2 * C)));
     return usi_cuda_batchnorm_sync_finish(c->stream, t->data, t->saved, rm && rv ? rm : NULL, rm && rv ? rv : NULL,
                                           counter, sums, t->src[0]->data, src_f32(t, 1), src_f32(t, 2), O, C, I,
                                           a->eps, a->momentum);
 }
 
-/* Backward over every rank: dw, db from this rank's sums; dx from the
- * sums of dy and dy*xh over every rank. */
+/* Backward over every rank (coll; NULL: this rank's alone): dw, db from
+ * this rank's sums; dx from the sums of dy and dy*xh over every rank. */
 static usi_error *batch_norm_bwd_sync(usi_cuda *c, usi_collective *coll, usi_tensor *t, const int32_t *a3,
                                       int64_t O, int64_t C, int64_t I)
 {
@@ -134,8 +143,8 @@ static usi_error *batch_norm_bwd_sync(usi_cuda *c, usi_collective *coll, usi_ten
         return usi_error_new(USI_ERR_INTERNAL, "batch norm over ranks: no scratch for its sums");
     const float *x = t->src[0]->data, *mean = t->saved, *invstd = mean + C;
     USI_TRY(usi_cuda_batchnorm_sync_grad_sums(c->stream, sums, src_grad(t, 1), src_grad(t, 2), t->grad, x, mean,
-                                              invstd, O, C, I, coll->idle, a3[1], a3[2]));
-    USI_TRY(sum_over_ranks(c, coll, sums, (int32_t)(1 + 2 * C)));
+                                              invstd, O, C, I, coll ? coll->idle : 0, a3[1], a3[2]));
+    if (coll) USI_TRY(sum_over_ranks(c, coll, sums, (int32_t)(1 + 2 * C)));
     return usi_cuda_batchnorm_sync_grad_input(c->stream, src_grad(t, 0), sums, t->grad, x, src_f32(t, 1), mean,
                                               invstd, O, C, I, a3[0]);
 }
@@ -151,7 +160,7 @@ usi_error *usi_cuda_batch_norm_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
     const float *w = src_f32(t, 1), *b = src_f32(t, 2);
     if (!a->batch_stats)
         return usi_cuda_batchnorm_eval_forward(c->stream, t->data, t->saved, x->data, w, b, rm, rv, O, C, I, a->eps);
-    if (ctx->coll) return batch_norm_fwd_sync(c, ctx->coll, t, O, C, I);
+    if (ctx->coll || ours_forced()) return batch_norm_fwd_sync(c, ctx->coll, t, O, C, I);
     bn_state *s = NULL;
     USI_TRY(bn_state_of(t, &s));
     const float *ones = NULL, *zeros = NULL;
@@ -177,7 +186,7 @@ usi_error *usi_cuda_batch_norm_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
     int32_t batch_stats = t->attrs.batch_norm.batch_stats;
     int32_t a3[3] = {acc[0], t->n_src > 1 ? acc[1] : 1, t->n_src > 2 ? acc[2] : 1};
     /* Without dx (on every rank alike) there is nothing to sum over ranks. */
-    if (batch_stats && ctx->coll && dx) return batch_norm_bwd_sync(c, ctx->coll, t, a3, O, C, I);
+    if (batch_stats && (ctx->coll || ours_forced()) && dx) return batch_norm_bwd_sync(c, ctx->coll, t, a3, O, C, I);
     /* cuDNN wants every gradient, and one blend factor for both parameters */
     if (!batch_stats || !dx || !dw || !db || a3[1] != a3[2])
         return usi_cuda_batchnorm_backward(c->stream, dx, dw, db, t->grad, x->data, src_f32(t, 1), mean, invstd, O,
