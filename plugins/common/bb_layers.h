@@ -226,7 +226,7 @@ typedef struct bb_options {
     int64_t in_chans;
     double drop_rate;
     double drop_path_rate;
-    const char *stem;        /* as given: auto, timm or small                */
+    const char *stem;        /* as given (auto, timm or small); NULL after   */
     int32_t small_stem;      /* the resolved stem choice                     */
 } bb_options;
 
@@ -252,6 +252,7 @@ static inline usi_error *bb_read_options(const usi_host_api *host, const usi_par
         o->small_stem = 0;
     else
         o->small_stem = o->img_size <= BB_SMALL_STEM_MAX_SIDE;
+    o->stem = NULL; /* points into the params, which the instance outlives */
     return NULL;
 }
 

@@ -53,7 +53,6 @@ USI_DECLARE_HOST; /* usi_host: kept by usi_plugin_entry (USI_DEFINE_PLUGIN_MIN b
 #define LV_MLP_RATIO 2      /* blocks and downsamples                      */
 #define LV_DOWN_ATTN_RATIO 4
 #define LV_HEAD_STD 0.02
-#define LV_SMALL_MAX_SIDE 64
 
 typedef struct levit_arch {
     const char *name;
@@ -67,16 +66,9 @@ static const levit_arch arch_128s = {"levit_128s", {128, 256, 384}, {4, 6, 8}, {
 static const levit_arch arch_256 = {"levit_256", {256, 384, 512}, {4, 6, 8}, {4, 4, 4}, 32};
 static const levit_arch arch_384 = {"levit_384", {384, 512, 768}, {6, 9, 12}, {4, 4, 4}, 32};
 
-typedef struct levit_opts {
-    int64_t num_classes, img_size, in_chans;
-    double drop_rate, drop_path_rate;
-    const char *stem;
-} levit_opts;
-
 typedef struct levit {
     const levit_arch *arch;
-    levit_opts opt;
-    int32_t small_stem;
+    bb_options opt;
 } levit;
 
 static const usi_param_desc levit_params[] = {
@@ -91,15 +83,6 @@ static const usi_param_desc levit_params[] = {
     USI_PARAM_STRING("stem", "auto", "auto|timm|small",
                      "timm: stride 16; small: conv1 and conv2 at stride 1 (stride 4, for 28-64 px "
                      "inputs); auto: small when img_size <= 64"),
-};
-
-static const usi_option_field levit_fields[] = {
-    USI_FIELD_INT(levit_opts, "num_classes", num_classes),
-    USI_FIELD_INT(levit_opts, "img_size", img_size),
-    USI_FIELD_INT(levit_opts, "in_chans", in_chans),
-    USI_FIELD_FLOAT(levit_opts, "drop_rate", drop_rate),
-    USI_FIELD_FLOAT(levit_opts, "drop_path_rate", drop_path_rate),
-    USI_FIELD_STRING(levit_opts, "stem", stem),
 };
 
 /* PyTorch's default for Conv2d and Linear weights: kaiming_uniform(a =
@@ -202,6 +185,21 @@ static usi_tensor *attention_bias(const bb_ctx *c, const bias_table *b)
     return c->api->gather(c->g, b->param, t, 1);
 }
 
+/* Both attentions' ends: softmax(q k^T / sqrt(key_dim) + bias) v, heads
+ * merged, hardswish, then "proj" (linear + batch norm with its weight at
+ * bn_gamma) to out_dim. */
+static usi_tensor *attend_project(const bb_ctx *c, usi_tensor *q, usi_tensor *k, usi_tensor *v,
+                                  const bias_table *bt, int64_t key_dim, int64_t out_dim, double bn_gamma)
+{
+    const usi_graph_api *G = c->api;
+    usi_tensor *y = G->attention(c->g, q, k, v, attention_bias(c, bt), 1.0 / sqrt((double)key_dim));
+    y = G->activation(c->g, merge_heads(c, y), USI_ACT_HARDSWISH, 0);
+    G->push_scope(c->g, "proj");
+    y = linear_norm(c, y, "ln", out_dim, bn_gamma);
+    G->pop_scope(c->g);
+    return y;
+}
+
 /* Attention "attn" on tokens [N, side^2, dim]. */
 static usi_tensor *attention(const bb_ctx *c, usi_tensor *x, int64_t heads, int64_t key_dim,
                              int64_t side)
@@ -216,11 +214,7 @@ static usi_tensor *attention(const bb_ctx *c, usi_tensor *x, int64_t heads, int6
     usi_tensor *q = head_part(c, qkv, heads, per_head, 0, key_dim);
     usi_tensor *k = head_part(c, qkv, heads, per_head, key_dim, key_dim);
     usi_tensor *v = head_part(c, qkv, heads, per_head, 2 * key_dim, val_dim);
-    usi_tensor *y = G->attention(c->g, q, k, v, attention_bias(c, &bt), 1.0 / sqrt((double)key_dim));
-    y = G->activation(c->g, merge_heads(c, y), USI_ACT_HARDSWISH, 0);
-    G->push_scope(c->g, "proj");
-    y = linear_norm(c, y, "ln", dim, 0.0);
-    G->pop_scope(c->g);
+    usi_tensor *y = attend_project(c, q, k, v, &bt, key_dim, dim, 0.0);
     G->pop_scope(c->g);
     return y;
 }
@@ -254,11 +248,7 @@ static usi_tensor *attention_downsample(const bb_ctx *c, usi_tensor *x, int64_t 
     usi_tensor *q = split_heads(c, linear_norm(c, subsample(c, x, side), "ln", heads * key_dim, 1.0),
                                 heads);
     G->pop_scope(c->g);
-    usi_tensor *y = G->attention(c->g, q, k, v, attention_bias(c, &bt), 1.0 / sqrt((double)key_dim));
-    y = G->activation(c->g, merge_heads(c, y), USI_ACT_HARDSWISH, 0);
-    G->push_scope(c->g, "proj");
-    y = linear_norm(c, y, "ln", out_dim, 1.0);
-    G->pop_scope(c->g);
+    usi_tensor *y = attend_project(c, q, k, v, &bt, key_dim, out_dim, 1.0);
     G->pop_scope(c->g);
     return y;
 }
@@ -335,7 +325,7 @@ static usi_tensor *stem(const bb_ctx *c, const levit *net, usi_tensor *x)
     for (int32_t i = 0; i < 4; i++) {
         char scope[8] = "conv1";
         scope[4] = (char)('1' + i);
-        int32_t stride = net->small_stem && i < 2 ? 1 : 2;
+        int32_t stride = net->opt.small_stem && i < 2 ? 1 : 2;
         G->push_scope(c->g, scope);
         x = bb_conv(c, x, "linear", dim >> (3 - i), 3, stride, 1, &w_init, NULL);
         x = bb_bn(c, x, "bn", 1.0);
@@ -350,7 +340,7 @@ static usi_tensor *stem(const bb_ctx *c, const levit *net, usi_tensor *x)
 static int64_t stem_side(const levit *net)
 {
     int64_t side = net->opt.img_size;
-    for (int32_t i = net->small_stem ? 2 : 0; i < 4; i++) side = (side - 1) / 2 + 1;
+    for (int32_t i = net->opt.small_stem ? 2 : 0; i < 4; i++) side = (side - 1) / 2 + 1;
     return side;
 }
 
@@ -399,15 +389,11 @@ static usi_error *levit_create(const levit_arch *arch, const usi_params *p, void
     levit *net = usi_host->alloc(sizeof *net, 0);
     if (!net) return usi_host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
     net->arch = arch;
-    usi_error *e = usi_read_options(usi_host, p, levit_fields, USI_COUNTOF(levit_fields), &net->opt);
+    usi_error *e = bb_read_options(usi_host, p, &net->opt);
     if (e) {
         usi_host->free(net);
         return e;
     }
-    const char *stem_opt = net->opt.stem ? net->opt.stem : "auto";
-    net->small_stem = !strcmp(stem_opt, "small") ||
-                      (strcmp(stem_opt, "timm") && net->opt.img_size <= LV_SMALL_MAX_SIDE);
-    net->opt.stem = NULL; /* lives only as long as the params */
     *out = net;
     return NULL;
 }

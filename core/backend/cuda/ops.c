@@ -197,7 +197,7 @@ usi_error *usi_cuda_pool2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     usi_cuda_pool d;
     pool_dims(t, &d);
     /* max: the windows' maxima in the node's scratch (usi_cuda_workspace) */
-    int32_t *idx = d.is_max && t->bwd_scratch_bytes >= usi_cuda_pool_scratch_bytes(t) ? t->bwd_scratch : NULL;
+    int32_t *idx = d.is_max && t->bwd_scratch_bytes ? t->bwd_scratch : NULL;
     return usi_cuda_pool2d_backward(c->stream, t->src[0]->grad, t->grad, d.is_max ? t->src[0]->data : NULL, idx,
                                     &d, acc[0]);
 }
