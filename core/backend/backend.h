@@ -82,6 +82,21 @@ typedef struct usi_backend {
     /* Optional (NULL where unknown): free and total device memory, for
      * out-of-memory messages. */
     void (*mem_info)(usi_device *d, size_t *free_bytes, size_t *total_bytes);
+
+    /* -- optional (NULL: none): the input path -- */
+    /* Host memory uploads read fastest (pinned, on a GPU); NULL on failure. */
+    void *(*host_alloc)(usi_device *d, size_t bytes);
+    void (*host_free)(usi_device *d, void *p, size_t bytes);
+    /* A stage: `slots` device buffers of `bytes` each. stage_put, from any
+     * thread, copies host bytes into a slot on a queue of its own, once the
+     * compute queue has finished the slot's last stage_take, and returns
+     * when the host memory may be reused. stage_take queues, on the compute
+     * queue, the copy of a slot's bytes to dst (device memory). */
+    usi_error *(*stage_new)(usi_device *d, int32_t slots, size_t bytes, void **out);
+    void (*stage_free)(usi_device *d, void *st);
+    usi_error *(*stage_put)(usi_device *d, void *st, int32_t slot, size_t off, const void *host_src,
+                            size_t bytes);
+    usi_error *(*stage_take)(usi_device *d, void *st, int32_t slot, size_t off, void *dst, size_t bytes);
 } usi_backend;
 
 /* A device: a backend and the state of one instance of it (a GPU's index,

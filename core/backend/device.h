@@ -76,6 +76,26 @@ usi_error *usi_dbuf_ema(usi_dbuf *ema, size_t ema_off, const usi_dbuf *w, size_t
 usi_error *usi_dbuf_sum_squares(const usi_dbuf *x, size_t off, size_t n, double *out);
 usi_error *usi_dbuf_scale(usi_dbuf *x, size_t off, size_t n, double s);
 
+/* Host memory that uploads to d read fastest (pinned on a GPU, plain
+ * memory elsewhere or when pinned memory runs out), 64-byte aligned. */
+void *usi_device_host_alloc(usi_device *d, size_t bytes);
+void usi_device_host_free(usi_device *d, void *p, size_t bytes);
+
+/* Input staging: device buffers a second thread fills from host memory
+ * while the device computes (on a GPU, on a copy stream of their own), then
+ * moved into place on the compute queue. *out is NULL, without an error,
+ * on a device whose memory the host writes directly (cpu): write there.
+ *
+ *   loader thread:  usi_stage_put(s, slot, 0, host, bytes);   (returns when host may be reused)
+ *   training step:  usi_stage_take(s, slot, 0, dst, dst_off, bytes);
+ *
+ * A put into a slot waits for the device to finish that slot's last take. */
+typedef struct usi_stage usi_stage;
+usi_error *usi_stage_new(usi_device *d, int32_t slots, size_t bytes, usi_stage **out);
+void usi_stage_free(usi_stage *s);
+usi_error *usi_stage_put(usi_stage *s, int32_t slot, size_t off, const void *host, size_t bytes);
+usi_error *usi_stage_take(usi_stage *s, int32_t slot, size_t off, usi_dbuf *dst, size_t dst_off, size_t bytes);
+
 /* The teacher's input conversion on host memory, for engine teachers that
  * run on host tensor views: the same kernel as the cpu device's
  * (usi_backend.image_convert). */

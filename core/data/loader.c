@@ -453,7 +453,20 @@ void usi_u8_to_float_nchw(const usi_u8_batch *b, const float mean[3], const floa
 
 usi_error *usi_loader_next_float(usi_loader *l, usi_float_batch *out)
 {
+    return usi_loader_next_float_into(l, out, l->fimages, l->ftargets);
+}
+
+size_t usi_loader_float_bytes(const usi_loader *l, size_t *target_bytes)
+{
+    size_t B = (size_t)l->o.batch_size;
+    *target_bytes = B * usi_dataset_class_count(l->ds) * sizeof(float);
+    return B * 3 * (size_t)l->o.img_size * (size_t)l->o.img_size * sizeof(float);
+}
+
+usi_error *usi_loader_next_float_into(usi_loader *l, usi_float_batch *out, float *images, float *targets)
+{
     memset(out, 0, sizeof *out);
+    out->slot = -1;
     usi_u8_batch u;
     USI_TRY(usi_loader_next(l, &u));
     usi_batch *b = &out->batch;
@@ -461,9 +474,9 @@ usi_error *usi_loader_next_float(usi_loader *l, usi_float_batch *out)
     b->n = u.n;
     b->c = 3;
     b->h = b->w = u.h;
-    b->images = l->fimages;
+    b->images = images;
     b->num_classes = (int32_t)usi_dataset_class_count(l->ds);
-    b->targets = l->ftargets;
+    b->targets = targets;
     out->labels = u.labels;
     out->batch_index = u.batch_index;
     out->skipped = u.skipped;

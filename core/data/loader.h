@@ -65,6 +65,7 @@ typedef struct usi_float_batch {
     const int32_t *labels;
     int64_t batch_index;
     int32_t skipped;
+    int32_t slot;            /* usi_prefetch's ring slot holding it, else -1 */
 } usi_float_batch;
 
 typedef struct usi_epoch_stats {
@@ -96,6 +97,10 @@ int64_t usi_loader_batch_count(const usi_loader *l);
 usi_error *usi_loader_next(usi_loader *l, usi_u8_batch *out);
 /* The next batch as floats with one-hot targets, after the batch stages. */
 usi_error *usi_loader_next_float(usi_loader *l, usi_float_batch *out);
+/* The same into caller buffers of usi_loader_float_bytes (images; targets
+ * in *target_bytes), valid as long as they are. */
+usi_error *usi_loader_next_float_into(usi_loader *l, usi_float_batch *out, float *images, float *targets);
+size_t usi_loader_float_bytes(const usi_loader *l, size_t *target_bytes);
 
 void usi_loader_epoch_stats(const usi_loader *l, usi_epoch_stats *out);
 /* One log line: "epoch E: N samples in B batches, S skipped (F bad files)",

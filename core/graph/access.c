@@ -40,6 +40,16 @@ usi_error *usi_graph_write_part(usi_tensor *t, const void *host, size_t bytes)
     return usi_dbuf_write(b, off, host, bytes);
 }
 
+usi_error *usi_graph_write_staged(usi_tensor *t, usi_stage *s, int32_t slot, size_t off)
+{
+    USI_TRY(writable(t, "write"));
+    size_t at;
+    usi_dbuf *b = t && !t->staging ? usi_node_block(t, &at) : NULL;
+    if (!b) return usi_error_new(USI_ERR_INVALID, "staged write '%s': the tensor has no device storage (compile first)",
+                                 t ? t->name : "?");
+    return usi_stage_take(s, slot, off, b, at, usi_node_bytes(t));
+}
+
 usi_error *usi_graph_write(usi_tensor *t, const void *host)
 {
     return usi_graph_write_part(t, host, t ? usi_node_bytes(t) : 0);

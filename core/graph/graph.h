@@ -128,6 +128,9 @@ usi_error *usi_graph_on_grad_ready(usi_graph *g, usi_grad_ready_fn fn, void *ctx
 usi_error *usi_graph_write(usi_tensor *t, const void *host);
 /* The first `bytes` of t only (a partial batch). */
 usi_error *usi_graph_write_part(usi_tensor *t, const void *host, size_t bytes);
+/* The whole value of t from bytes [off, +size of t) of a stage's slot
+ * (backend/device.h), queued on the device; after compile. */
+usi_error *usi_graph_write_staged(usi_tensor *t, usi_stage *s, int32_t slot, size_t off);
 usi_error *usi_graph_read(const usi_tensor *t, void *host);
 usi_error *usi_graph_read_part(const usi_tensor *t, void *host, size_t bytes);
 /* t's gradient (numel floats); an error when t has none. */

@@ -11,6 +11,7 @@
 
 #include "dist/dist.h"
 #include "dist/reducer.h"
+#include "train/input.h"
 #include "train/plot.h"
 #include "train/progress.h"
 #include "train/trainer_internal.h"
@@ -136,7 +137,7 @@ static usi_error *next_batches(usi_trainer *t, int64_t b, usi_float_batch *fbs, 
 {
     *more = 1;
     for (int32_t r = 0; r < t->sim; r++) {
-        USI_TRY(usi_loader_next_float(loader_of(t, r), &fbs[r]));
+        USI_TRY(usi_input_next(t->inputs[r], &fbs[r]));
         if (fbs[r].batch.n == 0) *more = 0;
         mb[r] = &fbs[r];
         if (fbs[r].batch.n != 0 && fbs[r].batch.n != t->batch) {
@@ -150,16 +151,8 @@ static usi_error *next_batches(usi_trainer *t, int64_t b, usi_float_batch *fbs, 
 
 static usi_error *start_epoch(usi_trainer *t)
 {
-    for (int32_t r = 0; r < t->sim; r++) {
-        usi_loader *l = loader_of(t, r);
-        USI_TRY(usi_loader_start_epoch(l, t->epoch));
-        /* A resumed run skips the batches it already trained on. */
-        usi_float_batch fb;
-        for (int64_t b = 0; b < t->batch_in_epoch; b++) {
-            USI_TRY(usi_loader_next_float(l, &fb));
-            if (fb.batch.n == 0) break;
-        }
-    }
+    /* A resumed run passes over the batches it already trained on. */
+    for (int32_t r = 0; r < t->sim; r++) USI_TRY(usi_input_start_epoch(t->inputs[r], t->epoch, t->batch_in_epoch));
     return NULL;
 }
 

@@ -15,6 +15,7 @@
 #include "dist/reducer.h"
 
 #include "train/ema.h"
+#include "train/input.h"
 #include "train/trainer_internal.h"
 #include "util/error.h"
 
@@ -31,10 +32,9 @@ static usi_error *not_finite(usi_trainer *t, const char *what, double v)
                          have ? last : "", have ? ". " : "");
 }
 
-static usi_error *forward(usi_trainer *t, const usi_float_batch *fb, double *loss)
+static usi_error *forward(usi_trainer *t, int32_t r, const usi_float_batch *fb, double *loss)
 {
-    USI_TRY(usi_graph_write(t->xs, fb->batch.images));
-    USI_TRY(usi_graph_write(t->targets, fb->batch.targets));
+    USI_TRY(usi_input_write(t->inputs[r], fb, t->xs, t->targets));
     if (t->teacher) {
         USI_TRY(usi_teacher_forward(t->teacher, t->xs, t->batch, t->mean, t->std));
         USI_TRY(usi_teacher_logits_to(t->teacher, t->teacher_in));
@@ -81,7 +81,7 @@ static usi_error *simulated(usi_trainer *t, const usi_float_batch *const *mb, in
         if (mb[r]) {
             double loss;
             usi_graph_zero_grad(t->gs);
-            USI_TRY(forward(t, mb[r], &loss));
+            USI_TRY(forward(t, r, mb[r], &loss));
             USI_TRY(usi_graph_backward(t->gs));
             *loss_sum += loss;
             ++*trained;
@@ -125,7 +125,7 @@ usi_error *usi_trainer_step(usi_trainer *t, const usi_float_batch *const *mb, in
     if (n > 1) {
         USI_TRY(simulated(t, mb, n, &loss_sum, &trained));
     } else if (mb[0]) {
-        USI_TRY(forward(t, mb[0], &loss_sum));
+        USI_TRY(forward(t, 0, mb[0], &loss_sum));
         USI_TRY(usi_graph_backward(t->gs));
         trained = 1;
     } else if (t->coll) {

@@ -15,6 +15,7 @@
 #include "graph/graph.h"
 #include "plugin/params.h"
 #include "train/ema.h"
+#include "train/input.h"
 #include "train/optim.h"
 #include "train/options.h"
 #include "train/safetensors.h"
@@ -259,6 +260,19 @@ static usi_error *sim_loaders(usi_trainer *t)
     return NULL;
 }
 
+/* The input path of every loader, once the device and loaders exist. */
+static usi_error *open_inputs(usi_trainer *t)
+{
+    t->inputs = calloc((size_t)t->sim, sizeof *t->inputs);
+    if (!t->inputs) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    for (int32_t r = 0; r < t->sim; r++)
+        USI_TRY(usi_input_new(r == 0 ? t->train_loader : t->sim_loaders[r], t->dev, &t->inputs[r]));
+    if (usi_input_staged(t->inputs[0]))
+        usi_log(USI_LOG_INFO, "input: each batch is made and uploaded to %s on a thread of its own while the "
+                "previous step runs", usi_device_name(t->dev));
+    return NULL;
+}
+
 usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_trainer **out)
 {
     *out = NULL;
@@ -298,6 +312,7 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     int32_t train_world = t->world * t->sim;
     if (!e) e = usi_setup_loader(c, t->train_ds, t->train_chain, 1, t->rank, train_world, &t->train_loader);
     if (!e) e = sim_loaders(t);
+    if (!e) e = open_inputs(t);
     if (!e) e = usi_setup_loader(c, t->val_ds, t->eval_chain, 0, t->rank, t->world, &t->val_loader);
     if (!e && usi_config_teacher(c)) {
         usi_params *tp = NULL;
@@ -343,6 +358,9 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
 void usi_trainer_free(usi_trainer *t)
 {
     if (!t) return;
+    /* Input threads stop before their loaders and device memory go. */
+    for (int32_t r = 0; t->inputs && r < t->sim; r++) usi_input_free(t->inputs[r]);
+    free(t->inputs);
     usi_reducer_free(t->reducer);
     usi_dist_collective_free(t->coll);
     for (int32_t r = 1; t->sim_loaders && r < t->sim; r++) usi_loader_free(t->sim_loaders[r]);

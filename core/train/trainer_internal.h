@@ -66,6 +66,9 @@ struct usi_trainer {
      * keeping rank 0's batch-norm statistics (sim_buffers), as ranks do. */
     int32_t rank, world, sim;
     usi_loader **sim_loaders;
+    /* Each loader's input path (train/input.h): rank 0's, then the
+     * simulated ranks'. */
+    struct usi_input **inputs;
     usi_dbuf *sim_grads, *sim_buffers;
     double progress_interval;
     int64_t metrics_every;

@@ -6,6 +6,7 @@
 
 #include "data/decode.h"
 #include "data/loader.h"
+#include "data/prefetch.h"
 #include "plugin/host.h"
 #include "testutil.h"
 #include "util/error.h"
@@ -338,6 +339,156 @@ static void test_all_bad_batches(const usi_dataset *ds, usi_registry *reg)
     for (int i = 0; i < 3; i++) usi_params_free(ps[i]);
 }
 
+/* Float batches of a loader, by the caller's thread or by a prefetcher:
+ * [epoch][batch] images and targets copied out, 0-terminated by n. */
+enum { PF_BATCHES = 8, PF_B = 3 };
+typedef struct fbatch {
+    int32_t n, slot;
+    float images[PF_B * 3 * IMG * IMG], targets[PF_B * 3];
+} fbatch;
+
+typedef struct hook_log {
+    int readies, allocs, frees, fail_at;
+    int32_t max_slot;
+} hook_log;
+
+static void *counting_alloc(void *ctx, size_t bytes)
+{
+    ((hook_log *)ctx)->allocs++;
+    return malloc(bytes);
+}
+
+static void counting_free(void *ctx, void *p, size_t bytes)
+{
+    (void)bytes;
+    ((hook_log *)ctx)->frees++;
+    free(p);
+}
+
+static usi_error *ready_hook(void *ctx, int32_t slot, const usi_float_batch *fb)
+{
+    hook_log *h = ctx;
+    if (fb->batch.n <= 0) return usi_error_new(USI_ERR_INTERNAL, "ready with an empty batch");
+    if (slot > h->max_slot) h->max_slot = slot;
+    if (++h->readies == h->fail_at) return usi_error_new(USI_ERR_IO, "upload failed on purpose");
+    return NULL;
+}
+
+static int copy_out(const usi_float_batch *fb, fbatch *dst)
+{
+    dst->n = fb->batch.n;
+    dst->slot = fb->slot;
+    if (fb->batch.n == 0) return 0;
+    memcpy(dst->images, fb->batch.images, sizeof(float) * (size_t)fb->batch.n * 3 * IMG * IMG);
+    memcpy(dst->targets, fb->batch.targets, sizeof(float) * (size_t)fb->batch.n * 3);
+    return 1;
+}
+
+static usi_loader *pf_loader(const usi_dataset *ds, const usi_augchain *ch)
+{
+    usi_loader_opts o = usi_loader_opts_default();
+    o.batch_size = PF_B;
+    o.img_size = IMG;
+    o.workers = 2;
+    o.repeats = 2;
+    o.drop_last = 0;
+    o.seed = 77;
+    usi_loader *l;
+    MUST(usi_loader_new(ds, ch, &o, &l));
+    return l;
+}
+
+/* Epoch e from batch `skip` on, by the caller's thread. */
+static int direct_epoch(usi_loader *l, int64_t e, int skip, fbatch *out)
+{
+    MUST(usi_loader_start_epoch(l, e));
+    usi_float_batch fb;
+    for (int b = 0; b < skip; b++) MUST(usi_loader_next_float(l, &fb));
+    int k = 0;
+    do MUST(usi_loader_next_float(l, &fb));
+    while (copy_out(&fb, &out[k++]) && k < PF_BATCHES);
+    return k;
+}
+
+static int prefetch_epoch(usi_prefetch *p, int64_t e, int skip, fbatch *out)
+{
+    MUST(usi_prefetch_start_epoch(p, e, skip));
+    usi_float_batch fb;
+    int k = 0;
+    do MUST(usi_prefetch_next(p, &fb));
+    while (copy_out(&fb, &out[k++]) && k < PF_BATCHES);
+    return k;
+}
+
+static int same_batches(const fbatch *a, const fbatch *b, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (a[i].n != b[i].n) return 0;
+        size_t ni = sizeof(float) * (size_t)a[i].n;
+        if (memcmp(a[i].images, b[i].images, ni * 3 * IMG * IMG) || memcmp(a[i].targets, b[i].targets, ni * 3))
+            return 0;
+    }
+    return 1;
+}
+
+/* A prefetcher hands out the loader's own float batches, batch stages
+ * included, bit for bit, at any depth, after restarts and skips; its hook
+ * sees every batch, and a hook error is handed out in the batch's place. */
+static void test_prefetch(const usi_dataset *ds, usi_registry *reg)
+{
+    usi_params *ps[4];
+    usi_augchain *ch = chain(reg, 1, ps);
+    const usi_component *mix = tu_component(reg, "mixup_cutmix");
+    ps[3] = tu_params(mix, NULL);
+    MUST(usi_augchain_add(ch, mix, ps[3]));
+    static fbatch want[PF_BATCHES], got[PF_BATCHES];
+    usi_loader *ld = pf_loader(ds, ch);
+    for (int32_t ahead = 1; ahead <= 3; ahead += 2) {
+        usi_loader *lp = pf_loader(ds, ch);
+        hook_log h = {0};
+        h.max_slot = -1;
+        usi_prefetch_opts o = {ahead, counting_alloc, counting_free, ready_hook, &h};
+        usi_prefetch *p;
+        MUST(usi_prefetch_new(lp, &o, &p));
+        CHECK(usi_prefetch_slots(p) == ahead + 1 && h.allocs == 2 * (ahead + 1), "%d slots, %d allocations",
+              usi_prefetch_slots(p), h.allocs);
+        usi_float_batch fb;
+        CHECK(usi_prefetch_next(p, &fb) != NULL, "a batch before any epoch started");
+        int readies = 0;
+        for (int64_t e = 0; e < 2; e++) {
+            int nd = direct_epoch(ld, e, 0, want), np = prefetch_epoch(p, e, 0, got);
+            CHECK(nd == np && nd > 3 && same_batches(want, got, nd), "ahead %d epoch %lld: %d vs %d batches or "
+                  "different floats", ahead, (long long)e, nd, np);
+            for (int i = 0; i + 1 < np; i++)
+                CHECK(got[i].slot >= 0 && got[i].slot == i % (ahead + 1), "batch %d in slot %d", i, got[i].slot);
+            readies += np - 1;
+            CHECK(usi_prefetch_next(p, &fb) == NULL && fb.batch.n == 0, "a batch after the end");
+        }
+        CHECK(h.readies == readies && h.max_slot == ahead, "ready %d times for %d batches, slots up to %d",
+              h.readies, readies, h.max_slot);
+        /* Restart in the middle, then resume epoch 3 after 2 batches. */
+        MUST(usi_prefetch_start_epoch(p, 2, 0));
+        MUST(usi_prefetch_next(p, &fb));
+        int nd = direct_epoch(ld, 3, 2, want), np = prefetch_epoch(p, 3, 2, got);
+        CHECK(nd == np && nd > 1 && same_batches(want, got, nd), "resumed epoch: %d vs %d batches or different "
+              "floats", nd, np);
+        /* An error of the hook takes its batch's place and ends the epoch. */
+        h.fail_at = h.readies + 2;
+        MUST(usi_prefetch_start_epoch(p, 0, 0));
+        MUST(usi_prefetch_next(p, &fb));
+        usi_error *e = usi_prefetch_next(p, &fb);
+        CHECK(e && strstr(usi_error_message(e), "on purpose"), "the hook's error was not handed out");
+        usi_error_free(e);
+        CHECK(usi_prefetch_next(p, &fb) == NULL && fb.batch.n == 0, "batches after an error");
+        usi_prefetch_free(p);
+        CHECK(h.frees == h.allocs, "%d of %d slot buffers freed", h.frees, h.allocs);
+        usi_loader_free(lp);
+    }
+    usi_loader_free(ld);
+    usi_augchain_free(ch);
+    for (int i = 0; i < 4; i++) usi_params_free(ps[i]);
+}
+
 int main(void)
 {
     usi_registry *reg = tu_registry();
@@ -349,6 +500,7 @@ int main(void)
     test_labels_and_log(ds, reg, root);
     test_float_path(ds, reg);
     test_all_bad_batches(ds, reg);
+    test_prefetch(ds, reg);
     usi_dataset_free(ds);
     tu_rm_rf(root);
     free(root);

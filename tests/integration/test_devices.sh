@@ -42,6 +42,10 @@ top() { grep -o '"top1": [0-9.]*' "$1" | tail -1; }
 [ -n "$(top "$T/cpu/metrics.jsonl")" ] && [ "$(top "$T/cpu/metrics.jsonl")" = "$(top "$T/cpu-guarded/metrics.jsonl")" ] \
     && ok || fail "top-1 differs: $(top "$T/cpu/metrics.jsonl") vs $(top "$T/cpu-guarded/metrics.jsonl")"
 grep -q 'teacher .model.: top-1' "$T/cpu-guarded.log" && ok || fail "the teacher was not evaluated on cpu-guarded"
+# cpu-guarded has input stages as a GPU has: its batches took that path.
+grep -q 'input: each batch is made and uploaded to cpu-guarded' "$T/cpu-guarded.log" && ok \
+    || fail "the cpu-guarded run did not stage its input"
+! grep -q 'input: each batch is made and uploaded' "$T/cpu.log" && ok || fail "the cpu run staged its input"
 grep -q 'precision "mixed" runs as fp32 on device cpu' "$T/cpu.log" && ok || fail "no word that mixed runs as fp32"
 [ "$(grep -c 'precision "mixed"' "$T/cpu.log")" -eq 1 ] && ok || fail "the precision note is not said exactly once"
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "backend/cpu/cpu.h"
+#include "util/error.h"
 
 typedef struct block {
     void *p;
@@ -147,6 +148,47 @@ static usi_error *g_image_convert(usi_device *d, float *dst, const float *src, i
     GUARDED(usi_cpu_image_convert(d, dst, src, n, c, h, w, oh, ow, interp, a, b));
 }
 
+/* A stage is one guarded block of slots x bytes; copies are synchronous,
+ * so a put never meets a take still running. */
+typedef struct g_stage {
+    char *mem;
+    size_t bytes, len;
+} g_stage;
+
+static usi_error *g_stage_new(usi_device *d, int32_t slots, size_t bytes, void **out)
+{
+    g_stage *s = calloc(1, sizeof *s);
+    if (!s) return usi_error_new(USI_ERR_NOMEM, "out of host memory");
+    s->bytes = bytes;
+    s->len = (size_t)slots * bytes;
+    s->mem = g_alloc(d, s->len);
+    if (!s->mem) {
+        free(s);
+        return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    }
+    *out = s;
+    return NULL;
+}
+
+static void g_stage_free(usi_device *d, void *st)
+{
+    g_stage *s = st;
+    g_free(d, s->mem, s->len);
+    free(s);
+}
+
+static usi_error *g_stage_put(usi_device *d, void *st, int32_t slot, size_t off, const void *host, size_t bytes)
+{
+    g_stage *s = st;
+    GUARDED(usi_cpu_copy(d, s->mem + (size_t)slot * s->bytes + off, host, bytes));
+}
+
+static usi_error *g_stage_take(usi_device *d, void *st, int32_t slot, size_t off, void *dst, size_t bytes)
+{
+    g_stage *s = st;
+    GUARDED(usi_cpu_copy(d, dst, s->mem + (size_t)slot * s->bytes + off, bytes));
+}
+
 const usi_backend *usi_cpu_guarded_backend(void)
 {
     static const usi_backend be = {
@@ -171,6 +213,10 @@ const usi_backend *usi_cpu_guarded_backend(void)
         .image_convert = g_image_convert,
         .set_threads = usi_cpu_set_threads,
         .threads = usi_cpu_threads,
+        .stage_new = g_stage_new,
+        .stage_free = g_stage_free,
+        .stage_put = g_stage_put,
+        .stage_take = g_stage_take,
     };
     return &be;
 }

@@ -119,6 +119,12 @@ const usi_backend *usi_cuda_backend(void)
         .set_threads = set_threads,
         .threads = threads,
         .mem_info = usi_cuda_mem_info,
+        .host_alloc = usi_cuda_host_alloc,
+        .host_free = usi_cuda_host_free,
+        .stage_new = usi_cuda_stage_new,
+        .stage_free = usi_cuda_stage_free,
+        .stage_put = usi_cuda_stage_put,
+        .stage_take = usi_cuda_stage_take,
     };
     return &be;
 }

@@ -92,6 +92,14 @@ usi_error *usi_cuda_copy(usi_device *d, void *dst, const void *src, size_t bytes
 usi_error *usi_cuda_fill(usi_device *d, void *dst, int byte, size_t bytes);
 usi_error *usi_cuda_synchronize(usi_device *d);
 void usi_cuda_mem_info(usi_device *d, size_t *free_bytes, size_t *total_bytes);
+/* The input path (stage.c): pinned host memory, copy-stream stages. */
+void *usi_cuda_host_alloc(usi_device *d, size_t bytes);
+void usi_cuda_host_free(usi_device *d, void *p, size_t bytes);
+usi_error *usi_cuda_stage_new(usi_device *d, int32_t slots, size_t bytes, void **out);
+void usi_cuda_stage_free(usi_device *d, void *st);
+usi_error *usi_cuda_stage_put(usi_device *d, void *st, int32_t slot, size_t off, const void *host_src,
+                              size_t bytes);
+usi_error *usi_cuda_stage_take(usi_device *d, void *st, int32_t slot, size_t off, void *dst, size_t bytes);
 usi_error *usi_cuda_optim_step(usi_device *d, const usi_optim_args *a);
 usi_error *usi_cuda_ema_update(usi_device *d, float *ema, const float *w, size_t n, double decay);
 usi_error *usi_cuda_sum_squares(usi_device *d, const float *x, size_t n, double *out);

@@ -1,0 +1,92 @@
+#include "train/input.h"
+
+#include <stdlib.h>
+
+#include "data/prefetch.h"
+#include "util/error.h"
+
+/* One batch made ahead is enough to hide the float work behind a step; the
+ * ring then has two slots, one trained on, one being made. */
+enum { AHEAD = 1 };
+
+struct usi_input {
+    usi_device *dev;
+    usi_prefetch *fetch;
+    usi_stage *stage;        /* NULL: the device is written directly         */
+    size_t image_bytes, target_bytes;
+};
+
+static void *host_alloc(void *ctx, size_t bytes)
+{
+    usi_input *in = ctx;
+    return usi_device_host_alloc(in->dev, bytes);
+}
+
+static void host_free(void *ctx, void *p, size_t bytes)
+{
+    usi_input *in = ctx;
+    usi_device_host_free(in->dev, p, bytes);
+}
+
+static size_t image_bytes(const usi_batch *b)
+{
+    return (size_t)b->n * (size_t)b->c * (size_t)b->h * (size_t)b->w * sizeof(float);
+}
+
+static size_t target_bytes(const usi_batch *b) { return (size_t)b->n * (size_t)b->num_classes * sizeof(float); }
+
+/* On the prefetcher's thread: upload the batch into its slot's stage. */
+static usi_error *stage_batch(void *ctx, int32_t slot, const usi_float_batch *fb)
+{
+    usi_input *in = ctx;
+    if (!in->stage) return NULL;
+    const usi_batch *b = &fb->batch;
+    USI_TRY(usi_stage_put(in->stage, slot, 0, b->images, image_bytes(b)));
+    return usi_stage_put(in->stage, slot, in->image_bytes, b->targets, target_bytes(b));
+}
+
+usi_error *usi_input_new(usi_loader *l, usi_device *dev, usi_input **out)
+{
+    *out = NULL;
+    usi_input *in = calloc(1, sizeof *in);
+    if (!in) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    in->dev = dev;
+    in->image_bytes = usi_loader_float_bytes(l, &in->target_bytes);
+    usi_error *e = usi_stage_new(dev, AHEAD + 1, in->image_bytes + in->target_bytes, &in->stage);
+    usi_prefetch_opts o = {AHEAD, host_alloc, host_free, stage_batch, in};
+    if (!e) e = usi_prefetch_new(l, &o, &in->fetch);
+    if (e) {
+        usi_input_free(in);
+        return e;
+    }
+    *out = in;
+    return NULL;
+}
+
+void usi_input_free(usi_input *in)
+{
+    if (!in) return;
+    usi_prefetch_free(in->fetch); /* stops its thread before the stage goes */
+    usi_stage_free(in->stage);
+    free(in);
+}
+
+usi_error *usi_input_start_epoch(usi_input *in, int64_t epoch, int64_t skip)
+{
+    return usi_prefetch_start_epoch(in->fetch, epoch, skip);
+}
+
+usi_error *usi_input_next(usi_input *in, usi_float_batch *out) { return usi_prefetch_next(in->fetch, out); }
+
+usi_error *usi_input_write(usi_input *in, const usi_float_batch *fb, usi_tensor *images, usi_tensor *targets)
+{
+    const usi_batch *b = &fb->batch;
+    if (in->stage && fb->slot >= 0 && image_bytes(b) == in->image_bytes) { /* whole batches are staged */
+        USI_TRY(usi_graph_write_staged(images, in->stage, fb->slot, 0));
+        return usi_graph_write_staged(targets, in->stage, fb->slot, in->image_bytes);
+    }
+    USI_TRY(usi_graph_write_part(images, b->images, image_bytes(b)));
+    return usi_graph_write_part(targets, b->targets, target_bytes(b));
+}
+
+int32_t usi_input_staged(const usi_input *in) { return in->stage != NULL; }

@@ -1,0 +1,32 @@
+/* One rank's training input: its loader's float batches made ahead on a
+ * thread (data/prefetch.h) in host memory uploads read fastest, and, on a
+ * device the host cannot write directly, uploaded on that thread into a
+ * stage (backend/device.h) while the previous step computes; a step then
+ * moves them into place on the device.
+ *
+ *   usi_input_start_epoch(in, epoch, skip);
+ *   while (usi_input_next(in, &fb) == NULL && fb.batch.n > 0) {
+ *       usi_input_write(in, &fb, images, targets);  ... step ...
+ *   } */
+#ifndef USI_TRAIN_INPUT_H
+#define USI_TRAIN_INPUT_H
+
+#include "backend/device.h"
+#include "data/loader.h"
+#include "graph/graph.h"
+
+typedef struct usi_input usi_input;
+
+/* l must outlive the input. */
+usi_error *usi_input_new(usi_loader *l, usi_device *dev, usi_input **out);
+void usi_input_free(usi_input *in);
+usi_error *usi_input_start_epoch(usi_input *in, int64_t epoch, int64_t skip);
+/* The next batch (n == 0 after the last), valid until the next call. */
+usi_error *usi_input_next(usi_input *in, usi_float_batch *out);
+/* images and targets = fb's (a whole batch: their sizes), from the stage
+ * where there is one. */
+usi_error *usi_input_write(usi_input *in, const usi_float_batch *fb, usi_tensor *images, usi_tensor *targets);
+/* 1 when batches reach the device through a stage. */
+int32_t usi_input_staged(const usi_input *in);
+
+#endif
