@@ -9,6 +9,7 @@
 #include "check.h"
 #include "cuda_test.h"
 #include "device.h"
+#include "stage_check.h"
 
 static void check_one_line(const usi_error *e, const char *prefix)
 {
@@ -87,6 +88,7 @@ static void with_gpu(usi_device *d)
         check_one_line(e, "device 'cuda:1023': no GPU 1023");
         usi_error_free(e);
     }
+    CHECK(check_stage(d) == 1, "no input stage on the GPU");
     CHECK_OK(usi_device_synchronize(d));
 }
 

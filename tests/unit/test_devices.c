@@ -10,6 +10,7 @@
 #include "backend/device_internal.h"
 #include "check.h"
 #include "device.h"
+#include "stage_check.h"
 
 static void test_names(void)
 {
@@ -141,9 +142,20 @@ static void test_convert(void)
     }
 }
 
+/* cpu writes its memory directly: no stages; cpu-guarded has them, as a
+ * GPU does. */
+static void test_stages(void)
+{
+    usi_device *d;
+    CHECK(check_stage(usi_device_cpu()) == 0, "the cpu device made a stage");
+    CHECK_OK(usi_device_open("cpu-guarded", &d));
+    CHECK(check_stage(d) == 1, "cpu-guarded made no stage");
+}
+
 int main(void)
 {
     test_names();
+    test_stages();
     test_blocks("cpu");
     test_blocks("cpu-guarded");
     test_guard();
