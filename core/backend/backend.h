@@ -75,6 +75,11 @@ typedef struct usi_backend {
     usi_error *(*image_convert)(usi_device *d, float *dst, const float *src, int32_t n,
                                 int32_t c, int32_t h, int32_t w, int32_t oh, int32_t ow,
                                 int32_t interp, const float *a, const float *b);
+    /* dst[n,c,y,x] = (src[n,y,x,c] / 255 - mean[c]) / std[c] for c < 3, src
+     * uint8: the loader's normalisation (usi_u8_to_float_nchw), to the bit;
+     * mean, std: host. */
+    usi_error *(*u8_normalize)(usi_device *d, float *dst, const uint8_t *src, int32_t n, int32_t h, int32_t w,
+                               const float *mean, const float *std);
 
     void (*set_threads)(int32_t n);
     int32_t (*threads)(void);

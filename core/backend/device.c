@@ -176,6 +176,20 @@ usi_error *usi_dbuf_fill(usi_dbuf *b, size_t off, int byte, size_t bytes)
     return bytes ? b->dev->be->fill(b->dev, (char *)b->ptr + off, byte, bytes) : NULL;
 }
 
+usi_error *usi_dbuf_u8_normalize(usi_dbuf *dst, size_t dst_off, const usi_dbuf *src, size_t src_off, int32_t n,
+                                 int32_t h, int32_t w, const float mean[3], const float std[3])
+{
+    size_t px = (size_t)n * (size_t)h * (size_t)w * 3;
+    USI_TRY(range_ok(dst, dst_off, px * sizeof(float), "normalise"));
+    USI_TRY(range_ok(src, src_off, px, "normalise"));
+    if (dst->dev != src->dev) return usi_error_new(USI_ERR_INTERNAL, "normalise: blocks on different devices");
+    if (!dst->dev->be->u8_normalize)
+        return usi_error_new(USI_ERR_UNSUPPORTED, "device %s can't normalise images", dst->dev->name);
+    return px ? dst->dev->be->u8_normalize(dst->dev, (float *)((char *)dst->ptr + dst_off),
+                                           (const uint8_t *)src->ptr + src_off, n, h, w, mean, std)
+              : NULL;
+}
+
 /* ---- step kernels ---- */
 
 static float *fat(const usi_dbuf *b, size_t elem) { return b ? (float *)b->ptr + elem : NULL; }

@@ -96,6 +96,12 @@ void usi_stage_free(usi_stage *s);
 usi_error *usi_stage_put(usi_stage *s, int32_t slot, size_t off, const void *host, size_t bytes);
 usi_error *usi_stage_take(usi_stage *s, int32_t slot, size_t off, usi_dbuf *dst, size_t dst_off, size_t bytes);
 
+/* dst (floats [n, 3, h, w] from byte dst_off) = (src / 255 - mean[c]) /
+ * std[c], src uint8 [n, h, w, 3] from byte src_off: the loader's
+ * normalisation (usi_u8_to_float_nchw) on the device, to the bit. */
+usi_error *usi_dbuf_u8_normalize(usi_dbuf *dst, size_t dst_off, const usi_dbuf *src, size_t src_off, int32_t n,
+                                 int32_t h, int32_t w, const float mean[3], const float std[3]);
+
 /* The teacher's input conversion on host memory, for engine teachers that
  * run on host tensor views: the same kernel as the cpu device's
  * (usi_backend.image_convert). */

@@ -456,6 +456,8 @@ usi_error *usi_loader_next_float(usi_loader *l, usi_float_batch *out)
     return usi_loader_next_float_into(l, out, l->fimages, l->ftargets);
 }
 
+const usi_loader_opts *usi_loader_opts_of(const usi_loader *l) { return &l->o; }
+
 size_t usi_loader_float_bytes(const usi_loader *l, size_t *target_bytes)
 {
     size_t B = (size_t)l->o.batch_size;
@@ -463,32 +465,64 @@ size_t usi_loader_float_bytes(const usi_loader *l, size_t *target_bytes)
     return B * 3 * (size_t)l->o.img_size * (size_t)l->o.img_size * sizeof(float);
 }
 
-usi_error *usi_loader_next_float_into(usi_loader *l, usi_float_batch *out, float *images, float *targets)
+/* The fields every handed-out batch has, and its one-hot targets. */
+static usi_error *next_common(usi_loader *l, usi_float_batch *out, float *targets, usi_u8_batch *u)
 {
     memset(out, 0, sizeof *out);
     out->slot = -1;
-    usi_u8_batch u;
-    USI_TRY(usi_loader_next(l, &u));
+    USI_TRY(usi_loader_next(l, u));
     usi_batch *b = &out->batch;
     b->struct_size = sizeof *b;
-    b->n = u.n;
+    b->n = u->n;
     b->c = 3;
-    b->h = b->w = u.h;
-    b->images = images;
+    b->h = b->w = u->h;
     b->num_classes = (int32_t)usi_dataset_class_count(l->ds);
     b->targets = targets;
-    out->labels = u.labels;
-    out->batch_index = u.batch_index;
-    out->skipped = u.skipped;
+    out->labels = u->labels;
+    out->batch_index = u->batch_index;
+    out->skipped = u->skipped;
+    if (u->n == 0) return NULL;
+    memset(b->targets, 0, sizeof(float) * (size_t)u->n * (size_t)b->num_classes);
+    for (int32_t i = 0; i < u->n; i++)
+        b->targets[(size_t)i * (size_t)b->num_classes + (size_t)u->labels[i]] = 1.0f;
+    return NULL;
+}
+
+usi_error *usi_loader_next_float_into(usi_loader *l, usi_float_batch *out, float *images, float *targets)
+{
+    usi_u8_batch u;
+    USI_TRY(next_common(l, out, targets, &u));
+    usi_batch *b = &out->batch;
+    b->images = images;
     if (u.n == 0) return NULL;
     usi_u8_to_float_nchw(&u, l->mean, l->std, b->images);
-    memset(b->targets, 0, sizeof(float) * (size_t)u.n * (size_t)b->num_classes);
-    for (int32_t i = 0; i < u.n; i++)
-        b->targets[(size_t)i * (size_t)b->num_classes + (size_t)u.labels[i]] = 1.0f;
     usi_rng r;
     /* Each rank's share of a step mixes with a stream of its own. */
     usi_rng_seed(&r, l->o.seed, (uint64_t)l->epoch, (uint64_t)(u.batch_index * l->o.world + l->o.rank), TAG_BATCH);
     return usi_augchain_run_batch(l->ch, b, &r);
+}
+
+usi_error *usi_loader_next_raw_into(usi_loader *l, usi_float_batch *out, uint8_t *pixels, float *targets)
+{
+    if (usi_augchain_batch_count(l->ch))
+        return usi_error_new(USI_ERR_INTERNAL, "loader: uint8 batches with batch stages in the chain");
+    usi_u8_batch u;
+    USI_TRY(next_common(l, out, targets, &u));
+    out->pixels = pixels;
+    if (u.n) memcpy(pixels, u.pixels, (size_t)u.n * l->sample_bytes);
+    return NULL;
+}
+
+size_t usi_loader_u8_bytes(const usi_loader *l) { return (size_t)l->o.batch_size * l->sample_bytes; }
+
+int32_t usi_loader_has_batch_stages(const usi_loader *l) { return usi_augchain_batch_count(l->ch) > 0; }
+
+void usi_loader_norm(const usi_loader *l, float mean[3], float std[3])
+{
+    for (int c = 0; c < 3; c++) {
+        mean[c] = l->mean[c];
+        std[c] = l->std[c];
+    }
 }
 
 void usi_loader_epoch_stats(const usi_loader *l, usi_epoch_stats *out)

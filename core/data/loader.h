@@ -66,6 +66,9 @@ typedef struct usi_float_batch {
     int64_t batch_index;
     int32_t skipped;
     int32_t slot;            /* usi_prefetch's ring slot holding it, else -1 */
+    /* Raw batches (usi_loader_next_raw_into): the uint8 [n, h, w, 3] images,
+     * not yet normalised; batch.images is NULL. */
+    const uint8_t *pixels;
 } usi_float_batch;
 
 typedef struct usi_epoch_stats {
@@ -101,6 +104,15 @@ usi_error *usi_loader_next_float(usi_loader *l, usi_float_batch *out);
  * in *target_bytes), valid as long as they are. */
 usi_error *usi_loader_next_float_into(usi_loader *l, usi_float_batch *out, float *images, float *targets);
 size_t usi_loader_float_bytes(const usi_loader *l, size_t *target_bytes);
+/* A raw batch: the uint8 images copied into pixels (usi_loader_u8_bytes)
+ * and the one-hot targets, for a device that normalises them itself. Only
+ * for chains without batch stages (they work on floats). */
+usi_error *usi_loader_next_raw_into(usi_loader *l, usi_float_batch *out, uint8_t *pixels, float *targets);
+size_t usi_loader_u8_bytes(const usi_loader *l);
+int32_t usi_loader_has_batch_stages(const usi_loader *l);
+/* The float path's normalisation (usi_loader_set_norm; a std of 0 is 1). */
+void usi_loader_norm(const usi_loader *l, float mean[3], float std[3]);
+const usi_loader_opts *usi_loader_opts_of(const usi_loader *l);
 
 void usi_loader_epoch_stats(const usi_loader *l, usi_epoch_stats *out);
 /* One log line: "epoch E: N samples in B batches, S skipped (F bad files)",

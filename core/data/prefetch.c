@@ -8,6 +8,8 @@
 
 typedef struct fslot {
     float *images, *targets;
+    uint8_t *pixels;         /* raw batches                                  */
+    int32_t *labels;         /* the loader's are valid only until its next batch */
     usi_float_batch fb;
     usi_error *err;          /* handed out in place of the batch            */
 } fslot;
@@ -74,8 +76,13 @@ static void *prefetch_main(void *arg)
 
         fslot *s = &p->slots[k];
         usi_error *e = pass_over(p->l, skip);
-        if (!e) e = usi_loader_next_float_into(p->l, &s->fb, s->images, s->targets);
+        if (!e && p->o.raw) e = usi_loader_next_raw_into(p->l, &s->fb, s->pixels, s->targets);
+        else if (!e) e = usi_loader_next_float_into(p->l, &s->fb, s->images, s->targets);
         s->fb.slot = k;
+        if (!e && s->fb.batch.n > 0) {
+            memcpy(s->labels, s->fb.labels, sizeof *s->labels * (size_t)s->fb.batch.n);
+            s->fb.labels = s->labels;
+        }
         if (!e && s->fb.batch.n > 0 && p->o.ready) e = p->o.ready(p->o.ctx, k, &s->fb);
 
         pthread_mutex_lock(&p->mu);
@@ -99,15 +106,22 @@ usi_error *usi_prefetch_new(usi_loader *l, const usi_prefetch_opts *opts, usi_pr
     p->o = *opts;
     p->n_slots = opts->ahead + 1;
     p->image_bytes = usi_loader_float_bytes(l, &p->target_bytes);
+    if (opts->raw && usi_loader_has_batch_stages(l)) {
+        free(p);
+        return usi_error_new(USI_ERR_INTERNAL, "prefetch: uint8 batches with batch stages in the chain");
+    }
+    if (opts->raw) p->image_bytes = usi_loader_u8_bytes(l);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     usi_error *e = NULL;
     p->slots = calloc((size_t)p->n_slots, sizeof *p->slots);
     if (!p->slots) e = usi_error_new(USI_ERR_NOMEM, "prefetch: out of memory");
     for (int32_t i = 0; !e && i < p->n_slots; i++) {
-        p->slots[i].images = mem_alloc(p, p->image_bytes);
+        if (opts->raw) p->slots[i].pixels = mem_alloc(p, p->image_bytes);
+        else p->slots[i].images = mem_alloc(p, p->image_bytes);
         p->slots[i].targets = mem_alloc(p, p->target_bytes + 64);
-        if (!p->slots[i].images || !p->slots[i].targets)
+        p->slots[i].labels = malloc(sizeof(int32_t) * (size_t)usi_loader_opts_of(l)->batch_size);
+        if ((!p->slots[i].images && !p->slots[i].pixels) || !p->slots[i].targets || !p->slots[i].labels)
             e = usi_error_new(USI_ERR_NOMEM, "prefetch: out of host memory for %d batches of %zu bytes",
                               p->n_slots, p->image_bytes);
     }
@@ -140,7 +154,9 @@ void usi_prefetch_free(usi_prefetch *p)
     if (p->started) pthread_join(p->thread, NULL);
     for (int32_t i = 0; p->slots && i < p->n_slots; i++) {
         mem_free(p, p->slots[i].images, p->image_bytes);
+        mem_free(p, p->slots[i].pixels, p->image_bytes);
         mem_free(p, p->slots[i].targets, p->target_bytes + 64);
+        free(p->slots[i].labels);
         usi_error_free(p->slots[i].err);
     }
     free(p->slots);

@@ -28,6 +28,10 @@
 
 typedef struct usi_prefetch_opts {
     int32_t ahead;           /* float batches made ahead, >= 1               */
+    /* 1: raw batches (usi_loader_next_raw_into: uint8 images, one-hot
+     * targets) for a device that normalises them; chains without batch
+     * stages only. */
+    int32_t raw;
     /* Memory of the float slots (64-byte aligned); NULL: malloc/free. */
     void *(*host_alloc)(void *ctx, size_t bytes);
     void (*host_free)(void *ctx, void *p, size_t bytes);

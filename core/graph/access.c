@@ -40,14 +40,36 @@ usi_error *usi_graph_write_part(usi_tensor *t, const void *host, size_t bytes)
     return usi_dbuf_write(b, off, host, bytes);
 }
 
-usi_error *usi_graph_write_staged(usi_tensor *t, usi_stage *s, int32_t slot, size_t off)
+/* t's device block after compile, or an error naming what is missing. */
+static usi_error *device_block(usi_tensor *t, const char *what, usi_dbuf **b, size_t *at)
 {
-    USI_TRY(writable(t, "write"));
+    USI_TRY(writable(t, what));
+    *b = t && !t->staging ? usi_node_block(t, at) : NULL;
+    if (!*b)
+        return usi_error_new(USI_ERR_INVALID, "%s '%s': the tensor has no device storage (compile first)", what,
+                             t ? t->name : "?");
+    return NULL;
+}
+
+usi_error *usi_graph_write_staged(usi_tensor *t, usi_stage *s, int32_t slot, size_t off, size_t bytes)
+{
+    USI_TRY(part_ok(t, bytes, "staged write"));
+    usi_dbuf *b;
     size_t at;
-    usi_dbuf *b = t && !t->staging ? usi_node_block(t, &at) : NULL;
-    if (!b) return usi_error_new(USI_ERR_INVALID, "staged write '%s': the tensor has no device storage (compile first)",
-                                 t ? t->name : "?");
-    return usi_stage_take(s, slot, off, b, at, usi_node_bytes(t));
+    USI_TRY(device_block(t, "staged write", &b, &at));
+    return usi_stage_take(s, slot, off, b, at, bytes);
+}
+
+usi_error *usi_graph_write_u8(usi_tensor *t, const usi_dbuf *src, size_t off, int32_t n, const float mean[3],
+                              const float std[3])
+{
+    if (!t || t->ndim != 4 || t->shape[1] != 3 || t->dtype != USI_DTYPE_F32 || n < 0 || n > t->shape[0])
+        return usi_error_new(USI_ERR_INTERNAL, "uint8 write '%s': %d images into a tensor that is not float "
+                             "[>= %d, 3, h, w]", t ? t->name : "?", n, n);
+    usi_dbuf *b;
+    size_t at;
+    USI_TRY(device_block(t, "uint8 write", &b, &at));
+    return usi_dbuf_u8_normalize(b, at, src, off, n, (int32_t)t->shape[2], (int32_t)t->shape[3], mean, std);
 }
 
 usi_error *usi_graph_write(usi_tensor *t, const void *host)

@@ -128,9 +128,14 @@ usi_error *usi_graph_on_grad_ready(usi_graph *g, usi_grad_ready_fn fn, void *ctx
 usi_error *usi_graph_write(usi_tensor *t, const void *host);
 /* The first `bytes` of t only (a partial batch). */
 usi_error *usi_graph_write_part(usi_tensor *t, const void *host, size_t bytes);
-/* The whole value of t from bytes [off, +size of t) of a stage's slot
+/* The first `bytes` of t from bytes [off, +bytes) of a stage's slot
  * (backend/device.h), queued on the device; after compile. */
-usi_error *usi_graph_write_staged(usi_tensor *t, usi_stage *s, int32_t slot, size_t off);
+usi_error *usi_graph_write_staged(usi_tensor *t, usi_stage *s, int32_t slot, size_t off, size_t bytes);
+/* The first n images of t (float [N, 3, h, w], n <= N) from uint8
+ * [n, h, w, 3] in src at byte off, normalised on the device as the loader
+ * does (usi_dbuf_u8_normalize); after compile. */
+usi_error *usi_graph_write_u8(usi_tensor *t, const usi_dbuf *src, size_t off, int32_t n, const float mean[3],
+                              const float std[3]);
 usi_error *usi_graph_read(const usi_tensor *t, void *host);
 usi_error *usi_graph_read_part(const usi_tensor *t, void *host, size_t bytes);
 /* t's gradient (numel floats); an error when t has none. */

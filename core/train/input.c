@@ -13,7 +13,13 @@ struct usi_input {
     usi_device *dev;
     usi_prefetch *fetch;
     usi_stage *stage;        /* NULL: the device is written directly         */
-    size_t image_bytes, target_bytes;
+    /* Raw: a stage and no batch stages in the chain, so the uint8 images
+     * travel (a quarter of the bytes) into `pixels` on the device, which
+     * normalises them as the loader would. */
+    int32_t raw;
+    usi_dbuf *pixels;
+    float mean[3], std[3];
+    size_t image_bytes, target_bytes; /* a whole batch's, as staged      */
 };
 
 static void *host_alloc(void *ctx, size_t bytes)
@@ -28,9 +34,10 @@ static void host_free(void *ctx, void *p, size_t bytes)
     usi_device_host_free(in->dev, p, bytes);
 }
 
-static size_t image_bytes(const usi_batch *b)
+/* Bytes of fb's images (floats, or uint8 when raw) and targets. */
+static size_t image_bytes(const usi_batch *b, int32_t raw)
 {
-    return (size_t)b->n * (size_t)b->c * (size_t)b->h * (size_t)b->w * sizeof(float);
+    return (size_t)b->n * (size_t)b->c * (size_t)b->h * (size_t)b->w * (raw ? 1 : sizeof(float));
 }
 
 static size_t target_bytes(const usi_batch *b) { return (size_t)b->n * (size_t)b->num_classes * sizeof(float); }
@@ -41,7 +48,8 @@ static usi_error *stage_batch(void *ctx, int32_t slot, const usi_float_batch *fb
     usi_input *in = ctx;
     if (!in->stage) return NULL;
     const usi_batch *b = &fb->batch;
-    USI_TRY(usi_stage_put(in->stage, slot, 0, b->images, image_bytes(b)));
+    const void *images = in->raw ? (const void *)fb->pixels : (const void *)b->images;
+    USI_TRY(usi_stage_put(in->stage, slot, 0, images, image_bytes(b, in->raw)));
     return usi_stage_put(in->stage, slot, in->image_bytes, b->targets, target_bytes(b));
 }
 
@@ -52,8 +60,14 @@ usi_error *usi_input_new(usi_loader *l, usi_device *dev, usi_input **out)
     if (!in) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     in->dev = dev;
     in->image_bytes = usi_loader_float_bytes(l, &in->target_bytes);
+    usi_loader_norm(l, in->mean, in->std);
     usi_error *e = usi_stage_new(dev, AHEAD + 1, in->image_bytes + in->target_bytes, &in->stage);
-    usi_prefetch_opts o = {AHEAD, host_alloc, host_free, stage_batch, in};
+    if (!e && in->stage && !usi_loader_has_batch_stages(l)) {
+        in->raw = 1;
+        in->image_bytes = usi_loader_u8_bytes(l);
+        e = usi_dbuf_new(dev, in->image_bytes, &in->pixels);
+    }
+    usi_prefetch_opts o = {AHEAD, in->raw, host_alloc, host_free, stage_batch, in};
     if (!e) e = usi_prefetch_new(l, &o, &in->fetch);
     if (e) {
         usi_input_free(in);
@@ -68,6 +82,7 @@ void usi_input_free(usi_input *in)
     if (!in) return;
     usi_prefetch_free(in->fetch); /* stops its thread before the stage goes */
     usi_stage_free(in->stage);
+    usi_dbuf_free(in->pixels);
     free(in);
 }
 
@@ -81,12 +96,19 @@ usi_error *usi_input_next(usi_input *in, usi_float_batch *out) { return usi_pref
 usi_error *usi_input_write(usi_input *in, const usi_float_batch *fb, usi_tensor *images, usi_tensor *targets)
 {
     const usi_batch *b = &fb->batch;
-    if (in->stage && fb->slot >= 0 && image_bytes(b) == in->image_bytes) { /* whole batches are staged */
-        USI_TRY(usi_graph_write_staged(images, in->stage, fb->slot, 0));
-        return usi_graph_write_staged(targets, in->stage, fb->slot, in->image_bytes);
+    size_t ib = image_bytes(b, in->raw), tb = target_bytes(b);
+    if (!in->stage || fb->slot < 0) {
+        USI_TRY(usi_graph_write_part(images, b->images, ib));
+        return usi_graph_write_part(targets, b->targets, tb);
     }
-    USI_TRY(usi_graph_write_part(images, b->images, image_bytes(b)));
-    return usi_graph_write_part(targets, b->targets, target_bytes(b));
+    if (in->raw) {
+        USI_TRY(usi_stage_take(in->stage, fb->slot, 0, in->pixels, 0, ib));
+        USI_TRY(usi_graph_write_u8(images, in->pixels, 0, b->n, in->mean, in->std));
+    } else {
+        USI_TRY(usi_graph_write_staged(images, in->stage, fb->slot, 0, ib));
+    }
+    return usi_graph_write_staged(targets, in->stage, fb->slot, in->image_bytes, tb);
 }
 
 int32_t usi_input_staged(const usi_input *in) { return in->stage != NULL; }
+int32_t usi_input_raw(const usi_input *in) { return in->raw; }

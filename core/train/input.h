@@ -2,7 +2,8 @@
  * thread (data/prefetch.h) in host memory uploads read fastest, and, on a
  * device the host cannot write directly, uploaded on that thread into a
  * stage (backend/device.h) while the previous step computes; a step then
- * moves them into place on the device.
+ * moves them into place on the device. Without batch stages (Mixup/CutMix)
+ * the uint8 images travel and the device normalises them.
  *
  *   usi_input_start_epoch(in, epoch, skip);
  *   while (usi_input_next(in, &fb) == NULL && fb.batch.n > 0) {
@@ -26,7 +27,9 @@ usi_error *usi_input_next(usi_input *in, usi_float_batch *out);
 /* images and targets = fb's (a whole batch: their sizes), from the stage
  * where there is one. */
 usi_error *usi_input_write(usi_input *in, const usi_float_batch *fb, usi_tensor *images, usi_tensor *targets);
-/* 1 when batches reach the device through a stage. */
+/* 1 when batches reach the device through a stage; 1 when as uint8, which
+ * the device normalises (a stage, and no batch stages in the chain). */
 int32_t usi_input_staged(const usi_input *in);
+int32_t usi_input_raw(const usi_input *in);
 
 #endif

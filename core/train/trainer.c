@@ -269,7 +269,8 @@ static usi_error *open_inputs(usi_trainer *t)
         USI_TRY(usi_input_new(r == 0 ? t->train_loader : t->sim_loaders[r], t->dev, &t->inputs[r]));
     if (usi_input_staged(t->inputs[0]))
         usi_log(USI_LOG_INFO, "input: each batch is made and uploaded to %s on a thread of its own while the "
-                "previous step runs", usi_device_name(t->dev));
+                "previous step runs%s", usi_device_name(t->dev),
+                usi_input_raw(t->inputs[0]) ? ", as uint8 images that the device normalises" : "");
     return NULL;
 }
 

@@ -345,6 +345,7 @@ enum { PF_BATCHES = 8, PF_B = 3 };
 typedef struct fbatch {
     int32_t n, slot;
     float images[PF_B * 3 * IMG * IMG], targets[PF_B * 3];
+    int32_t labels[PF_B];
 } fbatch;
 
 typedef struct hook_log {
@@ -381,6 +382,7 @@ static int copy_out(const usi_float_batch *fb, fbatch *dst)
     if (fb->batch.n == 0) return 0;
     memcpy(dst->images, fb->batch.images, sizeof(float) * (size_t)fb->batch.n * 3 * IMG * IMG);
     memcpy(dst->targets, fb->batch.targets, sizeof(float) * (size_t)fb->batch.n * 3);
+    memcpy(dst->labels, fb->labels, sizeof(int32_t) * (size_t)fb->batch.n);
     return 1;
 }
 
@@ -415,8 +417,10 @@ static int prefetch_epoch(usi_prefetch *p, int64_t e, int skip, fbatch *out)
     MUST(usi_prefetch_start_epoch(p, e, skip));
     usi_float_batch fb;
     int k = 0;
-    do MUST(usi_prefetch_next(p, &fb));
-    while (copy_out(&fb, &out[k++]) && k < PF_BATCHES);
+    do {
+        MUST(usi_prefetch_next(p, &fb));
+        usleep(3000); /* the thread and the loader's workers move on meanwhile */
+    } while (copy_out(&fb, &out[k++]) && k < PF_BATCHES);
     return k;
 }
 
@@ -425,7 +429,8 @@ static int same_batches(const fbatch *a, const fbatch *b, int n)
     for (int i = 0; i < n; i++) {
         if (a[i].n != b[i].n) return 0;
         size_t ni = sizeof(float) * (size_t)a[i].n;
-        if (memcmp(a[i].images, b[i].images, ni * 3 * IMG * IMG) || memcmp(a[i].targets, b[i].targets, ni * 3))
+        if (memcmp(a[i].images, b[i].images, ni * 3 * IMG * IMG) || memcmp(a[i].targets, b[i].targets, ni * 3) ||
+            memcmp(a[i].labels, b[i].labels, sizeof(int32_t) * (size_t)a[i].n))
             return 0;
     }
     return 1;
@@ -447,7 +452,8 @@ static void test_prefetch(const usi_dataset *ds, usi_registry *reg)
         usi_loader *lp = pf_loader(ds, ch);
         hook_log h = {0};
         h.max_slot = -1;
-        usi_prefetch_opts o = {ahead, counting_alloc, counting_free, ready_hook, &h};
+        usi_prefetch_opts o = {.ahead = ahead, .host_alloc = counting_alloc, .host_free = counting_free,
+                               .ready = ready_hook, .ctx = &h};
         usi_prefetch *p;
         MUST(usi_prefetch_new(lp, &o, &p));
         CHECK(usi_prefetch_slots(p) == ahead + 1 && h.allocs == 2 * (ahead + 1), "%d slots, %d allocations",
@@ -489,6 +495,51 @@ static void test_prefetch(const usi_dataset *ds, usi_registry *reg)
     for (int i = 0; i < 4; i++) usi_params_free(ps[i]);
 }
 
+/* Raw batches: the loader's uint8 images and labels as its own next hands
+ * them out, one-hot targets; refused with batch stages in the chain. */
+static void test_prefetch_raw(const usi_dataset *ds, usi_registry *reg)
+{
+    usi_params *ps[4];
+    usi_augchain *ch = chain(reg, 1, ps);
+    usi_loader *ld = pf_loader(ds, ch), *lp = pf_loader(ds, ch);
+    usi_prefetch_opts o = {.ahead = 2, .raw = 1};
+    usi_prefetch *p;
+    MUST(usi_prefetch_new(lp, &o, &p));
+    MUST(usi_loader_start_epoch(ld, 1));
+    MUST(usi_prefetch_start_epoch(p, 1, 0));
+    int batches = 0, differ = 0;
+    for (;;) {
+        usi_u8_batch u;
+        usi_float_batch fb;
+        MUST(usi_loader_next(ld, &u));
+        MUST(usi_prefetch_next(p, &fb));
+        if (u.n != fb.batch.n) differ++;
+        if (u.n == 0 || fb.batch.n == 0) break;
+        batches++;
+        if (fb.batch.images || !fb.pixels || memcmp(u.pixels, fb.pixels, (size_t)u.n * IMG * IMG * 3) ||
+            memcmp(u.labels, fb.labels, sizeof(int32_t) * (size_t)u.n))
+            differ++;
+        for (int i = 0; i < u.n; i++)
+            for (int k = 0; k < 3; k++)
+                if (fb.batch.targets[i * 3 + k] != (k == u.labels[i] ? 1.0f : 0.0f)) differ++;
+    }
+    CHECK(batches > 3 && differ == 0, "raw batches: %d differences in %d batches", differ, batches);
+    usi_prefetch_free(p);
+    usi_loader_free(lp);
+    usi_loader_free(ld);
+    const usi_component *mix = tu_component(reg, "mixup_cutmix");
+    ps[3] = tu_params(mix, NULL);
+    MUST(usi_augchain_add(ch, mix, ps[3]));
+    lp = pf_loader(ds, ch);
+    p = NULL;
+    usi_error *e = usi_prefetch_new(lp, &o, &p);
+    CHECK(e && !p, "raw batches with Mixup/CutMix in the chain were accepted");
+    usi_error_free(e);
+    usi_loader_free(lp);
+    usi_augchain_free(ch);
+    for (int i = 0; i < 4; i++) usi_params_free(ps[i]);
+}
+
 int main(void)
 {
     usi_registry *reg = tu_registry();
@@ -501,6 +552,7 @@ int main(void)
     test_float_path(ds, reg);
     test_all_bad_batches(ds, reg);
     test_prefetch(ds, reg);
+    test_prefetch_raw(ds, reg);
     usi_dataset_free(ds);
     tu_rm_rf(root);
     free(root);

@@ -42,10 +42,25 @@ top() { grep -o '"top1": [0-9.]*' "$1" | tail -1; }
 [ -n "$(top "$T/cpu/metrics.jsonl")" ] && [ "$(top "$T/cpu/metrics.jsonl")" = "$(top "$T/cpu-guarded/metrics.jsonl")" ] \
     && ok || fail "top-1 differs: $(top "$T/cpu/metrics.jsonl") vs $(top "$T/cpu-guarded/metrics.jsonl")"
 grep -q 'teacher .model.: top-1' "$T/cpu-guarded.log" && ok || fail "the teacher was not evaluated on cpu-guarded"
-# cpu-guarded has input stages as a GPU has: its batches took that path.
-grep -q 'input: each batch is made and uploaded to cpu-guarded' "$T/cpu-guarded.log" && ok \
-    || fail "the cpu-guarded run did not stage its input"
+# cpu-guarded has input stages as a GPU has: its batches took that path,
+# as uint8 images normalised on the device (this chain has no Mixup/CutMix).
+grep -q 'input: each batch is made and uploaded to cpu-guarded .*as uint8 images' "$T/cpu-guarded.log" && ok \
+    || fail "the cpu-guarded run did not stage its input as uint8"
 ! grep -q 'input: each batch is made and uploaded' "$T/cpu.log" && ok || fail "the cpu run staged its input"
+# With Mixup/CutMix the floats are made on the host and staged as floats:
+# the same losses again.
+mix=(--set 'augment=({ name = "random_resized_crop"; scale = [0.6, 1.0]; }, { name = "mixup_cutmix"; })'
+     --set schedule.epochs=1 --set eval.every_epochs=1)
+for dev in cpu cpu-guarded; do
+    "$usi" train "$T/run.cfg" --set output_dir="$T/mix-$dev" --set device="$dev" "${mix[@]}" >"$T/mix-$dev.log" 2>&1 \
+        && ok || fail "Mixup run on $dev: $(tail -3 "$T/mix-$dev.log")"
+done
+losses "$T/mix-cpu/metrics.jsonl" >"$T/mix-cpu.loss"
+losses "$T/mix-cpu-guarded/metrics.jsonl" >"$T/mix-guarded.loss"
+[ -s "$T/mix-cpu.loss" ] && cmp -s "$T/mix-cpu.loss" "$T/mix-guarded.loss" && ok \
+    || fail "Mixup losses differ between cpu and cpu-guarded: $(diff "$T/mix-cpu.loss" "$T/mix-guarded.loss" | head -4)"
+grep 'input: each batch is made and uploaded to cpu-guarded' "$T/mix-cpu-guarded.log" | grep -vq 'uint8' && ok \
+    || fail "the Mixup run on cpu-guarded did not stage floats"
 grep -q 'precision "mixed" runs as fp32 on device cpu' "$T/cpu.log" && ok || fail "no word that mixed runs as fp32"
 [ "$(grep -c 'precision "mixed"' "$T/cpu.log")" -eq 1 ] && ok || fail "the precision note is not said exactly once"
 

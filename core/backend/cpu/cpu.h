@@ -89,6 +89,8 @@ usi_error *usi_cpu_scale(usi_device *d, float *x, size_t n, double s);
 usi_error *usi_cpu_image_convert(usi_device *d, float *dst, const float *src, int32_t n, int32_t c, int32_t h,
                                  int32_t w, int32_t oh, int32_t ow, int32_t interp, const float *a,
                                  const float *b);
+usi_error *usi_cpu_u8_normalize(usi_device *d, float *dst, const uint8_t *src, int32_t n, int32_t h, int32_t w,
+                                const float *mean, const float *std);
 void usi_cpu_set_threads(int32_t n);
 int32_t usi_cpu_threads(void);
 int32_t usi_cpu_supports(int32_t op);

@@ -103,6 +103,7 @@ const usi_backend *usi_cpu_backend(void)
         .sum_squares = usi_cpu_sum_squares,
         .scale = usi_cpu_scale,
         .image_convert = usi_cpu_image_convert,
+        .u8_normalize = usi_cpu_u8_normalize,
         .set_threads = usi_cpu_set_threads,
         .threads = usi_cpu_threads,
     };

@@ -148,6 +148,12 @@ static usi_error *g_image_convert(usi_device *d, float *dst, const float *src, i
     GUARDED(usi_cpu_image_convert(d, dst, src, n, c, h, w, oh, ow, interp, a, b));
 }
 
+static usi_error *g_u8_normalize(usi_device *d, float *dst, const uint8_t *src, int32_t n, int32_t h, int32_t w,
+                                 const float *mean, const float *std)
+{
+    GUARDED(usi_cpu_u8_normalize(d, dst, src, n, h, w, mean, std));
+}
+
 /* A stage is one guarded block of slots x bytes; copies are synchronous,
  * so a put never meets a take still running. */
 typedef struct g_stage {
@@ -211,6 +217,7 @@ const usi_backend *usi_cpu_guarded_backend(void)
         .sum_squares = g_sum_squares,
         .scale = g_scale,
         .image_convert = g_image_convert,
+        .u8_normalize = g_u8_normalize,
         .set_threads = usi_cpu_set_threads,
         .threads = usi_cpu_threads,
         .stage_new = g_stage_new,

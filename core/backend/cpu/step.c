@@ -188,3 +188,26 @@ usi_error *usi_cpu_image_convert(usi_device *d, float *dst, const float *src, in
     }
     return NULL;
 }
+
+// src: uint8 [n, h, w, 3] -> dst: [n, 3, h, w]; the loader's table of 256
+// values per channel, so the floats are its own
+usi_error *usi_cpu_u8_normalize(usi_device *d, float *dst, const uint8_t *src, int32_t n, int32_t h, int32_t w,
+                                const float *mean, const float *std)
+{
+    (void)d;
+    float lut[3][256];
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++) lut[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
+    size_t plane = (size_t)h * (size_t)w;
+#pragma omp parallel for if ((int64_t)n * 3 * (int64_t)plane > USI_PAR_MIN)
+    for (int32_t i = 0; i < n; i++) {
+        const uint8_t *px = src + (size_t)i * plane * 3;
+        float *o = dst + (size_t)i * plane * 3;
+        for (size_t p = 0; p < plane; p++) {
+            o[p] = lut[0][px[3 * p]];
+            o[plane + p] = lut[1][px[3 * p + 1]];
+            o[2 * plane + p] = lut[2][px[3 * p + 2]];
+        }
+    }
+    return NULL;
+}

@@ -116,6 +116,7 @@ const usi_backend *usi_cuda_backend(void)
         .sum_squares = usi_cuda_sum_squares,
         .scale = usi_cuda_scale,
         .image_convert = usi_cuda_image_convert,
+        .u8_normalize = usi_cuda_u8_normalize,
         .set_threads = set_threads,
         .threads = threads,
         .mem_info = usi_cuda_mem_info,

@@ -107,6 +107,8 @@ usi_error *usi_cuda_scale(usi_device *d, float *x, size_t n, double s);
 usi_error *usi_cuda_image_convert(usi_device *d, float *dst, const float *src, int32_t n, int32_t c, int32_t h,
                                   int32_t w, int32_t oh, int32_t ow, int32_t interp, const float *a,
                                   const float *b);
+usi_error *usi_cuda_u8_normalize(usi_device *d, float *dst, const uint8_t *src, int32_t n, int32_t h, int32_t w,
+                                 const float *mean, const float *std);
 
 /* Node adapters: usi_cuda_<op>_fwd / _bwd read shapes and attributes from
  * the node and call cuDNN, cuBLAS or a launcher of kernels.h. */

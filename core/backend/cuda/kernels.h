@@ -296,6 +296,10 @@ usi_error *usi_cuda_scale_inplace(cudaStream_t s, float *x, size_t n, float fact
 usi_error *usi_cuda_image_convert_forward(cudaStream_t s, float *dst, const float *src, int32_t n, int32_t c,
                                           int32_t h, int32_t w, int32_t oh, int32_t ow, int32_t interp,
                                           const float *a, const float *b);
+/* dst[n,c,y,x] = (src[n,y,x,c] / 255 - mean[c]) / std[c], c < 3, src uint8;
+ * mean, std: host */
+usi_error *usi_cuda_u8_normalize_forward(cudaStream_t s, float *dst, const uint8_t *src, int32_t n, int32_t h,
+                                         int32_t w, const float *mean, const float *std);
 
 #ifdef __cplusplus
 }

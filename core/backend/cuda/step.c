@@ -146,3 +146,11 @@ usi_error *usi_cuda_image_convert(usi_device *d, float *dst, const float *src, i
     USI_TRY(usi_cuda_use(cu));
     return usi_cuda_image_convert_forward(cu->stream, dst, src, n, c, h, w, oh, ow, interp, a, b);
 }
+
+usi_error *usi_cuda_u8_normalize(usi_device *d, float *dst, const uint8_t *src, int32_t n, int32_t h, int32_t w,
+                                 const float *mean, const float *std)
+{
+    usi_cuda *cu = usi_cuda_of(d);
+    USI_TRY(usi_cuda_use(cu));
+    return usi_cuda_u8_normalize_forward(cu->stream, dst, src, n, h, w, mean, std);
+}

@@ -278,3 +278,29 @@ extern "C" usi_error *usi_cuda_image_convert_forward(cudaStream_t s, float *dst,
                                                                                   interp, k);
     LAUNCH_CHECK("image_convert");
 }
+
+// dst: [n, 3, h, w], src: uint8 [n, h, w, 3]; the divisions round as the
+// CPU's do (no fast math here), so the floats are the loader's
+__global__ void u8_normalize_kernel(float *dst, const uint8_t *src, int32_t n, int64_t plane, const affine k)
+{
+    GRID_STRIDE(idx, (int64_t)n * 3 * plane)
+    {
+        int64_t p = idx % plane, i = idx / plane;
+        int32_t c = (int32_t)(i % 3);
+        uint8_t v = src[(i / 3 * plane + p) * 3 + c];
+        dst[idx] = ((float)v / 255.0f - k.a[c]) / k.b[c];
+    }
+}
+
+extern "C" usi_error *usi_cuda_u8_normalize_forward(cudaStream_t s, float *dst, const uint8_t *src, int32_t n,
+                                                    int32_t h, int32_t w, const float *mean, const float *std)
+{
+    affine k = {};
+    for (int32_t c = 0; c < 3; c++) {
+        k.a[c] = mean[c];
+        k.b[c] = std[c];
+    }
+    int64_t plane = (int64_t)h * w;
+    u8_normalize_kernel<<<grid_for((int64_t)n * 3 * plane), THREADS, 0, s>>>(dst, src, n, plane, k);
+    LAUNCH_CHECK("u8_normalize");
+}
