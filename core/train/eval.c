@@ -9,6 +9,7 @@
 #include "dist/dist.h"
 #include "graph/graph.h"
 #include "plugin/params.h"
+#include "train/input.h"
 #include "train/options.h"
 #include "train/safetensors.h"
 #include "train/setup.h"
@@ -49,22 +50,21 @@ static usi_error *reduce(tally *s, int distributed)
 }
 
 static usi_error *evaluate_graph(usi_graph *g, usi_tensor *x, usi_tensor *logits, int32_t batch,
-                                 int32_t classes, usi_loader *l, float *host_logits, int distributed,
+                                 int32_t classes, usi_input *in, float *host_logits, int distributed,
                                  usi_eval_result *out)
 {
     tally s = {0};
-    usi_error *e = usi_loader_start_epoch(l, 0);
+    usi_error *e = usi_input_start_epoch(in, 0, 0);
     usi_float_batch fb;
     while (!e) {
-        e = usi_loader_next_float(l, &fb);
+        e = usi_input_next(in, &fb);
         int32_t rows = fb.batch.n;
         if (e || rows == 0) break;
         if (rows > batch) {
             e = usi_error_new(USI_ERR_INTERNAL, "eval batch of %d > %d", rows, batch);
             break;
         }
-        size_t per = (size_t)fb.batch.c * (size_t)fb.batch.h * (size_t)fb.batch.w;
-        e = usi_graph_write_part(x, fb.batch.images, sizeof(float) * per * (size_t)rows);
+        e = usi_input_write(in, &fb, x, NULL);
         if (!e) e = usi_graph_forward(g);
         if (!e) e = usi_graph_read_part(logits, host_logits, sizeof(float) * (size_t)rows * (size_t)classes);
         if (e) break;
@@ -110,22 +110,21 @@ usi_error *usi_trainer_load_eval_weights(usi_trainer *t, int ema)
 usi_error *usi_trainer_evaluate(usi_trainer *t, int ema, usi_eval_result *out)
 {
     USI_TRY(usi_trainer_load_eval_weights(t, ema));
-    return evaluate_graph(t->ge, t->xe, t->le, t->batch, t->classes, t->val_loader, t->logits_host, t->world > 1,
+    return evaluate_graph(t->ge, t->xe, t->le, t->batch, t->classes, t->val_input, t->logits_host, t->world > 1,
                           out);
 }
 
 usi_error *usi_trainer_teacher_accuracy(usi_trainer *t, usi_eval_result *out)
 {
     tally s = {0};
-    USI_TRY(usi_loader_start_epoch(t->val_loader, 0));
+    USI_TRY(usi_input_start_epoch(t->val_input, 0, 0));
     usi_float_batch fb;
     for (;;) {
-        USI_TRY(usi_loader_next_float(t->val_loader, &fb));
+        USI_TRY(usi_input_next(t->val_input, &fb));
         int32_t rows = fb.batch.n;
         if (rows == 0) break;
-        size_t per = (size_t)fb.batch.c * (size_t)fb.batch.h * (size_t)fb.batch.w;
         /* The eval graph's input is a device tensor of the student's size. */
-        USI_TRY(usi_graph_write_part(t->xe, fb.batch.images, sizeof(float) * per * (size_t)rows));
+        USI_TRY(usi_input_write(t->val_input, &fb, t->xe, NULL));
         USI_TRY(usi_teacher_forward(t->teacher, t->xe, rows, t->mean, t->std));
         USI_TRY(usi_teacher_read_logits(t->teacher, t->logits_host));
         int64_t top1 = 0, top5 = 0;
@@ -161,6 +160,7 @@ usi_error *usi_evaluate_file(const usi_config *c, const usi_registry *r, const c
     usi_params *bp = NULL;
     usi_augchain *chain = NULL;
     usi_loader *l = NULL;
+    usi_input *in = NULL;
     usi_graph *g = NULL;
     usi_st_file *f = NULL;
     void *inst = NULL;
@@ -182,11 +182,13 @@ usi_error *usi_evaluate_file(const usi_config *c, const usi_registry *r, const c
     if (!e) e = bb->create(bp, &inst);
     if (!e) e = usi_data_eval_chain(c, r, &chain);
     if (!e) e = usi_setup_loader(c, val, chain, 0, 0, 1, &l);
+    if (!e) e = usi_input_new(l, dev, &in);
     if (!e) e = usi_setup_eval_graph(dev, bb, inst, batch, side, classes, (uint64_t)usi_config_int(c, "seed"), &g, &x, &logits);
     if (!e) e = usi_weights_load(g, f, prefix, 0, path);
     if (!e && !(host_logits = malloc(sizeof(float) * (size_t)batch * (size_t)classes)))
         e = usi_error_new(USI_ERR_NOMEM, "out of memory");
-    if (!e) e = evaluate_graph(g, x, logits, batch, classes, l, host_logits, 0, out);
+    if (!e) e = evaluate_graph(g, x, logits, batch, classes, in, host_logits, 0, out);
+    usi_input_free(in); /* its thread stops before the loader goes */
     free(host_logits);
     usi_st_free(f);
     usi_graph_free(g);

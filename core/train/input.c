@@ -99,7 +99,7 @@ usi_error *usi_input_write(usi_input *in, const usi_float_batch *fb, usi_tensor 
     size_t ib = image_bytes(b, in->raw), tb = target_bytes(b);
     if (!in->stage || fb->slot < 0) {
         USI_TRY(usi_graph_write_part(images, b->images, ib));
-        return usi_graph_write_part(targets, b->targets, tb);
+        return targets ? usi_graph_write_part(targets, b->targets, tb) : NULL;
     }
     if (in->raw) {
         USI_TRY(usi_stage_take(in->stage, fb->slot, 0, in->pixels, 0, ib));
@@ -107,7 +107,7 @@ usi_error *usi_input_write(usi_input *in, const usi_float_batch *fb, usi_tensor 
     } else {
         USI_TRY(usi_graph_write_staged(images, in->stage, fb->slot, 0, ib));
     }
-    return usi_graph_write_staged(targets, in->stage, fb->slot, in->image_bytes, tb);
+    return targets ? usi_graph_write_staged(targets, in->stage, fb->slot, in->image_bytes, tb) : NULL;
 }
 
 int32_t usi_input_staged(const usi_input *in) { return in->stage != NULL; }

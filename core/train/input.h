@@ -24,8 +24,8 @@ void usi_input_free(usi_input *in);
 usi_error *usi_input_start_epoch(usi_input *in, int64_t epoch, int64_t skip);
 /* The next batch (n == 0 after the last), valid until the next call. */
 usi_error *usi_input_next(usi_input *in, usi_float_batch *out);
-/* images and targets = fb's (a whole batch: their sizes), from the stage
- * where there is one. */
+/* The first fb->batch.n images and targets of the tensors = fb's, from the
+ * stage where there is one; targets NULL: images only (evaluation). */
 usi_error *usi_input_write(usi_input *in, const usi_float_batch *fb, usi_tensor *images, usi_tensor *targets);
 /* 1 when batches reach the device through a stage; 1 when as uint8, which
  * the device normalises (a stage, and no batch stages in the chain). */

@@ -267,6 +267,7 @@ static usi_error *open_inputs(usi_trainer *t)
     if (!t->inputs) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     for (int32_t r = 0; r < t->sim; r++)
         USI_TRY(usi_input_new(r == 0 ? t->train_loader : t->sim_loaders[r], t->dev, &t->inputs[r]));
+    USI_TRY(usi_input_new(t->val_loader, t->dev, &t->val_input));
     if (usi_input_staged(t->inputs[0]))
         usi_log(USI_LOG_INFO, "input: each batch is made and uploaded to %s on a thread of its own while the "
                 "previous step runs%s", usi_device_name(t->dev),
@@ -313,8 +314,8 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     int32_t train_world = t->world * t->sim;
     if (!e) e = usi_setup_loader(c, t->train_ds, t->train_chain, 1, t->rank, train_world, &t->train_loader);
     if (!e) e = sim_loaders(t);
-    if (!e) e = open_inputs(t);
     if (!e) e = usi_setup_loader(c, t->val_ds, t->eval_chain, 0, t->rank, t->world, &t->val_loader);
+    if (!e) e = open_inputs(t);
     if (!e && usi_config_teacher(c)) {
         usi_params *tp = NULL;
         e = usi_setup_teacher_params(c, t->classes, &tp);
@@ -362,6 +363,7 @@ void usi_trainer_free(usi_trainer *t)
     /* Input threads stop before their loaders and device memory go. */
     for (int32_t r = 0; t->inputs && r < t->sim; r++) usi_input_free(t->inputs[r]);
     free(t->inputs);
+    usi_input_free(t->val_input);
     usi_reducer_free(t->reducer);
     usi_dist_collective_free(t->coll);
     for (int32_t r = 1; t->sim_loaders && r < t->sim; r++) usi_loader_free(t->sim_loaders[r]);

@@ -68,7 +68,7 @@ struct usi_trainer {
     usi_loader **sim_loaders;
     /* Each loader's input path (train/input.h): rank 0's, then the
      * simulated ranks'. */
-    struct usi_input **inputs;
+    struct usi_input **inputs, *val_input;
     usi_dbuf *sim_grads, *sim_buffers;
     double progress_interval;
     int64_t metrics_every;
