@@ -9,9 +9,15 @@
  * ring then has two slots, one trained on, one being made. */
 enum { AHEAD = 1 };
 
+/* A device with stages computes elsewhere while the host waits, so a thread
+ * makes and uploads batches meanwhile. On the cpu device the step's own
+ * threads use every core and a thread of its own only competes with them
+ * (on 2 cores it measured no faster), so the caller makes each batch
+ * between steps, as the loader hands it out. */
 struct usi_input {
     usi_device *dev;
-    usi_prefetch *fetch;
+    usi_loader *l;
+    usi_prefetch *fetch;     /* NULL without a stage                         */
     usi_stage *stage;        /* NULL: the device is written directly         */
     /* Raw: a stage and no batch stages in the chain, so the uint8 images
      * travel (a quarter of the bytes) into `pixels` on the device, which
@@ -59,6 +65,7 @@ usi_error *usi_input_new(usi_loader *l, usi_device *dev, usi_input **out)
     usi_input *in = calloc(1, sizeof *in);
     if (!in) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     in->dev = dev;
+    in->l = l;
     in->image_bytes = usi_loader_float_bytes(l, &in->target_bytes);
     usi_loader_norm(l, in->mean, in->std);
     usi_error *e = usi_stage_new(dev, AHEAD + 1, in->image_bytes + in->target_bytes, &in->stage);
@@ -68,7 +75,7 @@ usi_error *usi_input_new(usi_loader *l, usi_device *dev, usi_input **out)
         e = usi_dbuf_new(dev, in->image_bytes, &in->pixels);
     }
     usi_prefetch_opts o = {AHEAD, in->raw, host_alloc, host_free, stage_batch, in};
-    if (!e) e = usi_prefetch_new(l, &o, &in->fetch);
+    if (!e && in->stage) e = usi_prefetch_new(l, &o, &in->fetch);
     if (e) {
         usi_input_free(in);
         return e;
@@ -88,10 +95,20 @@ void usi_input_free(usi_input *in)
 
 usi_error *usi_input_start_epoch(usi_input *in, int64_t epoch, int64_t skip)
 {
-    return usi_prefetch_start_epoch(in->fetch, epoch, skip);
+    if (in->fetch) return usi_prefetch_start_epoch(in->fetch, epoch, skip);
+    USI_TRY(usi_loader_start_epoch(in->l, epoch));
+    for (int64_t b = 0; b < skip; b++) { /* passed over without their floats */
+        usi_u8_batch u;
+        USI_TRY(usi_loader_next(in->l, &u));
+        if (u.n == 0) break;
+    }
+    return NULL;
 }
 
-usi_error *usi_input_next(usi_input *in, usi_float_batch *out) { return usi_prefetch_next(in->fetch, out); }
+usi_error *usi_input_next(usi_input *in, usi_float_batch *out)
+{
+    return in->fetch ? usi_prefetch_next(in->fetch, out) : usi_loader_next_float(in->l, out);
+}
 
 usi_error *usi_input_write(usi_input *in, const usi_float_batch *fb, usi_tensor *images, usi_tensor *targets)
 {

@@ -1,8 +1,9 @@
-/* One rank's training input: its loader's float batches made ahead on a
- * thread (data/prefetch.h) in host memory uploads read fastest, and, on a
- * device the host cannot write directly, uploaded on that thread into a
- * stage (backend/device.h) while the previous step computes; a step then
- * moves them into place on the device. Without batch stages (Mixup/CutMix)
+/* One loader's input to a graph. On a device the host cannot write
+ * directly (one with stages, backend/device.h), its batches are made ahead
+ * on a thread (data/prefetch.h) in host memory uploads read fastest and
+ * uploaded on that thread into a stage while the previous step computes; a
+ * step then moves them into place on the device. On the cpu device the
+ * caller's thread makes each batch when it asks. Without batch stages (Mixup/CutMix)
  * the uint8 images travel and the device normalises them.
  *
  *   usi_input_start_epoch(in, epoch, skip);
