@@ -1,13 +1,16 @@
 /* The input path's device side, on any device (needs check.h and
  * device.h): host memory from usi_device_host_alloc, and a stage filled by
  * another thread, taken into blocks, refilled while a take may still be
- * queued. Returns 0 when the device has no stages (writes go direct). */
+ * queued (check_stage returns 0 when the device has no stages: writes go
+ * direct); the device's normalisation of uint8 images. */
 #ifndef USI_TESTS_STAGE_CHECK_H
 #define USI_TESTS_STAGE_CHECK_H
 
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "data/loader.h"
 
 enum { STAGE_N = 4096 };
 
@@ -94,6 +97,33 @@ static int check_stage(usi_device *d)
     usi_device_host_free(d, h0, bytes);
     usi_device_host_free(d, h1, bytes);
     return 1;
+}
+
+/* The device's normalisation of uint8 images gives the loader's floats to
+ * the bit. */
+static void check_u8_normalize(usi_device *d)
+{
+    enum { N = 3, H = 5, W = 7, PX = N * H * W * 3 };
+    const char *name = usi_device_name(d);
+    uint8_t px[PX];
+    for (int i = 0; i < PX; i++) px[i] = (uint8_t)(i * 37 + 11);
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, sd[3] = {0.229f, 0.224f, 0.225f};
+    usi_u8_batch b = {.n = N, .h = H, .w = W, .c = 3, .pixels = px};
+    float want[PX], got[PX + 4];
+    usi_u8_to_float_nchw(&b, mean, sd, want);
+    usi_dbuf *src, *dst;
+    CHECK_OK(usi_dbuf_new(d, PX + 5, &src));
+    CHECK_OK(usi_dbuf_new(d, sizeof got, &dst));
+    CHECK_OK(usi_dbuf_write(src, 5, px, PX));
+    CHECK_OK(usi_dbuf_u8_normalize(dst, 16, src, 5, N, H, W, mean, sd));
+    CHECK_OK(usi_dbuf_read(dst, 0, got, sizeof got));
+    CHECK(got[3] == 0.0f && !memcmp(got + 4, want, sizeof want), "%s: normalised %g at 0, want %g", name, got[4],
+          want[0]);
+    usi_error *e = usi_dbuf_u8_normalize(dst, 20, src, 5, N, H, W, mean, sd);
+    CHECK(e != NULL, "%s: a normalisation past the block's end is refused", name);
+    usi_error_free(e);
+    usi_dbuf_free(src);
+    usi_dbuf_free(dst);
 }
 
 #endif

@@ -89,6 +89,7 @@ static void with_gpu(usi_device *d)
         usi_error_free(e);
     }
     CHECK(check_stage(d) == 1, "no input stage on the GPU");
+    check_u8_normalize(d);
     CHECK_OK(usi_device_synchronize(d));
 }
 

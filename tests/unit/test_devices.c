@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "backend/device_internal.h"
-#include "data/loader.h"
 #include "check.h"
 #include "device.h"
 #include "stage_check.h"
@@ -143,34 +142,6 @@ static void test_convert(void)
     }
 }
 
-/* The device's normalisation of uint8 images gives the loader's floats to
- * the bit. */
-static void test_u8_normalize(const char *name)
-{
-    enum { N = 3, H = 5, W = 7, PX = N * H * W * 3 };
-    usi_device *d;
-    CHECK_OK(usi_device_open(name, &d));
-    uint8_t px[PX];
-    for (int i = 0; i < PX; i++) px[i] = (uint8_t)(i * 37 + 11);
-    static const float mean[3] = {0.485f, 0.456f, 0.406f}, sd[3] = {0.229f, 0.224f, 0.225f};
-    usi_u8_batch b = {.n = N, .h = H, .w = W, .c = 3, .pixels = px};
-    float want[PX], got[PX + 4];
-    usi_u8_to_float_nchw(&b, mean, sd, want);
-    usi_dbuf *src, *dst;
-    CHECK_OK(usi_dbuf_new(d, PX + 5, &src));
-    CHECK_OK(usi_dbuf_new(d, sizeof got, &dst));
-    CHECK_OK(usi_dbuf_write(src, 5, px, PX));
-    CHECK_OK(usi_dbuf_u8_normalize(dst, 16, src, 5, N, H, W, mean, sd));
-    CHECK_OK(usi_dbuf_read(dst, 0, got, sizeof got));
-    CHECK(got[3] == 0.0f && !memcmp(got + 4, want, sizeof want), "%s: normalised %g at 0, want %g", name, got[4],
-          want[0]);
-    usi_error *e = usi_dbuf_u8_normalize(dst, 20, src, 5, N, H, W, mean, sd);
-    CHECK(e != NULL, "%s: a normalisation past the block's end is refused", name);
-    usi_error_free(e);
-    usi_dbuf_free(src);
-    usi_dbuf_free(dst);
-}
-
 /* cpu writes its memory directly: no stages; cpu-guarded has them, as a
  * GPU does. */
 static void test_stages(void)
@@ -185,8 +156,10 @@ int main(void)
 {
     test_names();
     test_stages();
-    test_u8_normalize("cpu");
-    test_u8_normalize("cpu-guarded");
+    usi_device *guarded;
+    CHECK_OK(usi_device_open("cpu-guarded", &guarded));
+    check_u8_normalize(usi_device_cpu());
+    check_u8_normalize(guarded);
     test_blocks("cpu");
     test_blocks("cpu-guarded");
     test_guard();
