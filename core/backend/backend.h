@@ -102,6 +102,15 @@ typedef struct usi_backend {
     usi_error *(*stage_put)(usi_device *d, void *st, int32_t slot, size_t off, const void *host_src,
                             size_t bytes);
     usi_error *(*stage_take)(usi_device *d, void *st, int32_t slot, size_t off, void *dst, size_t bytes);
+
+    /* -- optional (NULL: none): recorded work (CUDA graphs) --
+     * record: the work run(ctx) queues goes into a recording instead of
+     * running; an error (the reason) when the device could not record it,
+     * and nothing ran. replay: queue the recorded work again, with the
+     * addresses it was recorded with. rec_free frees a recording. */
+    usi_error *(*record)(usi_device *d, usi_error *(*run)(void *ctx), void *ctx, void **rec);
+    usi_error *(*replay)(usi_device *d, void *rec);
+    void (*rec_free)(usi_device *d, void *rec);
 } usi_backend;
 
 /* A device: a backend and the state of one instance of it (a GPU's index,

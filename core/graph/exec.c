@@ -30,8 +30,14 @@ usi_error *usi_graph_forward(usi_graph *g)
 {
     if (!g->compiled)
         return usi_error_new(USI_ERR_INVALID, "forward: compile the graph first");
+    ++g->step;
+    return usi_replay_wanted(g) ? usi_replay_forward(g) : usi_graph_forward_nodes(g);
+}
+
+usi_error *usi_graph_forward_nodes(usi_graph *g)
+{
     const usi_backend *be = g->dev->be;
-    usi_exec_ctx ctx = {g->dev, g->training, g->seed, ++g->step, g->coll};
+    usi_exec_ctx ctx = {g->dev, g->training, g->seed, g->step, g->coll};
     for (int32_t i = 0; i < g->n_nodes; i++) {
         usi_tensor *t = g->nodes[i];
         if (t->storage == USI_STORE_OWNED) continue;

@@ -72,6 +72,7 @@ void usi_graph_free(usi_graph *g)
     free(g->nodes);
     for (int32_t i = 0; i < g->n_scope; i++) free(g->scope[i]);
     free(g->error);
+    usi_replay_drop(g);
     usi_dbuf_free(g->arena);
     usi_dbuf_free(g->params);
     usi_dbuf_free(g->grads);

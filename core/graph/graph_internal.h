@@ -35,7 +35,16 @@ struct usi_graph {
     struct usi_graph_profile *prof;     /* time per op when profiling (profile.c) */
     int32_t keep_all;            /* no reuse: every value and gradient lives to the end */
     struct usi_collective *coll;        /* sums over ranks for the kernels, or NULL */
+    struct usi_replay *replay;          /* recorded forward passes (replay.c), or NULL */
 };
+
+/* Forward of every node, eagerly, at g->step (exec.c). */
+usi_error *usi_graph_forward_nodes(usi_graph *g);
+/* Recorded forward passes (replay.c): 1 when g's forward goes through
+ * usi_replay_forward; usi_replay_drop forgets a recording (the arena moved). */
+int32_t usi_replay_wanted(usi_graph *g);
+usi_error *usi_replay_forward(usi_graph *g);
+void usi_replay_drop(usi_graph *g);
 
 struct usi_graph_cleanup {
     void (*fn)(void *ctx);

@@ -188,6 +188,7 @@ usi_error *usi_graph_plan(usi_graph *g)
     int32_t n = g->n_nodes;
     USI_TRY(usi_graph_plan_layout(g));
     usi_error *e = NULL;
+    usi_replay_drop(g); /* recorded with the old addresses */
     usi_dbuf_free(g->arena);
     g->arena = NULL;
     if (g->arena_bytes) {

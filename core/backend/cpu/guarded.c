@@ -195,6 +195,39 @@ static usi_error *g_stage_take(usi_device *d, void *st, int32_t slot, size_t off
     GUARDED(usi_cpu_copy(d, dst, s->mem + (size_t)slot * s->bytes + off, bytes));
 }
 
+/* Recorded work the way a GPU's contract reads: recording runs nothing,
+ * replaying runs the work. Here a recording is the call itself, so the
+ * graph-replay logic above the seam (core/graph/replay.c) runs on machines
+ * without a GPU. */
+typedef struct g_rec {
+    usi_error *(*run)(void *ctx);
+    void *ctx;
+} g_rec;
+
+static usi_error *g_record(usi_device *d, usi_error *(*run)(void *ctx), void *ctx, void **rec)
+{
+    (void)d;
+    g_rec *r = malloc(sizeof *r);
+    if (!r) return usi_error_new(USI_ERR_NOMEM, "out of host memory");
+    r->run = run;
+    r->ctx = ctx;
+    *rec = r;
+    return NULL;
+}
+
+static usi_error *g_replay(usi_device *d, void *rec)
+{
+    (void)d;
+    g_rec *r = rec;
+    return r->run(r->ctx);
+}
+
+static void g_rec_free(usi_device *d, void *rec)
+{
+    (void)d;
+    free(rec);
+}
+
 const usi_backend *usi_cpu_guarded_backend(void)
 {
     static const usi_backend be = {
@@ -224,6 +257,9 @@ const usi_backend *usi_cpu_guarded_backend(void)
         .stage_free = g_stage_free,
         .stage_put = g_stage_put,
         .stage_take = g_stage_take,
+        .record = g_record,
+        .replay = g_replay,
+        .rec_free = g_rec_free,
     };
     return &be;
 }

@@ -126,6 +126,9 @@ const usi_backend *usi_cuda_backend(void)
         .stage_free = usi_cuda_stage_free,
         .stage_put = usi_cuda_stage_put,
         .stage_take = usi_cuda_stage_take,
+        .record = usi_cuda_record,
+        .replay = usi_cuda_replay,
+        .rec_free = usi_cuda_rec_free,
     };
     return &be;
 }

@@ -92,6 +92,10 @@ usi_error *usi_cuda_copy(usi_device *d, void *dst, const void *src, size_t bytes
 usi_error *usi_cuda_fill(usi_device *d, void *dst, int byte, size_t bytes);
 usi_error *usi_cuda_synchronize(usi_device *d);
 void usi_cuda_mem_info(usi_device *d, size_t *free_bytes, size_t *total_bytes);
+/* Recorded work (record.c): CUDA graphs of what a call queues. */
+usi_error *usi_cuda_record(usi_device *d, usi_error *(*run)(void *ctx), void *ctx, void **rec);
+usi_error *usi_cuda_replay(usi_device *d, void *rec);
+void usi_cuda_rec_free(usi_device *d, void *rec);
 /* The input path (stage.c): pinned host memory, copy-stream stages. */
 void *usi_cuda_host_alloc(usi_device *d, size_t bytes);
 void usi_cuda_host_free(usi_device *d, void *p, size_t bytes);
