@@ -91,6 +91,7 @@ void usi_device_host_free(usi_device *d, void *p, size_t bytes);
  *
  * A put into a slot waits for the device to finish that slot's last take. */
 typedef struct usi_stage usi_stage;
+int32_t usi_device_has_stages(const usi_device *d);
 usi_error *usi_stage_new(usi_device *d, int32_t slots, size_t bytes, usi_stage **out);
 void usi_stage_free(usi_stage *s);
 usi_error *usi_stage_put(usi_stage *s, int32_t slot, size_t off, const void *host, size_t bytes);

@@ -6,6 +6,7 @@
 
 #include "backend/device_internal.h"
 #include "util/error.h"
+#include "util/log.h"
 
 struct usi_stage {
     usi_device *dev;
@@ -24,6 +25,10 @@ void *usi_device_host_alloc(usi_device *d, size_t bytes)
     char *p = d && d->be->host_alloc ? d->be->host_alloc(d, bytes + HEAD) : NULL;
     int kind = DEVICE_HOST;
     if (!p) {
+        static int said;
+        if (d && d->be->host_alloc && !said++)
+            usi_log(USI_LOG_WARN, "device %s: no pinned host memory for %.1f MiB; uploads from plain memory are "
+                    "slower", d->name, (double)bytes / 1048576.0);
         void *q = NULL;
         if (posix_memalign(&q, HEAD, bytes + HEAD)) return NULL;
         p = q;
@@ -40,6 +45,8 @@ void usi_device_host_free(usi_device *d, void *p, size_t bytes)
     if (*(int *)q == DEVICE_HOST) d->be->host_free(d, q, bytes + HEAD);
     else free(q);
 }
+
+int32_t usi_device_has_stages(const usi_device *d) { return d->be->stage_new != NULL; }
 
 usi_error *usi_stage_new(usi_device *d, int32_t slots, size_t bytes, usi_stage **out)
 {

@@ -79,7 +79,9 @@ usi_error *usi_augchain_add(usi_augchain *ch, const usi_component *comp,
     memset(s, 0, sizeof *s);
     s->comp = comp;
     s->ops = ops;
-    s->serial = ops->stage == USI_AUGMENT_SAMPLE && !(ops->flags & USI_AUGMENT_THREAD_SAFE);
+    /* Batch stages run on each loader's batch thread, and simulated ranks'
+     * loaders share the chain: one call at a time per instance, always. */
+    s->serial = ops->stage == USI_AUGMENT_BATCH || !(ops->flags & USI_AUGMENT_THREAD_SAFE);
     usi_error *e = comp->create(params, &s->inst);
     if (e) return usi_error_prefix(e, "augment '%s': ", comp->name);
     pthread_mutex_init(&s->lock, NULL);
@@ -147,7 +149,9 @@ usi_error *usi_augchain_run_batch(const usi_augchain *ch, usi_batch *b, usi_rng 
     for (size_t i = 0; i < ch->n; i++) {
         stage *st = &ch->st[i];
         if (st->ops->stage != USI_AUGMENT_BATCH) continue;
+        if (st->serial) pthread_mutex_lock(&st->lock);
         usi_error *e = st->ops->apply_batch(st->inst, b, rng);
+        if (st->serial) pthread_mutex_unlock(&st->lock);
         if (e) return usi_error_prefix(e, "augment '%s': ", st->comp->name);
     }
     return NULL;

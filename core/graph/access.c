@@ -60,16 +60,19 @@ usi_error *usi_graph_write_staged(usi_tensor *t, usi_stage *s, int32_t slot, siz
     return usi_stage_take(s, slot, off, b, at, bytes);
 }
 
-usi_error *usi_graph_write_u8(usi_tensor *t, const usi_dbuf *src, size_t off, int32_t n, const float mean[3],
-                              const float std[3])
+usi_error *usi_graph_write_u8(usi_tensor *t, const usi_dbuf *src, size_t off, int32_t n, int32_t h, int32_t w,
+                              const float mean[3], const float std[3])
 {
-    if (!t || t->ndim != 4 || t->shape[1] != 3 || t->dtype != USI_DTYPE_F32 || n < 0 || n > t->shape[0])
-        return usi_error_new(USI_ERR_INTERNAL, "uint8 write '%s': %d images into a tensor that is not float "
-                             "[>= %d, 3, h, w]", t ? t->name : "?", n, n);
+    if (!t || t->ndim != 4 || t->shape[1] != 3 || t->dtype != USI_DTYPE_F32 || n < 0 || n > t->shape[0] ||
+        t->shape[2] != h || t->shape[3] != w) {
+        char buf[64];
+        return usi_error_new(USI_ERR_INTERNAL, "uint8 write '%s': %d images of %dx%d into a tensor %s", t ? t->name : "?",
+                             n, h, w, t ? usi_shape_str(t, buf, sizeof buf) : "(none)");
+    }
     usi_dbuf *b;
     size_t at;
     USI_TRY(device_block(t, "uint8 write", &b, &at));
-    return usi_dbuf_u8_normalize(b, at, src, off, n, (int32_t)t->shape[2], (int32_t)t->shape[3], mean, std);
+    return usi_dbuf_u8_normalize(b, at, src, off, n, h, w, mean, std);
 }
 
 usi_error *usi_graph_write(usi_tensor *t, const void *host)

@@ -134,8 +134,8 @@ usi_error *usi_graph_write_staged(usi_tensor *t, usi_stage *s, int32_t slot, siz
 /* The first n images of t (float [N, 3, h, w], n <= N) from uint8
  * [n, h, w, 3] in src at byte off, normalised on the device as the loader
  * does (usi_dbuf_u8_normalize); after compile. */
-usi_error *usi_graph_write_u8(usi_tensor *t, const usi_dbuf *src, size_t off, int32_t n, const float mean[3],
-                              const float std[3]);
+usi_error *usi_graph_write_u8(usi_tensor *t, const usi_dbuf *src, size_t off, int32_t n, int32_t h, int32_t w,
+                              const float mean[3], const float std[3]);
 usi_error *usi_graph_read(const usi_tensor *t, void *host);
 usi_error *usi_graph_read_part(const usi_tensor *t, void *host, size_t bytes);
 /* t's gradient (numel floats); an error when t has none. */

@@ -39,9 +39,12 @@ typedef struct usi_replay {
 
 static int32_t mode(void)
 {
+    static int warned;
     const char *v = getenv("USI_GRAPH_REPLAY");
-    if (v && !strcmp(v, "off")) return MODE_OFF;
-    if (v && !strcmp(v, "on")) return MODE_ON;
+    if (!v || !*v || !strcmp(v, "auto")) return MODE_AUTO;
+    if (!strcmp(v, "off")) return MODE_OFF;
+    if (!strcmp(v, "on")) return MODE_ON;
+    if (!warned++) usi_log(USI_LOG_WARN, "USI_GRAPH_REPLAY=%s: not off, on or auto; using auto", v);
     return MODE_AUTO;
 }
 
@@ -117,22 +120,45 @@ static double worst_difference(const unsigned char *a, const unsigned char *b, s
     return big > 0 ? diff / big : diff;
 }
 
+/* The outputs NaN (all bits set), so a replay that leaves one unwritten
+ * shows in the check. */
+static usi_error *poison_outputs(usi_graph *g)
+{
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        usi_tensor *t = g->nodes[i];
+        size_t off;
+        usi_dbuf *b = t->is_output ? usi_node_block(t, &off) : NULL;
+        if (b) USI_TRY(usi_dbuf_fill(b, off, 0xff, usi_node_bytes(t)));
+    }
+    return NULL;
+}
+
+/* A recording that fails in any way only ends replaying: the pass runs
+ * node by node, and only its errors are the caller's. */
+static usi_error *give_up_on(usi_graph *g, usi_error *e)
+{
+    give_up(g, usi_error_message(e));
+    usi_error_free(e);
+    return usi_graph_forward_nodes(g);
+}
+
 /* Record, replay, then the same pass node by node: its results stay. */
 static usi_error *record_and_check(usi_graph *g)
 {
     usi_replay *r = g->replay;
     const usi_backend *be = g->dev->be;
     usi_error *e = be->record(g->dev, run_nodes, g, &r->rec);
-    if (e) {
-        give_up(g, usi_error_message(e));
-        usi_error_free(e);
-        return usi_graph_forward_nodes(g);
-    }
+    if (e) return give_up_on(g, e);
     unsigned char *replayed = NULL, *eager = NULL;
     size_t n = 0, m = 0;
-    e = be->replay(g->dev, r->rec);
+    e = poison_outputs(g);
+    if (!e) e = be->replay(g->dev, r->rec);
     if (!e) e = read_outputs(g, &replayed, &n);
-    if (!e) e = usi_graph_forward_nodes(g);
+    if (e) {
+        free(replayed);
+        return give_up_on(g, e);
+    }
+    e = usi_graph_forward_nodes(g);
     if (!e) e = read_outputs(g, &eager, &m);
     if (!e) {
         double worst = n && n == m ? worst_difference(eager, replayed, n) : INFINITY;
@@ -159,7 +185,8 @@ usi_error *usi_replay_forward(usi_graph *g)
     if (n <= WARM) return usi_graph_forward_nodes(g);
     if (n <= WARM + TIMED) return timed(g, 0, &r->eager_s);
     if (n == WARM + TIMED + 1) return record_and_check(g);
-    USI_TRY(timed(g, 1, &r->replay_s));
+    usi_error *e = timed(g, 1, &r->replay_s);
+    if (e) return give_up_on(g, e);
     if (n < WARM + 2 * TIMED + 1) return NULL;
     double eager_ms = 1e3 * r->eager_s / TIMED, replay_ms = 1e3 * r->replay_s / TIMED;
     char why[160];

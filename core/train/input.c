@@ -68,12 +68,10 @@ usi_error *usi_input_new(usi_loader *l, usi_device *dev, usi_input **out)
     in->l = l;
     in->image_bytes = usi_loader_float_bytes(l, &in->target_bytes);
     usi_loader_norm(l, in->mean, in->std);
+    in->raw = usi_device_has_stages(dev) && !usi_loader_has_batch_stages(l);
+    if (in->raw) in->image_bytes = usi_loader_u8_bytes(l);
     usi_error *e = usi_stage_new(dev, AHEAD + 1, in->image_bytes + in->target_bytes, &in->stage);
-    if (!e && in->stage && !usi_loader_has_batch_stages(l)) {
-        in->raw = 1;
-        in->image_bytes = usi_loader_u8_bytes(l);
-        e = usi_dbuf_new(dev, in->image_bytes, &in->pixels);
-    }
+    if (!e && in->raw) e = usi_dbuf_new(dev, in->image_bytes, &in->pixels);
     usi_prefetch_opts o = {AHEAD, in->raw, host_alloc, host_free, stage_batch, in};
     if (!e && in->stage) e = usi_prefetch_new(l, &o, &in->fetch);
     if (e) {
@@ -120,7 +118,7 @@ usi_error *usi_input_write(usi_input *in, const usi_float_batch *fb, usi_tensor 
     }
     if (in->raw) {
         USI_TRY(usi_stage_take(in->stage, fb->slot, 0, in->pixels, 0, ib));
-        USI_TRY(usi_graph_write_u8(images, in->pixels, 0, b->n, in->mean, in->std));
+        USI_TRY(usi_graph_write_u8(images, in->pixels, 0, b->n, b->h, b->w, in->mean, in->std));
     } else {
         USI_TRY(usi_graph_write_staged(images, in->stage, fb->slot, 0, ib));
     }

@@ -315,7 +315,6 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     if (!e) e = usi_setup_loader(c, t->train_ds, t->train_chain, 1, t->rank, train_world, &t->train_loader);
     if (!e) e = sim_loaders(t);
     if (!e) e = usi_setup_loader(c, t->val_ds, t->eval_chain, 0, t->rank, t->world, &t->val_loader);
-    if (!e) e = open_inputs(t);
     if (!e && usi_config_teacher(c)) {
         usi_params *tp = NULL;
         e = usi_setup_teacher_params(c, t->classes, &tp);
@@ -338,6 +337,9 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
         check_timm_network(t);
         e = alloc_state(t);
     }
+    /* After the graphs: their planning sees the device's free memory, and
+     * set_hyper has used the train loader on this thread. */
+    if (!e) e = open_inputs(t);
     if (!e) e = set_reducer(t);
     if (!e) e = set_sync_bn(t);
     /* Rank 0 writes every file of the run. */

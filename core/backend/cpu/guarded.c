@@ -3,7 +3,9 @@
  * its own mapping, PROT_NONE while no backend call runs, so a stray host
  * dereference of device memory anywhere in the core faults at once instead
  * of working by accident. It proves the seam on machines without a GPU; it
- * is slow (two mprotect calls per block per backend call) and for tests. */
+ * is slow (two mprotect calls per block per backend call) and for tests.
+ * Blocks open for every thread at once: while the loader's thread copies a
+ * batch into a stage, a stray access on another thread goes unseen. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>

@@ -30,6 +30,8 @@ typedef struct usi_cuda {
      * batch-norm scale and shift). */
     float *ones, *zeros;
     size_t n_consts;
+    void **retired;          /* smaller ones/zeros arrays, freed at close   */
+    size_t n_retired;
     /* Sum of squares: block partials and the result (device), read back
      * through a pinned host double. */
     double *partials, *result;

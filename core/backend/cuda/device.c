@@ -6,6 +6,7 @@
  * synchronize. */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
@@ -82,6 +83,8 @@ usi_error *usi_cuda_use(usi_cuda *c)
 
 static void close_state(usi_cuda *c)
 {
+    for (size_t i = 0; i < c->n_retired; i++) cudaFree(c->retired[i]);
+    free(c->retired);
     if (c->host_result) cudaFreeHost(c->host_result);
     if (c->partials) cudaFree(c->partials);
     if (c->lt) cublasLtDestroy(c->lt);
@@ -268,9 +271,17 @@ usi_error *usi_cuda_consts(usi_cuda *c, size_t n, const float **ones, const floa
             cudaFree(z);
             return e;
         }
-        /* The old arrays may be read by queued work: cudaFree waits. */
-        if (c->ones) cudaFree(c->ones);
-        if (c->zeros) cudaFree(c->zeros);
+        /* The old arrays stay until the device closes: queued work and
+         * recorded passes (record.c) may hold their addresses. */
+        void **kept = c->ones ? realloc(c->retired, (c->n_retired + 2) * sizeof *kept) : NULL;
+        if (kept) {
+            kept[c->n_retired++] = c->ones;
+            kept[c->n_retired++] = c->zeros;
+            c->retired = kept;
+        } else if (c->ones) { /* cudaFree waits for queued work */
+            cudaFree(c->ones);
+            cudaFree(c->zeros);
+        }
         c->ones = o;
         c->zeros = z;
         c->n_consts = want;

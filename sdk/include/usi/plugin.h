@@ -620,7 +620,9 @@ typedef struct usi_teacher_ops {
 
 enum {
     USI_AUGMENT_SAMPLE = 1,  /* uint8 image, in loader threads               */
-    USI_AUGMENT_BATCH = 2    /* float batch + soft targets, in the main loop */
+    USI_AUGMENT_BATCH = 2    /* float batch + soft targets, one call at a
+                                time per instance (on a GPU from a thread
+                                that makes batches ahead of the step)        */
 };
 enum { USI_AUGMENT_THREAD_SAFE = 1u << 0 }; /* apply_sample is reentrant     */
 

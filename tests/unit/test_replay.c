@@ -1,0 +1,131 @@
+/* Graph replay (core/graph/replay.c) on devices whose recordings we
+ * control: the cpu-guarded backend's table with record/replay replaced.
+ * A faithful recording is kept (and replayed); one whose replay does
+ * nothing, or fails, is caught by the check and the graph runs node by node;
+ * every forward pass's output is right either way. Training graphs are
+ * never recorded. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/device_internal.h"
+#include "check.h"
+#include "device.h"
+#include "plugin/host.h"
+
+typedef struct fake_rec {
+    usi_error *(*run)(void *ctx);
+    void *ctx;
+} fake_rec;
+
+enum { FAITHFUL, NOTHING, FAILS };
+static int behaviour, records, replays;
+
+static usi_error *f_record(usi_device *d, usi_error *(*run)(void *ctx), void *ctx, void **rec)
+{
+    (void)d;
+    fake_rec *r = malloc(sizeof *r);
+    r->run = run;
+    r->ctx = ctx;
+    *rec = r;
+    records++;
+    return NULL;
+}
+
+static usi_error *f_replay(usi_device *d, void *rec)
+{
+    (void)d;
+    replays++;
+    fake_rec *r = rec;
+    if (behaviour == FAILS) return usi_error_new(USI_ERR_INTERNAL, "replay failed on purpose");
+    return behaviour == FAITHFUL ? r->run(r->ctx) : NULL;
+}
+
+static void f_rec_free(usi_device *d, void *rec)
+{
+    (void)d;
+    free(rec);
+}
+
+/* y = x W^T + b on dev; 12 passes, with different inputs or (vary 0) one
+ * input throughout, each checked against the same arithmetic on the host. */
+static void run_passes(usi_device *dev, int training, int vary, int *wrong)
+{
+    const usi_graph_api *G = usi_graph_api_get();
+    usi_graph *g = usi_graph_new(dev, training, 1);
+    int64_t in_shape[2] = {2, 4}, w[2] = {3, 4}, b[1] = {3};
+    usi_init init = usi_init_normal(0, 1);
+    usi_tensor *x = usi_graph_input(g, "x", USI_DTYPE_F32, 2, in_shape);
+    usi_tensor *wt = G->param(g, "fc.weight", 2, w, &init), *bt = G->param(g, "fc.bias", 1, b, &init);
+    usi_tensor *y = G->linear(g, x, wt, bt);
+    usi_graph_mark_output(y);
+    static const int32_t axes[2] = {0, 1};
+    if (training) CHECK_OK(usi_graph_set_loss(g, G->reduce(g, USI_REDUCE_MEAN, y, 2, axes, 0)));
+    CHECK_OK(usi_graph_compile(g));
+    float wv[12], bv[3];
+    CHECK_OK(usi_graph_read(wt, wv));
+    CHECK_OK(usi_graph_read(bt, bv));
+    *wrong = 0;
+    for (int pass = 0; pass < 12; pass++) {
+        float xv[8], yv[6];
+        for (int i = 0; i < 8; i++) xv[i] = (float)(i - 3) * 0.25f + (float)(vary ? pass : 1);
+        CHECK_OK(usi_graph_write(x, xv));
+        CHECK_OK(usi_graph_forward(g));
+        CHECK_OK(usi_graph_read(y, yv));
+        for (int r = 0; r < 2; r++)
+            for (int o = 0; o < 3; o++) {
+                double want = bv[o];
+                for (int k = 0; k < 4; k++) want += (double)xv[r * 4 + k] * wv[o * 4 + k];
+                if (fabs(want - yv[r * 3 + o]) > 1e-4 * (1 + fabs(want))) ++*wrong;
+            }
+    }
+    usi_graph_free(g);
+}
+
+int main(void)
+{
+    usi_device *guarded;
+    CHECK_OK(usi_device_open("cpu-guarded", &guarded));
+    static usi_backend be;
+    be = *guarded->be;
+    be.record = f_record;
+    be.replay = f_replay;
+    be.rec_free = f_rec_free;
+    usi_device fake = {.name = "fake", .be = &be};
+    setenv("USI_GRAPH_REPLAY", "on", 1);
+    int wrong;
+
+    behaviour = FAITHFUL;
+    run_passes(&fake, 0, 1, &wrong);
+    /* recorded at pass 6, replayed for the check and every pass after */
+    CHECK(wrong == 0 && records == 1 && replays == 1 + 6, "faithful: %d wrong, %d records, %d replays", wrong,
+          records, replays);
+
+    /* one input throughout: the outputs before the checked replay already
+     * hold its right values, so the check must not read those */
+    behaviour = NOTHING;
+    records = replays = 0;
+    run_passes(&fake, 0, 0, &wrong);
+    CHECK(wrong == 0 && records == 1 && replays == 1, "a replay that writes nothing: %d wrong, %d records, %d "
+          "replays (the check must end replaying)", wrong, records, replays);
+    records = replays = 0;
+    run_passes(&fake, 0, 1, &wrong);
+    CHECK(wrong == 0 && records == 1 && replays == 1, "a replay that writes nothing, inputs varying: %d wrong, %d "
+          "records, %d replays", wrong, records, replays);
+
+    behaviour = FAILS;
+    records = replays = 0;
+    run_passes(&fake, 0, 1, &wrong);
+    CHECK(wrong == 0 && records == 1 && replays == 1, "a failing replay: %d wrong, %d records, %d replays", wrong,
+          records, replays);
+
+    behaviour = FAITHFUL;
+    records = replays = 0;
+    run_passes(&fake, 1, 1, &wrong);
+    CHECK(wrong == 0 && records == 0, "a training graph: %d wrong, %d records", wrong, records);
+
+    setenv("USI_GRAPH_REPLAY", "off", 1);
+    run_passes(&fake, 0, 1, &wrong);
+    CHECK(wrong == 0 && records == 0, "USI_GRAPH_REPLAY=off: %d wrong, %d records", wrong, records);
+    return check_status("replay");
+}
