@@ -459,7 +459,9 @@ static void test_prefetch(const usi_dataset *ds, usi_registry *reg)
         CHECK(usi_prefetch_slots(p) == ahead + 1 && h.allocs == 2 * (ahead + 1), "%d slots, %d allocations",
               usi_prefetch_slots(p), h.allocs);
         usi_float_batch fb;
-        CHECK(usi_prefetch_next(p, &fb) != NULL, "a batch before any epoch started");
+        usi_error *early = usi_prefetch_next(p, &fb);
+        CHECK(early != NULL, "a batch before any epoch started");
+        usi_error_free(early);
         int readies = 0;
         for (int64_t e = 0; e < 2; e++) {
             int nd = direct_epoch(ld, e, 0, want), np = prefetch_epoch(p, e, 0, got);
