@@ -31,7 +31,7 @@ usi_error *usi_graph_forward(usi_graph *g)
     if (!g->compiled)
         return usi_error_new(USI_ERR_INVALID, "forward: compile the graph first");
     ++g->step;
-    return usi_replay_wanted(g) ? usi_replay_forward(g) : usi_graph_forward_nodes(g);
+    return usi_replay_wanted(g, 0) ? usi_replay_forward(g) : usi_graph_forward_nodes(g);
 }
 
 usi_error *usi_graph_forward_nodes(usi_graph *g)
@@ -58,7 +58,7 @@ usi_error *usi_graph_forward_nodes(usi_graph *g)
     return NULL;
 }
 
-static usi_error *seed_loss_grad(usi_graph *g)
+usi_error *usi_graph_seed_loss(usi_graph *g)
 {
     usi_tensor *l = g->loss;
     const float *seed = g->loss_seed;
@@ -96,9 +96,14 @@ usi_error *usi_graph_backward(usi_graph *g)
     if (!g->step)
         return usi_error_new(USI_ERR_INVALID, "backward: run forward first");
     if (!g->loss->has_grad) return NULL; /* nothing trainable reaches the loss */
+    USI_TRY(usi_graph_seed_loss(g));
+    return usi_replay_wanted(g, 1) ? usi_replay_backward(g) : usi_graph_backward_nodes(g);
+}
+
+usi_error *usi_graph_backward_nodes(usi_graph *g)
+{
     const usi_backend *be = g->dev->be;
     usi_exec_ctx ctx = {g->dev, g->training, g->seed, g->step, g->coll};
-    USI_TRY(seed_loss_grad(g));
     int32_t acc[64];
     usi_grad_ready_begin(g->grad_ready);
     for (int32_t i = g->n_nodes - 1; i >= 0; i--) {

@@ -38,12 +38,18 @@ struct usi_graph {
     struct usi_replay *replay;          /* recorded forward passes (replay.c), or NULL */
 };
 
-/* Forward of every node, eagerly, at g->step (exec.c). */
+/* Forward of every node, and backward of every node after the loss's
+ * gradient is set, eagerly, at g->step (exec.c). */
 usi_error *usi_graph_forward_nodes(usi_graph *g);
-/* Recorded forward passes (replay.c): 1 when g's forward goes through
- * usi_replay_forward; usi_replay_drop forgets a recording (the arena moved). */
-int32_t usi_replay_wanted(usi_graph *g);
+usi_error *usi_graph_backward_nodes(usi_graph *g);
+/* The loss's gradient (the loss scale, or the caller's seed) into place. */
+usi_error *usi_graph_seed_loss(usi_graph *g);
+/* Recorded passes (replay.c): 1 when g's forward (bwd 0) or backward
+ * (bwd 1) goes through usi_replay_forward/backward; usi_replay_drop forgets
+ * the recordings (the arena moved). */
+int32_t usi_replay_wanted(usi_graph *g, int32_t bwd);
 usi_error *usi_replay_forward(usi_graph *g);
+usi_error *usi_replay_backward(usi_graph *g);
 void usi_replay_drop(usi_graph *g);
 
 struct usi_graph_cleanup {

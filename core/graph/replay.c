@@ -1,22 +1,34 @@
-/* Recorded forward passes. An inference graph's forward is the same work on
- * every call (the same shapes at the same addresses), so where the device
- * can record work (CUDA graphs, backend.h: record/replay) it is recorded
- * once and replayed with one launch instead of a launch per node. It is
- * kept only where it is right and faster:
+/* Recorded passes. A graph's forward pass, and a training graph's backward
+ * pass, are the same work on every call (the same shapes at the same
+ * addresses), so where the device can record work (CUDA graphs, backend.h:
+ * record/replay) each is recorded once and replayed with one launch instead
+ * of a launch per node. A recording is kept only where it is right and
+ * faster; per pass:
  *   calls 1-2  node by node (the first calls make each node's library state)
  *   calls 3-5  node by node, timed (the device synchronised around each)
- *   call 6     recorded, replayed and its outputs read; then the same pass
- *              node by node and its outputs compared: any difference beyond
- *              float noise ends replaying for this graph
+ *   call 6     recorded and replayed, its results read; what the replay
+ *              changed that the pass must change once (running statistics,
+ *              accumulated gradients) put back (and, for backward, forward
+ *              run again); the same pass node by node and its results
+ *              compared: any difference beyond float noise ends replaying
+ *              for this pass
  *   calls 7-9  replayed, timed; replaying stays if it took less time
- * USI_GRAPH_REPLAY=off never records; =on keeps a recording that passed the
- * check whatever its time. Training graphs and graphs with custom ops (a
- * plugin's kernel may depend on host state) always run node by node. */
+ * The results compared: the graph's outputs (forward; filled with NaN before
+ * the replay, so one it leaves unwritten shows) or the parameter gradients
+ * (backward). USI_GRAPH_REPLAY=off never records; =on keeps a recording that
+ * passed the check whatever its time.
+ *
+ * Never recorded: graphs with custom ops (a plugin's kernel may depend on
+ * host state), and training graphs whose work depends on the host per step:
+ * dropout and drop-path (their masks take the step number), hard-label
+ * losses (the host reads their label check), batch norm over ranks and the
+ * gradient-ready hook (their sums go through the host or another library). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/device_internal.h"
 #include "graph/graph_internal.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -27,15 +39,21 @@ enum { TRYING, KEPT, EAGER };
 enum { MODE_OFF, MODE_AUTO, MODE_ON };
 
 /* A replayed pass must match the same pass node by node within this,
- * relative to the output's largest value (the same kernels: it is exact on
+ * relative to the largest value compared (the same kernels: it is exact on
  * devices we know, this leaves room for reductions in another order). */
 #define REPLAY_TOL 1e-5
 
-typedef struct usi_replay {
+typedef struct pass {
     int32_t state, calls;
     double eager_s, replay_s;
     void *rec;
-} usi_replay;
+} pass;
+
+struct usi_replay {
+    pass fwd, bwd;
+};
+
+static const char *const pass_name[2] = {"forward", "backward"};
 
 static int32_t mode(void)
 {
@@ -48,76 +66,69 @@ static int32_t mode(void)
     return MODE_AUTO;
 }
 
-int32_t usi_replay_wanted(usi_graph *g)
+static int recordable(const usi_graph *g)
 {
-    if (!g->dev->be->record || g->training || g->prof || mode() == MODE_OFF) return 0;
-    if (g->replay && g->replay->state == EAGER) return 0;
-    for (int32_t i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i]->op == USI_OP_CUSTOM) return 0;
+    if (!g->dev->be->record || g->prof || mode() == MODE_OFF) return 0;
+    if (g->training && (g->coll || g->grad_ready)) return 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        int32_t op = g->nodes[i]->op;
+        if (op == USI_OP_CUSTOM) return 0;
+        if (g->training && (op == USI_OP_DROPOUT || op == USI_OP_DROP_PATH || op == USI_OP_LOSS_CE)) return 0;
+    }
     return 1;
+}
+
+static pass *pass_of(usi_graph *g, int bwd) { return bwd ? &g->replay->bwd : &g->replay->fwd; }
+
+int32_t usi_replay_wanted(usi_graph *g, int32_t bwd)
+{
+    if (g->replay && pass_of(g, bwd)->state == EAGER) return 0;
+    return recordable(g);
 }
 
 void usi_replay_drop(usi_graph *g)
 {
     if (!g->replay) return;
-    if (g->replay->rec) g->dev->be->rec_free(g->dev, g->replay->rec);
+    for (int bwd = 0; bwd < 2; bwd++) {
+        pass *p = pass_of(g, bwd);
+        if (p->rec) g->dev->be->rec_free(g->dev, p->rec);
+    }
     free(g->replay);
     g->replay = NULL;
 }
 
-static void give_up(usi_graph *g, const char *why)
+static void give_up(usi_graph *g, int bwd, const char *why)
 {
-    usi_replay *r = g->replay;
-    if (r->rec) g->dev->be->rec_free(g->dev, r->rec);
-    r->rec = NULL;
-    r->state = EAGER;
-    usi_log(USI_LOG_INFO, "graph replay (%d nodes): %s; its forward passes run node by node", (int)g->n_nodes, why);
+    pass *p = pass_of(g, bwd);
+    if (p->rec) g->dev->be->rec_free(g->dev, p->rec);
+    p->rec = NULL;
+    p->state = EAGER;
+    usi_log(USI_LOG_INFO, "graph replay (%d nodes, %s): %s; the pass runs node by node", (int)g->n_nodes,
+            pass_name[bwd], why);
 }
 
-static usi_error *run_nodes(void *ctx) { return usi_graph_forward_nodes(ctx); }
+static usi_error *run_fwd(void *ctx) { return usi_graph_forward_nodes(ctx); }
+static usi_error *run_bwd(void *ctx) { return usi_graph_backward_nodes(ctx); }
 
-static usi_error *timed(usi_graph *g, int replay, double *acc)
+static usi_error *eager(usi_graph *g, int bwd) { return bwd ? usi_graph_backward_nodes(g) : usi_graph_forward_nodes(g); }
+
+/* A recording that fails in any way only ends replaying: the pass runs
+ * node by node, and only its errors are the caller's. */
+static usi_error *give_up_on(usi_graph *g, int bwd, usi_error *e)
+{
+    give_up(g, bwd, usi_error_message(e));
+    usi_error_free(e);
+    return eager(g, bwd);
+}
+
+static usi_error *timed(usi_graph *g, int bwd, int replay, double *acc)
 {
     USI_TRY(usi_device_synchronize(g->dev));
     double t0 = usi_now();
-    USI_TRY(replay ? g->dev->be->replay(g->dev, g->replay->rec) : usi_graph_forward_nodes(g));
+    USI_TRY(replay ? g->dev->be->replay(g->dev, pass_of(g, bwd)->rec) : eager(g, bwd));
     USI_TRY(usi_device_synchronize(g->dev));
     *acc += usi_now() - t0;
     return NULL;
-}
-
-/* The graph's outputs into one host buffer (*out, *n floats or bytes). */
-static usi_error *read_outputs(usi_graph *g, unsigned char **out, size_t *n)
-{
-    size_t total = 0;
-    for (int32_t i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i]->is_output) total += usi_node_bytes(g->nodes[i]);
-    *n = total;
-    *out = malloc(total ? total : 1);
-    if (!*out) return usi_error_new(USI_ERR_NOMEM, "out of host memory");
-    size_t at = 0;
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        usi_tensor *t = g->nodes[i];
-        if (!t->is_output) continue;
-        USI_TRY(usi_graph_read(t, *out + at));
-        at += usi_node_bytes(t);
-    }
-    return NULL;
-}
-
-/* Largest difference of b from a relative to a's largest value, the
- * outputs taken as floats (every output of an inference graph is). */
-static double worst_difference(const unsigned char *a, const unsigned char *b, size_t bytes)
-{
-    const float *x = (const float *)a, *y = (const float *)b;
-    size_t n = bytes / sizeof(float);
-    double big = 0, diff = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)x[i] - (double)y[i]);
-        if (!(d <= diff)) diff = d; /* NaN counts as a difference */
-        if (fabs((double)x[i]) > big) big = fabs((double)x[i]);
-    }
-    return big > 0 ? diff / big : diff;
 }
 
 /* The outputs NaN (all bits set), so a replay that leaves one unwritten
@@ -133,70 +144,158 @@ static usi_error *poison_outputs(usi_graph *g)
     return NULL;
 }
 
-/* A recording that fails in any way only ends replaying: the pass runs
- * node by node, and only its errors are the caller's. */
-static usi_error *give_up_on(usi_graph *g, usi_error *e)
+/* What a pass is checked by, into one host buffer (*out, *n bytes of
+ * floats): the outputs (forward) or the parameter gradients (backward). */
+static usi_error *read_results(usi_graph *g, int bwd, unsigned char **out, size_t *n)
 {
-    give_up(g, usi_error_message(e));
-    usi_error_free(e);
-    return usi_graph_forward_nodes(g);
-}
-
-/* Record, replay, then the same pass node by node: its results stay. */
-static usi_error *record_and_check(usi_graph *g)
-{
-    usi_replay *r = g->replay;
-    const usi_backend *be = g->dev->be;
-    usi_error *e = be->record(g->dev, run_nodes, g, &r->rec);
-    if (e) return give_up_on(g, e);
-    unsigned char *replayed = NULL, *eager = NULL;
-    size_t n = 0, m = 0;
-    e = poison_outputs(g);
-    if (!e) e = be->replay(g->dev, r->rec);
-    if (!e) e = read_outputs(g, &replayed, &n);
-    if (e) {
-        free(replayed);
-        return give_up_on(g, e);
-    }
-    e = usi_graph_forward_nodes(g);
-    if (!e) e = read_outputs(g, &eager, &m);
-    if (!e) {
-        double worst = n && n == m ? worst_difference(eager, replayed, n) : INFINITY;
-        if (!n) give_up(g, "the graph has no output to check a replay against");
-        else if (!(worst <= REPLAY_TOL)) {
-            char why[160];
-            snprintf(why, sizeof why, "a replayed pass differs from the same pass node by node (%.3g of the largest "
-                     "output)", worst);
-            give_up(g, why);
-        }
-    }
-    free(replayed);
-    free(eager);
-    return e;
-}
-
-usi_error *usi_replay_forward(usi_graph *g)
-{
-    if (!g->replay && !(g->replay = calloc(1, sizeof *g->replay)))
-        return usi_error_new(USI_ERR_NOMEM, "out of host memory");
-    usi_replay *r = g->replay;
-    if (r->state == KEPT) return g->dev->be->replay(g->dev, r->rec);
-    int32_t n = ++r->calls;
-    if (n <= WARM) return usi_graph_forward_nodes(g);
-    if (n <= WARM + TIMED) return timed(g, 0, &r->eager_s);
-    if (n == WARM + TIMED + 1) return record_and_check(g);
-    usi_error *e = timed(g, 1, &r->replay_s);
-    if (e) return give_up_on(g, e);
-    if (n < WARM + 2 * TIMED + 1) return NULL;
-    double eager_ms = 1e3 * r->eager_s / TIMED, replay_ms = 1e3 * r->replay_s / TIMED;
-    char why[160];
-    if (mode() == MODE_ON || replay_ms < eager_ms) {
-        r->state = KEPT;
-        usi_log(USI_LOG_INFO, "graph replay (%d nodes): a recorded forward pass takes %.3f ms, node by node %.3f ms: "
-                "replaying it", (int)g->n_nodes, replay_ms, eager_ms);
-    } else {
-        snprintf(why, sizeof why, "a recorded forward pass takes %.3f ms, node by node %.3f ms", replay_ms, eager_ms);
-        give_up(g, why);
+    size_t total = 0;
+    if (bwd) total = g->grads ? usi_dbuf_bytes(g->grads) : 0;
+    else
+        for (int32_t i = 0; i < g->n_nodes; i++)
+            if (g->nodes[i]->is_output && g->nodes[i]->dtype == USI_DTYPE_F32) total += usi_node_bytes(g->nodes[i]);
+    *n = total;
+    *out = malloc(total ? total : 1);
+    if (!*out) return usi_error_new(USI_ERR_NOMEM, "out of host memory");
+    if (bwd) return total ? usi_dbuf_read(g->grads, 0, *out, total) : NULL;
+    size_t at = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        usi_tensor *t = g->nodes[i];
+        if (!t->is_output || t->dtype != USI_DTYPE_F32) continue;
+        USI_TRY(usi_graph_read(t, *out + at));
+        at += usi_node_bytes(t);
     }
     return NULL;
 }
+
+/* Largest difference of b from a relative to a's largest value. */
+static double worst_difference(const unsigned char *a, const unsigned char *b, size_t bytes)
+{
+    const float *x = (const float *)a, *y = (const float *)b;
+    size_t n = bytes / sizeof(float);
+    double big = 0, diff = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)x[i] - (double)y[i]);
+        if (!(d <= diff)) diff = d; /* NaN counts as a difference */
+        if (fabs((double)x[i]) > big) big = fabs((double)x[i]);
+    }
+    return big > 0 ? diff / big : diff;
+}
+
+/* A copy of a device block (NULL block: nothing to keep). */
+typedef struct snapshot {
+    usi_dbuf *of, *copy;
+} snapshot;
+
+static usi_error *snap_take(usi_graph *g, usi_dbuf *b, snapshot *s)
+{
+    s->of = b;
+    s->copy = NULL;
+    size_t n = b ? usi_dbuf_bytes(b) : 0;
+    if (!n) return NULL;
+    USI_TRY(usi_dbuf_new(g->dev, n, &s->copy));
+    return usi_dbuf_copy(s->copy, 0, b, 0, n);
+}
+
+static usi_error *snap_put_back(const snapshot *s)
+{
+    return s->copy ? usi_dbuf_copy(s->of, 0, s->copy, 0, usi_dbuf_bytes(s->of)) : NULL;
+}
+
+/* What the replay changed that the pass must change once, put back:
+ * running statistics (a training forward), accumulated parameter gradients
+ * (backward). A backward pass also used up what forward left (the planner
+ * gives memory of values backward has read to later gradients), so before
+ * the same pass runs node by node, forward runs again, its statistics are
+ * put back once more, and the loss's gradient is set again. */
+static usi_error *undo_replay(usi_graph *g, int bwd, const snapshot *grads, const snapshot *stats)
+{
+    USI_TRY(snap_put_back(grads));
+    USI_TRY(snap_put_back(stats));
+    if (!bwd) return NULL;
+    USI_TRY(usi_graph_forward_nodes(g));
+    USI_TRY(snap_put_back(stats));
+    return usi_graph_seed_loss(g);
+}
+
+/* Record, replay, undo what the replay changed, then the same pass node by
+ * node: its results stay. */
+static usi_error *record_and_check(usi_graph *g, int bwd)
+{
+    pass *p = pass_of(g, bwd);
+    const usi_backend *be = g->dev->be;
+    usi_error *e = be->record(g->dev, bwd ? run_bwd : run_fwd, g, &p->rec);
+    if (e) return give_up_on(g, bwd, e);
+    snapshot grads = {0}, stats = {0};
+    unsigned char *replayed = NULL, *direct = NULL;
+    size_t n = 0, m = 0;
+    e = snap_take(g, bwd ? g->grads : NULL, &grads);
+    if (!e) e = snap_take(g, g->training ? g->buffers : NULL, &stats);
+    if (e) { /* nothing ran yet */
+        usi_dbuf_free(grads.copy);
+        usi_dbuf_free(stats.copy);
+        return give_up_on(g, bwd, e);
+    }
+    if (!bwd) e = poison_outputs(g);
+    if (!e) e = be->replay(g->dev, p->rec);
+    if (!e) e = read_results(g, bwd, &replayed, &n);
+    usi_error *undo = undo_replay(g, bwd, &grads, &stats);
+    usi_dbuf_free(grads.copy);
+    usi_dbuf_free(stats.copy);
+    if (undo) { /* the state can't be put back: the run can't go on */
+        usi_error_free(e);
+        free(replayed);
+        return undo;
+    }
+    if (e) {
+        free(replayed);
+        return give_up_on(g, bwd, e);
+    }
+    e = eager(g, bwd);
+    if (!e) e = read_results(g, bwd, &direct, &m);
+    if (!e) {
+        double worst = n && n == m ? worst_difference(direct, replayed, n) : INFINITY;
+        if (!n) give_up(g, bwd, "nothing to check a replay against");
+        else if (!(worst <= REPLAY_TOL)) {
+            char why[160];
+            snprintf(why, sizeof why, "a replay differs from the same pass node by node (%.3g of the largest value)",
+                     worst);
+            give_up(g, bwd, why);
+        }
+    }
+    free(replayed);
+    free(direct);
+    return e;
+}
+
+static usi_error *replay_pass(usi_graph *g, int bwd)
+{
+    if (!g->replay && !(g->replay = calloc(1, sizeof *g->replay)))
+        return usi_error_new(USI_ERR_NOMEM, "out of host memory");
+    pass *p = pass_of(g, bwd);
+    if (p->state == KEPT) return g->dev->be->replay(g->dev, p->rec);
+    int32_t n = ++p->calls;
+    if (n <= WARM) return eager(g, bwd);
+    if (n <= WARM + TIMED) return timed(g, bwd, 0, &p->eager_s);
+    if (n == WARM + TIMED + 1) return record_and_check(g, bwd);
+    usi_error *e = timed(g, bwd, 1, &p->replay_s);
+    if (e && !bwd) return give_up_on(g, bwd, e);
+    if (e) { /* a backward pass part run can't be run again: this step fails */
+        give_up(g, bwd, usi_error_message(e));
+        return e;
+    }
+    if (n < WARM + 2 * TIMED + 1) return NULL;
+    double eager_ms = 1e3 * p->eager_s / TIMED, replay_ms = 1e3 * p->replay_s / TIMED;
+    char why[160];
+    if (mode() == MODE_ON || replay_ms < eager_ms) {
+        p->state = KEPT;
+        usi_log(USI_LOG_INFO, "graph replay (%d nodes, %s): a recorded pass takes %.3f ms, node by node %.3f ms: "
+                "replaying it", (int)g->n_nodes, pass_name[bwd], replay_ms, eager_ms);
+    } else {
+        snprintf(why, sizeof why, "a recorded pass takes %.3f ms, node by node %.3f ms", replay_ms, eager_ms);
+        give_up(g, bwd, why);
+    }
+    return NULL;
+}
+
+usi_error *usi_replay_forward(usi_graph *g) { return replay_pass(g, 0); }
+usi_error *usi_replay_backward(usi_graph *g) { return replay_pass(g, 1); }

@@ -29,8 +29,9 @@ losses() { grep '"loss"' "$1" | sed 's/.*"step": \([0-9]*\), "loss": \([^,]*\),.
 kd=(--set teacher.name=model --set teacher.backbone=mobilenetv3_small_100 --set teacher.img_size=32
     --set teacher.weights="$T/teacher/best.safetensors"
     --set teacher.mean='[0.5, 0.5, 0.5]' --set teacher.std='[0.25, 0.25, 0.25]')
-# USI_GRAPH_REPLAY=on: cpu-guarded records the teacher's forward pass and
-# replays it (checked against a pass node by node first), whatever its time.
+# USI_GRAPH_REPLAY=on: cpu-guarded records the teacher's forward pass and the
+# training step's forward and backward passes, and replays them (each checked
+# against the same pass node by node first), whatever their time.
 for dev in cpu cpu-guarded; do
     if USI_GRAPH_REPLAY=on "$usi" train "$T/run.cfg" --set output_dir="$T/$dev" --set device="$dev" "${kd[@]}" \
         >"$T/$dev.log" 2>&1; then ok
@@ -46,6 +47,8 @@ top() { grep -o '"top1": [0-9.]*' "$1" | tail -1; }
     && ok || fail "top-1 differs: $(top "$T/cpu/metrics.jsonl") vs $(top "$T/cpu-guarded/metrics.jsonl")"
 grep -q 'teacher .model.: top-1' "$T/cpu-guarded.log" && ok || fail "the teacher was not evaluated on cpu-guarded"
 grep -q 'graph replay (.*replaying it' "$T/cpu-guarded.log" && ok || fail "cpu-guarded did not replay the teacher's pass"
+grep -q 'graph replay (.*backward): .*replaying it' "$T/cpu-guarded.log" && ok \
+    || fail "cpu-guarded did not replay the training step's backward pass"
 ! grep -q 'graph replay' "$T/cpu.log" && ok || fail "the cpu device recorded a pass"
 # cpu-guarded has input stages as a GPU has: its batches took that path,
 # as uint8 images normalised on the device (this chain has no Mixup/CutMix).

@@ -2,8 +2,8 @@
  * control: the cpu-guarded backend's table with record/replay replaced.
  * A faithful recording is kept (and replayed); one whose replay does
  * nothing, or fails, is caught by the check and the graph runs node by node;
- * every forward pass's output is right either way. Training graphs are
- * never recorded. */
+ * every pass's results are right either way; a training graph's forward
+ * and backward are recorded alike. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +78,19 @@ static void run_passes(usi_device *dev, int training, int vary, int *wrong)
                 for (int k = 0; k < 4; k++) want += (double)xv[r * 4 + k] * wv[o * 4 + k];
                 if (fabs(want - yv[r * 3 + o]) > 1e-4 * (1 + fabs(want))) ++*wrong;
             }
+        if (!training) continue;
+        /* loss = mean of y over 6 values: dW[o][k] = sum_r x[r][k] / 6,
+         * db[o] = 2 / 6; gradients from zero each pass */
+        float gw[12], gb[3];
+        CHECK_OK(usi_graph_backward(g));
+        CHECK_OK(usi_graph_read_grad(wt, gw));
+        CHECK_OK(usi_graph_read_grad(bt, gb));
+        for (int o = 0; o < 3; o++) {
+            if (fabs(gb[o] - 2.0 / 6.0) > 1e-6) ++*wrong;
+            for (int k = 0; k < 4; k++)
+                if (fabs(gw[o * 4 + k] - ((double)xv[k] + xv[4 + k]) / 6.0) > 1e-5 * (1 + fabs(gw[o * 4 + k]))) ++*wrong;
+        }
+        usi_graph_zero_grad(g);
     }
     usi_graph_free(g);
 }
@@ -119,12 +132,22 @@ int main(void)
     CHECK(wrong == 0 && records == 1 && replays == 1, "a failing replay: %d wrong, %d records, %d replays", wrong,
           records, replays);
 
+    /* a training graph: forward and backward recorded, the check's replay
+     * of backward put back (gradients accumulate) */
     behaviour = FAITHFUL;
     records = replays = 0;
     run_passes(&fake, 1, 1, &wrong);
-    CHECK(wrong == 0 && records == 0, "a training graph: %d wrong, %d records", wrong, records);
+    CHECK(wrong == 0 && records == 2 && replays == 2 * (1 + 6), "training: %d wrong, %d records, %d replays", wrong,
+          records, replays);
+    behaviour = NOTHING;
+    records = replays = 0;
+    run_passes(&fake, 1, 0, &wrong);
+    CHECK(wrong == 0 && records == 2 && replays == 2, "training, replays that write nothing: %d wrong, %d records, "
+          "%d replays", wrong, records, replays);
+    behaviour = FAITHFUL;
 
     setenv("USI_GRAPH_REPLAY", "off", 1);
+    records = replays = 0;
     run_passes(&fake, 0, 1, &wrong);
     CHECK(wrong == 0 && records == 0, "USI_GRAPH_REPLAY=off: %d wrong, %d records", wrong, records);
     return check_status("replay");
