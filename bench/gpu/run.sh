@@ -184,7 +184,7 @@ section "the same in bf16 with batch norm on our kernels instead of cuDNN's (USI
 USI_CUDA_BATCH_NORM=ours step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
   --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/OURS-BN-RESULT/'
 
-section "the same with every forward pass node by node (USI_GRAPH_REPLAY=off: graph replay's A/B)"
+section "the same with every pass node by node (USI_GRAPH_REPLAY=off: graph replay's A/B)"
 USI_GRAPH_REPLAY=off step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
   --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/NO-REPLAY-RESULT/'
 
