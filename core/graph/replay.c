@@ -20,9 +20,10 @@
  *
  * Never recorded: graphs with custom ops (a plugin's kernel may depend on
  * host state), and training graphs whose work depends on the host per step:
- * dropout and drop-path (their masks take the step number), hard-label
- * losses (the host reads their label check), batch norm over ranks and the
- * gradient-ready hook (their sums go through the host or another library). */
+ * dropout and drop-path (their masks take the step number), and the
+ * gradient-ready hook; and any graph with a hard-label loss (the host reads
+ * its label check) or sums over ranks (through the host or another
+ * library). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,12 +69,12 @@ static int32_t mode(void)
 
 static int recordable(const usi_graph *g)
 {
-    if (!g->dev->be->record || g->prof || mode() == MODE_OFF) return 0;
-    if (g->training && (g->coll || g->grad_ready)) return 0;
+    if (!g->dev->be->record || g->prof || mode() == MODE_OFF || g->coll) return 0;
+    if (g->training && g->grad_ready) return 0;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         int32_t op = g->nodes[i]->op;
-        if (op == USI_OP_CUSTOM) return 0;
-        if (g->training && (op == USI_OP_DROPOUT || op == USI_OP_DROP_PATH || op == USI_OP_LOSS_CE)) return 0;
+        if (op == USI_OP_CUSTOM || op == USI_OP_LOSS_CE) return 0;
+        if (g->training && (op == USI_OP_DROPOUT || op == USI_OP_DROP_PATH)) return 0;
     }
     return 1;
 }
@@ -138,7 +139,7 @@ static usi_error *poison_outputs(usi_graph *g)
     for (int32_t i = 0; i < g->n_nodes; i++) {
         usi_tensor *t = g->nodes[i];
         size_t off;
-        usi_dbuf *b = t->is_output ? usi_node_block(t, &off) : NULL;
+        usi_dbuf *b = t->is_output && t->storage != USI_STORE_OWNED ? usi_node_block(t, &off) : NULL;
         if (b) USI_TRY(usi_dbuf_fill(b, off, 0xff, usi_node_bytes(t)));
     }
     return NULL;
@@ -175,7 +176,8 @@ static double worst_difference(const unsigned char *a, const unsigned char *b, s
     double big = 0, diff = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)x[i] - (double)y[i]);
-        if (!(d <= diff)) diff = d; /* NaN counts as a difference */
+        if (isnan(d)) return INFINITY; /* a NaN in either: never the same */
+        if (d > diff) diff = d;
         if (fabs((double)x[i]) > big) big = fabs((double)x[i]);
     }
     return big > 0 ? diff / big : diff;
@@ -278,8 +280,8 @@ static usi_error *replay_pass(usi_graph *g, int bwd)
     if (n <= WARM + TIMED) return timed(g, bwd, 0, &p->eager_s);
     if (n == WARM + TIMED + 1) return record_and_check(g, bwd);
     usi_error *e = timed(g, bwd, 1, &p->replay_s);
-    if (e && !bwd) return give_up_on(g, bwd, e);
-    if (e) { /* a backward pass part run can't be run again: this step fails */
+    if (e && !g->training) return give_up_on(g, bwd, e);
+    if (e) { /* a training pass part run (statistics, gradients) can't be run again: this step fails */
         give_up(g, bwd, usi_error_message(e));
         return e;
     }

@@ -18,7 +18,8 @@ typedef struct fake_rec {
     void *ctx;
 } fake_rec;
 
-enum { FAITHFUL, NOTHING, FAILS };
+enum { FAITHFUL, NOTHING, FAILS, FIRST_ROW_NAN };
+static usi_tensor *g_y; /* the graph's output */
 static int behaviour, records, replays;
 
 static usi_error *f_record(usi_device *d, usi_error *(*run)(void *ctx), void *ctx, void **rec)
@@ -38,7 +39,13 @@ static usi_error *f_replay(usi_device *d, void *rec)
     replays++;
     fake_rec *r = rec;
     if (behaviour == FAILS) return usi_error_new(USI_ERR_INTERNAL, "replay failed on purpose");
-    return behaviour == FAITHFUL ? r->run(r->ctx) : NULL;
+    if (behaviour == NOTHING) return NULL;
+    usi_error *e = r->run(r->ctx);
+    if (!e && behaviour == FIRST_ROW_NAN) { /* the rest of the output right */
+        static const float nan3[3] = {NAN, NAN, NAN};
+        e = usi_graph_write_part(g_y, nan3, sizeof nan3);
+    }
+    return e;
 }
 
 static void f_rec_free(usi_device *d, void *rec)
@@ -59,6 +66,7 @@ static void run_passes(usi_device *dev, int training, int vary, int *wrong)
     usi_tensor *wt = G->param(g, "fc.weight", 2, w, &init), *bt = G->param(g, "fc.bias", 1, b, &init);
     usi_tensor *y = G->linear(g, x, wt, bt);
     usi_graph_mark_output(y);
+    g_y = y;
     static const int32_t axes[2] = {0, 1};
     if (training) CHECK_OK(usi_graph_set_loss(g, G->reduce(g, USI_REDUCE_MEAN, y, 2, axes, 0)));
     CHECK_OK(usi_graph_compile(g));
@@ -125,6 +133,13 @@ int main(void)
     run_passes(&fake, 0, 1, &wrong);
     CHECK(wrong == 0 && records == 1 && replays == 1, "a replay that writes nothing, inputs varying: %d wrong, %d "
           "records, %d replays", wrong, records, replays);
+
+    /* a replay whose first row is NaN and the rest right */
+    behaviour = FIRST_ROW_NAN;
+    records = replays = 0;
+    run_passes(&fake, 0, 1, &wrong);
+    CHECK(wrong == 0 && records == 1 && replays == 1, "a replay with one row NaN: %d wrong, %d records, %d replays "
+          "(the check must end replaying)", wrong, records, replays);
 
     behaviour = FAILS;
     records = replays = 0;

@@ -278,10 +278,7 @@ usi_error *usi_cuda_consts(usi_cuda *c, size_t n, const float **ones, const floa
             kept[c->n_retired++] = c->ones;
             kept[c->n_retired++] = c->zeros;
             c->retired = kept;
-        } else if (c->ones) { /* cudaFree waits for queued work */
-            cudaFree(c->ones);
-            cudaFree(c->zeros);
-        }
+        } /* else: out of host memory; the old arrays stay allocated, unlisted */
         c->ones = o;
         c->zeros = z;
         c->n_consts = want;
