@@ -39,17 +39,27 @@ static void progress(const usi_bench_opts *o, const char *name, const char *phas
 /* One step of a mode; the caller times it. */
 typedef usi_error *(*step_fn)(void *ctx);
 
-/* batch / median step time over o->steps timed steps after o->warmup. */
-static usi_error *time_steps(const usi_bench_opts *o, step_fn step, void *ctx, double *img_s)
+/* The most extra warm-up steps that wait for g's passes to be recorded or
+ * not (core/graph/replay.c decides after 9 passes). */
+enum { SETTLE_MAX = 16 };
+
+/* batch / median step time over o->steps timed steps after o->warmup, and
+ * after g's recording decisions, so that no timed step is one of them. */
+static usi_error *time_steps(const usi_bench_opts *o, usi_graph *g, step_fn step, void *ctx, double *img_s)
 {
     double *t = malloc((size_t)o->steps * sizeof *t);
     if (!t) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     usi_error *e = NULL;
-    for (int s = 0; s < o->warmup + o->steps && !e; s++) {
+    for (int s = 0; s < o->warmup + SETTLE_MAX && !e; s++) {
+        if (s >= o->warmup && usi_graph_replay_settled(g)) break;
+        e = step(ctx);
+        if (!e) e = usi_device_synchronize(o->dev);
+    }
+    for (int s = 0; s < o->steps && !e; s++) {
         double t0 = now();
         e = step(ctx);
         if (!e) e = usi_device_synchronize(o->dev);
-        if (s >= o->warmup) t[s - o->warmup] = now() - t0;
+        t[s] = now() - t0;
     }
     if (!e) {
         double med = usi_bench_median(t, (size_t)o->steps);
@@ -114,7 +124,7 @@ static usi_error *measure_inference(const usi_component *bb, void *inst, const u
     if (!e) e = fill_images(x);
     if (!e) {
         progress(o, bb->name, "inference");
-        e = time_steps(o, forward_step, g, &row->infer_img_s);
+        e = time_steps(o, g, forward_step, g, &row->infer_img_s);
     }
     usi_graph_free(g);
     return e;
@@ -220,7 +230,7 @@ static usi_error *measure_training(const usi_component *bb, void *inst, const us
     if (!e) e = fill_targets(targets, o->batch, classes);
     if (!e) {
         progress(o, bb->name, "training");
-        e = time_steps(o, train_step, &t, &row->train_img_s);
+        e = time_steps(o, t.g, train_step, &t, &row->train_img_s);
     }
     for (int s = 0; s < 2; s++) usi_dbuf_free(t.state[s]);
     usi_dbuf_free(t.ema_params);

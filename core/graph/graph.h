@@ -122,6 +122,11 @@ void usi_graph_zero_grad(usi_graph *g);
 typedef void (*usi_grad_ready_fn)(void *ctx, size_t ready_from);
 usi_error *usi_graph_on_grad_ready(usi_graph *g, usi_grad_ready_fn fn, void *ctx);
 
+/* 1 when g's passes run as they will from now on: recorded and replayed,
+ * or node by node (core/graph/replay.c decides within its first 9 passes
+ * on devices that record work); benchmarks warm up until then. */
+int32_t usi_graph_replay_settled(usi_graph *g);
+
 /* Tensor access. Leaves (inputs, params, buffers) hold values from recording
  * on; other tensors hold values only while the plan keeps them (outputs and
  * the loss until the next forward). Sizes are numel * dtype size bytes. */

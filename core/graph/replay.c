@@ -301,3 +301,11 @@ static usi_error *replay_pass(usi_graph *g, int bwd)
 
 usi_error *usi_replay_forward(usi_graph *g) { return replay_pass(g, 0); }
 usi_error *usi_replay_backward(usi_graph *g) { return replay_pass(g, 1); }
+
+int32_t usi_graph_replay_settled(usi_graph *g)
+{
+    if (!recordable(g)) return 1;
+    if (!g->replay) return 0;
+    int bwd_done = !g->training || !g->loss || g->replay->bwd.state != TRYING;
+    return g->replay->fwd.state != TRYING && bwd_done;
+}
