@@ -433,6 +433,16 @@ usi_error *usi_loader_next(usi_loader *l, usi_u8_batch *out)
     return NULL;
 }
 
+usi_error *usi_loader_skip(usi_loader *l, int64_t n)
+{
+    for (int64_t b = 0; b < n; b++) {
+        usi_u8_batch u;
+        USI_TRY(usi_loader_next(l, &u));
+        if (u.n == 0) break;
+    }
+    return NULL;
+}
+
 void usi_u8_to_float_nchw(const usi_u8_batch *b, const float mean[3], const float std[3],
                           float *out)
 {

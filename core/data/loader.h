@@ -98,6 +98,9 @@ int64_t usi_loader_batch_count(const usi_loader *l);
 /* The next batch; out->n == 0 after the last one (a batch in which every
  * sample failed is passed over, never handed out empty). */
 usi_error *usi_loader_next(usi_loader *l, usi_u8_batch *out);
+/* Pass over the next n batches (a resumed run's trained ones) without
+ * making their floats; stops early at the end of the epoch. */
+usi_error *usi_loader_skip(usi_loader *l, int64_t n);
 /* The next batch as floats with one-hot targets, after the batch stages. */
 usi_error *usi_loader_next_float(usi_loader *l, usi_float_batch *out);
 /* The same into caller buffers of usi_loader_float_bytes (images; targets

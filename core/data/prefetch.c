@@ -51,16 +51,6 @@ static int can_make(const usi_prefetch *p)
     return p->active && !p->ended && p->made - (p->taken - p->holding) < p->n_slots;
 }
 
-static usi_error *pass_over(usi_loader *l, int64_t skip)
-{
-    for (int64_t b = 0; b < skip; b++) {
-        usi_u8_batch u;
-        USI_TRY(usi_loader_next(l, &u));
-        if (u.n == 0) break;
-    }
-    return NULL;
-}
-
 static void *prefetch_main(void *arg)
 {
     usi_prefetch *p = arg;
@@ -75,7 +65,7 @@ static void *prefetch_main(void *arg)
         pthread_mutex_unlock(&p->mu);
 
         fslot *s = &p->slots[k];
-        usi_error *e = pass_over(p->l, skip);
+        usi_error *e = usi_loader_skip(p->l, skip);
         if (!e && p->o.raw) e = usi_loader_next_raw_into(p->l, &s->fb, s->pixels, s->targets);
         else if (!e) e = usi_loader_next_float_into(p->l, &s->fb, s->images, s->targets);
         s->fb.slot = k;

@@ -51,6 +51,7 @@ typedef struct pass {
 } pass;
 
 struct usi_replay {
+    int32_t nodes_ok;        /* no node keeps the graph from recording       */
     pass fwd, bwd;
 };
 
@@ -67,16 +68,27 @@ static int32_t mode(void)
     return MODE_AUTO;
 }
 
-static int recordable(const usi_graph *g)
+static int nodes_recordable(const usi_graph *g)
 {
-    if (!g->dev->be->record || g->prof || mode() == MODE_OFF || g->coll) return 0;
-    if (g->training && g->grad_ready) return 0;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         int32_t op = g->nodes[i]->op;
         if (op == USI_OP_CUSTOM || op == USI_OP_LOSS_CE) return 0;
         if (g->training && (op == USI_OP_DROPOUT || op == USI_OP_DROP_PATH)) return 0;
     }
     return 1;
+}
+
+/* The nodes are looked at once (the state is made here, dropped with the
+ * recordings when the graph is planned again); the rest can change. */
+static int recordable(usi_graph *g)
+{
+    if (!g->dev->be->record || g->prof || mode() == MODE_OFF || g->coll) return 0;
+    if (g->training && g->grad_ready) return 0;
+    if (!g->replay) {
+        if (!(g->replay = calloc(1, sizeof *g->replay))) return 0;
+        g->replay->nodes_ok = nodes_recordable(g);
+    }
+    return g->replay->nodes_ok;
 }
 
 static pass *pass_of(usi_graph *g, int bwd) { return bwd ? &g->replay->bwd : &g->replay->fwd; }
@@ -271,9 +283,7 @@ static usi_error *record_and_check(usi_graph *g, int bwd)
 
 static usi_error *replay_pass(usi_graph *g, int bwd)
 {
-    if (!g->replay && !(g->replay = calloc(1, sizeof *g->replay)))
-        return usi_error_new(USI_ERR_NOMEM, "out of host memory");
-    pass *p = pass_of(g, bwd);
+    pass *p = pass_of(g, bwd); /* made by recordable() */
     if (p->state == KEPT) return g->dev->be->replay(g->dev, p->rec);
     int32_t n = ++p->calls;
     if (n <= WARM) return eager(g, bwd);
@@ -305,7 +315,6 @@ usi_error *usi_replay_backward(usi_graph *g) { return replay_pass(g, 1); }
 int32_t usi_graph_replay_settled(usi_graph *g)
 {
     if (!recordable(g)) return 1;
-    if (!g->replay) return 0;
     int bwd_done = !g->training || !g->loss || g->replay->bwd.state != TRYING;
     return g->replay->fwd.state != TRYING && bwd_done;
 }

@@ -95,12 +95,7 @@ usi_error *usi_input_start_epoch(usi_input *in, int64_t epoch, int64_t skip)
 {
     if (in->fetch) return usi_prefetch_start_epoch(in->fetch, epoch, skip);
     USI_TRY(usi_loader_start_epoch(in->l, epoch));
-    for (int64_t b = 0; b < skip; b++) { /* passed over without their floats */
-        usi_u8_batch u;
-        USI_TRY(usi_loader_next(in->l, &u));
-        if (u.n == 0) break;
-    }
-    return NULL;
+    return usi_loader_skip(in->l, skip);
 }
 
 usi_error *usi_input_next(usi_input *in, usi_float_batch *out)
