@@ -38,6 +38,19 @@ typedef struct usi_backend {
     /* 1 when conv/linear/matmul can run in bf16 under precision "mixed"
      * (usi_device_set_mixed). */
     int32_t has_bf16;
+    /* 1 when graphs planned under precision "mixed" keep activations and
+     * their gradients as bf16 in the arena (core/graph/precision.c). */
+    int32_t bf16_storage;
+    /* Optional (NULL: none): 1 when the kernels of t read and write its
+     * bf16 values and gradients (every t->bf16 among t and its sources)
+     * themselves; elsewhere the executor hands them fp32 copies. backward
+     * 0 asks of the forward kernel, 1 of the backward one. */
+    int32_t (*bf16_native)(const usi_tensor *t, int32_t backward);
+    /* dst[n] = bf16(src[n] (+ float(dst[n]) with acc 1)), rounded to
+     * nearest even; and back, dst (+)= float(src). Where bf16_storage is
+     * set. */
+    usi_error *(*to_bf16)(usi_device *d, void *dst, const float *src, size_t n, int32_t acc);
+    usi_error *(*from_bf16)(usi_device *d, float *dst, const void *src, size_t n, int32_t acc);
 
     /* -- memory -- */
     /* Zero-filled device memory, 64-byte aligned; NULL when out of memory. */

@@ -55,11 +55,12 @@ int32_t usi_device_available(const char *name)
 
 int32_t usi_device_name_has_bf16(const char *name)
 {
-    /* The CUDA backend has one (usi_device_set_mixed); the CPU not yet. */
+    /* The CUDA backend has one (usi_device_set_mixed), and cpu-guarded,
+     * which stands in for a GPU, keeps activations as bf16; cpu not yet. */
+    if (name && !strcmp(name, "cpu-guarded")) return 1;
 #ifdef USI_HAVE_CUDA
     return name && cuda_ordinal(name) >= 0;
 #else
-    (void)name;
     return 0;
 #endif
 }

@@ -5,6 +5,7 @@
 
 #include "backend/device_internal.h"
 #include "graph/graph_internal.h"
+#include "util/bf16.h"
 #include "util/error.h"
 
 static usi_error *part_ok(const usi_tensor *t, size_t bytes, const char *what)
@@ -26,10 +27,22 @@ static usi_error *writable(const usi_tensor *t, const char *what)
     return NULL;
 }
 
+/* n floats into host from bf16 device memory at b + off. */
+static usi_error *read_widened(const usi_dbuf *b, size_t off, float *host, size_t n)
+{
+    uint16_t *h = malloc(n ? n * sizeof *h : 1);
+    if (!h) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    usi_error *e = usi_dbuf_read(b, off, h, n * sizeof *h);
+    for (size_t i = 0; i < n && !e; i++) host[i] = usi_bf16_to_float(h[i]);
+    free(h);
+    return e;
+}
+
 usi_error *usi_graph_write_part(usi_tensor *t, const void *host, size_t bytes)
 {
     USI_TRY(part_ok(t, bytes, "write"));
     USI_TRY(writable(t, "write"));
+    if (t->bf16) return usi_error_new(USI_ERR_INTERNAL, "write '%s': it is kept as bf16", t->name);
     if (t->staging) {
         memcpy(t->staging, host, bytes);
         return NULL;
@@ -92,6 +105,7 @@ usi_error *usi_graph_read_part(const usi_tensor *t, void *host, size_t bytes)
     if (!b)
         return usi_error_new(USI_ERR_INVALID, "read '%s': the tensor holds no value (compile first, or mark it "
                              "as an output)", t->name);
+    if (t->bf16) return read_widened(b, off, host, bytes / sizeof(float));
     return usi_dbuf_read(b, off, host, bytes);
 }
 
@@ -105,6 +119,7 @@ usi_error *usi_graph_read_grad(const usi_tensor *t, float *host)
     size_t off;
     usi_dbuf *b = t ? usi_node_grad_block(t, &off) : NULL;
     if (!b) return usi_error_new(USI_ERR_INVALID, "'%s' has no gradient", t ? t->name : "(null)");
+    if (t->bf16) return read_widened(b, off, host, (size_t)t->numel);
     return usi_dbuf_read(b, off, host, (size_t)t->numel * sizeof(float));
 }
 
@@ -115,6 +130,8 @@ usi_error *usi_graph_copy_value(usi_tensor *dst, const usi_tensor *src, size_t b
     USI_TRY(part_ok(dst, bytes, "copy"));
     USI_TRY(part_ok(src, bytes, "copy"));
     USI_TRY(writable(dst, "copy into"));
+    if (dst->bf16 || src->bf16)
+        return usi_error_new(USI_ERR_INTERNAL, "copy '%s' into '%s': one is kept as bf16", src->name, dst->name);
     if (src->staging) return usi_graph_write_part(dst, src->staging, bytes);
     size_t so, doff;
     usi_dbuf *sb = usi_node_block(src, &so);

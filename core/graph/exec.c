@@ -26,6 +26,15 @@ static int on_host_copies(const usi_graph *g, const usi_tensor *t, int backward)
     return 0;
 }
 
+/* One node's kernel, forward (acc NULL) or backward, on the device or on
+ * host copies. */
+static usi_error *node_kernel(usi_graph *g, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
+{
+    const usi_backend *be = g->dev->be;
+    if (!acc) return on_host_copies(g, t, 0) ? usi_custom_forward_host(g, t) : be->forward(ctx, t);
+    return on_host_copies(g, t, 1) ? usi_custom_backward_host(g, t, acc) : be->backward(ctx, t, acc);
+}
+
 usi_error *usi_graph_forward(usi_graph *g)
 {
     if (!g->compiled)
@@ -44,14 +53,10 @@ usi_error *usi_graph_forward_nodes(usi_graph *g)
         usi_error *e;
         double t0 = 0;
         if (g->prof) USI_TRY(usi_profile_begin(g, &t0));
-        if (on_host_copies(g, t, 0)) {
-            e = usi_custom_forward_host(g, t);
-        } else {
-            if (!be->supports(t->op))
-                return usi_error_new(USI_ERR_UNSUPPORTED, "forward: device %s has no kernel for '%s'",
-                                     g->dev->name, t->name);
-            e = be->forward(&ctx, t);
-        }
+        if (!on_host_copies(g, t, 0) && !be->supports(t->op))
+            return usi_error_new(USI_ERR_UNSUPPORTED, "forward: device %s has no kernel for '%s'", g->dev->name,
+                                 t->name);
+        e = usi_precision_run(g, &ctx, t, NULL, node_kernel);
         if (!e && g->prof) e = usi_profile_end(g, t, 0, t0);
         if (e) return node_error(e, t, "forward");
     }
@@ -102,7 +107,6 @@ usi_error *usi_graph_backward(usi_graph *g)
 
 usi_error *usi_graph_backward_nodes(usi_graph *g)
 {
-    const usi_backend *be = g->dev->be;
     usi_exec_ctx ctx = {g->dev, g->training, g->seed, g->step, g->coll};
     int32_t acc[64];
     usi_grad_ready_begin(g->grad_ready);
@@ -118,7 +122,7 @@ usi_error *usi_graph_backward_nodes(usi_graph *g)
         acc_flags(t, acc);
         double t0 = 0;
         if (g->prof) USI_TRY(usi_profile_begin(g, &t0));
-        usi_error *e = on_host_copies(g, t, 1) ? usi_custom_backward_host(g, t, acc) : be->backward(&ctx, t, acc);
+        usi_error *e = usi_precision_run(g, &ctx, t, acc, node_kernel);
         if (!e && g->prof) e = usi_profile_end(g, t, 1, t0);
         if (e) return node_error(e, t, "backward");
         usi_grad_ready_after(g->grad_ready, i);

@@ -161,6 +161,7 @@ usi_tensor *usi_node_new(usi_graph *g, int32_t op, const char *opname,
     t->id = g->n_nodes;
     t->data_off = t->grad_off = t->saved_off = SIZE_MAX;
     t->fwd_scratch_off = t->bwd_scratch_off = SIZE_MAX;
+    t->widen_fwd_off = t->widen_bwd_off = SIZE_MAX;
     for (int32_t i = 0; i < n_src; i++)
         if (src[i] && src[i]->requires_grad) t->requires_grad = 1;
     g->nodes[g->n_nodes++] = t;

@@ -115,6 +115,20 @@ typedef struct usi_grad_ready usi_grad_ready;
 void usi_grad_ready_begin(usi_grad_ready *r);
 void usi_grad_ready_after(usi_grad_ready *r, int32_t node);
 
+/* Precision "mixed" in memory (precision.c). mark sets t->bf16 on the
+ * nodes kept as bf16 (none unless the device runs "mixed" with bf16
+ * storage) and returns their count; widen_sizes sets t's widen_fwd_bytes
+ * and widen_bwd_bytes for the planner; run calls kernel (forward when acc
+ * is NULL) on fp32 copies of t's bf16 operands where the device's kernel
+ * takes fp32 only, else directly. */
+struct usi_exec_ctx;
+typedef usi_error *(*usi_precision_kernel)(usi_graph *g, const struct usi_exec_ctx *ctx, usi_tensor *t,
+                                           const int32_t *acc);
+int32_t usi_precision_mark(usi_graph *g);
+void usi_precision_widen_sizes(usi_graph *g, usi_tensor *t);
+usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc,
+                             usi_precision_kernel kernel);
+
 /* Builder ops, the table's entries (build_*.c). */
 const usi_graph_api *usi_graph_builder(void);
 

@@ -188,13 +188,16 @@ struct usi_tensor {
     int32_t has_grad;      /* requires_grad and reaches the loss           */
     int32_t is_output;     /* value kept until the end of the step         */
     int32_t storage;       /* USI_STORE_*                                  */
+    int32_t bf16;          /* value and gradient kept in the arena as bf16
+                              (precision "mixed", precision.c); dtype stays
+                              F32, the numbers the graph means            */
     int32_t grad_writer;   /* id of the consumer whose backward runs first
                               and so writes (not adds) this gradient       */
 
     /* Device addresses, set at compile; never dereferenced outside
      * core/backend. Leaves keep their values in host `staging` until then. */
     void *data;
-    float *grad;
+    float *grad;           /* bf16 where t->bf16 is set                    */
     void *staging;
     /* Bytes an op keeps from forward to backward (batch statistics). */
     size_t saved_bytes;
@@ -203,9 +206,16 @@ struct usi_tensor {
     size_t fwd_scratch_bytes, bwd_scratch_bytes;
     void *fwd_scratch, *bwd_scratch;
 
+    /* fp32 copies of bf16 values and gradients, for a kernel that reads
+     * and writes fp32 only (core/graph/precision.c), during this node's
+     * forward or backward only. */
+    size_t widen_fwd_bytes, widen_bwd_bytes;
+    void *widen_fwd, *widen_bwd;
+
     /* Planner results: offsets in the arena (leaves: in their flat block),
      * or SIZE_MAX when unplanned. */
     size_t data_off, grad_off, saved_off, fwd_scratch_off, bwd_scratch_off;
+    size_t widen_fwd_off, widen_bwd_off;
 
     /* Eval graphs: a conv writes its batch norm's output with the norm folded
      * into its weights (conv->fold_bn); the norm node then does nothing. */
@@ -249,9 +259,21 @@ static inline void usi_node_view(usi_tensor_view *v, const struct usi_tensor *t,
     v->data = data;
 }
 
+/* A value's bytes as its dtype says (host copies, staging). */
 static inline size_t usi_node_bytes(const struct usi_tensor *t)
 {
     return (size_t)t->numel * usi_dtype_size(t->dtype);
+}
+
+/* The bytes a value, or its gradient, takes in device memory: half of
+ * usi_node_bytes for a node kept as bf16. */
+static inline size_t usi_node_stored_bytes(const struct usi_tensor *t)
+{
+    return t->bf16 ? (size_t)t->numel * 2 : usi_node_bytes(t);
+}
+static inline size_t usi_node_grad_bytes(const struct usi_tensor *t)
+{
+    return (size_t)t->numel * (t->bf16 ? 2 : sizeof(float));
 }
 
 #endif

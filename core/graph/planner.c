@@ -140,20 +140,23 @@ static int collect(usi_graph *g, plan *p, int32_t T)
         usi_tensor *t = g->nodes[i];
         if (t->storage == USI_STORE_OWNED) continue;
         be->workspace(t, g->training);
+        usi_precision_widen_sizes(g, t);
+        t->widen_fwd_off = t->widen_bwd_off = SIZE_MAX;
         int32_t bwd = 2 * n - 1 - i;
         int32_t grad_born = t == g->loss ? n : 2 * n - 1 - t->grad_writer;
         /* A folded norm's output is born when its conv writes it. */
         int32_t born = t->folded ? t->src[0]->id : i;
-        size_t value_bytes = t->fold_bn ? 0 : usi_node_bytes(t);
+        size_t value_bytes = t->fold_bn ? 0 : usi_node_stored_bytes(t);
         int32_t value_end = g->keep_all ? T - 1 : value_dies(g, t, T), grad_end = g->keep_all ? T - 1 : bwd;
         if (add_item(p, value_bytes, born, value_end, &t->data_off) ||
             (t->has_grad &&
-             add_item(p, (size_t)t->numel * sizeof(float), grad_born, grad_end,
-                      &t->grad_off)) ||
+             add_item(p, usi_node_grad_bytes(t), grad_born, grad_end, &t->grad_off)) ||
             add_item(p, t->saved_bytes, i, t->has_grad ? bwd : i, &t->saved_off) ||
             add_item(p, t->fwd_scratch_bytes, i, i, &t->fwd_scratch_off) ||
             (t->has_grad &&
-             add_item(p, t->bwd_scratch_bytes, bwd, bwd, &t->bwd_scratch_off)))
+             add_item(p, t->bwd_scratch_bytes, bwd, bwd, &t->bwd_scratch_off)) ||
+            add_item(p, t->widen_fwd_bytes, i, i, &t->widen_fwd_off) ||
+            (t->has_grad && add_item(p, t->widen_bwd_bytes, bwd, bwd, &t->widen_bwd_off)))
             return -1;
     }
     return 0;
@@ -172,6 +175,7 @@ usi_error *usi_graph_plan_layout(usi_graph *g)
     int32_t T = g->training && g->loss ? 2 * n : n;
     plan p = {0};
     find_folds(g);
+    usi_precision_mark(g);
     if (collect(g, &p, T)) {
         free(p.items);
         return usi_error_new(USI_ERR_NOMEM, "planner: out of memory");
@@ -205,6 +209,8 @@ usi_error *usi_graph_plan(usi_graph *g)
         t->saved = at(g->arena, t->saved_off);
         t->fwd_scratch = at(g->arena, t->fwd_scratch_off);
         t->bwd_scratch = at(g->arena, t->bwd_scratch_off);
+        t->widen_fwd = at(g->arena, t->widen_fwd_off);
+        t->widen_bwd = at(g->arena, t->widen_bwd_off);
     }
     for (int32_t i = 0; i < n; i++)
         if (g->nodes[i]->fold_bn) g->nodes[i]->data = g->nodes[i]->fold_bn->data;

@@ -130,6 +130,10 @@ static usi_error *build_train_graph(usi_trainer *t)
     usi_log(USI_LOG_INFO, "training graph on %s: %d parameter tensors, arena %.1f MiB (%.1f MiB without reuse)",
             usi_device_name(t->dev), (int)usi_graph_num_params(t->gs), (double)peak / 1048576.0,
             (double)naive / 1048576.0);
+    int32_t kept = usi_graph_bf16_nodes(t->gs);
+    if (kept)
+        usi_log(USI_LOG_INFO, "precision \"mixed\": %d activations and their gradients kept as bf16, "
+                "parameters, outputs and losses fp32", (int)kept);
     return NULL;
 }
 

@@ -46,6 +46,7 @@ typedef struct run_state {
     float *seed;           /* R */
     float *y;              /* the first forward's output */
     float *grad[MAX_LEAVES];
+    int wrap;              /* run_case_bf16: leaves and output behind a scale by 1 */
 } run_state;
 
 static int has_grad(const op_case *c, const run_state *s, int32_t i)
@@ -121,7 +122,20 @@ static int setup(run_state *s, usi_device *dev, uint64_t *ops_seen)
         if (has_grad(c, s, i)) usi_graph_set_requires_grad(s->x[i], 1);
         test_write(s->x[i], values);
     }
-    s->out = c->build(api, s->g, s->x, c);
+    usi_tensor *in[MAX_LEAVES] = {0};
+    for (int32_t i = 0; i < c->n_leaves; i++) {
+        in[i] = s->x[i];
+        /* not batch norm's running statistics, written in place */
+        if (s->wrap && in[i] && !c->leaf[i].constant && c->leaf[i].dtype == USI_DTYPE_F32 &&
+            (i == 0 || has_grad(c, s, i))) {
+            /* a = x rounded; a/2 + a/2 = a, and a's gradient is the sum of
+             * two nodes' (the second adds into the first's) */
+            usi_tensor *a = api->scale(s->g, in[i], 1.0);
+            in[i] = api->binary(s->g, USI_BIN_ADD, api->scale(s->g, a, 0.5), api->scale(s->g, a, 0.5));
+        }
+    }
+    s->out = c->build(api, s->g, in, c);
+    if (s->wrap && s->out) s->out = api->scale(s->g, s->out, 1.0);
     usi_error *e = usi_graph_error(s->g);
     if (!e && !s->out) e = usi_error_new(USI_ERR_INVALID, "no output");
     if (e) return fail_error(s, "record", e);
@@ -361,4 +375,38 @@ void case_result_free(case_result *r)
     free(r->out);
     for (int32_t i = 0; i < MAX_LEAVES; i++) free(r->grad[i]);
     memset(r, 0, sizeof *r);
+}
+
+int run_case_bf16(const op_case *c, usi_device *dev, double tol)
+{
+    run_state want, got;
+    memset(&want, 0, sizeof want);
+    memset(&got, 0, sizeof got);
+    want.c = got.c = c;
+    want.wrap = got.wrap = 1;
+    char name[64];
+    snprintf(name, sizeof name, "%s bf16", usi_device_name(dev));
+    want.dev = "cpu";
+    got.dev = name;
+    uint64_t seen = 0;
+    int st = setup(&want, usi_device_cpu(), &seen);
+    if (st == CASE_PASS) st = setup(&got, dev, &seen);
+    int fails = 0;
+    if (st == CASE_PASS) {
+        if (usi_graph_bf16_nodes(got.g) < 1 || usi_graph_bf16_nodes(want.g) != 0) {
+            printf("FAIL [%s] %s: %d nodes kept as bf16, cpu %d\n", got.dev, c->name,
+                   usi_graph_bf16_nodes(got.g), usi_graph_bf16_nodes(want.g));
+            fails++;
+        }
+        if (c->training && (run_backward(&want) || run_backward(&got))) fails++;
+        else {
+            case_result cpu = {.n_out = want.on, .out = want.y};
+            for (int32_t i = 0; i < MAX_LEAVES; i++) cpu.grad[i] = want.grad[i];
+            fails += check_against_cpu(&got, &cpu, tol);
+        }
+    }
+    teardown(&want);
+    teardown(&got);
+    if (st != CASE_PASS) return st;
+    return fails ? CASE_FAIL : CASE_PASS;
 }

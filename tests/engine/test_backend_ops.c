@@ -24,6 +24,9 @@
  * (another summation order, no more). A bf16 device will get ~1e-2 for
  * ref and cmp. */
 static const device_tol fp32_tol = {.ref = 2e-4, .fd = 1.5e-2, .cmp = 1e-5};
+/* Activations kept as bf16 (8 significant bits, 2^-9 relative per
+ * rounding, a few roundings deep): against cpu's fp32. */
+static const double bf16_tol = 3e-2;
 
 #define MAX_DEVICES 4
 _Static_assert(USI_OP_COUNT <= 64, "ops_seen is a 64-bit mask");
@@ -123,6 +126,32 @@ static int check_refusal_skips(void)
     return !ok;
 }
 
+/* Activations kept as bf16: each device with bf16 storage (a copy of it
+ * set to precision "mixed") against cpu in fp32, every case. Returns the
+ * failures. */
+static int run_bf16_pass(const device_run *devs, int n_devs, const char *filter)
+{
+    int fails = 0;
+    for (int d = 1; d < n_devs; d++) {
+        if (!devs[d].dev || !devs[d].dev->be->bf16_storage) continue;
+        usi_device mixed = *devs[d].dev;
+        mixed.mixed = 1;
+        int passed = 0, failed = 0, skipped = 0;
+        double t0 = now();
+        for (int32_t i = 0; i < n_op_cases; i++) {
+            if (filter && !strstr(op_cases[i].name, filter)) continue;
+            int st = run_case_bf16(&op_cases[i], &mixed, bf16_tol);
+            passed += st == CASE_PASS;
+            failed += st == CASE_FAIL;
+            skipped += st == CASE_SKIP;
+        }
+        printf("  %-12s with activations in bf16: %d passed, %d failed, %d skipped (%.1f s)\n", devs[d].name,
+               passed, failed, skipped, now() - t0);
+        fails += failed;
+    }
+    return fails;
+}
+
 int main(int argc, char **argv)
 {
     /* Lines in order with the engine's warnings on stderr. */
@@ -145,6 +174,7 @@ int main(int argc, char **argv)
     }
 
     int fails = check_refusal_skips();
+    fails += run_bf16_pass(devs, n_devs, filter);
     printf("\n%d cases x %d devices in %.1f s\n", n_cases, n_devs, now() - t0);
     for (int d = 0; d < n_devs; d++) {
         device_run *r = &devs[d];

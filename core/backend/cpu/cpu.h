@@ -80,6 +80,9 @@ void usi_cpu_norm_workspace(usi_tensor *t, int32_t training);
 void *usi_cpu_alloc(usi_device *d, size_t bytes);
 void usi_cpu_free(usi_device *d, void *p, size_t bytes);
 usi_error *usi_cpu_copy(usi_device *d, void *dst, const void *src, size_t bytes);
+/* dst[n] = bf16(src[n] (+ float(dst[n]))) (util/bf16.h); dst[n] (+)= float(src[n]) */
+usi_error *usi_cpu_to_bf16(usi_device *d, void *dst, const float *src, size_t n, int32_t acc);
+usi_error *usi_cpu_from_bf16(usi_device *d, float *dst, const void *src, size_t n, int32_t acc);
 usi_error *usi_cpu_fill(usi_device *d, void *dst, int byte, size_t bytes);
 usi_error *usi_cpu_synchronize(usi_device *d);
 usi_error *usi_cpu_optim_step(usi_device *d, const usi_optim_args *a);

@@ -4,6 +4,9 @@
  * dereference of device memory anywhere in the core faults at once instead
  * of working by accident. It proves the seam on machines without a GPU; it
  * is slow (two mprotect calls per block per backend call) and for tests.
+ * Under precision "mixed" it keeps activations as bf16 as a GPU does
+ * (core/graph/precision.c); its kernels, the CPU's, compute in fp32 on
+ * the bf16 values.
  * Blocks open for every thread at once: while the loader's thread copies a
  * batch into a stage, a stray access on another thread goes unseen. */
 #include <pthread.h>
@@ -112,6 +115,16 @@ static usi_error *g_copy(usi_device *d, void *dst, const void *src, size_t bytes
 static usi_error *g_fill(usi_device *d, void *dst, int byte, size_t bytes)
 {
     GUARDED(usi_cpu_fill(d, dst, byte, bytes));
+}
+
+static usi_error *g_to_bf16(usi_device *d, void *dst, const float *src, size_t n, int32_t acc)
+{
+    GUARDED(usi_cpu_to_bf16(d, dst, src, n, acc));
+}
+
+static usi_error *g_from_bf16(usi_device *d, float *dst, const void *src, size_t n, int32_t acc)
+{
+    GUARDED(usi_cpu_from_bf16(d, dst, src, n, acc));
 }
 
 static usi_error *g_forward(const usi_exec_ctx *ctx, usi_tensor *t)
@@ -235,7 +248,10 @@ const usi_backend *usi_cpu_guarded_backend(void)
     static const usi_backend be = {
         .name = "cpu-guarded",
         .host_memory = 0,
-        .has_bf16 = 0,
+        .has_bf16 = 1,
+        .bf16_storage = 1,
+        .to_bf16 = g_to_bf16,
+        .from_bf16 = g_from_bf16,
         .alloc = g_alloc,
         .free = g_free,
         .upload = g_copy,

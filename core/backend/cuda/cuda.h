@@ -93,6 +93,9 @@ usi_error *usi_cuda_download(usi_device *d, void *host_dst, const void *src, siz
 usi_error *usi_cuda_copy(usi_device *d, void *dst, const void *src, size_t bytes);
 usi_error *usi_cuda_fill(usi_device *d, void *dst, int byte, size_t bytes);
 usi_error *usi_cuda_synchronize(usi_device *d);
+/* The backend's to_bf16 / from_bf16 (activations kept as bf16). */
+usi_error *usi_cuda_cast_to_bf16(usi_device *d, void *dst, const float *src, size_t n, int32_t acc);
+usi_error *usi_cuda_cast_from_bf16(usi_device *d, float *dst, const void *src, size_t n, int32_t acc);
 void usi_cuda_mem_info(usi_device *d, size_t *free_bytes, size_t *total_bytes);
 /* Recorded work (record.c): CUDA graphs of what a call queues. */
 usi_error *usi_cuda_record(usi_device *d, usi_error *(*run)(void *ctx), void *ctx, void **rec);

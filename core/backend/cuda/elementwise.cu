@@ -123,9 +123,9 @@ extern "C" usi_error *usi_cuda_fill_forward(cudaStream_t s, float *out, int64_t 
 /* ---- bf16 copies (precision "mixed") ---- */
 
 // dst, src: [n]
-__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int64_t n)
+__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int64_t n, int32_t acc)
 {
-    GRID_STRIDE(i, n) dst[i] = __float2bfloat16_rn(src[i]);
+    GRID_STRIDE(i, n) dst[i] = __float2bfloat16_rn(acc ? __bfloat162float(dst[i]) + src[i] : src[i]);
 }
 
 __global__ void from_bf16_kernel(float *dst, const __nv_bfloat16 *src, int64_t n, int32_t acc)
@@ -139,7 +139,12 @@ __global__ void from_bf16_kernel(float *dst, const __nv_bfloat16 *src, int64_t n
 
 extern "C" usi_error *usi_cuda_to_bf16(cudaStream_t s, void *dst, const float *src, int64_t n)
 {
-    to_bf16_kernel<<<grid_for(n), THREADS, 0, s>>>((__nv_bfloat16 *)dst, src, n);
+    return usi_cuda_to_bf16_acc(s, dst, src, n, 0);
+}
+
+extern "C" usi_error *usi_cuda_to_bf16_acc(cudaStream_t s, void *dst, const float *src, int64_t n, int32_t acc)
+{
+    to_bf16_kernel<<<grid_for(n), THREADS, 0, s>>>((__nv_bfloat16 *)dst, src, n, acc);
     LAUNCH_CHECK("to_bf16");
 }
 

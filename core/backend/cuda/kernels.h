@@ -39,6 +39,8 @@ usi_error *usi_cuda_scale_forward(cudaStream_t s, float *out, const float *inp, 
 usi_error *usi_cuda_fill_forward(cudaStream_t s, float *out, int64_t n, float value);
 /* dst[n] = bf16(src[n]), rounded to nearest even (dst: __nv_bfloat16) */
 usi_error *usi_cuda_to_bf16(cudaStream_t s, void *dst, const float *src, int64_t n);
+/* dst[n] = bf16(src[n] (+ float(dst[n]) with acc 1)) */
+usi_error *usi_cuda_to_bf16_acc(cudaStream_t s, void *dst, const float *src, int64_t n, int32_t acc);
 /* dst[n] (+)= float(src[n]) (src: __nv_bfloat16) */
 usi_error *usi_cuda_from_bf16(cudaStream_t s, float *dst, const void *src, int64_t n, int32_t acc);
 /* layout.cu: dst bf16 [n][p][c] = src fp32 [n][c][p] (NCHW -> NHWC, p = H*W) */

@@ -1,0 +1,246 @@
+/* Precision "mixed" in memory: which activations a graph keeps as bf16, and
+ * fp32 copies for the kernels that take fp32 only.
+ *
+ * On a device with bf16 storage (backend bf16_storage) a graph planned
+ * under "mixed" keeps the values of the ops below, and their gradients, as
+ * bf16 in the arena: half the bytes every kernel reads and writes, and half
+ * the memory kept from forward to backward. The numbers a node means stay
+ * F32 (t->dtype): only their storage is narrower. What stays fp32:
+ * leaves (parameters are the fp32 masters, inputs come from the loader),
+ * outputs (logits, losses: the host reads them), and the ops whose results
+ * want the range or the digits (layer norm, softmax, gather, custom ops).
+ *
+ * A kernel that reads or writes bf16 itself says so (backend bf16_native);
+ * for any other, the executor widens the node's bf16 operands into fp32
+ * copies in the node's planned widen_fwd / widen_bwd memory, runs the fp32
+ * kernel on them, and narrows what it wrote back to bf16 (rounded to
+ * nearest even); a gradient the kernel would add into gets a fresh fp32
+ * sum, added into the bf16 one as it is narrowed. Results are then those of an fp32 kernel on bf16-rounded
+ * operands, with bf16-rounded results: every device gives the same numbers
+ * up to its kernel's own summation order.
+ *
+ * USI_BF16_ACTIVATIONS=off keeps every activation fp32 under "mixed" (the
+ * bf16 compute of convolutions and products stays): for an A/B of speed. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "graph/graph_internal.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#define WIDEN_ALIGN 64
+#define MAX_HELD 64
+
+static size_t align_up(size_t n) { return (n + WIDEN_ALIGN - 1) / WIDEN_ALIGN * WIDEN_ALIGN; }
+
+/* The ops whose values may be kept as bf16. */
+static int op_keeps_bf16(int32_t op)
+{
+    switch (op) {
+    case USI_OP_CONV2D:
+    case USI_OP_LINEAR:
+    case USI_OP_MATMUL:
+    case USI_OP_BATCH_NORM:
+    case USI_OP_ACT:
+    case USI_OP_BINARY:
+    case USI_OP_SCALE:
+    case USI_OP_POOL2D:
+    case USI_OP_REDUCE:
+    case USI_OP_DROPOUT:
+    case USI_OP_DROP_PATH:
+    case USI_OP_RESHAPE:
+    case USI_OP_PERMUTE:
+    case USI_OP_CONCAT:
+    case USI_OP_SLICE:
+    case USI_OP_PAD:
+    case USI_OP_SPACE_TO_DEPTH: return 1;
+    default: return 0;
+    }
+}
+
+static int activations_off(void)
+{
+    const char *v = getenv("USI_BF16_ACTIVATIONS");
+    return v && !strcmp(v, "off");
+}
+
+int32_t usi_precision_mark(usi_graph *g)
+{
+    int32_t n = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) g->nodes[i]->bf16 = 0;
+    if (!g->dev->mixed || !g->dev->be->bf16_storage || activations_off()) return 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        usi_tensor *t = g->nodes[i];
+        if (t->storage == USI_STORE_OWNED || t->dtype != USI_DTYPE_F32 || t->is_output || t == g->loss ||
+            !op_keeps_bf16(t->op))
+            continue;
+        t->bf16 = 1;
+    }
+    /* A conv with its norm folded in writes the norm's value. */
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        usi_tensor *t = g->nodes[i];
+        if (t->fold_bn) t->bf16 = t->fold_bn->bf16;
+        n += t->bf16;
+    }
+    return n;
+}
+
+int32_t usi_graph_bf16_nodes(const usi_graph *g)
+{
+    int32_t n = 0;
+    for (int32_t i = 0; g && i < g->n_nodes; i++) n += g->nodes[i]->bf16 && !g->nodes[i]->fold_bn;
+    return n;
+}
+
+/* 1 when the executor must hand t's kernel fp32 copies. */
+static int needs_widen(const usi_graph *g, const usi_tensor *t, int32_t backward)
+{
+    if (t->folded) return 0; /* its conv wrote it */
+    int any = t->bf16;
+    for (int32_t k = 0; k < t->n_src && !any; k++) any = t->src[k] && t->src[k]->bf16;
+    if (!any) return 0;
+    const usi_backend *be = g->dev->be;
+    return !(t->op != USI_OP_CUSTOM && be->bf16_native && be->bf16_native(t, backward));
+}
+
+/* src k is the first of t's sources that is this tensor */
+static int first_use(const usi_tensor *t, int32_t k)
+{
+    for (int32_t j = 0; j < k; j++)
+        if (t->src[j] == t->src[k]) return 0;
+    return 1;
+}
+
+/* What the fp32 copies of one pass hold, in order, and where: the sizes
+ * the planner reserves and the pointers run time hands out come from this
+ * one walk. wide_value[k] / wide_grad[k] for the first use of each bf16
+ * source, then t's own. */
+typedef struct widen_plan {
+    size_t value_off[MAX_HELD + 1], grad_off[MAX_HELD + 1];
+    int32_t value[MAX_HELD + 1], grad[MAX_HELD + 1]; /* 1: copied */
+    size_t bytes;
+} widen_plan;
+
+static int plan_pass(const usi_tensor *t, int32_t backward, widen_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    if (t->n_src > MAX_HELD) return -1;
+    uint32_t mask = 0xffffffffu;
+    int32_t needs_out = 1;
+    if (backward) usi_op_backward_needs(t, &mask, &needs_out);
+    size_t at = 0;
+    for (int32_t k = 0; k < t->n_src; k++) {
+        const usi_tensor *s = t->src[k];
+        if (!s || !s->bf16 || !first_use(t, k)) continue;
+        int used = !backward;
+        for (int32_t j = k; j < t->n_src && backward; j++)
+            if (t->src[j] == s && (j >= 32 || (mask & (1u << j)))) used = 1;
+        if (used) {
+            p->value[k] = 1;
+            p->value_off[k] = at;
+            at += align_up((size_t)s->numel * sizeof(float));
+        }
+        if (backward && s->has_grad) {
+            p->grad[k] = 1;
+            p->grad_off[k] = at;
+            at += align_up((size_t)s->numel * sizeof(float));
+        }
+    }
+    int32_t me = MAX_HELD;
+    if (t->bf16 && (!backward || needs_out)) {
+        p->value[me] = 1;
+        p->value_off[me] = at;
+        at += align_up((size_t)t->numel * sizeof(float));
+    }
+    if (t->bf16 && backward) {
+        p->grad[me] = 1;
+        p->grad_off[me] = at;
+        at += align_up((size_t)t->numel * sizeof(float));
+    }
+    p->bytes = at;
+    return 0;
+}
+
+void usi_precision_widen_sizes(usi_graph *g, usi_tensor *t)
+{
+    widen_plan p;
+    t->widen_fwd_bytes = t->widen_bwd_bytes = 0;
+    if (needs_widen(g, t, 0) && !plan_pass(t, 0, &p)) t->widen_fwd_bytes = p.bytes;
+    if (g->training && t->has_grad && needs_widen(g, t, 1) && !plan_pass(t, 1, &p)) t->widen_bwd_bytes = p.bytes;
+}
+
+/* Swapped pointers, put back whatever happens. */
+typedef struct held {
+    usi_tensor *t;
+    void *data;
+    float *grad;
+} held;
+
+static void put_back(held *h, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) {
+        h[i].t->data = h[i].data;
+        h[i].t->grad = h[i].grad;
+    }
+}
+
+usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc,
+                             usi_precision_kernel kernel)
+{
+    int32_t backward = acc != NULL;
+    if (!needs_widen(g, t, backward)) return kernel(g, ctx, t, acc);
+    widen_plan p;
+    char *base = backward ? t->widen_bwd : t->widen_fwd;
+    size_t have = backward ? t->widen_bwd_bytes : t->widen_fwd_bytes;
+    if (plan_pass(t, backward, &p) || p.bytes > have || (p.bytes && !base))
+        return usi_error_new(USI_ERR_INTERNAL, "bf16 copies of '%s': %zu bytes planned, %zu needed", t->name, have,
+                             p.bytes);
+    usi_device *d = g->dev;
+    const usi_backend *be = d->be;
+    held h[MAX_HELD + 1];
+    int32_t nh = 0, add[MAX_HELD + 1] = {0}, fresh[MAX_HELD];
+    for (int32_t k = 0; acc && k < t->n_src; k++) fresh[k] = acc[k];
+    usi_error *e = NULL;
+    /* the sources: values widened, gradients widened where added into */
+    for (int32_t k = 0; k < t->n_src && !e; k++) {
+        usi_tensor *s = t->src[k];
+        if (!p.value[k] && !p.grad[k]) continue;
+        h[nh++] = (held){s, s->data, s->grad};
+        if (p.value[k]) {
+            float *w = (float *)(base + p.value_off[k]);
+            e = be->from_bf16(d, w, s->data, (size_t)s->numel, 0);
+            s->data = w;
+        }
+        if (!e && p.grad[k] && s->grad) {
+            /* the kernel writes a fresh sum; added into the bf16 one after */
+            s->grad = (float *)(base + p.grad_off[k]);
+            add[nh - 1] = acc[k];
+            fresh[k] = 0;
+        }
+    }
+    /* t itself: its value written (forward) or read (backward), its
+     * gradient read */
+    void *out = t->data;
+    if (!e && (p.value[MAX_HELD] || p.grad[MAX_HELD])) {
+        h[nh++] = (held){t, t->data, t->grad};
+        if (p.value[MAX_HELD]) {
+            float *w = (float *)(base + p.value_off[MAX_HELD]);
+            if (backward) e = be->from_bf16(d, w, t->data, (size_t)t->numel, 0);
+            t->data = w;
+        }
+        if (!e && p.grad[MAX_HELD]) {
+            float *w = (float *)(base + p.grad_off[MAX_HELD]);
+            e = be->from_bf16(d, w, t->grad, (size_t)t->numel, 0);
+            t->grad = w;
+        }
+    }
+    if (!e) e = kernel(g, ctx, t, backward ? fresh : NULL);
+    /* narrow what the kernel wrote: t's value, or the sources' gradients */
+    if (!e && !backward && t->bf16) e = be->to_bf16(d, out, t->data, (size_t)t->numel, 0);
+    for (int32_t i = 0; i < nh && !e && backward; i++)
+        if (h[i].t != t && h[i].grad && h[i].t->grad != h[i].grad)
+            e = be->to_bf16(d, h[i].grad, h[i].t->grad, (size_t)h[i].t->numel, add[i]);
+    put_back(h, nh);
+    return e;
+}
