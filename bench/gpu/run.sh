@@ -5,8 +5,9 @@
 #   1. the CUDA device opens (test_cuda_open);
 #   2. the op driver: every op case on cpu, cpu-guarded and cuda, forward
 #      against float64, backward against finite differences, cuda against
-#      cpu (test_backend_ops); then test_cuda_ops (the step kernels, dropout
-#      masks, precision "mixed");
+#      cpu (test_backend_ops), then every case again with activations kept
+#      as bf16 against cpu in fp32; then test_cuda_ops (the step kernels,
+#      dropout masks, precision "mixed");
 #   3. one ResNet step on CUDA and on the CPU from the same weights, compared
 #      (bench_gpu --check); the engine tests with USI_TEST_DEVICE=cuda;
 #   4. `usi train` on cuda on real PNG files: a teacher, then a KD student
@@ -76,8 +77,10 @@ section "device open"
 step 30 $bin/test_cuda_open
 
 if part ops; then
-section "op driver: every case on cpu, cpu-guarded and cuda"
+section "op driver: every case on cpu, cpu-guarded and cuda (fp32), then with activations kept as bf16"
 OMP_WAIT_POLICY=passive step 150 $bin/test_backend_ops
+section "the bf16 pass again with every node through fp32 copies (USI_BF16_NATIVE=off: the native kernels' A/B)"
+USI_BF16_NATIVE=off OMP_WAIT_POLICY=passive step 150 $bin/test_backend_ops | grep -E "bf16|FAIL"
 
 section "CUDA against CPU: step kernels, dropout, mixed precision"
 step 120 $bin/test_cuda_ops
@@ -94,6 +97,9 @@ step 90 $bin/bench_gpu --check --device $DEV
 step 90 $bin/bench_gpu --check --device $DEV --model resnet18 --check-batch 16 --check-size 96
 section "every node of that step: where the device and the CPU part"
 step 90 $bin/bench_gpu --check-nodes --device $DEV --model resnet18 --check-batch 16 --check-size 96
+section "every node in bf16, beside what bf16 storage alone does (cpu-guarded under mixed)"
+step 120 $bin/bench_gpu --check-nodes --device $DEV --model resnet18 --check-batch 8 --check-size 64 \
+  --precision mixed
 section "the ResNet-18 step again with batch norm on our kernels (USI_CUDA_BATCH_NORM=ours), not cuDNN's"
 USI_CUDA_BATCH_NORM=ours step 90 $bin/bench_gpu --check --device $DEV --model resnet18 --check-batch 16 \
   --check-size 96
@@ -180,9 +186,12 @@ step 150 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$
 section "the same in bf16 with every convolution's copies NCHW (the layout choice's A/B)"
 USI_CUDA_CONV_LAYOUT=nchw step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
   --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/NCHW-RESULT/'
-section "the same in bf16 with batch norm on our kernels instead of cuDNN's (USI_CUDA_BATCH_NORM=ours)"
-USI_CUDA_BATCH_NORM=ours step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
-  --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/OURS-BN-RESULT/'
+section "the same in bf16 with activations kept fp32 (USI_BF16_ACTIVATIONS=off: bf16 storage's A/B)"
+USI_BF16_ACTIVATIONS=off step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
+  --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/F32-ACT-RESULT/'
+section "the same in bf16 with every node through fp32 copies (USI_BF16_NATIVE=off)"
+USI_BF16_NATIVE=off step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
+  --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/COPIES-RESULT/'
 
 section "the same with every pass node by node (USI_GRAPH_REPLAY=off: graph replay's A/B)"
 USI_GRAPH_REPLAY=off step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \

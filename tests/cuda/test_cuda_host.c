@@ -160,6 +160,43 @@ static void check_mixed_workspace(void)
     usi_graph_free(g);
 }
 
+/* Which nodes the CUDA kernels take with bf16 values themselves, and which
+ * go through fp32 copies. */
+static void check_bf16_native(void)
+{
+    const usi_backend *be = usi_cuda_backend();
+    CHECK(be->bf16_storage && be->bf16_native && be->to_bf16 && be->from_bf16,
+          "the CUDA backend keeps activations as bf16 under mixed");
+    usi_graph *g = usi_graph_new(usi_device_cpu(), 1, 1);
+    int64_t xs[4] = {2, 6, 5, 7}, ws[4] = {4, 6, 3, 3}, c6 = 6;
+    usi_init one = {sizeof one, USI_INIT_ONES, 0, 0, 0, 0, 0, 0};
+    usi_tensor *x = input(g, "x", 4, xs), *w = api->param(g, "w", 4, ws, &one), *gam = api->param(g, "g", 1, &c6, &one);
+    usi_conv2d_desc d = {sizeof d, {1, 1}, {1, 1}, {1, 1}, 1};
+    usi_tensor *conv = api->conv2d(g, x, w, NULL, &d);
+    usi_tensor *bn = api->batch_norm(g, x, gam, NULL, NULL, NULL, NULL, 0.1, 1e-5);
+    usi_tensor *act = api->activation(g, x, USI_ACT_RELU, 0);
+    usi_tensor *add = api->binary(g, USI_BIN_ADD, x, act);
+    usi_tensor *sm = api->softmax(g, x);
+    CHECK(conv && bn && act && add && sm, "recorded");
+    if (!conv || !bn || !act || !add || !sm) return;
+    x->bf16 = 1; /* as if it were an activation kept as bf16 */
+    CHECK(be->bf16_native(conv, 0) && be->bf16_native(conv, 1), "conv reads a bf16 input itself");
+    CHECK(be->bf16_native(act, 0), "an activation from bf16 into fp32 itself");
+    CHECK(!be->bf16_native(bn, 0), "batch norm from bf16 into fp32 goes through copies");
+    bn->bf16 = 1;
+    CHECK(be->bf16_native(bn, 0) && be->bf16_native(bn, 1), "batch norm bf16 to bf16 itself");
+    CHECK(!be->bf16_native(add, 0), "an add of bf16 and fp32 goes through copies");
+    act->bf16 = add->bf16 = 1;
+    CHECK(be->bf16_native(add, 0), "an add of bf16 tensors itself");
+    CHECK(!be->bf16_native(sm, 0), "softmax goes through copies");
+    w->bf16 = 1;
+    CHECK(!be->bf16_native(conv, 0), "a conv whose weight is kept as bf16 goes through copies");
+    setenv("USI_BF16_NATIVE", "off", 1);
+    CHECK(!be->bf16_native(bn, 0) && !be->bf16_native(act, 0), "USI_BF16_NATIVE=off: every node through copies");
+    unsetenv("USI_BF16_NATIVE");
+    usi_graph_free(g);
+}
+
 static void check_chunks(void)
 {
     usi_optim_seg segs[3] = {{0, 70000, 1}, {70016, 5, 0}, {70080, 0, 1}};
@@ -187,5 +224,6 @@ int main(void)
     check_matmul_strides();
     check_chunks();
     check_mixed_workspace();
+    check_bf16_native();
     return check_status("test_cuda_host");
 }

@@ -1,6 +1,7 @@
 /* The CUDA backend's table: every graph op (a custom op through its
  * plugin's CUDA kernels, custom.c; one without them runs on host copies,
  * core/graph/custom_host.c), the planner's workspace sizes, and dispatch. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
@@ -89,6 +90,33 @@ static usi_error *backward(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t
     return kernels[t->op].bwd(c, ctx, t, acc);
 }
 
+/* The kernels that read and write activations kept as bf16 themselves
+ * (core/graph/precision.c hands the others fp32 copies): convolution with
+ * either type on either side, activations and scale likewise, and binary
+ * ops, batch norm, pooling, reductions and reshape where input and output
+ * share a type. Parameters stay fp32. USI_BF16_NATIVE=off sends every node
+ * through the copies: to tell a kernel's fault from the rest. */
+int32_t usi_cuda_bf16_native(const usi_tensor *t, int32_t backward)
+{
+    (void)backward;
+    const char *v = getenv("USI_BF16_NATIVE");
+    if ((v && !strcmp(v, "off")) || t->n_src < 1 || !t->src[0]) return 0;
+    const usi_tensor *x = t->src[0];
+    for (int32_t k = 1; k < t->n_src; k++)
+        if (t->src[k] && t->src[k]->bf16 && t->op != USI_OP_BINARY) return 0;
+    switch (t->op) {
+    case USI_OP_CONV2D:
+    case USI_OP_ACT:
+    case USI_OP_SCALE: return 1;
+    case USI_OP_BINARY: return t->n_src == 2 && t->src[1] && x->bf16 == t->bf16 && t->src[1]->bf16 == t->bf16;
+    case USI_OP_BATCH_NORM:
+    case USI_OP_POOL2D:
+    case USI_OP_REDUCE:
+    case USI_OP_RESHAPE: return x->bf16 == t->bf16;
+    default: return 0;
+    }
+}
+
 /* Host threads do no kernel work here. */
 static void set_threads(int32_t n) { (void)n; }
 static int32_t threads(void) { return 1; }
@@ -100,6 +128,10 @@ const usi_backend *usi_cuda_backend(void)
         .host_memory = 0,
         .custom_kernels = USI_CUSTOM_ON_CUDA,
         .has_bf16 = 1,
+        .bf16_storage = 1,
+        .bf16_native = usi_cuda_bf16_native,
+        .to_bf16 = usi_cuda_cast_to_bf16,
+        .from_bf16 = usi_cuda_cast_from_bf16,
         .alloc = usi_cuda_alloc,
         .free = usi_cuda_free,
         .upload = usi_cuda_upload,

@@ -1,9 +1,13 @@
-/* Shared by the backend's .cu files: launch shapes, the launch check and
- * warp/block reductions. Kernels are CUDA C++ kept C-like: no templates
- * beyond what a helper needs, no STL, extern "C" launchers. */
+/* Shared by the backend's .cu files: launch shapes, the launch check,
+ * warp/block reductions and element loads and stores. Kernels are CUDA C++
+ * kept C-like: no STL, extern "C" launchers; the one use of templates is
+ * the element type of a kernel's tensors (float, or __nv_bfloat16 for
+ * activations kept as bf16), read and written through ld() and st(), so
+ * one kernel text serves both and always computes in fp32. */
 #ifndef USI_CORE_BACKEND_CUDA_COMMON_CUH
 #define USI_CORE_BACKEND_CUDA_COMMON_CUH
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -26,6 +30,13 @@ static inline unsigned grid_for(int64_t n)
 
 /* After a launch: its configuration error, if any, with this file and line. */
 #define LAUNCH_CHECK(name) return usi_cuda_check_launch(name, __FILE__, __LINE__)
+
+/* Element i of a float or bf16 tensor, as float; and back, rounded to
+ * nearest even for bf16. */
+static __device__ __forceinline__ float ld(const float *p, int64_t i) { return p[i]; }
+static __device__ __forceinline__ float ld(const __nv_bfloat16 *p, int64_t i) { return __bfloat162float(p[i]); }
+static __device__ __forceinline__ void st(float *p, int64_t i, float v) { p[i] = v; }
+static __device__ __forceinline__ void st(__nv_bfloat16 *p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
 
 static __device__ __forceinline__ float warp_sum_f(float v)
 {

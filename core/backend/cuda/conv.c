@@ -13,6 +13,10 @@
  * faster is kept with them (USI_CUDA_CONV_LAYOUT=nchw or nhwc forces one,
  * for tests). The cast and the transpose are one kernel (layout.cu).
  *
+ * Activations kept as bf16 (core/graph/precision.c: x, y and their
+ * gradients) are read and written as they are: no cast where the copies'
+ * layout is NCHW, a transpose only where it is channels-last.
+ *
  * An eval-mode batch norm folded into the conv (conv->fold_bn) is applied to
  * a copy of the weights and bias in the forward scratch. */
 #include <pthread.h>
@@ -427,24 +431,30 @@ usi_error *usi_cuda_conv2d_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     const void *x = t->src[0]->data, *wc = w;
     void *y = t->data;
     const int64_t *xs = t->src[0]->shape, *wsh = t->src[1]->shape, *ys = t->shape;
-    if (s->bf16 && s->a.nhwc) {
-        USI_TRY(usi_cuda_nchw_to_nhwc_bf16(c->stream, sc + s->xb_off, t->src[0]->data, xs[0], xs[1], xs[2] * xs[3]));
+    /* x and y kept as bf16 (precision.c): read and written as they are
+     * where the compute layout is NCHW */
+    const int32_t xb16 = t->src[0]->bf16, yb16 = t->bf16, cl = s->bf16 && s->a.nhwc;
+    if ((xb16 || yb16) && !s->bf16) return usi_error_new(USI_ERR_INTERNAL, "conv2d: bf16 values in an fp32 conv");
+    if (cl) {
+        USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, sc + s->xb_off, t->src[0]->data, xs[0], xs[1], xs[2] * xs[3],
+                                            xb16));
         USI_TRY(usi_cuda_nchw_to_nhwc_bf16(c->stream, sc + s->wb_off, w, wsh[0], wsh[1], wsh[2] * wsh[3]));
     } else if (s->bf16) {
-        USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->xb_off, t->src[0]->data, t->src[0]->numel));
+        if (!xb16) USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->xb_off, t->src[0]->data, t->src[0]->numel));
         USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->wb_off, w, t->src[1]->numel));
     }
     if (s->bf16) {
-        x = sc + s->xb_off;
+        x = xb16 && !cl ? t->src[0]->data : sc + s->xb_off;
         wc = sc + s->wb_off;
-        y = sc + s->yb_off;
+        y = yb16 && !cl ? t->data : sc + s->yb_off;
     }
     CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->a.fwd_math));
     CUDNN_TRY(cudnnConvolutionForward(c->cudnn, &one, s->x, x, s->w, wc, s->conv, s->a.fwd,
                                       s->a.fwd_ws ? sc : NULL, s->a.fwd_ws, &zero, s->y, y));
-    if (s->bf16 && s->a.nhwc) USI_TRY(usi_cuda_nhwc_bf16_to_nchw(c->stream, t->data, y, ys[0], ys[1], ys[2] * ys[3], 0));
-    else if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, t->data, y, t->numel, 0));
-    if (b) CUDNN_TRY(cudnnAddTensor(c->cudnn, &one, s->bias, b, &one, s->y32, t->data));
+    if (cl) USI_TRY(usi_cuda_nhwc_to_nchw_typed(c->stream, t->data, y, ys[0], ys[1], ys[2] * ys[3], 0, yb16));
+    else if (s->bf16 && !yb16) USI_TRY(usi_cuda_from_bf16(c->stream, t->data, y, t->numel, 0));
+    if (b && yb16) USI_TRY(usi_cuda_bias_nchw_forward(c->stream, t->data, b, ys[0], ys[1], ys[2] * ys[3], 1));
+    else if (b) CUDNN_TRY(cudnnAddTensor(c->cudnn, &one, s->bias, b, &one, s->y32, t->data));
     return NULL;
 }
 
@@ -461,9 +471,11 @@ usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     const void *dy = t->grad;
     const int64_t *xs = x->shape, *wsh = w->shape, *ys = t->shape;
     const int32_t cl = s->bf16 && s->a.nhwc; /* channels-last bf16 copies */
-    if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_bf16(c->stream, ws + s->dyb_off, t->grad, ys[0], ys[1], ys[2] * ys[3]));
-    else if (s->bf16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->dyb_off, t->grad, t->numel));
-    if (s->bf16) dy = ws + s->dyb_off;
+    const int32_t xb16 = x->bf16, yb16 = t->bf16; /* kept as bf16: x's value and gradient, dy */
+    if ((xb16 || yb16) && !s->bf16) return usi_error_new(USI_ERR_INTERNAL, "conv2d: bf16 values in an fp32 conv");
+    if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->dyb_off, t->grad, ys[0], ys[1], ys[2] * ys[3], yb16));
+    else if (s->bf16 && !yb16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->dyb_off, t->grad, t->numel));
+    if (s->bf16) dy = yb16 && !cl ? (const void *)t->grad : ws + s->dyb_off;
     if (x->grad) {
         const void *wv = w->data;
         void *dx = x->grad;
@@ -471,22 +483,26 @@ usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
         else if (s->bf16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bwb_off, w->data, w->numel));
         if (s->bf16) {
             wv = ws + s->bwb_off;
-            dx = ws + s->dxb_off;
+            /* straight into a bf16 gradient it overwrites */
+            dx = xb16 && !cl && !acc[0] ? (void *)x->grad : ws + s->dxb_off;
         }
         CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->a.bwd_data_math));
         CUDNN_TRY(cudnnConvolutionBackwardData(c->cudnn, &one, s->w, wv, s->y, dy, s->conv, s->a.bwd_data,
                                                s->a.bwd_data_ws ? ws : NULL, s->a.bwd_data_ws,
                                                acc[0] && !s->bf16 ? &one : &zero, s->x, dx));
-        if (cl) USI_TRY(usi_cuda_nhwc_bf16_to_nchw(c->stream, x->grad, dx, xs[0], xs[1], xs[2] * xs[3], acc[0]));
-        else if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, x->grad, dx, x->numel, acc[0]));
+        if (cl) USI_TRY(usi_cuda_nhwc_to_nchw_typed(c->stream, x->grad, dx, xs[0], xs[1], xs[2] * xs[3], acc[0], xb16));
+        else if (s->bf16 && xb16 && dx != (void *)x->grad)
+            USI_TRY(usi_cuda_scale_typed(c->stream, x->grad, dx, x->numel, 1.0f, acc[0],
+                                         USI_CUDA_BF_OUT | USI_CUDA_BF_IN));
+        else if (s->bf16 && !xb16) USI_TRY(usi_cuda_from_bf16(c->stream, x->grad, dx, x->numel, acc[0]));
     }
     if (w->grad) {
         const void *xv = x->data;
         void *dw = w->grad;
-        if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_bf16(c->stream, ws + s->bxb_off, x->data, xs[0], xs[1], xs[2] * xs[3]));
-        else if (s->bf16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bxb_off, x->data, x->numel));
+        if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->bxb_off, x->data, xs[0], xs[1], xs[2] * xs[3], xb16));
+        else if (s->bf16 && !xb16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bxb_off, x->data, x->numel));
         if (s->bf16) {
-            xv = ws + s->bxb_off;
+            xv = xb16 && !cl ? x->data : ws + s->bxb_off;
             dw = ws + s->dwb_off;
         }
         CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->a.bwd_filter_math));
@@ -496,7 +512,9 @@ usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
         if (cl) USI_TRY(usi_cuda_nhwc_bf16_to_nchw(c->stream, w->grad, dw, wsh[0], wsh[1], wsh[2] * wsh[3], acc[1]));
         else if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, w->grad, dw, w->numel, acc[1]));
     }
-    if (b && b->grad)
+    if (b && b->grad && yb16)
+        USI_TRY(usi_cuda_bias_nchw_backward(c->stream, b->grad, t->grad, ys[0], ys[1], ys[2] * ys[3], acc[2], 1));
+    else if (b && b->grad)
         CUDNN_TRY(cudnnConvolutionBackwardBias(c->cudnn, &one, s->y32, t->grad, acc[2] ? &one : &zero, s->bias,
                                                b->grad));
     return NULL;

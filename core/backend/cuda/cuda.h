@@ -67,6 +67,8 @@ usi_error *usi_cublas_fail(cublasStatus_t st, const char *call, const char *file
 
 /* dst[n] (+)= src[n]: a copy, or an add. */
 usi_error *usi_cuda_copy_or_add(usi_cuda *c, float *dst, const float *src, int64_t n, int32_t acc);
+/* the same on bf16 elements where bf16 is 1 */
+usi_error *usi_cuda_copy_or_add_typed(usi_cuda *c, void *dst, const void *src, int64_t n, int32_t acc, int32_t bf16);
 
 /* Host-side plans, exposed for the unit tests: the broadcast plan of a
  * binary node seen from its output (which -1) or operand `which`, the
@@ -93,6 +95,9 @@ usi_error *usi_cuda_download(usi_device *d, void *host_dst, const void *src, siz
 usi_error *usi_cuda_copy(usi_device *d, void *dst, const void *src, size_t bytes);
 usi_error *usi_cuda_fill(usi_device *d, void *dst, int byte, size_t bytes);
 usi_error *usi_cuda_synchronize(usi_device *d);
+/* The backend's bf16_native (backend.c), to_bf16 / from_bf16 (device.c):
+ * activations kept as bf16. */
+int32_t usi_cuda_bf16_native(const usi_tensor *t, int32_t backward);
 /* The backend's to_bf16 / from_bf16 (activations kept as bf16). */
 usi_error *usi_cuda_cast_to_bf16(usi_device *d, void *dst, const float *src, size_t n, int32_t acc);
 usi_error *usi_cuda_cast_from_bf16(usi_device *d, float *dst, const void *src, size_t n, int32_t acc);

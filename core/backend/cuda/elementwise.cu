@@ -1,5 +1,6 @@
 /* Element-wise kernels: activations, scale, bf16 copies, broadcast binary
- * ops, dropout and drop-path. The formulas are the CPU backend's (core/backend/cpu/act.c,
+ * ops, dropout and drop-path. Activations, scale and binary ops read and
+ * write float or bf16 tensors (common.cuh's ld, st), computing in fp32. The formulas are the CPU backend's (core/backend/cpu/act.c,
  * binary.c, dropout.c); the dropout masks are its masks bit for bit. */
 #include <cuda_bf16.h>
 
@@ -55,51 +56,100 @@ static __device__ __forceinline__ float act_grad(int32_t kind, float alpha, floa
     }
 }
 
-// out, inp: [n]
-__global__ void act_forward_kernel(float *out, const float *inp, int64_t n, int32_t kind, float alpha)
+typedef __nv_bfloat16 bf16;
+
+// out: [n] of TO, inp: [n] of TI
+template <typename TO, typename TI>
+__global__ void act_forward_kernel(TO *out, const TI *inp, int64_t n, int32_t kind, float alpha)
 {
-    GRID_STRIDE(i, n) out[i] = act_value(kind, alpha, inp[i]);
+    GRID_STRIDE(i, n) st(out, i, act_value(kind, alpha, ld(inp, i)));
 }
 
-// dinp, dout, inp, out: [n]; inp or out NULL when the derivative does not read it
-__global__ void act_backward_kernel(float *dinp, const float *dout, const float *inp, const float *out, int64_t n,
-                                    int32_t kind, float alpha, int32_t acc)
+// dinp, inp: [n] of TI; dout, out: [n] of TO; inp or out NULL when the
+// derivative does not read it
+template <typename TO, typename TI>
+__global__ void act_backward_kernel(TI *dinp, const TO *dout, const TI *inp, const TO *out, int64_t n, int32_t kind,
+                                    float alpha, int32_t acc)
 {
     if (kind == RELU) { /* the common case, without the general call */
         GRID_STRIDE(i, n)
         {
-            float v = out[i] > 0 ? dout[i] : 0.0f;
-            dinp[i] = acc ? dinp[i] + v : v;
+            float v = ld(out, i) > 0 ? ld(dout, i) : 0.0f;
+            st(dinp, i, acc ? ld(dinp, i) + v : v);
         }
         return;
     }
     GRID_STRIDE(i, n)
     {
-        float v = dout[i] * act_grad(kind, alpha, inp ? inp[i] : 0.0f, out ? out[i] : 0.0f);
-        dinp[i] = acc ? dinp[i] + v : v;
+        float v = ld(dout, i) * act_grad(kind, alpha, inp ? ld(inp, i) : 0.0f, out ? ld(out, i) : 0.0f);
+        st(dinp, i, acc ? ld(dinp, i) + v : v);
     }
 }
 
-extern "C" usi_error *usi_cuda_act_forward(cudaStream_t s, float *out, const float *inp, int64_t n, int32_t kind,
-                                           float alpha)
+template <typename TO, typename TI>
+static void act_forward_launch(cudaStream_t s, void *out, const void *inp, int64_t n, int32_t kind, float alpha)
 {
-    act_forward_kernel<<<grid_for(n), THREADS, 0, s>>>(out, inp, n, kind, alpha);
+    act_forward_kernel<TO, TI><<<grid_for(n), THREADS, 0, s>>>((TO *)out, (const TI *)inp, n, kind, alpha);
+}
+
+template <typename TO, typename TI>
+static void act_backward_launch(cudaStream_t s, void *dinp, const void *dout, const void *inp, const void *out,
+                                int64_t n, int32_t kind, float alpha, int32_t acc)
+{
+    act_backward_kernel<TO, TI><<<grid_for(n), THREADS, 0, s>>>((TI *)dinp, (const TO *)dout, (const TI *)inp,
+                                                                 (const TO *)out, n, kind, alpha, acc);
+}
+
+extern "C" usi_error *usi_cuda_act_forward(cudaStream_t s, void *out, const void *inp, int64_t n, int32_t kind,
+                                           float alpha, int32_t bf)
+{
+    switch (bf & (USI_CUDA_BF_OUT | USI_CUDA_BF_IN)) {
+    case 0: act_forward_launch<float, float>(s, out, inp, n, kind, alpha); break;
+    case USI_CUDA_BF_OUT: act_forward_launch<bf16, float>(s, out, inp, n, kind, alpha); break;
+    case USI_CUDA_BF_IN: act_forward_launch<float, bf16>(s, out, inp, n, kind, alpha); break;
+    default: act_forward_launch<bf16, bf16>(s, out, inp, n, kind, alpha); break;
+    }
     LAUNCH_CHECK("act_forward");
 }
 
-extern "C" usi_error *usi_cuda_act_backward(cudaStream_t s, float *dinp, const float *dout, const float *inp,
-                                            const float *out, int64_t n, int32_t kind, float alpha, int32_t acc)
+extern "C" usi_error *usi_cuda_act_backward(cudaStream_t s, void *dinp, const void *dout, const void *inp,
+                                            const void *out, int64_t n, int32_t kind, float alpha, int32_t acc,
+                                            int32_t bf)
 {
-    act_backward_kernel<<<grid_for(n), THREADS, 0, s>>>(dinp, dout, inp, out, n, kind, alpha, acc);
+    switch (bf & (USI_CUDA_BF_OUT | USI_CUDA_BF_IN)) {
+    case 0: act_backward_launch<float, float>(s, dinp, dout, inp, out, n, kind, alpha, acc); break;
+    case USI_CUDA_BF_OUT: act_backward_launch<bf16, float>(s, dinp, dout, inp, out, n, kind, alpha, acc); break;
+    case USI_CUDA_BF_IN: act_backward_launch<float, bf16>(s, dinp, dout, inp, out, n, kind, alpha, acc); break;
+    default: act_backward_launch<bf16, bf16>(s, dinp, dout, inp, out, n, kind, alpha, acc); break;
+    }
     LAUNCH_CHECK("act_backward");
 }
 
 /* ---- scale, fill ---- */
 
-// out, inp: [n]
-__global__ void scale_forward_kernel(float *out, const float *inp, int64_t n, float factor, int32_t acc)
+// out: [n] of TO (+)= factor * inp: [n] of TI
+template <typename TO, typename TI>
+__global__ void scale_forward_kernel(TO *out, const TI *inp, int64_t n, float factor, int32_t acc)
 {
-    GRID_STRIDE(i, n) out[i] = acc ? out[i] + factor * inp[i] : factor * inp[i];
+    GRID_STRIDE(i, n) st(out, i, acc ? ld(out, i) + factor * ld(inp, i) : factor * ld(inp, i));
+}
+
+template <typename TO, typename TI>
+static void scale_launch(cudaStream_t s, void *out, const void *inp, int64_t n, float factor, int32_t acc)
+{
+    scale_forward_kernel<TO, TI><<<grid_for(n), THREADS, 0, s>>>((TO *)out, (const TI *)inp, n, factor, acc);
+}
+
+extern "C" usi_error *usi_cuda_scale_typed(cudaStream_t s, void *out, const void *inp, int64_t n, float factor,
+                                           int32_t acc, int32_t bf)
+{
+    switch (bf & (USI_CUDA_BF_OUT | USI_CUDA_BF_IN)) {
+    case 0: scale_launch<float, float>(s, out, inp, n, factor, acc); break;
+    case USI_CUDA_BF_OUT: scale_launch<bf16, float>(s, out, inp, n, factor, acc); break;
+    case USI_CUDA_BF_IN: scale_launch<float, bf16>(s, out, inp, n, factor, acc); break;
+    default: scale_launch<bf16, bf16>(s, out, inp, n, factor, acc); break;
+    }
+    LAUNCH_CHECK("scale_forward");
 }
 
 __global__ void fill_forward_kernel(float *out, int64_t n, float value)
@@ -110,8 +160,7 @@ __global__ void fill_forward_kernel(float *out, int64_t n, float value)
 extern "C" usi_error *usi_cuda_scale_forward(cudaStream_t s, float *out, const float *inp, int64_t n,
                                              float factor, int32_t acc)
 {
-    scale_forward_kernel<<<grid_for(n), THREADS, 0, s>>>(out, inp, n, factor, acc);
-    LAUNCH_CHECK("scale_forward");
+    return usi_cuda_scale_typed(s, out, inp, n, factor, acc, 0);
 }
 
 extern "C" usi_error *usi_cuda_fill_forward(cudaStream_t s, float *out, int64_t n, float value)
@@ -206,25 +255,26 @@ static __device__ __forceinline__ void red_offsets(const usi_cuda_bplan &p, int6
     }
 }
 
-// out: [n_kept] = a[bcast] op b[bcast]
-__global__ void binary_forward_kernel(float *out, const float *a, const float *b, const usi_cuda_bplan p,
-                                      int32_t op)
+// out: [n_kept] = a[bcast] op b[bcast], all of T
+template <typename T>
+__global__ void binary_forward_kernel(T *out, const T *a, const T *b, const usi_cuda_bplan p, int32_t op)
 {
     if (p.nk == 1 && p.ka[0] == 1 && p.kb[0] == 1) { /* same shapes */
-        GRID_STRIDE(i, p.n_kept) out[i] = binary_value(op, a[i], b[i]);
+        GRID_STRIDE(i, p.n_kept) st(out, i, binary_value(op, ld(a, i), ld(b, i)));
         return;
     }
     GRID_STRIDE(i, p.n_kept)
     {
         int64_t o, ao, bo;
         kept_offsets(p, i, &o, &ao, &bo);
-        out[i] = binary_value(op, a[ao], b[bo]);
+        st(out, i, binary_value(op, ld(a, ao), ld(b, bo)));
     }
 }
 
 /* One thread per element of x, summing its few broadcast partners. */
-__global__ void binary_backward_kernel(float *dx, const float *dy, const float *a, const float *b,
-                                       const usi_cuda_bplan p, int32_t op, int32_t which, int32_t acc)
+template <typename T>
+__global__ void binary_backward_kernel(T *dx, const T *dy, const T *a, const T *b, const usi_cuda_bplan p,
+                                       int32_t op, int32_t which, int32_t acc)
 {
     GRID_STRIDE(j, p.n_kept)
     {
@@ -234,17 +284,18 @@ __global__ void binary_backward_kernel(float *dx, const float *dy, const float *
         for (int64_t r = 0; r < p.n_red; r++) {
             int64_t o, ao, bo;
             red_offsets(p, r, &o, &ao, &bo);
-            float av = a ? a[a0 + ao] : 0.0f, bv = b ? b[b0 + bo] : 0.0f;
-            sum += binary_partial(op, which, dy[o0 + o], av, bv);
+            float av = a ? ld(a, a0 + ao) : 0.0f, bv = b ? ld(b, b0 + bo) : 0.0f;
+            sum += binary_partial(op, which, ld(dy, o0 + o), av, bv);
         }
-        dx[j] = acc ? dx[j] + sum : sum;
+        st(dx, j, acc ? ld(dx, j) + sum : sum);
     }
 }
 
 /* One block per element of x, for many broadcast partners (a bias-like
  * operand): the block sums them. */
-__global__ void binary_backward_block_kernel(float *dx, const float *dy, const float *a, const float *b,
-                                             const usi_cuda_bplan p, int32_t op, int32_t which, int32_t acc)
+template <typename T>
+__global__ void binary_backward_block_kernel(T *dx, const T *dy, const T *a, const T *b, const usi_cuda_bplan p,
+                                             int32_t op, int32_t which, int32_t acc)
 {
     __shared__ double shared[32];
     for (int64_t j = blockIdx.x; j < p.n_kept; j += gridDim.x) {
@@ -254,31 +305,46 @@ __global__ void binary_backward_block_kernel(float *dx, const float *dy, const f
         for (int64_t r = threadIdx.x; r < p.n_red; r += blockDim.x) {
             int64_t o, ao, bo;
             red_offsets(p, r, &o, &ao, &bo);
-            float av = a ? a[a0 + ao] : 0.0f, bv = b ? b[b0 + bo] : 0.0f;
-            sum += binary_partial(op, which, dy[o0 + o], av, bv);
+            float av = a ? ld(a, a0 + ao) : 0.0f, bv = b ? ld(b, b0 + bo) : 0.0f;
+            sum += binary_partial(op, which, ld(dy, o0 + o), av, bv);
         }
         sum = block_sum_d(sum, shared);
-        if (threadIdx.x == 0) dx[j] = acc ? dx[j] + (float)sum : (float)sum;
+        if (threadIdx.x == 0) st(dx, j, acc ? ld(dx, j) + (float)sum : (float)sum);
     }
 }
 
-extern "C" usi_error *usi_cuda_binary_forward(cudaStream_t s, float *out, const float *a, const float *b,
-                                              const usi_cuda_bplan *p, int32_t op)
-{
-    binary_forward_kernel<<<grid_for(p->n_kept), THREADS, 0, s>>>(out, a, b, *p, op);
-    LAUNCH_CHECK("binary_forward");
-}
-
-extern "C" usi_error *usi_cuda_binary_backward(cudaStream_t s, float *dx, const float *dy, const float *a,
-                                               const float *b, const usi_cuda_bplan *p, int32_t op, int32_t which,
-                                               int32_t acc)
+template <typename T>
+static void binary_backward_launch(cudaStream_t s, void *dx, const void *dy, const void *a, const void *b,
+                                   const usi_cuda_bplan *p, int32_t op, int32_t which, int32_t acc)
 {
     if (p->n_red >= 256) {
         int64_t blocks = p->n_kept < 65536 ? p->n_kept : 65536;
-        binary_backward_block_kernel<<<(unsigned)blocks, THREADS, 0, s>>>(dx, dy, a, b, *p, op, which, acc);
+        binary_backward_block_kernel<T><<<(unsigned)blocks, THREADS, 0, s>>>(
+            (T *)dx, (const T *)dy, (const T *)a, (const T *)b, *p, op, which, acc);
     } else {
-        binary_backward_kernel<<<grid_for(p->n_kept), THREADS, 0, s>>>(dx, dy, a, b, *p, op, which, acc);
+        binary_backward_kernel<T><<<grid_for(p->n_kept), THREADS, 0, s>>>((T *)dx, (const T *)dy, (const T *)a,
+                                                                           (const T *)b, *p, op, which, acc);
     }
+}
+
+extern "C" usi_error *usi_cuda_binary_forward(cudaStream_t s, void *out, const void *a, const void *b,
+                                              const usi_cuda_bplan *p, int32_t op, int32_t bf16)
+{
+    if (bf16)
+        binary_forward_kernel<__nv_bfloat16><<<grid_for(p->n_kept), THREADS, 0, s>>>(
+            (__nv_bfloat16 *)out, (const __nv_bfloat16 *)a, (const __nv_bfloat16 *)b, *p, op);
+    else
+        binary_forward_kernel<float><<<grid_for(p->n_kept), THREADS, 0, s>>>((float *)out, (const float *)a,
+                                                                            (const float *)b, *p, op);
+    LAUNCH_CHECK("binary_forward");
+}
+
+extern "C" usi_error *usi_cuda_binary_backward(cudaStream_t s, void *dx, const void *dy, const void *a,
+                                               const void *b, const usi_cuda_bplan *p, int32_t op, int32_t which,
+                                               int32_t acc, int32_t bf16)
+{
+    if (bf16) binary_backward_launch<__nv_bfloat16>(s, dx, dy, a, b, p, op, which, acc);
+    else binary_backward_launch<float>(s, dx, dy, a, b, p, op, which, acc);
     LAUNCH_CHECK("binary_backward");
 }
 

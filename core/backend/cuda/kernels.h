@@ -26,15 +26,23 @@ usi_error *usi_cuda_check_launch(const char *kernel, const char *file, int line)
 
 /* ---- elementwise.cu ---- */
 
+/* Which tensors of an element-wise kernel are bf16 (activations kept as
+ * bf16), the rest float: the output's side (out, dout) and the input's
+ * (inp, dinp). */
+enum { USI_CUDA_BF_OUT = 1, USI_CUDA_BF_IN = 2 };
+
 /* out[n] = act(inp[n]) */
-usi_error *usi_cuda_act_forward(cudaStream_t s, float *out, const float *inp, int64_t n, int32_t kind,
-                                float alpha);
+usi_error *usi_cuda_act_forward(cudaStream_t s, void *out, const void *inp, int64_t n, int32_t kind,
+                                float alpha, int32_t bf);
 /* dinp[n] (+)= dout[n] * act'(inp[n] | out[n]); inp or out NULL when unread */
-usi_error *usi_cuda_act_backward(cudaStream_t s, float *dinp, const float *dout, const float *inp,
-                                 const float *out, int64_t n, int32_t kind, float alpha, int32_t acc);
-/* out[n] (+)= factor * inp[n] (factor 1: a copy or an add) */
+usi_error *usi_cuda_act_backward(cudaStream_t s, void *dinp, const void *dout, const void *inp,
+                                 const void *out, int64_t n, int32_t kind, float alpha, int32_t acc, int32_t bf);
+/* out[n] (+)= factor * inp[n] (factor 1: a copy or an add), floats */
 usi_error *usi_cuda_scale_forward(cudaStream_t s, float *out, const float *inp, int64_t n, float factor,
                                   int32_t acc);
+/* the same with USI_CUDA_BF_* types */
+usi_error *usi_cuda_scale_typed(cudaStream_t s, void *out, const void *inp, int64_t n, float factor, int32_t acc,
+                                int32_t bf);
 /* out[n] = value */
 usi_error *usi_cuda_fill_forward(cudaStream_t s, float *out, int64_t n, float value);
 /* dst[n] = bf16(src[n]), rounded to nearest even (dst: __nv_bfloat16) */
@@ -49,6 +57,18 @@ usi_error *usi_cuda_nchw_to_nhwc_bf16(cudaStream_t s, void *dst, const float *sr
 /* dst fp32 [n][c][p] (+)= src bf16 [n][p][c] (NHWC -> NCHW) */
 usi_error *usi_cuda_nhwc_bf16_to_nchw(cudaStream_t s, float *dst, const void *src, int64_t n, int64_t c,
                                       int64_t p, int32_t acc);
+/* The same with the NCHW side bf16 where src_bf16 / dst_bf16 is 1 (an
+ * activation kept as bf16), float otherwise. */
+usi_error *usi_cuda_nchw_to_nhwc_typed(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c, int64_t p,
+                                       int32_t src_bf16);
+usi_error *usi_cuda_nhwc_to_nchw_typed(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c, int64_t p,
+                                       int32_t acc, int32_t dst_bf16);
+/* y[n][c][p] (+)= bias[c] on float or bf16 y; db[c] (+)= sum over n, p of
+ * dy[n][c][p] (float or bf16 dy), in double */
+usi_error *usi_cuda_bias_nchw_forward(cudaStream_t s, void *y, const float *bias, int64_t n, int64_t c, int64_t p,
+                                      int32_t bf16);
+usi_error *usi_cuda_bias_nchw_backward(cudaStream_t s, float *db, const void *dy, int64_t n, int64_t c, int64_t p,
+                                       int32_t acc, int32_t bf16);
 
 /* A broadcast binary op over collapsed dims, seen from one tensor x: the
  * dims x keeps (its own row-major layout, thread per x element) and the dims
@@ -62,13 +82,13 @@ typedef struct usi_cuda_bplan {
     int64_t n_kept, n_red;
 } usi_cuda_bplan;
 
-/* out[...] = a[bcast] op b[bcast] */
-usi_error *usi_cuda_binary_forward(cudaStream_t s, float *out, const float *a, const float *b,
-                                   const usi_cuda_bplan *p, int32_t op);
+/* out[...] = a[bcast] op b[bcast]; all float, or all bf16 (bf16 1) */
+usi_error *usi_cuda_binary_forward(cudaStream_t s, void *out, const void *a, const void *b,
+                                   const usi_cuda_bplan *p, int32_t op, int32_t bf16);
 /* dx (+)= sum over broadcast of d(a op b)/dx * dy, x = a (which 0) or b (1);
- * a, b may be NULL for add and sub */
-usi_error *usi_cuda_binary_backward(cudaStream_t s, float *dx, const float *dy, const float *a, const float *b,
-                                    const usi_cuda_bplan *p, int32_t op, int32_t which, int32_t acc);
+ * a, b may be NULL for add and sub; all float, or all bf16 */
+usi_error *usi_cuda_binary_backward(cudaStream_t s, void *dx, const void *dy, const void *a, const void *b,
+                                    const usi_cuda_bplan *p, int32_t op, int32_t which, int32_t acc, int32_t bf16);
 
 /* out[n] (+)= keep ? x[n] / (1-p) : 0, the keep draws of the CPU backend bit
  * for bit: a xoshiro256** stream per chunk of 4096 elements keyed by (seed,
@@ -89,14 +109,15 @@ typedef struct usi_cuda_pool {
     int32_t count_pad, is_max;
 } usi_cuda_pool;
 
-/* out[P,OH,OW] = max or mean of x[P,H,W] over each window */
-usi_error *usi_cuda_pool2d_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_pool *d);
+/* out[P,OH,OW] = max or mean of x[P,H,W] over each window; float
+ * tensors, or bf16 ones where bf16 is 1 (backward too) */
+usi_error *usi_cuda_pool2d_forward(cudaStream_t s, void *out, const void *x, const usi_cuda_pool *d, int32_t bf16);
 /* dx[P,H,W] (+)= dout of the windows holding each element (max: where it is
  * the window's first maximum, as the CPU picks it). Max with idx (P*OH*OW
  * int32 of device scratch): the maxima are found once per window there;
  * idx NULL: searched again per element. */
-usi_error *usi_cuda_pool2d_backward(cudaStream_t s, float *dx, const float *dout, const float *x,
-                                    int32_t *idx, const usi_cuda_pool *d, int32_t acc);
+usi_error *usi_cuda_pool2d_backward(cudaStream_t s, void *dx, const void *dout, const void *x, int32_t *idx,
+                                    const usi_cuda_pool *d, int32_t acc, int32_t bf16);
 
 /* ---- reduce.cu ---- */
 
@@ -109,12 +130,13 @@ typedef struct usi_cuda_rdims {
     int64_t count; /* elements summed into each output */
 } usi_cuda_rdims;
 
-/* out[o] = scale * sum of x over the reduced dims at kept position o */
-usi_error *usi_cuda_reduce_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_rdims *r,
-                                   int64_t n_out, float scale);
+/* out[o] = scale * sum of x over the reduced dims at kept position o;
+ * float tensors, or bf16 ones where bf16 is 1 (backward too) */
+usi_error *usi_cuda_reduce_forward(cudaStream_t s, void *out, const void *x, const usi_cuda_rdims *r, int64_t n_out,
+                                   float scale, int32_t bf16);
 /* dx[i] (+)= scale * dout[kept position of i] */
-usi_error *usi_cuda_reduce_backward(cudaStream_t s, float *dx, const float *dout, const usi_cuda_rdims *r,
-                                    int64_t n_in, float scale, int32_t acc);
+usi_error *usi_cuda_reduce_backward(cudaStream_t s, void *dx, const void *dout, const usi_cuda_rdims *r,
+                                    int64_t n_in, float scale, int32_t acc, int32_t bf16);
 /* out[M,O] = bias[O] for each row */
 usi_error *usi_cuda_bias_rows_forward(cudaStream_t s, float *out, const float *bias, int64_t M, int64_t O);
 
@@ -153,18 +175,21 @@ usi_error *usi_cuda_layernorm_forward(cudaStream_t s, float *out, float *mean, f
 usi_error *usi_cuda_layernorm_backward(cudaStream_t s, float *dx, float *dw, float *db, const float *dy,
                                        const float *x, const float *w, const float *mean, const float *rstd,
                                        int64_t O, int64_t C, int64_t I, const int32_t *acc);
+/* Batch norm's tensors of [O, C, I] (x, out, dx, dy) are float, or bf16
+ * where bf is 1 (activations kept as bf16); statistics and parameters
+ * float. */
 /* Batch norm with given statistics (running ones, eval): out = (x - rm[c]) *
  * invstd[c] * w[c] + b[c]; saved gets 3C floats (mean, invstd, var, the CPU
  * backend's layout). w, b may be NULL. */
-usi_error *usi_cuda_batchnorm_eval_forward(cudaStream_t s, float *out, float *saved, const float *x,
-                                           const float *w, const float *b, const float *rm, const float *rv,
-                                           int64_t O, int64_t C, int64_t I, double eps);
+usi_error *usi_cuda_batchnorm_eval_forward(cudaStream_t s, void *out, float *saved, const void *x, const float *w,
+                                           const float *b, const float *rm, const float *rv, int64_t O, int64_t C,
+                                           int64_t I, double eps, int32_t bf);
 /* The CPU backend's batch-norm backward from saved mean and invstd; with
  * batch_stats 0 the statistics are constants (dx = dy w invstd). */
-usi_error *usi_cuda_batchnorm_backward(cudaStream_t s, float *dx, float *dw, float *db, const float *dy,
-                                       const float *x, const float *w, const float *mean, const float *invstd,
-                                       int64_t O, int64_t C, int64_t I, int32_t batch_stats,
-                                       const int32_t *acc);
+usi_error *usi_cuda_batchnorm_backward(cudaStream_t s, void *dx, float *dw, float *db, const void *dy,
+                                       const void *x, const float *w, const float *mean, const float *invstd,
+                                       int64_t O, int64_t C, int64_t I, int32_t batch_stats, const int32_t *acc,
+                                       int32_t bf);
 /* *counter += 1 (batch norm's num_batches_tracked) */
 usi_error *usi_cuda_counter_forward(cudaStream_t s, int64_t *counter);
 /* Batch norm over ranks (dist.sync_bn), in steps around a sum over ranks of
@@ -180,19 +205,20 @@ usi_error *usi_cuda_counter_forward(cudaStream_t s, int64_t *counter);
  *   sum dy*xh[C]] (zeros when idle);
  * grad_input (after the sum): dx (+)= the input gradient from the global
  *   sums. */
-usi_error *usi_cuda_batchnorm_sync_stats(cudaStream_t s, double *sums, const float *x, int64_t O, int64_t C,
-                                         int64_t I, int32_t idle);
-usi_error *usi_cuda_batchnorm_sync_finish(cudaStream_t s, float *out, float *saved, float *rm, float *rv,
-                                          int64_t *counter, const double *sums, const float *x, const float *w,
+usi_error *usi_cuda_batchnorm_sync_stats(cudaStream_t s, double *sums, const void *x, int64_t O, int64_t C,
+                                         int64_t I, int32_t idle, int32_t bf);
+usi_error *usi_cuda_batchnorm_sync_finish(cudaStream_t s, void *out, float *saved, float *rm, float *rv,
+                                          int64_t *counter, const double *sums, const void *x, const float *w,
                                           const float *b, int64_t O, int64_t C, int64_t I, double eps,
-                                          double momentum);
-usi_error *usi_cuda_batchnorm_sync_grad_sums(cudaStream_t s, double *sums, float *dw, float *db, const float *dy,
-                                             const float *x, const float *mean, const float *invstd, int64_t O,
-                                             int64_t C, int64_t I, int32_t idle, int32_t acc_w, int32_t acc_b);
-usi_error *usi_cuda_batchnorm_sync_grad_input(cudaStream_t s, float *dx, const double *sums, const float *dy,
-                                              const float *x, const float *w, const float *mean,
+                                          double momentum, int32_t bf);
+usi_error *usi_cuda_batchnorm_sync_grad_sums(cudaStream_t s, double *sums, float *dw, float *db, const void *dy,
+                                             const void *x, const float *mean, const float *invstd, int64_t O,
+                                             int64_t C, int64_t I, int32_t idle, int32_t acc_w, int32_t acc_b,
+                                             int32_t bf);
+usi_error *usi_cuda_batchnorm_sync_grad_input(cudaStream_t s, void *dx, const double *sums, const void *dy,
+                                              const void *x, const float *w, const float *mean,
                                               const float *invstd, int64_t O, int64_t C, int64_t I,
-                                              int32_t acc_x);
+                                              int32_t acc_x, int32_t bf);
 /* w2[O, per] = w * sc[o], b2[o] = (b - rm) sc + beta, sc = gamma / sqrt(rv + eps):
  * an eval-mode batch norm folded into the conv before it */
 usi_error *usi_cuda_fold_batchnorm_forward(cudaStream_t s, float *w2, float *b2, const float *w, const float *b,

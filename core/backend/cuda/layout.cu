@@ -1,6 +1,6 @@
 /* Layout changes with a cast, for convolutions under precision "mixed":
  * cuDNN's tensor-core kernels want channels last, the graph keeps NCHW
- * fp32. Each is a tiled transpose of [N][C][P] <-> [N][P][C] (P = H*W, or
+ * (fp32, or bf16 for activations kept so). Each is a tiled transpose of [N][C][P] <-> [N][P][C] (P = H*W, or
  * KH*KW for filters) through shared memory, so both the reads and the
  * writes are coalesced. */
 #include <cuda_bf16.h>
@@ -10,15 +10,16 @@
 #define TILE 32
 #define ROWS 8 /* threads per tile column: each thread moves TILE / ROWS */
 
-// dst: bf16 [N][P][C], src: fp32 [N][C][P]; grid (P/TILE, C/TILE, N)
-__global__ void nchw_to_nhwc_bf16_kernel(__nv_bfloat16 *dst, const float *src, int32_t C, int32_t P)
+// dst: bf16 [N][P][C], src: T (fp32, or bf16 kept so) [N][C][P]; grid (P/TILE, C/TILE, N)
+template <typename T>
+__global__ void nchw_to_nhwc_bf16_kernel(__nv_bfloat16 *dst, const T *src, int32_t C, int32_t P)
 {
     __shared__ float tile[TILE][TILE + 1];
     size_t base = (size_t)blockIdx.z * C * P;
     int32_t p0 = blockIdx.x * TILE, c0 = blockIdx.y * TILE;
     for (int32_t j = threadIdx.y; j < TILE; j += ROWS) {
         int32_t c = c0 + j, p = p0 + threadIdx.x;
-        if (c < C && p < P) tile[j][threadIdx.x] = src[base + (size_t)c * P + p];
+        if (c < C && p < P) tile[j][threadIdx.x] = ld(src, base + (size_t)c * P + p);
     }
     __syncthreads();
     for (int32_t j = threadIdx.y; j < TILE; j += ROWS) {
@@ -27,8 +28,9 @@ __global__ void nchw_to_nhwc_bf16_kernel(__nv_bfloat16 *dst, const float *src, i
     }
 }
 
-// dst: fp32 [N][C][P] (+)=, src: bf16 [N][P][C]; grid (P/TILE, C/TILE, N)
-__global__ void nhwc_bf16_to_nchw_kernel(float *dst, const __nv_bfloat16 *src, int32_t C, int32_t P, int32_t acc)
+// dst: T [N][C][P] (+)=, src: bf16 [N][P][C]; grid (P/TILE, C/TILE, N)
+template <typename T>
+__global__ void nhwc_bf16_to_nchw_kernel(T *dst, const __nv_bfloat16 *src, int32_t C, int32_t P, int32_t acc)
 {
     __shared__ float tile[TILE][TILE + 1];
     size_t base = (size_t)blockIdx.z * C * P;
@@ -43,7 +45,7 @@ __global__ void nhwc_bf16_to_nchw_kernel(float *dst, const __nv_bfloat16 *src, i
         if (c < C && p < P) {
             float v = tile[threadIdx.x][j];
             size_t at = base + (size_t)c * P + p;
-            dst[at] = acc ? dst[at] + v : v;
+            st(dst, at, acc ? ld(dst, at) + v : v);
         }
     }
 }
@@ -59,31 +61,97 @@ static usi_error *check_dims(int64_t c, int64_t p)
     return NULL;
 }
 
-extern "C" usi_error *usi_cuda_nchw_to_nhwc_bf16(cudaStream_t s, void *dst, const float *src, int64_t n, int64_t c,
-                                                 int64_t p)
+template <typename T>
+static usi_error *to_nhwc(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c, int64_t p)
 {
     usi_error *e = check_dims(c, p);
     if (e || n < 1 || c < 1 || p < 1) return e;
     for (int64_t i = 0; i < n; i += MAX_Z) {
         int64_t k = n - i < MAX_Z ? n - i : MAX_Z;
         dim3 g((unsigned)((p + TILE - 1) / TILE), (unsigned)((c + TILE - 1) / TILE), (unsigned)k);
-        nchw_to_nhwc_bf16_kernel<<<g, dim3(TILE, ROWS), 0, s>>>((__nv_bfloat16 *)dst + i * c * p, src + i * c * p,
-                                                                (int32_t)c, (int32_t)p);
+        nchw_to_nhwc_bf16_kernel<T><<<g, dim3(TILE, ROWS), 0, s>>>((__nv_bfloat16 *)dst + i * c * p,
+                                                                   (const T *)src + i * c * p, (int32_t)c,
+                                                                   (int32_t)p);
     }
     LAUNCH_CHECK("nchw_to_nhwc_bf16");
+}
+
+template <typename T>
+static usi_error *to_nchw(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c, int64_t p, int32_t acc)
+{
+    usi_error *e = check_dims(c, p);
+    if (e || n < 1 || c < 1 || p < 1) return e;
+    for (int64_t i = 0; i < n; i += MAX_Z) {
+        int64_t k = n - i < MAX_Z ? n - i : MAX_Z;
+        dim3 g((unsigned)((p + TILE - 1) / TILE), (unsigned)((c + TILE - 1) / TILE), (unsigned)k);
+        nhwc_bf16_to_nchw_kernel<T><<<g, dim3(TILE, ROWS), 0, s>>>((T *)dst + i * c * p,
+                                                                   (const __nv_bfloat16 *)src + i * c * p,
+                                                                   (int32_t)c, (int32_t)p, acc);
+    }
+    LAUNCH_CHECK("nhwc_bf16_to_nchw");
+}
+
+extern "C" usi_error *usi_cuda_nchw_to_nhwc_bf16(cudaStream_t s, void *dst, const float *src, int64_t n, int64_t c,
+                                                 int64_t p)
+{
+    return to_nhwc<float>(s, dst, src, n, c, p);
 }
 
 extern "C" usi_error *usi_cuda_nhwc_bf16_to_nchw(cudaStream_t s, float *dst, const void *src, int64_t n, int64_t c,
                                                  int64_t p, int32_t acc)
 {
-    usi_error *e = check_dims(c, p);
-    if (e || n < 1 || c < 1 || p < 1) return e;
-    for (int64_t i = 0; i < n; i += MAX_Z) {
-        int64_t k = n - i < MAX_Z ? n - i : MAX_Z;
-        dim3 g((unsigned)((p + TILE - 1) / TILE), (unsigned)((c + TILE - 1) / TILE), (unsigned)k);
-        nhwc_bf16_to_nchw_kernel<<<g, dim3(TILE, ROWS), 0, s>>>(dst + i * c * p,
-                                                                (const __nv_bfloat16 *)src + i * c * p, (int32_t)c,
-                                                                (int32_t)p, acc);
+    return to_nchw<float>(s, dst, src, n, c, p, acc);
+}
+
+extern "C" usi_error *usi_cuda_nchw_to_nhwc_typed(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c,
+                                                  int64_t p, int32_t src_bf16)
+{
+    return src_bf16 ? to_nhwc<__nv_bfloat16>(s, dst, src, n, c, p) : to_nhwc<float>(s, dst, src, n, c, p);
+}
+
+extern "C" usi_error *usi_cuda_nhwc_to_nchw_typed(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c,
+                                                  int64_t p, int32_t acc, int32_t dst_bf16)
+{
+    return dst_bf16 ? to_nchw<__nv_bfloat16>(s, dst, src, n, c, p, acc) : to_nchw<float>(s, dst, src, n, c, p, acc);
+}
+
+/* ---- a convolution's bias on NCHW results of either type ---- */
+
+// y: T [N][C][P] += bias[C]
+template <typename T>
+__global__ void bias_nchw_forward_kernel(T *y, const float *bias, int64_t n, int64_t C, int64_t P)
+{
+    GRID_STRIDE(i, n) st(y, i, ld(y, i) + bias[(i / P) % C]);
+}
+
+// db[C] (+)= sum over N, P of dy: T [N][C][P]; a block per channel
+template <typename T>
+__global__ void bias_nchw_backward_kernel(float *db, const T *dy, int64_t N, int64_t C, int64_t P, int32_t acc)
+{
+    __shared__ double shared[32];
+    for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
+        double sum = 0;
+        for (int64_t k = threadIdx.x; k < N * P; k += blockDim.x) sum += ld(dy, (k / P * C + c) * P + k % P);
+        sum = block_sum_d(sum, shared);
+        if (threadIdx.x == 0) db[c] = acc ? db[c] + (float)sum : (float)sum;
     }
-    LAUNCH_CHECK("nhwc_bf16_to_nchw");
+}
+
+extern "C" usi_error *usi_cuda_bias_nchw_forward(cudaStream_t s, void *y, const float *bias, int64_t n, int64_t c,
+                                                 int64_t p, int32_t bf16)
+{
+    int64_t total = n * c * p;
+    if (bf16) bias_nchw_forward_kernel<<<grid_for(total), THREADS, 0, s>>>((__nv_bfloat16 *)y, bias, total, c, p);
+    else bias_nchw_forward_kernel<<<grid_for(total), THREADS, 0, s>>>((float *)y, bias, total, c, p);
+    LAUNCH_CHECK("bias_nchw_forward");
+}
+
+extern "C" usi_error *usi_cuda_bias_nchw_backward(cudaStream_t s, float *db, const void *dy, int64_t n, int64_t c,
+                                                  int64_t p, int32_t acc, int32_t bf16)
+{
+    unsigned blocks = (unsigned)(c < 65535 ? c : 65535);
+    if (blocks < 1) return NULL;
+    if (bf16) bias_nchw_backward_kernel<<<blocks, THREADS, 0, s>>>(db, (const __nv_bfloat16 *)dy, n, c, p, acc);
+    else bias_nchw_backward_kernel<<<blocks, THREADS, 0, s>>>(db, (const float *)dy, n, c, p, acc);
+    LAUNCH_CHECK("bias_nchw_backward");
 }

@@ -14,7 +14,9 @@
  * over ranks (NCCL on this stream, or through host memory), and our kernels
  * normalise and update the running statistics; backward likewise.
  * USI_CUDA_BATCH_NORM=ours runs those kernels on one rank's batch (no sum)
- * instead of cuDNN: to tell cuDNN's results and speed from ours. */
+ * instead of cuDNN: to tell cuDNN's results and speed from ours. A norm
+ * whose input and output are kept as bf16 always runs on ours, which read
+ * and write bf16 and keep the statistics in fp32 (double sums). */
 #include <stdlib.h>
 
 #include <string.h>
@@ -126,11 +128,12 @@ static usi_error *batch_norm_fwd_sync(usi_cuda *c, usi_collective *coll, usi_ten
         return usi_error_new(USI_ERR_INTERNAL, "batch norm over ranks: no scratch for its sums");
     float *rm = t->src[3] ? t->src[3]->data : NULL, *rv = t->src[4] ? t->src[4]->data : NULL;
     int64_t *counter = rm && rv && t->n_src > 5 && t->src[5] ? t->src[5]->data : NULL;
-    USI_TRY(usi_cuda_batchnorm_sync_stats(c->stream, sums, t->src[0]->data, O, C, I, coll ? coll->idle : 0));
+    USI_TRY(usi_cuda_batchnorm_sync_stats(c->stream, sums, t->src[0]->data, O, C, I, coll ? coll->idle : 0,
+                                          t->bf16));
     if (coll) USI_TRY(sum_over_ranks(c, coll, sums, (int32_t)(1 + 2 * C)));
     return usi_cuda_batchnorm_sync_finish(c->stream, t->data, t->saved, rm && rv ? rm : NULL, rm && rv ? rv : NULL,
                                           counter, sums, t->src[0]->data, src_f32(t, 1), src_f32(t, 2), O, C, I,
-                                          a->eps, a->momentum);
+                                          a->eps, a->momentum, t->bf16);
 }
 
 /* Backward over every rank (coll; NULL: this rank's alone): dw, db from
@@ -141,12 +144,13 @@ static usi_error *batch_norm_bwd_sync(usi_cuda *c, usi_collective *coll, usi_ten
     double *sums = t->bwd_scratch;
     if (!sums || t->bwd_scratch_bytes < (size_t)(1 + 2 * C) * sizeof(double))
         return usi_error_new(USI_ERR_INTERNAL, "batch norm over ranks: no scratch for its sums");
-    const float *x = t->src[0]->data, *mean = t->saved, *invstd = mean + C;
+    const void *x = t->src[0]->data;
+    const float *mean = t->saved, *invstd = mean + C;
     USI_TRY(usi_cuda_batchnorm_sync_grad_sums(c->stream, sums, src_grad(t, 1), src_grad(t, 2), t->grad, x, mean,
-                                              invstd, O, C, I, coll ? coll->idle : 0, a3[1], a3[2]));
+                                              invstd, O, C, I, coll ? coll->idle : 0, a3[1], a3[2], t->bf16));
     if (coll) USI_TRY(sum_over_ranks(c, coll, sums, (int32_t)(1 + 2 * C)));
     return usi_cuda_batchnorm_sync_grad_input(c->stream, src_grad(t, 0), sums, t->grad, x, src_f32(t, 1), mean,
-                                              invstd, O, C, I, a3[0]);
+                                              invstd, O, C, I, a3[0], t->bf16);
 }
 
 usi_error *usi_cuda_batch_norm_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
@@ -159,8 +163,9 @@ usi_error *usi_cuda_batch_norm_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
     float *rm = t->src[3] ? t->src[3]->data : NULL, *rv = t->src[4] ? t->src[4]->data : NULL;
     const float *w = src_f32(t, 1), *b = src_f32(t, 2);
     if (!a->batch_stats)
-        return usi_cuda_batchnorm_eval_forward(c->stream, t->data, t->saved, x->data, w, b, rm, rv, O, C, I, a->eps);
-    if (ctx->coll || ours_forced()) return batch_norm_fwd_sync(c, ctx->coll, t, O, C, I);
+        return usi_cuda_batchnorm_eval_forward(c->stream, t->data, t->saved, x->data, w, b, rm, rv, O, C, I, a->eps,
+                                               t->bf16);
+    if (ctx->coll || ours_forced() || t->bf16) return batch_norm_fwd_sync(c, ctx->coll, t, O, C, I);
     bn_state *s = NULL;
     USI_TRY(bn_state_of(t, &s));
     const float *ones = NULL, *zeros = NULL;
@@ -186,11 +191,12 @@ usi_error *usi_cuda_batch_norm_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
     int32_t batch_stats = t->attrs.batch_norm.batch_stats;
     int32_t a3[3] = {acc[0], t->n_src > 1 ? acc[1] : 1, t->n_src > 2 ? acc[2] : 1};
     /* Without dx (on every rank alike) there is nothing to sum over ranks. */
-    if (batch_stats && (ctx->coll || ours_forced()) && dx) return batch_norm_bwd_sync(c, ctx->coll, t, a3, O, C, I);
+    if (batch_stats && (ctx->coll || ours_forced() || t->bf16) && dx)
+        return batch_norm_bwd_sync(c, ctx->coll, t, a3, O, C, I);
     /* cuDNN wants every gradient, and one blend factor for both parameters */
-    if (!batch_stats || !dx || !dw || !db || a3[1] != a3[2])
+    if (!batch_stats || !dx || !dw || !db || a3[1] != a3[2] || t->bf16)
         return usi_cuda_batchnorm_backward(c->stream, dx, dw, db, t->grad, x->data, src_f32(t, 1), mean, invstd, O,
-                                           C, I, batch_stats, a3);
+                                           C, I, batch_stats, a3, t->bf16);
     bn_state *s = NULL;
     USI_TRY(bn_state_of(t, &s));
     float one = 1.0f, zero = 0.0f;

@@ -185,8 +185,9 @@ __global__ void batchnorm_eval_stats_kernel(float *saved, const float *rm, const
     }
 }
 
-// out, x: [O, C, I]
-__global__ void batchnorm_eval_forward_kernel(float *out, const float *saved, const float *x, const float *w,
+// out, x: [O, C, I] of T
+template <typename T>
+__global__ void batchnorm_eval_forward_kernel(T *out, const float *saved, const T *x, const float *w,
                                               const float *b, int64_t O, int64_t C, int64_t I)
 {
     GRID_STRIDE(k, O * C * I)
@@ -194,13 +195,14 @@ __global__ void batchnorm_eval_forward_kernel(float *out, const float *saved, co
         int64_t c = k / I % C;
         float is = saved[C + c];
         float scale = w ? w[c] * is : is, shift = b ? b[c] : 0.0f;
-        out[k] = (x[k] - saved[c]) * scale + shift;
+        st(out, k, (ld(x, k) - saved[c]) * scale + shift);
     }
 }
 
 /* A block per channel: its two sums, then its dx. */
-// dx, dy, x: [O, C, I]; dw, db, w, mean, invstd: [C]
-__global__ void batchnorm_backward_kernel(float *dx, float *dw, float *db, const float *dy, const float *x,
+// dx, dy, x: [O, C, I] of T; dw, db, w, mean, invstd: [C]
+template <typename T>
+__global__ void batchnorm_backward_kernel(T *dx, float *dw, float *db, const T *dy, const T *x,
                                           const float *w, const float *mean, const float *invstd, int64_t O,
                                           int64_t C, int64_t I, int32_t batch_stats, int32_t acc_x, int32_t acc_w,
                                           int32_t acc_b)
@@ -212,9 +214,9 @@ __global__ void batchnorm_backward_kernel(float *dx, float *dw, float *db, const
         double sdy = 0, sdyxh = 0;
         for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) {
             int64_t k = (j / I * C + c) * I + j % I;
-            float g = dy[k];
+            float g = ld(dy, k);
             sdy += g;
-            sdyxh += (double)(g * (x[k] - m));
+            sdyxh += (double)(g * (ld(x, k) - m));
         }
         sdy = block_sum_d(sdy, shared);
         sdyxh = block_sum_d(sdyxh, shared) * is;
@@ -227,8 +229,8 @@ __global__ void batchnorm_backward_kernel(float *dx, float *dw, float *db, const
         float k1 = batch_stats ? a : 0.0f, k2 = batch_stats ? bb * is : 0.0f, ws = wc * is;
         for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) {
             int64_t k = (j / I * C + c) * I + j % I;
-            float v = (dy[k] - k1 - (x[k] - m) * k2) * ws;
-            dx[k] = acc_x ? dx[k] + v : v;
+            float v = (ld(dy, k) - k1 - (ld(x, k) - m) * k2) * ws;
+            st(dx, k, acc_x ? ld(dx, k) + v : v);
         }
     }
 }
@@ -249,24 +251,38 @@ __global__ void fold_batchnorm_kernel(float *w2, float *b2, const float *w, cons
     }
 }
 
-extern "C" usi_error *usi_cuda_batchnorm_eval_forward(cudaStream_t s, float *out, float *saved, const float *x,
+typedef __nv_bfloat16 bf16;
+
+extern "C" usi_error *usi_cuda_batchnorm_eval_forward(cudaStream_t s, void *out, float *saved, const void *x,
                                                       const float *w, const float *b, const float *rm,
-                                                      const float *rv, int64_t O, int64_t C, int64_t I, double eps)
+                                                      const float *rv, int64_t O, int64_t C, int64_t I, double eps,
+                                                      int32_t bf)
 {
     batchnorm_eval_stats_kernel<<<grid_for(C), THREADS, 0, s>>>(saved, rm, rv, C, eps);
     usi_error *e = usi_cuda_check_launch("batchnorm_eval_stats", __FILE__, __LINE__);
     if (e) return e;
-    batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>(out, saved, x, w, b, O, C, I);
+    if (bf)
+        batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>((bf16 *)out, saved, (const bf16 *)x, w,
+                                                                             b, O, C, I);
+    else
+        batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>((float *)out, saved, (const float *)x,
+                                                                             w, b, O, C, I);
     LAUNCH_CHECK("batchnorm_eval_forward");
 }
 
-extern "C" usi_error *usi_cuda_batchnorm_backward(cudaStream_t s, float *dx, float *dw, float *db, const float *dy,
-                                                  const float *x, const float *w, const float *mean,
+extern "C" usi_error *usi_cuda_batchnorm_backward(cudaStream_t s, void *dx, float *dw, float *db, const void *dy,
+                                                  const void *x, const float *w, const float *mean,
                                                   const float *invstd, int64_t O, int64_t C, int64_t I,
-                                                  int32_t batch_stats, const int32_t *acc)
+                                                  int32_t batch_stats, const int32_t *acc, int32_t bf)
 {
-    batchnorm_backward_kernel<<<channel_blocks(C), THREADS, 0, s>>>(dx, dw, db, dy, x, w, mean, invstd, O, C, I,
-                                                                   batch_stats, acc[0], acc[1], acc[2]);
+    if (bf)
+        batchnorm_backward_kernel<<<channel_blocks(C), THREADS, 0, s>>>(
+            (bf16 *)dx, dw, db, (const bf16 *)dy, (const bf16 *)x, w, mean, invstd, O, C, I, batch_stats, acc[0],
+            acc[1], acc[2]);
+    else
+        batchnorm_backward_kernel<<<channel_blocks(C), THREADS, 0, s>>>(
+            (float *)dx, dw, db, (const float *)dy, (const float *)x, w, mean, invstd, O, C, I, batch_stats, acc[0],
+            acc[1], acc[2]);
     LAUNCH_CHECK("batchnorm_backward");
 }
 
@@ -280,8 +296,9 @@ extern "C" usi_error *usi_cuda_counter_forward(cudaStream_t s, int64_t *counter)
 
 /* A block per channel: [count, sum x, q + K (2 s - n K)] with K the
  * rank's float mean and q = sum (x - K)^2 (core/backend/cpu/norm.c). */
-// sums: [1 + 2C]; x: [O, C, I]
-__global__ void batchnorm_sync_stats_kernel(double *sums, const float *x, int64_t O, int64_t C, int64_t I,
+// sums: [1 + 2C]; x: [O, C, I] of T
+template <typename T>
+__global__ void batchnorm_sync_stats_kernel(double *sums, const T *x, int64_t O, int64_t C, int64_t I,
                                             int32_t idle)
 {
     __shared__ double shared[32];
@@ -293,11 +310,11 @@ __global__ void batchnorm_sync_stats_kernel(double *sums, const float *x, int64_
             continue;
         }
         double s = 0, q = 0;
-        for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) s += x[(j / I * C + c) * I + j % I];
+        for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) s += ld(x, (j / I * C + c) * I + j % I);
         s = block_sum_d(s, shared);
         float K = (float)(s / n);
         for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) {
-            float d = x[(j / I * C + c) * I + j % I] - K;
+            float d = ld(x, (j / I * C + c) * I + j % I) - K;
             q += (double)d * d;
         }
         q = block_sum_d(q, shared);
@@ -332,9 +349,10 @@ __global__ void batchnorm_sync_finish_kernel(float *saved, float *rm, float *rv,
 
 /* A block per channel: this rank's sum dy and sum dy*xh into dw, db and,
  * zero when idle, into sums. */
-// sums: [1 + 2C]; dy, x: [O, C, I]; dw, db, mean, invstd: [C]
-__global__ void batchnorm_sync_grad_sums_kernel(double *sums, float *dw, float *db, const float *dy,
-                                                const float *x, const float *mean, const float *invstd, int64_t O,
+// sums: [1 + 2C]; dy, x: [O, C, I] of T; dw, db, mean, invstd: [C]
+template <typename T>
+__global__ void batchnorm_sync_grad_sums_kernel(double *sums, float *dw, float *db, const T *dy,
+                                                const T *x, const float *mean, const float *invstd, int64_t O,
                                                 int64_t C, int64_t I, int32_t idle, int32_t acc_w, int32_t acc_b)
 {
     __shared__ double shared[32];
@@ -344,9 +362,9 @@ __global__ void batchnorm_sync_grad_sums_kernel(double *sums, float *dw, float *
         double sdy = 0, sdyxh = 0;
         for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) {
             int64_t k = (j / I * C + c) * I + j % I;
-            float g = dy[k];
+            float g = ld(dy, k);
             sdy += g;
-            sdyxh += (double)(g * (x[k] - m));
+            sdyxh += (double)(g * (ld(x, k) - m));
         }
         sdy = block_sum_d(sdy, shared);
         sdyxh = block_sum_d(sdyxh, shared) * is;
@@ -359,8 +377,9 @@ __global__ void batchnorm_sync_grad_sums_kernel(double *sums, float *dw, float *
     }
 }
 
-// dx, dy, x: [O, C, I]; sums: [1 + 2C] over every rank
-__global__ void batchnorm_sync_grad_input_kernel(float *dx, const double *sums, const float *dy, const float *x,
+// dx, dy, x: [O, C, I] of T; sums: [1 + 2C] over every rank
+template <typename T>
+__global__ void batchnorm_sync_grad_input_kernel(T *dx, const double *sums, const T *dy, const T *x,
                                                  const float *w, const float *mean, const float *invstd, int64_t O,
                                                  int64_t C, int64_t I, int32_t acc_x)
 {
@@ -370,47 +389,61 @@ __global__ void batchnorm_sync_grad_input_kernel(float *dx, const double *sums, 
         int64_t c = k / I % C;
         float m = mean[c], is = invstd[c], wc = w ? w[c] : 1.0f;
         float k1 = M > 0 ? (float)(sums[1 + c] / M) : 0.0f, k2 = M > 0 ? (float)(sums[1 + C + c] / M) * is : 0.0f;
-        float v = (dy[k] - k1 - (x[k] - m) * k2) * (wc * is);
-        dx[k] = acc_x ? dx[k] + v : v;
+        float v = (ld(dy, k) - k1 - (ld(x, k) - m) * k2) * (wc * is);
+        st(dx, k, acc_x ? ld(dx, k) + v : v);
     }
 }
 
-extern "C" usi_error *usi_cuda_batchnorm_sync_stats(cudaStream_t s, double *sums, const float *x, int64_t O,
-                                                    int64_t C, int64_t I, int32_t idle)
+extern "C" usi_error *usi_cuda_batchnorm_sync_stats(cudaStream_t s, double *sums, const void *x, int64_t O,
+                                                    int64_t C, int64_t I, int32_t idle, int32_t bf)
 {
-    batchnorm_sync_stats_kernel<<<channel_blocks(C), THREADS, 0, s>>>(sums, x, O, C, I, idle);
+    if (bf) batchnorm_sync_stats_kernel<<<channel_blocks(C), THREADS, 0, s>>>(sums, (const bf16 *)x, O, C, I, idle);
+    else batchnorm_sync_stats_kernel<<<channel_blocks(C), THREADS, 0, s>>>(sums, (const float *)x, O, C, I, idle);
     LAUNCH_CHECK("batchnorm_sync_stats");
 }
 
-extern "C" usi_error *usi_cuda_batchnorm_sync_finish(cudaStream_t s, float *out, float *saved, float *rm, float *rv,
-                                                     int64_t *counter, const double *sums, const float *x,
+extern "C" usi_error *usi_cuda_batchnorm_sync_finish(cudaStream_t s, void *out, float *saved, float *rm, float *rv,
+                                                     int64_t *counter, const double *sums, const void *x,
                                                      const float *w, const float *b, int64_t O, int64_t C,
-                                                     int64_t I, double eps, double momentum)
+                                                     int64_t I, double eps, double momentum, int32_t bf)
 {
     batchnorm_sync_finish_kernel<<<grid_for(C), THREADS, 0, s>>>(saved, rm, rv, counter, sums, C, eps, momentum);
     usi_error *e = usi_cuda_check_launch("batchnorm_sync_finish", __FILE__, __LINE__);
     if (e) return e;
-    batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>(out, saved, x, w, b, O, C, I);
+    if (bf)
+        batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>((bf16 *)out, saved, (const bf16 *)x, w,
+                                                                             b, O, C, I);
+    else
+        batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>((float *)out, saved, (const float *)x,
+                                                                             w, b, O, C, I);
     LAUNCH_CHECK("batchnorm_sync_forward");
 }
 
 extern "C" usi_error *usi_cuda_batchnorm_sync_grad_sums(cudaStream_t s, double *sums, float *dw, float *db,
-                                                        const float *dy, const float *x, const float *mean,
+                                                        const void *dy, const void *x, const float *mean,
                                                         const float *invstd, int64_t O, int64_t C, int64_t I,
-                                                        int32_t idle, int32_t acc_w, int32_t acc_b)
+                                                        int32_t idle, int32_t acc_w, int32_t acc_b, int32_t bf)
 {
-    batchnorm_sync_grad_sums_kernel<<<channel_blocks(C), THREADS, 0, s>>>(sums, dw, db, dy, x, mean, invstd, O, C,
-                                                                         I, idle, acc_w, acc_b);
+    if (bf)
+        batchnorm_sync_grad_sums_kernel<<<channel_blocks(C), THREADS, 0, s>>>(
+            sums, dw, db, (const bf16 *)dy, (const bf16 *)x, mean, invstd, O, C, I, idle, acc_w, acc_b);
+    else
+        batchnorm_sync_grad_sums_kernel<<<channel_blocks(C), THREADS, 0, s>>>(
+            sums, dw, db, (const float *)dy, (const float *)x, mean, invstd, O, C, I, idle, acc_w, acc_b);
     LAUNCH_CHECK("batchnorm_sync_grad_sums");
 }
 
-extern "C" usi_error *usi_cuda_batchnorm_sync_grad_input(cudaStream_t s, float *dx, const double *sums,
-                                                         const float *dy, const float *x, const float *w,
+extern "C" usi_error *usi_cuda_batchnorm_sync_grad_input(cudaStream_t s, void *dx, const double *sums,
+                                                         const void *dy, const void *x, const float *w,
                                                          const float *mean, const float *invstd, int64_t O,
-                                                         int64_t C, int64_t I, int32_t acc_x)
+                                                         int64_t C, int64_t I, int32_t acc_x, int32_t bf)
 {
-    batchnorm_sync_grad_input_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>(dx, sums, dy, x, w, mean, invstd, O, C,
-                                                                            I, acc_x);
+    if (bf)
+        batchnorm_sync_grad_input_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>(
+            (bf16 *)dx, sums, (const bf16 *)dy, (const bf16 *)x, w, mean, invstd, O, C, I, acc_x);
+    else
+        batchnorm_sync_grad_input_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>(
+            (float *)dx, sums, (const float *)dy, (const float *)x, w, mean, invstd, O, C, I, acc_x);
     LAUNCH_CHECK("batchnorm_sync_grad_input");
 }
 

@@ -16,9 +16,22 @@ static inline int64_t dims_prod(const usi_tensor *t, int32_t from, int32_t to)
 
 usi_error *usi_cuda_copy_or_add(usi_cuda *c, float *dst, const float *src, int64_t n, int32_t acc)
 {
-    if (acc) return usi_cuda_scale_forward(c->stream, dst, src, n, 1.0f, 1);
-    CUDA_TRY(cudaMemcpyAsync(dst, src, (size_t)n * sizeof(float), cudaMemcpyDeviceToDevice, c->stream));
+    return usi_cuda_copy_or_add_typed(c, dst, src, n, acc, 0);
+}
+
+usi_error *usi_cuda_copy_or_add_typed(usi_cuda *c, void *dst, const void *src, int64_t n, int32_t acc, int32_t bf16)
+{
+    if (acc)
+        return usi_cuda_scale_typed(c->stream, dst, src, n, 1.0f, 1, bf16 ? USI_CUDA_BF_OUT | USI_CUDA_BF_IN : 0);
+    CUDA_TRY(cudaMemcpyAsync(dst, src, (size_t)n * (bf16 ? 2 : sizeof(float)), cudaMemcpyDeviceToDevice, c->stream));
     return NULL;
+}
+
+/* USI_CUDA_BF_* of a one-input element-wise node: its value and
+ * gradient's type, its input's. */
+static int32_t bf_of(const usi_tensor *t)
+{
+    return (t->bf16 ? USI_CUDA_BF_OUT : 0) | (t->src[0]->bf16 ? USI_CUDA_BF_IN : 0);
 }
 
 /* ---- act, scale ---- */
@@ -27,7 +40,7 @@ usi_error *usi_cuda_act_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
 {
     (void)ctx;
     return usi_cuda_act_forward(c->stream, t->data, t->src[0]->data, t->numel, t->attrs.act.kind,
-                                (float)t->attrs.act.alpha);
+                                (float)t->attrs.act.alpha, bf_of(t));
 }
 
 usi_error *usi_cuda_act_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
@@ -39,21 +52,23 @@ usi_error *usi_cuda_act_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t,
     usi_op_backward_needs(t, &mask, &needs_out);
     return usi_cuda_act_backward(c->stream, t->src[0]->grad, t->grad, mask ? t->src[0]->data : NULL,
                                  needs_out ? t->data : NULL, t->numel, t->attrs.act.kind,
-                                 (float)t->attrs.act.alpha, acc[0]);
+                                 (float)t->attrs.act.alpha, acc[0], bf_of(t));
 }
 
 usi_error *usi_cuda_scale_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
 {
     (void)ctx;
-    return usi_cuda_scale_forward(c->stream, t->data, t->src[0]->data, t->numel, (float)t->attrs.scale.factor, 0);
+    return usi_cuda_scale_typed(c->stream, t->data, t->src[0]->data, t->numel, (float)t->attrs.scale.factor, 0,
+                                bf_of(t));
 }
 
 usi_error *usi_cuda_scale_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
 {
     (void)ctx;
     if (!t->src[0]->grad) return NULL;
-    return usi_cuda_scale_forward(c->stream, t->src[0]->grad, t->grad, t->numel, (float)t->attrs.scale.factor,
-                                  acc[0]);
+    /* dinp (input side) from dout (output side): the forward's types */
+    return usi_cuda_scale_typed(c->stream, t->src[0]->grad, t->grad, t->numel, (float)t->attrs.scale.factor,
+                                acc[0], (t->bf16 ? USI_CUDA_BF_IN : 0) | (t->src[0]->bf16 ? USI_CUDA_BF_OUT : 0));
 }
 
 /* ---- binary ---- */
@@ -97,7 +112,7 @@ usi_error *usi_cuda_binary_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     usi_cuda_bplan p;
     usi_cuda_binary_plan(t, -1, &p);
     return usi_cuda_binary_forward(c->stream, t->data, t->src[0]->data, t->src[1]->data, &p,
-                                   t->attrs.binary.kind);
+                                   t->attrs.binary.kind, t->bf16);
 }
 
 usi_error *usi_cuda_binary_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
@@ -105,17 +120,17 @@ usi_error *usi_cuda_binary_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     (void)ctx;
     int32_t op = t->attrs.binary.kind;
     int reads = op == USI_BIN_MUL || op == USI_BIN_DIV;
-    const float *a = reads ? t->src[0]->data : NULL, *b = reads ? t->src[1]->data : NULL;
+    const void *a = reads ? t->src[0]->data : NULL, *b = reads ? t->src[1]->data : NULL;
     for (int32_t which = 0; which < 2; which++) {
         usi_tensor *x = t->src[which];
         if (!x->grad) continue;
         if (x->numel == t->numel && (op == USI_BIN_ADD || (op == USI_BIN_SUB && !which))) {
-            USI_TRY(usi_cuda_copy_or_add(c, x->grad, t->grad, t->numel, acc[which]));
+            USI_TRY(usi_cuda_copy_or_add_typed(c, x->grad, t->grad, t->numel, acc[which], t->bf16));
             continue;
         }
         usi_cuda_bplan p;
         usi_cuda_binary_plan(t, which, &p);
-        USI_TRY(usi_cuda_binary_backward(c->stream, x->grad, t->grad, a, b, &p, op, which, acc[which]));
+        USI_TRY(usi_cuda_binary_backward(c->stream, x->grad, t->grad, a, b, &p, op, which, acc[which], t->bf16));
     }
     return NULL;
 }
@@ -187,7 +202,7 @@ usi_error *usi_cuda_pool2d_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     (void)ctx;
     usi_cuda_pool d;
     pool_dims(t, &d);
-    return usi_cuda_pool2d_forward(c->stream, t->data, t->src[0]->data, &d);
+    return usi_cuda_pool2d_forward(c->stream, t->data, t->src[0]->data, &d, t->bf16);
 }
 
 usi_error *usi_cuda_pool2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
@@ -199,7 +214,7 @@ usi_error *usi_cuda_pool2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     /* max: the windows' maxima in the node's scratch (usi_cuda_workspace) */
     int32_t *idx = d.is_max && t->bwd_scratch_bytes ? t->bwd_scratch : NULL;
     return usi_cuda_pool2d_backward(c->stream, t->src[0]->grad, t->grad, d.is_max ? t->src[0]->data : NULL, idx,
-                                    &d, acc[0]);
+                                    &d, acc[0], t->bf16);
 }
 
 /* ---- reduce ---- */
@@ -230,8 +245,10 @@ usi_error *usi_cuda_reduce_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     usi_cuda_rdims r;
     usi_cuda_reduce_dims(t->src[0], t->attrs.reduce.axes, &r);
     if (r.n == 0) /* nothing left but ones: a copy, scaled */
-        return usi_cuda_scale_forward(c->stream, t->data, t->src[0]->data, t->numel, reduce_scale(t, &r), 0);
-    return usi_cuda_reduce_forward(c->stream, t->data, t->src[0]->data, &r, t->numel, reduce_scale(t, &r));
+        return usi_cuda_scale_typed(c->stream, t->data, t->src[0]->data, t->numel, reduce_scale(t, &r), 0,
+                                    bf_of(t));
+    return usi_cuda_reduce_forward(c->stream, t->data, t->src[0]->data, &r, t->numel, reduce_scale(t, &r),
+                                   t->bf16);
 }
 
 usi_error *usi_cuda_reduce_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
@@ -241,7 +258,8 @@ usi_error *usi_cuda_reduce_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     if (!x->grad) return NULL;
     usi_cuda_rdims r;
     usi_cuda_reduce_dims(x, t->attrs.reduce.axes, &r);
-    return usi_cuda_reduce_backward(c->stream, x->grad, t->grad, &r, x->numel, reduce_scale(t, &r), acc[0]);
+    return usi_cuda_reduce_backward(c->stream, x->grad, t->grad, &r, x->numel, reduce_scale(t, &r), acc[0],
+                                    t->bf16);
 }
 
 /* ---- softmax ---- */
@@ -266,7 +284,9 @@ usi_error *usi_cuda_softmax_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor
 usi_error *usi_cuda_reshape_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
 {
     (void)ctx;
-    CUDA_TRY(cudaMemcpyAsync(t->data, t->src[0]->data, usi_node_bytes(t), cudaMemcpyDeviceToDevice, c->stream));
+    /* the same type on both sides (bf16_native) */
+    CUDA_TRY(cudaMemcpyAsync(t->data, t->src[0]->data, usi_node_stored_bytes(t), cudaMemcpyDeviceToDevice,
+                             c->stream));
     return NULL;
 }
 
@@ -274,7 +294,7 @@ usi_error *usi_cuda_reshape_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor
 {
     (void)ctx;
     if (!t->src[0]->grad) return NULL;
-    return usi_cuda_copy_or_add(c, t->src[0]->grad, t->grad, t->numel, acc[0]);
+    return usi_cuda_copy_or_add_typed(c, t->src[0]->grad, t->grad, t->numel, acc[0], t->bf16);
 }
 
 static void perm_plan(const usi_tensor *t, usi_cuda_perm *p)

@@ -32,40 +32,43 @@ static __device__ __forceinline__ window window_at(const usi_cuda_pool &d, int64
 
 /* Index in the plane of the window's first maximum (-1 when empty), in the
  * CPU's scan order. */
-static __device__ __forceinline__ int64_t window_argmax(const float *xp, const usi_cuda_pool &d, const window &w)
+template <typename T>
+static __device__ __forceinline__ int64_t window_argmax(const T *xp, const usi_cuda_pool &d, const window &w)
 {
     int64_t best = -1;
     float m = -FLT_MAX;
     for (int64_t h = w.h0; h < w.h1; h++)
         for (int64_t v = w.w0; v < w.w1; v++)
-            if (best < 0 || xp[h * d.W + v] > m) {
-                m = xp[h * d.W + v];
+            if (best < 0 || ld(xp, h * d.W + v) > m) {
+                m = ld(xp, h * d.W + v);
                 best = h * d.W + v;
             }
     return best;
 }
 
-// out: [P, OH, OW], x: [P, H, W]
-__global__ void pool2d_forward_kernel(float *out, const float *x, const usi_cuda_pool d)
+// out: [P, OH, OW], x: [P, H, W], both of T
+template <typename T>
+__global__ void pool2d_forward_kernel(T *out, const T *x, const usi_cuda_pool d)
 {
     GRID_STRIDE(k, d.planes * d.OH * d.OW)
     {
         int64_t ow = k % d.OW, oh = k / d.OW % d.OH, p = k / (d.OW * d.OH);
-        const float *xp = x + p * d.H * d.W;
+        const T *xp = x + p * d.H * d.W;
         window w = window_at(d, oh, ow);
         float m = -FLT_MAX, s = 0;
         for (int64_t h = w.h0; h < w.h1; h++)
             for (int64_t v = w.w0; v < w.w1; v++) {
-                float e = xp[h * d.W + v];
+                float e = ld(xp, h * d.W + v);
                 if (e > m) m = e;
                 s += e;
             }
-        out[k] = d.is_max ? m : (w.divisor > 0 ? s / (float)w.divisor : 0.0f);
+        st(out, k, d.is_max ? m : (w.divisor > 0 ? s / (float)w.divisor : 0.0f));
     }
 }
 
-// idx: [P, OH, OW] (index in the plane, -1 for an empty window), x: [P, H, W]
-__global__ void pool2d_argmax_kernel(int32_t *idx, const float *x, const usi_cuda_pool d)
+// idx: [P, OH, OW] (index in the plane, -1 for an empty window), x: [P, H, W] of T
+template <typename T>
+__global__ void pool2d_argmax_kernel(int32_t *idx, const T *x, const usi_cuda_pool d)
 {
     GRID_STRIDE(k, d.planes * d.OH * d.OW)
     {
@@ -75,8 +78,9 @@ __global__ void pool2d_argmax_kernel(int32_t *idx, const float *x, const usi_cud
 }
 
 // dx: [P, H, W], dout: [P, OH, OW]; max: idx [P, OH, OW] from
-// pool2d_argmax_kernel, or (idx NULL) x: [P, H, W] to search again
-__global__ void pool2d_backward_kernel(float *dx, const float *dout, const float *x, const int32_t *idx,
+// pool2d_argmax_kernel, or (idx NULL) x: [P, H, W] to search again; all of T
+template <typename T>
+__global__ void pool2d_backward_kernel(T *dx, const T *dout, const T *x, const int32_t *idx,
                                        const usi_cuda_pool d, int32_t acc)
 {
     GRID_STRIDE(k, d.planes * d.H * d.W)
@@ -88,44 +92,60 @@ __global__ void pool2d_backward_kernel(float *dx, const float *dout, const float
         int64_t ow0 = lo_w <= 0 ? 0 : (lo_w + d.sw - 1) / d.sw, ow1 = (wi + d.pw) / d.sw;
         if (oh1 > d.OH - 1) oh1 = d.OH - 1;
         if (ow1 > d.OW - 1) ow1 = d.OW - 1;
-        const float *gp = dout + p * d.OH * d.OW;
-        const float *xp = d.is_max && x ? x + p * d.H * d.W : NULL;
+        const T *gp = dout + p * d.OH * d.OW;
+        const T *xp = d.is_max && x ? x + p * d.H * d.W : NULL;
         const int32_t *ip = d.is_max && idx ? idx + p * d.OH * d.OW : NULL;
         const int64_t self = hi * d.W + wi;
         float sum = 0;
         for (int64_t oh = oh0; oh <= oh1; oh++)
             for (int64_t ow = ow0; ow <= ow1; ow++) {
                 if (ip) {
-                    if (ip[oh * d.OW + ow] == self) sum += gp[oh * d.OW + ow];
+                    if (ip[oh * d.OW + ow] == self) sum += ld(gp, oh * d.OW + ow);
                     continue;
                 }
                 window w = window_at(d, oh, ow);
                 if (hi < w.h0 || hi >= w.h1 || wi < w.w0 || wi >= w.w1) continue;
-                float g = gp[oh * d.OW + ow];
+                float g = ld(gp, oh * d.OW + ow);
                 if (d.is_max) {
                     if (window_argmax(xp, d, w) == self) sum += g;
                 } else if (w.divisor > 0) {
                     sum += g / (float)w.divisor;
                 }
             }
-        dx[k] = acc ? dx[k] + sum : sum;
+        st(dx, k, acc ? ld(dx, k) + sum : sum);
     }
 }
 
-extern "C" usi_error *usi_cuda_pool2d_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_pool *d)
+template <typename T>
+static usi_error *pool_forward(cudaStream_t s, void *out, const void *x, const usi_cuda_pool *d)
 {
-    pool2d_forward_kernel<<<grid_for(d->planes * d->OH * d->OW), THREADS, 0, s>>>(out, x, *d);
+    pool2d_forward_kernel<T><<<grid_for(d->planes * d->OH * d->OW), THREADS, 0, s>>>((T *)out, (const T *)x, *d);
     LAUNCH_CHECK("pool2d_forward");
 }
 
-extern "C" usi_error *usi_cuda_pool2d_backward(cudaStream_t s, float *dx, const float *dout, const float *x,
-                                               int32_t *idx, const usi_cuda_pool *d, int32_t acc)
+template <typename T>
+static usi_error *pool_backward(cudaStream_t s, void *dx, const void *dout, const void *x, int32_t *idx,
+                                const usi_cuda_pool *d, int32_t acc)
 {
     if (d->is_max && idx) {
-        pool2d_argmax_kernel<<<grid_for(d->planes * d->OH * d->OW), THREADS, 0, s>>>(idx, x, *d);
+        pool2d_argmax_kernel<T><<<grid_for(d->planes * d->OH * d->OW), THREADS, 0, s>>>(idx, (const T *)x, *d);
         usi_error *e = usi_cuda_check_launch("pool2d_argmax", __FILE__, __LINE__);
         if (e) return e;
     }
-    pool2d_backward_kernel<<<grid_for(d->planes * d->H * d->W), THREADS, 0, s>>>(dx, dout, x, idx, *d, acc);
+    pool2d_backward_kernel<T><<<grid_for(d->planes * d->H * d->W), THREADS, 0, s>>>(
+        (T *)dx, (const T *)dout, (const T *)x, idx, *d, acc);
     LAUNCH_CHECK("pool2d_backward");
+}
+
+extern "C" usi_error *usi_cuda_pool2d_forward(cudaStream_t s, void *out, const void *x, const usi_cuda_pool *d,
+                                              int32_t bf16)
+{
+    return bf16 ? pool_forward<__nv_bfloat16>(s, out, x, d) : pool_forward<float>(s, out, x, d);
+}
+
+extern "C" usi_error *usi_cuda_pool2d_backward(cudaStream_t s, void *dx, const void *dout, const void *x,
+                                               int32_t *idx, const usi_cuda_pool *d, int32_t acc, int32_t bf16)
+{
+    return bf16 ? pool_backward<__nv_bfloat16>(s, dx, dout, x, idx, d, acc)
+                : pool_backward<float>(s, dx, dout, x, idx, d, acc);
 }

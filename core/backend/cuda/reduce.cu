@@ -50,7 +50,8 @@ static __device__ __forceinline__ int64_t reduced_off(const usi_cuda_rdims &r, i
 
 /* The last dim is reduced: a warp per output, its lanes along that
  * contiguous dim. */
-__global__ void reduce_rows_kernel(float *out, const float *x, const usi_cuda_rdims r, int64_t n_out, float scale)
+template <typename T>
+__global__ void reduce_rows_kernel(T *out, const T *x, const usi_cuda_rdims r, int64_t n_out, float scale)
 {
     int lane = threadIdx.x & 31;
     int64_t inner = r.shape[r.n - 1], outer_red = r.count / inner;
@@ -59,29 +60,31 @@ __global__ void reduce_rows_kernel(float *out, const float *x, const usi_cuda_rd
         int64_t base = kept_base(r, o);
         double s = 0;
         for (int64_t q = 0; q < outer_red; q++) {
-            const float *xp = x + base + reduced_off(r, q, r.n - 1);
-            for (int64_t i = lane; i < inner; i += 32) s += xp[i];
+            const T *xp = x + base + reduced_off(r, q, r.n - 1);
+            for (int64_t i = lane; i < inner; i += 32) s += ld(xp, i);
         }
         s = warp_sum_d(s);
-        if (lane == 0) out[o] = (float)(s * scale);
+        if (lane == 0) st(out, o, (float)(s * scale));
     }
 }
 
 /* The last dim is kept: a thread per output, neighbours reading neighbours. */
-__global__ void reduce_cols_kernel(float *out, const float *x, const usi_cuda_rdims r, int64_t n_out, float scale)
+template <typename T>
+__global__ void reduce_cols_kernel(T *out, const T *x, const usi_cuda_rdims r, int64_t n_out, float scale)
 {
     GRID_STRIDE(o, n_out)
     {
         int64_t base = kept_base(r, o);
         double s = 0;
-        for (int64_t q = 0; q < r.count; q++) s += x[base + reduced_off(r, q, r.n)];
-        out[o] = (float)(s * scale);
+        for (int64_t q = 0; q < r.count; q++) s += ld(x, base + reduced_off(r, q, r.n));
+        st(out, o, (float)(s * scale));
     }
 }
 
-// dx: [n_in]
-__global__ void reduce_backward_kernel(float *dx, const float *dout, const usi_cuda_rdims r, int64_t n_in,
-                                       float scale, int32_t acc)
+// dx: [n_in]; dx, dout of T
+template <typename T>
+__global__ void reduce_backward_kernel(T *dx, const T *dout, const usi_cuda_rdims r, int64_t n_in, float scale,
+                                       int32_t acc)
 {
     int64_t L = r.n ? r.shape[r.n - 1] : 1;
     int32_t last_red = r.n > 0 && r.reduced[r.n - 1];
@@ -95,26 +98,42 @@ __global__ void reduce_backward_kernel(float *dx, const float *dout, const usi_c
             o += c * ostride;
             ostride *= r.shape[d];
         }
-        float v = scale * dout[last_red ? o : o + i];
-        dx[k] = acc ? dx[k] + v : v;
+        float v = scale * ld(dout, last_red ? o : o + i);
+        st(dx, k, acc ? ld(dx, k) + v : v);
     }
 }
 
-extern "C" usi_error *usi_cuda_reduce_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_rdims *r,
-                                              int64_t n_out, float scale)
+template <typename T>
+static usi_error *reduce_forward(cudaStream_t s, void *out, const void *x, const usi_cuda_rdims *r, int64_t n_out,
+                                 float scale)
 {
     if (r->n > 0 && r->reduced[r->n - 1])
-        reduce_rows_kernel<<<row_blocks(n_out), THREADS, 0, s>>>(out, x, *r, n_out, scale);
+        reduce_rows_kernel<T><<<row_blocks(n_out), THREADS, 0, s>>>((T *)out, (const T *)x, *r, n_out, scale);
     else
-        reduce_cols_kernel<<<grid_for(n_out), THREADS, 0, s>>>(out, x, *r, n_out, scale);
+        reduce_cols_kernel<T><<<grid_for(n_out), THREADS, 0, s>>>((T *)out, (const T *)x, *r, n_out, scale);
     LAUNCH_CHECK("reduce_forward");
 }
 
-extern "C" usi_error *usi_cuda_reduce_backward(cudaStream_t s, float *dx, const float *dout,
-                                               const usi_cuda_rdims *r, int64_t n_in, float scale, int32_t acc)
+template <typename T>
+static usi_error *reduce_backward(cudaStream_t s, void *dx, const void *dout, const usi_cuda_rdims *r, int64_t n_in,
+                                  float scale, int32_t acc)
 {
-    reduce_backward_kernel<<<grid_for(n_in), THREADS, 0, s>>>(dx, dout, *r, n_in, scale, acc);
+    reduce_backward_kernel<T><<<grid_for(n_in), THREADS, 0, s>>>((T *)dx, (const T *)dout, *r, n_in, scale, acc);
     LAUNCH_CHECK("reduce_backward");
+}
+
+extern "C" usi_error *usi_cuda_reduce_forward(cudaStream_t s, void *out, const void *x, const usi_cuda_rdims *r,
+                                              int64_t n_out, float scale, int32_t bf16)
+{
+    return bf16 ? reduce_forward<__nv_bfloat16>(s, out, x, r, n_out, scale)
+                : reduce_forward<float>(s, out, x, r, n_out, scale);
+}
+
+extern "C" usi_error *usi_cuda_reduce_backward(cudaStream_t s, void *dx, const void *dout, const usi_cuda_rdims *r,
+                                               int64_t n_in, float scale, int32_t acc, int32_t bf16)
+{
+    return bf16 ? reduce_backward<__nv_bfloat16>(s, dx, dout, r, n_in, scale, acc)
+                : reduce_backward<float>(s, dx, dout, r, n_in, scale, acc);
 }
 
 // out: [M, O], bias: [O]
