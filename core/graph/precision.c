@@ -70,12 +70,26 @@ int32_t usi_precision_mark(usi_graph *g)
     int32_t n = 0;
     for (int32_t i = 0; i < g->n_nodes; i++) g->nodes[i]->bf16 = 0;
     if (!g->dev->mixed || !g->dev->be->bf16_storage || activations_off()) return 0;
+    /* what is computed from a loss (a sum of losses) stays fp32: scalars,
+     * nothing to save, the digits to keep */
+    char *lossy = calloc((size_t)g->n_nodes + 1, 1);
     for (int32_t i = 0; i < g->n_nodes; i++) {
         usi_tensor *t = g->nodes[i];
+        int from_loss = t->op == USI_OP_LOSS_SOFT_CE || t->op == USI_OP_LOSS_CE || t->op == USI_OP_LOSS_KL;
+        for (int32_t k = 0; k < t->n_src && !from_loss; k++)
+            from_loss = t->src[k] && lossy && lossy[t->src[k]->id];
+        if (lossy) lossy[i] = (char)from_loss;
         if (t->storage == USI_STORE_OWNED || t->dtype != USI_DTYPE_F32 || t->is_output || t == g->loss ||
-            !op_keeps_bf16(t->op))
+            !op_keeps_bf16(t->op) || from_loss || !lossy || t->n_src > MAX_HELD)
             continue;
         t->bf16 = 1;
+    }
+    free(lossy);
+    /* fp32 copies are made for up to MAX_HELD sources */
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        usi_tensor *t = g->nodes[i];
+        for (int32_t k = 0; t->n_src > MAX_HELD && k < t->n_src; k++)
+            if (t->src[k]) t->src[k]->bf16 = 0;
     }
     /* A conv with its norm folded in writes the norm's value. */
     for (int32_t i = 0; i < g->n_nodes; i++) {
@@ -170,11 +184,12 @@ void usi_precision_widen_sizes(usi_graph *g, usi_tensor *t)
     if (g->training && t->has_grad && needs_widen(g, t, 1) && !plan_pass(t, 1, &p)) t->widen_bwd_bytes = p.bytes;
 }
 
-/* Swapped pointers, put back whatever happens. */
+/* Swapped pointers and bf16 flags, put back whatever happens. */
 typedef struct held {
     usi_tensor *t;
     void *data;
     float *grad;
+    int32_t bf16;
 } held;
 
 static void put_back(held *h, int32_t n)
@@ -182,7 +197,23 @@ static void put_back(held *h, int32_t n)
     for (int32_t i = 0; i < n; i++) {
         h[i].t->data = h[i].data;
         h[i].t->grad = h[i].grad;
+        h[i].t->bf16 = h[i].bf16;
     }
+}
+
+/* Every bf16 tensor of t off for the call: a kernel that picks its types
+ * from the flags then sees what it gets, fp32 (copies, or memory it does
+ * not read). The first of held is t itself. */
+static int32_t clear_flags(usi_tensor *t, held *h)
+{
+    int32_t n = 0;
+    h[n++] = (held){t, t->data, t->grad, t->bf16};
+    for (int32_t k = 0; k < t->n_src; k++) {
+        usi_tensor *s = t->src[k];
+        if (s && s->bf16 && first_use(t, k)) h[n++] = (held){s, s->data, s->grad, s->bf16};
+    }
+    for (int32_t i = 0; i < n; i++) h[i].t->bf16 = 0;
+    return n;
 }
 
 usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc,
@@ -199,14 +230,13 @@ usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_t
     usi_device *d = g->dev;
     const usi_backend *be = d->be;
     held h[MAX_HELD + 1];
-    int32_t nh = 0, add[MAX_HELD + 1] = {0}, fresh[MAX_HELD];
+    int32_t nh = clear_flags(t, h), add[MAX_HELD + 1] = {0}, fresh[MAX_HELD];
     for (int32_t k = 0; acc && k < t->n_src; k++) fresh[k] = acc[k];
     usi_error *e = NULL;
-    /* the sources: values widened, gradients widened where added into */
+    /* the sources: values widened, gradients into fresh fp32 sums */
     for (int32_t k = 0; k < t->n_src && !e; k++) {
         usi_tensor *s = t->src[k];
         if (!p.value[k] && !p.grad[k]) continue;
-        h[nh++] = (held){s, s->data, s->grad};
         if (p.value[k]) {
             float *w = (float *)(base + p.value_off[k]);
             e = be->from_bf16(d, w, s->data, (size_t)s->numel, 0);
@@ -215,31 +245,29 @@ usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_t
         if (!e && p.grad[k] && s->grad) {
             /* the kernel writes a fresh sum; added into the bf16 one after */
             s->grad = (float *)(base + p.grad_off[k]);
-            add[nh - 1] = acc[k];
+            for (int32_t i = 1; i < nh; i++)
+                if (h[i].t == s) add[i] = acc[k];
             fresh[k] = 0;
         }
     }
     /* t itself: its value written (forward) or read (backward), its
      * gradient read */
-    void *out = t->data;
-    if (!e && (p.value[MAX_HELD] || p.grad[MAX_HELD])) {
-        h[nh++] = (held){t, t->data, t->grad};
-        if (p.value[MAX_HELD]) {
-            float *w = (float *)(base + p.value_off[MAX_HELD]);
-            if (backward) e = be->from_bf16(d, w, t->data, (size_t)t->numel, 0);
-            t->data = w;
-        }
-        if (!e && p.grad[MAX_HELD]) {
-            float *w = (float *)(base + p.grad_off[MAX_HELD]);
-            e = be->from_bf16(d, w, t->grad, (size_t)t->numel, 0);
-            t->grad = w;
-        }
+    void *out = h[0].data;
+    if (!e && p.value[MAX_HELD]) {
+        float *w = (float *)(base + p.value_off[MAX_HELD]);
+        if (backward) e = be->from_bf16(d, w, t->data, (size_t)t->numel, 0);
+        t->data = w;
+    }
+    if (!e && p.grad[MAX_HELD]) {
+        float *w = (float *)(base + p.grad_off[MAX_HELD]);
+        e = be->from_bf16(d, w, t->grad, (size_t)t->numel, 0);
+        t->grad = w;
     }
     if (!e) e = kernel(g, ctx, t, backward ? fresh : NULL);
     /* narrow what the kernel wrote: t's value, or the sources' gradients */
-    if (!e && !backward && t->bf16) e = be->to_bf16(d, out, t->data, (size_t)t->numel, 0);
-    for (int32_t i = 0; i < nh && !e && backward; i++)
-        if (h[i].t != t && h[i].grad && h[i].t->grad != h[i].grad)
+    if (!e && !backward && h[0].bf16) e = be->to_bf16(d, out, t->data, (size_t)t->numel, 0);
+    for (int32_t i = 1; i < nh && !e && backward; i++)
+        if (h[i].grad && h[i].t->grad != h[i].grad)
             e = be->to_bf16(d, h[i].grad, h[i].t->grad, (size_t)h[i].t->numel, add[i]);
     put_back(h, nh);
     return e;

@@ -64,7 +64,8 @@ static void check_workspace(void)
     if (!bn || !ln_last || !ln_chan || !dp || !ce || !sce || !kl || !act) return;
     expect_ws(bn, 1, 3 * 6 * sizeof(float), 128, 128,
               "batch norm: mean, 1/std, var per channel; the sums over ranks of dist.sync_bn, 1 + 2C doubles");
-    expect_ws(bn, 0, 3 * 6 * sizeof(float), 0, 0, "batch norm, eval: mean, 1/std, var per channel");
+    expect_ws(bn, 0, 3 * 6 * sizeof(float), 128, 128,
+              "batch norm without running statistics, eval: batch statistics still, and our kernels' sums");
     expect_ws(ln_last, 1, 2 * 2 * 6 * 5 * sizeof(float), 0, 0, "layer norm (last): 2 per row");
     expect_ws(ln_chan, 1, 2 * 2 * 5 * 7 * sizeof(float), 0, 0, "layer norm (channels): 2 per position");
     expect_ws(dp, 1, 0, 64, 64, "drop path: keep factors per sample, 64-byte rounded");
@@ -188,12 +189,18 @@ static void check_bf16_native(void)
     CHECK(!be->bf16_native(add, 0), "an add of bf16 and fp32 goes through copies");
     act->bf16 = add->bf16 = 1;
     CHECK(be->bf16_native(add, 0), "an add of bf16 tensors itself");
-    CHECK(!be->bf16_native(sm, 0), "softmax goes through copies");
+    CHECK(be->bf16_native(sm, 0) && be->bf16_native(sm, 1), "softmax from bf16 into fp32 itself");
+    sm->bf16 = 1;
+    CHECK(!be->bf16_native(sm, 0), "softmax into bf16 goes through copies");
     w->bf16 = 1;
     CHECK(!be->bf16_native(conv, 0), "a conv whose weight is kept as bf16 goes through copies");
-    setenv("USI_BF16_NATIVE", "off", 1);
-    CHECK(!be->bf16_native(bn, 0) && !be->bf16_native(act, 0), "USI_BF16_NATIVE=off: every node through copies");
-    unsetenv("USI_BF16_NATIVE");
+    int64_t as[3] = {2, 4, 5}, bs[3] = {2, 5, 3};
+    usi_tensor *a = input(g, "a", 3, as), *b = input(g, "b", 3, bs), *mm = api->matmul(g, a, b);
+    CHECK(mm != NULL, "matmul recorded");
+    if (mm) {
+        b->bf16 = 1;
+        CHECK(be->bf16_native(mm, 0) && be->bf16_native(mm, 1), "a product of fp32 and bf16 into fp32 itself");
+    }
     usi_graph_free(g);
 }
 

@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "device.h"
 #include "graph/graph.h"
+#include "graph/node.h"
 #include "models.h"
 #include "plugin/host.h"
 #include "util/error.h"
@@ -642,6 +644,98 @@ static void test_profile(void)
     usi_graph_free(g);
 }
 
+/* A ResNet-18 step with an objective of two losses under precision
+ * "mixed" on a device with bf16 storage (a cpu-guarded copy): most
+ * activations kept as bf16, the sum of the losses not, a node of 65 inputs
+ * and its inputs not; the arena well under the fp32 plan, and the loss the
+ * fp32 loss to bf16's precision. */
+static usi_error *bf16_step(int mixed, size_t *arena, double *loss, usi_graph **out)
+{
+    static usi_device dev;
+    dev = (usi_device){.name = "cpu-guarded", .be = usi_cpu_guarded_backend(), .mixed = mixed};
+    usi_graph *g = usi_graph_new(&dev, 1, 1);
+    *out = g;
+    int64_t xs[4] = {4, 3, 64, 64}, n = 4, ls[2] = {4, 10}, vs[2] = {4, 1};
+    usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, xs);
+    usi_tensor *y = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &n);
+    usi_tensor *q = usi_graph_input(g, "teacher", USI_DTYPE_F32, 2, ls);
+    usi_tensor *v = usi_graph_input(g, "v", USI_DTYPE_F32, 2, vs); /* no gradient: backward takes up to 64 */
+    usi_tensor *logits = model_resnet(g, x, 18, 10);
+    usi_tensor *parts[65];
+    for (int i = 0; i < 65; i++) parts[i] = api->scale(g, v, 1.0 + i);
+    usi_tensor *wide = api->concat(g, 65, parts, 1);       /* [4, 65] */
+    usi_tensor *narrow = api->concat(g, 3, parts, 1);      /* [4, 3] */
+    usi_tensor *extra = api->binary(g, USI_BIN_ADD, api->reduce(g, USI_REDUCE_MEAN, wide, 1, (int32_t[]){1}, 0),
+                                    api->reduce(g, USI_REDUCE_MEAN, narrow, 1, (int32_t[]){1}, 0));
+    usi_tensor *both = api->binary(g, USI_BIN_ADD, api->loss_ce(g, logits, y, 0.1), api->loss_kl(g, logits, q, 2.0));
+    usi_tensor *obj = api->scale(g, api->binary(g, USI_BIN_ADD, both, api->reduce(g, USI_REDUCE_MEAN, extra, 1,
+                                                                                  (int32_t[]){0}, 0)), 0.5);
+    usi_graph_mark_output(obj);
+    usi_error *e = usi_graph_set_loss(g, obj);
+    if (!e) e = usi_graph_compile(g);
+    static float img[4 * 3 * 64 * 64];
+    float t[40], vv[4] = {0.1f, -0.2f, 0.3f, 0.05f};
+    int32_t labels[4] = {1, 7, 3, 0};
+    for (int i = 0; i < 4 * 3 * 64 * 64; i++) img[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
+    for (int i = 0; i < 40; i++) t[i] = (float)((i * 13) % 7) - 3.0f;
+    if (!e) e = usi_graph_write(x, img);
+    if (!e) e = usi_graph_write(y, labels);
+    if (!e) e = usi_graph_write(q, t);
+    if (!e) e = usi_graph_write(v, vv);
+    if (!e) e = usi_graph_forward(g);
+    if (!e) e = usi_graph_backward(g);
+    float l = 0;
+    if (!e) e = usi_graph_read(obj, &l);
+    *loss = l;
+    size_t naive = 0;
+    usi_graph_memory(g, arena, &naive);
+    if (!e && mixed) {
+        CHECK(usi_graph_bf16_nodes(g) > 40, "only %d nodes kept as bf16", usi_graph_bf16_nodes(g));
+        CHECK(!both->bf16 && !obj->src[0]->bf16 && !obj->bf16, "a sum of losses is kept as bf16");
+        CHECK(!wide->bf16 && !parts[0]->bf16 && !parts[64]->bf16, "a node of 65 inputs, or one of them, as bf16");
+        CHECK(narrow->bf16 && logits->src[0]->bf16, "a concat of 3, or the pooled features, not as bf16");
+    }
+    return e;
+}
+
+static void test_bf16_activations(void)
+{
+    size_t a32 = 0, a16 = 0;
+    double l32 = 0, l16 = 0;
+    usi_graph *g32 = NULL, *g16 = NULL;
+    usi_error *e = bf16_step(0, &a32, &l32, &g32);
+    CHECK(!e, "fp32 step: %s", usi_error_message(e));
+    usi_error_free(e);
+    CHECK(usi_graph_bf16_nodes(g32) == 0, "fp32 keeps %d nodes as bf16", usi_graph_bf16_nodes(g32));
+    e = bf16_step(1, &a16, &l16, &g16);
+    CHECK(!e, "bf16 step: %s", usi_error_message(e));
+    usi_error_free(e);
+    printf("resnet18 b4 64px, two losses: arena %.2f MiB in fp32, %.2f MiB with bf16 activations; loss %.6f vs %.6f\n",
+           a32 / 1048576.0, a16 / 1048576.0, l32, l16);
+    /* at this size oneDNN's weight copies in scratch fill most of the
+     * arena; at ResNet-50's training size the activations do */
+    size_t p32 = 0, p16 = 0;
+    for (int mixed = 0; mixed < 2; mixed++) {
+        usi_device dev = {.name = "cpu-guarded", .be = usi_cpu_guarded_backend(), .mixed = mixed};
+        usi_graph *g = usi_graph_new(&dev, 1, 1);
+        int64_t xs[4] = {32, 3, 224, 224}, n = 32;
+        usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, xs);
+        usi_tensor *y = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &n);
+        e = usi_graph_set_loss(g, api->loss_ce(g, model_resnet(g, x, 50, 1000), y, 0.1));
+        size_t naive = 0;
+        if (!e) e = usi_graph_plan_only(g, mixed ? &p16 : &p32, &naive);
+        CHECK(!e, "resnet50 plan: %s", usi_error_message(e));
+        usi_error_free(e);
+        usi_graph_free(g);
+    }
+    printf("resnet50 train b32 224 on cpu-guarded: arena %.1f MiB in fp32, %.1f MiB with bf16 activations\n",
+           p32 / 1048576.0, p16 / 1048576.0);
+    CHECK(p16 < 0.7 * p32, "the bf16 arena %zu is not well under fp32's %zu", p16, p32);
+    CHECK(isfinite(l16) && fabs(l16 - l32) < 0.02 * fabs(l32) && l16 != l32, "losses %.7f (bf16), %.7f", l16, l32);
+    usi_graph_free(g32);
+    usi_graph_free(g16);
+}
+
 int main(void)
 {
     api = usi_graph_api_get();
@@ -656,6 +750,7 @@ int main(void)
     test_threads_agree();
     test_resnet50_plan();
     test_profile();
+    test_bf16_activations();
     printf("%d failure(s)\n", failures);
     return failures ? 1 : 0;
 }

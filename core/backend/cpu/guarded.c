@@ -127,13 +127,26 @@ static usi_error *g_from_bf16(usi_device *d, float *dst, const void *src, size_t
     GUARDED(usi_cpu_from_bf16(d, dst, src, n, acc));
 }
 
+/* The CPU's kernels read and write fp32 only: the executor must hand them
+ * fp32 copies of activations kept as bf16, with the flags off for the call
+ * (core/graph/precision.c); a flag still on here is that contract broken. */
+static usi_error *no_bf16_seen(const usi_tensor *t)
+{
+    if (t->folded) return NULL; /* its conv wrote it: nothing runs */
+    int seen = t->bf16;
+    for (int32_t k = 0; k < t->n_src; k++) seen |= t->src[k] && t->src[k]->bf16;
+    return seen ? usi_error_new(USI_ERR_INTERNAL, "cpu-guarded: a kernel without bf16 was handed a bf16 tensor") : NULL;
+}
+
 static usi_error *g_forward(const usi_exec_ctx *ctx, usi_tensor *t)
 {
+    USI_TRY(no_bf16_seen(t));
     GUARDED(usi_cpu_forward(ctx, t));
 }
 
 static usi_error *g_backward(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
 {
+    USI_TRY(no_bf16_seen(t));
     GUARDED(usi_cpu_backward(ctx, t, acc));
 }
 

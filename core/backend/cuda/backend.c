@@ -91,28 +91,42 @@ static usi_error *backward(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t
 }
 
 /* The kernels that read and write activations kept as bf16 themselves
- * (core/graph/precision.c hands the others fp32 copies): convolution with
- * either type on either side, activations and scale likewise, and binary
- * ops, batch norm, pooling, reductions and reshape where input and output
- * share a type. Parameters stay fp32. USI_BF16_NATIVE=off sends every node
+ * (core/graph/precision.c hands the others fp32 copies): convolution,
+ * linear and matmul with either type on either side, activations and
+ * scale likewise, binary ops, batch norm, pooling, reductions, reshape and
+ * permute where input and output share a type, and layer norm and softmax
+ * from either into fp32 (the ones they keep). Parameters stay fp32. USI_BF16_NATIVE=off sends every node
  * through the copies: to tell a kernel's fault from the rest. */
 int32_t usi_cuda_bf16_native(const usi_tensor *t, int32_t backward)
 {
     (void)backward;
-    const char *v = getenv("USI_BF16_NATIVE");
-    if ((v && !strcmp(v, "off")) || t->n_src < 1 || !t->src[0]) return 0;
+    /* read once: the planner's sizes and the runs must agree */
+    static int off = -1;
+    if (off < 0) {
+        const char *v = getenv("USI_BF16_NATIVE");
+        off = v && !strcmp(v, "off");
+    }
+    if (off || t->n_src < 1 || !t->src[0]) return 0;
     const usi_tensor *x = t->src[0];
+    /* weights, biases, statistics: fp32 (products: either, but the bias) */
     for (int32_t k = 1; k < t->n_src; k++)
-        if (t->src[k] && t->src[k]->bf16 && t->op != USI_OP_BINARY) return 0;
+        if (t->src[k] && t->src[k]->bf16 && t->op != USI_OP_BINARY && (t->op != USI_OP_MATMUL || k > 1) &&
+            (t->op != USI_OP_LINEAR || k > 1))
+            return 0;
     switch (t->op) {
     case USI_OP_CONV2D:
+    case USI_OP_LINEAR:
+    case USI_OP_MATMUL:
     case USI_OP_ACT:
     case USI_OP_SCALE: return 1;
     case USI_OP_BINARY: return t->n_src == 2 && t->src[1] && x->bf16 == t->bf16 && t->src[1]->bf16 == t->bf16;
     case USI_OP_BATCH_NORM:
     case USI_OP_POOL2D:
     case USI_OP_REDUCE:
-    case USI_OP_RESHAPE: return x->bf16 == t->bf16;
+    case USI_OP_RESHAPE:
+    case USI_OP_PERMUTE: return x->bf16 == t->bf16;
+    case USI_OP_LAYER_NORM:
+    case USI_OP_SOFTMAX: return !t->bf16; /* a bf16 input, an fp32 result */
     default: return 0;
     }
 }

@@ -140,11 +140,11 @@ usi_error *usi_cuda_reduce_backward(cudaStream_t s, void *dx, const void *dout, 
 /* out[M,O] = bias[O] for each row */
 usi_error *usi_cuda_bias_rows_forward(cudaStream_t s, float *out, const float *bias, int64_t M, int64_t O);
 
-/* out[R,C] = softmax(x[R,C]) along C */
-usi_error *usi_cuda_softmax_forward(cudaStream_t s, float *out, const float *x, int64_t R, int64_t C);
+/* out[R,C] = softmax(x[R,C]) along C; x (and dx) bf16 where x_bf16 is 1 */
+usi_error *usi_cuda_softmax_forward(cudaStream_t s, float *out, const void *x, int64_t R, int64_t C, int32_t x_bf16);
 /* dx (+)= y * (dy - sum(dy * y)) */
-usi_error *usi_cuda_softmax_backward(cudaStream_t s, float *dx, const float *dy, const float *y, int64_t R,
-                                     int64_t C, int32_t acc);
+usi_error *usi_cuda_softmax_backward(cudaStream_t s, void *dx, const float *dy, const float *y, int64_t R, int64_t C,
+                                     int32_t acc, int32_t x_bf16);
 
 /* Cross-entropy of z[N,C] against soft targets q[N,C] (soft = 1) or labels
  * int32 y[N] smoothed by eps: loss = -1/N sum q log_softmax(z). rows is N
@@ -168,13 +168,14 @@ usi_error *usi_cuda_kl_backward(cudaStream_t s, float *ds, float *dt, const floa
 
 /* ---- norm.cu ---- */
 
-/* x viewed as [O, C, I]; layer norm keeps mean and rstd per (o, i). */
-usi_error *usi_cuda_layernorm_forward(cudaStream_t s, float *out, float *mean, float *rstd, const float *x,
-                                      const float *w, const float *b, int64_t O, int64_t C, int64_t I,
-                                      double eps);
-usi_error *usi_cuda_layernorm_backward(cudaStream_t s, float *dx, float *dw, float *db, const float *dy,
-                                       const float *x, const float *w, const float *mean, const float *rstd,
-                                       int64_t O, int64_t C, int64_t I, const int32_t *acc);
+/* x viewed as [O, C, I]; layer norm keeps mean and rstd per (o, i). x and
+ * dx are bf16 where x_bf16 is 1; out, dy float. */
+usi_error *usi_cuda_layernorm_forward(cudaStream_t s, float *out, float *mean, float *rstd, const void *x,
+                                      const float *w, const float *b, int64_t O, int64_t C, int64_t I, double eps,
+                                      int32_t x_bf16);
+usi_error *usi_cuda_layernorm_backward(cudaStream_t s, void *dx, float *dw, float *db, const float *dy,
+                                       const void *x, const float *w, const float *mean, const float *rstd,
+                                       int64_t O, int64_t C, int64_t I, const int32_t *acc, int32_t x_bf16);
 /* Batch norm's tensors of [O, C, I] (x, out, dx, dy) are float, or bf16
  * where bf is 1 (activations kept as bf16); statistics and parameters
  * float. */
@@ -234,12 +235,12 @@ typedef struct usi_cuda_perm {
     int64_t istride[USI_CUDA_DIMS];
 } usi_cuda_perm;
 
-/* out[i0..] = x[i_perm..] */
-usi_error *usi_cuda_permute_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_perm *p,
-                                    int64_t n);
+/* out[i0..] = x[i_perm..]; both float, or both bf16 (bf16 1) */
+usi_error *usi_cuda_permute_forward(cudaStream_t s, void *out, const void *x, const usi_cuda_perm *p, int64_t n,
+                                    int32_t bf16);
 /* dx[i_perm..] (+)= dy[i0..] (a bijection: no two writes meet) */
-usi_error *usi_cuda_permute_backward(cudaStream_t s, float *dx, const float *dy, const usi_cuda_perm *p,
-                                     int64_t n, int32_t acc);
+usi_error *usi_cuda_permute_backward(cudaStream_t s, void *dx, const void *dy, const usi_cuda_perm *p, int64_t n,
+                                     int32_t acc, int32_t bf16);
 /* dst[r * dst_row + j] (+)= src[r * src_row + j] for r < rows, j < width:
  * one input's block of a concat, or its gradient */
 usi_error *usi_cuda_copy_rows(cudaStream_t s, float *dst, int64_t dst_row, const float *src, int64_t src_row,

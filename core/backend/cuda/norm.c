@@ -25,12 +25,14 @@
 
 void usi_cuda_norm_workspace(usi_tensor *t, int32_t training)
 {
+    (void)training;
     const usi_tensor *x = t->src[0];
     int64_t n = t->op == USI_OP_BATCH_NORM ? x->shape[1] : x->numel / x->shape[t->attrs.layer_norm.axis];
     t->saved_bytes = (t->op == USI_OP_BATCH_NORM ? 3 : 2) * (size_t)n * sizeof(float);
-    /* the sums over ranks of dist.sync_bn (sync_sums): a graph learns of
-     * its collective after it is planned, and they are 1 + 2C doubles */
-    if (t->op == USI_OP_BATCH_NORM && training && t->attrs.batch_norm.batch_stats)
+    /* the sums of our kernels (over ranks for dist.sync_bn: a graph learns
+     * of its collective after it is planned; always for a norm kept as
+     * bf16, also in eval graphs without running statistics): 1 + 2C doubles */
+    if (t->op == USI_OP_BATCH_NORM && t->attrs.batch_norm.batch_stats)
         t->fwd_scratch_bytes = t->bwd_scratch_bytes = ((size_t)(1 + 2 * n) * sizeof(double) + 63) / 64 * 64;
 }
 
@@ -216,7 +218,7 @@ usi_error *usi_cuda_layer_norm_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
     view3(x, t->attrs.layer_norm.axis, &O, &C, &I);
     float *mean = t->saved, *rstd = mean + O * I;
     return usi_cuda_layernorm_forward(c->stream, t->data, mean, rstd, x->data, src_f32(t, 1), src_f32(t, 2), O, C,
-                                      I, t->attrs.layer_norm.eps);
+                                      I, t->attrs.layer_norm.eps, x->bf16);
 }
 
 usi_error *usi_cuda_layer_norm_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
@@ -228,5 +230,5 @@ usi_error *usi_cuda_layer_norm_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
     const float *mean = t->saved, *rstd = mean + O * I;
     int32_t a3[3] = {acc[0], t->n_src > 1 ? acc[1] : 1, t->n_src > 2 ? acc[2] : 1};
     return usi_cuda_layernorm_backward(c->stream, src_grad(t, 0), src_grad(t, 1), src_grad(t, 2), t->grad, x->data,
-                                       src_f32(t, 1), mean, rstd, O, C, I, a3);
+                                       src_f32(t, 1), mean, rstd, O, C, I, a3, x->bf16);
 }

@@ -12,18 +12,19 @@
 /* ---- layer norm: x as [O, C, I], statistics per (o, i) over C ---- */
 
 /* I == 1 (normalised dim last): a warp per row of C contiguous values. */
-// out, x: [O, C]; mean, rstd: [O]
-__global__ void layernorm_rows_forward_kernel(float *out, float *mean, float *rstd, const float *x, const float *w,
+// out, x (of TX): [O, C]; mean, rstd: [O]
+template <typename TX>
+__global__ void layernorm_rows_forward_kernel(float *out, float *mean, float *rstd, const TX *x, const float *w,
                                               const float *b, int64_t O, int64_t C, double eps)
 {
     int lane = threadIdx.x & 31;
     for (int64_t o = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; o < O;
          o += ((int64_t)gridDim.x * blockDim.x) / 32) {
-        const float *xp = x + o * C;
+        const TX *xp = x + o * C;
         double s = 0, ss = 0;
-        for (int64_t c = lane; c < C; c += 32) s += xp[c];
+        for (int64_t c = lane; c < C; c += 32) s += ld(xp, c);
         double m = warp_sum_d(s) / (double)C;
-        for (int64_t c = lane; c < C; c += 32) ss += (xp[c] - m) * (xp[c] - m);
+        for (int64_t c = lane; c < C; c += 32) ss += (ld(xp, c) - m) * (ld(xp, c) - m);
         ss = warp_sum_d(ss);
         float r = (float)(1.0 / sqrt(ss / (double)C + eps)), fm = (float)m;
         if (lane == 0) {
@@ -32,34 +33,37 @@ __global__ void layernorm_rows_forward_kernel(float *out, float *mean, float *rs
         }
         float *yp = out + o * C;
         for (int64_t c = lane; c < C; c += 32)
-            yp[c] = (xp[c] - fm) * r * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
+            yp[c] = (ld(xp, c) - fm) * r * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
     }
 }
 
 /* I > 1 (channels of NCHW): a thread per (o, i), neighbours along i. */
-// out, x: [O, C, I]; mean, rstd: [O, I]
-__global__ void layernorm_cols_forward_kernel(float *out, float *mean, float *rstd, const float *x, const float *w,
+// out, x (of TX): [O, C, I]; mean, rstd: [O, I]
+template <typename TX>
+__global__ void layernorm_cols_forward_kernel(float *out, float *mean, float *rstd, const TX *x, const float *w,
                                               const float *b, int64_t O, int64_t C, int64_t I, double eps)
 {
     GRID_STRIDE(k, O * I)
     {
         int64_t o = k / I, i = k % I;
-        const float *xp = x + o * C * I + i;
+        const TX *xp = x + o * C * I + i;
         double s = 0, ss = 0;
-        for (int64_t c = 0; c < C; c++) s += xp[c * I];
+        for (int64_t c = 0; c < C; c++) s += ld(xp, c * I);
         double m = s / (double)C;
-        for (int64_t c = 0; c < C; c++) ss += (xp[c * I] - m) * (xp[c * I] - m);
+        for (int64_t c = 0; c < C; c++) ss += (ld(xp, c * I) - m) * (ld(xp, c * I) - m);
         float r = (float)(1.0 / sqrt(ss / (double)C + eps)), fm = (float)m;
         mean[k] = fm;
         rstd[k] = r;
         float *yp = out + o * C * I + i;
-        for (int64_t c = 0; c < C; c++) yp[c * I] = (xp[c * I] - fm) * r * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
+        for (int64_t c = 0; c < C; c++)
+            yp[c * I] = (ld(xp, c * I) - fm) * r * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
     }
 }
 
 /* dx = rstd * (g - mean_c(g) - xh * mean_c(g*xh)), g = dy * w[c] */
-// dx, dy, x: [O, C]
-__global__ void layernorm_rows_backward_kernel(float *dx, const float *dy, const float *x, const float *w,
+// dx, x (of TX), dy: [O, C]
+template <typename TX>
+__global__ void layernorm_rows_backward_kernel(TX *dx, const float *dy, const TX *x, const float *w,
                                                const float *mean, const float *rstd, int64_t O, int64_t C,
                                                int32_t acc)
 {
@@ -72,20 +76,21 @@ __global__ void layernorm_rows_backward_kernel(float *dx, const float *dy, const
         for (int64_t c = lane; c < C; c += 32) {
             float g = dy[base + c] * (w ? w[c] : 1.0f);
             s1 += g;
-            s2 += (double)g * (x[base + c] - m) * r;
+            s2 += (double)g * (ld(x, base + c) - m) * r;
         }
         float a = (float)(warp_sum_d(s1) / (double)C), bb = (float)(warp_sum_d(s2) / (double)C);
         for (int64_t c = lane; c < C; c += 32) {
             int64_t k = base + c;
             float g = dy[k] * (w ? w[c] : 1.0f);
-            float v = r * (g - a - (x[k] - m) * r * bb);
-            dx[k] = acc ? dx[k] + v : v;
+            float v = r * (g - a - (ld(x, k) - m) * r * bb);
+            st(dx, k, acc ? ld(dx, k) + v : v);
         }
     }
 }
 
-// dx, dy, x: [O, C, I]
-__global__ void layernorm_cols_backward_kernel(float *dx, const float *dy, const float *x, const float *w,
+// dx, x (of TX), dy: [O, C, I]
+template <typename TX>
+__global__ void layernorm_cols_backward_kernel(TX *dx, const float *dy, const TX *x, const float *w,
                                                const float *mean, const float *rstd, int64_t O, int64_t C, int64_t I,
                                                int32_t acc)
 {
@@ -97,21 +102,22 @@ __global__ void layernorm_cols_backward_kernel(float *dx, const float *dy, const
         for (int64_t c = 0; c < C; c++) {
             float g = dy[base + c * I] * (w ? w[c] : 1.0f);
             s1 += g;
-            s2 += (double)g * (x[base + c * I] - m) * r;
+            s2 += (double)g * (ld(x, base + c * I) - m) * r;
         }
         float a = (float)(s1 / (double)C), bb = (float)(s2 / (double)C);
         for (int64_t c = 0; c < C; c++) {
             int64_t k = base + c * I;
             float g = dy[k] * (w ? w[c] : 1.0f);
-            float v = r * (g - a - (x[k] - m) * r * bb);
-            dx[k] = acc ? dx[k] + v : v;
+            float v = r * (g - a - (ld(x, k) - m) * r * bb);
+            st(dx, k, acc ? ld(dx, k) + v : v);
         }
     }
 }
 
 /* dw[c] (+)= sum dy * xh, db[c] (+)= sum dy over (o, i): a block per channel. */
-// dw, db: [C]; dy, x: [O, C, I]; mean, rstd: [O, I]
-__global__ void layernorm_params_backward_kernel(float *dw, float *db, const float *dy, const float *x,
+// dw, db: [C]; dy, x (of TX): [O, C, I]; mean, rstd: [O, I]
+template <typename TX>
+__global__ void layernorm_params_backward_kernel(float *dw, float *db, const float *dy, const TX *x,
                                                  const float *mean, const float *rstd, int64_t O, int64_t C,
                                                  int64_t I, int32_t acc_w, int32_t acc_b)
 {
@@ -120,7 +126,7 @@ __global__ void layernorm_params_backward_kernel(float *dw, float *db, const flo
         double sw = 0, sb = 0;
         for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) {
             int64_t o = j / I, i = j % I, k = o * C * I + c * I + i;
-            sw += (double)dy[k] * (x[k] - mean[j]) * rstd[j];
+            sw += (double)dy[k] * (ld(x, k) - mean[j]) * rstd[j];
             sb += dy[k];
         }
         sw = block_sum_d(sw, shared);
@@ -140,35 +146,55 @@ static unsigned row_blocks(int64_t rows)
 
 static unsigned channel_blocks(int64_t C) { return (unsigned)(C < 1 ? 1 : C > 65535 ? 65535 : C); }
 
-extern "C" usi_error *usi_cuda_layernorm_forward(cudaStream_t s, float *out, float *mean, float *rstd,
-                                                 const float *x, const float *w, const float *b, int64_t O,
-                                                 int64_t C, int64_t I, double eps)
+template <typename TX>
+static usi_error *layernorm_forward(cudaStream_t s, float *out, float *mean, float *rstd, const void *x,
+                                    const float *w, const float *b, int64_t O, int64_t C, int64_t I, double eps)
 {
     if (I == 1)
-        layernorm_rows_forward_kernel<<<row_blocks(O), THREADS, 0, s>>>(out, mean, rstd, x, w, b, O, C, eps);
+        layernorm_rows_forward_kernel<<<row_blocks(O), THREADS, 0, s>>>(out, mean, rstd, (const TX *)x, w, b, O, C,
+                                                                        eps);
     else
-        layernorm_cols_forward_kernel<<<grid_for(O * I), THREADS, 0, s>>>(out, mean, rstd, x, w, b, O, C, I, eps);
+        layernorm_cols_forward_kernel<<<grid_for(O * I), THREADS, 0, s>>>(out, mean, rstd, (const TX *)x, w, b, O, C,
+                                                                          I, eps);
     LAUNCH_CHECK("layernorm_forward");
 }
 
-extern "C" usi_error *usi_cuda_layernorm_backward(cudaStream_t s, float *dx, float *dw, float *db, const float *dy,
-                                                  const float *x, const float *w, const float *mean,
-                                                  const float *rstd, int64_t O, int64_t C, int64_t I,
-                                                  const int32_t *acc)
+template <typename TX>
+static usi_error *layernorm_backward(cudaStream_t s, void *dx, float *dw, float *db, const float *dy, const void *x,
+                                     const float *w, const float *mean, const float *rstd, int64_t O, int64_t C,
+                                     int64_t I, const int32_t *acc)
 {
     if (dx) {
         if (I == 1)
-            layernorm_rows_backward_kernel<<<row_blocks(O), THREADS, 0, s>>>(dx, dy, x, w, mean, rstd, O, C, acc[0]);
+            layernorm_rows_backward_kernel<<<row_blocks(O), THREADS, 0, s>>>((TX *)dx, dy, (const TX *)x, w, mean,
+                                                                             rstd, O, C, acc[0]);
         else
-            layernorm_cols_backward_kernel<<<grid_for(O * I), THREADS, 0, s>>>(dx, dy, x, w, mean, rstd, O, C, I,
-                                                                               acc[0]);
+            layernorm_cols_backward_kernel<<<grid_for(O * I), THREADS, 0, s>>>((TX *)dx, dy, (const TX *)x, w, mean,
+                                                                               rstd, O, C, I, acc[0]);
         usi_error *e = usi_cuda_check_launch("layernorm_backward", __FILE__, __LINE__);
         if (e) return e;
     }
     if (!dw && !db) return NULL;
-    layernorm_params_backward_kernel<<<channel_blocks(C), THREADS, 0, s>>>(dw, db, dy, x, mean, rstd, O, C, I,
-                                                                          acc[1], acc[2]);
+    layernorm_params_backward_kernel<<<channel_blocks(C), THREADS, 0, s>>>(dw, db, dy, (const TX *)x, mean, rstd, O,
+                                                                          C, I, acc[1], acc[2]);
     LAUNCH_CHECK("layernorm_params_backward");
+}
+
+extern "C" usi_error *usi_cuda_layernorm_forward(cudaStream_t s, float *out, float *mean, float *rstd, const void *x,
+                                                 const float *w, const float *b, int64_t O, int64_t C, int64_t I,
+                                                 double eps, int32_t x_bf16)
+{
+    return x_bf16 ? layernorm_forward<__nv_bfloat16>(s, out, mean, rstd, x, w, b, O, C, I, eps)
+                  : layernorm_forward<float>(s, out, mean, rstd, x, w, b, O, C, I, eps);
+}
+
+extern "C" usi_error *usi_cuda_layernorm_backward(cudaStream_t s, void *dx, float *dw, float *db, const float *dy,
+                                                  const void *x, const float *w, const float *mean,
+                                                  const float *rstd, int64_t O, int64_t C, int64_t I,
+                                                  const int32_t *acc, int32_t x_bf16)
+{
+    return x_bf16 ? layernorm_backward<__nv_bfloat16>(s, dx, dw, db, dy, x, w, mean, rstd, O, C, I, acc)
+                  : layernorm_backward<float>(s, dx, dw, db, dy, x, w, mean, rstd, O, C, I, acc);
 }
 
 /* ---- batch norm: x as [O, C, I], statistics per channel c ---- */

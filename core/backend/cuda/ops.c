@@ -268,7 +268,7 @@ usi_error *usi_cuda_softmax_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor
 {
     (void)ctx;
     int64_t C = t->shape[t->ndim - 1];
-    return usi_cuda_softmax_forward(c->stream, t->data, t->src[0]->data, t->numel / C, C);
+    return usi_cuda_softmax_forward(c->stream, t->data, t->src[0]->data, t->numel / C, C, t->src[0]->bf16);
 }
 
 usi_error *usi_cuda_softmax_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
@@ -276,7 +276,8 @@ usi_error *usi_cuda_softmax_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor
     (void)ctx;
     if (!t->src[0]->grad) return NULL;
     int64_t C = t->shape[t->ndim - 1];
-    return usi_cuda_softmax_backward(c->stream, t->src[0]->grad, t->grad, t->data, t->numel / C, C, acc[0]);
+    return usi_cuda_softmax_backward(c->stream, t->src[0]->grad, t->grad, t->data, t->numel / C, C, acc[0],
+                                     t->src[0]->bf16);
 }
 
 /* ---- shape ops ---- */
@@ -318,7 +319,7 @@ usi_error *usi_cuda_permute_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor
     (void)ctx;
     usi_cuda_perm p;
     perm_plan(t, &p);
-    return usi_cuda_permute_forward(c->stream, t->data, t->src[0]->data, &p, t->numel);
+    return usi_cuda_permute_forward(c->stream, t->data, t->src[0]->data, &p, t->numel, t->bf16);
 }
 
 usi_error *usi_cuda_permute_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
@@ -327,7 +328,7 @@ usi_error *usi_cuda_permute_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor
     if (!t->src[0]->grad) return NULL;
     usi_cuda_perm p;
     perm_plan(t, &p);
-    return usi_cuda_permute_backward(c->stream, t->src[0]->grad, t->grad, &p, t->numel, acc[0]);
+    return usi_cuda_permute_backward(c->stream, t->src[0]->grad, t->grad, &p, t->numel, acc[0], t->bf16);
 }
 
 /* out[O, sum Ck, I] = [x0[O,C0,I], x1[O,C1,I], ...] */

@@ -151,20 +151,21 @@ extern "C" usi_error *usi_cuda_bias_rows_forward(cudaStream_t s, float *out, con
 
 /* ---- softmax ---- */
 
-// out, x: [R, C]
-__global__ void softmax_forward_kernel(float *out, const float *x, int64_t R, int64_t C)
+// out: [R, C]; x: [R, C] of TX
+template <typename TX>
+__global__ void softmax_forward_kernel(float *out, const TX *x, int64_t R, int64_t C)
 {
     int lane = threadIdx.x & 31;
     WARP_ROWS(r, R)
     {
-        const float *xr = x + r * C;
+        const TX *xr = x + r * C;
         float *yr = out + r * C;
         float m = -INFINITY;
-        for (int64_t c = lane; c < C; c += 32) m = fmaxf(m, xr[c]);
+        for (int64_t c = lane; c < C; c += 32) m = fmaxf(m, ld(xr, c));
         m = warp_max_f(m);
         double s = 0;
         for (int64_t c = lane; c < C; c += 32) {
-            float e = expf(xr[c] - m);
+            float e = expf(ld(xr, c) - m);
             yr[c] = e;
             s += e;
         }
@@ -174,35 +175,38 @@ __global__ void softmax_forward_kernel(float *out, const float *x, int64_t R, in
     }
 }
 
-// dx, dy, y: [R, C]
-__global__ void softmax_backward_kernel(float *dx, const float *dy, const float *y, int64_t R, int64_t C,
-                                        int32_t acc)
+// dy, y: [R, C]; dx: [R, C] of TX
+template <typename TX>
+__global__ void softmax_backward_kernel(TX *dx, const float *dy, const float *y, int64_t R, int64_t C, int32_t acc)
 {
     int lane = threadIdx.x & 31;
     WARP_ROWS(r, R)
     {
         const float *g = dy + r * C, *yr = y + r * C;
-        float *d = dx + r * C;
+        TX *d = dx + r * C;
         double dot = 0;
         for (int64_t c = lane; c < C; c += 32) dot += (double)g[c] * yr[c];
         float fdot = (float)warp_sum_d(dot);
         for (int64_t c = lane; c < C; c += 32) {
             float v = yr[c] * (g[c] - fdot);
-            d[c] = acc ? d[c] + v : v;
+            st(d, c, acc ? ld(d, c) + v : v);
         }
     }
 }
 
-extern "C" usi_error *usi_cuda_softmax_forward(cudaStream_t s, float *out, const float *x, int64_t R, int64_t C)
+extern "C" usi_error *usi_cuda_softmax_forward(cudaStream_t s, float *out, const void *x, int64_t R, int64_t C,
+                                               int32_t x_bf16)
 {
-    softmax_forward_kernel<<<row_blocks(R), THREADS, 0, s>>>(out, x, R, C);
+    if (x_bf16) softmax_forward_kernel<<<row_blocks(R), THREADS, 0, s>>>(out, (const __nv_bfloat16 *)x, R, C);
+    else softmax_forward_kernel<<<row_blocks(R), THREADS, 0, s>>>(out, (const float *)x, R, C);
     LAUNCH_CHECK("softmax_forward");
 }
 
-extern "C" usi_error *usi_cuda_softmax_backward(cudaStream_t s, float *dx, const float *dy, const float *y,
-                                                int64_t R, int64_t C, int32_t acc)
+extern "C" usi_error *usi_cuda_softmax_backward(cudaStream_t s, void *dx, const float *dy, const float *y,
+                                                int64_t R, int64_t C, int32_t acc, int32_t x_bf16)
 {
-    softmax_backward_kernel<<<row_blocks(R), THREADS, 0, s>>>(dx, dy, y, R, C, acc);
+    if (x_bf16) softmax_backward_kernel<<<row_blocks(R), THREADS, 0, s>>>((__nv_bfloat16 *)dx, dy, y, R, C, acc);
+    else softmax_backward_kernel<<<row_blocks(R), THREADS, 0, s>>>((float *)dx, dy, y, R, C, acc);
     LAUNCH_CHECK("softmax_backward");
 }
 

@@ -16,32 +16,42 @@ static __device__ __forceinline__ int64_t permute_src(const usi_cuda_perm &p, in
     return off;
 }
 
-// out: [n] in the output's order, x: the input
-__global__ void permute_forward_kernel(float *out, const float *x, const usi_cuda_perm p, int64_t n)
+// out: [n] in the output's order, x: the input; both of T
+template <typename T>
+__global__ void permute_forward_kernel(T *out, const T *x, const usi_cuda_perm p, int64_t n)
 {
     GRID_STRIDE(k, n) out[k] = x[permute_src(p, k)];
 }
 
-__global__ void permute_backward_kernel(float *dx, const float *dy, const usi_cuda_perm p, int64_t n, int32_t acc)
+template <typename T>
+__global__ void permute_backward_kernel(T *dx, const T *dy, const usi_cuda_perm p, int64_t n, int32_t acc)
 {
     GRID_STRIDE(k, n)
     {
         int64_t i = permute_src(p, k);
-        dx[i] = acc ? dx[i] + dy[k] : dy[k];
+        st(dx, i, acc ? ld(dx, i) + ld(dy, k) : ld(dy, k));
     }
 }
 
-extern "C" usi_error *usi_cuda_permute_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_perm *p,
-                                               int64_t n)
+extern "C" usi_error *usi_cuda_permute_forward(cudaStream_t s, void *out, const void *x, const usi_cuda_perm *p,
+                                               int64_t n, int32_t bf16)
 {
-    permute_forward_kernel<<<grid_for(n), THREADS, 0, s>>>(out, x, *p, n);
+    if (bf16)
+        permute_forward_kernel<<<grid_for(n), THREADS, 0, s>>>((__nv_bfloat16 *)out, (const __nv_bfloat16 *)x, *p,
+                                                               n);
+    else
+        permute_forward_kernel<<<grid_for(n), THREADS, 0, s>>>((float *)out, (const float *)x, *p, n);
     LAUNCH_CHECK("permute_forward");
 }
 
-extern "C" usi_error *usi_cuda_permute_backward(cudaStream_t s, float *dx, const float *dy, const usi_cuda_perm *p,
-                                                int64_t n, int32_t acc)
+extern "C" usi_error *usi_cuda_permute_backward(cudaStream_t s, void *dx, const void *dy, const usi_cuda_perm *p,
+                                                int64_t n, int32_t acc, int32_t bf16)
 {
-    permute_backward_kernel<<<grid_for(n), THREADS, 0, s>>>(dx, dy, *p, n, acc);
+    if (bf16)
+        permute_backward_kernel<<<grid_for(n), THREADS, 0, s>>>((__nv_bfloat16 *)dx, (const __nv_bfloat16 *)dy, *p,
+                                                                n, acc);
+    else
+        permute_backward_kernel<<<grid_for(n), THREADS, 0, s>>>((float *)dx, (const float *)dy, *p, n, acc);
     LAUNCH_CHECK("permute_backward");
 }
 
