@@ -201,6 +201,14 @@ static void check_bf16_native(void)
         b->bf16 = 1;
         CHECK(be->bf16_native(mm, 0) && be->bf16_native(mm, 1), "a product of fp32 and bf16 into fp32 itself");
     }
+    int64_t ws2[2] = {5, 3};
+    usi_tensor *shared = input(g, "shared", 2, ws2), *mm2 = api->matmul(g, a, shared);
+    CHECK(mm2 != NULL, "matmul with a shared operand recorded");
+    if (mm2) {
+        CHECK(be->bf16_native(mm2, 1), "a shared fp32 operand: summed over batches in fp32 itself");
+        shared->bf16 = 1;
+        CHECK(!be->bf16_native(mm2, 1), "a shared bf16 operand: its gradient summed in fp32 copies");
+    }
     usi_graph_free(g);
 }
 

@@ -114,9 +114,11 @@ int32_t usi_cuda_bf16_native(const usi_tensor *t, int32_t backward)
             (t->op != USI_OP_LINEAR || k > 1))
             return 0;
     switch (t->op) {
+    case USI_OP_MATMUL: /* a gradient summed over batches is summed in fp32 */
+        return !(t->src[0]->bf16 || (t->n_src > 1 && t->src[1] && t->src[1]->bf16)) ||
+               !usi_cuda_matmul_sums_batches(t);
     case USI_OP_CONV2D:
     case USI_OP_LINEAR:
-    case USI_OP_MATMUL:
     case USI_OP_ACT:
     case USI_OP_SCALE: return 1;
     case USI_OP_BINARY: return t->n_src == 2 && t->src[1] && x->bf16 == t->bf16 && t->src[1]->bf16 == t->bf16;

@@ -98,6 +98,9 @@ usi_error *usi_cuda_synchronize(usi_device *d);
 /* The backend's bf16_native (backend.c), to_bf16 / from_bf16 (device.c):
  * activations kept as bf16. */
 int32_t usi_cuda_bf16_native(const usi_tensor *t, int32_t backward);
+/* 1 when a matmul's backward sums an operand's gradient over batches, one
+ * product per batch (gemm.c): in fp32 copies where it is kept as bf16. */
+int32_t usi_cuda_matmul_sums_batches(const usi_tensor *t);
 /* The backend's to_bf16 / from_bf16 (activations kept as bf16). */
 usi_error *usi_cuda_cast_to_bf16(usi_device *d, void *dst, const float *src, size_t n, int32_t acc);
 usi_error *usi_cuda_cast_from_bf16(usi_device *d, float *dst, const void *src, size_t n, int32_t acc);

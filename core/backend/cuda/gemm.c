@@ -117,6 +117,7 @@ usi_error *usi_cuda_linear_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     const float *bias = t->n_src > 2 && t->src[2] ? t->src[2]->data : NULL;
     int bf16 = t->fwd_scratch_bytes > 0;
     char *sc = t->fwd_scratch;
+    if (!bf16 && (t->bf16 || x->bf16 || w->bf16)) return usi_error_new(USI_ERR_INTERNAL, "linear: bf16 values in fp32");
     operand xa, wa;
     USI_TRY(operand_of(c, x, x->data, sc, 0, bf16, &xa));
     USI_TRY(operand_of(c, w, w->data, sc, up((size_t)x->numel * 2), bf16, &wa));
@@ -205,6 +206,16 @@ int32_t usi_cuda_matmul_strides(const usi_tensor *t, int64_t B, int64_t *sa, int
     return 1;
 }
 
+static void matmul_dims(const usi_tensor *t, int64_t *M, int64_t *N, int64_t *K, int64_t *B);
+
+int32_t usi_cuda_matmul_sums_batches(const usi_tensor *t)
+{
+    int64_t M, N, K, B, sa = 0, sb = 0;
+    matmul_dims(t, &M, &N, &K, &B);
+    if (!usi_cuda_matmul_strides(t, B, &sa, &sb)) return 1;
+    return B > 1 && (sa == 0 || sb == 0);
+}
+
 static void matmul_dims(const usi_tensor *t, int64_t *M, int64_t *N, int64_t *K, int64_t *B)
 {
     const usi_tensor *a = t->src[0];
@@ -225,6 +236,7 @@ usi_error *usi_cuda_matmul_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     matmul_dims(t, &M, &N, &K, &B);
     int bf16 = t->fwd_scratch_bytes > 0;
     char *sc = t->fwd_scratch;
+    if (!bf16 && (t->bf16 || a->bf16 || b->bf16)) return usi_error_new(USI_ERR_INTERNAL, "matmul: bf16 values in fp32");
     operand A, Bm;
     USI_TRY(operand_of(c, a, a->data, sc, 0, bf16, &A));
     USI_TRY(operand_of(c, b, b->data, sc, up((size_t)a->numel * 2), bf16, &Bm));

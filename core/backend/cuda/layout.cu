@@ -137,6 +137,24 @@ __global__ void bias_nchw_backward_kernel(float *db, const T *dy, int64_t N, int
     }
 }
 
+// db[O] (+)= sum over rows of dy: T [M][O]; blocks of 32 columns x 8 row
+// lanes, so a warp reads 32 neighbouring columns of a row
+template <typename T>
+__global__ void bias_rows_backward_kernel(float *db, const T *dy, int64_t M, int64_t O, int32_t acc)
+{
+    __shared__ double part[8][33];
+    int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
+    double sum = 0;
+    if (c < O)
+        for (int64_t m = threadIdx.y; m < M; m += 8) sum += ld(dy, m * O + c);
+    part[threadIdx.y][threadIdx.x] = sum;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < O) {
+        for (int r = 1; r < 8; r++) sum += part[r][threadIdx.x];
+        db[c] = acc ? db[c] + (float)sum : (float)sum;
+    }
+}
+
 extern "C" usi_error *usi_cuda_bias_nchw_forward(cudaStream_t s, void *y, const float *bias, int64_t n, int64_t c,
                                                  int64_t p, int32_t bf16)
 {
@@ -149,6 +167,12 @@ extern "C" usi_error *usi_cuda_bias_nchw_forward(cudaStream_t s, void *y, const 
 extern "C" usi_error *usi_cuda_bias_nchw_backward(cudaStream_t s, float *db, const void *dy, int64_t n, int64_t c,
                                                   int64_t p, int32_t acc, int32_t bf16)
 {
+    if (p == 1) { /* rows of [n][c]: a linear's bias */
+        unsigned cb = (unsigned)((c + 31) / 32);
+        if (bf16) bias_rows_backward_kernel<<<cb, dim3(32, 8), 0, s>>>(db, (const __nv_bfloat16 *)dy, n, c, acc);
+        else bias_rows_backward_kernel<<<cb, dim3(32, 8), 0, s>>>(db, (const float *)dy, n, c, acc);
+        LAUNCH_CHECK("bias_rows_backward");
+    }
     unsigned blocks = (unsigned)(c < 65535 ? c : 65535);
     if (blocks < 1) return NULL;
     if (bf16) bias_nchw_backward_kernel<<<blocks, THREADS, 0, s>>>(db, (const __nv_bfloat16 *)dy, n, c, p, acc);

@@ -279,6 +279,19 @@ __global__ void fold_batchnorm_kernel(float *w2, float *b2, const float *w, cons
 
 typedef __nv_bfloat16 bf16;
 
+/* out = x normalised with saved's mean and invstd (and w, b) */
+static usi_error *normalise(cudaStream_t s, void *out, const float *saved, const void *x, const float *w,
+                            const float *b, int64_t O, int64_t C, int64_t I, int32_t bf)
+{
+    if (bf)
+        batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>((bf16 *)out, saved, (const bf16 *)x, w,
+                                                                             b, O, C, I);
+    else
+        batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>((float *)out, saved, (const float *)x,
+                                                                             w, b, O, C, I);
+    LAUNCH_CHECK("batchnorm_normalise");
+}
+
 extern "C" usi_error *usi_cuda_batchnorm_eval_forward(cudaStream_t s, void *out, float *saved, const void *x,
                                                       const float *w, const float *b, const float *rm,
                                                       const float *rv, int64_t O, int64_t C, int64_t I, double eps,
@@ -286,14 +299,7 @@ extern "C" usi_error *usi_cuda_batchnorm_eval_forward(cudaStream_t s, void *out,
 {
     batchnorm_eval_stats_kernel<<<grid_for(C), THREADS, 0, s>>>(saved, rm, rv, C, eps);
     usi_error *e = usi_cuda_check_launch("batchnorm_eval_stats", __FILE__, __LINE__);
-    if (e) return e;
-    if (bf)
-        batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>((bf16 *)out, saved, (const bf16 *)x, w,
-                                                                             b, O, C, I);
-    else
-        batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>((float *)out, saved, (const float *)x,
-                                                                             w, b, O, C, I);
-    LAUNCH_CHECK("batchnorm_eval_forward");
+    return e ? e : normalise(s, out, saved, x, w, b, O, C, I, bf);
 }
 
 extern "C" usi_error *usi_cuda_batchnorm_backward(cudaStream_t s, void *dx, float *dw, float *db, const void *dy,
@@ -435,14 +441,7 @@ extern "C" usi_error *usi_cuda_batchnorm_sync_finish(cudaStream_t s, void *out, 
 {
     batchnorm_sync_finish_kernel<<<grid_for(C), THREADS, 0, s>>>(saved, rm, rv, counter, sums, C, eps, momentum);
     usi_error *e = usi_cuda_check_launch("batchnorm_sync_finish", __FILE__, __LINE__);
-    if (e) return e;
-    if (bf)
-        batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>((bf16 *)out, saved, (const bf16 *)x, w,
-                                                                             b, O, C, I);
-    else
-        batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>((float *)out, saved, (const float *)x,
-                                                                             w, b, O, C, I);
-    LAUNCH_CHECK("batchnorm_sync_forward");
+    return e ? e : normalise(s, out, saved, x, w, b, O, C, I, bf);
 }
 
 extern "C" usi_error *usi_cuda_batchnorm_sync_grad_sums(cudaStream_t s, double *sums, float *dw, float *db,
