@@ -55,9 +55,14 @@ int32_t usi_device_available(const char *name)
 
 int32_t usi_device_name_has_bf16(const char *name)
 {
-    /* The CUDA backend has one (usi_device_set_mixed), and cpu-guarded,
-     * which stands in for a GPU, keeps activations as bf16; cpu not yet. */
-    if (name && !strcmp(name, "cpu-guarded")) return 1;
+    /* The CUDA backend has one (usi_device_set_mixed); cpu not yet.
+     * cpu-guarded gives cpu's numbers unless USI_GUARDED_BF16=1 asks it to
+     * keep activations as bf16 under "mixed" as a GPU does (for tests of
+     * that path on machines without one). */
+    if (name && !strcmp(name, "cpu-guarded")) {
+        const char *v = getenv("USI_GUARDED_BF16");
+        return v && !strcmp(v, "1");
+    }
 #ifdef USI_HAVE_CUDA
     return name && cuda_ordinal(name) >= 0;
 #else

@@ -27,8 +27,9 @@ static const char *usage =
     "per parameter) + EMA (parameters and buffers) + buffers + the planned arena of a\n"
     "training step with a cross-entropy loss; inference is parameters + buffers + the\n"
     "planned arena of a forward pass. Planned only, never allocated, on --device (cpu, cpu-guarded,\n"
-    "cuda, cuda:N; default cpu) at --precision (default mixed, the recipe's: bf16 copies for conv,\n"
-    "linear and matmul on devices with a bf16 path, fp32 elsewhere, as `usi train` runs it).\n"
+    "cuda, cuda:N; default cpu) at --precision (default mixed, the recipe's: bf16 conv, linear and\n"
+    "matmul and activations kept as bf16 on devices with a bf16 path, fp32 elsewhere, as `usi train`\n"
+    "runs it).\n"
     "--verbose adds a table of the recorded nodes (leaves left out): name, op, output\n"
     "shape, parameters read directly and multiply-adds.\n";
 
@@ -281,7 +282,8 @@ static usi_error *summarize(const usi_registry *r, const summary_args *a, summar
     if (!e) e = bb->create(p, &inst);
     s->mem.batch = a->batch;
     if (!e) e = usi_device_open(a->device ? a->device : "cpu", &s->dev);
-    s->mixed = !e && a->mixed && usi_device_has_bf16(s->dev);
+    /* as `usi train` decides it (config resolve) */
+    s->mixed = !e && a->mixed && usi_device_name_has_bf16(usi_device_name(s->dev));
     if (!e) e = usi_device_set_mixed(s->dev, s->mixed);
     if (!e) e = record(bb, inst, s);
     if (!e) e = plan_memory(bb, inst, s);
@@ -412,7 +414,7 @@ static void print_text(const char *name, const summary *s, int verbose)
     printf("]\n");
     printf("  nodes        %d (leaves left out)\n", count_layers(s->g));
     printf("  device       %s, precision %s\n", usi_device_name(s->dev),
-           s->mixed ? "mixed (bf16 copies for conv, linear and matmul)" : "fp32");
+           s->mixed ? "mixed (bf16 conv, linear and matmul; activations kept as bf16)" : "fp32");
     print_memory(&s->mem);
     if (verbose) print_layers(s->g);
 }

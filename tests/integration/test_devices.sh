@@ -5,7 +5,7 @@
 # gives the same losses bit for bit and the same accuracy; `usi eval` agrees
 # on both; devices this build lacks or that do not exist are refused in one
 # line before anything is written; precision "mixed" shows as what runs,
-# and on cpu-guarded keeps activations as bf16.
+# and on cpu-guarded with USI_GUARDED_BF16=1 keeps activations as bf16.
 set -u
 build=${1:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL}
 tiny=${2:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL BAD_HEAD_PLUGIN}
@@ -33,12 +33,9 @@ kd=(--set teacher.name=model --set teacher.backbone=mobilenetv3_small_100 --set 
 # USI_GRAPH_REPLAY=on: cpu-guarded records the teacher's forward pass and the
 # training step's forward and backward passes, and replays them (each checked
 # against the same pass node by node first), whatever their time.
-# cpu-guarded keeps activations as bf16 under precision "mixed" (the
-# default), as a GPU does: fp32 here, bit for bit; mixed below.
-fp32() { [ "$1" = cpu ] || echo "--set precision=fp32"; }
 for dev in cpu cpu-guarded; do
     if USI_GRAPH_REPLAY=on "$usi" train "$T/run.cfg" --set output_dir="$T/$dev" --set device="$dev" "${kd[@]}" \
-        $(fp32 $dev) >"$T/$dev.log" 2>&1; then ok
+        >"$T/$dev.log" 2>&1; then ok
     else fail "KD run on $dev: $(tail -3 "$T/$dev.log")"; fi
     grep -q "training graph on $dev" "$T/$dev.log" && ok || fail "$dev: the log does not name the device"
 done
@@ -64,8 +61,7 @@ grep -q 'input: each batch is made and uploaded to cpu-guarded .*as uint8 images
 mix=(--set 'augment=({ name = "random_resized_crop"; scale = [0.6, 1.0]; }, { name = "mixup_cutmix"; })'
      --set schedule.epochs=1 --set eval.every_epochs=1)
 for dev in cpu cpu-guarded; do
-    "$usi" train "$T/run.cfg" --set output_dir="$T/mix-$dev" --set device="$dev" "${mix[@]}" $(fp32 $dev) \
-        >"$T/mix-$dev.log" 2>&1 \
+    "$usi" train "$T/run.cfg" --set output_dir="$T/mix-$dev" --set device="$dev" "${mix[@]}" >"$T/mix-$dev.log" 2>&1 \
         && ok || fail "Mixup run on $dev: $(tail -3 "$T/mix-$dev.log")"
 done
 losses "$T/mix-cpu/metrics.jsonl" >"$T/mix-cpu.loss"
@@ -75,19 +71,21 @@ losses "$T/mix-cpu-guarded/metrics.jsonl" >"$T/mix-guarded.loss"
 grep 'input: each batch is made and uploaded to cpu-guarded' "$T/mix-cpu-guarded.log" | grep -vq 'uint8' && ok \
     || fail "the Mixup run on cpu-guarded did not stage floats"
 grep -q 'precision "mixed" runs as fp32 on device cpu' "$T/cpu.log" && ok || fail "no word that mixed runs as fp32"
+grep -q 'precision "mixed" runs as fp32 on device cpu-guarded' "$T/cpu-guarded.log" && ok \
+    || fail "cpu-guarded does not say that mixed runs as fp32 there without USI_GUARDED_BF16=1"
 [ "$(grep -c 'precision "mixed"' "$T/cpu.log")" -eq 1 ] && ok || fail "the precision note is not said exactly once"
 
 # usi eval of the same checkpoint on both devices.
 e1=$("$usi" eval "$T/run.cfg" --checkpoint "$T/cpu/last.safetensors" --json 2>/dev/null | grep -o '"top1": [0-9.]*')
-e2=$("$usi" eval "$T/run.cfg" --checkpoint "$T/cpu/last.safetensors" --json --set device=cpu-guarded \
-     --set precision=fp32 2>/dev/null \
+e2=$("$usi" eval "$T/run.cfg" --checkpoint "$T/cpu/last.safetensors" --json --set device=cpu-guarded 2>/dev/null \
      | grep -o '"top1": [0-9.]*')
 [ -n "$e1" ] && [ "$e1" = "$e2" ] && ok || fail "usi eval: cpu '$e1', cpu-guarded '$e2'"
 
-# Precision "mixed" on cpu-guarded: activations and their gradients kept
-# as bf16 (the log says how many), the passes still recorded and replayed;
-# the losses are the fp32 run's to bf16's precision, and not the same.
-if USI_GRAPH_REPLAY=on "$usi" train "$T/run.cfg" --set output_dir="$T/bf16" --set device=cpu-guarded "${kd[@]}" \
+# Precision "mixed" on cpu-guarded with USI_GUARDED_BF16=1: activations and
+# their gradients kept as bf16 as on a GPU (the log says how many), the
+# passes still recorded and replayed; the losses are the fp32 run's to
+# bf16's precision, and not the same.
+if USI_GUARDED_BF16=1 USI_GRAPH_REPLAY=on "$usi" train "$T/run.cfg" --set output_dir="$T/bf16" --set device=cpu-guarded "${kd[@]}" \
     >"$T/bf16.log" 2>&1; then ok; else fail "KD run in mixed precision: $(tail -3 "$T/bf16.log")"; fi
 grep -qE 'precision "mixed": [0-9]+ activations and their gradients kept as bf16' "$T/bf16.log" && ok \
     || fail "the mixed run does not say it keeps activations as bf16"
@@ -102,7 +100,7 @@ rel = [abs(x - y) / abs(x) for (_, x), (_, y) in zip(a, b)]
 print("mixed vs fp32 losses, relative: largest %.2e over %d steps" % (max(rel), len(rel)))
 assert 0 < max(rel) < 0.1, rel
 PY
-e3=$("$usi" eval "$T/run.cfg" --checkpoint "$T/cpu/last.safetensors" --json --set device=cpu-guarded 2>/dev/null \
+e3=$(USI_GUARDED_BF16=1 "$usi" eval "$T/run.cfg" --checkpoint "$T/cpu/last.safetensors" --json --set device=cpu-guarded 2>/dev/null \
      | grep -o '"top1": [0-9.]*' | grep -o '[0-9.]*$')
 python3 -c "import sys; sys.exit(0 if abs(float('$e3' or 'nan') - float('${e2##* }')) <= 10 else 1)" && ok \
     || fail "usi eval in mixed precision: top-1 $e3, fp32 ${e2##* }"

@@ -105,8 +105,7 @@ got=$(grep -o '"top1": [0-9.]*' <<<"$out" | awk '{printf "%.2f", $2}')
 kd=(--set schedule.epochs=1 --set teacher.name=model --set teacher.backbone=mobilenetv3_small_100
     --set teacher.weights="$T/a/best.safetensors" --set teacher.mean='[0.286, 0.286, 0.286]'
     --set teacher.std='[0.353, 0.353, 0.353]')
-if mpi -np 2 "$usi" train "$T/run.cfg" --set output_dir="$T/kd2" --set device=cpu-guarded --set precision=fp32 "${kd[@]}" \
-       >"$T/kd2.log" 2>&1 &&
+if mpi -np 2 "$usi" train "$T/run.cfg" --set output_dir="$T/kd2" --set device=cpu-guarded "${kd[@]}" >"$T/kd2.log" 2>&1 &&
    "$usi" train "$T/run.cfg" --set output_dir="$T/kds" --set dist.simulate_ranks=2 "${kd[@]}" >"$T/kds.log" 2>&1
 then ok; else fail "KD runs: $(tail -3 "$T/kd2.log" "$T/kds.log")"; fi
 t2=$(grep -o "teacher 'model': top-1 [0-9.]*" "$T/kd2.log"); ts=$(grep -o "teacher 'model': top-1 [0-9.]*" "$T/kds.log")

@@ -6,7 +6,9 @@
  * is slow (two mprotect calls per block per backend call) and for tests.
  * Under precision "mixed" it keeps activations as bf16 as a GPU does
  * (core/graph/precision.c); its kernels, the CPU's, compute in fp32 on
- * the bf16 values.
+ * the bf16 values. usi's commands ask it for "mixed" only with
+ * USI_GUARDED_BF16=1 (backend/device.c), so by default it gives cpu's
+ * numbers.
  * Blocks open for every thread at once: while the loader's thread copies a
  * batch into a stage, a stray access on another thread goes unseen. */
 #include <pthread.h>

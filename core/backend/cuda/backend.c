@@ -93,8 +93,9 @@ static usi_error *backward(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t
 /* The kernels that read and write activations kept as bf16 themselves
  * (core/graph/precision.c hands the others fp32 copies): convolution,
  * linear and matmul with either type on either side, activations and
- * scale likewise, binary ops, batch norm, pooling, reductions, reshape and
- * permute where input and output share a type, and layer norm and softmax
+ * scale likewise, binary ops, batch norm, pooling, reductions, dropout,
+ * drop-path and the shape ops (reshape, permute, concat, slice, pad, space to depth) where
+ * inputs and output share a type, and layer norm and softmax
  * from either into fp32 (the ones they keep). Parameters stay fp32. USI_BF16_NATIVE=off sends every node
  * through the copies: to tell a kernel's fault from the rest. */
 int32_t usi_cuda_bf16_native(const usi_tensor *t, int32_t backward)
@@ -110,8 +111,8 @@ int32_t usi_cuda_bf16_native(const usi_tensor *t, int32_t backward)
     const usi_tensor *x = t->src[0];
     /* weights, biases, statistics: fp32 (products: either, but the bias) */
     for (int32_t k = 1; k < t->n_src; k++)
-        if (t->src[k] && t->src[k]->bf16 && t->op != USI_OP_BINARY && (t->op != USI_OP_MATMUL || k > 1) &&
-            (t->op != USI_OP_LINEAR || k > 1))
+        if (t->src[k] && t->src[k]->bf16 && t->op != USI_OP_BINARY && t->op != USI_OP_CONCAT &&
+            (t->op != USI_OP_MATMUL || k > 1) && (t->op != USI_OP_LINEAR || k > 1))
             return 0;
     switch (t->op) {
     case USI_OP_MATMUL: /* a gradient summed over batches is summed in fp32 */
@@ -125,8 +126,17 @@ int32_t usi_cuda_bf16_native(const usi_tensor *t, int32_t backward)
     case USI_OP_BATCH_NORM:
     case USI_OP_POOL2D:
     case USI_OP_REDUCE:
+    case USI_OP_DROPOUT:
+    case USI_OP_DROP_PATH:
     case USI_OP_RESHAPE:
-    case USI_OP_PERMUTE: return x->bf16 == t->bf16;
+    case USI_OP_PERMUTE:
+    case USI_OP_SLICE:
+    case USI_OP_PAD:
+    case USI_OP_SPACE_TO_DEPTH: return x->bf16 == t->bf16;
+    case USI_OP_CONCAT:
+        for (int32_t k = 0; k < t->n_src; k++)
+            if (!t->src[k] || t->src[k]->bf16 != t->bf16) return 0;
+        return 1;
     case USI_OP_LAYER_NORM:
     case USI_OP_SOFTMAX: return !t->bf16; /* a bf16 input, an fp32 result */
     default: return 0;

@@ -397,9 +397,10 @@ static __device__ __forceinline__ double drng_uniform(drng *r)
 /* Each block: the first warp's lanes draw one chunk's stream each (the draws
  * are sequential within a chunk) into keep bits in shared memory; then the
  * whole block applies them to its 32 chunks with coalesced accesses. */
-// out, x: [n]
-__global__ void dropout_forward_kernel(float *out, const float *x, int64_t n, double p, float scale,
-                                       uint64_t seed, uint64_t step, uint64_t id, int32_t acc)
+// out, x: [n] of T
+template <typename T>
+__global__ void dropout_forward_kernel(T *out, const T *x, int64_t n, double p, float scale, uint64_t seed,
+                                       uint64_t step, uint64_t id, int32_t acc)
 {
     __shared__ uint32_t bits[DROP_CHUNKS_PER_BLOCK][DROP_WORDS + 1]; /* +1: lanes write other banks */
     int64_t first = (int64_t)blockIdx.x * DROP_CHUNKS_PER_BLOCK;
@@ -423,8 +424,8 @@ __global__ void dropout_forward_kernel(float *out, const float *x, int64_t n, do
         int64_t k = i - base;
         int32_t c = (int32_t)(k / DROP_CHUNK), j = (int32_t)(k % DROP_CHUNK);
         int keep = (bits[c][j >> 5] >> (j & 31)) & 1u;
-        float v = keep ? __fmul_rn(x[i], scale) : 0.0f;
-        out[i] = acc ? out[i] + v : v;
+        float v = keep ? __fmul_rn(ld(x, i), scale) : 0.0f;
+        st(out, i, acc ? ld(out, i) + v : v);
     }
 }
 
@@ -437,36 +438,46 @@ __global__ void drop_path_draw_kernel(float *keep, int64_t N, double p, float sc
     for (int64_t s = 0; s < N; s++) keep[s] = drng_uniform(&r) >= p ? scale : 0.0f;
 }
 
-// out, x: [N, per]
-__global__ void drop_path_forward_kernel(float *out, const float *x, const float *keep, int64_t N, int64_t per,
-                                         int32_t acc)
+// out, x: [N, per] of T
+template <typename T>
+__global__ void drop_path_forward_kernel(T *out, const T *x, const float *keep, int64_t N, int64_t per, int32_t acc)
 {
     GRID_STRIDE(i, N * per)
     {
-        float v = __fmul_rn(keep[i / per], x[i]);
-        out[i] = acc ? out[i] + v : v;
+        float v = __fmul_rn(keep[i / per], ld(x, i));
+        st(out, i, acc ? ld(out, i) + v : v);
     }
 }
 
-extern "C" usi_error *usi_cuda_dropout_forward(cudaStream_t s, float *out, const float *x, int64_t n, double p,
-                                               uint64_t seed, uint64_t step, uint64_t id, int32_t acc)
+extern "C" usi_error *usi_cuda_dropout_forward(cudaStream_t s, void *out, const void *x, int64_t n, double p,
+                                               uint64_t seed, uint64_t step, uint64_t id, int32_t acc, int32_t bf16)
 {
     int64_t chunks = (n + DROP_CHUNK - 1) / DROP_CHUNK;
-    int64_t blocks = (chunks + DROP_CHUNKS_PER_BLOCK - 1) / DROP_CHUNKS_PER_BLOCK;
+    unsigned blocks = (unsigned)((chunks + DROP_CHUNKS_PER_BLOCK - 1) / DROP_CHUNKS_PER_BLOCK);
     float scale = (float)(1.0 / (1.0 - p));
-    dropout_forward_kernel<<<(unsigned)(blocks ? blocks : 1), THREADS, 0, s>>>(out, x, n, p, scale, seed, step,
-                                                                                 id, acc);
+    if (bf16)
+        dropout_forward_kernel<<<blocks ? blocks : 1, THREADS, 0, s>>>((__nv_bfloat16 *)out, (const __nv_bfloat16 *)x,
+                                                                       n, p, scale,
+                                                                       seed, step, id, acc);
+    else
+        dropout_forward_kernel<<<blocks ? blocks : 1, THREADS, 0, s>>>((float *)out, (const float *)x, n, p, scale,
+                                                                       seed, step, id, acc);
     LAUNCH_CHECK("dropout_forward");
 }
 
-extern "C" usi_error *usi_cuda_drop_path_forward(cudaStream_t s, float *out, const float *x, float *keep,
-                                                 int64_t N, int64_t per, double p, uint64_t seed, uint64_t step,
-                                                 uint64_t id, int32_t acc)
+extern "C" usi_error *usi_cuda_drop_path_forward(cudaStream_t s, void *out, const void *x, float *keep, int64_t N,
+                                                 int64_t per, double p, uint64_t seed, uint64_t step, uint64_t id,
+                                                 int32_t acc, int32_t bf16)
 {
     float scale = (float)(1.0 / (1.0 - p));
     drop_path_draw_kernel<<<1, 1, 0, s>>>(keep, N, p, scale, seed, step, id);
     usi_error *e = usi_cuda_check_launch("drop_path_draw", __FILE__, __LINE__);
     if (e) return e;
-    drop_path_forward_kernel<<<grid_for(N * per), THREADS, 0, s>>>(out, x, keep, N, per, acc);
+    if (bf16)
+        drop_path_forward_kernel<<<grid_for(N * per), THREADS, 0, s>>>((__nv_bfloat16 *)out,
+                                                                       (const __nv_bfloat16 *)x, keep, N, per, acc);
+    else
+        drop_path_forward_kernel<<<grid_for(N * per), THREADS, 0, s>>>((float *)out, (const float *)x, keep, N, per,
+                                                                       acc);
     LAUNCH_CHECK("drop_path_forward");
 }

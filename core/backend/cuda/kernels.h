@@ -93,13 +93,14 @@ usi_error *usi_cuda_binary_backward(cudaStream_t s, void *dx, const void *dy, co
 /* out[n] (+)= keep ? x[n] / (1-p) : 0, the keep draws of the CPU backend bit
  * for bit: a xoshiro256** stream per chunk of 4096 elements keyed by (seed,
  * step, node id, chunk). Backward is the same call on the gradients. */
-usi_error *usi_cuda_dropout_forward(cudaStream_t s, float *out, const float *x, int64_t n, double p,
-                                    uint64_t seed, uint64_t step, uint64_t id, int32_t acc);
+usi_error *usi_cuda_dropout_forward(cudaStream_t s, void *out, const void *x, int64_t n, double p, uint64_t seed,
+                                    uint64_t step, uint64_t id, int32_t acc, int32_t bf16);
 /* out[N, per] (+)= keep[N] * x: one draw per sample, as on the CPU; keep is
- * N floats of device scratch. */
-usi_error *usi_cuda_drop_path_forward(cudaStream_t s, float *out, const float *x, float *keep, int64_t N,
-                                      int64_t per, double p, uint64_t seed, uint64_t step, uint64_t id,
-                                      int32_t acc);
+ * N floats of device scratch. out and x both float, or both bf16 (bf16 1),
+ * for dropout too. */
+usi_error *usi_cuda_drop_path_forward(cudaStream_t s, void *out, const void *x, float *keep, int64_t N, int64_t per,
+                                      double p, uint64_t seed, uint64_t step, uint64_t id, int32_t acc,
+                                      int32_t bf16);
 
 /* ---- pool.cu ---- */
 
@@ -241,16 +242,17 @@ usi_error *usi_cuda_permute_forward(cudaStream_t s, void *out, const void *x, co
 /* dx[i_perm..] (+)= dy[i0..] (a bijection: no two writes meet) */
 usi_error *usi_cuda_permute_backward(cudaStream_t s, void *dx, const void *dy, const usi_cuda_perm *p, int64_t n,
                                      int32_t acc, int32_t bf16);
+/* The shape ops' tensors are all float, or all bf16 where bf16 is 1. */
 /* dst[r * dst_row + j] (+)= src[r * src_row + j] for r < rows, j < width:
  * one input's block of a concat, or its gradient */
-usi_error *usi_cuda_copy_rows(cudaStream_t s, float *dst, int64_t dst_row, const float *src, int64_t src_row,
-                              int64_t rows, int64_t width, int32_t acc);
+usi_error *usi_cuda_copy_rows(cudaStream_t s, void *dst, int64_t dst_row, const void *src, int64_t src_row,
+                              int64_t rows, int64_t width, int32_t acc, int32_t bf16);
 /* out[O,len,I] = x[O, start + j*step, I]; x has D along the axis */
-usi_error *usi_cuda_slice_forward(cudaStream_t s, float *out, const float *x, int64_t O, int64_t len,
-                                  int64_t I, int64_t D, int64_t start, int64_t step);
+usi_error *usi_cuda_slice_forward(cudaStream_t s, void *out, const void *x, int64_t O, int64_t len, int64_t I,
+                                  int64_t D, int64_t start, int64_t step, int32_t bf16);
 /* dx[O,D,I] (+)= dy where sliced, else 0 (or unchanged) */
-usi_error *usi_cuda_slice_backward(cudaStream_t s, float *dx, const float *dy, int64_t O, int64_t len,
-                                   int64_t I, int64_t D, int64_t start, int64_t step, int32_t acc);
+usi_error *usi_cuda_slice_backward(cudaStream_t s, void *dx, const void *dy, int64_t O, int64_t len, int64_t I,
+                                   int64_t D, int64_t start, int64_t step, int32_t acc, int32_t bf16);
 
 typedef struct usi_cuda_pad {
     int32_t ndim;
@@ -258,16 +260,16 @@ typedef struct usi_cuda_pad {
 } usi_cuda_pad;
 
 /* out = x placed at `before` in a block of value */
-usi_error *usi_cuda_pad_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_pad *p, int64_t n_out,
-                                float value);
+usi_error *usi_cuda_pad_forward(cudaStream_t s, void *out, const void *x, const usi_cuda_pad *p, int64_t n_out,
+                                float value, int32_t bf16);
 /* dx (+)= dy at the positions x was placed */
-usi_error *usi_cuda_pad_backward(cudaStream_t s, float *dx, const float *dy, const usi_cuda_pad *p, int64_t n_in,
-                                 int32_t acc);
+usi_error *usi_cuda_pad_backward(cudaStream_t s, void *dx, const void *dy, const usi_cuda_pad *p, int64_t n_in,
+                                 int32_t acc, int32_t bf16);
 /* out[n, (br*b + bc)*C + c, h, w] = x[n, c, h*b + br, w*b + bc] */
-usi_error *usi_cuda_space_to_depth_forward(cudaStream_t s, float *out, const float *x, int64_t N, int64_t C,
-                                           int64_t H, int64_t W, int64_t block);
-usi_error *usi_cuda_space_to_depth_backward(cudaStream_t s, float *dx, const float *dy, int64_t N, int64_t C,
-                                            int64_t H, int64_t W, int64_t block, int32_t acc);
+usi_error *usi_cuda_space_to_depth_forward(cudaStream_t s, void *out, const void *x, int64_t N, int64_t C, int64_t H,
+                                           int64_t W, int64_t block, int32_t bf16);
+usi_error *usi_cuda_space_to_depth_backward(cudaStream_t s, void *dx, const void *dy, int64_t N, int64_t C, int64_t H,
+                                            int64_t W, int64_t block, int32_t acc, int32_t bf16);
 
 /* ---- gather.cu ---- */
 

@@ -140,21 +140,21 @@ usi_error *usi_cuda_binary_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
 usi_error *usi_cuda_dropout_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
 {
     return usi_cuda_dropout_forward(c->stream, t->data, t->src[0]->data, t->numel, t->attrs.dropout.p, ctx->seed,
-                                    ctx->step, (uint64_t)t->id, 0);
+                                    ctx->step, (uint64_t)t->id, 0, t->bf16);
 }
 
 usi_error *usi_cuda_dropout_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
 {
     if (!t->src[0]->grad) return NULL;
     return usi_cuda_dropout_forward(c->stream, t->src[0]->grad, t->grad, t->numel, t->attrs.dropout.p, ctx->seed,
-                                    ctx->step, (uint64_t)t->id, acc[0]);
+                                    ctx->step, (uint64_t)t->id, acc[0], t->bf16);
 }
 
 usi_error *usi_cuda_drop_path_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
 {
     int64_t N = t->shape[0];
     return usi_cuda_drop_path_forward(c->stream, t->data, t->src[0]->data, t->fwd_scratch, N, t->numel / N,
-                                      t->attrs.drop_path.p, ctx->seed, ctx->step, (uint64_t)t->id, 0);
+                                      t->attrs.drop_path.p, ctx->seed, ctx->step, (uint64_t)t->id, 0, t->bf16);
 }
 
 usi_error *usi_cuda_drop_path_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
@@ -162,7 +162,8 @@ usi_error *usi_cuda_drop_path_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tens
     if (!t->src[0]->grad) return NULL;
     int64_t N = t->shape[0];
     return usi_cuda_drop_path_forward(c->stream, t->src[0]->grad, t->grad, t->bwd_scratch, N, t->numel / N,
-                                      t->attrs.drop_path.p, ctx->seed, ctx->step, (uint64_t)t->id, acc[0]);
+                                      t->attrs.drop_path.p, ctx->seed, ctx->step, (uint64_t)t->id, acc[0],
+                                      t->bf16);
 }
 
 /* ---- pool2d ---- */
@@ -298,6 +299,9 @@ usi_error *usi_cuda_reshape_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor
     return usi_cuda_copy_or_add_typed(c, t->src[0]->grad, t->grad, t->numel, acc[0], t->bf16);
 }
 
+/* bytes of one element of t's value or gradient */
+static size_t elem_bytes(const usi_tensor *t) { return t->bf16 ? 2 : sizeof(float); }
+
 static void perm_plan(const usi_tensor *t, usi_cuda_perm *p)
 {
     const usi_tensor *in = t->src[0];
@@ -341,7 +345,9 @@ usi_error *usi_cuda_concat_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     for (int32_t k = 0; k < t->n_src; k++) {
         const usi_tensor *x = t->src[k];
         int64_t w = x->shape[ax] * I;
-        if (w) USI_TRY(usi_cuda_copy_rows(c->stream, (float *)t->data + at, row, x->data, w, O, w, 0));
+        if (w)
+            USI_TRY(usi_cuda_copy_rows(c->stream, (char *)t->data + at * elem_bytes(t), row, x->data, w, O, w, 0,
+                                       t->bf16));
         at += w;
     }
     return NULL;
@@ -356,7 +362,9 @@ usi_error *usi_cuda_concat_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     for (int32_t k = 0; k < t->n_src; k++) {
         const usi_tensor *x = t->src[k];
         int64_t w = x->shape[ax] * I;
-        if (x->grad && w) USI_TRY(usi_cuda_copy_rows(c->stream, x->grad, w, t->grad + at, row, O, w, acc[k]));
+        if (x->grad && w)
+            USI_TRY(usi_cuda_copy_rows(c->stream, x->grad, w, (char *)t->grad + at * elem_bytes(t), row, O, w, acc[k],
+                                       t->bf16));
         at += w;
     }
     return NULL;
@@ -368,7 +376,7 @@ usi_error *usi_cuda_slice_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *
     int32_t ax = t->attrs.slice.axis;
     int64_t O = dims_prod(t, 0, ax), I = dims_prod(t, ax + 1, t->ndim);
     return usi_cuda_slice_forward(c->stream, t->data, t->src[0]->data, O, t->shape[ax], I, t->src[0]->shape[ax],
-                                  t->attrs.slice.start, t->attrs.slice.step);
+                                  t->attrs.slice.start, t->attrs.slice.step, t->bf16);
 }
 
 usi_error *usi_cuda_slice_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
@@ -378,7 +386,7 @@ usi_error *usi_cuda_slice_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *
     int32_t ax = t->attrs.slice.axis;
     int64_t O = dims_prod(t, 0, ax), I = dims_prod(t, ax + 1, t->ndim);
     return usi_cuda_slice_backward(c->stream, t->src[0]->grad, t->grad, O, t->shape[ax], I, t->src[0]->shape[ax],
-                                   t->attrs.slice.start, t->attrs.slice.step, acc[0]);
+                                   t->attrs.slice.start, t->attrs.slice.step, acc[0], t->bf16);
 }
 
 static void pad_plan(const usi_tensor *t, usi_cuda_pad *p)
@@ -397,7 +405,8 @@ usi_error *usi_cuda_pad_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
     (void)ctx;
     usi_cuda_pad p;
     pad_plan(t, &p);
-    return usi_cuda_pad_forward(c->stream, t->data, t->src[0]->data, &p, t->numel, (float)t->attrs.pad.value);
+    return usi_cuda_pad_forward(c->stream, t->data, t->src[0]->data, &p, t->numel, (float)t->attrs.pad.value,
+                                t->bf16);
 }
 
 usi_error *usi_cuda_pad_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
@@ -406,7 +415,7 @@ usi_error *usi_cuda_pad_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t,
     if (!t->src[0]->grad) return NULL;
     usi_cuda_pad p;
     pad_plan(t, &p);
-    return usi_cuda_pad_backward(c->stream, t->src[0]->grad, t->grad, &p, t->src[0]->numel, acc[0]);
+    return usi_cuda_pad_backward(c->stream, t->src[0]->grad, t->grad, &p, t->src[0]->numel, acc[0], t->bf16);
 }
 
 usi_error *usi_cuda_space_to_depth_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t)
@@ -414,7 +423,7 @@ usi_error *usi_cuda_space_to_depth_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi
     (void)ctx;
     const usi_tensor *x = t->src[0];
     return usi_cuda_space_to_depth_forward(c->stream, t->data, x->data, x->shape[0], x->shape[1], x->shape[2],
-                                           x->shape[3], t->attrs.space_to_depth.block);
+                                           x->shape[3], t->attrs.space_to_depth.block, t->bf16);
 }
 
 usi_error *usi_cuda_space_to_depth_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
@@ -423,5 +432,5 @@ usi_error *usi_cuda_space_to_depth_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi
     const usi_tensor *x = t->src[0];
     if (!x->grad) return NULL;
     return usi_cuda_space_to_depth_backward(c->stream, x->grad, t->grad, x->shape[0], x->shape[1], x->shape[2],
-                                            x->shape[3], t->attrs.space_to_depth.block, acc[0]);
+                                            x->shape[3], t->attrs.space_to_depth.block, acc[0], t->bf16);
 }

@@ -57,31 +57,26 @@ extern "C" usi_error *usi_cuda_permute_backward(cudaStream_t s, void *dx, const 
 
 /* ---- block copies ---- */
 
-// dst: [rows, dst_row] (first width used), src: [rows, src_row]
-__global__ void copy_rows_kernel(float *dst, int64_t dst_row, const float *src, int64_t src_row, int64_t rows,
+// dst: [rows, dst_row] (first width used), src: [rows, src_row]; both of T
+template <typename T>
+__global__ void copy_rows_kernel(T *dst, int64_t dst_row, const T *src, int64_t src_row, int64_t rows,
                                  int64_t width, int32_t acc)
 {
     GRID_STRIDE(k, rows * width)
     {
         int64_t r = k / width, j = k % width;
-        float v = src[r * src_row + j];
-        float *d = dst + r * dst_row + j;
-        *d = acc ? *d + v : v;
+        float v = ld(src, r * src_row + j);
+        int64_t d = r * dst_row + j;
+        st(dst, d, acc ? ld(dst, d) + v : v);
     }
-}
-
-extern "C" usi_error *usi_cuda_copy_rows(cudaStream_t s, float *dst, int64_t dst_row, const float *src,
-                                         int64_t src_row, int64_t rows, int64_t width, int32_t acc)
-{
-    copy_rows_kernel<<<grid_for(rows * width), THREADS, 0, s>>>(dst, dst_row, src, src_row, rows, width, acc);
-    LAUNCH_CHECK("copy_rows");
 }
 
 /* ---- slice ---- */
 
-// out: [O, len, I], x: [O, D, I]
-__global__ void slice_forward_kernel(float *out, const float *x, int64_t O, int64_t len, int64_t I, int64_t D,
-                                     int64_t start, int64_t step)
+// out: [O, len, I], x: [O, D, I]; both of T
+template <typename T>
+__global__ void slice_forward_kernel(T *out, const T *x, int64_t O, int64_t len, int64_t I, int64_t D, int64_t start,
+                                     int64_t step)
 {
     GRID_STRIDE(k, O * len * I)
     {
@@ -90,81 +85,56 @@ __global__ void slice_forward_kernel(float *out, const float *x, int64_t O, int6
     }
 }
 
-// dx: [O, D, I], dy: [O, len, I]
-__global__ void slice_backward_kernel(float *dx, const float *dy, int64_t O, int64_t len, int64_t I, int64_t D,
+// dx: [O, D, I], dy: [O, len, I]; both of T
+template <typename T>
+__global__ void slice_backward_kernel(T *dx, const T *dy, int64_t O, int64_t len, int64_t I, int64_t D,
                                       int64_t start, int64_t step, int32_t acc)
 {
     GRID_STRIDE(k, O * D * I)
     {
         int64_t i = k % I, d = k / I % D, o = k / (I * D);
         int64_t rel = d - start, j = rel / step;
-        float v = rel >= 0 && rel % step == 0 && j < len ? dy[(o * len + j) * I + i] : 0.0f;
-        dx[k] = acc ? dx[k] + v : v;
+        float v = rel >= 0 && rel % step == 0 && j < len ? ld(dy, (o * len + j) * I + i) : 0.0f;
+        st(dx, k, acc ? ld(dx, k) + v : v);
     }
-}
-
-extern "C" usi_error *usi_cuda_slice_forward(cudaStream_t s, float *out, const float *x, int64_t O, int64_t len,
-                                             int64_t I, int64_t D, int64_t start, int64_t step)
-{
-    slice_forward_kernel<<<grid_for(O * len * I), THREADS, 0, s>>>(out, x, O, len, I, D, start, step);
-    LAUNCH_CHECK("slice_forward");
-}
-
-extern "C" usi_error *usi_cuda_slice_backward(cudaStream_t s, float *dx, const float *dy, int64_t O, int64_t len,
-                                              int64_t I, int64_t D, int64_t start, int64_t step, int32_t acc)
-{
-    slice_backward_kernel<<<grid_for(O * D * I), THREADS, 0, s>>>(dx, dy, O, len, I, D, start, step, acc);
-    LAUNCH_CHECK("slice_backward");
 }
 
 /* ---- pad ---- */
 
-// out: [oshape], x: [ishape] placed at `before`
-__global__ void pad_forward_kernel(float *out, const float *x, const usi_cuda_pad p, int64_t n_out, float value)
+// out: [oshape], x: [ishape] placed at `before`; both of T
+template <typename T>
+__global__ void pad_forward_kernel(T *out, const T *x, const usi_cuda_pad p, int64_t n_out, float value)
 {
     GRID_STRIDE(k, n_out)
     {
-        int64_t rem = k, off = 0, st = 1;
+        int64_t rem = k, off = 0, st_ = 1;
         int inside = 1;
         for (int32_t d = p.ndim - 1; d >= 0; d--) {
             int64_t i = rem % p.oshape[d] - p.before[d];
             rem /= p.oshape[d];
             if (i < 0 || i >= p.ishape[d]) inside = 0;
-            off += i * st;
-            st *= p.ishape[d];
+            off += i * st_;
+            st_ *= p.ishape[d];
         }
-        out[k] = inside ? x[off] : value;
+        st(out, k, inside ? ld(x, off) : value);
     }
 }
 
-// dx: [ishape], dy: [oshape]
-__global__ void pad_backward_kernel(float *dx, const float *dy, const usi_cuda_pad p, int64_t n_in, int32_t acc)
+// dx: [ishape], dy: [oshape]; both of T
+template <typename T>
+__global__ void pad_backward_kernel(T *dx, const T *dy, const usi_cuda_pad p, int64_t n_in, int32_t acc)
 {
     GRID_STRIDE(k, n_in)
     {
-        int64_t rem = k, off = 0, st = 1;
+        int64_t rem = k, off = 0, st_ = 1;
         for (int32_t d = p.ndim - 1; d >= 0; d--) {
             int64_t i = rem % p.ishape[d] + p.before[d];
             rem /= p.ishape[d];
-            off += i * st;
-            st *= p.oshape[d];
+            off += i * st_;
+            st_ *= p.oshape[d];
         }
-        dx[k] = acc ? dx[k] + dy[off] : dy[off];
+        st(dx, k, acc ? ld(dx, k) + ld(dy, off) : ld(dy, off));
     }
-}
-
-extern "C" usi_error *usi_cuda_pad_forward(cudaStream_t s, float *out, const float *x, const usi_cuda_pad *p,
-                                           int64_t n_out, float value)
-{
-    pad_forward_kernel<<<grid_for(n_out), THREADS, 0, s>>>(out, x, *p, n_out, value);
-    LAUNCH_CHECK("pad_forward");
-}
-
-extern "C" usi_error *usi_cuda_pad_backward(cudaStream_t s, float *dx, const float *dy, const usi_cuda_pad *p,
-                                            int64_t n_in, int32_t acc)
-{
-    pad_backward_kernel<<<grid_for(n_in), THREADS, 0, s>>>(dx, dy, *p, n_in, acc);
-    LAUNCH_CHECK("pad_backward");
 }
 
 /* ---- space_to_depth ---- */
@@ -179,34 +149,96 @@ static __device__ __forceinline__ int64_t s2d_src(int64_t k, int64_t C, int64_t 
     return ((n * C + c) * H + h * b + br) * W + w * b + bc;
 }
 
-__global__ void space_to_depth_forward_kernel(float *out, const float *x, int64_t N, int64_t C, int64_t H,
-                                              int64_t W, int64_t b)
+template <typename T>
+__global__ void space_to_depth_forward_kernel(T *out, const T *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                                              int64_t b)
 {
     GRID_STRIDE(k, N * C * (H / b) * (W / b) * b * b) out[k] = x[s2d_src(k, C, H, W, b)];
 }
 
-__global__ void space_to_depth_backward_kernel(float *dx, const float *dy, int64_t N, int64_t C, int64_t H,
-                                               int64_t W, int64_t b, int32_t acc)
+template <typename T>
+__global__ void space_to_depth_backward_kernel(T *dx, const T *dy, int64_t N, int64_t C, int64_t H, int64_t W,
+                                               int64_t b, int32_t acc)
 {
     GRID_STRIDE(k, N * C * (H / b) * (W / b) * b * b)
     {
         int64_t i = s2d_src(k, C, H, W, b);
-        dx[i] = acc ? dx[i] + dy[k] : dy[k];
+        st(dx, i, acc ? ld(dx, i) + ld(dy, k) : ld(dy, k));
     }
 }
 
-extern "C" usi_error *usi_cuda_space_to_depth_forward(cudaStream_t s, float *out, const float *x, int64_t N,
-                                                      int64_t C, int64_t H, int64_t W, int64_t block)
+/* ---- launchers: float, or bf16 (activations kept so) where bf16 is 1 ---- */
+
+typedef __nv_bfloat16 bf16_t;
+#define BOTH(bf, launch) (bf) ? launch(bf16_t) : launch(float)
+
+extern "C" usi_error *usi_cuda_copy_rows(cudaStream_t s, void *dst, int64_t dst_row, const void *src,
+                                         int64_t src_row, int64_t rows, int64_t width, int32_t acc, int32_t bf16)
+{
+#define L(T) copy_rows_kernel<T><<<grid_for(rows * width), THREADS, 0, s>>>((T *)dst, dst_row, (const T *)src, \
+                                                                             src_row, rows, width, acc)
+    BOTH(bf16, L);
+#undef L
+    LAUNCH_CHECK("copy_rows");
+}
+
+extern "C" usi_error *usi_cuda_slice_forward(cudaStream_t s, void *out, const void *x, int64_t O, int64_t len,
+                                             int64_t I, int64_t D, int64_t start, int64_t step, int32_t bf16)
+{
+#define L(T) slice_forward_kernel<T><<<grid_for(O * len * I), THREADS, 0, s>>>((T *)out, (const T *)x, O, len, I, D, \
+                                                                               start, step)
+    BOTH(bf16, L);
+#undef L
+    LAUNCH_CHECK("slice_forward");
+}
+
+extern "C" usi_error *usi_cuda_slice_backward(cudaStream_t s, void *dx, const void *dy, int64_t O, int64_t len,
+                                              int64_t I, int64_t D, int64_t start, int64_t step, int32_t acc,
+                                              int32_t bf16)
+{
+#define L(T) slice_backward_kernel<T><<<grid_for(O * D * I), THREADS, 0, s>>>((T *)dx, (const T *)dy, O, len, I, D, \
+                                                                              start, step, acc)
+    BOTH(bf16, L);
+#undef L
+    LAUNCH_CHECK("slice_backward");
+}
+
+extern "C" usi_error *usi_cuda_pad_forward(cudaStream_t s, void *out, const void *x, const usi_cuda_pad *p,
+                                           int64_t n_out, float value, int32_t bf16)
+{
+#define L(T) pad_forward_kernel<T><<<grid_for(n_out), THREADS, 0, s>>>((T *)out, (const T *)x, *p, n_out, value)
+    BOTH(bf16, L);
+#undef L
+    LAUNCH_CHECK("pad_forward");
+}
+
+extern "C" usi_error *usi_cuda_pad_backward(cudaStream_t s, void *dx, const void *dy, const usi_cuda_pad *p,
+                                            int64_t n_in, int32_t acc, int32_t bf16)
+{
+#define L(T) pad_backward_kernel<T><<<grid_for(n_in), THREADS, 0, s>>>((T *)dx, (const T *)dy, *p, n_in, acc)
+    BOTH(bf16, L);
+#undef L
+    LAUNCH_CHECK("pad_backward");
+}
+
+extern "C" usi_error *usi_cuda_space_to_depth_forward(cudaStream_t s, void *out, const void *x, int64_t N,
+                                                      int64_t C, int64_t H, int64_t W, int64_t block, int32_t bf16)
 {
     int64_t n = N * C * (H / block) * (W / block) * block * block;
-    space_to_depth_forward_kernel<<<grid_for(n), THREADS, 0, s>>>(out, x, N, C, H, W, block);
+#define L(T) space_to_depth_forward_kernel<T><<<grid_for(n), THREADS, 0, s>>>((T *)out, (const T *)x, N, C, H, W, block)
+    BOTH(bf16, L);
+#undef L
     LAUNCH_CHECK("space_to_depth_forward");
 }
 
-extern "C" usi_error *usi_cuda_space_to_depth_backward(cudaStream_t s, float *dx, const float *dy, int64_t N,
-                                                       int64_t C, int64_t H, int64_t W, int64_t block, int32_t acc)
+extern "C" usi_error *usi_cuda_space_to_depth_backward(cudaStream_t s, void *dx, const void *dy, int64_t N,
+                                                       int64_t C, int64_t H, int64_t W, int64_t block, int32_t acc,
+                                                       int32_t bf16)
 {
     int64_t n = N * C * (H / block) * (W / block) * block * block;
-    space_to_depth_backward_kernel<<<grid_for(n), THREADS, 0, s>>>(dx, dy, N, C, H, W, block, acc);
+#define L(T) space_to_depth_backward_kernel<T><<<grid_for(n), THREADS, 0, s>>>((T *)dx, (const T *)dy, N, C, H, W, \
+                                                                                block, acc)
+    BOTH(bf16, L);
+#undef L
     LAUNCH_CHECK("space_to_depth_backward");
 }
