@@ -26,6 +26,9 @@ const char *usi_op_name(int32_t op)
     return op >= 0 && op < USI_OP_COUNT ? op_names[op] : "?";
 }
 
+/* Bit i of a mask of inputs; inputs past the 32nd have none. */
+static int mask_bit(uint32_t mask, int32_t i) { return i < 32 && ((mask >> i) & 1u); }
+
 usi_tensor *usi_begin(usi_graph *g, int32_t op, const char *opname,
                       int32_t n_src, usi_tensor *const *src,
                       uint32_t optional_mask, uint32_t int_mask)
@@ -33,7 +36,7 @@ usi_tensor *usi_begin(usi_graph *g, int32_t op, const char *opname,
     if (!g || g->error) return NULL;
     for (int32_t i = 0; i < n_src; i++) {
         if (!src[i]) {
-            if (optional_mask & (1u << i)) continue;
+            if (mask_bit(optional_mask, i)) continue;
             return NULL; /* a failed producer already recorded why */
         }
         if (src[i]->graph != g) {
@@ -41,7 +44,7 @@ usi_tensor *usi_begin(usi_graph *g, int32_t op, const char *opname,
                            opname, i, src[i]->name);
             return NULL;
         }
-        if (!(int_mask & (1u << i)) && src[i]->dtype != USI_DTYPE_F32) {
+        if (!mask_bit(int_mask, i) && src[i]->dtype != USI_DTYPE_F32) {
             usi_graph_fail(g, "%s: input %d ('%s') is not float", opname, i,
                            src[i]->name);
             return NULL;

@@ -102,7 +102,7 @@ static int32_t value_dies(const usi_graph *g, const usi_tensor *t, int32_t T)
         for (int32_t k = 0; k < c->n_src; k++) {
             if (c->src[k] != t) continue;
             int32_t d = j;
-            if (c->has_grad && (mask & (1u << k))) d = 2 * n - 1 - j;
+            if (c->has_grad && k < 32 && (mask & (1u << k))) d = 2 * n - 1 - j;
             if (d > dies) dies = d;
         }
     }

@@ -62,9 +62,14 @@ static void check_workspace(void)
     CHECK(!e, "graph: %s", e ? usi_error_message(e) : "");
     usi_error_free(e);
     if (!bn || !ln_last || !ln_chan || !dp || !ce || !sce || !kl || !act) return;
-    expect_ws(bn, 1, 3 * 6 * sizeof(float), 128, 128,
-              "batch norm: mean, 1/std, var per channel; the sums over ranks of dist.sync_bn, 1 + 2C doubles");
-    expect_ws(bn, 0, 3 * 6 * sizeof(float), 128, 128,
+    CHECK(usi_cuda_bn_segments(2, 35) == 1 && usi_cuda_bn_segments(1, 8193) == 2 &&
+              usi_cuda_bn_segments(256, 56 * 56) == 64,
+          "batch-norm segments: one per 8192 values of a channel, 1 to 64");
+    /* x [2, 6, 5, 7]: 70 values a channel, one segment: 1 + 2C + 2C doubles, 200 B -> 256 */
+    expect_ws(bn, 1, 3 * 6 * sizeof(float), 256, 256,
+              "batch norm: mean, 1/std, var per channel; the sums over ranks of dist.sync_bn, 1 + 2C doubles, "
+              "and their segments' partial sums");
+    expect_ws(bn, 0, 3 * 6 * sizeof(float), 256, 256,
               "batch norm without running statistics, eval: batch statistics still, and our kernels' sums");
     expect_ws(ln_last, 1, 2 * 2 * 6 * 5 * sizeof(float), 0, 0, "layer norm (last): 2 per row");
     expect_ws(ln_chan, 1, 2 * 2 * 5 * 7 * sizeof(float), 0, 0, "layer norm (channels): 2 per position");

@@ -194,6 +194,14 @@ usi_error *usi_cuda_batchnorm_backward(cudaStream_t s, void *dx, float *dw, floa
                                        int32_t bf);
 /* *counter += 1 (batch norm's num_batches_tracked) */
 usi_error *usi_cuda_counter_forward(cudaStream_t s, int64_t *counter);
+/* The sums are split over this many segments of a channel's O*I values
+ * (a block each); their partial sums take 2C * segments doubles after the
+ * 1 + 2C sums in the same scratch. */
+static inline int64_t usi_cuda_bn_segments(int64_t O, int64_t I)
+{
+    int64_t s = (O * I + 8191) / 8192;
+    return s < 1 ? 1 : s > 64 ? 64 : s;
+}
 /* Batch norm over ranks (dist.sync_bn), in steps around a sum over ranks of
  * sums[1 + 2C] (device doubles) that the caller makes in between:
  * stats: sums = [count, sum x[C], sum x^2[C]] of this rank's batch (the

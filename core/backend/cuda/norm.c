@@ -10,7 +10,8 @@
  * by the eval and sync paths only.
  *
  * With a collective (dist.sync_bn) batch statistics are every rank's: our
- * kernels compute this rank's sums into the node's scratch, the sums go
+ * kernels compute this rank's sums into the node's scratch (each channel's
+ * values split over blocks, partial sums added in a fixed order), the sums go
  * over ranks (NCCL on this stream, or through host memory), and our kernels
  * normalise and update the running statistics; backward likewise.
  * USI_CUDA_BATCH_NORM=ours runs those kernels on one rank's batch (no sum)
@@ -23,6 +24,17 @@
 
 #include "backend/cuda/cuda.h"
 
+static void view3(const usi_tensor *x, int32_t axis, int64_t *outer, int64_t *C, int64_t *inner);
+
+/* A batch norm's scratch for our kernels: the 1 + 2C sums (what goes over
+ * ranks), then the partial sums of the channels' segments. */
+static size_t sums_doubles(const usi_tensor *x)
+{
+    int64_t O, C, I;
+    view3(x, 1, &O, &C, &I);
+    return (size_t)(1 + 2 * C + 2 * C * usi_cuda_bn_segments(O, I));
+}
+
 void usi_cuda_norm_workspace(usi_tensor *t, int32_t training)
 {
     (void)training;
@@ -31,9 +43,9 @@ void usi_cuda_norm_workspace(usi_tensor *t, int32_t training)
     t->saved_bytes = (t->op == USI_OP_BATCH_NORM ? 3 : 2) * (size_t)n * sizeof(float);
     /* the sums of our kernels (over ranks for dist.sync_bn: a graph learns
      * of its collective after it is planned; always for a norm kept as
-     * bf16, also in eval graphs without running statistics): 1 + 2C doubles */
+     * bf16, also in eval graphs without running statistics) */
     if (t->op == USI_OP_BATCH_NORM && t->attrs.batch_norm.batch_stats)
-        t->fwd_scratch_bytes = t->bwd_scratch_bytes = ((size_t)(1 + 2 * n) * sizeof(double) + 63) / 64 * 64;
+        t->fwd_scratch_bytes = t->bwd_scratch_bytes = (sums_doubles(x) * sizeof(double) + 63) / 64 * 64;
 }
 
 static void view3(const usi_tensor *x, int32_t axis, int64_t *outer, int64_t *C, int64_t *inner)
@@ -126,7 +138,7 @@ static usi_error *batch_norm_fwd_sync(usi_cuda *c, usi_collective *coll, usi_ten
 {
     const struct usi_attrs_batch_norm *a = &t->attrs.batch_norm;
     double *sums = t->fwd_scratch;
-    if (!sums || t->fwd_scratch_bytes < (size_t)(1 + 2 * C) * sizeof(double))
+    if (!sums || t->fwd_scratch_bytes < sums_doubles(t->src[0]) * sizeof(double))
         return usi_error_new(USI_ERR_INTERNAL, "batch norm over ranks: no scratch for its sums");
     float *rm = t->src[3] ? t->src[3]->data : NULL, *rv = t->src[4] ? t->src[4]->data : NULL;
     int64_t *counter = rm && rv && t->n_src > 5 && t->src[5] ? t->src[5]->data : NULL;
@@ -144,7 +156,7 @@ static usi_error *batch_norm_bwd_sync(usi_cuda *c, usi_collective *coll, usi_ten
                                       int64_t O, int64_t C, int64_t I)
 {
     double *sums = t->bwd_scratch;
-    if (!sums || t->bwd_scratch_bytes < (size_t)(1 + 2 * C) * sizeof(double))
+    if (!sums || t->bwd_scratch_bytes < sums_doubles(t->src[0]) * sizeof(double))
         return usi_error_new(USI_ERR_INTERNAL, "batch norm over ranks: no scratch for its sums");
     const void *x = t->src[0]->data;
     const float *mean = t->saved, *invstd = mean + C;

@@ -326,33 +326,84 @@ extern "C" usi_error *usi_cuda_counter_forward(cudaStream_t s, int64_t *counter)
 
 /* ---- batch norm over ranks (dist.sync_bn): the CPU backend's sums ---- */
 
-/* A block per channel: [count, sum x, q + K (2 s - n K)] with K the
- * rank's float mean and q = sum (x - K)^2 (core/backend/cpu/norm.c). */
-// sums: [1 + 2C]; x: [O, C, I] of T
+/* Per-channel sums split over segments of the channel's O*I values, a
+ * block per (segment, channel), so that a layer of few channels still
+ * fills the GPU; each block writes its partial sum and a second kernel adds
+ * a channel's partials in segment order (no atomics: the same sums every
+ * run). The partials live after the 1 + 2C sums in the node's scratch:
+ * 2C * usi_cuda_bn_segments(O, I) doubles. */
+
+/* Start of segment s's (o, i) range and its length. */
+static __device__ __forceinline__ void segment(int64_t OI, int64_t S, int64_t s, int64_t *j0, int64_t *len)
+{
+    int64_t L = (OI + S - 1) / S;
+    *j0 = s * L;
+    *len = *j0 >= OI ? 0 : (OI - *j0 < L ? OI - *j0 : L);
+}
+
+/* Sum over this block's segment of channel c of f(k), k the element index
+ * in [O, C, I]: (o, i) advanced by the block's stride (dO whole rows and
+ * dI more) without a division per element. */
+#define SEGMENT_LOOP(k, O, C, I, S, c, body)                                                  \
+    do {                                                                                      \
+        int64_t j0_, len_;                                                                    \
+        segment((O) * (I), (S), blockIdx.x, &j0_, &len_);                                     \
+        int64_t j_ = threadIdx.x, o_ = (j0_ + j_) / (I), i_ = (j0_ + j_) % (I);               \
+        const int64_t dO_ = blockDim.x / (I), dI_ = blockDim.x % (I);                         \
+        for (; j_ < len_; j_ += blockDim.x) {                                                 \
+            int64_t k = (o_ * (C) + (c)) * (I) + i_;                                          \
+            body;                                                                             \
+            o_ += dO_;                                                                        \
+            i_ += dI_;                                                                        \
+            if (i_ >= (I)) {                                                                  \
+                i_ -= (I);                                                                    \
+                o_++;                                                                         \
+            }                                                                                 \
+        }                                                                                     \
+    } while (0)
+
+// part: [C, S] partial sums of x (shift 0) or of (x - K[c])^2 with K the
+// float in sums[1 + C + c] (shift 1); x: [O, C, I] of T; grid (S, C)
 template <typename T>
-__global__ void batchnorm_sync_stats_kernel(double *sums, const T *x, int64_t O, int64_t C, int64_t I,
-                                            int32_t idle)
+__global__ void batchnorm_partial_kernel(double *part, const double *sums, const T *x, int64_t O, int64_t C,
+                                         int64_t I, int64_t S, int32_t shift)
 {
     __shared__ double shared[32];
-    double n = idle ? 0.0 : (double)(O * I);
-    if (blockIdx.x == 0 && threadIdx.x == 0) sums[0] = n;
-    for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
+    for (int64_t c = blockIdx.y; c < C; c += gridDim.y) {
+        float K = shift ? (float)sums[1 + C + c] : 0.0f;
+        double acc = 0;
+        if (shift)
+            SEGMENT_LOOP(k, O, C, I, S, c, {
+                float d = ld(x, k) - K;
+                acc += (double)d * d;
+            });
+        else
+            SEGMENT_LOOP(k, O, C, I, S, c, acc += ld(x, k));
+        acc = block_sum_d(acc, shared);
+        if (threadIdx.x == 0) part[c * S + blockIdx.x] = acc;
+    }
+}
+
+/* sums = [count, sum x, q + K (2 s - n K)] with K the rank's float mean
+ * and q = sum (x - K)^2 (core/backend/cpu/norm.c's formula): step 0 adds
+ * the partial sums of x and leaves K in sums[1 + C + c]; step 1 adds the
+ * partial q. All zeros when idle. */
+__global__ void batchnorm_stats_finish_kernel(double *sums, const double *part, int64_t C, int64_t S, double n,
+                                              int32_t step, int32_t idle)
+{
+    if (blockIdx.x == 0 && threadIdx.x == 0) sums[0] = idle ? 0.0 : n;
+    GRID_STRIDE(c, C)
+    {
+        double a = 0;
+        for (int64_t s = 0; s < S; s++) a += part[c * S + s];
         if (idle) {
-            if (threadIdx.x == 0) sums[1 + c] = sums[1 + C + c] = 0.0;
-            continue;
-        }
-        double s = 0, q = 0;
-        for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) s += ld(x, (j / I * C + c) * I + j % I);
-        s = block_sum_d(s, shared);
-        float K = (float)(s / n);
-        for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) {
-            float d = ld(x, (j / I * C + c) * I + j % I) - K;
-            q += (double)d * d;
-        }
-        q = block_sum_d(q, shared);
-        if (threadIdx.x == 0) {
-            sums[1 + c] = s;
-            sums[1 + C + c] = q + (double)K * (2.0 * s - n * (double)K);
+            sums[1 + c] = sums[1 + C + c] = 0.0;
+        } else if (step == 0) {
+            sums[1 + c] = a;
+            sums[1 + C + c] = (double)(float)(a / n);
+        } else {
+            double K = sums[1 + C + c], sx = sums[1 + c];
+            sums[1 + C + c] = a + K * (2.0 * sx - n * K);
         }
     }
 }
@@ -379,33 +430,50 @@ __global__ void batchnorm_sync_finish_kernel(float *saved, float *rm, float *rv,
     }
 }
 
-/* A block per channel: this rank's sum dy and sum dy*xh into dw, db and,
- * zero when idle, into sums. */
-// sums: [1 + 2C]; dy, x: [O, C, I] of T; dw, db, mean, invstd: [C]
+/* This rank's sum dy and sum dy*(x - mean) per channel, over segments as
+ * above: part [2, C, S]. */
+// dy, x: [O, C, I] of T; mean: [C]; grid (S, C)
 template <typename T>
-__global__ void batchnorm_sync_grad_sums_kernel(double *sums, float *dw, float *db, const T *dy,
-                                                const T *x, const float *mean, const float *invstd, int64_t O,
-                                                int64_t C, int64_t I, int32_t idle, int32_t acc_w, int32_t acc_b)
+__global__ void batchnorm_grad_partial_kernel(double *part, const T *dy, const T *x, const float *mean, int64_t O,
+                                              int64_t C, int64_t I, int64_t S)
 {
     __shared__ double shared[32];
-    if (blockIdx.x == 0 && threadIdx.x == 0) sums[0] = idle ? 0.0 : (double)(O * I);
-    for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
-        float m = mean[c], is = invstd[c];
-        double sdy = 0, sdyxh = 0;
-        for (int64_t j = threadIdx.x; j < O * I; j += blockDim.x) {
-            int64_t k = (j / I * C + c) * I + j % I;
+    for (int64_t c = blockIdx.y; c < C; c += gridDim.y) {
+        float m = mean[c];
+        double sdy = 0, sdyx = 0;
+        SEGMENT_LOOP(k, O, C, I, S, c, {
             float g = ld(dy, k);
             sdy += g;
-            sdyxh += (double)(g * (ld(x, k) - m));
-        }
+            sdyx += (double)(g * (ld(x, k) - m));
+        });
         sdy = block_sum_d(sdy, shared);
-        sdyxh = block_sum_d(sdyxh, shared) * is;
+        sdyx = block_sum_d(sdyx, shared);
         if (threadIdx.x == 0) {
-            if (dw) dw[c] = (acc_w ? dw[c] : 0.0f) + (float)sdyxh;
-            if (db) db[c] = (acc_b ? db[c] : 0.0f) + (float)sdy;
-            sums[1 + c] = idle ? 0.0 : sdy;
-            sums[1 + C + c] = idle ? 0.0 : sdyxh;
+            part[c * S + blockIdx.x] = sdy;
+            part[(C + c) * S + blockIdx.x] = sdyx;
         }
+    }
+}
+
+/* dw, db (+)= this rank's sums; sums = [count, sum dy, sum dy*xh], zero
+ * when idle. */
+__global__ void batchnorm_grad_finish_kernel(double *sums, float *dw, float *db, const double *part,
+                                             const float *invstd, int64_t C, int64_t S, double n, int32_t idle,
+                                             int32_t acc_w, int32_t acc_b)
+{
+    if (blockIdx.x == 0 && threadIdx.x == 0) sums[0] = idle ? 0.0 : n;
+    GRID_STRIDE(c, C)
+    {
+        double sdy = 0, sdyx = 0;
+        for (int64_t s = 0; s < S; s++) {
+            sdy += part[c * S + s];
+            sdyx += part[(C + c) * S + s];
+        }
+        double sdyxh = sdyx * invstd[c];
+        if (dw) dw[c] = (acc_w ? dw[c] : 0.0f) + (float)sdyxh;
+        if (db) db[c] = (acc_b ? db[c] : 0.0f) + (float)sdy;
+        sums[1 + c] = idle ? 0.0 : sdy;
+        sums[1 + C + c] = idle ? 0.0 : sdyxh;
     }
 }
 
@@ -426,12 +494,29 @@ __global__ void batchnorm_sync_grad_input_kernel(T *dx, const double *sums, cons
     }
 }
 
+static dim3 segment_grid(int64_t S, int64_t C) { return dim3((unsigned)S, (unsigned)(C < 65535 ? C : 65535)); }
+
 extern "C" usi_error *usi_cuda_batchnorm_sync_stats(cudaStream_t s, double *sums, const void *x, int64_t O,
                                                     int64_t C, int64_t I, int32_t idle, int32_t bf)
 {
-    if (bf) batchnorm_sync_stats_kernel<<<channel_blocks(C), THREADS, 0, s>>>(sums, (const bf16 *)x, O, C, I, idle);
-    else batchnorm_sync_stats_kernel<<<channel_blocks(C), THREADS, 0, s>>>(sums, (const float *)x, O, C, I, idle);
-    LAUNCH_CHECK("batchnorm_sync_stats");
+    int64_t S = usi_cuda_bn_segments(O, I);
+    double *part = sums + 1 + 2 * C, n = (double)(O * I);
+    for (int32_t step = 0; step < 2; step++) {
+        if (!idle) {
+            if (bf)
+                batchnorm_partial_kernel<<<segment_grid(S, C), THREADS, 0, s>>>(part, sums, (const bf16 *)x, O, C, I,
+                                                                                 S, step);
+            else
+                batchnorm_partial_kernel<<<segment_grid(S, C), THREADS, 0, s>>>(part, sums, (const float *)x, O, C, I,
+                                                                                 S, step);
+            usi_error *e = usi_cuda_check_launch("batchnorm_partial", __FILE__, __LINE__);
+            if (e) return e;
+        }
+        batchnorm_stats_finish_kernel<<<grid_for(C), THREADS, 0, s>>>(sums, part, C, idle ? 0 : S, n, step, idle);
+        usi_error *e = usi_cuda_check_launch("batchnorm_stats_finish", __FILE__, __LINE__);
+        if (e || idle) return e;
+    }
+    return NULL;
 }
 
 extern "C" usi_error *usi_cuda_batchnorm_sync_finish(cudaStream_t s, void *out, float *saved, float *rm, float *rv,
@@ -449,13 +534,19 @@ extern "C" usi_error *usi_cuda_batchnorm_sync_grad_sums(cudaStream_t s, double *
                                                         const float *invstd, int64_t O, int64_t C, int64_t I,
                                                         int32_t idle, int32_t acc_w, int32_t acc_b, int32_t bf)
 {
+    int64_t S = usi_cuda_bn_segments(O, I);
+    double *part = sums + 1 + 2 * C;
     if (bf)
-        batchnorm_sync_grad_sums_kernel<<<channel_blocks(C), THREADS, 0, s>>>(
-            sums, dw, db, (const bf16 *)dy, (const bf16 *)x, mean, invstd, O, C, I, idle, acc_w, acc_b);
+        batchnorm_grad_partial_kernel<<<segment_grid(S, C), THREADS, 0, s>>>(part, (const bf16 *)dy, (const bf16 *)x,
+                                                                              mean, O, C, I, S);
     else
-        batchnorm_sync_grad_sums_kernel<<<channel_blocks(C), THREADS, 0, s>>>(
-            sums, dw, db, (const float *)dy, (const float *)x, mean, invstd, O, C, I, idle, acc_w, acc_b);
-    LAUNCH_CHECK("batchnorm_sync_grad_sums");
+        batchnorm_grad_partial_kernel<<<segment_grid(S, C), THREADS, 0, s>>>(part, (const float *)dy,
+                                                                              (const float *)x, mean, O, C, I, S);
+    usi_error *e = usi_cuda_check_launch("batchnorm_grad_partial", __FILE__, __LINE__);
+    if (e) return e;
+    batchnorm_grad_finish_kernel<<<grid_for(C), THREADS, 0, s>>>(sums, dw, db, part, invstd, C, S, (double)(O * I),
+                                                                 idle, acc_w, acc_b);
+    LAUNCH_CHECK("batchnorm_grad_finish");
 }
 
 extern "C" usi_error *usi_cuda_batchnorm_sync_grad_input(cudaStream_t s, void *dx, const double *sums,
