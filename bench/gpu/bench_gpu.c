@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend/backend.h"
 #include "backend/device.h"
 #include "backend/optim_args.h"
 #include "graph/graph.h"
@@ -324,6 +325,15 @@ static void worst_tensors(const snapshot *g, const snapshot *c, const snapshot *
     }
 }
 
+/* What bf16 storage alone makes of a step: cpu-guarded under "mixed" (fp32
+ * kernels on activations kept as bf16), a device of its own. */
+static usi_device *storage_emulation(void)
+{
+    static usi_device emu;
+    emu = (usi_device){.name = "cpu-guarded", .be = usi_cpu_guarded_backend(), .mixed = 1};
+    return &emu;
+}
+
 /* The device against the CPU, beside the CPU against itself on inputs
  * perturbed by 1e-6 relative: a network's own sensitivity (batch norm over
  * few values, a random-init loss) sets how close two correct fp32
@@ -340,16 +350,12 @@ static int check(const opts *o, usi_device *d, int mixed)
     memset(&p, 0, sizeof p);
     memset(&g, 0, sizeof g);
     memset(&b, 0, sizeof b);
-    usi_device *emu = NULL;
     usi_error *e = usi_device_set_mixed(d, mixed);
     if (!e) e = one_step(usi_device_cpu(), o, 0, &c);
     if (!e) e = one_step(usi_device_cpu(), o, 1e-6, &p);
     if (!e) e = one_step(d, o, 0, &g);
     usi_error_free(usi_device_set_mixed(d, 0));
-    if (!e && mixed) e = usi_device_open("cpu-guarded", &emu);
-    if (!e && mixed) e = usi_device_set_mixed(emu, 1);
-    if (!e && mixed) e = one_step(emu, o, 0, &b);
-    if (emu) usi_error_free(usi_device_set_mixed(emu, 0));
+    if (!e && mixed) e = one_step(storage_emulation(), o, 0, &b);
     if (e) {
         fprintf(stderr, "check: %s\n", usi_error_message(e));
         usi_error_free(e);
@@ -417,16 +423,12 @@ static int check_nodes(const opts *o, usi_device *d)
     memset(&g, 0, sizeof g);
     memset(&b, 0, sizeof b);
     int mixed = o->precisions == 2;
-    usi_device *emu = NULL;
     usi_error *e = node_step(usi_device_cpu(), o, 0, &c);
     if (!e) e = node_step(usi_device_cpu(), o, 1e-6, &p);
     if (!e) e = usi_device_set_mixed(d, mixed);
     if (!e) e = node_step(d, o, 0, &g);
     usi_error_free(usi_device_set_mixed(d, 0));
-    if (!e && mixed) e = usi_device_open("cpu-guarded", &emu);
-    if (!e && mixed) e = usi_device_set_mixed(emu, 1);
-    if (!e && mixed) e = node_step(emu, o, 0, &b);
-    if (emu) usi_error_free(usi_device_set_mixed(emu, 0));
+    if (!e && mixed) e = node_step(storage_emulation(), o, 0, &b);
     int bad = 0;
     normwise = mixed;
     printf("check-nodes %s batch %d at %d: %s %s vs cpu fp32, each tensor %s\n", o->model, o->check_batch,

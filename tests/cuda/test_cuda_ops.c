@@ -463,12 +463,9 @@ static void run_case(const ocase *c)
     CHECK(!eg, "%s on cuda: %s", c->name, eg ? usi_error_message(eg) : "");
     int storage = 0;
     if (usi_device_mixed(gpu)) {
-        usi_device *emu = NULL;
-        es = usi_device_open("cpu-guarded", &emu);
-        int was = emu ? usi_device_mixed(emu) : 0;
-        if (!es) es = usi_device_set_mixed(emu, 1);
-        if (!es) es = run(emu, c, &rs);
-        if (emu) usi_error_free(usi_device_set_mixed(emu, was));
+        /* cpu-guarded under "mixed", a device of its own */
+        usi_device emu = {.name = "cpu-guarded", .be = usi_cpu_guarded_backend(), .mixed = 1};
+        es = run(&emu, c, &rs);
         CHECK(!es, "%s on cpu-guarded under mixed: %s", c->name, es ? usi_error_message(es) : "");
         storage = !es;
     }

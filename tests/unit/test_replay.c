@@ -103,6 +103,19 @@ static void run_passes(usi_device *dev, int training, int vary, int *wrong)
     usi_graph_free(g);
 }
 
+/* The passes with recordings that behave as `kind`: no value or gradient
+ * wrong, and the recordings and replays counted. */
+static void expect(usi_device *d, int kind, int training, int vary, int want_records, int want_replays,
+                   const char *what)
+{
+    int wrong;
+    behaviour = kind;
+    records = replays = 0;
+    run_passes(d, training, vary, &wrong);
+    CHECK(wrong == 0 && records == want_records && replays == want_replays, "%s: %d wrong, %d records, %d replays",
+          what, wrong, records, replays);
+}
+
 int main(void)
 {
     usi_device *guarded;
@@ -114,56 +127,22 @@ int main(void)
     be.rec_free = f_rec_free;
     usi_device fake = {.name = "fake", .be = &be};
     setenv("USI_GRAPH_REPLAY", "on", 1);
-    int wrong;
 
-    behaviour = FAITHFUL;
-    run_passes(&fake, 0, 1, &wrong);
     /* recorded at pass 6, replayed for the check and every pass after */
-    CHECK(wrong == 0 && records == 1 && replays == 1 + 6, "faithful: %d wrong, %d records, %d replays", wrong,
-          records, replays);
-
+    expect(&fake, FAITHFUL, 0, 1, 1, 1 + 6, "faithful");
     /* one input throughout: the outputs before the checked replay already
      * hold its right values, so the check must not read those */
-    behaviour = NOTHING;
-    records = replays = 0;
-    run_passes(&fake, 0, 0, &wrong);
-    CHECK(wrong == 0 && records == 1 && replays == 1, "a replay that writes nothing: %d wrong, %d records, %d "
-          "replays (the check must end replaying)", wrong, records, replays);
-    records = replays = 0;
-    run_passes(&fake, 0, 1, &wrong);
-    CHECK(wrong == 0 && records == 1 && replays == 1, "a replay that writes nothing, inputs varying: %d wrong, %d "
-          "records, %d replays", wrong, records, replays);
-
+    expect(&fake, NOTHING, 0, 0, 1, 1, "a replay that writes nothing (the check must end replaying)");
+    expect(&fake, NOTHING, 0, 1, 1, 1, "a replay that writes nothing, inputs varying");
     /* a replay whose first row is NaN and the rest right */
-    behaviour = FIRST_ROW_NAN;
-    records = replays = 0;
-    run_passes(&fake, 0, 1, &wrong);
-    CHECK(wrong == 0 && records == 1 && replays == 1, "a replay with one row NaN: %d wrong, %d records, %d replays "
-          "(the check must end replaying)", wrong, records, replays);
-
-    behaviour = FAILS;
-    records = replays = 0;
-    run_passes(&fake, 0, 1, &wrong);
-    CHECK(wrong == 0 && records == 1 && replays == 1, "a failing replay: %d wrong, %d records, %d replays", wrong,
-          records, replays);
-
+    expect(&fake, FIRST_ROW_NAN, 0, 1, 1, 1, "a replay with one row NaN (the check must end replaying)");
+    expect(&fake, FAILS, 0, 1, 1, 1, "a failing replay");
     /* a training graph: forward and backward recorded, the check's replay
      * of backward put back (gradients accumulate) */
-    behaviour = FAITHFUL;
-    records = replays = 0;
-    run_passes(&fake, 1, 1, &wrong);
-    CHECK(wrong == 0 && records == 2 && replays == 2 * (1 + 6), "training: %d wrong, %d records, %d replays", wrong,
-          records, replays);
-    behaviour = NOTHING;
-    records = replays = 0;
-    run_passes(&fake, 1, 0, &wrong);
-    CHECK(wrong == 0 && records == 2 && replays == 2, "training, replays that write nothing: %d wrong, %d records, "
-          "%d replays", wrong, records, replays);
-    behaviour = FAITHFUL;
+    expect(&fake, FAITHFUL, 1, 1, 2, 2 * (1 + 6), "training");
+    expect(&fake, NOTHING, 1, 0, 2, 2, "training, replays that write nothing");
 
     setenv("USI_GRAPH_REPLAY", "off", 1);
-    records = replays = 0;
-    run_passes(&fake, 0, 1, &wrong);
-    CHECK(wrong == 0 && records == 0, "USI_GRAPH_REPLAY=off: %d wrong, %d records", wrong, records);
+    expect(&fake, FAITHFUL, 0, 1, 0, 0, "USI_GRAPH_REPLAY=off");
     return check_status("replay");
 }
