@@ -128,8 +128,8 @@ static int first_use(const usi_tensor *t, int32_t k)
 
 /* What the fp32 copies of one pass hold, in order, and where: the sizes
  * the planner reserves and the pointers run time hands out come from this
- * one walk. wide_value[k] / wide_grad[k] for the first use of each bf16
- * source, then t's own. */
+ * one walk. value[k] / grad[k] for the first use of each bf16 source k,
+ * then t's own at MAX_HELD. */
 typedef struct widen_plan {
     size_t value_off[MAX_HELD + 1], grad_off[MAX_HELD + 1];
     int32_t value[MAX_HELD + 1], grad[MAX_HELD + 1]; /* 1: copied */
@@ -203,14 +203,18 @@ static void put_back(held *h, int32_t n)
 
 /* Every bf16 tensor of t off for the call: a kernel that picks its types
  * from the flags then sees what it gets, fp32 (copies, or memory it does
- * not read). The first of held is t itself. */
-static int32_t clear_flags(usi_tensor *t, held *h)
+ * not read). The first of held is t itself; at[k] is source k's entry. */
+static int32_t clear_flags(usi_tensor *t, held *h, int32_t *at)
 {
     int32_t n = 0;
     h[n++] = (held){t, t->data, t->grad, t->bf16};
     for (int32_t k = 0; k < t->n_src; k++) {
         usi_tensor *s = t->src[k];
-        if (s && s->bf16 && first_use(t, k)) h[n++] = (held){s, s->data, s->grad, s->bf16};
+        at[k] = 0;
+        if (s && s->bf16 && first_use(t, k)) {
+            at[k] = n;
+            h[n++] = (held){s, s->data, s->grad, s->bf16};
+        }
     }
     for (int32_t i = 0; i < n; i++) h[i].t->bf16 = 0;
     return n;
@@ -230,7 +234,7 @@ usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_t
     usi_device *d = g->dev;
     const usi_backend *be = d->be;
     held h[MAX_HELD + 1];
-    int32_t nh = clear_flags(t, h), add[MAX_HELD + 1] = {0}, fresh[MAX_HELD];
+    int32_t at[MAX_HELD], nh = clear_flags(t, h, at), add[MAX_HELD + 1] = {0}, fresh[MAX_HELD];
     for (int32_t k = 0; acc && k < t->n_src; k++) fresh[k] = acc[k];
     usi_error *e = NULL;
     /* the sources: values widened, gradients into fresh fp32 sums */
@@ -245,8 +249,7 @@ usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_t
         if (!e && p.grad[k] && s->grad) {
             /* the kernel writes a fresh sum; added into the bf16 one after */
             s->grad = (float *)(base + p.grad_off[k]);
-            for (int32_t i = 1; i < nh; i++)
-                if (h[i].t == s) add[i] = acc[k];
+            add[at[k]] = acc[k];
             fresh[k] = 0;
         }
     }

@@ -438,10 +438,10 @@ usi_error *usi_cuda_conv2d_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     if (cl) {
         USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, sc + s->xb_off, t->src[0]->data, xs[0], xs[1], xs[2] * xs[3],
                                             xb16));
-        USI_TRY(usi_cuda_nchw_to_nhwc_bf16(c->stream, sc + s->wb_off, w, wsh[0], wsh[1], wsh[2] * wsh[3]));
+        USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, sc + s->wb_off, w, wsh[0], wsh[1], wsh[2] * wsh[3], 0));
     } else if (s->bf16) {
-        if (!xb16) USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->xb_off, t->src[0]->data, t->src[0]->numel));
-        USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->wb_off, w, t->src[1]->numel));
+        if (!xb16) USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->xb_off, t->src[0]->data, t->src[0]->numel, 0));
+        USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->wb_off, w, t->src[1]->numel, 0));
     }
     if (s->bf16) {
         x = xb16 && !cl ? t->src[0]->data : sc + s->xb_off;
@@ -474,13 +474,13 @@ usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     const int32_t xb16 = x->bf16, yb16 = t->bf16; /* kept as bf16: x's value and gradient, dy */
     if ((xb16 || yb16) && !s->bf16) return usi_error_new(USI_ERR_INTERNAL, "conv2d: bf16 values in an fp32 conv");
     if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->dyb_off, t->grad, ys[0], ys[1], ys[2] * ys[3], yb16));
-    else if (s->bf16 && !yb16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->dyb_off, t->grad, t->numel));
+    else if (s->bf16 && !yb16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->dyb_off, t->grad, t->numel, 0));
     if (s->bf16) dy = yb16 && !cl ? (const void *)t->grad : ws + s->dyb_off;
     if (x->grad) {
         const void *wv = w->data;
         void *dx = x->grad;
-        if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_bf16(c->stream, ws + s->bwb_off, w->data, wsh[0], wsh[1], wsh[2] * wsh[3]));
-        else if (s->bf16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bwb_off, w->data, w->numel));
+        if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->bwb_off, w->data, wsh[0], wsh[1], wsh[2] * wsh[3], 0));
+        else if (s->bf16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bwb_off, w->data, w->numel, 0));
         if (s->bf16) {
             wv = ws + s->bwb_off;
             /* straight into a bf16 gradient it overwrites */
@@ -500,7 +500,7 @@ usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
         const void *xv = x->data;
         void *dw = w->grad;
         if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->bxb_off, x->data, xs[0], xs[1], xs[2] * xs[3], xb16));
-        else if (s->bf16 && !xb16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bxb_off, x->data, x->numel));
+        else if (s->bf16 && !xb16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bxb_off, x->data, x->numel, 0));
         if (s->bf16) {
             xv = xb16 && !cl ? x->data : ws + s->bxb_off;
             dw = ws + s->dwb_off;
@@ -509,7 +509,7 @@ usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
         CUDNN_TRY(cudnnConvolutionBackwardFilter(c->cudnn, &one, s->x, xv, s->y, dy, s->conv, s->a.bwd_filter,
                                                  s->a.bwd_filter_ws ? ws : NULL, s->a.bwd_filter_ws,
                                                  acc[1] && !s->bf16 ? &one : &zero, s->w, dw));
-        if (cl) USI_TRY(usi_cuda_nhwc_bf16_to_nchw(c->stream, w->grad, dw, wsh[0], wsh[1], wsh[2] * wsh[3], acc[1]));
+        if (cl) USI_TRY(usi_cuda_nhwc_to_nchw_typed(c->stream, w->grad, dw, wsh[0], wsh[1], wsh[2] * wsh[3], acc[1], 0));
         else if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, w->grad, dw, w->numel, acc[1]));
     }
     if (b && b->grad && yb16)

@@ -65,10 +65,9 @@ usi_error *usi_cublas_fail(cublasStatus_t st, const char *call, const char *file
         if (st_ != CUBLAS_STATUS_SUCCESS) return usi_cublas_fail(st_, #call, __FILE__, __LINE__); \
     } while (0)
 
-/* dst[n] (+)= src[n]: a copy, or an add. */
-usi_error *usi_cuda_copy_or_add(usi_cuda *c, float *dst, const float *src, int64_t n, int32_t acc);
-/* the same on bf16 elements where bf16 is 1 */
-usi_error *usi_cuda_copy_or_add_typed(usi_cuda *c, void *dst, const void *src, int64_t n, int32_t acc, int32_t bf16);
+/* dst[n] (+)= src[n]: a copy, or an add; float, or bf16 elements where
+ * bf16 is 1. */
+usi_error *usi_cuda_copy_or_add(usi_cuda *c, void *dst, const void *src, int64_t n, int32_t acc, int32_t bf16);
 
 /* Host-side plans, exposed for the unit tests: the broadcast plan of a
  * binary node seen from its output (which -1) or operand `which`, the

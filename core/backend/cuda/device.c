@@ -249,7 +249,7 @@ usi_error *usi_cuda_cast_to_bf16(usi_device *d, void *dst, const float *src, siz
 {
     usi_cuda *c = usi_cuda_of(d);
     USI_TRY(usi_cuda_use(c));
-    return usi_cuda_to_bf16_acc(c->stream, dst, src, (int64_t)n, acc);
+    return usi_cuda_to_bf16(c->stream, dst, src, (int64_t)n, acc);
 }
 
 usi_error *usi_cuda_cast_from_bf16(usi_device *d, float *dst, const void *src, size_t n, int32_t acc)

@@ -157,12 +157,6 @@ __global__ void fill_forward_kernel(float *out, int64_t n, float value)
     GRID_STRIDE(i, n) out[i] = value;
 }
 
-extern "C" usi_error *usi_cuda_scale_forward(cudaStream_t s, float *out, const float *inp, int64_t n,
-                                             float factor, int32_t acc)
-{
-    return usi_cuda_scale_typed(s, out, inp, n, factor, acc, 0);
-}
-
 extern "C" usi_error *usi_cuda_fill_forward(cudaStream_t s, float *out, int64_t n, float value)
 {
     fill_forward_kernel<<<grid_for(n), THREADS, 0, s>>>(out, n, value);
@@ -186,12 +180,7 @@ __global__ void from_bf16_kernel(float *dst, const __nv_bfloat16 *src, int64_t n
     }
 }
 
-extern "C" usi_error *usi_cuda_to_bf16(cudaStream_t s, void *dst, const float *src, int64_t n)
-{
-    return usi_cuda_to_bf16_acc(s, dst, src, n, 0);
-}
-
-extern "C" usi_error *usi_cuda_to_bf16_acc(cudaStream_t s, void *dst, const float *src, int64_t n, int32_t acc)
+extern "C" usi_error *usi_cuda_to_bf16(cudaStream_t s, void *dst, const float *src, int64_t n, int32_t acc)
 {
     to_bf16_kernel<<<grid_for(n), THREADS, 0, s>>>((__nv_bfloat16 *)dst, src, n, acc);
     LAUNCH_CHECK("to_bf16");

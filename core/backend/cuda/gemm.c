@@ -82,7 +82,7 @@ static usi_error *operand_of(usi_cuda *c, const usi_tensor *t, const void *x, ch
     out->p = x;
     if (!bf16 || t->bf16) return NULL;
     out->p = scratch + off;
-    return usi_cuda_to_bf16(c->stream, scratch + off, x, t->numel);
+    return usi_cuda_to_bf16(c->stream, scratch + off, x, t->numel, 0);
 }
 
 /* element e of a float or bf16 tensor's memory */

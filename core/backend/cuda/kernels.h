@@ -37,28 +37,20 @@ usi_error *usi_cuda_act_forward(cudaStream_t s, void *out, const void *inp, int6
 /* dinp[n] (+)= dout[n] * act'(inp[n] | out[n]); inp or out NULL when unread */
 usi_error *usi_cuda_act_backward(cudaStream_t s, void *dinp, const void *dout, const void *inp,
                                  const void *out, int64_t n, int32_t kind, float alpha, int32_t acc, int32_t bf);
-/* out[n] (+)= factor * inp[n] (factor 1: a copy or an add), floats */
-usi_error *usi_cuda_scale_forward(cudaStream_t s, float *out, const float *inp, int64_t n, float factor,
-                                  int32_t acc);
-/* the same with USI_CUDA_BF_* types */
+/* out[n] (+)= factor * inp[n] (factor 1: a copy or an add), USI_CUDA_BF_* types */
 usi_error *usi_cuda_scale_typed(cudaStream_t s, void *out, const void *inp, int64_t n, float factor, int32_t acc,
                                 int32_t bf);
 /* out[n] = value */
 usi_error *usi_cuda_fill_forward(cudaStream_t s, float *out, int64_t n, float value);
-/* dst[n] = bf16(src[n]), rounded to nearest even (dst: __nv_bfloat16) */
-usi_error *usi_cuda_to_bf16(cudaStream_t s, void *dst, const float *src, int64_t n);
-/* dst[n] = bf16(src[n] (+ float(dst[n]) with acc 1)) */
-usi_error *usi_cuda_to_bf16_acc(cudaStream_t s, void *dst, const float *src, int64_t n, int32_t acc);
+/* dst[n] = bf16(src[n] (+ float(dst[n]) with acc 1)), rounded to nearest
+ * even (dst: __nv_bfloat16) */
+usi_error *usi_cuda_to_bf16(cudaStream_t s, void *dst, const float *src, int64_t n, int32_t acc);
 /* dst[n] (+)= float(src[n]) (src: __nv_bfloat16) */
 usi_error *usi_cuda_from_bf16(cudaStream_t s, float *dst, const void *src, int64_t n, int32_t acc);
-/* layout.cu: dst bf16 [n][p][c] = src fp32 [n][c][p] (NCHW -> NHWC, p = H*W) */
-usi_error *usi_cuda_nchw_to_nhwc_bf16(cudaStream_t s, void *dst, const float *src, int64_t n, int64_t c,
-                                      int64_t p);
-/* dst fp32 [n][c][p] (+)= src bf16 [n][p][c] (NHWC -> NCHW) */
-usi_error *usi_cuda_nhwc_bf16_to_nchw(cudaStream_t s, float *dst, const void *src, int64_t n, int64_t c,
-                                      int64_t p, int32_t acc);
-/* The same with the NCHW side bf16 where src_bf16 / dst_bf16 is 1 (an
- * activation kept as bf16), float otherwise. */
+/* layout.cu: dst bf16 [n][p][c] = src [n][c][p] (NCHW -> NHWC, p = H*W),
+ * and dst [n][c][p] (+)= src bf16 [n][p][c] (NHWC -> NCHW); the NCHW side
+ * bf16 where src_bf16 / dst_bf16 is 1 (an activation kept as bf16), float
+ * otherwise. */
 usi_error *usi_cuda_nchw_to_nhwc_typed(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c, int64_t p,
                                        int32_t src_bf16);
 usi_error *usi_cuda_nhwc_to_nchw_typed(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c, int64_t p,

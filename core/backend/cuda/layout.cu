@@ -91,18 +91,6 @@ static usi_error *to_nchw(cudaStream_t s, void *dst, const void *src, int64_t n,
     LAUNCH_CHECK("nhwc_bf16_to_nchw");
 }
 
-extern "C" usi_error *usi_cuda_nchw_to_nhwc_bf16(cudaStream_t s, void *dst, const float *src, int64_t n, int64_t c,
-                                                 int64_t p)
-{
-    return to_nhwc<float>(s, dst, src, n, c, p);
-}
-
-extern "C" usi_error *usi_cuda_nhwc_bf16_to_nchw(cudaStream_t s, float *dst, const void *src, int64_t n, int64_t c,
-                                                 int64_t p, int32_t acc)
-{
-    return to_nchw<float>(s, dst, src, n, c, p, acc);
-}
-
 extern "C" usi_error *usi_cuda_nchw_to_nhwc_typed(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c,
                                                   int64_t p, int32_t src_bf16)
 {

@@ -14,12 +14,7 @@ static inline int64_t dims_prod(const usi_tensor *t, int32_t from, int32_t to)
     return p;
 }
 
-usi_error *usi_cuda_copy_or_add(usi_cuda *c, float *dst, const float *src, int64_t n, int32_t acc)
-{
-    return usi_cuda_copy_or_add_typed(c, dst, src, n, acc, 0);
-}
-
-usi_error *usi_cuda_copy_or_add_typed(usi_cuda *c, void *dst, const void *src, int64_t n, int32_t acc, int32_t bf16)
+usi_error *usi_cuda_copy_or_add(usi_cuda *c, void *dst, const void *src, int64_t n, int32_t acc, int32_t bf16)
 {
     if (acc)
         return usi_cuda_scale_typed(c->stream, dst, src, n, 1.0f, 1, bf16 ? USI_CUDA_BF_OUT | USI_CUDA_BF_IN : 0);
@@ -125,7 +120,7 @@ usi_error *usi_cuda_binary_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
         usi_tensor *x = t->src[which];
         if (!x->grad) continue;
         if (x->numel == t->numel && (op == USI_BIN_ADD || (op == USI_BIN_SUB && !which))) {
-            USI_TRY(usi_cuda_copy_or_add_typed(c, x->grad, t->grad, t->numel, acc[which], t->bf16));
+            USI_TRY(usi_cuda_copy_or_add(c, x->grad, t->grad, t->numel, acc[which], t->bf16));
             continue;
         }
         usi_cuda_bplan p;
@@ -296,7 +291,7 @@ usi_error *usi_cuda_reshape_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor
 {
     (void)ctx;
     if (!t->src[0]->grad) return NULL;
-    return usi_cuda_copy_or_add_typed(c, t->src[0]->grad, t->grad, t->numel, acc[0], t->bf16);
+    return usi_cuda_copy_or_add(c, t->src[0]->grad, t->grad, t->numel, acc[0], t->bf16);
 }
 
 /* bytes of one element of t's value or gradient */
