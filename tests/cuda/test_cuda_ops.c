@@ -443,6 +443,9 @@ static double compare(const char *name, const char *what, const float *gpu_v, co
         /* the device may be as far from fp32 again as bf16 storage is
          * (it also rounds the products' operands), plus the tolerance */
         double en = norm_err(gpu_v, cpu_v, n), es = storage_v ? norm_err(storage_v, cpu_v, n) : 0;
+        /* on cpu-guarded the device is the emulation: the same numbers */
+        CHECK(!storage_v || strcmp(usi_device_name(gpu), "cpu-guarded") || !memcmp(gpu_v, storage_v, n * sizeof(float)),
+              "%s: %s: cpu-guarded differs from its own emulation", name, what);
         CHECK(en <= tol + 2 * es,
               "%s: %s: norm-wise relative error %.3g, bf16 storage alone %.3g (worst element %.3g at %zu: cuda "
               "%.8g, cpu %.8g)",
