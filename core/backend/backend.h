@@ -26,6 +26,9 @@ typedef struct usi_exec_ctx {
     usi_collective *coll; /* sums over ranks (backend/collective.h), or NULL */
 } usi_exec_ctx;
 
+/* How a value sits in device memory (repack): bf16 storage, channels-last. */
+enum { USI_FMT_BF16 = 1, USI_FMT_CL = 2 };
+
 typedef struct usi_backend {
     const char *name;
     /* 1 when device memory is ordinary host memory that host code may use
@@ -51,6 +54,19 @@ typedef struct usi_backend {
      * set. */
     usi_error *(*to_bf16)(usi_device *d, void *dst, const float *src, size_t n, int32_t acc);
     usi_error *(*from_bf16)(usi_device *d, float *dst, const void *src, size_t n, int32_t acc);
+    /* Optional (NULL: never): 1 when graphs planned on d keep 4-d
+     * activations channels-last (core/graph/layout.c). */
+    int32_t (*prefers_cl)(const usi_device *d);
+    /* Optional: 1 when the kernels of t read and write its channels-last
+     * values and gradients (every t->cl among t and its sources) as they
+     * are; elsewhere the executor hands them NCHW copies. */
+    int32_t (*cl_native)(const usi_tensor *t, int32_t backward);
+    /* dst (+)= src for a 4-d tensor of logical shape [N,C,H,W], each in its
+     * own format (USI_FMT_* bits: bf16 storage, channels-last); bf16
+     * results rounded to nearest even as to_bf16 does. Where prefers_cl
+     * is set. */
+    usi_error *(*repack)(usi_device *d, void *dst, int32_t dst_fmt, const void *src, int32_t src_fmt,
+                         const int64_t *shape4, int32_t acc);
 
     /* -- memory -- */
     /* Zero-filled device memory, 64-byte aligned; NULL when out of memory. */

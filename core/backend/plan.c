@@ -2,12 +2,22 @@
 
 #include <string.h>
 
-static void strides_of(const usi_tensor *x, const usi_tensor *out, int64_t *s)
+/* A tensor's dims in memory order: its shape, or for a channels-last 4-d
+ * output [N,C,H,W] its memory's [N,H,W,C] (an operand of a channels-last
+ * op is kept so too, or has one pixel: core/backend/cuda/backend.c). */
+static int32_t memory_dims(const usi_tensor *x, int32_t cl, int64_t *dims)
+{
+    static const int32_t order[4] = {0, 2, 3, 1};
+    for (int32_t d = 0; d < x->ndim; d++) dims[d] = cl && x->ndim == 4 ? x->shape[order[d]] : x->shape[d];
+    return x->ndim;
+}
+
+static void strides_of(const int64_t *x, int32_t nx, int32_t nout, int64_t *s)
 {
     int64_t st = 1;
-    for (int32_t d = out->ndim - 1; d >= 0; d--) {
-        int32_t dx = d - (out->ndim - x->ndim);
-        int64_t size = dx >= 0 ? x->shape[dx] : 1;
+    for (int32_t d = nout - 1; d >= 0; d--) {
+        int32_t dx = d - (nout - nx);
+        int64_t size = dx >= 0 ? x[dx] : 1;
         s[d] = size == 1 ? 0 : st;
         st *= size;
     }
@@ -15,20 +25,22 @@ static void strides_of(const usi_tensor *x, const usi_tensor *out, int64_t *s)
 
 void usi_bcast_plan_of(const usi_tensor *t, usi_bcast_plan *bc)
 {
-    int64_t sa[USI_MAX_DIMS], sb[USI_MAX_DIMS];
-    strides_of(t->src[0], t, sa);
-    strides_of(t->src[1], t, sb);
+    int64_t sa[USI_MAX_DIMS], sb[USI_MAX_DIMS], to[USI_MAX_DIMS], ta[USI_MAX_DIMS], tb[USI_MAX_DIMS];
+    int32_t cl = t->cl && t->ndim == 4;
+    int32_t nt = memory_dims(t, cl, to), na = memory_dims(t->src[0], cl, ta), nb = memory_dims(t->src[1], cl, tb);
+    strides_of(ta, na, nt, sa);
+    strides_of(tb, nb, nt, sb);
     bc->n = 0;
-    for (int32_t d = 0; d < t->ndim; d++) {
-        if (t->shape[d] == 1) continue;
+    for (int32_t d = 0; d < nt; d++) {
+        if (to[d] == 1) continue;
         int32_t k = bc->n - 1;
-        if (k >= 0 && bc->sa[k] == sa[d] * t->shape[d] && bc->sb[k] == sb[d] * t->shape[d]) {
-            bc->shape[k] *= t->shape[d];
+        if (k >= 0 && bc->sa[k] == sa[d] * to[d] && bc->sb[k] == sb[d] * to[d]) {
+            bc->shape[k] *= to[d];
             bc->sa[k] = sa[d];
             bc->sb[k] = sb[d];
             continue;
         }
-        bc->shape[bc->n] = t->shape[d];
+        bc->shape[bc->n] = to[d];
         bc->sa[bc->n] = sa[d];
         bc->sb[bc->n] = sb[d];
         bc->n++;

@@ -27,14 +27,23 @@ static usi_error *writable(const usi_tensor *t, const char *what)
     return NULL;
 }
 
-/* n floats into host from bf16 device memory at b + off. */
-static usi_error *read_widened(const usi_dbuf *b, size_t off, float *host, size_t n)
+/* The first n floats of t's value or gradient, in NCHW order, into host
+ * from device memory at b + off, stored as t says: bf16 widened,
+ * channels-last ([N,H,W,C]) put back in order. */
+static usi_error *read_stored(const usi_tensor *t, const usi_dbuf *b, size_t off, float *host, size_t n)
 {
-    uint16_t *h = malloc(n ? n * sizeof *h : 1);
-    if (!h) return usi_error_new(USI_ERR_NOMEM, "out of memory");
-    usi_error *e = usi_dbuf_read(b, off, h, n * sizeof *h);
-    for (size_t i = 0; i < n && !e; i++) host[i] = usi_bf16_to_float(h[i]);
-    free(h);
+    if (!t->bf16 && !t->cl) return usi_dbuf_read(b, off, host, n * sizeof(float));
+    size_t all = t->cl ? (size_t)t->numel : n, es = t->bf16 ? 2 : sizeof(float);
+    unsigned char *raw = malloc(all ? all * es : 1);
+    if (!raw) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    usi_error *e = usi_dbuf_read(b, off, raw, all * es);
+    size_t C = t->cl ? (size_t)t->shape[1] : 1, P = t->cl ? (size_t)(t->shape[2] * t->shape[3]) : 1;
+    for (size_t i = 0; i < n && !e; i++) {
+        size_t at = t->cl ? (i / (C * P) * P + i % P) * C + i / P % C : i;
+        if (t->bf16) host[i] = usi_bf16_to_float(((const uint16_t *)raw)[at]);
+        else memcpy(&host[i], raw + at * es, sizeof(float));
+    }
+    free(raw);
     return e;
 }
 
@@ -42,7 +51,9 @@ usi_error *usi_graph_write_part(usi_tensor *t, const void *host, size_t bytes)
 {
     USI_TRY(part_ok(t, bytes, "write"));
     USI_TRY(writable(t, "write"));
-    if (t->bf16) return usi_error_new(USI_ERR_INTERNAL, "write '%s': it is kept as bf16", t->name);
+    if (t->bf16 || t->cl)
+        return usi_error_new(USI_ERR_INTERNAL, "write '%s': it is kept as %s", t->name,
+                             t->bf16 ? "bf16" : "channels-last");
     if (t->staging) {
         memcpy(t->staging, host, bytes);
         return NULL;
@@ -105,7 +116,7 @@ usi_error *usi_graph_read_part(const usi_tensor *t, void *host, size_t bytes)
     if (!b)
         return usi_error_new(USI_ERR_INVALID, "read '%s': the tensor holds no value (compile first, or mark it "
                              "as an output)", t->name);
-    if (t->bf16) return read_widened(b, off, host, bytes / sizeof(float));
+    if (t->bf16 || t->cl) return read_stored(t, b, off, host, bytes / sizeof(float));
     return usi_dbuf_read(b, off, host, bytes);
 }
 
@@ -119,8 +130,7 @@ usi_error *usi_graph_read_grad(const usi_tensor *t, float *host)
     size_t off;
     usi_dbuf *b = t ? usi_node_grad_block(t, &off) : NULL;
     if (!b) return usi_error_new(USI_ERR_INVALID, "'%s' has no gradient", t ? t->name : "(null)");
-    if (t->bf16) return read_widened(b, off, host, (size_t)t->numel);
-    return usi_dbuf_read(b, off, host, (size_t)t->numel * sizeof(float));
+    return read_stored(t, b, off, host, (size_t)t->numel);
 }
 
 int32_t usi_graph_has_grad(const usi_tensor *t) { return t && t->grad != NULL; }
@@ -130,8 +140,9 @@ usi_error *usi_graph_copy_value(usi_tensor *dst, const usi_tensor *src, size_t b
     USI_TRY(part_ok(dst, bytes, "copy"));
     USI_TRY(part_ok(src, bytes, "copy"));
     USI_TRY(writable(dst, "copy into"));
-    if (dst->bf16 || src->bf16)
-        return usi_error_new(USI_ERR_INTERNAL, "copy '%s' into '%s': one is kept as bf16", src->name, dst->name);
+    if (dst->bf16 || src->bf16 || dst->cl || src->cl)
+        return usi_error_new(USI_ERR_INTERNAL, "copy '%s' into '%s': one is kept as bf16 or channels-last",
+                             src->name, dst->name);
     if (src->staging) return usi_graph_write_part(dst, src->staging, bytes);
     size_t so, doff;
     usi_dbuf *sb = usi_node_block(src, &so);

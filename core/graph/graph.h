@@ -217,6 +217,10 @@ int32_t usi_graph_num_nodes(const usi_graph *g);
  * keeps as bf16 (precision "mixed" on a device with bf16 storage; a conv
  * with its norm folded in counts once): 0 elsewhere. */
 int32_t usi_graph_bf16_nodes(const usi_graph *g);
+/* Of a compiled graph, the nodes whose 4-d values and gradients its device
+ * keeps channels-last ([N,H,W,C] in memory; a device that prefers it):
+ * 0 elsewhere. */
+int32_t usi_graph_cl_nodes(const usi_graph *g);
 /* The op (USI_OP_*, graph/node.h) of recorded node i, or -1 outside
  * [0, num_nodes): read-only, for tests that check which ops a graph holds. */
 int32_t usi_graph_node_op(const usi_graph *g, int32_t i);

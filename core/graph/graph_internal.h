@@ -125,6 +125,14 @@ struct usi_exec_ctx;
 typedef usi_error *(*usi_precision_kernel)(usi_graph *g, const struct usi_exec_ctx *ctx, usi_tensor *t,
                                            const int32_t *acc);
 int32_t usi_precision_mark(usi_graph *g);
+/* Channels-last activations (layout.c): mark sets t->cl on the 4-d values
+ * kept as [N,H,W,C] (none unless the device prefers it) and returns their
+ * count. Run after usi_precision_mark; the executor's copies are
+ * usi_precision_run's. */
+int32_t usi_layout_mark(usi_graph *g);
+/* The most sources a node may have for the executor's fp32 copies; the
+ * sources of a bigger node stay fp32 NCHW. */
+#define USI_MAX_HELD 64
 void usi_precision_widen_sizes(usi_graph *g, usi_tensor *t);
 usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc,
                              usi_precision_kernel kernel);

@@ -191,6 +191,9 @@ struct usi_tensor {
     int32_t bf16;          /* value and gradient kept in the arena as bf16
                               (precision "mixed", precision.c); dtype stays
                               F32, the numbers the graph means            */
+    int32_t cl;            /* a 4-d value [N,C,H,W] and its gradient kept
+                              channels-last, as [N,H,W,C] (layout.c);
+                              shape stays the logical NCHW one            */
     int32_t grad_writer;   /* id of the consumer whose backward runs first
                               and so writes (not adds) this gradient       */
 
@@ -206,9 +209,9 @@ struct usi_tensor {
     size_t fwd_scratch_bytes, bwd_scratch_bytes;
     void *fwd_scratch, *bwd_scratch;
 
-    /* fp32 copies of bf16 values and gradients, for a kernel that reads
-     * and writes fp32 only (core/graph/precision.c), during this node's
-     * forward or backward only. */
+    /* fp32 NCHW copies of values and gradients kept as bf16 or
+     * channels-last, for a kernel that reads and writes those only
+     * (core/graph/precision.c), during this node's forward or backward. */
     size_t widen_fwd_bytes, widen_bwd_bytes;
     void *widen_fwd, *widen_bwd;
 

@@ -176,6 +176,7 @@ usi_error *usi_graph_plan_layout(usi_graph *g)
     plan p = {0};
     find_folds(g);
     usi_precision_mark(g);
+    usi_layout_mark(g);
     if (collect(g, &p, T)) {
         free(p.items);
         return usi_error_new(USI_ERR_NOMEM, "planner: out of memory");

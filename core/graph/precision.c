@@ -1,5 +1,6 @@
 /* Precision "mixed" in memory: which activations a graph keeps as bf16, and
- * fp32 copies for the kernels that take fp32 only.
+ * fp32 NCHW copies for the kernels that take those only (of values kept as
+ * bf16 here, or channels-last by layout.c).
  *
  * On a device with bf16 storage (backend bf16_storage) a graph planned
  * under "mixed" keeps the values of the ops below, and their gradients, as
@@ -15,7 +16,10 @@
  * copies in the node's planned widen_fwd / widen_bwd memory, runs the fp32
  * kernel on them, and narrows what it wrote back to bf16 (rounded to
  * nearest even); a gradient the kernel would add into gets a fresh fp32
- * sum, added into the bf16 one as it is narrowed. Results are then those of an fp32 kernel on bf16-rounded
+ * sum, added into the bf16 one as it is narrowed. Channels-last values and
+ * gradients (layout.c) go the same way, through the backend's repack: the
+ * copies are NCHW, and a layout change alone is exact. Results are then
+ * those of an fp32 kernel on bf16-rounded
  * operands, with bf16-rounded results: every device gives the same numbers
  * up to its kernel's own summation order.
  *
@@ -30,7 +34,7 @@
 #include "util/log.h"
 
 #define WIDEN_ALIGN 64
-#define MAX_HELD 64
+#define MAX_HELD USI_MAX_HELD
 
 static size_t align_up(size_t n) { return (n + WIDEN_ALIGN - 1) / WIDEN_ALIGN * WIDEN_ALIGN; }
 
@@ -107,15 +111,26 @@ int32_t usi_graph_bf16_nodes(const usi_graph *g)
     return n;
 }
 
-/* 1 when the executor must hand t's kernel fp32 copies. */
+/* How t sits in memory (USI_FMT_* bits); 0: fp32 NCHW, what every
+ * kernel reads. */
+static int32_t fmt_of(const usi_tensor *t) { return (t->bf16 ? USI_FMT_BF16 : 0) | (t->cl ? USI_FMT_CL : 0); }
+
+/* 1 when the executor must hand t's kernel fp32 NCHW copies. */
 static int needs_widen(const usi_graph *g, const usi_tensor *t, int32_t backward)
 {
     if (t->folded) return 0; /* its conv wrote it */
-    int any = t->bf16;
-    for (int32_t k = 0; k < t->n_src && !any; k++) any = t->src[k] && t->src[k]->bf16;
-    if (!any) return 0;
+    int32_t bf = t->bf16, cl = t->cl;
+    for (int32_t k = 0; k < t->n_src; k++)
+        if (t->src[k]) {
+            bf |= t->src[k]->bf16;
+            cl |= t->src[k]->cl;
+        }
+    if (!bf && !cl) return 0;
+    if (t->op == USI_OP_CUSTOM) return 1;
     const usi_backend *be = g->dev->be;
-    return !(t->op != USI_OP_CUSTOM && be->bf16_native && be->bf16_native(t, backward));
+    int bf_ok = !bf || (be->bf16_native && be->bf16_native(t, backward));
+    int cl_ok = !cl || (be->cl_native && be->cl_native(t, backward));
+    return !(bf_ok && cl_ok);
 }
 
 /* src k is the first of t's sources that is this tensor */
@@ -146,7 +161,7 @@ static int plan_pass(const usi_tensor *t, int32_t backward, widen_plan *p)
     size_t at = 0;
     for (int32_t k = 0; k < t->n_src; k++) {
         const usi_tensor *s = t->src[k];
-        if (!s || !s->bf16 || !first_use(t, k)) continue;
+        if (!s || !fmt_of(s) || !first_use(t, k)) continue;
         int used = !backward;
         for (int32_t j = k; j < t->n_src && backward; j++)
             if (t->src[j] == s && (j >= 32 || (mask & (1u << j)))) used = 1;
@@ -162,12 +177,12 @@ static int plan_pass(const usi_tensor *t, int32_t backward, widen_plan *p)
         }
     }
     int32_t me = MAX_HELD;
-    if (t->bf16 && (!backward || needs_out)) {
+    if (fmt_of(t) && (!backward || needs_out)) {
         p->value[me] = 1;
         p->value_off[me] = at;
         at += align_up((size_t)t->numel * sizeof(float));
     }
-    if (t->bf16 && backward) {
+    if (fmt_of(t) && backward) {
         p->grad[me] = 1;
         p->grad_off[me] = at;
         at += align_up((size_t)t->numel * sizeof(float));
@@ -184,13 +199,15 @@ void usi_precision_widen_sizes(usi_graph *g, usi_tensor *t)
     if (g->training && t->has_grad && needs_widen(g, t, 1) && !plan_pass(t, 1, &p)) t->widen_bwd_bytes = p.bytes;
 }
 
-/* Swapped pointers and bf16 flags, put back whatever happens. */
+/* Swapped pointers and format flags, put back whatever happens. */
 typedef struct held {
     usi_tensor *t;
     void *data;
     float *grad;
-    int32_t bf16;
+    int32_t bf16, cl;
 } held;
+
+static int32_t held_fmt(const held *h) { return (h->bf16 ? USI_FMT_BF16 : 0) | (h->cl ? USI_FMT_CL : 0); }
 
 static void put_back(held *h, int32_t n)
 {
@@ -198,26 +215,42 @@ static void put_back(held *h, int32_t n)
         h[i].t->data = h[i].data;
         h[i].t->grad = h[i].grad;
         h[i].t->bf16 = h[i].bf16;
+        h[i].t->cl = h[i].cl;
     }
 }
 
-/* Every bf16 tensor of t off for the call: a kernel that picks its types
- * from the flags then sees what it gets, fp32 (copies, or memory it does
- * not read). The first of held is t itself; at[k] is source k's entry. */
+/* Every bf16 or channels-last tensor of t off for the call: a kernel that
+ * picks its types and layout from the flags then sees what it gets, fp32
+ * NCHW (copies, or memory it does not read). The first of held is t
+ * itself; at[k] is source k's entry. */
 static int32_t clear_flags(usi_tensor *t, held *h, int32_t *at)
 {
     int32_t n = 0;
-    h[n++] = (held){t, t->data, t->grad, t->bf16};
+    h[n++] = (held){t, t->data, t->grad, t->bf16, t->cl};
     for (int32_t k = 0; k < t->n_src; k++) {
         usi_tensor *s = t->src[k];
         at[k] = 0;
-        if (s && s->bf16 && first_use(t, k)) {
+        if (s && fmt_of(s) && first_use(t, k)) {
             at[k] = n;
-            h[n++] = (held){s, s->data, s->grad, s->bf16};
+            h[n++] = (held){s, s->data, s->grad, s->bf16, s->cl};
         }
     }
-    for (int32_t i = 0; i < n; i++) h[i].t->bf16 = 0;
+    for (int32_t i = 0; i < n; i++) h[i].t->bf16 = h[i].t->cl = 0;
     return n;
+}
+
+/* dst (fp32 NCHW) = src, t's value or gradient stored as fmt says */
+static usi_error *widen(usi_device *d, float *dst, const void *src, int32_t fmt, const usi_tensor *t)
+{
+    if (fmt & USI_FMT_CL) return d->be->repack(d, dst, 0, src, fmt, t->shape, 0);
+    return d->be->from_bf16(d, dst, src, (size_t)t->numel, 0);
+}
+
+/* dst, stored as fmt says, (+)= src (fp32 NCHW) */
+static usi_error *narrow(usi_device *d, void *dst, int32_t fmt, const float *src, const usi_tensor *t, int32_t acc)
+{
+    if (fmt & USI_FMT_CL) return d->be->repack(d, dst, fmt, src, 0, t->shape, acc);
+    return d->be->to_bf16(d, dst, src, (size_t)t->numel, acc);
 }
 
 usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc,
@@ -229,10 +262,9 @@ usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_t
     char *base = backward ? t->widen_bwd : t->widen_fwd;
     size_t have = backward ? t->widen_bwd_bytes : t->widen_fwd_bytes;
     if (plan_pass(t, backward, &p) || p.bytes > have || (p.bytes && !base))
-        return usi_error_new(USI_ERR_INTERNAL, "bf16 copies of '%s': %zu bytes planned, %zu needed", t->name, have,
+        return usi_error_new(USI_ERR_INTERNAL, "fp32 copies of '%s': %zu bytes planned, %zu needed", t->name, have,
                              p.bytes);
     usi_device *d = g->dev;
-    const usi_backend *be = d->be;
     held h[MAX_HELD + 1];
     int32_t at[MAX_HELD], nh = clear_flags(t, h, at), add[MAX_HELD + 1] = {0}, fresh[MAX_HELD];
     for (int32_t k = 0; acc && k < t->n_src; k++) fresh[k] = acc[k];
@@ -243,7 +275,7 @@ usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_t
         if (!p.value[k] && !p.grad[k]) continue;
         if (p.value[k]) {
             float *w = (float *)(base + p.value_off[k]);
-            e = be->from_bf16(d, w, s->data, (size_t)s->numel, 0);
+            e = widen(d, w, s->data, held_fmt(&h[at[k]]), s);
             s->data = w;
         }
         if (!e && p.grad[k] && s->grad) {
@@ -258,20 +290,20 @@ usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_t
     void *out = h[0].data;
     if (!e && p.value[MAX_HELD]) {
         float *w = (float *)(base + p.value_off[MAX_HELD]);
-        if (backward) e = be->from_bf16(d, w, t->data, (size_t)t->numel, 0);
+        if (backward) e = widen(d, w, t->data, held_fmt(&h[0]), t);
         t->data = w;
     }
     if (!e && p.grad[MAX_HELD]) {
         float *w = (float *)(base + p.grad_off[MAX_HELD]);
-        e = be->from_bf16(d, w, t->grad, (size_t)t->numel, 0);
+        e = widen(d, w, t->grad, held_fmt(&h[0]), t);
         t->grad = w;
     }
     if (!e) e = kernel(g, ctx, t, backward ? fresh : NULL);
     /* narrow what the kernel wrote: t's value, or the sources' gradients */
-    if (!e && !backward && h[0].bf16) e = be->to_bf16(d, out, t->data, (size_t)t->numel, 0);
+    if (!e && !backward && held_fmt(&h[0])) e = narrow(d, out, held_fmt(&h[0]), t->data, t, 0);
     for (int32_t i = 1; i < nh && !e && backward; i++)
         if (h[i].grad && h[i].t->grad != h[i].grad)
-            e = be->to_bf16(d, h[i].grad, h[i].t->grad, (size_t)h[i].t->numel, add[i]);
+            e = narrow(d, h[i].grad, held_fmt(&h[i]), h[i].t->grad, h[i].t, add[i]);
     put_back(h, nh);
     return e;
 }

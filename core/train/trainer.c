@@ -134,6 +134,10 @@ static usi_error *build_train_graph(usi_trainer *t)
     if (kept)
         usi_log(USI_LOG_INFO, "precision \"mixed\": %d activations and their gradients kept as bf16, "
                 "parameters, outputs and losses fp32", (int)kept);
+    int32_t cl = usi_graph_cl_nodes(t->gs);
+    if (cl)
+        usi_log(USI_LOG_INFO, "layout: %d activations and their gradients kept channels-last (NHWC) on %s",
+                (int)cl, usi_device_name(t->dev));
     return NULL;
 }
 

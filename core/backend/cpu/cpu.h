@@ -83,6 +83,9 @@ usi_error *usi_cpu_copy(usi_device *d, void *dst, const void *src, size_t bytes)
 /* dst[n] = bf16(src[n] (+ float(dst[n]))) (util/bf16.h); dst[n] (+)= float(src[n]) */
 usi_error *usi_cpu_to_bf16(usi_device *d, void *dst, const float *src, size_t n, int32_t acc);
 usi_error *usi_cpu_from_bf16(usi_device *d, float *dst, const void *src, size_t n, int32_t acc);
+/* the backend's repack (backend.h) on host memory */
+usi_error *usi_cpu_repack(usi_device *d, void *dst, int32_t dst_fmt, const void *src, int32_t src_fmt,
+                          const int64_t *shape4, int32_t acc);
 usi_error *usi_cpu_fill(usi_device *d, void *dst, int byte, size_t bytes);
 usi_error *usi_cpu_synchronize(usi_device *d);
 usi_error *usi_cpu_optim_step(usi_device *d, const usi_optim_args *a);

@@ -8,11 +8,13 @@
  * (core/graph/precision.c); its kernels, the CPU's, compute in fp32 on
  * the bf16 values. usi's commands ask it for "mixed" only with
  * USI_GUARDED_BF16=1 (backend/device.c), so by default it gives cpu's
- * numbers.
+ * numbers. With USI_GUARDED_NHWC=1 it keeps 4-d activations channels-last
+ * as a GPU does (core/graph/layout.c), its kernels on NCHW copies.
  * Blocks open for every thread at once: while the loader's thread copies a
  * batch into a stage, a stray access on another thread goes unseen. */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -129,15 +131,34 @@ static usi_error *g_from_bf16(usi_device *d, float *dst, const void *src, size_t
     GUARDED(usi_cpu_from_bf16(d, dst, src, n, acc));
 }
 
-/* The CPU's kernels read and write fp32 only: the executor must hand them
- * fp32 copies of activations kept as bf16, with the flags off for the call
- * (core/graph/precision.c); a flag still on here is that contract broken. */
+static usi_error *g_repack(usi_device *d, void *dst, int32_t dst_fmt, const void *src, int32_t src_fmt,
+                           const int64_t *shape4, int32_t acc)
+{
+    GUARDED(usi_cpu_repack(d, dst, dst_fmt, src, src_fmt, shape4, acc));
+}
+
+/* With USI_GUARDED_NHWC=1, graphs keep 4-d activations channels-last as on
+ * a GPU (core/graph/layout.c), in any precision; the CPU's kernels get
+ * NCHW copies, so the numbers stay cpu's exactly. */
+static int32_t g_prefers_cl(const usi_device *d)
+{
+    (void)d;
+    const char *v = getenv("USI_GUARDED_NHWC");
+    return v && !strcmp(v, "1");
+}
+
+/* The CPU's kernels read and write fp32 NCHW only: the executor must hand
+ * them fp32 NCHW copies of activations kept as bf16 or channels-last, with
+ * the flags off for the call (core/graph/precision.c); a flag still on here
+ * is that contract broken. */
 static usi_error *no_bf16_seen(const usi_tensor *t)
 {
     if (t->folded) return NULL; /* its conv wrote it: nothing runs */
-    int seen = t->bf16;
-    for (int32_t k = 0; k < t->n_src; k++) seen |= t->src[k] && t->src[k]->bf16;
-    return seen ? usi_error_new(USI_ERR_INTERNAL, "cpu-guarded: a kernel without bf16 was handed a bf16 tensor") : NULL;
+    int seen = t->bf16 || t->cl;
+    for (int32_t k = 0; k < t->n_src; k++) seen |= t->src[k] && (t->src[k]->bf16 || t->src[k]->cl);
+    return seen ? usi_error_new(USI_ERR_INTERNAL,
+                                "cpu-guarded: a kernel of fp32 NCHW was handed a bf16 or channels-last tensor")
+                : NULL;
 }
 
 static usi_error *g_forward(const usi_exec_ctx *ctx, usi_tensor *t)
@@ -267,6 +288,8 @@ const usi_backend *usi_cpu_guarded_backend(void)
         .bf16_storage = 1,
         .to_bf16 = g_to_bf16,
         .from_bf16 = g_from_bf16,
+        .prefers_cl = g_prefers_cl,
+        .repack = g_repack,
         .alloc = g_alloc,
         .free = g_free,
         .upload = g_copy,

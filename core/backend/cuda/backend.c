@@ -143,6 +143,39 @@ int32_t usi_cuda_bf16_native(const usi_tensor *t, int32_t backward)
     }
 }
 
+/* cuDNN's tensor-core convolutions, which "mixed" runs, read and write
+ * channels-last: graphs keep activations so there (core/graph/layout.c). */
+int32_t usi_cuda_prefers_cl(const usi_device *d) { return d->mixed; }
+
+/* A 4-d operand of a channels-last binary op: kept so, or of one pixel
+ * (the same memory either way). */
+static int cl_operand(const usi_tensor *x)
+{
+    return x && x->ndim == 4 && (x->cl || x->shape[2] * x->shape[3] == 1);
+}
+
+int32_t usi_cuda_cl_native(const usi_tensor *t, int32_t backward)
+{
+    (void)backward;
+    if (t->n_src < 1 || !t->src[0]) return 0;
+    const usi_tensor *x = t->src[0];
+    switch (t->op) {
+    case USI_OP_CONV2D: /* weights and bias are never channels-last */
+        return usi_cuda_node_mixed(t) && (t->n_src < 2 || !t->src[1] || !t->src[1]->cl) &&
+               (t->n_src < 3 || !t->src[2] || !t->src[2]->cl);
+    case USI_OP_ACT:
+    case USI_OP_SCALE:
+    case USI_OP_DROP_PATH: return t->n_src == 1 && x->cl == t->cl; /* element by element, or per sample */
+    case USI_OP_BATCH_NORM:
+        for (int32_t k = 1; k < t->n_src; k++)
+            if (t->src[k] && t->src[k]->cl) return 0;
+        return x->cl == t->cl;
+    case USI_OP_BINARY: /* broadcast in the channels-last order */
+        return t->cl && t->n_src == 2 && cl_operand(t) && cl_operand(x) && cl_operand(t->src[1]);
+    default: return 0;
+    }
+}
+
 /* Host threads do no kernel work here. */
 static void set_threads(int32_t n) { (void)n; }
 static int32_t threads(void) { return 1; }
@@ -158,6 +191,9 @@ const usi_backend *usi_cuda_backend(void)
         .bf16_native = usi_cuda_bf16_native,
         .to_bf16 = usi_cuda_cast_to_bf16,
         .from_bf16 = usi_cuda_cast_from_bf16,
+        .prefers_cl = usi_cuda_prefers_cl,
+        .cl_native = usi_cuda_cl_native,
+        .repack = usi_cuda_repack_dev,
         .alloc = usi_cuda_alloc,
         .free = usi_cuda_free,
         .upload = usi_cuda_upload,

@@ -42,6 +42,7 @@ typedef struct conv_key {
     int32_t n, c, h, w, o, kh, kw, oh, ow;
     int32_t sh, sw, ph, pw, dh, dw, groups;
     int32_t bf16;
+    int32_t cl; /* x or y kept channels-last: the copies are NHWC */
 } conv_key;
 
 typedef struct conv_algos {
@@ -144,6 +145,7 @@ static usi_error *make_key(const usi_tensor *t, int32_t ordinal, conv_key *k)
     memset(k, 0, sizeof *k);
     k->ordinal = ordinal;
     k->bf16 = usi_cuda_node_mixed(t);
+    k->cl = k->bf16 && (t->cl || x->cl);
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         if (v[i] < 0 || v[i] > INT32_MAX)
             return usi_error_new(USI_ERR_UNSUPPORTED, "conv2d: a dim of %lld is past cuDNN's int range",
@@ -272,7 +274,7 @@ static usi_error *find_algos(usi_cuda *c, conv_state *s, const conv_key *k, int3
     float ms = 0;
     if (!a->has_fwd && k->bf16) {
         /* a new shape in bf16: both layouts, the faster kept */
-        int32_t forced = forced_layout();
+        int32_t forced = k->cl ? 1 : forced_layout();
         conv_algos best;
         float best_ms = 0;
         int found = 0;
@@ -428,32 +430,36 @@ usi_error *usi_cuda_conv2d_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
         b = b2;
     }
     float one = 1.0f, zero = 0.0f;
-    const void *x = t->src[0]->data, *wc = w;
+    const usi_tensor *xt = t->src[0];
+    const void *x = xt->data, *wc = w;
     void *y = t->data;
-    const int64_t *xs = t->src[0]->shape, *wsh = t->src[1]->shape, *ys = t->shape;
-    /* x and y kept as bf16 (precision.c): read and written as they are
-     * where the compute layout is NCHW */
-    const int32_t xb16 = t->src[0]->bf16, yb16 = t->bf16, cl = s->bf16 && s->a.nhwc;
-    if ((xb16 || yb16) && !s->bf16) return usi_error_new(USI_ERR_INTERNAL, "conv2d: bf16 values in an fp32 conv");
-    if (cl) {
-        USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, sc + s->xb_off, t->src[0]->data, xs[0], xs[1], xs[2] * xs[3],
-                                            xb16));
-        USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, sc + s->wb_off, w, wsh[0], wsh[1], wsh[2] * wsh[3], 0));
-    } else if (s->bf16) {
-        if (!xb16) USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->xb_off, t->src[0]->data, t->src[0]->numel, 0));
-        USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->wb_off, w, t->src[1]->numel, 0));
-    }
+    const int64_t *xs = xt->shape, *wsh = t->src[1]->shape, *ys = t->shape;
+    /* x and y as they are kept (precision.c, layout.c): read and written
+     * directly where type and layout are the copies' */
+    const int32_t xb16 = xt->bf16, yb16 = t->bf16, cl = s->bf16 && s->a.nhwc, xcl = xt->cl, ycl = t->cl;
+    if ((xb16 || yb16 || xcl || ycl) && !s->bf16)
+        return usi_error_new(USI_ERR_INTERNAL, "conv2d: bf16 or channels-last values in an fp32 conv");
+    if ((xcl || ycl) && !cl) return usi_error_new(USI_ERR_INTERNAL, "conv2d: channels-last values, NCHW copies");
     if (s->bf16) {
-        x = xb16 && !cl ? t->src[0]->data : sc + s->xb_off;
+        x = xb16 && xcl == cl ? xt->data : sc + s->xb_off;
+        if (cl && !xcl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, sc + s->xb_off, xt->data, xs[0], xs[1],
+                                                            xs[2] * xs[3], xb16));
+        else if (!xb16) USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->xb_off, xt->data, xt->numel, 0));
+        if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, sc + s->wb_off, w, wsh[0], wsh[1], wsh[2] * wsh[3], 0));
+        else USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->wb_off, w, t->src[1]->numel, 0));
         wc = sc + s->wb_off;
-        y = yb16 && !cl ? t->data : sc + s->yb_off;
+        y = yb16 && ycl == cl ? t->data : sc + s->yb_off;
     }
     CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->a.fwd_math));
     CUDNN_TRY(cudnnConvolutionForward(c->cudnn, &one, s->x, x, s->w, wc, s->conv, s->a.fwd,
                                       s->a.fwd_ws ? sc : NULL, s->a.fwd_ws, &zero, s->y, y));
-    if (cl) USI_TRY(usi_cuda_nhwc_to_nchw_typed(c->stream, t->data, y, ys[0], ys[1], ys[2] * ys[3], 0, yb16));
-    else if (s->bf16 && !yb16) USI_TRY(usi_cuda_from_bf16(c->stream, t->data, y, t->numel, 0));
-    if (b && yb16) USI_TRY(usi_cuda_bias_nchw_forward(c->stream, t->data, b, ys[0], ys[1], ys[2] * ys[3], 1));
+    if (y != t->data) { /* from the bf16 copy to y as it is kept */
+        if (cl && !ycl) USI_TRY(usi_cuda_nhwc_to_nchw_typed(c->stream, t->data, y, ys[0], ys[1], ys[2] * ys[3], 0, yb16));
+        else USI_TRY(usi_cuda_scale_typed(c->stream, t->data, y, t->numel, 1.0f, 0,
+                                          USI_CUDA_BF_IN | (yb16 ? USI_CUDA_BF_OUT : 0)));
+    }
+    if (b && (yb16 || ycl))
+        USI_TRY(usi_cuda_bias_nchw_forward(c->stream, t->data, b, ys[0], ys[1], ys[2] * ys[3], yb16, ycl));
     else if (b) CUDNN_TRY(cudnnAddTensor(c->cudnn, &one, s->bias, b, &one, s->y32, t->data));
     return NULL;
 }
@@ -471,38 +477,47 @@ usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     const void *dy = t->grad;
     const int64_t *xs = x->shape, *wsh = w->shape, *ys = t->shape;
     const int32_t cl = s->bf16 && s->a.nhwc; /* channels-last bf16 copies */
-    const int32_t xb16 = x->bf16, yb16 = t->bf16; /* kept as bf16: x's value and gradient, dy */
-    if ((xb16 || yb16) && !s->bf16) return usi_error_new(USI_ERR_INTERNAL, "conv2d: bf16 values in an fp32 conv");
-    if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->dyb_off, t->grad, ys[0], ys[1], ys[2] * ys[3], yb16));
-    else if (s->bf16 && !yb16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->dyb_off, t->grad, t->numel, 0));
-    if (s->bf16) dy = yb16 && !cl ? (const void *)t->grad : ws + s->dyb_off;
+    /* kept as bf16 or channels-last: x's value and gradient, dy */
+    const int32_t xb16 = x->bf16, yb16 = t->bf16, xcl = x->cl, ycl = t->cl;
+    if ((xb16 || yb16 || xcl || ycl) && !s->bf16)
+        return usi_error_new(USI_ERR_INTERNAL, "conv2d: bf16 or channels-last values in an fp32 conv");
+    if ((xcl || ycl) && !cl) return usi_error_new(USI_ERR_INTERNAL, "conv2d: channels-last values, NCHW copies");
+    if (s->bf16) {
+        dy = yb16 && ycl == cl ? (const void *)t->grad : ws + s->dyb_off;
+        if (cl && !ycl)
+            USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->dyb_off, t->grad, ys[0], ys[1], ys[2] * ys[3], yb16));
+        else if (!yb16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->dyb_off, t->grad, t->numel, 0));
+    }
     if (x->grad) {
         const void *wv = w->data;
         void *dx = x->grad;
-        if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->bwb_off, w->data, wsh[0], wsh[1], wsh[2] * wsh[3], 0));
-        else if (s->bf16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bwb_off, w->data, w->numel, 0));
         if (s->bf16) {
+            if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->bwb_off, w->data, wsh[0], wsh[1],
+                                                        wsh[2] * wsh[3], 0));
+            else USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bwb_off, w->data, w->numel, 0));
             wv = ws + s->bwb_off;
-            /* straight into a bf16 gradient it overwrites */
-            dx = xb16 && !cl && !acc[0] ? (void *)x->grad : ws + s->dxb_off;
+            /* straight into a gradient of the copies' type and layout it overwrites */
+            dx = xb16 && xcl == cl && !acc[0] ? (void *)x->grad : ws + s->dxb_off;
         }
         CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->a.bwd_data_math));
         CUDNN_TRY(cudnnConvolutionBackwardData(c->cudnn, &one, s->w, wv, s->y, dy, s->conv, s->a.bwd_data,
                                                s->a.bwd_data_ws ? ws : NULL, s->a.bwd_data_ws,
                                                acc[0] && !s->bf16 ? &one : &zero, s->x, dx));
-        if (cl) USI_TRY(usi_cuda_nhwc_to_nchw_typed(c->stream, x->grad, dx, xs[0], xs[1], xs[2] * xs[3], acc[0], xb16));
-        else if (s->bf16 && xb16 && dx != (void *)x->grad)
-            USI_TRY(usi_cuda_scale_typed(c->stream, x->grad, dx, x->numel, 1.0f, acc[0],
-                                         USI_CUDA_BF_OUT | USI_CUDA_BF_IN));
-        else if (s->bf16 && !xb16) USI_TRY(usi_cuda_from_bf16(c->stream, x->grad, dx, x->numel, acc[0]));
+        if (dx != (void *)x->grad) { /* from the bf16 copy into dx as it is kept */
+            if (cl && !xcl)
+                USI_TRY(usi_cuda_nhwc_to_nchw_typed(c->stream, x->grad, dx, xs[0], xs[1], xs[2] * xs[3], acc[0], xb16));
+            else USI_TRY(usi_cuda_scale_typed(c->stream, x->grad, dx, x->numel, 1.0f, acc[0],
+                                              USI_CUDA_BF_IN | (xb16 ? USI_CUDA_BF_OUT : 0)));
+        }
     }
     if (w->grad) {
         const void *xv = x->data;
         void *dw = w->grad;
-        if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->bxb_off, x->data, xs[0], xs[1], xs[2] * xs[3], xb16));
-        else if (s->bf16 && !xb16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bxb_off, x->data, x->numel, 0));
         if (s->bf16) {
-            xv = xb16 && !cl ? x->data : ws + s->bxb_off;
+            xv = xb16 && xcl == cl ? x->data : ws + s->bxb_off;
+            if (cl && !xcl)
+                USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->bxb_off, x->data, xs[0], xs[1], xs[2] * xs[3], xb16));
+            else if (!xb16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bxb_off, x->data, x->numel, 0));
             dw = ws + s->dwb_off;
         }
         CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->a.bwd_filter_math));
@@ -512,8 +527,8 @@ usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
         if (cl) USI_TRY(usi_cuda_nhwc_to_nchw_typed(c->stream, w->grad, dw, wsh[0], wsh[1], wsh[2] * wsh[3], acc[1], 0));
         else if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, w->grad, dw, w->numel, acc[1]));
     }
-    if (b && b->grad && yb16)
-        USI_TRY(usi_cuda_bias_nchw_backward(c->stream, b->grad, t->grad, ys[0], ys[1], ys[2] * ys[3], acc[2], 1));
+    if (b && b->grad && (yb16 || ycl))
+        USI_TRY(usi_cuda_bias_nchw_backward(c->stream, b->grad, t->grad, ys[0], ys[1], ys[2] * ys[3], acc[2], yb16, ycl));
     else if (b && b->grad)
         CUDNN_TRY(cudnnConvolutionBackwardBias(c->cudnn, &one, s->y32, t->grad, acc[2] ? &one : &zero, s->bias,
                                                b->grad));

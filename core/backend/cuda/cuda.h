@@ -103,6 +103,12 @@ int32_t usi_cuda_matmul_sums_batches(const usi_tensor *t);
 /* The backend's to_bf16 / from_bf16 (activations kept as bf16). */
 usi_error *usi_cuda_cast_to_bf16(usi_device *d, void *dst, const float *src, size_t n, int32_t acc);
 usi_error *usi_cuda_cast_from_bf16(usi_device *d, float *dst, const void *src, size_t n, int32_t acc);
+usi_error *usi_cuda_repack_dev(usi_device *d, void *dst, int32_t dst_fmt, const void *src, int32_t src_fmt,
+                               const int64_t *shape4, int32_t acc);
+/* the backend's prefers_cl and cl_native (backend.h): channels-last
+ * activations under precision "mixed", and the kernels that take them */
+int32_t usi_cuda_prefers_cl(const usi_device *d);
+int32_t usi_cuda_cl_native(const usi_tensor *t, int32_t backward);
 void usi_cuda_mem_info(usi_device *d, size_t *free_bytes, size_t *total_bytes);
 /* Recorded work (record.c): CUDA graphs of what a call queues. */
 usi_error *usi_cuda_record(usi_device *d, usi_error *(*run)(void *ctx), void *ctx, void **rec);

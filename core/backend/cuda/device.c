@@ -259,6 +259,17 @@ usi_error *usi_cuda_cast_from_bf16(usi_device *d, float *dst, const void *src, s
     return usi_cuda_from_bf16(c->stream, dst, src, (int64_t)n, acc);
 }
 
+_Static_assert((int)USI_FMT_BF16 == (int)USI_CUDA_FMT_BF16 && (int)USI_FMT_CL == (int)USI_CUDA_FMT_CL,
+               "format bits differ");
+
+usi_error *usi_cuda_repack_dev(usi_device *d, void *dst, int32_t dst_fmt, const void *src, int32_t src_fmt,
+                               const int64_t *shape4, int32_t acc)
+{
+    usi_cuda *c = usi_cuda_of(d);
+    USI_TRY(usi_cuda_use(c));
+    return usi_cuda_repack(c->stream, dst, dst_fmt, src, src_fmt, shape4[0], shape4[1], shape4[2] * shape4[3], acc);
+}
+
 usi_error *usi_cuda_synchronize(usi_device *d)
 {
     usi_cuda *c = usi_cuda_of(d);

@@ -123,7 +123,7 @@ usi_error *usi_cuda_linear_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     USI_TRY(operand_of(c, w, w->data, sc, up((size_t)x->numel * 2), bf16, &wa));
     if (t->bf16) { /* the product rounded once, then the bias */
         USI_TRY(gemm_rm(c, bf16, 0, 1, M, O, I, xa.p, wa.p, 0.0f, t->data, 1));
-        return bias ? usi_cuda_bias_nchw_forward(c->stream, t->data, bias, M, O, 1, 1) : NULL;
+        return bias ? usi_cuda_bias_nchw_forward(c->stream, t->data, bias, M, O, 1, 1, 0) : NULL;
     }
     if (bias) USI_TRY(usi_cuda_bias_rows_forward(c->stream, t->data, bias, M, O));
     return gemm_rm(c, bf16, 0, 1, M, O, I, xa.p, wa.p, bias ? 1.0f : 0.0f, t->data, 0);
@@ -150,7 +150,7 @@ usi_error *usi_cuda_linear_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
         USI_TRY(gemm_rm(c, bf16, 1, 0, O, I, M, dy.p, xa.p, (float)acc[1], w->grad, w->bf16));
     }
     if (b && b->grad && t->bf16)
-        return usi_cuda_bias_nchw_backward(c->stream, b->grad, t->grad, M, O, 1, acc[2], 1);
+        return usi_cuda_bias_nchw_backward(c->stream, b->grad, t->grad, M, O, 1, acc[2], 1, 0);
     if (b && b->grad) {
         USI_TRY(fits_int(M, "linear"));
         USI_TRY(fits_int(O, "linear"));

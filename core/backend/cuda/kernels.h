@@ -47,6 +47,11 @@ usi_error *usi_cuda_fill_forward(cudaStream_t s, float *out, int64_t n, float va
 usi_error *usi_cuda_to_bf16(cudaStream_t s, void *dst, const float *src, int64_t n, int32_t acc);
 /* dst[n] (+)= float(src[n]) (src: __nv_bfloat16) */
 usi_error *usi_cuda_from_bf16(cudaStream_t s, float *dst, const void *src, int64_t n, int32_t acc);
+/* dst (+)= src over [n][c][p] (p = H*W), each in its format (bits: bf16,
+ * channels-last [n][p][c]; backend.h's USI_FMT_*): the backend's repack */
+enum { USI_CUDA_FMT_BF16 = 1, USI_CUDA_FMT_CL = 2 };
+usi_error *usi_cuda_repack(cudaStream_t s, void *dst, int32_t dst_fmt, const void *src, int32_t src_fmt, int64_t n,
+                           int64_t c, int64_t p, int32_t acc);
 /* layout.cu: dst bf16 [n][p][c] = src [n][c][p] (NCHW -> NHWC, p = H*W),
  * and dst [n][c][p] (+)= src bf16 [n][p][c] (NHWC -> NCHW); the NCHW side
  * bf16 where src_bf16 / dst_bf16 is 1 (an activation kept as bf16), float
@@ -56,11 +61,11 @@ usi_error *usi_cuda_nchw_to_nhwc_typed(cudaStream_t s, void *dst, const void *sr
 usi_error *usi_cuda_nhwc_to_nchw_typed(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c, int64_t p,
                                        int32_t acc, int32_t dst_bf16);
 /* y[n][c][p] (+)= bias[c] on float or bf16 y; db[c] (+)= sum over n, p of
- * dy[n][c][p] (float or bf16 dy), in double */
+ * dy[n][c][p] (float or bf16 dy), in double; y, dy [n][p][c] with cl 1 */
 usi_error *usi_cuda_bias_nchw_forward(cudaStream_t s, void *y, const float *bias, int64_t n, int64_t c, int64_t p,
-                                      int32_t bf16);
+                                      int32_t bf16, int32_t cl);
 usi_error *usi_cuda_bias_nchw_backward(cudaStream_t s, float *db, const void *dy, int64_t n, int64_t c, int64_t p,
-                                       int32_t acc, int32_t bf16);
+                                       int32_t acc, int32_t bf16, int32_t cl);
 
 /* A broadcast binary op over collapsed dims, seen from one tensor x: the
  * dims x keeps (its own row-major layout, thread per x element) and the dims

@@ -1,8 +1,11 @@
-/* Layout changes with a cast, for convolutions under precision "mixed":
- * cuDNN's tensor-core kernels want channels last, the graph keeps NCHW
- * (fp32, or bf16 for activations kept so). Each is a tiled transpose of [N][C][P] <-> [N][P][C] (P = H*W, or
- * KH*KW for filters) through shared memory, so both the reads and the
- * writes are coalesced. */
+/* Layout changes with a cast: channels-last (NHWC) copies for
+ * convolutions under precision "mixed" (cuDNN's tensor-core kernels want
+ * channels last), and the executor's NCHW fp32 copies of activations kept
+ * channels-last (core/graph/layout.c, through the backend's repack). Each
+ * is a tiled transpose of [N][C][P] <-> [N][P][C] (P = H*W, or KH*KW for
+ * filters) through shared memory, so both the reads and the writes are
+ * coalesced; either side float or bf16, the destination written or added
+ * into. */
 #include <cuda_bf16.h>
 
 #include "backend/cuda/common.cuh"
@@ -10,9 +13,9 @@
 #define TILE 32
 #define ROWS 8 /* threads per tile column: each thread moves TILE / ROWS */
 
-// dst: bf16 [N][P][C], src: T (fp32, or bf16 kept so) [N][C][P]; grid (P/TILE, C/TILE, N)
-template <typename T>
-__global__ void nchw_to_nhwc_bf16_kernel(__nv_bfloat16 *dst, const T *src, int32_t C, int32_t P)
+// dst: TO [N][P][C] (+)= src: TI [N][C][P]; grid (P/TILE, C/TILE, N)
+template <typename TI, typename TO>
+__global__ void nchw_to_nhwc_kernel(TO *dst, const TI *src, int32_t C, int32_t P, int32_t acc)
 {
     __shared__ float tile[TILE][TILE + 1];
     size_t base = (size_t)blockIdx.z * C * P;
@@ -24,20 +27,24 @@ __global__ void nchw_to_nhwc_bf16_kernel(__nv_bfloat16 *dst, const T *src, int32
     __syncthreads();
     for (int32_t j = threadIdx.y; j < TILE; j += ROWS) {
         int32_t p = p0 + j, c = c0 + threadIdx.x;
-        if (c < C && p < P) dst[base + (size_t)p * C + c] = __float2bfloat16_rn(tile[threadIdx.x][j]);
+        if (c < C && p < P) {
+            size_t at = base + (size_t)p * C + c;
+            float v = tile[threadIdx.x][j];
+            st(dst, at, acc ? ld(dst, at) + v : v);
+        }
     }
 }
 
-// dst: T [N][C][P] (+)=, src: bf16 [N][P][C]; grid (P/TILE, C/TILE, N)
-template <typename T>
-__global__ void nhwc_bf16_to_nchw_kernel(T *dst, const __nv_bfloat16 *src, int32_t C, int32_t P, int32_t acc)
+// dst: TO [N][C][P] (+)= src: TI [N][P][C]; grid (P/TILE, C/TILE, N)
+template <typename TI, typename TO>
+__global__ void nhwc_to_nchw_kernel(TO *dst, const TI *src, int32_t C, int32_t P, int32_t acc)
 {
     __shared__ float tile[TILE][TILE + 1];
     size_t base = (size_t)blockIdx.z * C * P;
     int32_t p0 = blockIdx.x * TILE, c0 = blockIdx.y * TILE;
     for (int32_t j = threadIdx.y; j < TILE; j += ROWS) {
         int32_t p = p0 + j, c = c0 + threadIdx.x;
-        if (c < C && p < P) tile[j][threadIdx.x] = __bfloat162float(src[base + (size_t)p * C + c]);
+        if (c < C && p < P) tile[j][threadIdx.x] = ld(src, base + (size_t)p * C + c);
     }
     __syncthreads();
     for (int32_t j = threadIdx.y; j < TILE; j += ROWS) {
@@ -61,51 +68,59 @@ static usi_error *check_dims(int64_t c, int64_t p)
     return NULL;
 }
 
-template <typename T>
-static usi_error *to_nhwc(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c, int64_t p)
+/* to_cl 1: NCHW -> NHWC, 0: NHWC -> NCHW */
+template <typename TI, typename TO>
+static usi_error *transpose(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c, int64_t p,
+                            int32_t to_cl, int32_t acc)
 {
     usi_error *e = check_dims(c, p);
     if (e || n < 1 || c < 1 || p < 1) return e;
     for (int64_t i = 0; i < n; i += MAX_Z) {
         int64_t k = n - i < MAX_Z ? n - i : MAX_Z;
         dim3 g((unsigned)((p + TILE - 1) / TILE), (unsigned)((c + TILE - 1) / TILE), (unsigned)k);
-        nchw_to_nhwc_bf16_kernel<T><<<g, dim3(TILE, ROWS), 0, s>>>((__nv_bfloat16 *)dst + i * c * p,
-                                                                   (const T *)src + i * c * p, (int32_t)c,
-                                                                   (int32_t)p);
+        TO *d = (TO *)dst + i * c * p;
+        const TI *x = (const TI *)src + i * c * p;
+        if (to_cl) nchw_to_nhwc_kernel<TI, TO><<<g, dim3(TILE, ROWS), 0, s>>>(d, x, (int32_t)c, (int32_t)p, acc);
+        else nhwc_to_nchw_kernel<TI, TO><<<g, dim3(TILE, ROWS), 0, s>>>(d, x, (int32_t)c, (int32_t)p, acc);
     }
-    LAUNCH_CHECK("nchw_to_nhwc_bf16");
+    LAUNCH_CHECK(to_cl ? "nchw_to_nhwc" : "nhwc_to_nchw");
 }
 
-template <typename T>
-static usi_error *to_nchw(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c, int64_t p, int32_t acc)
+typedef __nv_bfloat16 bf16;
+
+static usi_error *transpose_typed(cudaStream_t s, void *dst, int32_t dst_bf16, const void *src, int32_t src_bf16,
+                                  int64_t n, int64_t c, int64_t p, int32_t to_cl, int32_t acc)
 {
-    usi_error *e = check_dims(c, p);
-    if (e || n < 1 || c < 1 || p < 1) return e;
-    for (int64_t i = 0; i < n; i += MAX_Z) {
-        int64_t k = n - i < MAX_Z ? n - i : MAX_Z;
-        dim3 g((unsigned)((p + TILE - 1) / TILE), (unsigned)((c + TILE - 1) / TILE), (unsigned)k);
-        nhwc_bf16_to_nchw_kernel<T><<<g, dim3(TILE, ROWS), 0, s>>>((T *)dst + i * c * p,
-                                                                   (const __nv_bfloat16 *)src + i * c * p,
-                                                                   (int32_t)c, (int32_t)p, acc);
-    }
-    LAUNCH_CHECK("nhwc_bf16_to_nchw");
+    if (src_bf16 && dst_bf16) return transpose<bf16, bf16>(s, dst, src, n, c, p, to_cl, acc);
+    if (src_bf16) return transpose<bf16, float>(s, dst, src, n, c, p, to_cl, acc);
+    if (dst_bf16) return transpose<float, bf16>(s, dst, src, n, c, p, to_cl, acc);
+    return transpose<float, float>(s, dst, src, n, c, p, to_cl, acc);
 }
 
 extern "C" usi_error *usi_cuda_nchw_to_nhwc_typed(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c,
                                                   int64_t p, int32_t src_bf16)
 {
-    return src_bf16 ? to_nhwc<__nv_bfloat16>(s, dst, src, n, c, p) : to_nhwc<float>(s, dst, src, n, c, p);
+    return transpose_typed(s, dst, 1, src, src_bf16, n, c, p, 1, 0);
 }
 
 extern "C" usi_error *usi_cuda_nhwc_to_nchw_typed(cudaStream_t s, void *dst, const void *src, int64_t n, int64_t c,
                                                   int64_t p, int32_t acc, int32_t dst_bf16)
 {
-    return dst_bf16 ? to_nchw<__nv_bfloat16>(s, dst, src, n, c, p, acc) : to_nchw<float>(s, dst, src, n, c, p, acc);
+    return transpose_typed(s, dst, dst_bf16, src, 1, n, c, p, 0, acc);
 }
 
-/* ---- a convolution's bias on NCHW results of either type ---- */
+extern "C" usi_error *usi_cuda_repack(cudaStream_t s, void *dst, int32_t dst_fmt, const void *src, int32_t src_fmt,
+                                      int64_t n, int64_t c, int64_t p, int32_t acc)
+{
+    int32_t db = dst_fmt & USI_CUDA_FMT_BF16, sb = src_fmt & USI_CUDA_FMT_BF16;
+    if ((dst_fmt & USI_CUDA_FMT_CL) == (src_fmt & USI_CUDA_FMT_CL)) /* one layout: a cast */
+        return usi_cuda_scale_typed(s, dst, src, n * c * p, 1.0f, acc, (db ? USI_CUDA_BF_OUT : 0) | (sb ? USI_CUDA_BF_IN : 0));
+    return transpose_typed(s, dst, db, src, sb, n, c, p, (dst_fmt & USI_CUDA_FMT_CL) != 0, acc);
+}
 
-// y: T [N][C][P] += bias[C]
+/* ---- a convolution's bias on results of either type and layout ---- */
+
+// y: T [N][C][P] (or [N][P][C] with P 1: channels-last) += bias[C]
 template <typename T>
 __global__ void bias_nchw_forward_kernel(T *y, const float *bias, int64_t n, int64_t C, int64_t P)
 {
@@ -144,17 +159,25 @@ __global__ void bias_rows_backward_kernel(float *db, const T *dy, int64_t M, int
 }
 
 extern "C" usi_error *usi_cuda_bias_nchw_forward(cudaStream_t s, void *y, const float *bias, int64_t n, int64_t c,
-                                                 int64_t p, int32_t bf16)
+                                                 int64_t p, int32_t bf16, int32_t cl)
 {
     int64_t total = n * c * p;
+    if (cl) { /* rows of C: as NCHW with one pixel */
+        n *= p;
+        p = 1;
+    }
     if (bf16) bias_nchw_forward_kernel<<<grid_for(total), THREADS, 0, s>>>((__nv_bfloat16 *)y, bias, total, c, p);
     else bias_nchw_forward_kernel<<<grid_for(total), THREADS, 0, s>>>((float *)y, bias, total, c, p);
     LAUNCH_CHECK("bias_nchw_forward");
 }
 
 extern "C" usi_error *usi_cuda_bias_nchw_backward(cudaStream_t s, float *db, const void *dy, int64_t n, int64_t c,
-                                                  int64_t p, int32_t acc, int32_t bf16)
+                                                  int64_t p, int32_t acc, int32_t bf16, int32_t cl)
 {
+    if (cl) { /* rows of C */
+        n *= p;
+        p = 1;
+    }
     if (p == 1) { /* rows of [n][c]: a linear's bias */
         unsigned cb = (unsigned)((c + 31) / 32);
         if (bf16) bias_rows_backward_kernel<<<cb, dim3(32, 8), 0, s>>>(db, (const __nv_bfloat16 *)dy, n, c, acc);
