@@ -133,14 +133,16 @@ int run_case_on(const op_case *c, usi_device *dev, const device_tol *tol,
 void case_result_free(case_result *r);
 
 /* Activations kept as bf16 (precision "mixed" on dev, a device with bf16
- * storage): c is recorded with every differentiable input x (and input 0)
- * as a/2 + a/2 of a = x * 1 (so a's gradient is the sum of two nodes'),
- * and its output behind a scale by 1, so that the op reads
- * and writes values and gradients kept as bf16; forward and every input
- * gradient must agree with the cpu device running the same graph in fp32
- * within tol (relative to max(1, |cpu|)), and the graph must hold bf16
- * nodes. Prints a line for each failure or skip. Returns CASE_*. */
-int run_case_bf16(const op_case *c, usi_device *dev, double tol);
+ * storage) or channels-last (a device that prefers it): c is recorded with
+ * every differentiable input x (and input 0) as a/2 + a/2 of a = x * 1 (so
+ * a's gradient is the sum of two nodes'), and its output behind a scale by
+ * 1, so that the op reads and writes values and gradients kept so; forward
+ * and every input gradient must agree with the cpu device running the same
+ * graph in fp32 NCHW within tol (relative to max(1, |cpu|)), and the graph
+ * must hold bf16 nodes where dev is mixed, none elsewhere. *cl_cases (when
+ * not NULL) counts the cases whose graph kept values channels-last. Prints
+ * a line for each failure or skip. Returns CASE_*. */
+int run_case_stored(const op_case *c, usi_device *dev, double tol, int *cl_cases);
 
 /* Helpers for references. */
 int64_t numel_of(int32_t ndim, const int64_t *shape);

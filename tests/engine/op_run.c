@@ -46,7 +46,7 @@ typedef struct run_state {
     float *seed;           /* R */
     float *y;              /* the first forward's output */
     float *grad[MAX_LEAVES];
-    int wrap;              /* run_case_bf16: leaves and output behind a scale by 1 */
+    int wrap;              /* run_case_stored: leaves and output behind a scale by 1 */
 } run_state;
 
 static int has_grad(const op_case *c, const run_state *s, int32_t i)
@@ -377,7 +377,7 @@ void case_result_free(case_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int run_case_bf16(const op_case *c, usi_device *dev, double tol)
+int run_case_stored(const op_case *c, usi_device *dev, double tol, int *cl_cases)
 {
     run_state want, got;
     memset(&want, 0, sizeof want);
@@ -385,7 +385,7 @@ int run_case_bf16(const op_case *c, usi_device *dev, double tol)
     want.c = got.c = c;
     want.wrap = got.wrap = 1;
     char name[64];
-    snprintf(name, sizeof name, "%s bf16", usi_device_name(dev));
+    snprintf(name, sizeof name, "%s %s", usi_device_name(dev), dev->mixed ? "bf16" : "nhwc");
     want.dev = "cpu";
     got.dev = name;
     uint64_t seen = 0;
@@ -393,11 +393,14 @@ int run_case_bf16(const op_case *c, usi_device *dev, double tol)
     if (st == CASE_PASS) st = setup(&got, dev, &seen);
     int fails = 0;
     if (st == CASE_PASS) {
-        if (usi_graph_bf16_nodes(got.g) < 1 || usi_graph_bf16_nodes(want.g) != 0) {
-            printf("FAIL [%s] %s: %d nodes kept as bf16, cpu %d\n", got.dev, c->name,
-                   usi_graph_bf16_nodes(got.g), usi_graph_bf16_nodes(want.g));
+        int32_t bf = usi_graph_bf16_nodes(got.g), cl = usi_graph_cl_nodes(got.g);
+        if ((dev->mixed && bf < 1) || (!dev->mixed && bf) || usi_graph_bf16_nodes(want.g) ||
+            usi_graph_cl_nodes(want.g)) {
+            printf("FAIL [%s] %s: %d nodes kept as bf16 and %d channels-last, cpu %d and %d\n", got.dev, c->name,
+                   bf, cl, usi_graph_bf16_nodes(want.g), usi_graph_cl_nodes(want.g));
             fails++;
         }
+        if (cl_cases) *cl_cases += cl > 0;
         if (c->training && (run_backward(&want) || run_backward(&got))) fails++;
         else {
             case_result cpu = {.n_out = want.on, .out = want.y};

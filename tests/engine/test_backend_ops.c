@@ -127,8 +127,9 @@ static int check_refusal_skips(void)
 }
 
 /* Activations kept as bf16: each device with bf16 storage (a copy of it
- * set to precision "mixed") against cpu in fp32, every case. Returns the
- * failures. */
+ * set to precision "mixed") against cpu in fp32, every case; where the
+ * device then prefers channels-last (CUDA) its kernels read and write that
+ * too. Returns the failures. */
 static int run_bf16_pass(const device_run *devs, int n_devs, const char *filter)
 {
     int fails = 0;
@@ -136,19 +137,52 @@ static int run_bf16_pass(const device_run *devs, int n_devs, const char *filter)
         if (!devs[d].dev || !devs[d].dev->be->bf16_storage) continue;
         usi_device mixed = *devs[d].dev;
         mixed.mixed = 1;
-        int passed = 0, failed = 0, skipped = 0;
+        int passed = 0, failed = 0, skipped = 0, cl = 0;
         double t0 = now();
         for (int32_t i = 0; i < n_op_cases; i++) {
             if (filter && !strstr(op_cases[i].name, filter)) continue;
-            int st = run_case_bf16(&op_cases[i], &mixed, bf16_tol);
+            int st = run_case_stored(&op_cases[i], &mixed, bf16_tol, &cl);
             passed += st == CASE_PASS;
             failed += st == CASE_FAIL;
             skipped += st == CASE_SKIP;
         }
-        printf("  %-12s with activations in bf16: %d passed, %d failed, %d skipped (%.1f s)\n", devs[d].name,
-               passed, failed, skipped, now() - t0);
+        printf("  %-12s with activations in bf16: %d passed, %d failed, %d skipped, %d with channels-last values "
+               "(%.1f s)\n", devs[d].name, passed, failed, skipped, cl, now() - t0);
         fails += failed;
     }
+    return fails;
+}
+
+/* Activations kept channels-last in fp32: cpu-guarded with
+ * USI_GUARDED_NHWC=1, whose kernels get NCHW copies, must give cpu's
+ * numbers exactly (a layout change alone is exact), in enough cases to
+ * mean something. Returns the failures. */
+static int run_cl_pass(const device_run *devs, int n_devs, const char *filter)
+{
+    int fails = 0;
+    setenv("USI_GUARDED_NHWC", "1", 1);
+    for (int d = 1; d < n_devs; d++) {
+        usi_device *dev = devs[d].dev;
+        if (!dev || !dev->be->prefers_cl || !dev->be->prefers_cl(dev)) continue;
+        int passed = 0, failed = 0, skipped = 0, cl = 0, ran = 0;
+        double t0 = now();
+        for (int32_t i = 0; i < n_op_cases; i++) {
+            if (filter && !strstr(op_cases[i].name, filter)) continue;
+            int st = run_case_stored(&op_cases[i], dev, 0.0, &cl);
+            ran++;
+            passed += st == CASE_PASS;
+            failed += st == CASE_FAIL;
+            skipped += st == CASE_SKIP;
+        }
+        printf("  %-12s with activations channels-last: %d passed, %d failed, %d skipped, %d with channels-last "
+               "values (%.1f s)\n", devs[d].name, passed, failed, skipped, cl, now() - t0);
+        fails += failed;
+        if (!filter && cl < ran / 4) {
+            printf("FAIL only %d of %d cases kept values channels-last\n", cl, ran);
+            fails++;
+        }
+    }
+    unsetenv("USI_GUARDED_NHWC");
     return fails;
 }
 
@@ -175,6 +209,7 @@ int main(int argc, char **argv)
 
     int fails = check_refusal_skips();
     fails += run_bf16_pass(devs, n_devs, filter);
+    fails += run_cl_pass(devs, n_devs, filter);
     printf("\n%d cases x %d devices in %.1f s\n", n_cases, n_devs, now() - t0);
     for (int d = 0; d < n_devs; d++) {
         device_run *r = &devs[d];

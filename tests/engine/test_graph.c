@@ -10,6 +10,7 @@
 #include "backend/backend.h"
 #include "device.h"
 #include "graph/graph.h"
+#include "graph/graph_internal.h"
 #include "graph/node.h"
 #include "models.h"
 #include "plugin/host.h"
@@ -736,6 +737,119 @@ static void test_bf16_activations(void)
     usi_graph_free(g16);
 }
 
+/* One ResNet-18 step (batch 4 at 64 px, cross-entropy) on dev, every value
+ * kept (usi_graph_keep_all): the loss, every parameter's gradient end to
+ * end in *grads (*n floats), and the graph for its flags. */
+static usi_error *cl_step(usi_device *dev, float *loss, float **grads, size_t *n, usi_graph **out,
+                          usi_tensor **stem, usi_tensor **pool)
+{
+    usi_graph *g = usi_graph_new(dev, 1, 1);
+    *out = g;
+    int64_t xs[4] = {4, 3, 64, 64}, nb = 4;
+    usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, xs);
+    usi_tensor *y = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &nb);
+    usi_tensor *obj = api->loss_ce(g, model_resnet(g, x, 18, 10), y, 0.1);
+    usi_graph_mark_output(obj);
+    usi_error *e = usi_graph_keep_all(g);
+    if (!e) e = usi_graph_set_loss(g, obj);
+    if (!e) e = usi_graph_compile(g);
+    if (e) return e;
+    /* the stem's conv (the first with a 64 px input) and max pool */
+    *stem = *pool = NULL;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        usi_tensor *t = g->nodes[i];
+        if (t->op == USI_OP_CONV2D && !*stem) *stem = t;
+        if (t->op == USI_OP_POOL2D && !*pool) *pool = t;
+    }
+    static float img[4 * 3 * 64 * 64];
+    int32_t labels[4] = {1, 7, 3, 0};
+    for (int i = 0; i < 4 * 3 * 64 * 64; i++) img[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
+    e = usi_graph_write(x, img);
+    if (!e) e = usi_graph_write(y, labels);
+    if (!e) e = usi_graph_forward(g);
+    if (!e) e = usi_graph_backward(g);
+    if (!e) e = usi_graph_read(obj, loss);
+    *n = 0;
+    for (int32_t i = 0; i < usi_graph_num_params(g); i++) {
+        usi_param_info p;
+        usi_graph_param_at(g, i, &p);
+        *n += (size_t)p.numel;
+    }
+    *grads = malloc(*n * sizeof(float) + 1);
+    size_t at = 0;
+    for (int32_t i = 0; !e && i < usi_graph_num_params(g); i++) {
+        usi_param_info p;
+        usi_graph_param_at(g, i, &p);
+        e = usi_graph_read_grad(p.tensor, *grads + at);
+        at += (size_t)p.numel;
+    }
+    return e;
+}
+
+/* Activations kept channels-last (layout.c) on a cpu-guarded device with
+ * USI_GUARDED_NHWC=1, whose kernels get NCHW copies: the marking rules, and
+ * the same loss, gradients and intermediate values as cpu, bit for bit; with
+ * bf16 storage too, the same as bf16 storage alone. */
+static void test_channels_last(void)
+{
+    usi_device cpu = {.name = "cpu", .be = usi_cpu_backend()};
+    usi_device guarded = {.name = "cpu-guarded", .be = usi_cpu_guarded_backend()};
+    float l[4] = {0};
+    float *gr[4] = {0};
+    size_t n[4] = {0};
+    usi_graph *g[4] = {0};
+    usi_tensor *stem[4], *pool[4];
+    usi_device *devs[4] = {&cpu, &guarded, &guarded, &guarded};
+    const char *env[4] = {NULL, "1", NULL, "1"};
+    for (int k = 0; k < 4; k++) {
+        guarded.mixed = k >= 2;
+        if (env[k]) setenv("USI_GUARDED_NHWC", env[k], 1);
+        else unsetenv("USI_GUARDED_NHWC");
+        usi_error *e = cl_step(devs[k], &l[k], &gr[k], &n[k], &g[k], &stem[k], &pool[k]);
+        CHECK(!e, "channels-last step %d: %s", k, usi_error_message(e));
+        usi_error_free(e);
+    }
+    unsetenv("USI_GUARDED_NHWC");
+    CHECK(usi_graph_cl_nodes(g[0]) == 0 && usi_graph_cl_nodes(g[2]) == 0, "channels-last without being asked");
+    CHECK(usi_graph_cl_nodes(g[1]) > 40, "only %d nodes kept channels-last", usi_graph_cl_nodes(g[1]));
+    int inputs_cl = 0;
+    for (int32_t i = 0; i < g[1]->n_nodes; i++) {
+        const usi_tensor *t = g[1]->nodes[i];
+        inputs_cl += t->cl && (t->storage == USI_STORE_OWNED || t->is_output || t->ndim != 4);
+    }
+    CHECK(!inputs_cl, "%d leaves, outputs or tensors not 4-d kept channels-last", inputs_cl);
+    CHECK(stem[1] && stem[1]->cl && pool[1] && !pool[1]->cl && pool[1]->src[0]->cl,
+          "the stem conv, or its relu, not channels-last, or the max pool is");
+    CHECK(l[1] == l[0] && n[1] == n[0] && !memcmp(gr[1], gr[0], n[0] * sizeof(float)),
+          "channels-last changes fp32's numbers: loss %.9g vs %.9g", l[1], l[0]);
+    CHECK(l[3] == l[2] && n[3] == n[2] && !memcmp(gr[3], gr[2], n[2] * sizeof(float)) && l[2] != l[0],
+          "channels-last changes bf16 storage's numbers: loss %.9g vs %.9g (fp32 %.9g)", l[3], l[2], l[0]);
+    /* host reads of a value and a gradient kept channels-last come back in
+     * NCHW order */
+    if (stem[0] && stem[1]) {
+        size_t m = (size_t)stem[0]->numel;
+        float *a = malloc(m * sizeof(float)), *b = malloc(m * sizeof(float));
+        usi_error *e = usi_graph_read(stem[0], a);
+        if (!e) e = usi_graph_read(stem[1], b);
+        CHECK(!e && !memcmp(a, b, m * sizeof(float)), "the stem's value read back differs: %s",
+              usi_error_message(e));
+        usi_error_free(e);
+        e = usi_graph_read_grad(stem[0], a);
+        if (!e) e = usi_graph_read_grad(stem[1], b);
+        CHECK(!e && !memcmp(a, b, m * sizeof(float)), "the stem's gradient read back differs: %s",
+              usi_error_message(e));
+        usi_error_free(e);
+        free(a);
+        free(b);
+    }
+    printf("resnet18 b4 64px on cpu-guarded: %d nodes channels-last, loss %.7f as cpu's %.7f; with bf16 %.7f\n",
+           usi_graph_cl_nodes(g[1]), l[1], l[0], l[3]);
+    for (int k = 0; k < 4; k++) {
+        free(gr[k]);
+        usi_graph_free(g[k]);
+    }
+}
+
 int main(void)
 {
     api = usi_graph_api_get();
@@ -751,6 +865,7 @@ int main(void)
     test_resnet50_plan();
     test_profile();
     test_bf16_activations();
+    test_channels_last();
     printf("%d failure(s)\n", failures);
     return failures ? 1 : 0;
 }

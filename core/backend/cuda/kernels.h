@@ -199,6 +199,20 @@ static inline int64_t usi_cuda_bn_segments(int64_t O, int64_t I)
     int64_t s = (O * I + 8191) / 8192;
     return s < 1 ? 1 : s > 64 ? 64 : s;
 }
+/* With I = 1 (rows of C channels: channels-last, or [N, C]) a block sums 32
+ * neighbouring channels over a segment of rows; segments enough for about
+ * 2048 blocks, of at least 64 rows, at most 1024. */
+static inline int64_t usi_cuda_bn_row_segments(int64_t O, int64_t C)
+{
+    int64_t blocks = (C + 31) / 32, s = (2048 + blocks - 1) / blocks, most = (O + 63) / 64;
+    if (s > most) s = most;
+    return s < 1 ? 1 : s > 1024 ? 1024 : s;
+}
+/* The segments the kernels use for x as [O, C, I]. */
+static inline int64_t usi_cuda_bn_parts(int64_t O, int64_t C, int64_t I)
+{
+    return I == 1 ? usi_cuda_bn_row_segments(O, C) : usi_cuda_bn_segments(O, I);
+}
 /* Batch norm over ranks (dist.sync_bn), in steps around a sum over ranks of
  * sums[1 + 2C] (device doubles) that the caller makes in between:
  * stats: sums = [count, sum x[C], sum x^2[C]] of this rank's batch (the

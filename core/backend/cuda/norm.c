@@ -17,7 +17,8 @@
  * USI_CUDA_BATCH_NORM=ours runs those kernels on one rank's batch (no sum)
  * instead of cuDNN: to tell cuDNN's results and speed from ours. A norm
  * whose input and output are kept as bf16 always runs on ours, which read
- * and write bf16 and keep the statistics in fp32 (double sums). */
+ * and write bf16 and keep the statistics in fp32 (double sums); so does a
+ * norm kept channels-last, seen as [N*H*W, C, 1] (rows of channels). */
 #include <stdlib.h>
 
 #include <string.h>
@@ -26,13 +27,26 @@
 
 static void view3(const usi_tensor *x, int32_t axis, int64_t *outer, int64_t *C, int64_t *inner);
 
+/* A batch norm's x as [O, C, I]: [N, C, H*W], or [N*H*W, C, 1] when it is
+ * kept channels-last (its input and output alike: usi_cuda_cl_native). */
+static void bn_view(const usi_tensor *t, int64_t *O, int64_t *C, int64_t *I)
+{
+    view3(t->src[0], 1, O, C, I);
+    if (t->cl) {
+        *O *= *I;
+        *I = 1;
+    }
+}
+
 /* A batch norm's scratch for our kernels: the 1 + 2C sums (what goes over
- * ranks), then the partial sums of the channels' segments. */
-static size_t sums_doubles(const usi_tensor *x)
+ * ranks), then the partial sums of the channels' segments, for either
+ * view (the executor's NCHW copies run it as NCHW). */
+static size_t sums_doubles(const usi_tensor *t)
 {
     int64_t O, C, I;
-    view3(x, 1, &O, &C, &I);
-    return (size_t)(1 + 2 * C + 2 * C * usi_cuda_bn_segments(O, I));
+    view3(t->src[0], 1, &O, &C, &I);
+    int64_t s = usi_cuda_bn_parts(O, C, I), s_cl = usi_cuda_bn_parts(O * I, C, 1);
+    return (size_t)(1 + 2 * C + 2 * C * (s > s_cl ? s : s_cl));
 }
 
 void usi_cuda_norm_workspace(usi_tensor *t, int32_t training)
@@ -45,7 +59,7 @@ void usi_cuda_norm_workspace(usi_tensor *t, int32_t training)
      * of its collective after it is planned; always for a norm kept as
      * bf16, also in eval graphs without running statistics) */
     if (t->op == USI_OP_BATCH_NORM && t->attrs.batch_norm.batch_stats)
-        t->fwd_scratch_bytes = t->bwd_scratch_bytes = (sums_doubles(x) * sizeof(double) + 63) / 64 * 64;
+        t->fwd_scratch_bytes = t->bwd_scratch_bytes = (sums_doubles(t) * sizeof(double) + 63) / 64 * 64;
 }
 
 static void view3(const usi_tensor *x, int32_t axis, int64_t *outer, int64_t *C, int64_t *inner)
@@ -138,7 +152,7 @@ static usi_error *batch_norm_fwd_sync(usi_cuda *c, usi_collective *coll, usi_ten
 {
     const struct usi_attrs_batch_norm *a = &t->attrs.batch_norm;
     double *sums = t->fwd_scratch;
-    if (!sums || t->fwd_scratch_bytes < sums_doubles(t->src[0]) * sizeof(double))
+    if (!sums || t->fwd_scratch_bytes < sums_doubles(t) * sizeof(double))
         return usi_error_new(USI_ERR_INTERNAL, "batch norm over ranks: no scratch for its sums");
     float *rm = t->src[3] ? t->src[3]->data : NULL, *rv = t->src[4] ? t->src[4]->data : NULL;
     int64_t *counter = rm && rv && t->n_src > 5 && t->src[5] ? t->src[5]->data : NULL;
@@ -156,7 +170,7 @@ static usi_error *batch_norm_bwd_sync(usi_cuda *c, usi_collective *coll, usi_ten
                                       int64_t O, int64_t C, int64_t I)
 {
     double *sums = t->bwd_scratch;
-    if (!sums || t->bwd_scratch_bytes < sums_doubles(t->src[0]) * sizeof(double))
+    if (!sums || t->bwd_scratch_bytes < sums_doubles(t) * sizeof(double))
         return usi_error_new(USI_ERR_INTERNAL, "batch norm over ranks: no scratch for its sums");
     const void *x = t->src[0]->data;
     const float *mean = t->saved, *invstd = mean + C;
@@ -171,7 +185,7 @@ usi_error *usi_cuda_batch_norm_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
 {
     const usi_tensor *x = t->src[0];
     int64_t O, C, I;
-    view3(x, 1, &O, &C, &I);
+    bn_view(t, &O, &C, &I);
     const struct usi_attrs_batch_norm *a = &t->attrs.batch_norm;
     float *mean = t->saved, *invstd = mean + C;
     float *rm = t->src[3] ? t->src[3]->data : NULL, *rv = t->src[4] ? t->src[4]->data : NULL;
@@ -179,7 +193,7 @@ usi_error *usi_cuda_batch_norm_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
     if (!a->batch_stats)
         return usi_cuda_batchnorm_eval_forward(c->stream, t->data, t->saved, x->data, w, b, rm, rv, O, C, I, a->eps,
                                                t->bf16);
-    if (ctx->coll || ours_forced() || t->bf16) return batch_norm_fwd_sync(c, ctx->coll, t, O, C, I);
+    if (ctx->coll || ours_forced() || t->bf16 || t->cl) return batch_norm_fwd_sync(c, ctx->coll, t, O, C, I);
     bn_state *s = NULL;
     USI_TRY(bn_state_of(t, &s));
     const float *ones = NULL, *zeros = NULL;
@@ -199,16 +213,16 @@ usi_error *usi_cuda_batch_norm_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
 {
     const usi_tensor *x = t->src[0];
     int64_t O, C, I;
-    view3(x, 1, &O, &C, &I);
+    bn_view(t, &O, &C, &I);
     const float *mean = t->saved, *invstd = mean + C;
     float *dx = src_grad(t, 0), *dw = src_grad(t, 1), *db = src_grad(t, 2);
     int32_t batch_stats = t->attrs.batch_norm.batch_stats;
     int32_t a3[3] = {acc[0], t->n_src > 1 ? acc[1] : 1, t->n_src > 2 ? acc[2] : 1};
     /* Without dx (on every rank alike) there is nothing to sum over ranks. */
-    if (batch_stats && (ctx->coll || ours_forced() || t->bf16) && dx)
+    if (batch_stats && (ctx->coll || ours_forced() || t->bf16 || t->cl) && dx)
         return batch_norm_bwd_sync(c, ctx->coll, t, a3, O, C, I);
     /* cuDNN wants every gradient, and one blend factor for both parameters */
-    if (!batch_stats || !dx || !dw || !db || a3[1] != a3[2] || t->bf16)
+    if (!batch_stats || !dx || !dw || !db || a3[1] != a3[2] || t->bf16 || t->cl)
         return usi_cuda_batchnorm_backward(c->stream, dx, dw, db, t->grad, x->data, src_f32(t, 1), mean, invstd, O,
                                            C, I, batch_stats, a3, t->bf16);
     bn_state *s = NULL;

@@ -384,6 +384,43 @@ __global__ void batchnorm_partial_kernel(double *part, const double *sums, const
     }
 }
 
+/* The same partial sums for I = 1, x as rows [O, C]: a block of 32 x 8
+ * threads per (segment, 32 channels), a thread per channel and row lane,
+ * so a warp reads 32 neighbouring channels of a row; the 8 lanes added in
+ * order. grid (S, ceil(C / 32)) */
+template <typename T>
+__global__ void batchnorm_rows_partial_kernel(double *part, const double *sums, const T *x, int64_t O, int64_t C,
+                                              int64_t S, int32_t shift)
+{
+    __shared__ double lanes[8][33];
+    int64_t j0, len;
+    segment(O, S, blockIdx.x, &j0, &len);
+    for (int64_t c0 = (int64_t)blockIdx.y * 32; c0 < C; c0 += (int64_t)gridDim.y * 32) {
+        int64_t c = c0 + threadIdx.x;
+        double acc = 0;
+        if (c < C) {
+            float K = shift ? (float)sums[1 + C + c] : 0.0f;
+            for (int64_t r = threadIdx.y; r < len; r += 8) {
+                float v = ld(x, (j0 + r) * C + c);
+                if (shift) {
+                    float d = v - K;
+                    acc += (double)d * d;
+                } else {
+                    acc += v;
+                }
+            }
+        }
+        lanes[threadIdx.y][threadIdx.x] = acc;
+        __syncthreads();
+        if (threadIdx.y == 0 && c < C) {
+            double a = 0;
+            for (int r = 0; r < 8; r++) a += lanes[r][threadIdx.x];
+            part[c * S + blockIdx.x] = a;
+        }
+        __syncthreads();
+    }
+}
+
 /* sums = [count, sum x, q + K (2 s - n K)] with K the rank's float mean
  * and q = sum (x - K)^2 (core/backend/cpu/norm.c's formula): step 0 adds
  * the partial sums of x and leaves K in sums[1 + C + c]; step 1 adds the
@@ -455,6 +492,42 @@ __global__ void batchnorm_grad_partial_kernel(double *part, const T *dy, const T
     }
 }
 
+/* The same for I = 1, rows [O, C], as batchnorm_rows_partial_kernel. */
+template <typename T>
+__global__ void batchnorm_rows_grad_partial_kernel(double *part, const T *dy, const T *x, const float *mean,
+                                                   int64_t O, int64_t C, int64_t S)
+{
+    __shared__ double lanes[2][8][33];
+    int64_t j0, len;
+    segment(O, S, blockIdx.x, &j0, &len);
+    for (int64_t c0 = (int64_t)blockIdx.y * 32; c0 < C; c0 += (int64_t)gridDim.y * 32) {
+        int64_t c = c0 + threadIdx.x;
+        double sdy = 0, sdyx = 0;
+        if (c < C) {
+            float m = mean[c];
+            for (int64_t r = threadIdx.y; r < len; r += 8) {
+                int64_t k = (j0 + r) * C + c;
+                float g = ld(dy, k);
+                sdy += g;
+                sdyx += (double)(g * (ld(x, k) - m));
+            }
+        }
+        lanes[0][threadIdx.y][threadIdx.x] = sdy;
+        lanes[1][threadIdx.y][threadIdx.x] = sdyx;
+        __syncthreads();
+        if (threadIdx.y == 0 && c < C) {
+            double a = 0, b = 0;
+            for (int r = 0; r < 8; r++) {
+                a += lanes[0][r][threadIdx.x];
+                b += lanes[1][r][threadIdx.x];
+            }
+            part[c * S + blockIdx.x] = a;
+            part[(C + c) * S + blockIdx.x] = b;
+        }
+        __syncthreads();
+    }
+}
+
 /* dw, db (+)= this rank's sums; sums = [count, sum dy, sum dy*xh], zero
  * when idle. */
 __global__ void batchnorm_grad_finish_kernel(double *sums, float *dw, float *db, const double *part,
@@ -496,13 +569,30 @@ __global__ void batchnorm_sync_grad_input_kernel(T *dx, const double *sums, cons
 
 static dim3 segment_grid(int64_t S, int64_t C) { return dim3((unsigned)S, (unsigned)(C < 65535 ? C : 65535)); }
 
+/* rows kernels (I = 1): (S, channel groups of 32) blocks of 32 x 8 */
+static dim3 rows_grid(int64_t S, int64_t C)
+{
+    int64_t g = (C + 31) / 32;
+    return dim3((unsigned)S, (unsigned)(g < 65535 ? g : 65535));
+}
+static const dim3 ROWS_BLOCK(32, 8);
+
 extern "C" usi_error *usi_cuda_batchnorm_sync_stats(cudaStream_t s, double *sums, const void *x, int64_t O,
                                                     int64_t C, int64_t I, int32_t idle, int32_t bf)
 {
-    int64_t S = usi_cuda_bn_segments(O, I);
+    int64_t S = usi_cuda_bn_parts(O, C, I);
     double *part = sums + 1 + 2 * C, n = (double)(O * I);
     for (int32_t step = 0; step < 2; step++) {
-        if (!idle) {
+        if (!idle && I == 1) {
+            if (bf)
+                batchnorm_rows_partial_kernel<<<rows_grid(S, C), ROWS_BLOCK, 0, s>>>(part, sums, (const bf16 *)x, O,
+                                                                                     C, S, step);
+            else
+                batchnorm_rows_partial_kernel<<<rows_grid(S, C), ROWS_BLOCK, 0, s>>>(part, sums, (const float *)x, O,
+                                                                                     C, S, step);
+            usi_error *e = usi_cuda_check_launch("batchnorm_rows_partial", __FILE__, __LINE__);
+            if (e) return e;
+        } else if (!idle) {
             if (bf)
                 batchnorm_partial_kernel<<<segment_grid(S, C), THREADS, 0, s>>>(part, sums, (const bf16 *)x, O, C, I,
                                                                                  S, step);
@@ -534,9 +624,15 @@ extern "C" usi_error *usi_cuda_batchnorm_sync_grad_sums(cudaStream_t s, double *
                                                         const float *invstd, int64_t O, int64_t C, int64_t I,
                                                         int32_t idle, int32_t acc_w, int32_t acc_b, int32_t bf)
 {
-    int64_t S = usi_cuda_bn_segments(O, I);
+    int64_t S = usi_cuda_bn_parts(O, C, I);
     double *part = sums + 1 + 2 * C;
-    if (bf)
+    if (I == 1 && bf)
+        batchnorm_rows_grad_partial_kernel<<<rows_grid(S, C), ROWS_BLOCK, 0, s>>>(part, (const bf16 *)dy,
+                                                                                  (const bf16 *)x, mean, O, C, S);
+    else if (I == 1)
+        batchnorm_rows_grad_partial_kernel<<<rows_grid(S, C), ROWS_BLOCK, 0, s>>>(part, (const float *)dy,
+                                                                                  (const float *)x, mean, O, C, S);
+    else if (bf)
         batchnorm_grad_partial_kernel<<<segment_grid(S, C), THREADS, 0, s>>>(part, (const bf16 *)dy, (const bf16 *)x,
                                                                               mean, O, C, I, S);
     else
