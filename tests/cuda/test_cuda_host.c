@@ -65,11 +65,17 @@ static void check_workspace(void)
     CHECK(usi_cuda_bn_segments(2, 35) == 1 && usi_cuda_bn_segments(1, 8193) == 2 &&
               usi_cuda_bn_segments(256, 56 * 56) == 64,
           "batch-norm segments: one per 8192 values of a channel, 1 to 64");
-    /* x [2, 6, 5, 7]: 70 values a channel, one segment: 1 + 2C + 2C doubles, 200 B -> 256 */
-    expect_ws(bn, 1, 3 * 6 * sizeof(float), 256, 256,
+    CHECK(usi_cuda_bn_row_segments(256 * 56 * 56, 64) == 1024 && usi_cuda_bn_row_segments(16, 10) == 1 &&
+              usi_cuda_bn_row_segments(4096, 2048) == 32 && usi_cuda_bn_row_segments(70, 6) == 2,
+          "batch-norm row segments: about 2048 blocks of 32 channels, at least 64 rows, at most 1024");
+    CHECK(usi_cuda_bn_parts(256, 64, 3136) == 64 && usi_cuda_bn_parts(256 * 3136, 64, 1) == 1024,
+          "rows of channels (I = 1) take the row segments");
+    /* x [2, 6, 5, 7]: 70 values a channel; one segment as NCHW, two as rows
+     * of channels (channels-last): 1 + 2C + 2C * 2 doubles, 296 B -> 320 */
+    expect_ws(bn, 1, 3 * 6 * sizeof(float), 320, 320,
               "batch norm: mean, 1/std, var per channel; the sums over ranks of dist.sync_bn, 1 + 2C doubles, "
               "and their segments' partial sums");
-    expect_ws(bn, 0, 3 * 6 * sizeof(float), 256, 256,
+    expect_ws(bn, 0, 3 * 6 * sizeof(float), 320, 320,
               "batch norm without running statistics, eval: batch statistics still, and our kernels' sums");
     expect_ws(ln_last, 1, 2 * 2 * 6 * 5 * sizeof(float), 0, 0, "layer norm (last): 2 per row");
     expect_ws(ln_chan, 1, 2 * 2 * 5 * 7 * sizeof(float), 0, 0, "layer norm (channels): 2 per position");
@@ -106,6 +112,34 @@ static void check_binary_plan(void)
           "b sums over batch and space");
     usi_cuda_binary_plan(t, 0, &p);
     CHECK(p.nk == 3 && p.nr == 0 && p.n_kept == 120, "a is not broadcast");
+    usi_graph_free(g);
+}
+
+/* A channels-last product: [2,3,4,5] kept as [2,4,5,3] times [2,3,1,1]
+ * (one pixel: the same memory either way), broadcast in memory order. */
+static void check_binary_plan_cl(void)
+{
+    usi_graph *g = usi_graph_new(usi_device_cpu(), 0, 1);
+    int64_t as[4] = {2, 3, 4, 5}, bs[4] = {2, 3, 1, 1};
+    usi_tensor *a = input(g, "a", 4, as), *t = api->binary(g, USI_BIN_MUL, a, input(g, "b", 4, bs));
+    CHECK(t != NULL, "binary recorded");
+    if (!t) return;
+    a->cl = t->cl = 1;
+    /* memory [2, 4, 5, 3] collapsed to [2, 20, 3]: a [60, 3, 1], b [3, 0, 1] */
+    usi_cuda_bplan p;
+    usi_cuda_binary_plan(t, -1, &p);
+    CHECK(p.nk == 3 && p.kshape[0] == 2 && p.kshape[1] == 20 && p.kshape[2] == 3, "channels-last collapsed shape");
+    CHECK(p.ka[0] == 60 && p.ka[1] == 3 && p.ka[2] == 1 && p.kb[0] == 3 && p.kb[1] == 0 && p.kb[2] == 1,
+          "channels-last operand strides");
+    usi_cuda_binary_plan(t, 1, &p);
+    CHECK(p.nk == 2 && p.kshape[0] == 2 && p.ko[0] == 60 && p.kshape[1] == 3 && p.ko[1] == 1 && p.nr == 1 &&
+              p.rshape[0] == 20 && p.ro[0] == 3 && p.n_red == 20,
+          "b keeps batch and channel, sums over the pixels in between");
+    t->cl = 0;
+    usi_cuda_binary_plan(t, -1, &p);
+    /* NCHW: [6, 20], a [20, 1], b [1, 0] */
+    CHECK(p.nk == 2 && p.kshape[0] == 6 && p.kshape[1] == 20 && p.ka[1] == 1 && p.kb[0] == 1 && p.kb[1] == 0,
+          "the NCHW plan again with the flag off");
     usi_graph_free(g);
 }
 
@@ -217,6 +251,51 @@ static void check_bf16_native(void)
     usi_graph_free(g);
 }
 
+/* Which nodes the CUDA kernels take channels-last themselves (graphs under
+ * "mixed", where the device prefers that layout), and which through NCHW
+ * copies. */
+static void check_cl_native(void)
+{
+    const usi_backend *be = usi_cuda_backend();
+    CHECK(be->prefers_cl && be->cl_native && be->repack, "the CUDA backend keeps activations channels-last");
+    usi_device mixed = {.name = "cpu", .be = usi_cpu_backend(), .mixed = 1}, plain = mixed;
+    plain.mixed = 0;
+    CHECK(be->prefers_cl(&mixed) && !be->prefers_cl(&plain), "channels-last under mixed only");
+    usi_graph *g = usi_graph_new(&mixed, 1, 1);
+    int64_t xs[4] = {2, 6, 5, 7}, ws[4] = {4, 6, 3, 3}, c6 = 6, vs[2] = {5, 7}, ps[4] = {2, 6, 1, 1};
+    usi_init one = {sizeof one, USI_INIT_ONES, 0, 0, 0, 0, 0, 0};
+    usi_tensor *x = input(g, "x", 4, xs), *w = api->param(g, "w", 4, ws, &one), *gam = api->param(g, "g", 1, &c6, &one);
+    usi_conv2d_desc d = {sizeof d, {1, 1}, {1, 1}, {1, 1}, 1};
+    usi_tensor *conv = api->conv2d(g, x, w, NULL, &d);
+    usi_tensor *bn = api->batch_norm(g, x, gam, NULL, NULL, NULL, NULL, 0.1, 1e-5);
+    usi_tensor *act = api->activation(g, x, USI_ACT_RELU, 0);
+    usi_tensor *gate = api->binary(g, USI_BIN_MUL, x, input(g, "p", 4, ps));
+    usi_tensor *row = api->binary(g, USI_BIN_ADD, x, input(g, "v", 2, vs));
+    usi_tensor *pool = api->reduce(g, USI_REDUCE_MEAN, x, 2, (int32_t[]){2, 3}, 1);
+    CHECK(conv && bn && act && gate && row && pool, "recorded");
+    if (!conv || !bn || !act || !gate || !row || !pool) return;
+    x->cl = 1; /* as if it were an activation kept channels-last */
+    CHECK(be->cl_native(conv, 0) && be->cl_native(conv, 1), "a conv reads a channels-last input itself");
+    conv->cl = 1;
+    CHECK(be->cl_native(conv, 0), "and writes a channels-last output");
+    CHECK(!be->cl_native(bn, 0) && !be->cl_native(act, 0), "norm or activation from channels-last into NCHW: copies");
+    bn->cl = act->cl = 1;
+    CHECK(be->cl_native(bn, 0) && be->cl_native(bn, 1) && be->cl_native(act, 1), "channels-last to channels-last");
+    gate->cl = row->cl = 1;
+    CHECK(be->cl_native(gate, 0) && be->cl_native(gate, 1), "a gate of one pixel per channel broadcast itself");
+    CHECK(!be->cl_native(row, 0), "a 2-d operand broadcast along W: copies");
+    CHECK(!be->cl_native(pool, 0), "a reduction: copies");
+    usi_graph_free(g);
+    usi_graph *g2 = usi_graph_new(&plain, 1, 1);
+    usi_tensor *x2 = input(g2, "x", 4, xs), *w2 = api->param(g2, "w", 4, ws, &one);
+    usi_tensor *conv2 = api->conv2d(g2, x2, w2, NULL, &d);
+    if (conv2) {
+        x2->cl = 1;
+        CHECK(!be->cl_native(conv2, 0), "an fp32 conv (its copies NCHW) does not read channels-last");
+    }
+    usi_graph_free(g2);
+}
+
 static void check_chunks(void)
 {
     usi_optim_seg segs[3] = {{0, 70000, 1}, {70016, 5, 0}, {70080, 0, 1}};
@@ -245,5 +324,7 @@ int main(void)
     check_chunks();
     check_mixed_workspace();
     check_bf16_native();
+    check_binary_plan_cl();
+    check_cl_native();
     return check_status("test_cuda_host");
 }

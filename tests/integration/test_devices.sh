@@ -5,7 +5,8 @@
 # gives the same losses bit for bit and the same accuracy; `usi eval` agrees
 # on both; devices this build lacks or that do not exist are refused in one
 # line before anything is written; precision "mixed" shows as what runs,
-# and on cpu-guarded with USI_GUARDED_BF16=1 keeps activations as bf16.
+# and on cpu-guarded with USI_GUARDED_BF16=1 keeps activations as bf16; with
+# USI_GUARDED_NHWC=1 channels-last, with cpu's numbers.
 set -u
 build=${1:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL}
 tiny=${2:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL BAD_HEAD_PLUGIN}
@@ -80,6 +81,23 @@ e1=$("$usi" eval "$T/run.cfg" --checkpoint "$T/cpu/last.safetensors" --json 2>/d
 e2=$("$usi" eval "$T/run.cfg" --checkpoint "$T/cpu/last.safetensors" --json --set device=cpu-guarded 2>/dev/null \
      | grep -o '"top1": [0-9.]*')
 [ -n "$e1" ] && [ "$e1" = "$e2" ] && ok || fail "usi eval: cpu '$e1', cpu-guarded '$e2'"
+
+# Activations kept channels-last ([N,H,W,C], as on a GPU under "mixed") on
+# cpu-guarded with USI_GUARDED_NHWC=1: its kernels get NCHW copies, so the
+# losses and the evaluation are cpu's bit for bit, the passes still
+# recorded and replayed.
+if USI_GUARDED_NHWC=1 USI_GRAPH_REPLAY=on "$usi" train "$T/run.cfg" --set output_dir="$T/nhwc" --set device=cpu-guarded \
+    "${kd[@]}" >"$T/nhwc.log" 2>&1; then ok; else fail "KD run channels-last: $(tail -3 "$T/nhwc.log")"; fi
+grep -qE 'layout: [0-9]+ activations and their gradients kept channels-last \(NHWC\) on cpu-guarded' "$T/nhwc.log" \
+    && ok || fail "the channels-last run does not say it keeps activations so"
+! grep -q 'channels-last' "$T/cpu-guarded.log" && ok || fail "cpu-guarded kept activations channels-last unasked"
+grep -q 'graph replay (.*backward): .*replaying it' "$T/nhwc.log" && ok || fail "the channels-last run replayed no backward pass"
+losses "$T/nhwc/metrics.jsonl" >"$T/nhwc.loss"
+cmp -s "$T/cpu.loss" "$T/nhwc.loss" && ok \
+    || fail "channels-last losses differ from cpu's: $(diff "$T/cpu.loss" "$T/nhwc.loss" | head -4)"
+e4=$(USI_GUARDED_NHWC=1 "$usi" eval "$T/run.cfg" --checkpoint "$T/cpu/last.safetensors" --json --set device=cpu-guarded \
+     2>/dev/null | grep -o '"top1": [0-9.]*')
+[ -n "$e4" ] && [ "$e4" = "$e1" ] && ok || fail "usi eval channels-last: '$e4', cpu '$e1'"
 
 # Precision "mixed" on cpu-guarded with USI_GUARDED_BF16=1: activations and
 # their gradients kept as bf16 as on a GPU (the log says how many), the
