@@ -81,12 +81,14 @@ section "op driver: every case on cpu, cpu-guarded and cuda (fp32), then with ac
 OMP_WAIT_POLICY=passive step 150 $bin/test_backend_ops
 section "the bf16 pass again with every node through fp32 copies (USI_BF16_NATIVE=off: the native kernels' A/B)"
 USI_BF16_NATIVE=off OMP_WAIT_POLICY=passive step 150 $bin/test_backend_ops | grep -E "bf16|FAIL"
+section "the bf16 pass again with activations NCHW (USI_CHANNELS_LAST=off: the channels-last kernels' A/B)"
+USI_CHANNELS_LAST=off OMP_WAIT_POLICY=passive step 150 $bin/test_backend_ops | grep -E "bf16|FAIL"
 
 section "CUDA against CPU: step kernels, dropout, mixed precision"
 step 120 $bin/test_cuda_ops
-section "the same with every bf16 convolution channels-last, then NCHW"
-USI_CUDA_CONV_LAYOUT=nhwc step 60 $bin/test_cuda_ops | grep -E "^bf16|FAIL|passed|failed"
-USI_CUDA_CONV_LAYOUT=nchw step 60 $bin/test_cuda_ops | grep -E "^bf16|FAIL|passed|failed"
+section "the same with activations NCHW, every bf16 convolution's copies channels-last, then NCHW"
+USI_CHANNELS_LAST=off USI_CUDA_CONV_LAYOUT=nhwc step 60 $bin/test_cuda_ops | grep -E "^bf16|FAIL|passed|failed"
+USI_CHANNELS_LAST=off USI_CUDA_CONV_LAYOUT=nchw step 60 $bin/test_cuda_ops | grep -E "^bf16|FAIL|passed|failed"
 section "batch norm and the ResNet stages on our batch-norm kernels instead of cuDNN's"
 USI_CUDA_BATCH_NORM=ours step 60 $bin/test_cuda_ops | grep -E "batch norm|stage|FAIL|passed|failed"
 fi
@@ -100,6 +102,9 @@ step 90 $bin/bench_gpu --check-nodes --device $DEV --model resnet18 --check-batc
 section "every node in bf16, beside what bf16 storage alone does (cpu-guarded under mixed)"
 step 120 $bin/bench_gpu --check-nodes --device $DEV --model resnet18 --check-batch 8 --check-size 64 \
   --precision mixed
+section "every node in bf16 with activations NCHW (USI_CHANNELS_LAST=off)"
+USI_CHANNELS_LAST=off step 120 $bin/bench_gpu --check-nodes --device $DEV --model resnet18 --check-batch 8 \
+  --check-size 64 --precision mixed | tail -12
 section "the ResNet-18 step again with batch norm on our kernels (USI_CUDA_BATCH_NORM=ours), not cuDNN's"
 USI_CUDA_BATCH_NORM=ours step 90 $bin/bench_gpu --check --device $DEV --model resnet18 --check-batch 16 \
   --check-size 96
@@ -183,8 +188,11 @@ results=$(mktemp)
 section "ResNet-50 speed: the engine (batch $BATCH at $SIZE, $STEPS steps)"
 step 150 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" --warmup "$WARMUP" \
   --profile "$PROFILE" | tee -a "$results"
-section "the same in bf16 with every convolution's copies NCHW (the layout choice's A/B)"
-USI_CUDA_CONV_LAYOUT=nchw step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
+section "the same in bf16 with activations NCHW (USI_CHANNELS_LAST=off: channels-last storage's A/B)"
+USI_CHANNELS_LAST=off step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
+  --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/NCHW-ACT-RESULT/'
+section "the same in bf16 with activations NCHW and every convolution's copies NCHW (the layout choice's A/B)"
+USI_CHANNELS_LAST=off USI_CUDA_CONV_LAYOUT=nchw step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
   --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/NCHW-RESULT/'
 section "the same in bf16 with activations kept fp32 (USI_BF16_ACTIVATIONS=off: bf16 storage's A/B)"
 USI_BF16_ACTIVATIONS=off step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
@@ -211,8 +219,8 @@ awk '$1 == "RESULT" { v[$2 " " $4 " " $5] = $8 }
          printf "%-6s %-5s %12s %12s %8s\n", m, p, u ? u : "-", t ? t : "-", (u && t) ? sprintf("%.2fx", u / t) : "-";
        }
      }' "$results"
-echo "(usi bf16 = precision \"mixed\": bf16 operands for conv, linear and matmul, fp32 activations in NCHW;"
-echo " torch bf16 = autocast, channels_last)"
+echo "(usi bf16 = precision \"mixed\": bf16 operands for conv, linear and matmul, activations kept as bf16 and"
+echo " channels-last; torch bf16 = autocast, channels_last)"
 [ -n "${OUT:-}" ] && cp "$results" "$OUT/results.txt"
 fi
 section "done"
