@@ -273,13 +273,15 @@ static usi_error *find_algos(usi_cuda *c, conv_state *s, const conv_key *k, int3
     conv_algos *a = &s->a;
     float ms = 0;
     if (!a->has_fwd && k->bf16) {
-        /* a new shape in bf16: both layouts, the faster kept */
-        int32_t forced = k->cl ? 1 : forced_layout();
+        /* a new shape in bf16: both layouts, the faster kept; with a value
+         * kept channels-last, NHWC wherever cuDNN has algorithms for it */
+        int32_t forced = k->cl ? -1 : forced_layout();
         conv_algos best;
         float best_ms = 0;
         int found = 0;
         usi_error *first = NULL;
-        for (int32_t nhwc = 0; nhwc < 2; nhwc++) {
+        for (int32_t i = 0; i < 2 && !(found && k->cl); i++) {
+            int32_t nhwc = k->cl ? 1 - i : i;
             if (forced >= 0 && nhwc != forced) continue;
             conv_algos cand;
             memset(&cand, 0, sizeof cand);
@@ -391,6 +393,13 @@ static usi_error *state_of(usi_cuda *c, usi_tensor *t, int32_t training, conv_st
     }
     *out = t->backend_state;
     return NULL;
+}
+
+int32_t usi_cuda_conv2d_takes_cl(const usi_tensor *t)
+{
+    if (!t->backend_state || t->backend_state_free != conv_state_free) return 1; /* NHWC is what a cl key asks first */
+    const conv_state *s = t->backend_state;
+    return s->bf16 && s->a.nhwc;
 }
 
 void usi_cuda_conv2d_workspace(usi_tensor *t, int32_t training)
