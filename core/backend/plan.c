@@ -2,14 +2,23 @@
 
 #include <string.h>
 
-/* A tensor's dims in memory order: its shape, or for a channels-last 4-d
- * output [N,C,H,W] its memory's [N,H,W,C] (an operand of a channels-last
- * op is kept so too, or has one pixel: core/backend/cuda/backend.c). */
+/* A tensor's dims in memory order: its shape, or beside a channels-last
+ * 4-d output [N,C,H,W] its shape right-aligned to 4 dims in the memory's
+ * order [N,H,W,C] (an operand of a channels-last op is kept so too, or has
+ * one pixel and so the same memory either way: core/backend/cuda/backend.c). */
 static int32_t memory_dims(const usi_tensor *x, int32_t cl, int64_t *dims)
 {
-    static const int32_t order[4] = {0, 2, 3, 1};
-    for (int32_t d = 0; d < x->ndim; d++) dims[d] = cl && x->ndim == 4 ? x->shape[order[d]] : x->shape[d];
-    return x->ndim;
+    if (!cl || x->ndim > 4) {
+        for (int32_t d = 0; d < x->ndim; d++) dims[d] = x->shape[d];
+        return x->ndim;
+    }
+    int64_t s4[4] = {1, 1, 1, 1};
+    for (int32_t d = 0; d < x->ndim; d++) s4[4 - x->ndim + d] = x->shape[d];
+    dims[0] = s4[0];
+    dims[1] = s4[2];
+    dims[2] = s4[3];
+    dims[3] = s4[1];
+    return 4;
 }
 
 static void strides_of(const int64_t *x, int32_t nx, int32_t nout, int64_t *s)

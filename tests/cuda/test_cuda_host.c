@@ -271,9 +271,11 @@ static void check_cl_native(void)
     usi_tensor *act = api->activation(g, x, USI_ACT_RELU, 0);
     usi_tensor *gate = api->binary(g, USI_BIN_MUL, x, input(g, "p", 4, ps));
     usi_tensor *row = api->binary(g, USI_BIN_ADD, x, input(g, "v", 2, vs));
+    int64_t c11[3] = {6, 1, 1};
+    usi_tensor *scale3 = api->binary(g, USI_BIN_MUL, x, input(g, "s", 3, c11));
     usi_tensor *pool = api->reduce(g, USI_REDUCE_MEAN, x, 2, (int32_t[]){2, 3}, 1);
-    CHECK(conv && bn && act && gate && row && pool, "recorded");
-    if (!conv || !bn || !act || !gate || !row || !pool) return;
+    CHECK(conv && bn && act && gate && row && pool && scale3, "recorded");
+    if (!conv || !bn || !act || !gate || !row || !pool || !scale3) return;
     x->cl = 1; /* as if it were an activation kept channels-last */
     CHECK(be->cl_native(conv, 0) && be->cl_native(conv, 1), "a conv reads a channels-last input itself");
     conv->cl = 1;
@@ -284,6 +286,14 @@ static void check_cl_native(void)
     gate->cl = row->cl = 1;
     CHECK(be->cl_native(gate, 0) && be->cl_native(gate, 1), "a gate of one pixel per channel broadcast itself");
     CHECK(!be->cl_native(row, 0), "a 2-d operand broadcast along W: copies");
+    scale3->cl = 1;
+    CHECK(be->cl_native(scale3, 0), "a [C,1,1] scale (one pixel once right-aligned) itself");
+    usi_cuda_bplan p;
+    usi_cuda_binary_plan(scale3, -1, &p);
+    /* memory [2, 5, 7, 6] collapsed to [70, 6]: x [6, 1], s [0, 1] */
+    CHECK(p.nk == 2 && p.kshape[0] == 70 && p.kshape[1] == 6 && p.ka[0] == 6 && p.ka[1] == 1 && p.kb[0] == 0 &&
+              p.kb[1] == 1,
+          "a [C,1,1] operand broadcast in channels-last order");
     CHECK(!be->cl_native(pool, 0), "a reduction: copies");
     usi_graph_free(g);
     usi_graph *g2 = usi_graph_new(&plain, 1, 1);

@@ -147,11 +147,15 @@ int32_t usi_cuda_bf16_native(const usi_tensor *t, int32_t backward)
  * channels-last: graphs keep activations so there (core/graph/layout.c). */
 int32_t usi_cuda_prefers_cl(const usi_device *d) { return d->mixed; }
 
-/* A 4-d operand of a channels-last binary op: kept so, or of one pixel
- * (the same memory either way). */
+/* An operand of a channels-last binary op: kept so, or of one pixel once
+ * right-aligned to 4 dims ([N,C,1,1], [C,1,1], a scalar: the same memory in
+ * either order). */
 static int cl_operand(const usi_tensor *x)
 {
-    return x && x->ndim == 4 && (x->cl || x->shape[2] * x->shape[3] == 1);
+    if (!x || x->ndim > 4) return 0;
+    if (x->cl) return x->ndim == 4;
+    int64_t h = x->ndim >= 2 ? x->shape[x->ndim - 2] : 1, w = x->ndim >= 1 ? x->shape[x->ndim - 1] : 1;
+    return h * w == 1;
 }
 
 int32_t usi_cuda_cl_native(const usi_tensor *t, int32_t backward)

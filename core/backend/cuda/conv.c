@@ -111,8 +111,10 @@ typedef struct conv_state {
     cudnnMathType_t math;           /* the math Find should prefer */
     /* fwd scratch after the workspace: bf16 x, w, y; the folded weights */
     size_t xb_off, wb_off, yb_off, fold_w_off, fold_b_off;
-    /* bwd scratch after the workspace: bf16 dy, w, x, dx, dw */
-    size_t dyb_off, bwb_off, bxb_off, dxb_off, dwb_off;
+    /* bwd scratch after the workspace: bf16 dy, w, x, dx, dw; the bias
+     * gradient's partial sums over segments of rows (bias_segments) */
+    size_t dyb_off, bwb_off, bxb_off, dxb_off, dwb_off, dbp_off;
+    int64_t bias_segments;
     size_t fwd_bytes, bwd_bytes;
 } conv_state;
 
@@ -372,6 +374,12 @@ static usi_error *setup(usi_cuda *c, usi_tensor *t, int32_t training, conv_state
             at += up(xn * half);
             s->dwb_off = at;
             at += up(wn * half);
+            if (t->n_src > 2 && t->src[2]) { /* rows of channels, channels-last */
+                int64_t C = t->shape[1];
+                s->bias_segments = usi_cuda_bn_row_segments((int64_t)yn / C, C);
+                s->dbp_off = at;
+                at += up((size_t)(C * s->bias_segments) * sizeof(double));
+            }
         }
         s->bwd_bytes = at;
     }
@@ -536,7 +544,10 @@ usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
         if (cl) USI_TRY(usi_cuda_nhwc_to_nchw_typed(c->stream, w->grad, dw, wsh[0], wsh[1], wsh[2] * wsh[3], acc[1], 0));
         else if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, w->grad, dw, w->numel, acc[1]));
     }
-    if (b && b->grad && (yb16 || ycl))
+    if (b && b->grad && ycl && s->bias_segments)
+        USI_TRY(usi_cuda_bias_rows_backward_seg(c->stream, b->grad, t->grad, ys[0] * ys[2] * ys[3], ys[1],
+                                                (double *)(ws + s->dbp_off), s->bias_segments, acc[2], yb16));
+    else if (b && b->grad && (yb16 || ycl))
         USI_TRY(usi_cuda_bias_nchw_backward(c->stream, b->grad, t->grad, ys[0], ys[1], ys[2] * ys[3], acc[2], yb16, ycl));
     else if (b && b->grad)
         CUDNN_TRY(cudnnConvolutionBackwardBias(c->cudnn, &one, s->y32, t->grad, acc[2] ? &one : &zero, s->bias,

@@ -66,6 +66,10 @@ usi_error *usi_cuda_bias_nchw_forward(cudaStream_t s, void *y, const float *bias
                                       int32_t bf16, int32_t cl);
 usi_error *usi_cuda_bias_nchw_backward(cudaStream_t s, float *db, const void *dy, int64_t n, int64_t c, int64_t p,
                                        int32_t acc, int32_t bf16, int32_t cl);
+/* db[c] (+)= sum over m rows of dy[m][c] (float or bf16 dy), through part:
+ * c * segments doubles of scratch (segments: usi_cuda_bn_row_segments(m, c)) */
+usi_error *usi_cuda_bias_rows_backward_seg(cudaStream_t s, float *db, const void *dy, int64_t m, int64_t c,
+                                           double *part, int64_t segments, int32_t acc, int32_t bf16);
 
 /* A broadcast binary op over collapsed dims, seen from one tensor x: the
  * dims x keeps (its own row-major layout, thread per x element) and the dims

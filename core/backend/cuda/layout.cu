@@ -158,6 +158,55 @@ __global__ void bias_rows_backward_kernel(float *db, const T *dy, int64_t M, int
     }
 }
 
+/* db[C] over many rows [M][C] (a channels-last conv's output): partial
+ * sums of 32 neighbouring channels per warp over S segments of rows, then
+ * each channel's partials added in segment order (no atomics). */
+// part: [C, S]; grid (S, ceil(C / 32)), block (32, 8)
+template <typename T>
+__global__ void bias_rows_partial_kernel(double *part, const T *dy, int64_t M, int64_t C, int64_t S)
+{
+    __shared__ double lanes[8][33];
+    int64_t L = (M + S - 1) / S, r0 = (int64_t)blockIdx.x * L, r1 = r0 + L < M ? r0 + L : M;
+    for (int64_t c0 = (int64_t)blockIdx.y * 32; c0 < C; c0 += (int64_t)gridDim.y * 32) {
+        int64_t c = c0 + threadIdx.x;
+        double acc = 0;
+        if (c < C)
+            for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) acc += ld(dy, r * C + c);
+        lanes[threadIdx.y][threadIdx.x] = acc;
+        __syncthreads();
+        if (threadIdx.y == 0 && c < C) {
+            double a = 0;
+            for (int k = 0; k < 8; k++) a += lanes[k][threadIdx.x];
+            part[c * S + blockIdx.x] = a;
+        }
+        __syncthreads();
+    }
+}
+
+__global__ void bias_rows_finish_kernel(float *db, const double *part, int64_t C, int64_t S, int32_t acc)
+{
+    GRID_STRIDE(c, C)
+    {
+        double a = 0;
+        for (int64_t k = 0; k < S; k++) a += part[c * S + k];
+        db[c] = acc ? db[c] + (float)a : (float)a;
+    }
+}
+
+extern "C" usi_error *usi_cuda_bias_rows_backward_seg(cudaStream_t s, float *db, const void *dy, int64_t m, int64_t c,
+                                                      double *part, int64_t segments, int32_t acc, int32_t bf16)
+{
+    if (c < 1) return NULL;
+    int64_t g = (c + 31) / 32;
+    dim3 grid((unsigned)segments, (unsigned)(g < 65535 ? g : 65535));
+    if (bf16) bias_rows_partial_kernel<<<grid, dim3(32, 8), 0, s>>>(part, (const __nv_bfloat16 *)dy, m, c, segments);
+    else bias_rows_partial_kernel<<<grid, dim3(32, 8), 0, s>>>(part, (const float *)dy, m, c, segments);
+    usi_error *e = usi_cuda_check_launch("bias_rows_partial", __FILE__, __LINE__);
+    if (e) return e;
+    bias_rows_finish_kernel<<<grid_for(c), THREADS, 0, s>>>(db, part, c, segments, acc);
+    LAUNCH_CHECK("bias_rows_finish");
+}
+
 extern "C" usi_error *usi_cuda_bias_nchw_forward(cudaStream_t s, void *y, const float *bias, int64_t n, int64_t c,
                                                  int64_t p, int32_t bf16, int32_t cl)
 {
