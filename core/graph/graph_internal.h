@@ -133,6 +133,11 @@ int32_t usi_layout_mark(usi_graph *g);
 /* The most sources a node may have for the executor's fp32 copies; the
  * sources of a bigger node stay fp32 NCHW. */
 #define USI_MAX_HELD 64
+/* The end of a marking pass over the int32_t flag at `field` (offsetof
+ * usi_tensor: bf16, cl): the sources of a node of over USI_MAX_HELD inputs
+ * cleared, a conv with its norm folded in taking the norm's mark. Returns
+ * the nodes marked. */
+int32_t usi_marks_settle(usi_graph *g, size_t field);
 void usi_precision_widen_sizes(usi_graph *g, usi_tensor *t);
 usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc,
                              usi_precision_kernel kernel);

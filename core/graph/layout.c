@@ -18,6 +18,7 @@
  * kernels would get copies either way, so their results stay NCHW).
  *
  * USI_CHANNELS_LAST=off keeps every value NCHW: for an A/B of speed. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +47,6 @@ static int layout_off(void)
 
 int32_t usi_layout_mark(usi_graph *g)
 {
-    int32_t n = 0;
     for (int32_t i = 0; i < g->n_nodes; i++) g->nodes[i]->cl = 0;
     const usi_backend *be = g->dev->be;
     if (!be->prefers_cl || !be->repack || !be->prefers_cl(g->dev) || layout_off()) return 0;
@@ -57,19 +57,7 @@ int32_t usi_layout_mark(usi_graph *g)
             continue;
         t->cl = 1;
     }
-    /* the executor's copies cover up to USI_MAX_HELD sources */
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        usi_tensor *t = g->nodes[i];
-        for (int32_t k = 0; t->n_src > USI_MAX_HELD && k < t->n_src; k++)
-            if (t->src[k]) t->src[k]->cl = 0;
-    }
-    /* A conv with its norm folded in writes the norm's value. */
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        usi_tensor *t = g->nodes[i];
-        if (t->fold_bn) t->cl = t->fold_bn->cl;
-        n += t->cl;
-    }
-    return n;
+    return usi_marks_settle(g, offsetof(usi_tensor, cl));
 }
 
 int32_t usi_graph_cl_nodes(const usi_graph *g)

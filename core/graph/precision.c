@@ -25,6 +25,7 @@
  *
  * USI_BF16_ACTIVATIONS=off keeps every activation fp32 under "mixed" (the
  * bf16 compute of convolutions and products stays): for an A/B of speed. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,7 +72,6 @@ static int activations_off(void)
 
 int32_t usi_precision_mark(usi_graph *g)
 {
-    int32_t n = 0;
     for (int32_t i = 0; i < g->n_nodes; i++) g->nodes[i]->bf16 = 0;
     if (!g->dev->mixed || !g->dev->be->bf16_storage || activations_off()) return 0;
     /* what is computed from a loss (a sum of losses) stays fp32: scalars,
@@ -89,19 +89,27 @@ int32_t usi_precision_mark(usi_graph *g)
         t->bf16 = 1;
     }
     free(lossy);
-    /* fp32 copies are made for up to MAX_HELD sources */
+    return usi_marks_settle(g, offsetof(usi_tensor, bf16));
+}
+
+int32_t usi_marks_settle(usi_graph *g, size_t field)
+{
+#define MARK(t) (*(int32_t *)((char *)(t) + field))
+    int32_t n = 0;
+    /* the executor's copies are made for up to MAX_HELD sources */
     for (int32_t i = 0; i < g->n_nodes; i++) {
         usi_tensor *t = g->nodes[i];
         for (int32_t k = 0; t->n_src > MAX_HELD && k < t->n_src; k++)
-            if (t->src[k]) t->src[k]->bf16 = 0;
+            if (t->src[k]) MARK(t->src[k]) = 0;
     }
     /* A conv with its norm folded in writes the norm's value. */
     for (int32_t i = 0; i < g->n_nodes; i++) {
         usi_tensor *t = g->nodes[i];
-        if (t->fold_bn) t->bf16 = t->fold_bn->bf16;
-        n += t->bf16;
+        if (t->fold_bn) MARK(t) = MARK(t->fold_bn);
+        n += MARK(t);
     }
     return n;
+#undef MARK
 }
 
 int32_t usi_graph_bf16_nodes(const usi_graph *g)

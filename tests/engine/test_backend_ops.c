@@ -126,57 +126,49 @@ static int check_refusal_skips(void)
     return !ok;
 }
 
+/* One pass of every case with values stored otherwise on dev against cpu
+ * in fp32 NCHW (run_case_stored), its line printed under label. Returns
+ * the failures; *cl_cases and *ran count what ran. */
+static int run_stored_pass(const char *name, usi_device *dev, const char *label, double tol, const char *filter,
+                           int *cl_cases, int *ran)
+{
+    int passed = 0, failed = 0, skipped = 0;
+    double t0 = now();
+    *cl_cases = *ran = 0;
+    for (int32_t i = 0; i < n_op_cases; i++) {
+        if (filter && !strstr(op_cases[i].name, filter)) continue;
+        int st = run_case_stored(&op_cases[i], dev, tol, cl_cases);
+        ++*ran;
+        passed += st == CASE_PASS;
+        failed += st == CASE_FAIL;
+        skipped += st == CASE_SKIP;
+    }
+    printf("  %-12s with activations %s: %d passed, %d failed, %d skipped, %d with channels-last values (%.1f s)\n",
+           name, label, passed, failed, skipped, *cl_cases, now() - t0);
+    return failed;
+}
+
 /* Activations kept as bf16: each device with bf16 storage (a copy of it
  * set to precision "mixed") against cpu in fp32, every case; where the
  * device then prefers channels-last (CUDA) its kernels read and write that
- * too. Returns the failures. */
-static int run_bf16_pass(const device_run *devs, int n_devs, const char *filter)
+ * too. Activations kept channels-last in fp32: cpu-guarded with
+ * USI_GUARDED_NHWC=1, whose kernels get NCHW copies, must give cpu's
+ * numbers exactly (a layout change alone is exact), in enough cases to
+ * mean something. Returns the failures. */
+static int run_stored_passes(const device_run *devs, int n_devs, const char *filter)
 {
-    int fails = 0;
+    int fails = 0, cl = 0, ran = 0;
     for (int d = 1; d < n_devs; d++) {
         if (!devs[d].dev || !devs[d].dev->be->bf16_storage) continue;
         usi_device mixed = *devs[d].dev;
         mixed.mixed = 1;
-        int passed = 0, failed = 0, skipped = 0, cl = 0;
-        double t0 = now();
-        for (int32_t i = 0; i < n_op_cases; i++) {
-            if (filter && !strstr(op_cases[i].name, filter)) continue;
-            int st = run_case_stored(&op_cases[i], &mixed, bf16_tol, &cl);
-            passed += st == CASE_PASS;
-            failed += st == CASE_FAIL;
-            skipped += st == CASE_SKIP;
-        }
-        printf("  %-12s with activations in bf16: %d passed, %d failed, %d skipped, %d with channels-last values "
-               "(%.1f s)\n", devs[d].name, passed, failed, skipped, cl, now() - t0);
-        fails += failed;
+        fails += run_stored_pass(devs[d].name, &mixed, "in bf16", bf16_tol, filter, &cl, &ran);
     }
-    return fails;
-}
-
-/* Activations kept channels-last in fp32: cpu-guarded with
- * USI_GUARDED_NHWC=1, whose kernels get NCHW copies, must give cpu's
- * numbers exactly (a layout change alone is exact), in enough cases to
- * mean something. Returns the failures. */
-static int run_cl_pass(const device_run *devs, int n_devs, const char *filter)
-{
-    int fails = 0;
     setenv("USI_GUARDED_NHWC", "1", 1);
     for (int d = 1; d < n_devs; d++) {
         usi_device *dev = devs[d].dev;
         if (!dev || !dev->be->prefers_cl || !dev->be->prefers_cl(dev)) continue;
-        int passed = 0, failed = 0, skipped = 0, cl = 0, ran = 0;
-        double t0 = now();
-        for (int32_t i = 0; i < n_op_cases; i++) {
-            if (filter && !strstr(op_cases[i].name, filter)) continue;
-            int st = run_case_stored(&op_cases[i], dev, 0.0, &cl);
-            ran++;
-            passed += st == CASE_PASS;
-            failed += st == CASE_FAIL;
-            skipped += st == CASE_SKIP;
-        }
-        printf("  %-12s with activations channels-last: %d passed, %d failed, %d skipped, %d with channels-last "
-               "values (%.1f s)\n", devs[d].name, passed, failed, skipped, cl, now() - t0);
-        fails += failed;
+        fails += run_stored_pass(devs[d].name, dev, "channels-last", 0.0, filter, &cl, &ran);
         if (!filter && cl < ran / 4) {
             printf("FAIL only %d of %d cases kept values channels-last\n", cl, ran);
             fails++;
@@ -208,8 +200,7 @@ int main(int argc, char **argv)
     }
 
     int fails = check_refusal_skips();
-    fails += run_bf16_pass(devs, n_devs, filter);
-    fails += run_cl_pass(devs, n_devs, filter);
+    fails += run_stored_passes(devs, n_devs, filter);
     printf("\n%d cases x %d devices in %.1f s\n", n_cases, n_devs, now() - t0);
     for (int d = 0; d < n_devs; d++) {
         device_run *r = &devs[d];
