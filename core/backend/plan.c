@@ -65,21 +65,55 @@ void usi_reduce_plan_of(const usi_tensor *x, uint32_t mask, usi_reduce_plan *r)
 {
     memset(r, 0, sizeof *r);
     r->count = 1;
+    /* dims in memory order: a channels-last [N,C,H,W] as [N,H,W,C] */
+    int64_t shape[USI_MAX_DIMS];
+    uint32_t m = mask;
+    for (int32_t d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
+    if (x->cl && x->ndim == 4) {
+        memory_dims(x, 1, shape);
+        m = (mask & 1u) | ((mask >> 1) & 6u) | ((mask & 2u) << 2);
+    }
     int64_t st = x->numel;
     for (int32_t d = 0; d < x->ndim; d++) {
-        st /= x->shape[d];
-        int32_t red = (mask >> d) & 1;
-        if (red) r->count *= x->shape[d];
-        if (x->shape[d] == 1) continue;
+        st /= shape[d];
+        int32_t red = (m >> d) & 1;
+        if (red) r->count *= shape[d];
+        if (shape[d] == 1) continue;
         int32_t k = r->n - 1;
         if (k >= 0 && r->reduced[k] == red) {
-            r->shape[k] *= x->shape[d];
+            r->shape[k] *= shape[d];
             r->istride[k] = st;
             continue;
         }
-        r->shape[r->n] = x->shape[d];
+        r->shape[r->n] = shape[d];
         r->istride[r->n] = st;
         r->reduced[r->n] = red;
         r->n++;
     }
+}
+
+/* An operand of a channels-last binary op: kept so, or of one pixel once
+ * right-aligned to 4 dims ([N,C,1,1], [C,1,1], a scalar: the same memory in
+ * either order). */
+static int cl_operand(const usi_tensor *x)
+{
+    if (!x || x->ndim > 4) return 0;
+    if (x->cl) return x->ndim == 4;
+    int64_t h = x->ndim >= 2 ? x->shape[x->ndim - 2] : 1, w = x->ndim >= 1 ? x->shape[x->ndim - 1] : 1;
+    return h * w == 1;
+}
+
+int32_t usi_bcast_cl_ok(const usi_tensor *t)
+{
+    return t->op == USI_OP_BINARY && t->cl && t->n_src == 2 && cl_operand(t) && cl_operand(t->src[0]) &&
+           cl_operand(t->src[1]);
+}
+
+int32_t usi_reduce_cl_ok(const usi_tensor *t)
+{
+    const usi_tensor *x = t->n_src > 0 ? t->src[0] : NULL;
+    if (t->op != USI_OP_REDUCE || !x || !x->cl || x->ndim != 4 || t->cl) return 0;
+    uint32_t m = t->attrs.reduce.axes;
+    int c_kept = !(m & 2u), hw_kept = (!(m & 4u) && x->shape[2] > 1) || (!(m & 8u) && x->shape[3] > 1);
+    return !(c_kept && hw_kept);
 }

@@ -27,7 +27,18 @@ typedef struct usi_reduce_plan {
     int64_t count;                             /* elements per output    */
 } usi_reduce_plan;
 
-/* The plan of reducing x over the axes set in mask (bit d = axis d). */
+/* The plan of reducing x over the axes set in mask (bit d = axis d); in
+ * memory order where x is kept channels-last (the kept dims then come in
+ * the order [N,H,W,C]: the CUDA backend takes such a reduction itself only
+ * where that is the output's order). */
 void usi_reduce_plan_of(const usi_tensor *x, uint32_t mask, usi_reduce_plan *r);
+
+/* Whether a backend's kernels on these plans may take channels-last values
+ * as they are: binary node t kept channels-last with every operand kept so
+ * or of one pixel once right-aligned to 4 dims; reduce node t of a
+ * channels-last input whose kept dims come in the output's order (a global
+ * pool). */
+int32_t usi_bcast_cl_ok(const usi_tensor *t);
+int32_t usi_reduce_cl_ok(const usi_tensor *t);
 
 #endif

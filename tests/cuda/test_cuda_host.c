@@ -7,8 +7,11 @@
 
 #include "backend/cuda/cuda.h"
 #include "check.h"
+#include "graph/build_common.h"
 #include "graph/graph.h"
+#include "graph/graph_internal.h"
 #include "graph/node.h"
+#include "models.h"
 #include "plugin/custom_op.h"
 #include "plugin/host.h"
 
@@ -274,8 +277,9 @@ static void check_cl_native(void)
     int64_t c11[3] = {6, 1, 1};
     usi_tensor *scale3 = api->binary(g, USI_BIN_MUL, x, input(g, "s", 3, c11));
     usi_tensor *pool = api->reduce(g, USI_REDUCE_MEAN, x, 2, (int32_t[]){2, 3}, 1);
-    CHECK(conv && bn && act && gate && row && pool && scale3, "recorded");
-    if (!conv || !bn || !act || !gate || !row || !pool || !scale3) return;
+    usi_tensor *rows = api->reduce(g, USI_REDUCE_SUM, x, 1, (int32_t[]){2}, 1);
+    CHECK(conv && bn && act && gate && row && pool && rows && scale3, "recorded");
+    if (!conv || !bn || !act || !gate || !row || !pool || !rows || !scale3) return;
     x->cl = 1; /* as if it were an activation kept channels-last */
     CHECK(be->cl_native(conv, 0) && be->cl_native(conv, 1), "a conv reads a channels-last input itself");
     conv->cl = 1;
@@ -294,7 +298,14 @@ static void check_cl_native(void)
     CHECK(p.nk == 2 && p.kshape[0] == 70 && p.kshape[1] == 6 && p.ka[0] == 6 && p.ka[1] == 1 && p.kb[0] == 0 &&
               p.kb[1] == 1,
           "a [C,1,1] operand broadcast in channels-last order");
-    CHECK(!be->cl_native(pool, 0), "a reduction: copies");
+    CHECK(be->cl_native(pool, 0) && be->cl_native(pool, 1), "a global pool ([N,C] out either way) itself");
+    CHECK(!be->cl_native(rows, 0), "a sum over H alone ([N,C,1,W]: another order in memory): copies");
+    usi_cuda_rdims r;
+    usi_cuda_reduce_dims(x, (1u << 2) | (1u << 3), &r);
+    /* memory [2, 5, 7, 6]: rows of 35 reduced, C kept innermost */
+    CHECK(r.n == 3 && r.shape[0] == 2 && !r.reduced[0] && r.shape[1] == 35 && r.reduced[1] && r.istride[1] == 6 &&
+              r.shape[2] == 6 && !r.reduced[2] && r.istride[2] == 1 && r.count == 35,
+          "a global pool over channels-last memory (n %d)", r.n);
     usi_graph_free(g);
     usi_graph *g2 = usi_graph_new(&plain, 1, 1);
     usi_tensor *x2 = input(g2, "x", 4, xs), *w2 = api->param(g2, "w", 4, ws, &one);
@@ -304,6 +315,61 @@ static void check_cl_native(void)
         CHECK(!be->cl_native(conv2, 0), "an fp32 conv (its copies NCHW) does not read channels-last");
     }
     usi_graph_free(g2);
+}
+
+static usi_tensor *resnet50(usi_graph *g, usi_tensor *x) { return model_resnet(g, x, 50, 1000); }
+static usi_tensor *mobilenetv3(usi_graph *g, usi_tensor *x) { return model_mobilenetv3_large(g, x, 1000); }
+
+/* A training step at 224 under "mixed", planned with the CUDA backend's
+ * decisions (on the CPU's workspaces: no cuDNN here): every conv, norm,
+ * activation, element-wise op and global pool takes its channels-last
+ * values itself; only pooling windows take NCHW copies (at most most_copied
+ * nodes). */
+static void check_layout_of(const char *name, usi_tensor *(*model)(usi_graph *, usi_tensor *), int32_t most_copied)
+{
+    const usi_backend *cu = usi_cuda_backend();
+    usi_backend be = *usi_cpu_backend();
+    be.has_bf16 = be.bf16_storage = 1;
+    be.bf16_native = cu->bf16_native;
+    be.prefers_cl = cu->prefers_cl;
+    be.cl_native = cu->cl_native;
+    be.repack = cu->repack;
+    usi_device dev = {.name = "cuda-decisions", .be = &be, .mixed = 1};
+    usi_graph *g = usi_graph_new(&dev, 1, 1);
+    int64_t xs[4] = {32, 3, 224, 224}, n = 32;
+    usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, xs);
+    usi_tensor *y = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &n);
+    usi_error *e = usi_graph_set_loss(g, api->loss_ce(g, model(g, x), y, 0.1));
+    size_t arena = 0, naive = 0;
+    if (!e) e = usi_graph_plan_only(g, &arena, &naive);
+    CHECK(!e, "%s plan: %s", name, e ? usi_error_message(e) : "");
+    usi_error_free(e);
+    int32_t with_cl = 0, native = 0, main_ops = 0, main_native = 0;
+    char copied[256] = "";
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        usi_tensor *t = g->nodes[i];
+        int any = t->cl;
+        for (int32_t k = 0; k < t->n_src; k++) any |= t->src[k] && t->src[k]->cl;
+        if (!any) continue;
+        int takes = be.cl_native(t, 0) && (!t->has_grad || be.cl_native(t, 1));
+        with_cl++;
+        native += takes;
+        if (t->op != USI_OP_POOL2D) {
+            main_ops++;
+            main_native += takes;
+        }
+        if (!takes && strlen(copied) + strlen(usi_op_name(t->op)) + 2 < sizeof copied) {
+            strcat(copied, " ");
+            strcat(copied, usi_op_name(t->op));
+        }
+    }
+    printf("%s b32 224 under mixed with the CUDA decisions: %d channels-last nodes, %d nodes with channels-last "
+           "operands, %d of them take them as they are; through NCHW copies:%s\n",
+           name, usi_graph_cl_nodes(g), with_cl, native, copied);
+    CHECK(usi_graph_cl_nodes(g) > 100, "%s: only %d nodes kept channels-last", name, usi_graph_cl_nodes(g));
+    CHECK(main_native == main_ops, "%s: %d of %d nodes but max/avg pools take it", name, main_native, main_ops);
+    CHECK(with_cl - native <= most_copied, "%s: %d nodes through NCHW copies:%s", name, with_cl - native, copied);
+    usi_graph_free(g);
 }
 
 static void check_chunks(void)
@@ -336,5 +402,7 @@ int main(void)
     check_bf16_native();
     check_binary_plan_cl();
     check_cl_native();
+    check_layout_of("resnet50", resnet50, 1);
+    check_layout_of("mobilenetv3_large", mobilenetv3, 0);
     return check_status("test_cuda_host");
 }

@@ -152,9 +152,10 @@ static int run_stored_pass(const char *name, usi_device *dev, const char *label,
  * set to precision "mixed") against cpu in fp32, every case; where the
  * device then prefers channels-last (CUDA) its kernels read and write that
  * too. Activations kept channels-last in fp32: cpu-guarded with
- * USI_GUARDED_NHWC=1, whose kernels get NCHW copies, must give cpu's
- * numbers exactly (a layout change alone is exact), in enough cases to
- * mean something. Returns the failures. */
+ * USI_GUARDED_NHWC=1 runs binary ops and reductions on them in memory order
+ * (the GPU's plans) and every other kernel on NCHW copies, so it must give
+ * cpu's numbers to fp32 rounding (a sum over broadcast dims runs in another
+ * order), in enough cases to mean something. Returns the failures. */
 static int run_stored_passes(const device_run *devs, int n_devs, const char *filter)
 {
     int fails = 0, cl = 0, ran = 0;
@@ -168,7 +169,7 @@ static int run_stored_passes(const device_run *devs, int n_devs, const char *fil
     for (int d = 1; d < n_devs; d++) {
         usi_device *dev = devs[d].dev;
         if (!dev || !dev->be->prefers_cl || !dev->be->prefers_cl(dev)) continue;
-        fails += run_stored_pass(devs[d].name, dev, "channels-last", 0.0, filter, &cl, &ran);
+        fails += run_stored_pass(devs[d].name, dev, "channels-last", 1e-5, filter, &cl, &ran);
         if (!filter && cl < ran / 4) {
             printf("FAIL only %d of %d cases kept values channels-last\n", cl, ran);
             fails++;

@@ -787,9 +787,11 @@ static usi_error *cl_step(usi_device *dev, float *loss, float **grads, size_t *n
 }
 
 /* Activations kept channels-last (layout.c) on a cpu-guarded device with
- * USI_GUARDED_NHWC=1, whose kernels get NCHW copies: the marking rules, and
- * the same loss, gradients and intermediate values as cpu, bit for bit; with
- * bf16 storage too, the same as bf16 storage alone. */
+ * USI_GUARDED_NHWC=1, whose adds and global pool run on them in memory
+ * order (summing in the same order) and every other kernel on NCHW copies:
+ * the marking rules, and the same loss, gradients and intermediate values
+ * as cpu, bit for bit; with bf16 storage too, the same as bf16 storage
+ * alone. */
 static void test_channels_last(void)
 {
     usi_device cpu = {.name = "cpu", .be = usi_cpu_backend()};

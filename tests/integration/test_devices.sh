@@ -6,7 +6,7 @@
 # on both; devices this build lacks or that do not exist are refused in one
 # line before anything is written; precision "mixed" shows as what runs,
 # and on cpu-guarded with USI_GUARDED_BF16=1 keeps activations as bf16; with
-# USI_GUARDED_NHWC=1 channels-last, with cpu's numbers.
+# USI_GUARDED_NHWC=1 channels-last, with cpu's logged numbers.
 set -u
 build=${1:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL}
 tiny=${2:?usage: test_devices.sh BUILD_ROOT TINY_FOLDER_TOOL BAD_HEAD_PLUGIN}
@@ -83,9 +83,9 @@ e2=$("$usi" eval "$T/run.cfg" --checkpoint "$T/cpu/last.safetensors" --json --se
 [ -n "$e1" ] && [ "$e1" = "$e2" ] && ok || fail "usi eval: cpu '$e1', cpu-guarded '$e2'"
 
 # Activations kept channels-last ([N,H,W,C], as on a GPU under "mixed") on
-# cpu-guarded with USI_GUARDED_NHWC=1: its kernels get NCHW copies, so the
-# losses and the evaluation are cpu's bit for bit, the passes still
-# recorded and replayed.
+# cpu-guarded with USI_GUARDED_NHWC=1: binary ops and reductions run on them
+# in memory order, every other kernel on NCHW copies, so the logged losses
+# and the evaluation are cpu's, the passes still recorded and replayed.
 if USI_GUARDED_NHWC=1 USI_GRAPH_REPLAY=on "$usi" train "$T/run.cfg" --set output_dir="$T/nhwc" --set device=cpu-guarded \
     "${kd[@]}" >"$T/nhwc.log" 2>&1; then ok; else fail "KD run channels-last: $(tail -3 "$T/nhwc.log")"; fi
 grep -qE 'layout: [0-9]+ activations and their gradients kept channels-last \(NHWC\) on cpu-guarded' "$T/nhwc.log" \

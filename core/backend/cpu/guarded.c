@@ -9,7 +9,8 @@
  * the bf16 values. usi's commands ask it for "mixed" only with
  * USI_GUARDED_BF16=1 (backend/device.c), so by default it gives cpu's
  * numbers. With USI_GUARDED_NHWC=1 it keeps 4-d activations channels-last
- * as a GPU does (core/graph/layout.c), its kernels on NCHW copies.
+ * as a GPU does (core/graph/layout.c): binary ops and reductions run on
+ * them in memory order as the GPU's do, every other kernel on NCHW copies.
  * Blocks open for every thread at once: while the loader's thread copies a
  * batch into a stage, a stray access on another thread goes unseen. */
 #include <pthread.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "backend/cpu/cpu.h"
+#include "backend/plan.h"
 #include "util/error.h"
 
 typedef struct block {
@@ -139,7 +141,8 @@ static usi_error *g_repack(usi_device *d, void *dst, int32_t dst_fmt, const void
 
 /* With USI_GUARDED_NHWC=1, graphs keep 4-d activations channels-last as on
  * a GPU (core/graph/layout.c), in any precision; the CPU's kernels get
- * NCHW copies, so the numbers stay cpu's exactly. */
+ * NCHW copies but where g_cl_native says, so the numbers stay cpu's to
+ * fp32 rounding (sums over broadcast dims run in memory order). */
 static int32_t g_prefers_cl(const usi_device *d)
 {
     (void)d;
@@ -147,15 +150,25 @@ static int32_t g_prefers_cl(const usi_device *d)
     return v && !strcmp(v, "1");
 }
 
-/* The CPU's kernels read and write fp32 NCHW only: the executor must hand
- * them fp32 NCHW copies of activations kept as bf16 or channels-last, with
- * the flags off for the call (core/graph/precision.c); a flag still on here
- * is that contract broken. */
+/* Channels-last values the CPU's kernels take as they are: binary ops and
+ * reductions index through the shared plans (backend/plan.c), which walk
+ * memory order where the CUDA backend's do; every other kernel gets NCHW
+ * copies. */
+static int32_t g_cl_native(const usi_tensor *t, int32_t backward)
+{
+    (void)backward;
+    return usi_bcast_cl_ok(t) || usi_reduce_cl_ok(t);
+}
+
+/* The CPU's kernels read and write fp32 (NCHW but where g_cl_native says)
+ * only: the executor must hand them fp32 copies of activations kept as
+ * bf16 or channels-last, with the flags off for the call
+ * (core/graph/precision.c); a flag still on here is that contract broken. */
 static usi_error *no_bf16_seen(const usi_tensor *t)
 {
     if (t->folded) return NULL; /* its conv wrote it: nothing runs */
-    int seen = t->bf16 || t->cl;
-    for (int32_t k = 0; k < t->n_src; k++) seen |= t->src[k] && (t->src[k]->bf16 || t->src[k]->cl);
+    int seen = t->bf16 || (t->cl && !g_cl_native(t, 0)), cl_ok = g_cl_native(t, 0);
+    for (int32_t k = 0; k < t->n_src; k++) seen |= t->src[k] && (t->src[k]->bf16 || (t->src[k]->cl && !cl_ok));
     return seen ? usi_error_new(USI_ERR_INTERNAL,
                                 "cpu-guarded: a kernel of fp32 NCHW was handed a bf16 or channels-last tensor")
                 : NULL;
@@ -289,6 +302,7 @@ const usi_backend *usi_cpu_guarded_backend(void)
         .to_bf16 = g_to_bf16,
         .from_bf16 = g_from_bf16,
         .prefers_cl = g_prefers_cl,
+        .cl_native = g_cl_native,
         .repack = g_repack,
         .alloc = g_alloc,
         .free = g_free,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
+#include "backend/plan.h"
 #include "plugin/custom_op.h"
 
 #define OP(e, name) [e] = {usi_cuda_##name##_fwd, usi_cuda_##name##_bwd}
@@ -147,17 +148,6 @@ int32_t usi_cuda_bf16_native(const usi_tensor *t, int32_t backward)
  * channels-last: graphs keep activations so there (core/graph/layout.c). */
 int32_t usi_cuda_prefers_cl(const usi_device *d) { return d->mixed; }
 
-/* An operand of a channels-last binary op: kept so, or of one pixel once
- * right-aligned to 4 dims ([N,C,1,1], [C,1,1], a scalar: the same memory in
- * either order). */
-static int cl_operand(const usi_tensor *x)
-{
-    if (!x || x->ndim > 4) return 0;
-    if (x->cl) return x->ndim == 4;
-    int64_t h = x->ndim >= 2 ? x->shape[x->ndim - 2] : 1, w = x->ndim >= 1 ? x->shape[x->ndim - 1] : 1;
-    return h * w == 1;
-}
-
 int32_t usi_cuda_cl_native(const usi_tensor *t, int32_t backward)
 {
     (void)backward;
@@ -174,8 +164,8 @@ int32_t usi_cuda_cl_native(const usi_tensor *t, int32_t backward)
         for (int32_t k = 1; k < t->n_src; k++)
             if (t->src[k] && t->src[k]->cl) return 0;
         return x->cl == t->cl;
-    case USI_OP_BINARY: /* broadcast in the channels-last order */
-        return t->cl && t->n_src == 2 && cl_operand(t) && cl_operand(x) && cl_operand(t->src[1]);
+    case USI_OP_REDUCE: return usi_reduce_cl_ok(t); /* plans in memory order (backend/plan.c) */
+    case USI_OP_BINARY: return usi_bcast_cl_ok(t);
     default: return 0;
     }
 }
