@@ -154,8 +154,8 @@ int32_t usi_cuda_cl_native(const usi_tensor *t, int32_t backward)
     if (t->n_src < 1 || !t->src[0]) return 0;
     const usi_tensor *x = t->src[0];
     switch (t->op) {
-    case USI_OP_CONV2D: /* weights and bias are never channels-last */
-        return usi_cuda_node_mixed(t) && usi_cuda_conv2d_takes_cl(t) && (t->n_src < 2 || !t->src[1] || !t->src[1]->cl) &&
+    case USI_OP_CONV2D: /* bf16 copies in either layout; weights and bias never channels-last */
+        return usi_cuda_node_mixed(t) && (t->n_src < 2 || !t->src[1] || !t->src[1]->cl) &&
                (t->n_src < 3 || !t->src[2] || !t->src[2]->cl);
     case USI_OP_ACT:
     case USI_OP_SCALE:

@@ -11,11 +11,14 @@
  * copies are channels-last (NHWC) where cuDNN's kernels for the shape are
  * faster so: both layouts are timed when the algorithms are, and the
  * faster is kept with them (USI_CUDA_CONV_LAYOUT=nchw or nhwc forces one,
- * for tests). The cast and the transpose are one kernel (layout.cu).
+ * for tests); where x or y is kept channels-last, NHWC wherever cuDNN has
+ * algorithms for the shape. The cast and the transpose are one kernel
+ * (layout.cu, usi_cuda_repack).
  *
- * Activations kept as bf16 (core/graph/precision.c: x, y and their
- * gradients) are read and written as they are: no cast where the copies'
- * layout is NCHW, a transpose only where it is channels-last.
+ * x, y and their gradients as the graph keeps them (bf16:
+ * core/graph/precision.c; channels-last: core/graph/layout.c) are read and
+ * written as they are where that is the copies' format, and repacked
+ * (cast, transposed or both) elsewhere, so any mix takes the conv.
  *
  * An eval-mode batch norm folded into the conv (conv->fold_bn) is applied to
  * a copy of the weights and bias in the forward scratch. */
@@ -274,9 +277,10 @@ static usi_error *find_algos(usi_cuda *c, conv_state *s, const conv_key *k, int3
     (void)cudaGetLastError();
     conv_algos *a = &s->a;
     float ms = 0;
-    if (!a->has_fwd && k->bf16) {
-        /* a new shape in bf16: both layouts, the faster kept; with a value
-         * kept channels-last, NHWC wherever cuDNN has algorithms for it */
+    if (k->bf16 && (!a->has_fwd || (need_bwd && !a->has_bwd))) {
+        /* a new shape in bf16 (or one timed without its backward): both
+         * layouts, the faster kept; with a value kept channels-last, NHWC
+         * wherever cuDNN has algorithms for it */
         int32_t forced = k->cl ? -1 : forced_layout();
         conv_algos best;
         float best_ms = 0;
@@ -374,7 +378,7 @@ static usi_error *setup(usi_cuda *c, usi_tensor *t, int32_t training, conv_state
             at += up(xn * half);
             s->dwb_off = at;
             at += up(wn * half);
-            if (t->n_src > 2 && t->src[2]) { /* rows of channels, channels-last */
+            if (t->cl && t->n_src > 2 && t->src[2]) { /* rows of channels: y kept channels-last */
                 int64_t C = t->shape[1];
                 s->bias_segments = usi_cuda_bn_row_segments((int64_t)yn / C, C);
                 s->dbp_off = at;
@@ -403,13 +407,6 @@ static usi_error *state_of(usi_cuda *c, usi_tensor *t, int32_t training, conv_st
     return NULL;
 }
 
-int32_t usi_cuda_conv2d_takes_cl(const usi_tensor *t)
-{
-    if (!t->backend_state || t->backend_state_free != conv_state_free) return 1; /* NHWC is what a cl key asks first */
-    const conv_state *s = t->backend_state;
-    return s->bf16 && s->a.nhwc;
-}
-
 void usi_cuda_conv2d_workspace(usi_tensor *t, int32_t training)
 {
     usi_device *d = t->graph ? t->graph->dev : NULL;
@@ -424,6 +421,36 @@ void usi_cuda_conv2d_workspace(usi_tensor *t, int32_t training)
     }
     t->fwd_scratch_bytes = s->fwd_bytes;
     t->bwd_scratch_bytes = s->bwd_bytes;
+}
+
+/* ---- formats: the copies' (bf16, NCHW or NHWC) against a value's ---- */
+
+static int32_t compute_fmt(const conv_state *s)
+{
+    return s->bf16 ? USI_CUDA_FMT_BF16 | (s->a.nhwc ? USI_CUDA_FMT_CL : 0) : USI_CUDA_FMT_NCHW32;
+}
+
+static int32_t stored_fmt(const usi_tensor *t)
+{
+    return (t->bf16 ? USI_CUDA_FMT_BF16 : 0) | (t->cl ? USI_CUDA_FMT_CL : 0);
+}
+
+/* *out = t's value or gradient src in the copies' format cf: src itself
+ * where t is kept so, else repacked into copy. */
+static usi_error *to_compute(usi_cuda *c, const void **out, void *copy, const usi_tensor *t, const void *src,
+                             int32_t cf)
+{
+    int32_t f = stored_fmt(t);
+    *out = f == cf ? src : copy;
+    if (f == cf) return NULL;
+    return usi_cuda_repack(c->stream, copy, cf, src, f, t->shape[0], t->shape[1], t->shape[2] * t->shape[3], 0);
+}
+
+/* t's value or gradient dst, as t is kept, (+)= src in the copies' format */
+static usi_error *from_compute(usi_cuda *c, const usi_tensor *t, void *dst, const void *src, int32_t cf, int32_t acc)
+{
+    return usi_cuda_repack(c->stream, dst, stored_fmt(t), src, cf, t->shape[0], t->shape[1], t->shape[2] * t->shape[3],
+                           acc);
 }
 
 /* y[N,O,OH,OW] = conv(x[N,C,H,W], w[O,C/G,KH,KW]) + b[O] */
@@ -450,31 +477,23 @@ usi_error *usi_cuda_conv2d_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     const usi_tensor *xt = t->src[0];
     const void *x = xt->data, *wc = w;
     void *y = t->data;
-    const int64_t *xs = xt->shape, *wsh = t->src[1]->shape, *ys = t->shape;
+    const int64_t *ys = t->shape;
     /* x and y as they are kept (precision.c, layout.c): read and written
-     * directly where type and layout are the copies' */
-    const int32_t xb16 = xt->bf16, yb16 = t->bf16, cl = s->bf16 && s->a.nhwc, xcl = xt->cl, ycl = t->cl;
-    if ((xb16 || yb16 || xcl || ycl) && !s->bf16)
+     * directly where their format is the copies', repacked elsewhere */
+    const int32_t cf = compute_fmt(s), yb16 = t->bf16, ycl = t->cl;
+    if (stored_fmt(xt) != USI_CUDA_FMT_NCHW32 && !s->bf16)
         return usi_error_new(USI_ERR_INTERNAL, "conv2d: bf16 or channels-last values in an fp32 conv");
-    if ((xcl || ycl) && !cl) return usi_error_new(USI_ERR_INTERNAL, "conv2d: channels-last values, NCHW copies");
     if (s->bf16) {
-        x = xb16 && xcl == cl ? xt->data : sc + s->xb_off;
-        if (cl && !xcl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, sc + s->xb_off, xt->data, xs[0], xs[1],
-                                                            xs[2] * xs[3], xb16));
-        else if (!xb16) USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->xb_off, xt->data, xt->numel, 0));
-        if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, sc + s->wb_off, w, wsh[0], wsh[1], wsh[2] * wsh[3], 0));
-        else USI_TRY(usi_cuda_to_bf16(c->stream, sc + s->wb_off, w, t->src[1]->numel, 0));
+        USI_TRY(to_compute(c, &x, sc + s->xb_off, xt, xt->data, cf));
+        USI_TRY(usi_cuda_repack(c->stream, sc + s->wb_off, cf, w, USI_CUDA_FMT_NCHW32, t->src[1]->shape[0],
+                                t->src[1]->shape[1], t->src[1]->shape[2] * t->src[1]->shape[3], 0));
         wc = sc + s->wb_off;
-        y = yb16 && ycl == cl ? t->data : sc + s->yb_off;
+        y = stored_fmt(t) == cf ? t->data : sc + s->yb_off;
     }
     CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->a.fwd_math));
     CUDNN_TRY(cudnnConvolutionForward(c->cudnn, &one, s->x, x, s->w, wc, s->conv, s->a.fwd,
                                       s->a.fwd_ws ? sc : NULL, s->a.fwd_ws, &zero, s->y, y));
-    if (y != t->data) { /* from the bf16 copy to y as it is kept */
-        if (cl && !ycl) USI_TRY(usi_cuda_nhwc_to_nchw_typed(c->stream, t->data, y, ys[0], ys[1], ys[2] * ys[3], 0, yb16));
-        else USI_TRY(usi_cuda_scale_typed(c->stream, t->data, y, t->numel, 1.0f, 0,
-                                          USI_CUDA_BF_IN | (yb16 ? USI_CUDA_BF_OUT : 0)));
-    }
+    if (y != t->data) USI_TRY(from_compute(c, t, t->data, y, cf, 0));
     if (b && (yb16 || ycl))
         USI_TRY(usi_cuda_bias_nchw_forward(c->stream, t->data, b, ys[0], ys[1], ys[2] * ys[3], yb16, ycl));
     else if (b) CUDNN_TRY(cudnnAddTensor(c->cudnn, &one, s->bias, b, &one, s->y32, t->data));
@@ -492,57 +511,43 @@ usi_error *usi_cuda_conv2d_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     char *ws = t->bwd_scratch;
     float one = 1.0f, zero = 0.0f;
     const void *dy = t->grad;
-    const int64_t *xs = x->shape, *wsh = w->shape, *ys = t->shape;
-    const int32_t cl = s->bf16 && s->a.nhwc; /* channels-last bf16 copies */
-    /* kept as bf16 or channels-last: x's value and gradient, dy */
-    const int32_t xb16 = x->bf16, yb16 = t->bf16, xcl = x->cl, ycl = t->cl;
-    if ((xb16 || yb16 || xcl || ycl) && !s->bf16)
+    const int64_t *wsh = w->shape, *ys = t->shape;
+    /* x's value and gradient and dy as they are kept: read and written
+     * directly where their format is the copies', repacked elsewhere */
+    const int32_t cf = compute_fmt(s), yb16 = t->bf16, ycl = t->cl;
+    if ((stored_fmt(x) != USI_CUDA_FMT_NCHW32 || stored_fmt(t) != USI_CUDA_FMT_NCHW32) && !s->bf16)
         return usi_error_new(USI_ERR_INTERNAL, "conv2d: bf16 or channels-last values in an fp32 conv");
-    if ((xcl || ycl) && !cl) return usi_error_new(USI_ERR_INTERNAL, "conv2d: channels-last values, NCHW copies");
-    if (s->bf16) {
-        dy = yb16 && ycl == cl ? (const void *)t->grad : ws + s->dyb_off;
-        if (cl && !ycl)
-            USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->dyb_off, t->grad, ys[0], ys[1], ys[2] * ys[3], yb16));
-        else if (!yb16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->dyb_off, t->grad, t->numel, 0));
-    }
+    if (s->bf16) USI_TRY(to_compute(c, &dy, ws + s->dyb_off, t, t->grad, cf));
     if (x->grad) {
         const void *wv = w->data;
         void *dx = x->grad;
         if (s->bf16) {
-            if (cl) USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->bwb_off, w->data, wsh[0], wsh[1],
-                                                        wsh[2] * wsh[3], 0));
-            else USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bwb_off, w->data, w->numel, 0));
+            USI_TRY(usi_cuda_repack(c->stream, ws + s->bwb_off, cf, w->data, USI_CUDA_FMT_NCHW32, wsh[0], wsh[1],
+                                    wsh[2] * wsh[3], 0));
             wv = ws + s->bwb_off;
-            /* straight into a gradient of the copies' type and layout it overwrites */
-            dx = xb16 && xcl == cl && !acc[0] ? (void *)x->grad : ws + s->dxb_off;
+            /* straight into a gradient of the copies' format it overwrites */
+            dx = stored_fmt(x) == cf && !acc[0] ? (void *)x->grad : ws + s->dxb_off;
         }
         CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->a.bwd_data_math));
         CUDNN_TRY(cudnnConvolutionBackwardData(c->cudnn, &one, s->w, wv, s->y, dy, s->conv, s->a.bwd_data,
                                                s->a.bwd_data_ws ? ws : NULL, s->a.bwd_data_ws,
                                                acc[0] && !s->bf16 ? &one : &zero, s->x, dx));
-        if (dx != (void *)x->grad) { /* from the bf16 copy into dx as it is kept */
-            if (cl && !xcl)
-                USI_TRY(usi_cuda_nhwc_to_nchw_typed(c->stream, x->grad, dx, xs[0], xs[1], xs[2] * xs[3], acc[0], xb16));
-            else USI_TRY(usi_cuda_scale_typed(c->stream, x->grad, dx, x->numel, 1.0f, acc[0],
-                                              USI_CUDA_BF_IN | (xb16 ? USI_CUDA_BF_OUT : 0)));
-        }
+        if (dx != (void *)x->grad) USI_TRY(from_compute(c, x, x->grad, dx, cf, acc[0]));
     }
     if (w->grad) {
         const void *xv = x->data;
         void *dw = w->grad;
         if (s->bf16) {
-            xv = xb16 && xcl == cl ? x->data : ws + s->bxb_off;
-            if (cl && !xcl)
-                USI_TRY(usi_cuda_nchw_to_nhwc_typed(c->stream, ws + s->bxb_off, x->data, xs[0], xs[1], xs[2] * xs[3], xb16));
-            else if (!xb16) USI_TRY(usi_cuda_to_bf16(c->stream, ws + s->bxb_off, x->data, x->numel, 0));
+            USI_TRY(to_compute(c, &xv, ws + s->bxb_off, x, x->data, cf));
             dw = ws + s->dwb_off;
         }
         CUDNN_TRY(cudnnSetConvolutionMathType(s->conv, s->a.bwd_filter_math));
         CUDNN_TRY(cudnnConvolutionBackwardFilter(c->cudnn, &one, s->x, xv, s->y, dy, s->conv, s->a.bwd_filter,
                                                  s->a.bwd_filter_ws ? ws : NULL, s->a.bwd_filter_ws,
                                                  acc[1] && !s->bf16 ? &one : &zero, s->w, dw));
-        if (cl) USI_TRY(usi_cuda_nhwc_to_nchw_typed(c->stream, w->grad, dw, wsh[0], wsh[1], wsh[2] * wsh[3], acc[1], 0));
-        else if (s->bf16) USI_TRY(usi_cuda_from_bf16(c->stream, w->grad, dw, w->numel, acc[1]));
+        if (s->bf16)
+            USI_TRY(usi_cuda_repack(c->stream, w->grad, USI_CUDA_FMT_NCHW32, dw, cf, wsh[0], wsh[1], wsh[2] * wsh[3],
+                                    acc[1]));
     }
     if (b && b->grad && ycl && s->bias_segments)
         USI_TRY(usi_cuda_bias_rows_backward_seg(c->stream, b->grad, t->grad, ys[0] * ys[2] * ys[3], ys[1],

@@ -108,10 +108,6 @@ usi_error *usi_cuda_repack_dev(usi_device *d, void *dst, int32_t dst_fmt, const 
 /* the backend's prefers_cl and cl_native (backend.h): channels-last
  * activations under precision "mixed", and the kernels that take them */
 int32_t usi_cuda_prefers_cl(const usi_device *d);
-/* 1 unless conv t's planned copies are NCHW (cuDNN had no channels-last
- * algorithm for its shape): then its channels-last operands go through the
- * executor's NCHW copies */
-int32_t usi_cuda_conv2d_takes_cl(const usi_tensor *t);
 int32_t usi_cuda_cl_native(const usi_tensor *t, int32_t backward);
 void usi_cuda_mem_info(usi_device *d, size_t *free_bytes, size_t *total_bytes);
 /* Recorded work (record.c): CUDA graphs of what a call queues. */

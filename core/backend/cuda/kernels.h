@@ -49,7 +49,7 @@ usi_error *usi_cuda_to_bf16(cudaStream_t s, void *dst, const float *src, int64_t
 usi_error *usi_cuda_from_bf16(cudaStream_t s, float *dst, const void *src, int64_t n, int32_t acc);
 /* dst (+)= src over [n][c][p] (p = H*W), each in its format (bits: bf16,
  * channels-last [n][p][c]; backend.h's USI_FMT_*): the backend's repack */
-enum { USI_CUDA_FMT_BF16 = 1, USI_CUDA_FMT_CL = 2 };
+enum { USI_CUDA_FMT_NCHW32 = 0, USI_CUDA_FMT_BF16 = 1, USI_CUDA_FMT_CL = 2 };
 usi_error *usi_cuda_repack(cudaStream_t s, void *dst, int32_t dst_fmt, const void *src, int32_t src_fmt, int64_t n,
                            int64_t c, int64_t p, int32_t acc);
 /* layout.cu: dst bf16 [n][p][c] = src [n][c][p] (NCHW -> NHWC, p = H*W),
