@@ -481,7 +481,7 @@ usi_error *usi_cuda_conv2d_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     /* x and y as they are kept (precision.c, layout.c): read and written
      * directly where their format is the copies', repacked elsewhere */
     const int32_t cf = compute_fmt(s), yb16 = t->bf16, ycl = t->cl;
-    if (stored_fmt(xt) != USI_CUDA_FMT_NCHW32 && !s->bf16)
+    if ((stored_fmt(xt) != USI_CUDA_FMT_NCHW32 || stored_fmt(t) != USI_CUDA_FMT_NCHW32) && !s->bf16)
         return usi_error_new(USI_ERR_INTERNAL, "conv2d: bf16 or channels-last values in an fp32 conv");
     if (s->bf16) {
         USI_TRY(to_compute(c, &x, sc + s->xb_off, xt, xt->data, cf));
