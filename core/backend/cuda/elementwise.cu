@@ -306,7 +306,12 @@ template <typename T>
 static void binary_backward_launch(cudaStream_t s, void *dx, const void *dy, const void *a, const void *b,
                                    const usi_cuda_bplan *p, int32_t op, int32_t which, int32_t acc)
 {
-    if (p->n_red >= 256) {
+    /* a block per element where its partners are neighbours in memory (an
+     * NCHW bias-like operand); a thread per element where the elements
+     * are (a channels-last one: neighbouring threads, neighbouring
+     * channels) */
+    int kept_inner = p->nk > 0 && p->ko[p->nk - 1] == 1 && p->kshape[p->nk - 1] >= 32;
+    if (p->n_red >= 256 && !kept_inner) {
         int64_t blocks = p->n_kept < 65536 ? p->n_kept : 65536;
         binary_backward_block_kernel<T><<<(unsigned)blocks, THREADS, 0, s>>>(
             (T *)dx, (const T *)dy, (const T *)a, (const T *)b, *p, op, which, acc);
