@@ -203,6 +203,25 @@ static void check_mixed_workspace(void)
     usi_graph_free(g);
 }
 
+/* The nodes both native checks ask about: x [2,6,5,7], a 3x3 conv of it,
+ * its batch norm and relu. Returns 0 when one was not recorded. */
+typedef struct some_nodes {
+    usi_tensor *x, *w, *conv, *bn, *act;
+} some_nodes;
+
+static int record_some(usi_graph *g, some_nodes *n)
+{
+    int64_t xs[4] = {2, 6, 5, 7}, ws[4] = {4, 6, 3, 3}, c6 = 6;
+    usi_init one = {sizeof one, USI_INIT_ONES, 0, 0, 0, 0, 0, 0};
+    usi_conv2d_desc d = {sizeof d, {1, 1}, {1, 1}, {1, 1}, 1};
+    n->x = input(g, "x", 4, xs);
+    n->w = api->param(g, "w", 4, ws, &one);
+    n->conv = api->conv2d(g, n->x, n->w, NULL, &d);
+    n->bn = api->batch_norm(g, n->x, api->param(g, "g", 1, &c6, &one), NULL, NULL, NULL, NULL, 0.1, 1e-5);
+    n->act = api->activation(g, n->x, USI_ACT_RELU, 0);
+    return n->conv && n->bn && n->act;
+}
+
 /* Which nodes the CUDA kernels take with bf16 values themselves, and which
  * go through fp32 copies. */
 static void check_bf16_native(void)
@@ -211,17 +230,12 @@ static void check_bf16_native(void)
     CHECK(be->bf16_storage && be->bf16_native && be->to_bf16 && be->from_bf16,
           "the CUDA backend keeps activations as bf16 under mixed");
     usi_graph *g = usi_graph_new(usi_device_cpu(), 1, 1);
-    int64_t xs[4] = {2, 6, 5, 7}, ws[4] = {4, 6, 3, 3}, c6 = 6;
-    usi_init one = {sizeof one, USI_INIT_ONES, 0, 0, 0, 0, 0, 0};
-    usi_tensor *x = input(g, "x", 4, xs), *w = api->param(g, "w", 4, ws, &one), *gam = api->param(g, "g", 1, &c6, &one);
-    usi_conv2d_desc d = {sizeof d, {1, 1}, {1, 1}, {1, 1}, 1};
-    usi_tensor *conv = api->conv2d(g, x, w, NULL, &d);
-    usi_tensor *bn = api->batch_norm(g, x, gam, NULL, NULL, NULL, NULL, 0.1, 1e-5);
-    usi_tensor *act = api->activation(g, x, USI_ACT_RELU, 0);
-    usi_tensor *add = api->binary(g, USI_BIN_ADD, x, act);
-    usi_tensor *sm = api->softmax(g, x);
-    CHECK(conv && bn && act && add && sm, "recorded");
-    if (!conv || !bn || !act || !add || !sm) return;
+    some_nodes n;
+    int ok = record_some(g, &n);
+    usi_tensor *x = n.x, *w = n.w, *conv = n.conv, *bn = n.bn, *act = n.act;
+    usi_tensor *add = ok ? api->binary(g, USI_BIN_ADD, x, act) : NULL, *sm = ok ? api->softmax(g, x) : NULL;
+    CHECK(ok && add && sm, "recorded");
+    if (!ok || !add || !sm) return;
     x->bf16 = 1; /* as if it were an activation kept as bf16 */
     CHECK(be->bf16_native(conv, 0) && be->bf16_native(conv, 1), "conv reads a bf16 input itself");
     CHECK(be->bf16_native(act, 0), "an activation from bf16 into fp32 itself");
@@ -265,13 +279,15 @@ static void check_cl_native(void)
     plain.mixed = 0;
     CHECK(be->prefers_cl(&mixed) && !be->prefers_cl(&plain), "channels-last under mixed only");
     usi_graph *g = usi_graph_new(&mixed, 1, 1);
-    int64_t xs[4] = {2, 6, 5, 7}, ws[4] = {4, 6, 3, 3}, c6 = 6, vs[2] = {5, 7}, ps[4] = {2, 6, 1, 1};
-    usi_init one = {sizeof one, USI_INIT_ONES, 0, 0, 0, 0, 0, 0};
-    usi_tensor *x = input(g, "x", 4, xs), *w = api->param(g, "w", 4, ws, &one), *gam = api->param(g, "g", 1, &c6, &one);
-    usi_conv2d_desc d = {sizeof d, {1, 1}, {1, 1}, {1, 1}, 1};
-    usi_tensor *conv = api->conv2d(g, x, w, NULL, &d);
-    usi_tensor *bn = api->batch_norm(g, x, gam, NULL, NULL, NULL, NULL, 0.1, 1e-5);
-    usi_tensor *act = api->activation(g, x, USI_ACT_RELU, 0);
+    int64_t vs[2] = {5, 7}, ps[4] = {2, 6, 1, 1};
+    some_nodes n;
+    int ok = record_some(g, &n);
+    usi_tensor *x = n.x, *conv = n.conv, *bn = n.bn, *act = n.act;
+    if (!ok) {
+        CHECK(ok, "recorded");
+        usi_graph_free(g);
+        return;
+    }
     usi_tensor *gate = api->binary(g, USI_BIN_MUL, x, input(g, "p", 4, ps));
     usi_tensor *row = api->binary(g, USI_BIN_ADD, x, input(g, "v", 2, vs));
     int64_t c11[3] = {6, 1, 1};
@@ -308,11 +324,9 @@ static void check_cl_native(void)
           "a global pool over channels-last memory (n %d)", r.n);
     usi_graph_free(g);
     usi_graph *g2 = usi_graph_new(&plain, 1, 1);
-    usi_tensor *x2 = input(g2, "x", 4, xs), *w2 = api->param(g2, "w", 4, ws, &one);
-    usi_tensor *conv2 = api->conv2d(g2, x2, w2, NULL, &d);
-    if (conv2) {
-        x2->cl = 1;
-        CHECK(!be->cl_native(conv2, 0), "an fp32 conv (its copies NCHW) does not read channels-last");
+    if (record_some(g2, &n)) {
+        n.x->cl = 1;
+        CHECK(!be->cl_native(n.conv, 0), "an fp32 conv (its copies NCHW) does not read channels-last");
     }
     usi_graph_free(g2);
 }
