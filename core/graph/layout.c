@@ -14,8 +14,8 @@
  * What stays NCHW: leaves (parameters, inputs), outputs (the host reads
  * them), the loss, tensors of one pixel (H*W = 1:
  * both orders are the same memory, so no copy is ever needed for them),
- * and the ops not listed (pooling, reductions, shape ops, ...: their
- * kernels would get copies either way, so their results stay NCHW).
+ * and the ops not listed (reductions, shape ops, ...: their kernels would
+ * get copies either way, so their results stay NCHW).
  *
  * USI_CHANNELS_LAST=off keeps every value NCHW: for an A/B of speed. */
 #include <stddef.h>
@@ -32,6 +32,7 @@ static int op_keeps_cl(int32_t op)
     case USI_OP_CONV2D:
     case USI_OP_BATCH_NORM:
     case USI_OP_ACT:
+    case USI_OP_POOL2D:
     case USI_OP_BINARY:
     case USI_OP_SCALE:
     case USI_OP_DROP_PATH: return 1;

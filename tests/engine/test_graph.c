@@ -820,8 +820,8 @@ static void test_channels_last(void)
         inputs_cl += t->cl && (t->storage == USI_STORE_OWNED || t->is_output || t->ndim != 4);
     }
     CHECK(!inputs_cl, "%d leaves, outputs or tensors not 4-d kept channels-last", inputs_cl);
-    CHECK(stem[1] && stem[1]->cl && pool[1] && !pool[1]->cl && pool[1]->src[0]->cl,
-          "the stem conv, or its relu, not channels-last, or the max pool is");
+    CHECK(stem[1] && stem[1]->cl && pool[1] && pool[1]->cl && pool[1]->src[0]->cl,
+          "the stem conv, its relu or the max pool not channels-last");
     CHECK(l[1] == l[0] && n[1] == n[0] && !memcmp(gr[1], gr[0], n[0] * sizeof(float)),
           "channels-last changes fp32's numbers: loss %.9g vs %.9g", l[1], l[0]);
     CHECK(l[3] == l[2] && n[3] == n[2] && !memcmp(gr[3], gr[2], n[2] * sizeof(float)) && l[2] != l[0],

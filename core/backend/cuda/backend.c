@@ -160,6 +160,7 @@ int32_t usi_cuda_cl_native(const usi_tensor *t, int32_t backward)
     case USI_OP_ACT:
     case USI_OP_SCALE:
     case USI_OP_DROP_PATH: return t->n_src == 1 && x->cl == t->cl; /* element by element, or per sample */
+    case USI_OP_POOL2D: return x->cl == t->cl;                      /* planes in either layout (pool.cu) */
     case USI_OP_BATCH_NORM:
         for (int32_t k = 1; k < t->n_src; k++)
             if (t->src[k] && t->src[k]->cl) return 0;

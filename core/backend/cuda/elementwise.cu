@@ -269,14 +269,14 @@ __global__ void binary_backward_kernel(T *dx, const T *dy, const T *a, const T *
     {
         int64_t o0, a0, b0;
         kept_offsets(p, j, &o0, &a0, &b0);
-        float sum = 0;
+        double sum = 0; /* up to a plane of partners: summed as the block kernel does */
         for (int64_t r = 0; r < p.n_red; r++) {
             int64_t o, ao, bo;
             red_offsets(p, r, &o, &ao, &bo);
             float av = a ? ld(a, a0 + ao) : 0.0f, bv = b ? ld(b, b0 + bo) : 0.0f;
             sum += binary_partial(op, which, ld(dy, o0 + o), av, bv);
         }
-        st(dx, j, acc ? ld(dx, j) + sum : sum);
+        st(dx, j, acc ? ld(dx, j) + (float)sum : (float)sum);
     }
 }
 
@@ -308,9 +308,10 @@ static void binary_backward_launch(cudaStream_t s, void *dx, const void *dy, con
 {
     /* a block per element where its partners are neighbours in memory (an
      * NCHW bias-like operand); a thread per element where the elements
-     * are (a channels-last one: neighbouring threads, neighbouring
-     * channels) */
-    int kept_inner = p->nk > 0 && p->ko[p->nk - 1] == 1 && p->kshape[p->nk - 1] >= 32;
+     * are and there are enough of them to fill the device (a channels-last
+     * SE gate: neighbouring threads, neighbouring channels; a per-channel
+     * operand of a few hundred channels keeps a block each) */
+    int kept_inner = p->nk > 0 && p->ko[p->nk - 1] == 1 && p->kshape[p->nk - 1] >= 32 && p->n_kept >= 4096;
     if (p->n_red >= 256 && !kept_inner) {
         int64_t blocks = p->n_kept < 65536 ? p->n_kept : 65536;
         binary_backward_block_kernel<T><<<(unsigned)blocks, THREADS, 0, s>>>(

@@ -21,6 +21,13 @@ extern "C" {
 
 #define USI_CUDA_DIMS 8 /* = USI_MAX_DIMS */
 
+/* Index helpers below that kernels and host code (tests) both call. */
+#ifdef __CUDACC__
+#define USI_CUDA_HD __host__ __device__
+#else
+#define USI_CUDA_HD
+#endif
+
 /* A launch's error (cudaGetLastError), or NULL. */
 usi_error *usi_cuda_check_launch(const char *kernel, const char *file, int line);
 
@@ -106,18 +113,42 @@ usi_error *usi_cuda_drop_path_forward(cudaStream_t s, void *out, const void *x, 
 /* ---- pool.cu ---- */
 
 typedef struct usi_cuda_pool {
-    int64_t planes, H, W, OH, OW;
+    int64_t planes, H, W, OH, OW; /* planes = N * C */
     int64_t kh, kw, sh, sw, ph, pw;
+    int64_t C;
     int32_t count_pad, is_max;
+    int32_t cl; /* x, out and their gradients kept channels-last */
 } usi_cuda_pool;
 
-/* out[P,OH,OW] = max or mean of x[P,H,W] over each window; float
- * tensors, or bf16 ones where bf16 is 1 (backward too) */
+/* Where a map of hw positions per plane (H * W, or OH * OW) keeps plane p's
+ * position q: at usi_cuda_pool_at(d, p, hw) + q * usi_cuda_pool_step(d).
+ * NCHW: one plane after another. Channels-last ([N, H, W, C] memory, p =
+ * n * C + c): a plane's positions C apart. The kernels and the host tests
+ * share these. */
+static inline USI_CUDA_HD int64_t usi_cuda_pool_at(const usi_cuda_pool *d, int64_t p, int64_t hw)
+{
+    return d->cl ? p / d->C * hw * d->C + p % d->C : p * hw;
+}
+static inline USI_CUDA_HD int64_t usi_cuda_pool_step(const usi_cuda_pool *d) { return d->cl ? d->C : 1; }
+/* The plane of memory index k in such a map, and its position there (*q). */
+static inline USI_CUDA_HD int64_t usi_cuda_pool_plane(const usi_cuda_pool *d, int64_t k, int64_t hw, int64_t *q)
+{
+    if (!d->cl) {
+        *q = k % hw;
+        return k / hw;
+    }
+    int64_t r = k / d->C;
+    *q = r % hw;
+    return r / hw * d->C + k % d->C;
+}
+
+/* out[P,OH,OW] = max or mean of x[P,H,W] over each window, in either
+ * layout; float tensors, or bf16 ones where bf16 is 1 (backward too) */
 usi_error *usi_cuda_pool2d_forward(cudaStream_t s, void *out, const void *x, const usi_cuda_pool *d, int32_t bf16);
 /* dx[P,H,W] (+)= dout of the windows holding each element (max: where it is
  * the window's first maximum, as the CPU picks it). Max with idx (P*OH*OW
- * int32 of device scratch): the maxima are found once per window there;
- * idx NULL: searched again per element. */
+ * int32 of device scratch, in out's memory order): the maxima are found once
+ * per window there; idx NULL: searched again per element. */
 usi_error *usi_cuda_pool2d_backward(cudaStream_t s, void *dx, const void *dout, const void *x, int32_t *idx,
                                     const usi_cuda_pool *d, int32_t acc, int32_t bf16);
 

@@ -179,8 +179,10 @@ static void pool_dims(const usi_tensor *t, usi_cuda_pool *d)
         .sw = a->stride[1],
         .ph = a->padding[0],
         .pw = a->padding[1],
+        .C = x->shape[1],
         .count_pad = a->count_include_pad,
         .is_max = a->kind == USI_POOL_MAX,
+        .cl = t->cl, /* x's too (usi_cuda_cl_native) */
     };
 }
 

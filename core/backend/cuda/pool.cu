@@ -1,10 +1,12 @@
-/* Max and average pooling over H, W of NCHW with the CPU backend's window
- * rules (core/backend/cpu/pool.c: ceil-mode overhang, count_include_pad).
+/* Max and average pooling over H, W of NCHW or channels-last values with the
+ * CPU backend's window rules (core/backend/cpu/pool.c: ceil-mode overhang,
+ * count_include_pad). One thread per element in memory order, so in
+ * channels-last neighbouring threads read neighbouring channels.
  * Backward gathers: each input element sums over the windows that hold it,
  * so there are no atomics and the result is deterministic. Max backward
- * first writes each window's first maximum (its index in the plane) to
- * scratch, one thread per window, so the gather compares indices instead of
- * searching every window again for each of its elements. */
+ * first writes each window's first maximum (its position in the plane) to
+ * scratch, one thread per window, so the gather compares positions instead
+ * of searching every window again for each of its elements. */
 #include <float.h>
 
 #include "backend/cuda/common.cuh"
@@ -30,35 +32,40 @@ static __device__ __forceinline__ window window_at(const usi_cuda_pool &d, int64
     return w;
 }
 
-/* Index in the plane of the window's first maximum (-1 when empty), in the
- * CPU's scan order. */
+/* Position in the plane (h * W + w) of the window's first maximum (-1 when
+ * empty), in the CPU's scan order; xp: the plane's first element, its
+ * positions step apart. */
 template <typename T>
-static __device__ __forceinline__ int64_t window_argmax(const T *xp, const usi_cuda_pool &d, const window &w)
+static __device__ __forceinline__ int64_t window_argmax(const T *xp, int64_t step, const usi_cuda_pool &d,
+                                                        const window &w)
 {
     int64_t best = -1;
     float m = -FLT_MAX;
     for (int64_t h = w.h0; h < w.h1; h++)
-        for (int64_t v = w.w0; v < w.w1; v++)
-            if (best < 0 || ld(xp, h * d.W + v) > m) {
-                m = ld(xp, h * d.W + v);
+        for (int64_t v = w.w0; v < w.w1; v++) {
+            float e = ld(xp, (h * d.W + v) * step);
+            if (best < 0 || e > m) {
+                m = e;
                 best = h * d.W + v;
             }
+        }
     return best;
 }
 
-// out: [P, OH, OW], x: [P, H, W], both of T
+// out: [P, OH, OW], x: [P, H, W], both of T, both NCHW or both channels-last
 template <typename T>
 __global__ void pool2d_forward_kernel(T *out, const T *x, const usi_cuda_pool d)
 {
+    const int64_t step = usi_cuda_pool_step(&d);
     GRID_STRIDE(k, d.planes * d.OH * d.OW)
     {
-        int64_t ow = k % d.OW, oh = k / d.OW % d.OH, p = k / (d.OW * d.OH);
-        const T *xp = x + p * d.H * d.W;
-        window w = window_at(d, oh, ow);
+        int64_t q, p = usi_cuda_pool_plane(&d, k, d.OH * d.OW, &q);
+        const T *xp = x + usi_cuda_pool_at(&d, p, d.H * d.W);
+        window w = window_at(d, q / d.OW, q % d.OW);
         float m = -FLT_MAX, s = 0;
         for (int64_t h = w.h0; h < w.h1; h++)
             for (int64_t v = w.w0; v < w.w1; v++) {
-                float e = ld(xp, h * d.W + v);
+                float e = ld(xp, (h * d.W + v) * step);
                 if (e > m) m = e;
                 s += e;
             }
@@ -66,14 +73,17 @@ __global__ void pool2d_forward_kernel(T *out, const T *x, const usi_cuda_pool d)
     }
 }
 
-// idx: [P, OH, OW] (index in the plane, -1 for an empty window), x: [P, H, W] of T
+// idx: [P, OH, OW] in out's memory order (position in the plane, -1 for an
+// empty window), x: [P, H, W] of T
 template <typename T>
 __global__ void pool2d_argmax_kernel(int32_t *idx, const T *x, const usi_cuda_pool d)
 {
+    const int64_t step = usi_cuda_pool_step(&d);
     GRID_STRIDE(k, d.planes * d.OH * d.OW)
     {
-        int64_t ow = k % d.OW, oh = k / d.OW % d.OH, p = k / (d.OW * d.OH);
-        idx[k] = (int32_t)window_argmax(x + p * d.H * d.W, d, window_at(d, oh, ow));
+        int64_t q, p = usi_cuda_pool_plane(&d, k, d.OH * d.OW, &q);
+        window w = window_at(d, q / d.OW, q % d.OW);
+        idx[k] = (int32_t)window_argmax(x + usi_cuda_pool_at(&d, p, d.H * d.W), step, d, w);
     }
 }
 
@@ -83,31 +93,34 @@ template <typename T>
 __global__ void pool2d_backward_kernel(T *dx, const T *dout, const T *x, const int32_t *idx,
                                        const usi_cuda_pool d, int32_t acc)
 {
+    const int64_t step = usi_cuda_pool_step(&d);
     GRID_STRIDE(k, d.planes * d.H * d.W)
     {
-        int64_t wi = k % d.W, hi = k / d.W % d.H, p = k / (d.W * d.H);
+        int64_t self, p = usi_cuda_pool_plane(&d, k, d.H * d.W, &self);
+        int64_t wi = self % d.W, hi = self / d.W;
         /* windows oh with oh*sh - ph <= hi < oh*sh - ph + kh */
         int64_t lo_h = hi + d.ph - d.kh + 1, lo_w = wi + d.pw - d.kw + 1;
         int64_t oh0 = lo_h <= 0 ? 0 : (lo_h + d.sh - 1) / d.sh, oh1 = (hi + d.ph) / d.sh;
         int64_t ow0 = lo_w <= 0 ? 0 : (lo_w + d.sw - 1) / d.sw, ow1 = (wi + d.pw) / d.sw;
         if (oh1 > d.OH - 1) oh1 = d.OH - 1;
         if (ow1 > d.OW - 1) ow1 = d.OW - 1;
-        const T *gp = dout + p * d.OH * d.OW;
-        const T *xp = d.is_max && x ? x + p * d.H * d.W : NULL;
-        const int32_t *ip = d.is_max && idx ? idx + p * d.OH * d.OW : NULL;
-        const int64_t self = hi * d.W + wi;
+        const int64_t at = usi_cuda_pool_at(&d, p, d.OH * d.OW);
+        const T *gp = dout + at;
+        const T *xp = d.is_max && x ? x + usi_cuda_pool_at(&d, p, d.H * d.W) : NULL;
+        const int32_t *ip = d.is_max && idx ? idx + at : NULL;
         float sum = 0;
         for (int64_t oh = oh0; oh <= oh1; oh++)
             for (int64_t ow = ow0; ow <= ow1; ow++) {
+                const int64_t o = (oh * d.OW + ow) * step;
                 if (ip) {
-                    if (ip[oh * d.OW + ow] == self) sum += ld(gp, oh * d.OW + ow);
+                    if (ip[o] == self) sum += ld(gp, o);
                     continue;
                 }
                 window w = window_at(d, oh, ow);
                 if (hi < w.h0 || hi >= w.h1 || wi < w.w0 || wi >= w.w1) continue;
-                float g = ld(gp, oh * d.OW + ow);
+                float g = ld(gp, o);
                 if (d.is_max) {
-                    if (window_argmax(xp, d, w) == self) sum += g;
+                    if (window_argmax(xp, step, d, w) == self) sum += g;
                 } else if (w.divisor > 0) {
                     sum += g / (float)w.divisor;
                 }
