@@ -83,6 +83,8 @@ section "the bf16 pass again with every node through fp32 copies (USI_BF16_NATIV
 USI_BF16_NATIVE=off OMP_WAIT_POLICY=passive step 150 $bin/test_backend_ops | grep -E "bf16|FAIL"
 section "the bf16 pass again with activations NCHW (USI_CHANNELS_LAST=off: the channels-last kernels' A/B)"
 USI_CHANNELS_LAST=off OMP_WAIT_POLICY=passive step 150 $bin/test_backend_ops | grep -E "bf16|FAIL"
+section "the bf16 pass again with each batch norm and its ReLU apart (USI_FUSE=off: the fused kernels' A/B)"
+USI_FUSE=off OMP_WAIT_POLICY=passive step 150 $bin/test_backend_ops | grep -E "bf16|FAIL"
 
 section "CUDA against CPU: step kernels, dropout, mixed precision"
 step 120 $bin/test_cuda_ops
@@ -201,6 +203,10 @@ section "the same in bf16 with every node through fp32 copies (USI_BF16_NATIVE=o
 USI_BF16_NATIVE=off step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
   --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/COPIES-RESULT/'
 
+section "the same in bf16 with each batch norm and its ReLU apart (USI_FUSE=off: the fused kernels' A/B)"
+USI_FUSE=off step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
+  --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/UNFUSED-RESULT/'
+
 section "the same with every pass node by node (USI_GRAPH_REPLAY=off: graph replay's A/B)"
 USI_GRAPH_REPLAY=off step 100 $bin/bench_gpu --device $DEV --batch "$BATCH" --size "$SIZE" --steps "$STEPS" \
   --warmup "$WARMUP" --precision mixed | sed 's/^RESULT/NO-REPLAY-RESULT/'
@@ -220,7 +226,7 @@ awk '$1 == "RESULT" { v[$2 " " $4 " " $5] = $8 }
        }
      }' "$results"
 echo "(usi bf16 = precision \"mixed\": bf16 operands for conv, linear and matmul, activations kept as bf16 and"
-echo " channels-last; torch bf16 = autocast, channels_last)"
+echo " channels-last, batch norms applying their ReLU; torch bf16 = autocast, channels_last)"
 [ -n "${OUT:-}" ] && cp "$results" "$OUT/results.txt"
 fi
 section "done"

@@ -67,6 +67,13 @@ typedef struct usi_backend {
      * is set. */
     usi_error *(*repack)(usi_device *d, void *dst, int32_t dst_fmt, const void *src, int32_t src_fmt,
                          const int64_t *shape4, int32_t acc);
+    /* Optional (NULL: never): 1 when the kernels of batch norm bn can apply
+     * its only reader act (an activation) themselves (core/graph/fuse.c):
+     * forward writes act's output into bn->data (act's memory); backward
+     * reads act's gradient as bn->grad and its output as bn->data, and
+     * takes the activation's derivative from them. act's calls then do
+     * nothing. */
+    int32_t (*fuses_act)(const usi_tensor *bn, const usi_tensor *act);
 
     /* -- memory -- */
     /* Zero-filled device memory, 64-byte aligned; NULL when out of memory. */

@@ -221,6 +221,9 @@ int32_t usi_graph_bf16_nodes(const usi_graph *g);
  * keeps channels-last ([N,H,W,C] in memory; a device that prefers it):
  * 0 elsewhere. */
 int32_t usi_graph_cl_nodes(const usi_graph *g);
+/* Batch norms of a training graph that apply their activation themselves
+ * (core/graph/fuse.c): the activations' own passes skipped. */
+int32_t usi_graph_fused_nodes(const usi_graph *g);
 /* The op (USI_OP_*, graph/node.h) of recorded node i, or -1 outside
  * [0, num_nodes): read-only, for tests that check which ops a graph holds. */
 int32_t usi_graph_node_op(const usi_graph *g, int32_t i);

@@ -139,6 +139,13 @@ int32_t usi_layout_mark(usi_graph *g);
  * the nodes marked. */
 int32_t usi_marks_settle(usi_graph *g, size_t field);
 void usi_precision_widen_sizes(usi_graph *g, usi_tensor *t);
+/* 1 when t's kernel (backward 0: forward, 1: backward) runs on its values
+ * as they are kept, without the executor's copies. */
+int32_t usi_precision_direct(const usi_graph *g, const usi_tensor *t, int32_t backward);
+/* Batch norms that apply their activation (fuse.c): sets bn->fuse_act and
+ * act->fused where the backend fuses the pair, after the precision and
+ * layout marks; returns the pairs. */
+int32_t usi_fuse_mark(usi_graph *g);
 usi_error *usi_precision_run(usi_graph *g, const struct usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc,
                              usi_precision_kernel kernel);
 

@@ -224,6 +224,11 @@ struct usi_tensor {
      * into its weights (conv->fold_bn); the norm node then does nothing. */
     struct usi_tensor *fold_bn;
     int32_t folded;
+    /* Training graphs: a batch norm applies its only reader's activation
+     * itself (bn->fuse_act, fuse.c) and shares that node's value and
+     * gradient memory; the activation node then does nothing (fused). */
+    struct usi_tensor *fuse_act;
+    int32_t fused;
 
     /* A backend's cached state for this node (oneDNN primitives). */
     void *backend_state;

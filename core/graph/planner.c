@@ -144,13 +144,21 @@ static int collect(usi_graph *g, plan *p, int32_t T)
         t->widen_fwd_off = t->widen_bwd_off = SIZE_MAX;
         int32_t bwd = 2 * n - 1 - i;
         int32_t grad_born = t == g->loss ? n : 2 * n - 1 - t->grad_writer;
-        /* A folded norm's output is born when its conv writes it. */
-        int32_t born = t->folded ? t->src[0]->id : i;
-        size_t value_bytes = t->fold_bn ? 0 : usi_node_stored_bytes(t);
+        /* A folded norm's output is born when its conv writes it, a fused
+         * activation's when its norm does; the norm's backward reads the
+         * activation's value and gradient (fuse.c), and the norm stores
+         * neither of its own. */
+        int32_t born = t->folded || t->fused ? t->src[0]->id : i;
+        size_t value_bytes = t->fold_bn || t->fuse_act ? 0 : usi_node_stored_bytes(t);
+        size_t grad_bytes = t->fuse_act ? 0 : usi_node_grad_bytes(t);
         int32_t value_end = g->keep_all ? T - 1 : value_dies(g, t, T), grad_end = g->keep_all ? T - 1 : bwd;
+        if (t->fused && t->has_grad) {
+            int32_t norm_bwd = 2 * n - 1 - t->src[0]->id;
+            if (value_end < norm_bwd) value_end = norm_bwd;
+            if (grad_end < norm_bwd) grad_end = norm_bwd;
+        }
         if (add_item(p, value_bytes, born, value_end, &t->data_off) ||
-            (t->has_grad &&
-             add_item(p, usi_node_grad_bytes(t), grad_born, grad_end, &t->grad_off)) ||
+            (t->has_grad && add_item(p, grad_bytes, grad_born, grad_end, &t->grad_off)) ||
             add_item(p, t->saved_bytes, i, t->has_grad ? bwd : i, &t->saved_off) ||
             add_item(p, t->fwd_scratch_bytes, i, i, &t->fwd_scratch_off) ||
             (t->has_grad &&
@@ -177,6 +185,7 @@ usi_error *usi_graph_plan_layout(usi_graph *g)
     find_folds(g);
     usi_precision_mark(g);
     usi_layout_mark(g);
+    usi_fuse_mark(g);
     if (collect(g, &p, T)) {
         free(p.items);
         return usi_error_new(USI_ERR_NOMEM, "planner: out of memory");
@@ -213,7 +222,13 @@ usi_error *usi_graph_plan(usi_graph *g)
         t->widen_fwd = at(g->arena, t->widen_fwd_off);
         t->widen_bwd = at(g->arena, t->widen_bwd_off);
     }
-    for (int32_t i = 0; i < n; i++)
-        if (g->nodes[i]->fold_bn) g->nodes[i]->data = g->nodes[i]->fold_bn->data;
+    for (int32_t i = 0; i < n; i++) {
+        usi_tensor *t = g->nodes[i];
+        if (t->fold_bn) t->data = t->fold_bn->data;
+        if (t->fuse_act) { /* the activation's memory (fuse.c) */
+            t->data = t->fuse_act->data;
+            t->grad = t->fuse_act->grad;
+        }
+    }
     return NULL;
 }

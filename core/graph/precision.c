@@ -126,7 +126,7 @@ static int32_t fmt_of(const usi_tensor *t) { return (t->bf16 ? USI_FMT_BF16 : 0)
 /* 1 when the executor must hand t's kernel fp32 NCHW copies. */
 static int needs_widen(const usi_graph *g, const usi_tensor *t, int32_t backward)
 {
-    if (t->folded) return 0; /* its conv wrote it */
+    if (t->folded || t->fused) return 0; /* its conv or norm wrote it */
     int32_t bf = t->bf16, cl = t->cl;
     for (int32_t k = 0; k < t->n_src; k++)
         if (t->src[k]) {
@@ -139,6 +139,11 @@ static int needs_widen(const usi_graph *g, const usi_tensor *t, int32_t backward
     int bf_ok = !bf || (be->bf16_native && be->bf16_native(t, backward));
     int cl_ok = !cl || (be->cl_native && be->cl_native(t, backward));
     return !(bf_ok && cl_ok);
+}
+
+int32_t usi_precision_direct(const usi_graph *g, const usi_tensor *t, int32_t backward)
+{
+    return !needs_widen(g, t, backward);
 }
 
 /* src k is the first of t's sources that is this tensor */

@@ -138,6 +138,10 @@ static usi_error *build_train_graph(usi_trainer *t)
     if (cl)
         usi_log(USI_LOG_INFO, "layout: %d activations and their gradients kept channels-last (NHWC) on %s",
                 (int)cl, usi_device_name(t->dev));
+    int32_t fused = usi_graph_fused_nodes(t->gs);
+    if (fused)
+        usi_log(USI_LOG_INFO, "fused: %d batch norms apply their ReLU in their own kernels on %s", (int)fused,
+                usi_device_name(t->dev));
     return NULL;
 }
 

@@ -342,8 +342,10 @@ static usi_tensor *mobilenetv3(usi_graph *g, usi_tensor *x) { return model_mobil
 /* A training step at 224 under "mixed", planned with the CUDA backend's
  * decisions (on the CPU's workspaces: no cuDNN here): every conv, norm,
  * activation, element-wise op, pooling window and global pool takes its
- * channels-last values itself; no node gets NCHW copies. */
-static int32_t check_layout_of(const char *name, usi_tensor *(*model)(usi_graph *, usi_tensor *))
+ * channels-last values itself; no node gets NCHW copies; every batch norm
+ * read by a ReLU alone applies it (want_fused pairs). */
+static int32_t check_layout_of(const char *name, usi_tensor *(*model)(usi_graph *, usi_tensor *),
+                               int32_t want_fused)
 {
     const usi_backend *cu = usi_cuda_backend();
     usi_backend be = *usi_cpu_backend();
@@ -352,6 +354,7 @@ static int32_t check_layout_of(const char *name, usi_tensor *(*model)(usi_graph 
     be.prefers_cl = cu->prefers_cl;
     be.cl_native = cu->cl_native;
     be.repack = cu->repack;
+    be.fuses_act = cu->fuses_act;
     usi_device dev = {.name = "cuda-decisions", .be = &be, .mixed = 1};
     usi_graph *g = usi_graph_new(&dev, 1, 1);
     int64_t xs[4] = {32, 3, 224, 224}, n = 32;
@@ -383,6 +386,8 @@ static int32_t check_layout_of(const char *name, usi_tensor *(*model)(usi_graph 
            name, usi_graph_cl_nodes(g), with_cl, native, copied);
     CHECK(usi_graph_cl_nodes(g) > 100, "%s: only %d nodes kept channels-last", name, usi_graph_cl_nodes(g));
     CHECK(native == with_cl, "%s: %d nodes through NCHW copies:%s", name, with_cl - native, copied);
+    CHECK(usi_graph_fused_nodes(g) == want_fused, "%s: %d batch norms apply their ReLU, want %d", name,
+          usi_graph_fused_nodes(g), want_fused);
     usi_graph_free(g);
     return pools;
 }
@@ -440,8 +445,13 @@ int main(void)
     check_bf16_native();
     check_binary_plan_cl();
     check_cl_native();
-    CHECK(check_layout_of("resnet50", resnet50) == 1, "resnet50: the stem's max pool kept channels-last");
-    check_layout_of("mobilenetv3_large", mobilenetv3);
+    /* ResNet-50: the stem's norm and the first two of each of the 16
+     * bottlenecks (the third's ReLU reads the residual sum). MobileNetV3-
+     * Large: the 6 ReLU blocks (the first's depthwise norm; then expansion
+     * and depthwise of 2 blocks at 24 channels and 3 at 40); its stem and
+     * later blocks use hard-swish. */
+    CHECK(check_layout_of("resnet50", resnet50, 1 + 16 * 2) == 1, "resnet50: the stem's max pool kept channels-last");
+    check_layout_of("mobilenetv3_large", mobilenetv3, 1 + 2 * 5);
     check_pool_index();
     return check_status("test_cuda_host");
 }

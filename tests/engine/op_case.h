@@ -80,6 +80,8 @@ typedef struct op_case {
     case_ref_fn ref;       /* or prop */
     case_prop_fn prop;
     int32_t skip_fd;       /* outputs that are not smooth in the inputs     */
+    int32_t fused;         /* in training, pairs a device fuses (backend
+                              fuses_act: core/graph/fuse.c), 0 elsewhere   */
     union {
         struct conv_args conv;
         struct linear_args linear;
@@ -157,6 +159,7 @@ OP_FNS(conv_bn);
 OP_FNS(linear);
 OP_FNS(matmul);
 OP_FNS(bn);
+OP_FNS(bn_relu);
 OP_FNS(ln);
 OP_FNS(pool);
 OP_FNS(act);

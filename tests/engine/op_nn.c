@@ -162,6 +162,20 @@ void r_bn(const op_case *c, double *const *in, int32_t nd, const int64_t *os,
     }
 }
 
+/* batch norm then ReLU: in training graphs, where a device fuses the pair
+ * (core/graph/fuse.c), the norm's kernels apply the ReLU. Leaves as b_bn. */
+usi_tensor *b_bn_relu(const usi_graph_api *api, usi_graph *g, usi_tensor **x, const op_case *c)
+{
+    return api->activation(g, b_bn(api, g, x, c), USI_ACT_RELU, 0);
+}
+
+void r_bn_relu(const op_case *c, double *const *in, int32_t nd, const int64_t *os, double *out)
+{
+    r_bn(c, in, nd, os, out);
+    for (int64_t k = 0; k < numel_of(nd, os); k++)
+        if (!(out[k] > 0)) out[k] = 0;
+}
+
 usi_tensor *b_ln(const usi_graph_api *api, usi_graph *g, usi_tensor **x,
                         const op_case *c)
 {

@@ -344,6 +344,14 @@ int run_case_on(const op_case *c, usi_device *dev, const device_tol *tol,
     double *in[MAX_LEAVES];
     read_inputs(&s, in);
     int fails = c->ref ? check_reference(&s, in, tol->ref) : 0;
+    /* cpu never fuses, cpu-guarded fuses every pair in fp32, a GPU where
+     * its kernels do (the stored passes: "mixed") */
+    int32_t fused = usi_graph_fused_nodes(s.g), most = c->training ? c->fused : 0;
+    int32_t want = dev->be == usi_cpu_guarded_backend() ? most : dev->be->fuses_act ? fused : 0;
+    if (fused != want || fused > most) {
+        printf("FAIL [%s] %s: %d batch norms apply their activation, want %d\n", s.dev, c->name, fused, want);
+        fails++;
+    }
     int backward_failed = c->training ? run_backward(&s) : 0;
     fails += backward_failed;
     if (c->prop && !backward_failed) {

@@ -738,10 +738,10 @@ static void test_bf16_activations(void)
 }
 
 /* One ResNet-18 step (batch 4 at 64 px, cross-entropy) on dev, every value
- * kept (usi_graph_keep_all): the loss, every parameter's gradient end to
- * end in *grads (*n floats), and the graph for its flags. */
-static usi_error *cl_step(usi_device *dev, float *loss, float **grads, size_t *n, usi_graph **out,
-                          usi_tensor **stem, usi_tensor **pool)
+ * kept (usi_graph_keep_all) where keep is 1: the loss, every parameter's
+ * gradient end to end in *grads (*n floats), and the graph for its flags. */
+static usi_error *resnet18_step(usi_device *dev, int keep, float *loss, float **grads, size_t *n,
+                                usi_graph **out, usi_tensor **stem, usi_tensor **pool)
 {
     usi_graph *g = usi_graph_new(dev, 1, 1);
     *out = g;
@@ -750,7 +750,7 @@ static usi_error *cl_step(usi_device *dev, float *loss, float **grads, size_t *n
     usi_tensor *y = usi_graph_input(g, "labels", USI_DTYPE_I32, 1, &nb);
     usi_tensor *obj = api->loss_ce(g, model_resnet(g, x, 18, 10), y, 0.1);
     usi_graph_mark_output(obj);
-    usi_error *e = usi_graph_keep_all(g);
+    usi_error *e = keep ? usi_graph_keep_all(g) : NULL;
     if (!e) e = usi_graph_set_loss(g, obj);
     if (!e) e = usi_graph_compile(g);
     if (e) return e;
@@ -807,7 +807,7 @@ static void test_channels_last(void)
         guarded.mixed = k >= 2;
         if (env[k]) setenv("USI_GUARDED_NHWC", env[k], 1);
         else unsetenv("USI_GUARDED_NHWC");
-        usi_error *e = cl_step(devs[k], &l[k], &gr[k], &n[k], &g[k], &stem[k], &pool[k]);
+        usi_error *e = resnet18_step(devs[k], 1, &l[k], &gr[k], &n[k], &g[k], &stem[k], &pool[k]);
         CHECK(!e, "channels-last step %d: %s", k, usi_error_message(e));
         usi_error_free(e);
     }
@@ -852,6 +852,56 @@ static void test_channels_last(void)
     }
 }
 
+/* A batch norm with its ReLU as one node (fuse.c) on cpu-guarded, which
+ * fuses every pair in fp32 from the CPU's two kernels: in ResNet-18 the
+ * stem's norm and the first norm of each of the 8 basic blocks (the second
+ * one's ReLU reads the residual sum), none with USI_FUSE=off, none where
+ * every value is kept, none on cpu; the same loss and gradients as cpu
+ * bit for bit either way; a fused norm's own value is not there to read. */
+static void test_fused_norm_act(void)
+{
+    usi_device cpu = {.name = "cpu", .be = usi_cpu_backend()};
+    usi_device guarded = {.name = "cpu-guarded", .be = usi_cpu_guarded_backend()};
+    usi_device *devs[4] = {&cpu, &guarded, &guarded, &guarded};
+    const char *fuse[4] = {NULL, NULL, "off", NULL};
+    int keep[4] = {0, 0, 0, 1}, want[4] = {0, 9, 0, 0};
+    float l[4] = {0};
+    float *gr[4] = {0};
+    size_t n[4] = {0};
+    usi_graph *g[4] = {0};
+    usi_tensor *stem, *pool;
+    for (int k = 0; k < 4; k++) {
+        if (fuse[k]) setenv("USI_FUSE", fuse[k], 1);
+        else unsetenv("USI_FUSE");
+        usi_error *e = resnet18_step(devs[k], keep[k], &l[k], &gr[k], &n[k], &g[k], &stem, &pool);
+        CHECK(!e, "fused step %d: %s", k, usi_error_message(e));
+        usi_error_free(e);
+        CHECK(usi_graph_fused_nodes(g[k]) == want[k], "run %d: %d norms fused, want %d", k,
+              usi_graph_fused_nodes(g[k]), want[k]);
+        CHECK(l[k] == l[0] && n[k] == n[0] && gr[k] && !memcmp(gr[k], gr[0], n[0] * sizeof(float)),
+              "run %d: loss %.9g, cpu %.9g, or the gradients differ", k, l[k], l[0]);
+    }
+    unsetenv("USI_FUSE");
+    usi_tensor *norm = NULL;
+    for (int32_t i = 0; g[1] && i < g[1]->n_nodes && !norm; i++)
+        if (g[1]->nodes[i]->fuse_act) norm = g[1]->nodes[i];
+    CHECK(norm && norm->fuse_act->fused && norm->fuse_act->src[0] == norm, "the fused pair is marked on both nodes");
+    if (norm) {
+        float *v = malloc((size_t)norm->numel * sizeof(float));
+        usi_error *e = usi_graph_read(norm, v);
+        CHECK(e && strstr(usi_error_message(e), norm->name), "a fused norm's value read: %s",
+              e ? usi_error_message(e) : "no error");
+        usi_error_free(e);
+        free(v);
+    }
+    printf("resnet18 b4 64px on cpu-guarded: %d norms apply their ReLU, loss %.7f as cpu's\n",
+           usi_graph_fused_nodes(g[1]), l[1]);
+    for (int k = 0; k < 4; k++) {
+        free(gr[k]);
+        usi_graph_free(g[k]);
+    }
+}
+
 int main(void)
 {
     api = usi_graph_api_get();
@@ -868,6 +918,7 @@ int main(void)
     test_profile();
     test_bf16_activations();
     test_channels_last();
+    test_fused_norm_act();
     printf("%d failure(s)\n", failures);
     return failures ? 1 : 0;
 }

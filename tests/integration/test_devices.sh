@@ -52,6 +52,13 @@ grep -q 'graph replay (.*replaying it' "$T/cpu-guarded.log" && ok || fail "cpu-g
 grep -q 'graph replay (.*backward): .*replaying it' "$T/cpu-guarded.log" && ok \
     || fail "cpu-guarded did not replay the training step's backward pass"
 ! grep -q 'graph replay' "$T/cpu.log" && ok || fail "the cpu device recorded a pass"
+# cpu-guarded runs each batch norm read by a ReLU alone as one node, as a
+# GPU does under mixed (core/graph/fuse.c), with cpu's numbers (above):
+# MobileNetV3-Small's ReLU blocks, the first's depthwise norm and the next
+# two's expansion and depthwise norms; its other blocks use hard-swish.
+grep -q 'fused: 5 batch norms apply their ReLU in their own kernels on cpu-guarded' "$T/cpu-guarded.log" && ok \
+    || fail "cpu-guarded did not fuse MobileNetV3-Small's 5 norm and ReLU pairs: $(grep 'fused:' "$T/cpu-guarded.log")"
+! grep -q 'fused:' "$T/cpu.log" && ok || fail "the cpu device fused a pair"
 # cpu-guarded has input stages as a GPU has: its batches took that path,
 # as uint8 images normalised on the device (this chain has no Mixup/CutMix).
 grep -q 'input: each batch is made and uploaded to cpu-guarded .*as uint8 images' "$T/cpu-guarded.log" && ok \

@@ -174,16 +174,51 @@ static usi_error *no_bf16_seen(const usi_tensor *t)
                 : NULL;
 }
 
+/* A batch norm and its ReLU as one node (core/graph/fuse.c), as a GPU
+ * runs them, from the CPU's two kernels: the norm writes y into the
+ * activation's memory and the ReLU runs in place; backward, the ReLU's
+ * gradient (the norm's grad, shared) through the ReLU's backward into a
+ * temporary dy for the norm's backward. The numbers are the unfused
+ * pair's, bit for bit. */
+static int32_t g_fuses_act(const usi_tensor *bn, const usi_tensor *act)
+{
+    (void)bn;
+    return act->attrs.act.kind == USI_ACT_RELU;
+}
+
+static usi_error *fused_forward(const usi_exec_ctx *ctx, usi_tensor *bn)
+{
+    usi_error *e = usi_cpu_forward(ctx, bn);
+    return e ? e : usi_cpu_forward(ctx, bn->fuse_act); /* in place: bn->data is its memory */
+}
+
+static usi_error *fused_backward(const usi_exec_ctx *ctx, usi_tensor *bn, const int32_t *acc)
+{
+    usi_tensor norm = *bn, act = *bn->fuse_act;
+    usi_tensor *src[1] = {&norm};
+    float *dy = malloc((size_t)bn->numel * sizeof(float));
+    if (!dy) return usi_error_new(USI_ERR_NOMEM, "out of host memory");
+    norm.grad = dy;
+    act.src = src; /* act.data, act.grad: its output and gradient */
+    int32_t overwrite = 0;
+    usi_error *e = usi_cpu_backward(ctx, &act, &overwrite);
+    if (!e) e = usi_cpu_backward(ctx, &norm, acc);
+    free(dy);
+    return e;
+}
+
 static usi_error *g_forward(const usi_exec_ctx *ctx, usi_tensor *t)
 {
+    if (t->fused) return NULL; /* its norm wrote it */
     USI_TRY(no_bf16_seen(t));
-    GUARDED(usi_cpu_forward(ctx, t));
+    GUARDED(t->fuse_act ? fused_forward(ctx, t) : usi_cpu_forward(ctx, t));
 }
 
 static usi_error *g_backward(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t *acc)
 {
+    if (t->fused) return NULL; /* its norm's backward takes its gradient */
     USI_TRY(no_bf16_seen(t));
-    GUARDED(usi_cpu_backward(ctx, t, acc));
+    GUARDED(t->fuse_act ? fused_backward(ctx, t, acc) : usi_cpu_backward(ctx, t, acc));
 }
 
 static usi_error *g_optim_step(usi_device *d, const usi_optim_args *a)
@@ -304,6 +339,7 @@ const usi_backend *usi_cpu_guarded_backend(void)
         .prefers_cl = g_prefers_cl,
         .cl_native = g_cl_native,
         .repack = g_repack,
+        .fuses_act = g_fuses_act,
         .alloc = g_alloc,
         .free = g_free,
         .upload = g_copy,

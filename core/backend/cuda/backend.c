@@ -76,7 +76,7 @@ static usi_error *forward(const usi_exec_ctx *ctx, usi_tensor *t)
 {
     if (!usi_cuda_supports(t->op))
         return usi_error_new(USI_ERR_UNSUPPORTED, "cuda: no kernel for op %d", t->op);
-    if (t->folded) return NULL; /* its conv wrote the output */
+    if (t->folded || t->fused) return NULL; /* its conv or norm wrote the output */
     usi_cuda *c = usi_cuda_of(ctx->dev);
     USI_TRY(usi_cuda_use(c));
     return kernels[t->op].fwd(c, ctx, t);
@@ -86,6 +86,7 @@ static usi_error *backward(const usi_exec_ctx *ctx, usi_tensor *t, const int32_t
 {
     if (!usi_cuda_supports(t->op))
         return usi_error_new(USI_ERR_UNSUPPORTED, "cuda: no kernel for op %d", t->op);
+    if (t->fused) return NULL; /* its norm's backward takes its gradient */
     usi_cuda *c = usi_cuda_of(ctx->dev);
     USI_TRY(usi_cuda_use(c));
     return kernels[t->op].bwd(c, ctx, t, acc);
@@ -171,6 +172,15 @@ int32_t usi_cuda_cl_native(const usi_tensor *t, int32_t backward)
     }
 }
 
+/* A batch norm on our kernels (kept as bf16 or channels-last: "mixed")
+ * applies its ReLU itself (core/graph/fuse.c): relu(y) written by the
+ * normalising kernel, the ReLU's gradient masked by its output as the
+ * gradient kernels read it (norm.cu). */
+int32_t usi_cuda_fuses_act(const usi_tensor *bn, const usi_tensor *act)
+{
+    return act->attrs.act.kind == USI_ACT_RELU && (bn->bf16 || bn->cl) && bn->src[0] && bn->src[0]->has_grad;
+}
+
 /* Host threads do no kernel work here. */
 static void set_threads(int32_t n) { (void)n; }
 static int32_t threads(void) { return 1; }
@@ -189,6 +199,7 @@ const usi_backend *usi_cuda_backend(void)
         .prefers_cl = usi_cuda_prefers_cl,
         .cl_native = usi_cuda_cl_native,
         .repack = usi_cuda_repack_dev,
+        .fuses_act = usi_cuda_fuses_act,
         .alloc = usi_cuda_alloc,
         .free = usi_cuda_free,
         .upload = usi_cuda_upload,

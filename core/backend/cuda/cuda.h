@@ -109,6 +109,8 @@ usi_error *usi_cuda_repack_dev(usi_device *d, void *dst, int32_t dst_fmt, const 
  * activations under precision "mixed", and the kernels that take them */
 int32_t usi_cuda_prefers_cl(const usi_device *d);
 int32_t usi_cuda_cl_native(const usi_tensor *t, int32_t backward);
+/* the backend's fuses_act (backend.h): a batch norm with its ReLU */
+int32_t usi_cuda_fuses_act(const usi_tensor *bn, const usi_tensor *act);
 void usi_cuda_mem_info(usi_device *d, size_t *free_bytes, size_t *total_bytes);
 /* Recorded work (record.c): CUDA graphs of what a call queues. */
 usi_error *usi_cuda_record(usi_device *d, usi_error *(*run)(void *ctx), void *ctx, void **rec);

@@ -260,19 +260,22 @@ static inline int64_t usi_cuda_bn_parts(int64_t O, int64_t C, int64_t I)
  * grad_sums: dw, db (+)= this rank's sums, sums = [count, sum dy[C],
  *   sum dy*xh[C]] (zeros when idle);
  * grad_input (after the sum): dx (+)= the input gradient from the global
- *   sums. */
+ *   sums.
+ * A norm that applies its ReLU (core/graph/fuse.c): finish with relu 1
+ * writes relu(y); the grad steps with z (the ReLU's output, where dy is
+ * its gradient) take dy as 0 wherever z is not above 0. z NULL: plain. */
 usi_error *usi_cuda_batchnorm_sync_stats(cudaStream_t s, double *sums, const void *x, int64_t O, int64_t C,
                                          int64_t I, int32_t idle, int32_t bf);
 usi_error *usi_cuda_batchnorm_sync_finish(cudaStream_t s, void *out, float *saved, float *rm, float *rv,
                                           int64_t *counter, const double *sums, const void *x, const float *w,
                                           const float *b, int64_t O, int64_t C, int64_t I, double eps,
-                                          double momentum, int32_t bf);
+                                          double momentum, int32_t relu, int32_t bf);
 usi_error *usi_cuda_batchnorm_sync_grad_sums(cudaStream_t s, double *sums, float *dw, float *db, const void *dy,
-                                             const void *x, const float *mean, const float *invstd, int64_t O,
-                                             int64_t C, int64_t I, int32_t idle, int32_t acc_w, int32_t acc_b,
-                                             int32_t bf);
+                                             const void *z, const void *x, const float *mean,
+                                             const float *invstd, int64_t O, int64_t C, int64_t I, int32_t idle,
+                                             int32_t acc_w, int32_t acc_b, int32_t bf);
 usi_error *usi_cuda_batchnorm_sync_grad_input(cudaStream_t s, void *dx, const double *sums, const void *dy,
-                                              const void *x, const float *w, const float *mean,
+                                              const void *z, const void *x, const float *w, const float *mean,
                                               const float *invstd, int64_t O, int64_t C, int64_t I,
                                               int32_t acc_x, int32_t bf);
 /* w2[O, per] = w * sc[o], b2[o] = (b - rm) sc + beta, sc = gamma / sqrt(rv + eps):

@@ -18,7 +18,8 @@
  * instead of cuDNN: to tell cuDNN's results and speed from ours. A norm
  * whose input and output are kept as bf16 always runs on ours, which read
  * and write bf16 and keep the statistics in fp32 (double sums); so does a
- * norm kept channels-last, seen as [N*H*W, C, 1] (rows of channels). */
+ * norm kept channels-last, seen as [N*H*W, C, 1] (rows of channels), and
+ * a norm that applies its ReLU (core/graph/fuse.c, usi_cuda_fuses_act). */
 #include <stdlib.h>
 
 #include <string.h>
@@ -159,9 +160,10 @@ static usi_error *batch_norm_fwd_sync(usi_cuda *c, usi_collective *coll, usi_ten
     USI_TRY(usi_cuda_batchnorm_sync_stats(c->stream, sums, t->src[0]->data, O, C, I, coll ? coll->idle : 0,
                                           t->bf16));
     if (coll) USI_TRY(sum_over_ranks(c, coll, sums, (int32_t)(1 + 2 * C)));
+    /* with its ReLU applied, into the ReLU's memory (core/graph/fuse.c) */
     return usi_cuda_batchnorm_sync_finish(c->stream, t->data, t->saved, rm && rv ? rm : NULL, rm && rv ? rv : NULL,
                                           counter, sums, t->src[0]->data, src_f32(t, 1), src_f32(t, 2), O, C, I,
-                                          a->eps, a->momentum, t->bf16);
+                                          a->eps, a->momentum, t->fuse_act != NULL, t->bf16);
 }
 
 /* Backward over every rank (coll; NULL: this rank's alone): dw, db from
@@ -174,10 +176,13 @@ static usi_error *batch_norm_bwd_sync(usi_cuda *c, usi_collective *coll, usi_ten
         return usi_error_new(USI_ERR_INTERNAL, "batch norm over ranks: no scratch for its sums");
     const void *x = t->src[0]->data;
     const float *mean = t->saved, *invstd = mean + C;
-    USI_TRY(usi_cuda_batchnorm_sync_grad_sums(c->stream, sums, src_grad(t, 1), src_grad(t, 2), t->grad, x, mean,
+    /* a norm that applies its ReLU: t->grad is the ReLU's gradient, masked
+     * by its output t->data (core/graph/fuse.c) */
+    const void *z = t->fuse_act ? t->data : NULL;
+    USI_TRY(usi_cuda_batchnorm_sync_grad_sums(c->stream, sums, src_grad(t, 1), src_grad(t, 2), t->grad, z, x, mean,
                                               invstd, O, C, I, coll ? coll->idle : 0, a3[1], a3[2], t->bf16));
     if (coll) USI_TRY(sum_over_ranks(c, coll, sums, (int32_t)(1 + 2 * C)));
-    return usi_cuda_batchnorm_sync_grad_input(c->stream, src_grad(t, 0), sums, t->grad, x, src_f32(t, 1), mean,
+    return usi_cuda_batchnorm_sync_grad_input(c->stream, src_grad(t, 0), sums, t->grad, z, x, src_f32(t, 1), mean,
                                               invstd, O, C, I, a3[0], t->bf16);
 }
 
@@ -193,7 +198,8 @@ usi_error *usi_cuda_batch_norm_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
     if (!a->batch_stats)
         return usi_cuda_batchnorm_eval_forward(c->stream, t->data, t->saved, x->data, w, b, rm, rv, O, C, I, a->eps,
                                                t->bf16);
-    if (ctx->coll || ours_forced() || t->bf16 || t->cl) return batch_norm_fwd_sync(c, ctx->coll, t, O, C, I);
+    if (ctx->coll || ours_forced() || t->bf16 || t->cl || t->fuse_act)
+        return batch_norm_fwd_sync(c, ctx->coll, t, O, C, I);
     bn_state *s = NULL;
     USI_TRY(bn_state_of(t, &s));
     const float *ones = NULL, *zeros = NULL;
@@ -219,8 +225,10 @@ usi_error *usi_cuda_batch_norm_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_ten
     int32_t batch_stats = t->attrs.batch_norm.batch_stats;
     int32_t a3[3] = {acc[0], t->n_src > 1 ? acc[1] : 1, t->n_src > 2 ? acc[2] : 1};
     /* Without dx (on every rank alike) there is nothing to sum over ranks. */
-    if (batch_stats && (ctx->coll || ours_forced() || t->bf16 || t->cl) && dx)
+    if (batch_stats && (ctx->coll || ours_forced() || t->bf16 || t->cl || t->fuse_act) && dx)
         return batch_norm_bwd_sync(c, ctx->coll, t, a3, O, C, I);
+    if (t->fuse_act) /* usi_cuda_fuses_act asks for dx */
+        return usi_error_new(USI_ERR_INTERNAL, "batch norm with its ReLU: no input gradient");
     /* cuDNN wants every gradient, and one blend factor for both parameters */
     if (!batch_stats || !dx || !dw || !db || a3[1] != a3[2] || t->bf16 || t->cl)
         return usi_cuda_batchnorm_backward(c->stream, dx, dw, db, t->grad, x->data, src_f32(t, 1), mean, invstd, O,

@@ -214,14 +214,15 @@ __global__ void batchnorm_eval_stats_kernel(float *saved, const float *rm, const
 // out, x: [O, C, I] of T
 template <typename T>
 __global__ void batchnorm_eval_forward_kernel(T *out, const float *saved, const T *x, const float *w,
-                                              const float *b, int64_t O, int64_t C, int64_t I)
+                                              const float *b, int64_t O, int64_t C, int64_t I, int32_t relu)
 {
     GRID_STRIDE(k, O * C * I)
     {
         int64_t c = k / I % C;
         float is = saved[C + c];
         float scale = w ? w[c] * is : is, shift = b ? b[c] : 0.0f;
-        st(out, k, (ld(x, k) - saved[c]) * scale + shift);
+        float v = (ld(x, k) - saved[c]) * scale + shift;
+        st(out, k, relu && !(v > 0) ? 0.0f : v); /* the ReLU it applies (fuse.c), as the CPU's */
     }
 }
 
@@ -279,16 +280,17 @@ __global__ void fold_batchnorm_kernel(float *w2, float *b2, const float *w, cons
 
 typedef __nv_bfloat16 bf16;
 
-/* out = x normalised with saved's mean and invstd (and w, b) */
+/* out = x normalised with saved's mean and invstd (and w, b), then
+ * relu'd where relu is 1 */
 static usi_error *normalise(cudaStream_t s, void *out, const float *saved, const void *x, const float *w,
-                            const float *b, int64_t O, int64_t C, int64_t I, int32_t bf)
+                            const float *b, int64_t O, int64_t C, int64_t I, int32_t relu, int32_t bf)
 {
     if (bf)
         batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>((bf16 *)out, saved, (const bf16 *)x, w,
-                                                                             b, O, C, I);
+                                                                             b, O, C, I, relu);
     else
         batchnorm_eval_forward_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>((float *)out, saved, (const float *)x,
-                                                                             w, b, O, C, I);
+                                                                             w, b, O, C, I, relu);
     LAUNCH_CHECK("batchnorm_normalise");
 }
 
@@ -299,7 +301,7 @@ extern "C" usi_error *usi_cuda_batchnorm_eval_forward(cudaStream_t s, void *out,
 {
     batchnorm_eval_stats_kernel<<<grid_for(C), THREADS, 0, s>>>(saved, rm, rv, C, eps);
     usi_error *e = usi_cuda_check_launch("batchnorm_eval_stats", __FILE__, __LINE__);
-    return e ? e : normalise(s, out, saved, x, w, b, O, C, I, bf);
+    return e ? e : normalise(s, out, saved, x, w, b, O, C, I, 0, bf);
 }
 
 extern "C" usi_error *usi_cuda_batchnorm_backward(cudaStream_t s, void *dx, float *dw, float *db, const void *dy,
@@ -467,19 +469,28 @@ __global__ void batchnorm_sync_finish_kernel(float *saved, float *rm, float *rv,
     }
 }
 
+/* dy[k], or 0 where the norm applies a ReLU (z: its output, fuse.c) and
+ * z[k] is not above 0: the CPU's ReLU backward, read on the fly. */
+template <typename T>
+static __device__ __forceinline__ float relu_masked(const T *dy, const T *z, int64_t k)
+{
+    float g = ld(dy, k);
+    return z && !(ld(z, k) > 0.0f) ? 0.0f : g;
+}
+
 /* This rank's sum dy and sum dy*(x - mean) per channel, over segments as
  * above: part [2, C, S]. */
 // dy, x: [O, C, I] of T; mean: [C]; grid (S, C)
 template <typename T>
-__global__ void batchnorm_grad_partial_kernel(double *part, const T *dy, const T *x, const float *mean, int64_t O,
-                                              int64_t C, int64_t I, int64_t S)
+__global__ void batchnorm_grad_partial_kernel(double *part, const T *dy, const T *z, const T *x, const float *mean,
+                                              int64_t O, int64_t C, int64_t I, int64_t S)
 {
     __shared__ double shared[32];
     for (int64_t c = blockIdx.y; c < C; c += gridDim.y) {
         float m = mean[c];
         double sdy = 0, sdyx = 0;
         SEGMENT_LOOP(k, O, C, I, S, c, {
-            float g = ld(dy, k);
+            float g = relu_masked(dy, z, k);
             sdy += g;
             sdyx += (double)(g * (ld(x, k) - m));
         });
@@ -494,8 +505,8 @@ __global__ void batchnorm_grad_partial_kernel(double *part, const T *dy, const T
 
 /* The same for I = 1, rows [O, C], as batchnorm_rows_partial_kernel. */
 template <typename T>
-__global__ void batchnorm_rows_grad_partial_kernel(double *part, const T *dy, const T *x, const float *mean,
-                                                   int64_t O, int64_t C, int64_t S)
+__global__ void batchnorm_rows_grad_partial_kernel(double *part, const T *dy, const T *z, const T *x,
+                                                   const float *mean, int64_t O, int64_t C, int64_t S)
 {
     __shared__ double lanes[2][8][33];
     int64_t j0, len;
@@ -507,7 +518,7 @@ __global__ void batchnorm_rows_grad_partial_kernel(double *part, const T *dy, co
             float m = mean[c];
             for (int64_t r = threadIdx.y; r < len; r += 8) {
                 int64_t k = (j0 + r) * C + c;
-                float g = ld(dy, k);
+                float g = relu_masked(dy, z, k);
                 sdy += g;
                 sdyx += (double)(g * (ld(x, k) - m));
             }
@@ -552,7 +563,7 @@ __global__ void batchnorm_grad_finish_kernel(double *sums, float *dw, float *db,
 
 // dx, dy, x: [O, C, I] of T; sums: [1 + 2C] over every rank
 template <typename T>
-__global__ void batchnorm_sync_grad_input_kernel(T *dx, const double *sums, const T *dy, const T *x,
+__global__ void batchnorm_sync_grad_input_kernel(T *dx, const double *sums, const T *dy, const T *z, const T *x,
                                                  const float *w, const float *mean, const float *invstd, int64_t O,
                                                  int64_t C, int64_t I, int32_t acc_x)
 {
@@ -562,7 +573,7 @@ __global__ void batchnorm_sync_grad_input_kernel(T *dx, const double *sums, cons
         int64_t c = k / I % C;
         float m = mean[c], is = invstd[c], wc = w ? w[c] : 1.0f;
         float k1 = M > 0 ? (float)(sums[1 + c] / M) : 0.0f, k2 = M > 0 ? (float)(sums[1 + C + c] / M) * is : 0.0f;
-        float v = (ld(dy, k) - k1 - (ld(x, k) - m) * k2) * (wc * is);
+        float v = (relu_masked(dy, z, k) - k1 - (ld(x, k) - m) * k2) * (wc * is);
         st(dx, k, acc_x ? ld(dx, k) + v : v);
     }
 }
@@ -612,32 +623,34 @@ extern "C" usi_error *usi_cuda_batchnorm_sync_stats(cudaStream_t s, double *sums
 extern "C" usi_error *usi_cuda_batchnorm_sync_finish(cudaStream_t s, void *out, float *saved, float *rm, float *rv,
                                                      int64_t *counter, const double *sums, const void *x,
                                                      const float *w, const float *b, int64_t O, int64_t C,
-                                                     int64_t I, double eps, double momentum, int32_t bf)
+                                                     int64_t I, double eps, double momentum, int32_t relu,
+                                                     int32_t bf)
 {
     batchnorm_sync_finish_kernel<<<grid_for(C), THREADS, 0, s>>>(saved, rm, rv, counter, sums, C, eps, momentum);
     usi_error *e = usi_cuda_check_launch("batchnorm_sync_finish", __FILE__, __LINE__);
-    return e ? e : normalise(s, out, saved, x, w, b, O, C, I, bf);
+    return e ? e : normalise(s, out, saved, x, w, b, O, C, I, relu, bf);
 }
 
 extern "C" usi_error *usi_cuda_batchnorm_sync_grad_sums(cudaStream_t s, double *sums, float *dw, float *db,
-                                                        const void *dy, const void *x, const float *mean,
-                                                        const float *invstd, int64_t O, int64_t C, int64_t I,
-                                                        int32_t idle, int32_t acc_w, int32_t acc_b, int32_t bf)
+                                                        const void *dy, const void *z, const void *x,
+                                                        const float *mean, const float *invstd, int64_t O, int64_t C,
+                                                        int64_t I, int32_t idle, int32_t acc_w, int32_t acc_b,
+                                                        int32_t bf)
 {
     int64_t S = usi_cuda_bn_parts(O, C, I);
     double *part = sums + 1 + 2 * C;
     if (I == 1 && bf)
-        batchnorm_rows_grad_partial_kernel<<<rows_grid(S, C), ROWS_BLOCK, 0, s>>>(part, (const bf16 *)dy,
-                                                                                  (const bf16 *)x, mean, O, C, S);
+        batchnorm_rows_grad_partial_kernel<<<rows_grid(S, C), ROWS_BLOCK, 0, s>>>(
+            part, (const bf16 *)dy, (const bf16 *)z, (const bf16 *)x, mean, O, C, S);
     else if (I == 1)
-        batchnorm_rows_grad_partial_kernel<<<rows_grid(S, C), ROWS_BLOCK, 0, s>>>(part, (const float *)dy,
-                                                                                  (const float *)x, mean, O, C, S);
+        batchnorm_rows_grad_partial_kernel<<<rows_grid(S, C), ROWS_BLOCK, 0, s>>>(
+            part, (const float *)dy, (const float *)z, (const float *)x, mean, O, C, S);
     else if (bf)
-        batchnorm_grad_partial_kernel<<<segment_grid(S, C), THREADS, 0, s>>>(part, (const bf16 *)dy, (const bf16 *)x,
-                                                                              mean, O, C, I, S);
+        batchnorm_grad_partial_kernel<<<segment_grid(S, C), THREADS, 0, s>>>(
+            part, (const bf16 *)dy, (const bf16 *)z, (const bf16 *)x, mean, O, C, I, S);
     else
-        batchnorm_grad_partial_kernel<<<segment_grid(S, C), THREADS, 0, s>>>(part, (const float *)dy,
-                                                                              (const float *)x, mean, O, C, I, S);
+        batchnorm_grad_partial_kernel<<<segment_grid(S, C), THREADS, 0, s>>>(
+            part, (const float *)dy, (const float *)z, (const float *)x, mean, O, C, I, S);
     usi_error *e = usi_cuda_check_launch("batchnorm_grad_partial", __FILE__, __LINE__);
     if (e) return e;
     batchnorm_grad_finish_kernel<<<grid_for(C), THREADS, 0, s>>>(sums, dw, db, part, invstd, C, S, (double)(O * I),
@@ -646,16 +659,17 @@ extern "C" usi_error *usi_cuda_batchnorm_sync_grad_sums(cudaStream_t s, double *
 }
 
 extern "C" usi_error *usi_cuda_batchnorm_sync_grad_input(cudaStream_t s, void *dx, const double *sums,
-                                                         const void *dy, const void *x, const float *w,
-                                                         const float *mean, const float *invstd, int64_t O,
-                                                         int64_t C, int64_t I, int32_t acc_x, int32_t bf)
+                                                         const void *dy, const void *z, const void *x,
+                                                         const float *w, const float *mean, const float *invstd,
+                                                         int64_t O, int64_t C, int64_t I, int32_t acc_x, int32_t bf)
 {
     if (bf)
         batchnorm_sync_grad_input_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>(
-            (bf16 *)dx, sums, (const bf16 *)dy, (const bf16 *)x, w, mean, invstd, O, C, I, acc_x);
+            (bf16 *)dx, sums, (const bf16 *)dy, (const bf16 *)z, (const bf16 *)x, w, mean, invstd, O, C, I, acc_x);
     else
         batchnorm_sync_grad_input_kernel<<<grid_for(O * C * I), THREADS, 0, s>>>(
-            (float *)dx, sums, (const float *)dy, (const float *)x, w, mean, invstd, O, C, I, acc_x);
+            (float *)dx, sums, (const float *)dy, (const float *)z, (const float *)x, w, mean, invstd, O, C, I,
+            acc_x);
     LAUNCH_CHECK("batchnorm_sync_grad_input");
 }
 
