@@ -133,7 +133,8 @@ usi_error *usi_graph_read_grad(const usi_tensor *t, float *host)
     return read_stored(t, b, off, host, (size_t)t->numel);
 }
 
-int32_t usi_graph_has_grad(const usi_tensor *t) { return t && t->grad != NULL; }
+/* A fused norm's grad is its ReLU's (fuse.c): not its own. */
+int32_t usi_graph_has_grad(const usi_tensor *t) { return t && t->grad != NULL && !t->fuse_act; }
 
 usi_error *usi_graph_copy_value(usi_tensor *dst, const usi_tensor *src, size_t bytes)
 {

@@ -215,11 +215,12 @@ const char *usi_graph_backbone_defaults(const usi_graph *g, const char *name);
 int32_t usi_graph_num_nodes(const usi_graph *g);
 /* Of a compiled graph, the nodes whose values and gradients its device
  * keeps as bf16 (precision "mixed" on a device with bf16 storage; a conv
- * with its norm folded in counts once): 0 elsewhere. */
+ * with its norm folded in, and a norm with its ReLU, count once): 0
+ * elsewhere. */
 int32_t usi_graph_bf16_nodes(const usi_graph *g);
 /* Of a compiled graph, the nodes whose 4-d values and gradients its device
- * keeps channels-last ([N,H,W,C] in memory; a device that prefers it):
- * 0 elsewhere. */
+ * keeps channels-last ([N,H,W,C] in memory; a device that prefers it;
+ * counted as usi_graph_bf16_nodes does): 0 elsewhere. */
 int32_t usi_graph_cl_nodes(const usi_graph *g);
 /* Batch norms of a training graph that apply their activation themselves
  * (core/graph/fuse.c): the activations' own passes skipped. */

@@ -64,6 +64,7 @@ int32_t usi_layout_mark(usi_graph *g)
 int32_t usi_graph_cl_nodes(const usi_graph *g)
 {
     int32_t n = 0;
-    for (int32_t i = 0; g && i < g->n_nodes; i++) n += g->nodes[i]->cl && !g->nodes[i]->fold_bn;
+    for (int32_t i = 0; g && i < g->n_nodes; i++)
+        n += g->nodes[i]->cl && !g->nodes[i]->fold_bn && !g->nodes[i]->fuse_act; /* stored once */
     return n;
 }

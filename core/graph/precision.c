@@ -115,7 +115,8 @@ int32_t usi_marks_settle(usi_graph *g, size_t field)
 int32_t usi_graph_bf16_nodes(const usi_graph *g)
 {
     int32_t n = 0;
-    for (int32_t i = 0; g && i < g->n_nodes; i++) n += g->nodes[i]->bf16 && !g->nodes[i]->fold_bn;
+    for (int32_t i = 0; g && i < g->n_nodes; i++)
+        n += g->nodes[i]->bf16 && !g->nodes[i]->fold_bn && !g->nodes[i]->fuse_act; /* stored once */
     return n;
 }
 

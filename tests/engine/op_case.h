@@ -22,6 +22,8 @@ typedef struct leaf_spec {
     int32_t absent;    /* passed to the op as NULL                        */
     int32_t constant;  /* recorded with constant() (no gradient), not as
                           an input: gather's index tables                 */
+    int32_t param;     /* a parameter in real graphs (fp32 NCHW always):
+                          the stored passes read it as it is              */
 } leaf_spec;
 
 /* Each family's arguments, by name: a case sets the member its build and

@@ -14,6 +14,8 @@
 /* Positive, away from 0 (variances, divisors). */
 #define POS1(a) {.ndim = 1, .shape = {a}, .lo = 0.5, .hi = 2}
 #define STAT1(a) {.ndim = 1, .shape = {a}, .no_grad = 1}
+/* Weights, which stay fp32 NCHW in real graphs: no stored pass wraps them. */
+#define PARAM1(a) {.ndim = 1, .shape = {a}, .param = 1}
 #define VAR1(a) {.ndim = 1, .shape = {a}, .no_grad = 1, .lo = 0.5, .hi = 2}
 #define LABELS(n, classes) {.ndim = 1, .shape = {n}, .dtype = USI_DTYPE_I32, .lo = 0, .hi = classes}
 #define ABSENT {.absent = 1}
@@ -90,7 +92,7 @@ const op_case op_cases[] = {
      * cross the ReLU's kink at any seed, so no finite differences here;
      * each op's backward meets them in its own case. */
     {"batch_norm train + relu", TRAIN, 6,
-     {L4(3, 5, 7, 5), L1(5), L1(5), STAT1(5), VAR1(5), ABSENT},
+     {L4(3, 5, 7, 5), PARAM1(5), PARAM1(5), STAT1(5), VAR1(5), ABSENT},
      .build = b_bn_relu, .ref = r_bn_relu, .skip_fd = 1, .fused = 1, .a.norm = {.momentum = 0.1, .eps = 1e-5}},
     {"batch_norm train batch 1 (2-D)", TRAIN, 6,
      {L2(3, 7), L1(7), L1(7), STAT1(7), VAR1(7), ABSENT}, BN(.momentum = 0.1, .eps = 1e-3)},
