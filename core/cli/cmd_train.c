@@ -49,6 +49,40 @@ static usi_config *prepare(const usi_cli_opts *o, usi_registry **r, const char *
     return c;
 }
 
+/* s in single quotes for a POSIX shell */
+static void add_quoted(usi_strbuf *b, const char *s)
+{
+    usi_strbuf_addf(b, " '");
+    for (; *s; s++) {
+        if (*s == '\'') usi_strbuf_addf(b, "'\\''");
+        else usi_strbuf_addf(b, "%c", *s);
+    }
+    usi_strbuf_addf(b, "'");
+}
+
+/* The command that continues a stopped run: this one's config, plugin
+ * folders and --set options, resuming from its last checkpoint. */
+static void say_continue(const usi_cli_opts *o, const usi_config *c)
+{
+    usi_strbuf cmd = {0};
+    usi_strbuf_addf(&cmd, "usi train");
+    add_quoted(&cmd, o->config_path);
+    for (size_t i = 0; i < o->n_plugin_dirs; i++) {
+        usi_strbuf_addf(&cmd, " --plugin-dir");
+        add_quoted(&cmd, o->plugin_dirs[i]);
+    }
+    for (size_t i = 0; i < o->n_sets; i++) {
+        usi_strbuf_addf(&cmd, " --set");
+        add_quoted(&cmd, o->sets[i]);
+    }
+    char last[4200];
+    snprintf(last, sizeof last, "%s/last.safetensors", usi_config_string(c, "output_dir"));
+    usi_strbuf_addf(&cmd, " --resume");
+    add_quoted(&cmd, last);
+    usi_say(USI_LOG_ERROR, "usi: stopped; continue with: %s", cmd.data ? cmd.data : "usi train ... --resume ...");
+    usi_strbuf_free(&cmd);
+}
+
 int usi_cmd_train(int argc, char **argv)
 {
     if (usi_cli_wants_help(argc, argv, train_usage)) return USI_EXIT_OK;
@@ -68,7 +102,9 @@ int usi_cmd_train(int argc, char **argv)
     usi_trainer *t = NULL;
     int interrupted = 0;
     usi_error *e = usi_trainer_new(c, r, &t);
-    if (!e && o.resume) e = usi_trainer_resume(t, o.resume);
+    /* --resume FILE, else checkpoint.resume from the config */
+    const char *resume = o.resume ? o.resume : usi_config_string(c, "checkpoint.resume");
+    if (!e && resume && *resume) e = usi_trainer_resume(t, resume);
     if (!e) e = usi_trainer_run(t, &interrupted);
     if (e) {
         rc = usi_cli_fail(e);
@@ -80,8 +116,7 @@ int usi_cmd_train(int argc, char **argv)
             usi_dist_abort(rc);
         }
     } else if (interrupted && usi_log_is_reporter()) {
-        usi_say(USI_LOG_ERROR, "usi: stopped; continue with: usi train %s --resume %s/last.safetensors",
-                o.config_path, usi_config_string(c, "output_dir"));
+        say_continue(&o, c);
     }
     if (!e && interrupted) rc = 130;
     usi_trainer_free(t);

@@ -683,6 +683,28 @@ static usi_error *resolve_device(usi_config *c)
 
 int usi_config_mixed_as_fp32(const usi_config *c) { return c->mixed_as_fp32; }
 
+/* Settings that only mean something together: refused where one would do
+ * nothing. */
+static usi_error *check_combinations(const usi_config *c)
+{
+    static const char *const rgb[] = {"data.mean", "data.std"};
+    for (int i = 0; i < 2; i++) {
+        double v[4];
+        size_t n = usi_config_float_list(c, rgb[i], v, 4);
+        if (n != 3)
+            return usi_error_new(USI_ERR_INVALID, "'%s' has %zu value%s; give 3, one per channel (R, G, B)", rgb[i],
+                                 n, n == 1 ? "" : "s");
+    }
+    int teacher = usi_config_teacher(c) != NULL, kd_only = usi_config_bool(c, "loss.kd_only");
+    if (kd_only && !teacher)
+        return usi_error_new(USI_ERR_INVALID, "'loss.kd_only' = true trains on a teacher's outputs alone, and no "
+                                              "teacher is set: name one (teacher.name) or drop loss.kd_only");
+    if (kd_only && usi_config_float(c, "loss.label_smoothing") > 0)
+        return usi_error_new(USI_ERR_INVALID, "'loss.label_smoothing' smooths the labels' term, which "
+                                              "'loss.kd_only' = true leaves out: drop one of them");
+    return NULL;
+}
+
 usi_error *usi_config_resolve(usi_config *c, const usi_registry *r)
 {
     USI_TRY(resolve_device(c));
@@ -690,7 +712,7 @@ usi_error *usi_config_resolve(usi_config *c, const usi_registry *r)
     USI_TRY(resolve_slot(&c->teacher, r, USI_KIND_TEACHER, "teacher"));
     for (size_t i = 0; i < c->n_augments; i++)
         USI_TRY(resolve_slot(&c->augments[i], r, USI_KIND_AUGMENT, "augment"));
-    return NULL;
+    return check_combinations(c);
 }
 
 /* ---- reading ---- */

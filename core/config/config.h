@@ -68,5 +68,11 @@ usi_error *usi_params_assign(usi_params *p, const char *assignment, const char *
 /* The whole effective configuration in libconfig syntax; loading the text
  * back gives the same values. */
 void usi_config_write(const usi_config *c, usi_strbuf *out);
+/* The settings two such texts give differently (keys in `ignore`, a NULL-
+ * ended list, left out), as "key = now (was before)" joined by "; " into
+ * out, at most `most` of them; returns how many differ (-1: out of
+ * memory). */
+int32_t usi_config_text_diff(const char *was, const char *now, const char *const *ignore, usi_strbuf *out,
+                             int32_t most);
 
 #endif

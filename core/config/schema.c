@@ -82,7 +82,8 @@ static const usi_param_desc loss[] = {
     FLT("kd_alpha", 5.0, 0, 1e6, "weight of the distillation term"),
     FLT("kd_temperature", 1.0, 1e-3, 1e3, "softmax temperature of the distillation term"),
     BOOL("kd_only", 0, "train on the teacher's outputs alone, without the labels"),
-    FLT("label_smoothing", 0.0, 0, 1, "label smoothing of the hard-label term"),
+    FLT("label_smoothing", 0.0, 0, 1, "label smoothing of the hard-label term: its targets (one-hot, or Mixup/"
+        "CutMix's mixture, which has a smoothing of its own) become (1 - eps) t + eps / classes"),
 };
 SECTION(loss_schema, "loss", loss);
 
@@ -94,7 +95,7 @@ SECTION(eval_schema, "eval", eval);
 
 static const usi_param_desc checkpoint[] = {
     INT("every_epochs", 1, 1, 100000, "write a checkpoint every this many epochs"),
-    STR("resume", "", NULL, "checkpoint file to continue from"),
+    STR("resume", "", NULL, "checkpoint file to continue from, as usi train --resume FILE (which wins)"),
 };
 SECTION(checkpoint_schema, "checkpoint", checkpoint);
 

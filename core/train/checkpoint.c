@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "data/imagefolder.h"
+#include "config/config.h"
 #include "plugin/params.h"
 #include "train/safetensors.h"
 #include "train/trainer_internal.h"
@@ -198,6 +199,21 @@ static usi_error *check_format(usi_trainer *t, const usi_st_file *f, const char 
     return NULL;
 }
 
+/* A resumed run with other settings than its checkpoint's (another data
+ * folder, more epochs, another output folder) says which. */
+static void say_changed(usi_trainer *t, const usi_st_file *f, const char *path)
+{
+    static const char *const same[] = {"checkpoint.resume", NULL};
+    usi_strbuf now = {0}, diff = {0};
+    usi_config_write(t->cfg, &now);
+    int32_t n = usi_config_text_diff(usi_st_metadata(f, "config"), now.data, same, &diff, 6);
+    if (n > 0)
+        usi_log(USI_LOG_WARN, "resuming %s with %d setting%s other than it was trained with: %s%s", path, (int)n,
+                n == 1 ? "" : "s", diff.data ? diff.data : "", n > 6 ? "; ..." : "");
+    usi_strbuf_free(&now);
+    usi_strbuf_free(&diff);
+}
+
 usi_error *usi_trainer_resume(usi_trainer *t, const char *path)
 {
     /* Only rank 0 reads the file (other hosts need no copy of it): the run
@@ -210,6 +226,7 @@ usi_error *usi_trainer_resume(usi_trainer *t, const char *path)
     if (!e) e = load_state(t, f, path, 1);
     if (!e) e = usi_weights_load(t->gs, f, "", 0, path);
     if (!e) e = load_state(t, f, path, 0);
+    if (!e) say_changed(t, f, path);
     if (!e) {
         t->epoch = meta_int(f, "epoch");
         t->batch_in_epoch = meta_int(f, "batch_in_epoch");

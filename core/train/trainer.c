@@ -109,16 +109,26 @@ static usi_error *build_train_graph(usi_trainer *t)
     if (G->ndim(logits) != 2 || G->dim(logits, 1) != t->classes)
         return usi_error_new(USI_ERR_INVALID, "backbone '%s' does not give [batch, %d] logits", t->bb->name,
                              t->classes);
+    /* loss.label_smoothing: the hard-label term's targets (one-hot, or
+     * Mixup/CutMix's mixture) as (1 - eps) t + eps / classes */
+    usi_tensor *hard = t->targets;
+    double eps = usi_config_float(t->cfg, "loss.label_smoothing");
+    if (eps > 0) {
+        int64_t one = 1;
+        float share = (float)(eps / (double)t->classes);
+        usi_tensor *uniform = G->constant(t->gs, "label_smoothing", USI_DTYPE_F32, 1, &one, &share);
+        hard = G->binary(t->gs, USI_BIN_ADD, G->scale(t->gs, t->targets, 1.0 - eps), uniform);
+    }
     usi_tensor *loss = NULL;
     if (t->teacher) {
         t->teacher_in = usi_graph_input(t->gs, "teacher_logits", USI_DTYPE_F32, 2, rows);
         usi_tensor *kl = G->loss_kl(t->gs, logits, t->teacher_in, usi_config_float(t->cfg, "loss.kd_temperature"));
         if (usi_config_bool(t->cfg, "loss.kd_only")) loss = kl;
         else
-            loss = G->binary(t->gs, USI_BIN_ADD, G->loss_soft_ce(t->gs, logits, t->targets),
+            loss = G->binary(t->gs, USI_BIN_ADD, G->loss_soft_ce(t->gs, logits, hard),
                              G->scale(t->gs, kl, usi_config_float(t->cfg, "loss.kd_alpha")));
     } else {
-        loss = G->loss_soft_ce(t->gs, logits, t->targets);
+        loss = G->loss_soft_ce(t->gs, logits, hard);
     }
     USI_TRY(usi_graph_error(t->gs));
     t->loss = loss;

@@ -103,6 +103,12 @@ expect "num_classes contradicting the data" 1 "num_classes = 7 but the data need
     "$usi_build" config show --set "data.train=$T/data" --set backbone.name=resnet18 --set backbone.num_classes=7
 
 # --- refusals ---
+expect "a mean of two channels" 1 "'data.mean' has 2 values; give 3, one per channel" -- \
+    "$usi_build" config show --set 'data.mean=[0.5, 0.5]'
+expect "a std of four channels" 1 "'data.std' has 4 values; give 3" -- \
+    "$usi_build" config show --set 'data.std=[0.5, 0.5, 0.5, 0.5]'
+expect "kd_only without a teacher" 1 "'loss.kd_only' = true .* no teacher is set" -- \
+    "$usi_build" config show --set loss.kd_only=true
 expect "plugin option typo" 1 "acme_tinynet' has no option 'widht'.*width" -- \
     "$usi" config show "$T/tinynet.cfg" --set backbone.widht=8
 expect "plugin option range" 1 "option 'width' of backbone 'acme_tinynet' is 2, outside its range" -- \

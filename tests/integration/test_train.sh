@@ -62,11 +62,15 @@ done
 kill -INT $pid 2>/dev/null
 wait $pid
 rc=$?
-if [ $rc -eq 130 ] && grep -q "continue with: usi train .* --resume $T/b/last.safetensors" "$T/b1.log"; then ok
+if [ $rc -eq 130 ] && grep -q "continue with: usi train '$T/run.cfg' --set 'output_dir=$T/b' --resume '$T/b/last.safetensors'" \
+    "$T/b1.log"; then ok
 else fail "SIGINT: exit $rc, log: $(tail -3 "$T/b1.log")"; fi
 ls "$T/b" | grep -q '\.tmp-' && fail "a temporary file was left after SIGINT" || ok
-if "$usi" train "$T/run.cfg" --set output_dir="$T/b" --resume "$T/b/last.safetensors" >"$T/b2.log" 2>&1; then ok
-else fail "resume: $(tail -5 "$T/b2.log")"; fi
+# the command it says, as it says it (the run's --set options with it)
+again=$(sed -n 's/.*continue with: usi train //p' "$T/b1.log")
+if eval "\"\$usi\" train $again" >"$T/b2.log" 2>&1; then ok
+else fail "resume with '$again': $(tail -5 "$T/b2.log")"; fi
+! grep -q 'other than it was trained with' "$T/b2.log" && ok || fail "resuming as it was said warns of changes"
 losses "$T/a/metrics.jsonl" | sort -n >"$T/a.loss"
 losses "$T/b/metrics.jsonl" | sort -n | uniq >"$T/b.loss"
 after=$(grep -o 'step [0-9]*)' "$T/b2.log" | head -1 | tr -dc 0-9)
@@ -75,6 +79,30 @@ else fail "losses differ after resuming (resumed at step ${after:-?}): $(diff "$
 top_a=$(grep -o '"top1": [0-9.]*' "$T/a/metrics.jsonl" | tail -1)
 top_b=$(grep -o '"top1": [0-9.]*' "$T/b/metrics.jsonl" | tail -1)
 [ "$top_a" = "$top_b" ] && ok || fail "final accuracy differs: $top_a vs $top_b"
+
+# --- checkpoint.resume in the config resumes as --resume does, and a
+# resumed run with other settings names them ---
+if "$usi" train "$T/run.cfg" --set output_dir="$T/c" --set schedule.epochs=4 \
+    --set checkpoint.resume="$T/b/last.safetensors" >"$T/c.log" 2>&1; then ok
+else fail "checkpoint.resume: $(tail -3 "$T/c.log")"; fi
+grep -q "resuming $T/b/last.safetensors at epoch 4" "$T/c.log" && ok || fail "checkpoint.resume did not resume: $(head -3 "$T/c.log")"
+grep "other than it was trained with" "$T/c.log" | grep -q "schedule.epochs = 4 (was 3)" \
+    && grep "other than it was trained with" "$T/c.log" | grep -q "output_dir = \"$T/c\" (was \"$T/b\")" && ok \
+    || fail "the changed settings are not named: $(grep -i 'resuming' "$T/c.log")"
+[ "$(grep -c '"top1"' "$T/c/metrics.jsonl")" -eq 1 ] && ok || fail "the resumed run trained other than epoch 4"
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/c2" --set checkpoint.resume="$T/nothing.safetensors" 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -q "$T/nothing.safetensors" <<<"$out" && ok || fail "a missing checkpoint.resume: exit $rc: $out"
+
+# --- loss.label_smoothing changes the hard-label term: the first step's
+# loss (the same weights and batch) differs from the plain run's ---
+for ls in 0 0.3; do
+    "$usi" train "$T/run.cfg" --set output_dir="$T/ls$ls" --set schedule.epochs=1 --set metrics_every=1 \
+        --set loss.label_smoothing=$ls >"$T/ls$ls.log" 2>&1 || fail "label smoothing $ls: $(tail -3 "$T/ls$ls.log")"
+done
+l0=$(losses "$T/ls0/metrics.jsonl" | head -1)
+l3=$(losses "$T/ls0.3/metrics.jsonl" | head -1)
+[ -n "$l0" ] && [ -n "$l3" ] && [ "$l0" != "$l3" ] && ok || fail "label smoothing 0.3 left the loss as it was: '$l0' '$l3'"
 
 # --- SIGTERM does the same as Ctrl-C ---
 "$usi" train "$T/run.cfg" --set output_dir="$T/term" >"$T/term.log" 2>&1 &
