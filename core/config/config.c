@@ -2,6 +2,7 @@
 
 #include "backend/device.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <libgen.h>
@@ -460,6 +461,50 @@ usi_error *usi_config_load(usi_config *c, const char *path)
     return e ? e : load_into(c, path);
 }
 
+/* libconfig 1.5 reads a decimal integer past 32 bits modulo 2^32 (seed =
+ * 4294967296 would be 0) unless it ends in L: a copy of text with that L
+ * added, so such numbers reach the range checks as they are written.
+ * Strings and comments are left alone; NULL when out of memory. */
+static char *widen_ints(const char *text)
+{
+    size_t n = strlen(text), o = 0;
+    char *out = malloc(2 * n + 1); /* at worst an L after every other char */
+    if (!out) return NULL;
+    for (size_t i = 0; i < n;) {
+        char ch = text[i];
+        if (ch == '"') { /* a string, escapes and all */
+            out[o++] = text[i++];
+            while (i < n && text[i] != '"') {
+                if (text[i] == '\\' && i + 1 < n) out[o++] = text[i++];
+                out[o++] = text[i++];
+            }
+            if (i < n) out[o++] = text[i++];
+        } else if (ch == '#' || (ch == '/' && i + 1 < n && text[i + 1] == '/')) {
+            while (i < n && text[i] != '\n') out[o++] = text[i++];
+        } else if (ch == '/' && i + 1 < n && text[i + 1] == '*') {
+            const char *end = strstr(text + i + 2, "*/");
+            size_t stop = end ? (size_t)(end - text) + 2 : n;
+            while (i < stop) out[o++] = text[i++];
+        } else if (isdigit((unsigned char)ch) &&
+                   !(i && (isalnum((unsigned char)text[i - 1]) || text[i - 1] == '_' || text[i - 1] == '.'))) {
+            size_t j = i;
+            if (ch == '0' && j + 1 < n && (text[j + 1] == 'x' || text[j + 1] == 'X')) j += 2;
+            while (j < n && isalnum((unsigned char)text[j])) j++;
+            int plain = j > i && strspn(text + i, "0123456789") == j - i && (j >= n || text[j] != '.');
+            unsigned long long v = plain ? strtoull(text + i, NULL, 10) : 0;
+            int negative = i && text[i - 1] == '-';
+            memcpy(out + o, text + i, j - i);
+            o += j - i;
+            if (plain && v > (negative ? 2147483648ull : 2147483647ull)) out[o++] = 'L';
+            i = j;
+        } else {
+            out[o++] = text[i++];
+        }
+    }
+    out[o] = 0;
+    return out;
+}
+
 static usi_error *load_into(usi_config *c, const char *path)
 {
     struct stat st;
@@ -477,8 +522,26 @@ static usi_error *load_into(usi_config *c, const char *path)
         config_set_include_dir(&cfg, c->base_dir);
     }
     c->cur_file = path;
-    int ok = config_read(&cfg, f);
+    char *text = NULL, *wide = NULL;
+    size_t cap = 0;
+    ssize_t got = getdelim(&text, &cap, '\0', f); /* the whole file (it holds no NUL) */
     fclose(f);
+    if (got >= 0) wide = widen_ints(text);
+    FILE *mem = wide ? fmemopen(wide, strlen(wide), "r") : NULL;
+    int ok = 0;
+    if (mem) {
+        ok = config_read(&cfg, mem);
+        fclose(mem);
+    }
+    free(text);
+    free(wide);
+    if (!mem && got >= 0) {
+        config_destroy(&cfg);
+        free(dir_copy);
+        c->base_dir = NULL;
+        c->cur_file = NULL;
+        return nomem();
+    }
     usi_error *e = NULL;
     if (!ok) {
         e = usi_error_new(USI_ERR_INVALID, "%s:%d: %s; fix the syntax (libconfig: key = value;)",
@@ -508,7 +571,9 @@ static int parse_value(config_t *cfg, const char *value)
     char *text = malloc(len);
     if (!text) return 0;
     snprintf(text, len, "v = %s;", value);
-    int ok = config_read_string(cfg, text);
+    char *wide = widen_ints(text);
+    int ok = wide && config_read_string(cfg, wide);
+    free(wide);
     free(text);
     if (ok) return 1;
     config_destroy(cfg);
@@ -592,7 +657,14 @@ usi_error *usi_params_from_text(usi_params *p, const char *text, const char *ori
     config_t cfg;
     config_init(&cfg);
     usi_error *e = NULL;
-    if (!config_read_string(&cfg, text)) {
+    char *wide = widen_ints(text);
+    if (!wide) {
+        config_destroy(&cfg);
+        return nomem();
+    }
+    int read = config_read_string(&cfg, wide);
+    free(wide);
+    if (!read) {
         e = usi_error_new(USI_ERR_INVALID, "%s: line %d: %s in \"%s\"", origin, config_error_line(&cfg),
                           config_error_text(&cfg), text);
     } else {

@@ -121,7 +121,7 @@ static usi_error *check_number(const usi_component *c, const usi_param_desc *d,
     char who[160];
     if (isnan(v) || (usi_param_has_range(d) && (v < d->min || v > d->max)))
         return usi_error_new(USI_ERR_INVALID,
-                             "option '%s' of %s is %g, outside its range [%g, %g]",
+                             "option '%s' of %s is %.15g, outside its range [%.15g, %.15g]",
                              d->name, owner(c, who, sizeof who), v, d->min, d->max);
     return NULL;
 }

@@ -107,6 +107,12 @@ expect "a mean of two channels" 1 "'data.mean' has 2 values; give 3, one per cha
     "$usi_build" config show --set 'data.mean=[0.5, 0.5]'
 expect "a std of four channels" 1 "'data.std' has 4 values; give 3" -- \
     "$usi_build" config show --set 'data.std=[0.5, 0.5, 0.5, 0.5]'
+expect "a seed past 32 bits" 1 "'seed' of the top level is 4294967296, outside its range \\[0, 4294967295\\]" -- \
+    "$usi_build" config show --set seed=4294967296
+printf 'seed = 5000000000; # 7\noutput_dir = "runs/9999999999";\n' >"$T/bigseed.cfg"
+expect "a seed past 32 bits in a file" 1 "bigseed.cfg:1: option 'seed' of the top level is 5000000000" -- \
+    "$usi_build" config show "$T/bigseed.cfg"
+expect "the top of the seed's range" 0 "^seed = 4294967295;" -- "$usi_build" config show --set seed=4294967295
 expect "kd_only without a teacher" 1 "'loss.kd_only' = true .* no teacher is set" -- \
     "$usi_build" config show --set loss.kd_only=true
 expect "plugin option typo" 1 "acme_tinynet' has no option 'widht'.*width" -- \
