@@ -228,6 +228,7 @@ usi_error *usi_trainer_resume(usi_trainer *t, const char *path)
     if (!e) e = load_state(t, f, path, 0);
     if (!e) say_changed(t, f, path);
     if (!e) {
+        t->resumed = 1;
         t->epoch = meta_int(f, "epoch");
         t->batch_in_epoch = meta_int(f, "batch_in_epoch");
         t->step = meta_int(f, "step");

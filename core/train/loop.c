@@ -169,6 +169,7 @@ static void reduction_summary(usi_trainer *t)
 usi_error *usi_trainer_run(usi_trainer *t, int *interrupted)
 {
     *interrupted = 0;
+    USI_TRY(usi_trainer_open_metrics(t));
     /* Ranks start from rank 0's state: its initial weights, or what it resumed. */
     USI_TRY(usi_trainer_sync_state(t));
     if (t->teacher && t->step == 0) {

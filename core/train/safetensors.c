@@ -1,4 +1,5 @@
 #include "train/safetensors.h"
+#include "train/stop.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -418,9 +419,11 @@ usi_error *usi_st_writer_save(const usi_st_writer *w, const char *path)
     if (!header) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
+    usi_stop_temp_begin(tmp); /* a second Ctrl-C removes it (stop.c) */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         int err = errno;
+        usi_stop_temp_end();
         free(header);
         return usi_error_new(USI_ERR_IO, "cannot write %s: %s%s", path, strerror(err),
                              access(path, F_OK) == 0 ? "; the previous file is untouched" : "");
@@ -444,8 +447,9 @@ usi_error *usi_st_writer_save(const usi_st_writer *w, const char *path)
         rc = -1;
         err = errno;
     }
+    if (rc) unlink(tmp);
+    usi_stop_temp_end();
     if (rc) {
-        unlink(tmp);
         return usi_error_new(USI_ERR_IO, "cannot write %s: %s%s", path, strerror(err ? err : EIO),
                              access(path, F_OK) == 0 ? "; the previous file is untouched" : "");
     }

@@ -10,20 +10,39 @@
  * that only waits for them. */
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
 
+#include "train/stop.h"
 #include "train/trainer.h"
 
 static pthread_t listener;
 static int listening;
 static sigset_t saved_mask;
+static char temp_path[4096];
+static volatile sig_atomic_t temp_set;
+
+void usi_stop_temp_begin(const char *path)
+{
+    temp_set = 0;
+    snprintf(temp_path, sizeof temp_path, "%s", path);
+    temp_set = 1;
+}
+
+void usi_stop_temp_end(void) { temp_set = 0; }
 
 /* The first signal asks for a checkpoint and a clean stop; a second Ctrl-C
- * ends the process at once (the last checkpoint on disk stays whole: saves
- * are atomic). A repeated SIGTERM only repeats the request. */
+ * ends the process at once, removing a save's temporary file first (the
+ * last checkpoint on disk stays whole: saves are atomic). A repeated
+ * SIGTERM only repeats the request. Only async-signal-safe calls. */
 static void on_stop(int sig)
 {
     if (sig == SIGINT && usi_stop_requested) {
+        static const char said[] = "usi: stopped at once (a second Ctrl-C); the last whole checkpoint stays, and "
+                                   "one being written is dropped\n";
+        if (temp_set) unlink(temp_path);
+        if (write(STDERR_FILENO, said, sizeof said - 1) < 0) {
+        }
         signal(SIGINT, SIG_DFL);
         raise(SIGINT);
         return;

@@ -367,17 +367,32 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     /* Rank 0 writes every file of the run. */
     snprintf(t->out_dir, sizeof t->out_dir, "%s", usi_config_string(c, "output_dir"));
     if (!e && t->rank == 0) e = mkdirs(t->out_dir);
-    if (!e && t->rank == 0) {
-        char path[2200];
-        snprintf(path, sizeof path, "%s/metrics.jsonl", t->out_dir);
-        t->metrics = fopen(path, "a");
-        if (!t->metrics) e = usi_error_new(USI_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    }
+    /* metrics.jsonl opens when the run starts (usi_trainer_open_metrics):
+     * a run that fails to start leaves none */
+    if (!e && t->rank == 0 && access(t->out_dir, W_OK) != 0)
+        e = usi_error_new(USI_ERR_IO, "cannot write in %s (output_dir): %s", t->out_dir, strerror(errno));
     if (e) {
         usi_trainer_free(t);
         return e;
     }
     *out = t;
+    return NULL;
+}
+
+usi_error *usi_trainer_open_metrics(usi_trainer *t)
+{
+    if (t->rank != 0 || t->metrics) return NULL;
+    char path[2200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", t->out_dir);
+    /* A resumed run goes on with its file; a new one starts it again, and
+     * says so where an earlier run's lines were there. */
+    struct stat st;
+    if (!t->resumed && stat(path, &st) == 0 && st.st_size > 0)
+        usi_log(USI_LOG_WARN, "%s already holds a run: this new run writes its metrics.jsonl and checkpoints "
+                "over it (to continue that run instead: usi train ... --resume %s/last.safetensors)",
+                t->out_dir, t->out_dir);
+    t->metrics = fopen(path, t->resumed ? "a" : "w");
+    if (!t->metrics) return usi_error_new(USI_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     return NULL;
 }
 

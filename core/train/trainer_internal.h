@@ -80,7 +80,8 @@ struct usi_trainer {
     int64_t step, epoch, batch_in_epoch, steps_per_epoch, epochs_total;
     double best_top1;
     char out_dir[2048];
-    FILE *metrics;
+    FILE *metrics;        /* rank 0, from usi_trainer_open_metrics         */
+    int32_t resumed;      /* usi_trainer_resume loaded a checkpoint         */
 };
 
 /* One optimisation step (step.c) on this process's batches: one, or one
@@ -108,5 +109,9 @@ usi_error *usi_trainer_load_eval_weights(usi_trainer *t, int ema);
  * inference graph's weights under timm names. */
 usi_error *usi_trainer_save_checkpoint(usi_trainer *t, const char *name, int64_t epoch, int64_t batch);
 usi_error *usi_trainer_save_weights(usi_trainer *t, const char *name);
+
+/* Rank 0's metrics.jsonl: appended to by a resumed run, started again
+ * by a new one. Called as the run starts. */
+usi_error *usi_trainer_open_metrics(usi_trainer *t);
 
 #endif

@@ -51,6 +51,18 @@ evals=$(grep '"top1"' "$T/every/metrics.jsonl" | sed 's/.*"epoch": \([0-9]*\),.*
 head -c 65536 "$T/every/last.safetensors" | grep -a -q '"epoch":"3"' && [ -s "$T/every/best.safetensors" ] && ok \
     || fail "checkpoint.every_epochs = 5 over 3 epochs: no checkpoint of epoch 3, or no best weights"
 
+# --- a new run in a folder that holds one starts metrics.jsonl again and
+# says so; a run that fails to start writes no metrics.jsonl ---
+"$usi" train "$T/run.cfg" --set output_dir="$T/every" --set schedule.epochs=1 >"$T/again.log" 2>&1 \
+    || fail "a new run over an old one: $(tail -3 "$T/again.log")"
+[ "$(grep -c '"top1"' "$T/every/metrics.jsonl")" -eq 1 ] && ok \
+    || fail "metrics.jsonl kept the earlier run's lines: $(grep -c '"top1"' "$T/every/metrics.jsonl") evaluations"
+grep -q "$T/every already holds a run: this new run writes its metrics.jsonl and checkpoints over it" "$T/again.log" \
+    && ok || fail "no word that the earlier run's files are replaced: $(head -3 "$T/again.log")"
+"$usi" train "$T/run.cfg" --set output_dir="$T/nostart" --resume "$T/none.safetensors" >/dev/null 2>&1 \
+    && fail "resuming from a missing file started"
+[ ! -e "$T/nostart/metrics.jsonl" ] && ok || fail "a run that did not start left $T/nostart/metrics.jsonl"
+
 # --- the same run, stopped with SIGINT and resumed ---
 "$usi" train "$T/run.cfg" --set output_dir="$T/b" >"$T/b1.log" 2>&1 &
 pid=$!

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sched.h>
 #include <time.h>
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 
 #include "check.h"
 
+#include "train/stop.h"
 #include "train/trainer.h"
 
 static void *mask_of_new_thread(void *arg)
@@ -30,15 +32,22 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* In a child: the first Ctrl-C requests a stop, the second ends it at once. */
+/* In a child: the first Ctrl-C requests a stop, the second ends it at once,
+ * removing the temporary file of a save in progress and saying so. */
 static void test_second_ctrl_c(void)
 {
-    int fd[2];
-    CHECK(pipe(fd) == 0, "pipe");
+    int fd[2], err[2];
+    char temp[] = "/tmp/usi-stop-XXXXXX";
+    int tfd = mkstemp(temp);
+    CHECK(tfd >= 0 && pipe(fd) == 0 && pipe(err) == 0, "pipes and a temporary file");
+    close(tfd);
     pid_t pid = fork();
     if (pid == 0) {
         close(fd[0]);
+        close(err[0]);
+        dup2(err[1], STDERR_FILENO);
         usi_stop_signals_begin();
+        usi_stop_temp_begin(temp); /* as a checkpoint save does */
         if (write(fd[1], "r", 1) != 1) _exit(3);
         while (!usi_stop_requested) usleep(1000);
         if (write(fd[1], "1", 1) != 1) _exit(3);
@@ -63,6 +72,14 @@ static void test_second_ctrl_c(void)
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT, "the second SIGINT ends the process: status %d",
           status);
     close(fd[0]);
+    close(err[1]);
+    char said[512] = "";
+    ssize_t n = read(err[0], said, sizeof said - 1);
+    said[n > 0 ? n : 0] = 0;
+    close(err[0]);
+    CHECK(strstr(said, "stopped at once") != NULL, "the second Ctrl-C says what it did: '%s'", said);
+    CHECK(access(temp, F_OK) != 0, "the save's temporary file %s is gone", temp);
+    unlink(temp);
 }
 
 int main(void)
