@@ -52,9 +52,16 @@ static int is_png(const uint8_t *b, size_t n)
 
 static usi_error *check_dims(int64_t w, int64_t h, size_t file_len)
 {
-    if (w <= 0 || h <= 0 || w > 65535 || h > 65535 || w * h > USI_DECODE_MAX_PIXELS)
-        return usi_error_new(USI_ERR_INVALID, "image size %lldx%lld is out of bounds",
+    if (w <= 0 || h <= 0)
+        return usi_error_new(USI_ERR_INVALID, "header says the image is %lldx%lld pixels; the file is damaged",
                              (long long)w, (long long)h);
+    if (w > 65535 || h > 65535)
+        return usi_error_new(USI_ERR_INVALID, "%lldx%lld has a side over the 65535-pixel limit; downscale the image",
+                             (long long)w, (long long)h);
+    if (w * h > USI_DECODE_MAX_PIXELS)
+        return usi_error_new(USI_ERR_INVALID, "%lldx%lld is %.1f MP, over the %lld MP limit; downscale the image",
+                             (long long)w, (long long)h, (double)(w * h) / (1 << 20),
+                             (long long)(USI_DECODE_MAX_PIXELS >> 20));
     if ((double)w * (double)h * 3.0 > (double)file_len * USI_DECODE_MAX_RATIO + (1 << 20))
         return usi_error_new(USI_ERR_INVALID,
                              "header claims %lldx%lld pixels, implausible for a file of %zu bytes",
@@ -65,6 +72,21 @@ static usi_error *check_dims(int64_t w, int64_t h, size_t file_len)
 static usi_error *tj_error(usi_decoder *d, const char *what)
 {
     return usi_error_new(USI_ERR_INVALID, "JPEG %s: %s", what, tjGetErrorStr2(d->tj));
+}
+
+/* The JPEG's size and colour space. TurboJPEG reports success on a file that
+ * stops after its tables, before any frame header (SOF), without setting the
+ * size: that is a truncated file, not a 0x0 image. */
+static usi_error *jpeg_header(usi_decoder *d, const uint8_t *buf, size_t len, int *w, int *h, int *cs)
+{
+    int sub = 0;
+    *w = *h = 0;
+    *cs = TJCS_RGB;
+    if (len > (size_t)0xFFFFFFFFu) return usi_error_new(USI_ERR_INVALID, "JPEG too large");
+    if (tjDecompressHeader3(d->tj, buf, (unsigned long)len, w, h, &sub, cs)) return tj_error(d, "header");
+    if (*w == 0 && *h == 0)
+        return usi_error_new(USI_ERR_INVALID, "truncated JPEG: the file ends before its frame header (SOF)");
+    return check_dims(*w, *h, len);
 }
 
 static int pick_scale(int w, int h, int32_t min_side, tjscalingfactor *best)
@@ -96,11 +118,8 @@ static void cmyk_to_rgb(const uint8_t *in, usi_image *out)
 static usi_error *decode_jpeg(usi_decoder *d, const uint8_t *buf, size_t len,
                               int32_t min_side, usi_image *out)
 {
-    int w, h, sub, cs;
-    if (len > (size_t)0xFFFFFFFFu) return usi_error_new(USI_ERR_INVALID, "JPEG too large");
-    if (tjDecompressHeader3(d->tj, buf, (unsigned long)len, &w, &h, &sub, &cs))
-        return tj_error(d, "header");
-    USI_TRY(check_dims(w, h, len));
+    int w, h, cs;
+    USI_TRY(jpeg_header(d, buf, len, &w, &h, &cs));
     tjscalingfactor sf;
     pick_scale(w, h, min_side, &sf);
     int sw = TJSCALED(w, sf), sh = TJSCALED(h, sf);
@@ -214,12 +233,11 @@ usi_error *usi_decode_size(usi_decoder *d, const uint8_t *buf, size_t len,
 {
     if (!buf || len == 0) return usi_error_new(USI_ERR_INVALID, "empty file");
     if (is_jpeg(buf, len)) {
-        int w, h, sub, cs;
-        if (tjDecompressHeader3(d->tj, buf, (unsigned long)len, &w, &h, &sub, &cs))
-            return tj_error(d, "header");
+        int w, h, cs;
+        usi_error *e = jpeg_header(d, buf, len, &w, &h, &cs);
         *width = w;
         *height = h;
-        return check_dims(w, h, len);
+        return e;
     }
     if (is_png(buf, len)) {
         spng_ctx *ctx = NULL;
@@ -234,16 +252,29 @@ usi_error *usi_decode_size(usi_decoder *d, const uint8_t *buf, size_t len,
     return usi_error_new(USI_ERR_INVALID, "not a JPEG or PNG file");
 }
 
+/* What a non-regular file is, for the message refusing it. */
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISDIR(mode)) return "a folder";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+    return "a special file";
+}
+
 usi_error *usi_read_file(const char *path, uint8_t **buf, size_t *cap, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    *len = 0;
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer;
+     * fstat then refuses it. A regular file reads the same either way. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) return usi_error_new(USI_ERR_IO, "cannot open: %s", strerror(errno));
     struct stat st;
     usi_error *e = NULL;
     if (fstat(fd, &st) != 0) {
         e = usi_error_new(USI_ERR_IO, "cannot stat: %s", strerror(errno));
     } else if (!S_ISREG(st.st_mode)) {
-        e = usi_error_new(USI_ERR_IO, "not a regular file");
+        e = usi_error_new(USI_ERR_IO, "not a regular file (%s); only image files can be read", file_kind(st.st_mode));
     } else if (st.st_size == 0) {
         e = usi_error_new(USI_ERR_INVALID, "empty file (0 bytes)");
     } else if ((size_t)st.st_size > *cap) {

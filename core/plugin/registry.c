@@ -6,7 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "plugin/elf_check.h"
@@ -203,6 +207,40 @@ static void mark_twins(usi_registry *r, size_t first_new)
     }
 }
 
+/* dlopen of a damaged file can crash the process inside the dynamic loader
+ * (a corrupt dynamic section or relocation table), before any check of
+ * ours sees it. A child process loads it first: a crash or a hang there is
+ * the file's problem, reported by name, and this process never loads it.
+ * Where no child can be made, the file loads as before. */
+static usi_error *probe_load(const char *real, const char *shown)
+{
+    pid_t pid = fork();
+    if (pid < 0) return NULL;
+    if (pid == 0) {
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        _exit(dlopen(real, RTLD_NOW | RTLD_LOCAL) ? 0 : 1); /* no atexit work: the parent's files stay */
+    }
+    int status = 0;
+    struct timespec pause = {0, 200000}; /* 0.2 ms */
+    for (long waited = 0;; waited++) {
+        pid_t done = waitpid(pid, &status, WNOHANG);
+        if (done == pid) break;
+        if (done < 0) return NULL;
+        if (waited > 50000) { /* 10 s */
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return usi_error_new(USI_ERR_INVALID, "%s: loading it did not finish in 10 s; remove the file", shown);
+        }
+        nanosleep(&pause, NULL);
+    }
+    if (WIFSIGNALED(status))
+        return usi_error_new(USI_ERR_INVALID, "%s: loading it crashed the dynamic loader (%s): the file is damaged; "
+                                              "rebuild it or remove it",
+                             shown, strsignal(WTERMSIG(status)));
+    return NULL;
+}
+
 usi_error *usi_registry_load(usi_registry *r, const char *path)
 {
     char real[PATH_MAX];
@@ -222,6 +260,7 @@ usi_error *usi_registry_load(usi_registry *r, const char *path)
                                         usi_error_new(USI_ERR_INVALID, "%s: not a regular file", path));
     usi_error *e = usi_plugin_path_safe(path, &st, 0);
     if (!e) e = usi_elf_check(real, path);
+    if (!e) e = probe_load(real, path);
     if (e) return usi_registry_add_problem(r, path, e);
 
     void *h = dlopen(real, RTLD_NOW | RTLD_LOCAL);

@@ -165,6 +165,15 @@ ln -s "$T/cut/gone.so" "$T/cut/link.so"
 expect "dangling link" 3 "link\.so: dangling symbolic link: it points to '$T/cut/gone\.so', which does not exist" -- \
     "$usi" plugins --plugin-dir "$T/cut"
 rm -f "$T/cut/link.so"
+# Whole headers, a dynamic section overwritten: the loader itself would
+# crash on it; the file is refused by name and usi goes on.
+cp "$T/plugins/acme_tinynet.so" "$T/cut/acme_dyn.so"
+read -r off len < <(readelf -SW "$T/cut/acme_dyn.so" | awk '$2 == ".dynamic" { print $5, $6 }')
+python3 -c "import sys; f = open(sys.argv[1], 'r+b'); f.seek(int(sys.argv[2], 16)); f.write(b'A' * int(sys.argv[3], 16))" \
+    "$T/cut/acme_dyn.so" "$off" "$len"
+expect "plugin with its dynamic section overwritten" 3 "acme_dyn\.so: loading it crashed the dynamic loader" -- \
+    "$usi" plugins --plugin-dir "$T/cut"
+rm -f "$T/cut/acme_dyn.so"
 
 # A plugin of a newer ABI minor loads, with one note.
 cp "$build/tests/abi/v1_1_newer_minor.so" "$T/cut/"
