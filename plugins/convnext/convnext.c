@@ -117,16 +117,19 @@ static usi_tensor *cnx_build(void *inst, usi_graph *g, usi_tensor *input)
         return NULL;
     const usi_graph_api *G = c->api;
     if (G->dim(input, 1) != net->opt.in_chans) {
-        usi_host->log(USI_LOG_ERROR, "%s: input has %lld channels, in_chans is %lld", a->name,
-                  (long long)G->dim(input, 1), (long long)net->opt.in_chans);
+        bb_fail(c, "%s: the input has %lld channels but in_chans is %lld; set backbone.in_chans to %lld", a->name,
+                (long long)G->dim(input, 1), (long long)net->opt.in_chans, (long long)G->dim(input, 1));
         return NULL;
     }
     int64_t side = G->dim(input, 2) < G->dim(input, 3) ? G->dim(input, 2) : G->dim(input, 3);
     if (!final_side(side, net->opt.small_stem)) {
-        usi_host->log(USI_LOG_ERROR,
-                  "%s: a %lld px input is smaller than 2x2 before a downsample with %s stem; "
-                  "use stem = \"small\" (or img_size <= 64) for inputs under 32 px",
-                  a->name, (long long)side, net->opt.small_stem ? "the small" : "timm's");
+        /* the smallest side whose last stage still has 2x2 before it */
+        if (net->opt.small_stem)
+            bb_fail(c, "%s: a %lld px input is too small: with the small stem it needs at least 16 px; raise "
+                    "data.img_size", a->name, (long long)side);
+        else
+            bb_fail(c, "%s: a %lld px input is too small: with timm's stem it needs at least 32 px; for 16 to 31 px "
+                    "set backbone.stem = \"small\", or raise data.img_size", a->name, (long long)side);
         return NULL;
     }
 

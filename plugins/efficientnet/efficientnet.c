@@ -154,8 +154,8 @@ static usi_tensor *en_build(void *inst, usi_graph *g, usi_tensor *input)
     if (bb_ctx_init(c, usi_host, g, input, a->name)) return NULL;
     const usi_graph_api *G = c->api;
     if (G->dim(input, 1) != net->opt.in_chans) {
-        usi_host->log(USI_LOG_ERROR, "%s: input has %lld channels, in_chans is %lld", a->name,
-                  (long long)G->dim(input, 1), (long long)net->opt.in_chans);
+        bb_fail(c, "%s: the input has %lld channels but in_chans is %lld; set backbone.in_chans to %lld", a->name,
+                (long long)G->dim(input, 1), (long long)net->opt.in_chans, (long long)G->dim(input, 1));
         return NULL;
     }
 
