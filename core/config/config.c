@@ -767,6 +767,9 @@ static usi_error *check_combinations(const usi_config *c)
             return usi_error_new(USI_ERR_INVALID, "'%s' has %zu value%s; give 3, one per channel (R, G, B)", rgb[i],
                                  n, n == 1 ? "" : "s");
     }
+    if (!*usi_config_string(c, "output_dir"))
+        return usi_error_new(USI_ERR_INVALID, "'output_dir' is empty: name the folder for the run's checkpoints "
+                                              "and metrics");
     int teacher = usi_config_teacher(c) != NULL, kd_only = usi_config_bool(c, "loss.kd_only");
     if (kd_only && !teacher)
         return usi_error_new(USI_ERR_INVALID, "'loss.kd_only' = true trains on a teacher's outputs alone, and no "

@@ -1,10 +1,13 @@
 /* Evaluation: the student (raw or EMA weights) and the teacher on val, and
  * `usi eval` of a file. In a distributed run each rank evaluates its shard
- * and the counts are summed, so top-1 is the whole set's, as on one process. */
+ * and the counts are summed, so top-1 is the whole set's, as on one process.
+ * A sample whose logits are not all finite is never counted correct, and
+ * makes the mean loss NaN, which training and `usi eval` refuse. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/imagefolder.h"
 #include "data/loader_config.h"
 #include "dist/dist.h"
 #include "graph/graph.h"
@@ -29,8 +32,10 @@ static double row_ce(const float *row, int32_t classes, int32_t label)
 }
 
 /* Sums over samples, as doubles so that one call adds them over ranks
- * (counts are whole numbers far below 2^53: exact). */
-enum { TOP1, TOP5, COUNT, LOSS, N_SUMS };
+ * (counts are whole numbers far below 2^53: exact). NONFINITE counts the
+ * samples whose logits are not all finite: never counted correct, and their
+ * loss is left out (the mean loss is then NaN, see finish). */
+enum { TOP1, TOP5, COUNT, LOSS, NONFINITE, N_SUMS };
 typedef struct tally {
     double v[N_SUMS];
 } tally;
@@ -41,7 +46,37 @@ static void finish(const tally *s, usi_eval_result *out)
     out->samples = (int64_t)n;
     out->top1 = n ? 100.0 * s->v[TOP1] / n : 0;
     out->top5 = n ? 100.0 * s->v[TOP5] / n : 0;
-    out->loss = n ? s->v[LOSS] / n : 0;
+    /* Outputs that are NaN or infinite make the mean loss meaningless: NaN
+     * says so to every caller (training stops on it). */
+    out->loss = s->v[NONFINITE] ? NAN : n ? s->v[LOSS] / n : 0;
+}
+
+static int row_finite(const float *row, int32_t classes)
+{
+    for (int32_t k = 0; k < classes; k++)
+        if (!isfinite(row[k])) return 0;
+    return 1;
+}
+
+/* Top-1/top-5 hits and the loss of rows of logits. A row with a NaN or an
+ * infinity is no prediction: NaN compares false with everything, so
+ * counting the logits above the label's would call it correct. */
+static void tally_rows(tally *s, const float *logits, const int32_t *labels, int32_t rows, int32_t classes,
+                       int with_loss)
+{
+    for (int32_t i = 0; i < rows; i++) {
+        const float *row = logits + (size_t)i * (size_t)classes;
+        s->v[COUNT] += 1;
+        if (!row_finite(row, classes)) {
+            s->v[NONFINITE] += 1;
+            continue;
+        }
+        int64_t top1 = 0, top5 = 0;
+        usi_topk_count(row, labels + i, 1, classes, &top1, &top5);
+        s->v[TOP1] += (double)top1;
+        s->v[TOP5] += (double)top5;
+        if (with_loss) s->v[LOSS] += row_ce(row, classes, labels[i]);
+    }
 }
 
 static usi_error *reduce(tally *s, int distributed)
@@ -49,9 +84,10 @@ static usi_error *reduce(tally *s, int distributed)
     return distributed ? usi_dist_sum_f64(s->v, N_SUMS) : NULL;
 }
 
+/* nonfinite (may be NULL): the samples whose logits were not all finite. */
 static usi_error *evaluate_graph(usi_graph *g, usi_tensor *x, usi_tensor *logits, int32_t batch,
                                  int32_t classes, usi_input *in, float *host_logits, int distributed,
-                                 usi_eval_result *out)
+                                 usi_eval_result *out, int64_t *nonfinite)
 {
     tally s = {0};
     usi_error *e = usi_input_start_epoch(in, 0, 0);
@@ -68,19 +104,14 @@ static usi_error *evaluate_graph(usi_graph *g, usi_tensor *x, usi_tensor *logits
         if (!e) e = usi_graph_forward(g);
         if (!e) e = usi_graph_read_part(logits, host_logits, sizeof(float) * (size_t)rows * (size_t)classes);
         if (e) break;
-        int64_t top1 = 0, top5 = 0;
-        usi_topk_count(host_logits, fb.labels, rows, classes, &top1, &top5);
-        s.v[TOP1] += (double)top1;
-        s.v[TOP5] += (double)top5;
-        for (int32_t i = 0; i < rows; i++)
-            s.v[LOSS] += row_ce(host_logits + (size_t)i * (size_t)classes, classes, fb.labels[i]);
-        s.v[COUNT] += rows;
+        tally_rows(&s, host_logits, fb.labels, rows, classes, 1);
     }
     /* A rank that failed exits and ends the job; the others must not wait
      * for its counts first. */
     if (e) return e;
     USI_TRY(reduce(&s, distributed));
     finish(&s, out);
+    if (nonfinite) *nonfinite = (int64_t)s.v[NONFINITE];
     return NULL;
 }
 
@@ -111,7 +142,7 @@ usi_error *usi_trainer_evaluate(usi_trainer *t, int ema, usi_eval_result *out)
 {
     USI_TRY(usi_trainer_load_eval_weights(t, ema));
     return evaluate_graph(t->ge, t->xe, t->le, t->batch, t->classes, t->val_input, t->logits_host, t->world > 1,
-                          out);
+                          out, NULL);
 }
 
 usi_error *usi_trainer_teacher_accuracy(usi_trainer *t, usi_eval_result *out)
@@ -127,11 +158,7 @@ usi_error *usi_trainer_teacher_accuracy(usi_trainer *t, usi_eval_result *out)
         USI_TRY(usi_input_write(t->val_input, &fb, t->xe, NULL));
         USI_TRY(usi_teacher_forward(t->teacher, t->xe, rows, t->mean, t->std));
         USI_TRY(usi_teacher_read_logits(t->teacher, t->logits_host));
-        int64_t top1 = 0, top5 = 0;
-        usi_topk_count(t->logits_host, fb.labels, rows, t->classes, &top1, &top5);
-        s.v[TOP1] += (double)top1;
-        s.v[TOP5] += (double)top5;
-        s.v[COUNT] += rows;
+        tally_rows(&s, t->logits_host, fb.labels, rows, t->classes, 0);
     }
     USI_TRY(reduce(&s, t->world > 1));
     finish(&s, out);
@@ -187,7 +214,21 @@ usi_error *usi_evaluate_file(const usi_config *c, const usi_registry *r, const c
     if (!e) e = usi_weights_load(g, f, prefix, 0, path);
     if (!e && !(host_logits = malloc(sizeof(float) * (size_t)batch * (size_t)classes)))
         e = usi_error_new(USI_ERR_NOMEM, "out of memory");
-    if (!e) e = evaluate_graph(g, x, logits, batch, classes, in, host_logits, 0, out);
+    int64_t nonfinite = 0;
+    if (!e) e = evaluate_graph(g, x, logits, batch, classes, in, host_logits, 0, out, &nonfinite);
+    /* A figure of 0 images, or of outputs that are not numbers, says
+     * nothing about the weights: refuse it rather than print it. */
+    if (!e && out->samples == 0)
+        e = usi_dataset_size(val)
+                ? usi_error_new(USI_ERR_INVALID, "data.val: none of the %zu images in %s could be read (see the "
+                                "warnings above): nothing to evaluate %s on; replace them or set data.val",
+                                usi_dataset_size(val), usi_config_string(c, "data.val"), path)
+                : usi_error_new(USI_ERR_INVALID, "data.val: %s holds no image: nothing to evaluate %s on",
+                                usi_config_string(c, "data.val"), path);
+    if (!e && nonfinite)
+        e = usi_error_new(USI_ERR_INVALID, "%s: the outputs are NaN or infinite for %lld of the %lld val images: the "
+                          "weights diverged (or the file holds NaN); evaluate an earlier checkpoint",
+                          path, (long long)nonfinite, (long long)out->samples);
     usi_input_free(in); /* its thread stops before the loader goes */
     free(host_logits);
     usi_st_free(f);

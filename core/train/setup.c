@@ -63,7 +63,9 @@ usi_error *usi_setup_backbone_params(const usi_config *c, int32_t classes, usi_p
     usi_params *p = usi_params_copy(bb->params);
     if (!p) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     usi_error *e = fill_int(p, "num_classes", classes, 1);
-    if (!e) e = fill_int(p, "img_size", usi_config_int(c, "data.img_size"), 0);
+    /* the network is built for the size it is trained at: its weights file
+     * records that size for predict and eval */
+    if (!e) e = fill_int(p, "img_size", usi_config_int(c, "data.img_size"), 1);
     if (e) {
         usi_params_free(p);
         return usi_error_prefix(e, "backbone: ");

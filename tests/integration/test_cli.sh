@@ -113,6 +113,8 @@ printf 'seed = 5000000000; # 7\noutput_dir = "runs/9999999999";\n' >"$T/bigseed.
 expect "a seed past 32 bits in a file" 1 "bigseed.cfg:1: option 'seed' of the top level is 5000000000" -- \
     "$usi_build" config show "$T/bigseed.cfg"
 expect "the top of the seed's range" 0 "^seed = 4294967295;" -- "$usi_build" config show --set seed=4294967295
+expect "an empty output_dir" 1 "'output_dir' is empty: name the folder" -- \
+    "$usi_build" config show --set 'output_dir=""'
 expect "kd_only without a teacher" 1 "'loss.kd_only' = true .* no teacher is set" -- \
     "$usi_build" config show --set loss.kd_only=true
 expect "plugin option typo" 1 "acme_tinynet' has no option 'widht'.*width" -- \

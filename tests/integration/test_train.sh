@@ -36,6 +36,12 @@ rc=$?
 if [ "$rc" -eq 1 ] && grep -q "mobilenetv3_small_100: the input has 3 channels but in_chans is 1; set backbone.in_chans to 3" <<<"$out" &&
     ! grep -q "returned no output" <<<"$out"; then ok; else fail "in_chans mismatch: exit $rc: $out"; fi
 
+# A network built for another size than the data's is refused before training.
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/size" --set backbone.img_size=64 2>&1)
+rc=$?
+[ "$rc" -eq 1 ] && grep -q "has img_size = 64 but the data needs 28" <<<"$out" && ok \
+    || fail "backbone.img_size against data.img_size: exit $rc: $out"
+
 # --- an uninterrupted run ---
 if "$usi" train "$T/run.cfg" --set output_dir="$T/a" >"$T/a.log" 2>&1; then ok; else fail "run A: $(tail -5 "$T/a.log")"; fi
 for f in last.safetensors best.safetensors metrics.jsonl; do
