@@ -22,7 +22,7 @@ static const char *usage =
     "Build the backbone on one [1, C, N, N] image and print its parameter count (trainable,\n"
     "buffers excluded), buffer count, multiply-adds of one forward pass (conv, linear and\n"
     "matmul only) and output shape. --set gives any option of the backbone, as in a config\n"
-    "(--set backbone.width=8); options left out keep the backbone's defaults.\n"
+    "(--set backbone.stem=small); options left out keep the backbone's defaults.\n"
     "Memory at --batch B (32): training is parameters + gradients + AdamW state (2 floats\n"
     "per parameter) + EMA (parameters and buffers) + buffers + the planned arena of a\n"
     "training step with a cross-entropy loss; inference is parameters + buffers + the\n"
@@ -61,7 +61,7 @@ static int set_arg(summary_args *a, const char *v)
 {
     static const char prefix[] = "backbone.";
     if (strncmp(v, prefix, sizeof prefix - 1) != 0 || !strchr(v, '=')) {
-        fprintf(stderr, "usi summary: --set takes backbone.OPTION=VALUE (e.g. --set backbone.width=8), not '%s'\n",
+        fprintf(stderr, "usi summary: --set takes backbone.OPTION=VALUE (e.g. --set backbone.stem=small), not '%s'\n",
                 v);
         return USI_EXIT_USAGE;
     }
@@ -78,8 +78,8 @@ static int64_t int_value(const char *opt, const char *v)
     char *end;
     errno = 0;
     long long n = strtoll(v, &end, 10);
-    if (errno || end == v || *end || n < 1) {
-        fprintf(stderr, "usi summary: %s needs a positive integer, not '%s'\n", opt, v);
+    if (errno || end == v || *end || n < 1 || n > (1 << 24)) {
+        fprintf(stderr, "usi summary: %s needs a whole number from 1 to %d, not '%s'\n", opt, 1 << 24, v);
         return 0;
     }
     return n;

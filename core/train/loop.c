@@ -42,6 +42,16 @@ static void metric_line(usi_trainer *t, const char *fmt, ...)
     fflush(t->metrics);
 }
 
+/* A number for a metrics.jsonl line: JSON has no NaN or infinity, so a value
+ * that is not finite is written null. buf: at least 32 bytes. */
+static const char *json_num(char *buf, size_t size, const char *fmt, double v)
+{
+    if (!isfinite(v)) return "null";
+    snprintf(buf, size, fmt, v);
+    return buf;
+}
+#define JNUM(fmt, v) json_num((char[32]){0}, 32, fmt, v)
+
 /* This process's loaders: rank 0's shard, then the simulated ranks'. */
 static usi_loader *loader_of(usi_trainer *t, int32_t r) { return r == 0 ? t->train_loader : t->sim_loaders[r]; }
 
@@ -71,8 +81,8 @@ static usi_error *evaluate(usi_trainer *t)
 {
     usi_eval_result raw = {0}, ema = {0};
     USI_TRY(usi_trainer_evaluate(t, 0, &raw));
-    int use_ema = 0;
-    if (t->ema_on && usi_config_bool(t->cfg, "eval.ema")) {
+    int use_ema = 0, ema_done = t->ema_on && usi_config_bool(t->cfg, "eval.ema");
+    if (ema_done) {
         USI_TRY(usi_trainer_evaluate(t, 1, &ema));
         use_ema = ema.top1 > raw.top1;
     }
@@ -84,10 +94,19 @@ static usi_error *evaluate(usi_trainer *t)
         snprintf(line + n, sizeof line - (size_t)n, " | EMA top-1 %.2f%% top-5 %.2f%%", ema.top1, ema.top5);
     usi_say(USI_LOG_INFO, "%s", line);
     metric_line(t,
-                "{\"epoch\": %lld, \"step\": %lld, \"top1\": %.4f, \"top5\": %.4f, \"ema_top1\": %.4f, "
-                "\"ema_top5\": %.4f, \"val_loss\": %.6g, \"ema_val_loss\": %.6g}\n",
-                (long long)t->epoch + 1, (long long)t->step, raw.top1, raw.top5, ema.top1, ema.top5, raw.loss,
-                ema.loss);
+                "{\"epoch\": %lld, \"step\": %lld, \"top1\": %s, \"top5\": %s, \"ema_top1\": %s, "
+                "\"ema_top5\": %s, \"val_loss\": %s, \"ema_val_loss\": %s}\n",
+                (long long)t->epoch + 1, (long long)t->step, JNUM("%.4f", raw.top1), JNUM("%.4f", raw.top5),
+                JNUM("%.4f", ema.top1), JNUM("%.4f", ema.top5), JNUM("%.6g", raw.loss), JNUM("%.6g", ema.loss));
+    /* Outputs that are not numbers (the loss is NaN when any sample's logits
+     * are not all finite: eval.c) would otherwise score as anything: the
+     * weights have diverged, and neither best nor last of this epoch is
+     * worth keeping. */
+    if (!isfinite(raw.loss) || (ema_done && !isfinite(ema.loss)))
+        return usi_error_new(USI_ERR_INVALID,
+                             "the %s outputs are NaN or infinite after epoch %lld: the weights diverged; lower "
+                             "optimizer.lr or set optimizer.clip_grad = 1.0. Stopped without saving this epoch's "
+                             "weights", isfinite(raw.loss) ? "EMA weights'" : "model's", (long long)t->epoch + 1);
     if (top1 > t->best_top1) {
         t->best_top1 = top1;
         USI_TRY(usi_trainer_load_eval_weights(t, use_ema));
@@ -177,7 +196,8 @@ usi_error *usi_trainer_run(usi_trainer *t, int *interrupted)
         USI_TRY(usi_trainer_teacher_accuracy(t, &acc));
         usi_say(USI_LOG_INFO, "teacher '%s': top-1 %.2f%%, top-5 %.2f%% on %lld val images",
                 usi_config_teacher(t->cfg)->loaded->comp->name, acc.top1, acc.top5, (long long)acc.samples);
-        metric_line(t, "{\"teacher_top1\": %.4f, \"teacher_top5\": %.4f}\n", acc.top1, acc.top5);
+        metric_line(t, "{\"teacher_top1\": %s, \"teacher_top5\": %s}\n", JNUM("%.4f", acc.top1),
+                    JNUM("%.4f", acc.top5));
     }
     usi_float_batch *fbs = calloc((size_t)t->sim, sizeof *fbs);
     const usi_float_batch **mb = calloc((size_t)t->sim, sizeof *mb);
@@ -207,10 +227,11 @@ usi_error *usi_trainer_run(usi_trainer *t, int *interrupted)
                 usi_meter_step(&meter, (int64_t)so.trained * t->batch);
                 progress(t, &meter, b, so.loss, so.lr, t0);
                 if (t->step % t->metrics_every == 0 || b == t->steps_per_epoch)
-                    metric_line(t, "{\"epoch\": %lld, \"step\": %lld, \"loss\": %.7g, \"lr\": %.7g, "
-                                "\"img_s\": %.1f, \"grad_norm\": %.6g}\n",
-                                (long long)t->epoch + 1, (long long)t->step, so.loss, so.lr,
-                                usi_meter_rate(&meter), t->grad_norm);
+                    metric_line(t, "{\"epoch\": %lld, \"step\": %lld, \"loss\": %s, \"lr\": %s, "
+                                "\"img_s\": %s, \"grad_norm\": %s}\n",
+                                (long long)t->epoch + 1, (long long)t->step, JNUM("%.7g", so.loss),
+                                JNUM("%.7g", so.lr), JNUM("%.1f", usi_meter_rate(&meter)),
+                                JNUM("%.6g", t->grad_norm));
             }
             if (so.stop) {
                 usi_log_end_progress();
