@@ -635,6 +635,11 @@ usi_error *usi_config_set(usi_config *c, const char *assignment)
 {
     char origin[1024];
     snprintf(origin, sizeof origin, "--set '%s'", assignment);
+    return usi_config_set_from(c, assignment, origin);
+}
+
+usi_error *usi_config_set_from(usi_config *c, const char *assignment, const char *origin)
+{
     const char *eq = strchr(assignment, '=');
     if (!eq || eq == assignment)
         return usi_error_new(USI_ERR_INVALID, "%s: expected key=value, e.g. --set data.batch_size=64",

@@ -27,6 +27,9 @@ void usi_config_free(usi_config *c);
 usi_error *usi_config_load(usi_config *c, const char *path);
 /* Merge one "key=value" (value in libconfig syntax; a bare word is a string). */
 usi_error *usi_config_set(usi_config *c, const char *assignment);
+/* The same, with errors starting with origin (where the setting came from)
+ * instead of "--set '...'". */
+usi_error *usi_config_set_from(usi_config *c, const char *assignment, const char *origin);
 /* Select the named components in r and validate their options. Call after
  * every load/set and before reading components. */
 usi_error *usi_config_resolve(usi_config *c, const usi_registry *r);
