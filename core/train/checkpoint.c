@@ -214,6 +214,24 @@ static void say_changed(usi_trainer *t, const usi_st_file *f, const char *path)
     usi_strbuf_free(&diff);
 }
 
+/* A tensor that does not fit is most often another shape of the same
+ * backbone (another stem, other classes): e gains the options that differ. */
+static usi_error *with_option_diff(usi_trainer *t, const usi_st_file *f, usi_error *e)
+{
+    usi_strbuf now = {0}, diff = {0};
+    usi_params_write(t->bb_params, &now, 0);
+    int32_t n = usi_config_text_diff(usi_st_metadata(f, "backbone_options"), now.data, NULL, &diff, 4);
+    if (n > 0) {
+        usi_error *more = usi_error_new(USI_ERR_INVALID, "%s; the file's backbone options differ from this run's: "
+                                        "%s%s", usi_error_message(e), diff.data ? diff.data : "", n > 4 ? "; ..." : "");
+        usi_error_free(e);
+        e = more;
+    }
+    usi_strbuf_free(&now);
+    usi_strbuf_free(&diff);
+    return e;
+}
+
 usi_error *usi_trainer_resume(usi_trainer *t, const char *path)
 {
     /* Only rank 0 reads the file (other hosts need no copy of it): the run
@@ -224,6 +242,7 @@ usi_error *usi_trainer_resume(usi_trainer *t, const char *path)
     usi_error *e = check_format(t, f, path);
     /* Check every tensor first, so a bad file leaves the run as it was. */
     if (!e) e = load_state(t, f, path, 1);
+    if (e && usi_st_metadata(f, "backbone_options")) e = with_option_diff(t, f, e);
     if (!e) e = usi_weights_load(t->gs, f, "", 0, path);
     if (!e) e = load_state(t, f, path, 0);
     if (!e) say_changed(t, f, path);
