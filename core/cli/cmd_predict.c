@@ -2,10 +2,13 @@
  * evaluation transform (resize + centre crop by crop_pct, normalisation),
  * printing the top-k classes and optionally writing the raw logits. */
 #include <cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/predict.h"
@@ -36,21 +39,24 @@ static const char *usage =
  * it wrote the file. */
 static usi_error *config_from_file(usi_config *c, const usi_st_file *f, const usi_predict_args *a)
 {
-    char set[2048];
+    char set[2048], origin[2200];
     const char *keys[][2] = {{"mean", "data.mean"}, {"std", "data.std"}, {"crop_pct", "data.crop_pct"},
                              {"interpolation", "data.interpolation"}};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *v = usi_st_metadata(f, keys[i][0]);
         if (!v) continue;
         snprintf(set, sizeof set, "%s=%s", keys[i][1], v);
-        USI_TRY(usi_config_set(c, set));
+        snprintf(origin, sizeof origin, "%s: its metadata %s = %.64s", a->weights, keys[i][0], v);
+        USI_TRY(usi_config_set_from(c, set, origin));
     }
     const char *name = a->backbone ? a->backbone : usi_st_metadata(f, "backbone");
     if (!name)
         return usi_error_new(USI_ERR_INVALID, "%s names no backbone; give --backbone NAME (`usi plugins` lists them)",
                              a->weights);
     snprintf(set, sizeof set, "backbone.name=\"%s\"", name);
-    return usi_config_set(c, set);
+    if (a->backbone) snprintf(origin, sizeof origin, "--backbone %s", name);
+    else snprintf(origin, sizeof origin, "%s: its metadata backbone = %.64s", a->weights, name);
+    return usi_config_set_from(c, set, origin);
 }
 
 /* The input side: --img-size, else CONFIG's, else the file's img_size option. */
@@ -103,6 +109,33 @@ static char **class_names(const usi_st_file *f, const usi_config *c, int32_t cla
     return names;
 }
 
+/* --logits FILE is written after every image is classified: check first
+ * that it can be (its folder exists and is writable, and it is no folder),
+ * so a wrong path fails before the work, not after. */
+static usi_error *check_out_path(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return usi_error_new(USI_ERR_INVALID, "--logits %s is a folder; give a file name, e.g. %s/logits.safetensors",
+                             path, path);
+    char *dir = strdup(path);
+    if (!dir) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    char *slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    usi_error *e = NULL;
+    if (stat(dir, &st) != 0)
+        e = usi_error_new(USI_ERR_IO, "--logits %s: the folder %s: %s; create it or write elsewhere", path, dir,
+                          strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        e = usi_error_new(USI_ERR_IO, "--logits %s: %s is not a folder", path, dir);
+    else if (access(dir, W_OK | X_OK) != 0)
+        e = usi_error_new(USI_ERR_IO, "--logits %s: cannot write in %s: %s", path, dir, strerror(errno));
+    free(dir);
+    return e;
+}
+
 int usi_cmd_predict(int argc, char **argv)
 {
     usi_predict_args a;
@@ -126,7 +159,8 @@ int usi_cmd_predict(int argc, char **argv)
     }
     usi_st_file *f = NULL;
     usi_predict_run run = {0};
-    usi_error *e = usi_st_read(a.weights, &f);
+    usi_error *e = a.logits ? check_out_path(a.logits) : NULL;
+    if (!e) e = usi_st_read(a.weights, &f);
     if (!e && !a.config) e = config_from_file(c, f, &a);
     if (!e) e = usi_config_resolve(c, r);
     if (!e) e = backbone_params(c, f, &a, &run.params);

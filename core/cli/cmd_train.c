@@ -133,7 +133,8 @@ int usi_cmd_eval(int argc, char **argv)
     usi_cli_opts o;
     int rc = usi_cli_parse(argc, argv, "cpsjke", &o);
     if (rc) return rc;
-    if (!o.checkpoint) {
+    /* A missing CONFIG or --checkpoint is a usage error (exit 2). */
+    if (!o.checkpoint || !o.config_path) {
         fputs(eval_usage, stderr);
         usi_cli_opts_free(&o);
         return USI_EXIT_USAGE;

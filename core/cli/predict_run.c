@@ -182,12 +182,67 @@ usi_error *usi_predict_images(const usi_config *c, const usi_registry *r, const 
             e = usi_graph_read_part(p.logits, run->logits + first * (size_t)run->classes,
                                     sizeof(float) * n * (size_t)run->classes);
     }
+    /* NaN or infinite logits rank the classes by nothing: every probability
+     * would print as nan%. The weights (or their file) are broken. */
+    size_t bad = 0;
+    for (size_t i = 0; !e && i < a->n_images; i++) {
+        const float *row = run->logits + i * (size_t)run->classes;
+        for (int32_t k = 0; k < run->classes; k++)
+            if (!isfinite(row[k])) {
+                bad++;
+                break;
+            }
+    }
+    if (!e && bad)
+        e = usi_error_new(USI_ERR_INVALID, "%s: its outputs are NaN or infinite for %zu of the %zu images: the "
+                          "weights diverged or the file holds NaN; use an earlier checkpoint",
+                          a->weights, bad, a->n_images);
     free(p.batch);
     usi_decoder_free(p.dec);
     usi_augchain_free(p.chain);
     usi_graph_free(p.g);
     if (p.inst) p.bb->destroy(p.inst);
     return e;
+}
+
+/* s as valid UTF-8 (JSON text must be: file and folder names need not
+ * be). Each byte that does not start a well-formed sequence (overlong,
+ * surrogate, above U+10FFFF, cut short) becomes U+FFFD, the replacement
+ * character, as decoders do; valid text is copied unchanged. NULL: out of
+ * memory. */
+static char *utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    char *out = malloc(3 * n + 1), *o = out; /* each byte at most 3 */
+    if (!out) return NULL;
+    for (size_t i = 0; i < n;) {
+        unsigned c = p[i];
+        size_t len = c < 0x80                 ? 1
+                     : c >= 0xc2 && c <= 0xdf ? 2
+                     : c >= 0xe0 && c <= 0xef ? 3
+                     : c >= 0xf0 && c <= 0xf4 ? 4
+                                              : 0;
+        int ok = len > 0 && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++) ok = (p[i + k] & 0xc0) == 0x80;
+        /* The second byte's range rules out overlongs, surrogates and > U+10FFFF. */
+        if (ok && len >= 3) {
+            unsigned c1 = p[i + 1];
+            ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 > 0x9f) && !(c == 0xf0 && c1 < 0x90) &&
+                 !(c == 0xf4 && c1 > 0x8f);
+        }
+        if (ok) {
+            memcpy(o, p + i, len);
+            o += len;
+            i += len;
+        } else {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    *o = 0;
+    return out;
 }
 
 /* Softmax probabilities of one row, and its classes by falling probability. */
@@ -213,8 +268,22 @@ static usi_error *write_logits(const usi_predict_args *a, const usi_predict_run 
     usi_st_writer *w = usi_st_writer_new();
     if (!w) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t shape[2] = {(int64_t)a->n_images, run->classes};
-    cJSON *names = cJSON_CreateStringArray(a->images, (int)a->n_images);
-    char *text = names ? cJSON_PrintUnformatted(names) : NULL;
+    /* The header is JSON: names as valid UTF-8 (utf8_valid). */
+    cJSON *names = cJSON_CreateArray();
+    for (size_t i = 0; names && i < a->n_images; i++) {
+        char *name = utf8_valid(a->images[i]);
+        cJSON *item = name ? cJSON_CreateString(name) : NULL;
+        free(name);
+        if (!item) {
+            cJSON_Delete(names);
+            names = NULL;
+        } else cJSON_AddItemToArray(names, item);
+    }
+    if (!names) {
+        usi_st_writer_free(w);
+        return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    }
+    char *text = cJSON_PrintUnformatted(names);
     usi_error *e = usi_st_writer_add(w, "logits", USI_DTYPE_F32, 2, shape, run->logits);
     if (!e) e = usi_st_writer_meta(w, "images", text ? text : "[]");
     if (!e) e = usi_st_writer_save(w, a->logits);
@@ -222,6 +291,15 @@ static usi_error *write_logits(const usi_predict_args *a, const usi_predict_run 
     cJSON_Delete(names);
     usi_st_writer_free(w);
     return e;
+}
+
+/* obj[key] = s, made valid UTF-8 (utf8_valid); a name that cannot be
+ * copied (no memory) is left out rather than written invalid. */
+static void add_utf8(cJSON *obj, const char *key, const char *s)
+{
+    char *v = utf8_valid(s);
+    if (v) cJSON_AddStringToObject(obj, key, v);
+    free(v);
 }
 
 usi_error *usi_predict_print(const usi_predict_args *a, const usi_predict_run *run)
@@ -238,7 +316,7 @@ usi_error *usi_predict_print(const usi_predict_args *a, const usi_predict_run *r
     for (size_t i = 0; i < a->n_images; i++) {
         rank_row(run->logits + i * (size_t)run->classes, run->classes, prob, order);
         cJSON *one = all ? cJSON_CreateObject() : NULL;
-        if (one) cJSON_AddStringToObject(one, "image", a->images[i]);
+        if (one) add_utf8(one, "image", a->images[i]);
         cJSON *top = one ? cJSON_AddArrayToObject(one, "top") : NULL;
         if (!all) printf("%s\n", a->images[i]);
         for (int32_t k = 0; k < k_max; k++) {
@@ -249,7 +327,7 @@ usi_error *usi_predict_print(const usi_predict_args *a, const usi_predict_run *r
             }
             cJSON *item = cJSON_CreateObject();
             cJSON_AddNumberToObject(item, "class", c);
-            cJSON_AddStringToObject(item, "name", run->names[c]);
+            add_utf8(item, "name", run->names[c]);
             cJSON_AddNumberToObject(item, "prob", prob[c]);
             cJSON_AddItemToArray(top, item);
         }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/imagefolder.h"
 #include "dist/dist.h"
 #include "dist/reducer.h"
 #include "train/input.h"
@@ -104,9 +105,9 @@ static usi_error *evaluate(usi_trainer *t)
      * worth keeping. */
     if (!isfinite(raw.loss) || (ema_done && !isfinite(ema.loss)))
         return usi_error_new(USI_ERR_INVALID,
-                             "the %s outputs are NaN or infinite after epoch %lld: the weights diverged; lower "
-                             "optimizer.lr or set optimizer.clip_grad = 1.0. Stopped without saving this epoch's "
-                             "weights", isfinite(raw.loss) ? "EMA weights'" : "model's", (long long)t->epoch + 1);
+                             "the outputs are NaN or infinite after epoch %lld (%s weights): the weights diverged; "
+                             "lower optimizer.lr or set optimizer.clip_grad = 1.0. Stopped without saving this "
+                             "epoch's weights", (long long)t->epoch + 1, isfinite(raw.loss) ? "EMA" : "raw");
     if (top1 > t->best_top1) {
         t->best_top1 = top1;
         USI_TRY(usi_trainer_load_eval_weights(t, use_ema));
@@ -123,9 +124,47 @@ static int epoch_due(const usi_trainer *t, const char *key)
     return done >= t->epochs_total || done % usi_config_int(t->cfg, key) == 0;
 }
 
-static usi_error *end_of_epoch(usi_trainer *t)
+/* An epoch that trained no step: say why, with the counts, rather than
+ * write untrained weights as if the run had done its work. Every rank
+ * calls it (the counts are summed over ranks). */
+static usi_error *no_step_error(usi_trainer *t)
+{
+    double v[2] = {0};
+    for (int32_t r = 0; r < t->sim; r++) {
+        usi_epoch_stats st;
+        usi_loader_epoch_stats(loader_of(t, r), &st);
+        v[0] += (double)st.samples;
+        v[1] += (double)st.skipped;
+    }
+    if (t->world > 1) USI_TRY(usi_dist_sum_f64(v, 2));
+    const char *dir = usi_config_string(t->cfg, "data.train");
+    size_t found = usi_dataset_size(t->train_ds);
+    int32_t ranks = t->world * t->sim;
+    char each[64] = "";
+    if (ranks > 1) snprintf(each, sizeof each, " on each of %d ranks", (int)ranks);
+    /* The loader reads no further than the last full batch: "read" may be
+     * fewer than the folder holds. */
+    if (v[1] > 0 && v[0] == 0)
+        return usi_error_new(USI_ERR_INVALID, "data.train: every one of the %.0f images read from %s was skipped (it "
+                             "holds %zu; see the warnings above): epoch %lld trained no step", v[1], dir, found,
+                             (long long)t->epoch + 1);
+    if (v[1] > 0)
+        return usi_error_new(USI_ERR_INVALID, "data.train: %zu images in %s, %.0f skipped (see the warnings above), "
+                             "leave no full batch of data.batch_size = %d%s: epoch %lld trained no step; replace the "
+                             "skipped files or lower data.batch_size", found, dir, v[1], (int)t->batch, each,
+                             (long long)t->epoch + 1);
+    return usi_error_new(USI_ERR_INVALID, "data.train: %zu images in %s make no full batch of data.batch_size = "
+                         "%d%s (batches are full only): epoch %lld trained no step; lower data.batch_size or add "
+                         "images", found, dir, (int)t->batch, each, (long long)t->epoch + 1);
+}
+
+/* trained: steps this epoch trained; from_start: it began at its first
+ * batch (not a resumed run's rest of an epoch, which may be empty). */
+static usi_error *end_of_epoch(usi_trainer *t, int64_t trained, int from_start)
 {
     USI_TRY(data_summary(t));
+    /* Before any evaluation or checkpoint: untrained weights are no result. */
+    if (trained == 0 && from_start) return no_step_error(t);
     /* Every rank evaluates rank 0's weights and statistics: what it saves. */
     USI_TRY(usi_trainer_sync_buffers(t));
     if (epoch_due(t, "eval.every_epochs")) USI_TRY(evaluate(t));
@@ -185,12 +224,27 @@ static void reduction_summary(usi_trainer *t)
                 (int)st.buckets, 1e3 * st.wait_s / (double)st.steps, (long long)st.steps);
 }
 
+/* A resumed checkpoint at or past the end of this schedule would train
+ * nothing, and the run would announce files it never wrote. */
+static usi_error *check_epochs_left(const usi_trainer *t)
+{
+    if (t->epoch < t->epochs_total) return NULL;
+    int64_t cool = usi_config_int(t->cfg, "schedule.cooldown_epochs");
+    char with[96] = "";
+    if (cool) snprintf(with, sizeof with, " (+ schedule.cooldown_epochs = %lld)", (long long)cool);
+    return usi_error_new(USI_ERR_INVALID, "the checkpoint has trained %lld epoch%s; schedule.epochs = %lld%s leaves "
+                         "nothing to train: raise schedule.epochs", (long long)t->epoch, t->epoch == 1 ? "" : "s",
+                         (long long)usi_config_int(t->cfg, "schedule.epochs"), with);
+}
+
 usi_error *usi_trainer_run(usi_trainer *t, int *interrupted)
 {
     *interrupted = 0;
+    USI_TRY(check_epochs_left(t)); /* rank 0 knows the resumed position already */
     USI_TRY(usi_trainer_open_metrics(t));
     /* Ranks start from rank 0's state: its initial weights, or what it resumed. */
     USI_TRY(usi_trainer_sync_state(t));
+    USI_TRY(check_epochs_left(t)); /* the other ranks learn the position here */
     if (t->teacher && t->step == 0) {
         usi_eval_result acc;
         USI_TRY(usi_trainer_teacher_accuracy(t, &acc));
@@ -212,7 +266,8 @@ usi_error *usi_trainer_run(usi_trainer *t, int *interrupted)
     usi_meter_start(&meter, t->progress_interval);
     for (; !e && t->epoch < t->epochs_total; t->epoch++) {
         e = start_epoch(t);
-        int64_t b = t->batch_in_epoch;
+        int64_t b = t->batch_in_epoch, trained = 0;
+        int from_start = b == 0;
         t->batch_in_epoch = 0;
         usi_meter_reset_window(&meter);
         while (!e) {
@@ -224,6 +279,7 @@ usi_error *usi_trainer_run(usi_trainer *t, int *interrupted)
             e = usi_trainer_step(t, mb, t->sim, usi_stop_requested != 0, &so);
             if (e) break;
             if (so.trained) {
+                trained++;
                 usi_meter_step(&meter, (int64_t)so.trained * t->batch);
                 progress(t, &meter, b, so.loss, so.lr, t0);
                 if (t->step % t->metrics_every == 0 || b == t->steps_per_epoch)
@@ -242,7 +298,7 @@ usi_error *usi_trainer_run(usi_trainer *t, int *interrupted)
                 return e;
             }
         }
-        if (!e) e = end_of_epoch(t);
+        if (!e) e = end_of_epoch(t, trained, from_start);
     }
     free(fbs);
     free(mb);

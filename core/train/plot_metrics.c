@@ -40,8 +40,8 @@ static void series_free(usi_plot_series *s)
 static usi_error *number(const cJSON *obj, const char *key, const char *path, long line, double *v, int *has)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    *has = it != NULL;
-    if (!it) return NULL;
+    *has = it != NULL && !cJSON_IsNull(it); /* null: a value that was not finite, not drawn */
+    if (!*has) return NULL;
     if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble))
         return usi_error_new(USI_ERR_INVALID, "%s:%ld: \"%s\" is not a finite number", path, line, key);
     *v = it->valuedouble;

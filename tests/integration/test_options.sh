@@ -17,7 +17,9 @@ backbone = { name = "mobilenetv3_small_100"; };
 threads = 2;
 data = { train = "$T/data/train"; val = "$T/data/val"; img_size = 72; batch_size = 16; workers = 2;
          mean = [0.286, 0.286, 0.286]; std = [0.353, 0.353, 0.353]; repeated_aug = 1; };
-augment = ( { name = "hflip"; } );
+# 28 px images to 72 px: random_resized_crop resizes (without it every image
+# is skipped, and a run that trains no step is an error)
+augment = ( { name = "random_resized_crop"; scale = [0.6, 1.0]; }, { name = "hflip"; } );
 optimizer = { lr = 0.03; };
 schedule = { epochs = 1; warmup_epochs = 0; cooldown_epochs = 0; };
 CFG

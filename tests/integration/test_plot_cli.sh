@@ -31,9 +31,12 @@ paths = [e for e in root.iter() if e.tag.endswith('path')]
 assert len(paths) >= 12, len(paths)
 PY
 
+# null (a value that was not finite: JSON has no NaN) is left out, not an error
+echo '{"epoch": 2, "step": 66, "top1": 0.0, "val_loss": null, "ema_val_loss": null}' >>"$T/metrics.jsonl"
+"$usi" plot "$T" >"$T/null.log" 2>&1 || fail "usi plot with null values: $(cat "$T/null.log")"
 echo '{"epoch": 2, "step": 70, "loss": oops}' >>"$T/metrics.jsonl"
 out=$("$usi" plot "$T" 2>&1)
-[ $? -eq 1 ] && grep -qF "$T/metrics.jsonl:6:" <<<"$out" || fail "broken line 6: $out"
+[ $? -eq 1 ] && grep -qF "$T/metrics.jsonl:7:" <<<"$out" || fail "broken line 7: $out"
 "$usi" plot >/dev/null 2>&1
 [ $? -eq 2 ] || fail "usi plot without RUN_DIR is not a usage error"
 "$usi" plot --help | grep -q '^usage: usi plot RUN_DIR' || fail "usi plot --help"

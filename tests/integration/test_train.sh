@@ -4,7 +4,9 @@
 # gives the same losses as an uninterrupted one; evaluations and checkpoints
 # come as often as eval.every_epochs and checkpoint.every_epochs say; NaN, a
 # full disk, a bad output folder, a wrong teacher and wrong weights are
-# refused cleanly.
+# refused cleanly; so are NaN outputs at an evaluation (in training, `usi eval`
+# and `usi predict`), epochs that train no step, a resume past the schedule,
+# a val folder with no readable image and output paths that cannot be written.
 set -u
 build=${1:?usage: test_train.sh BUILD_ROOT TINY_FOLDER_TOOL}
 tiny=${2:?usage: test_train.sh BUILD_ROOT TINY_FOLDER_TOOL}
@@ -179,5 +181,123 @@ out=$("$usi" train "$T/run.cfg" --set output_dir="$T/kd" --set schedule.epochs=1
       --set teacher.mean='[0.286, 0.286, 0.286]' --set teacher.std='[0.353, 0.353, 0.353]' 2>&1)
 teacher=$(grep -o "teacher 'model': top-1 [0-9.]*" <<<"$out" | awk '{print $4}')
 [ $? -eq 0 ] && [ "$teacher" = "$best" ] && ok || fail "KD run: teacher top-1 '$teacher' vs $best: $(tail -3 <<<"$out")"
+
+# --- outputs that are not numbers, runs that train nothing, and refusals of
+# usi eval / usi predict / usi preview: on a smaller folder (8 + 4 per class) ---
+"$tiny" "$idx" "$T/small" 8 4 || fail "could not write the small test images"
+cat >"$T/small.cfg" <<CFG
+backbone = { name = "mobilenetv3_small_100"; };
+threads = 2;
+data = { train = "$T/small/train"; val = "$T/small/val"; img_size = 28; batch_size = 8; workers = 2;
+         mean = [0.286, 0.286, 0.286]; std = [0.353, 0.353, 0.353]; };
+augment = ( { name = "hflip"; } );
+schedule = { epochs = 2; warmup_epochs = 0; cooldown_epochs = 0; };
+CFG
+# every line of metrics.jsonl is JSON (JSON has no NaN: null instead)
+json_lines() { python3 -c 'import json, sys
+for line in open(sys.argv[1]): json.loads(line, parse_constant=lambda c: sys.exit("not JSON: " + line))' "$1"; }
+# a copy of a weights file with every float tensor NaN
+nan_copy() { python3 - "$1" "$2" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+for k, v in json.loads(b[8:8 + n]).items():
+    if k != '__metadata__' and v['dtype'] == 'F32':
+        s, e = v['data_offsets']
+        b[8 + n + s:8 + n + e] = b'\x00\x00\xc0\x7f' * ((e - s) // 4)
+open(sys.argv[2], 'wb').write(b)
+PY
+}
+
+# The weights diverge in epoch 1 (SGD at a high rate) without a NaN gradient:
+# the evaluation stops the run and no NaN weights are kept as "best".
+out=$("$usi" train "$T/small.cfg" --set output_dir="$T/div" --set optimizer.name=sgd --set optimizer.lr=0.05 \
+      --set optimizer.lr_batch=1 --set schedule.epochs=3 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -q "the outputs are NaN or infinite after epoch 1 (raw weights): the weights diverged; lower optimizer.lr" \
+    <<<"$out" && ok || fail "diverged weights: exit $rc: $(tail -3 <<<"$out")"
+! grep -q "top-1 100.00%" <<<"$out" && ok || fail "NaN outputs were scored correct: $(grep top-1 <<<"$out")"
+[ ! -e "$T/div/best.safetensors" ] && [ ! -e "$T/div/last.safetensors" ] && ok || fail "weights written after NaN outputs"
+json_lines "$T/div/metrics.jsonl" && grep -q '"val_loss": null' "$T/div/metrics.jsonl" && ok \
+    || fail "metrics.jsonl with NaN is not JSON: $(grep top1 "$T/div/metrics.jsonl")"
+
+# A healthy 2-epoch run, for what follows.
+"$usi" train "$T/small.cfg" --set output_dir="$T/s2" >"$T/s2.log" 2>&1 && json_lines "$T/s2/metrics.jsonl" && ok \
+    || fail "small run: $(tail -3 "$T/s2.log")"
+
+# Resuming a 2-epoch checkpoint with schedule.epochs = 1 trains nothing: refused, nothing written.
+cp "$T/s2/last.safetensors" "$T/s2.last"
+out=$("$usi" train "$T/small.cfg" --set output_dir="$T/s2" --set schedule.epochs=1 --resume "$T/s2/last.safetensors" 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -q "the checkpoint has trained 2 epochs; schedule.epochs = 1 leaves nothing to train: raise schedule.epochs" \
+    <<<"$out" && ! grep -q "weights in" <<<"$out" && cmp -s "$T/s2.last" "$T/s2/last.safetensors" && ok \
+    || fail "resume past the schedule: exit $rc: $(tail -2 <<<"$out")"
+
+# Epochs that train no step stop before writing anything: too few images for
+# a batch, every image skipped (wrong size without augmentation), every file corrupt.
+out=$("$usi" train "$T/small.cfg" --set output_dir="$T/z1" --set data.batch_size=128 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -q "data.train: 80 images in $T/small/train make no full batch of data.batch_size = 128" <<<"$out" \
+    && [ ! -e "$T/z1/best.safetensors" ] && [ ! -e "$T/z1/last.safetensors" ] && ok \
+    || fail "fewer images than a batch: exit $rc: $(tail -2 <<<"$out")"
+out=$("$usi" train "$T/small.cfg" --set output_dir="$T/z2" --set 'augment=()' --set data.img_size=32 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -q "data.train: every one of the 72 images read from $T/small/train was skipped (it holds 80; see the warnings above)" <<<"$out" \
+    && [ ! -e "$T/z2/best.safetensors" ] && [ ! -e "$T/z2/last.safetensors" ] && ok \
+    || fail "every image skipped: exit $rc: $(tail -2 <<<"$out")"
+mkdir -p "$T/bad/class_0" "$T/bad/class_1"
+for i in 1 2 3 4 5 6 7 8 9; do echo "not an image" >"$T/bad/class_$((i % 2))/$i.png"; done
+out=$("$usi" train "$T/small.cfg" --set output_dir="$T/z3" --set data.train="$T/bad" --set data.val="$T/bad" \
+      --set data.batch_size=4 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -q "data.train: every one of the 8 images read from $T/bad was skipped (it holds 9;" <<<"$out" \
+    && [ ! -e "$T/z3/best.safetensors" ] && [ ! -e "$T/z3/last.safetensors" ] && ok \
+    || fail "every file corrupt: exit $rc: $(tail -2 <<<"$out")"
+
+# usi eval: NaN outputs are an error, not 100%; so is a val folder with no readable image.
+nan_copy "$T/s2/best.safetensors" "$T/nan.safetensors"
+out=$("$usi" eval "$T/small.cfg" --checkpoint "$T/nan.safetensors" 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -q "$T/nan.safetensors: the outputs are NaN or infinite for 40 of the 40 val images" <<<"$out" \
+    && ! grep -q "100.00" <<<"$out" && ok || fail "eval of NaN weights: exit $rc: $out"
+mkdir -p "$T/badval"
+for i in $(seq 0 9); do mkdir -p "$T/badval/class_$i"; echo "not an image" >"$T/badval/class_$i/x.png"; done
+for json in "" --json; do
+    out=$("$usi" eval "$T/small.cfg" --checkpoint "$T/s2/best.safetensors" --set data.val="$T/badval" $json 2>&1)
+    rc=$?
+    [ $rc -eq 1 ] && grep -q "data.val: none of the 10 images in $T/badval could be read" <<<"$out" && ok \
+        || fail "eval on no readable image $json: exit $rc: $out"
+done
+out=$("$usi" eval --checkpoint "$T/s2/best.safetensors" 2>&1)
+rc=$?
+[ $rc -eq 2 ] && grep -q "usage: usi eval" <<<"$out" && ok || fail "eval without CONFIG: exit $rc (usage is 2): $out"
+
+# usi predict: NaN weights refused by name; --logits checked before any work;
+# --json stays JSON for a file name that is not UTF-8 (U+FFFD for the byte).
+img=$(ls "$T/small/val/class_0/"*.png | head -1)
+out=$("$usi" predict --weights "$T/nan.safetensors" "$img" 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -q "$T/nan.safetensors: its outputs are NaN" <<<"$out" && ! grep -q "nan%" <<<"$out" && ok \
+    || fail "predict with NaN weights: exit $rc: $out"
+out=$("$usi" predict --weights "$T/s2/best.safetensors" --logits "$T/no/such/x.safetensors" "$img" 2>"$T/pl.err")
+rc=$?
+[ $rc -eq 1 ] && [ -z "$out" ] && grep -q -- "--logits $T/no/such/x.safetensors: the folder $T/no/such" "$T/pl.err" && ok \
+    || fail "predict --logits into a missing folder: exit $rc: $out $(cat "$T/pl.err")"
+odd="$T/odd"$'\xff'".png"
+cp "$img" "$odd"
+"$usi" predict --weights "$T/s2/best.safetensors" --json --logits "$T/odd.safetensors" "$odd" >"$T/odd.json" 2>"$T/odd.err" \
+    && python3 -c 'import json, sys
+d = json.loads(open(sys.argv[1], "rb").read().decode("utf-8"))
+assert d[0]["image"].endswith("odd\ufffd.png"), d[0]["image"]
+b = open(sys.argv[2], "rb").read()
+n = int.from_bytes(b[:8], "little")
+json.loads(b[8:8 + n].decode("utf-8"))' "$T/odd.json" "$T/odd.safetensors" && ok \
+    || fail "predict --json of a name that is not UTF-8: $(cat "$T/odd.err") $(head -c 300 "$T/odd.json")"
+
+# usi preview names the path it was given, not a temporary file beside it.
+out=$("$usi" preview "$T/small.cfg" --out "$T/no/such/g.png" 2>&1 >/dev/null)
+rc=$?
+[ $rc -eq 1 ] && grep -q "$T/no/such/g.png" <<<"$out" && ! grep -q "g.png.tmp" <<<"$out" && ok \
+    || fail "preview into a missing folder: exit $rc: $out"
 
 finish
