@@ -59,9 +59,9 @@ static usi_error *check_dims(int64_t w, int64_t h, size_t file_len)
         return usi_error_new(USI_ERR_INVALID, "%lldx%lld has a side over the 65535-pixel limit; downscale the image",
                              (long long)w, (long long)h);
     if (w * h > USI_DECODE_MAX_PIXELS)
-        return usi_error_new(USI_ERR_INVALID, "%lldx%lld is %.1f MP, over the %lld MP limit; downscale the image",
-                             (long long)w, (long long)h, (double)(w * h) / (1 << 20),
-                             (long long)(USI_DECODE_MAX_PIXELS >> 20));
+        return usi_error_new(USI_ERR_INVALID,
+                             "%lldx%lld is %.1f MP, over the %.1f MP limit (2^26 pixels); downscale the image",
+                             (long long)w, (long long)h, (double)(w * h) / 1e6, USI_DECODE_MAX_PIXELS / 1e6);
     if ((double)w * (double)h * 3.0 > (double)file_len * USI_DECODE_MAX_RATIO + (1 << 20))
         return usi_error_new(USI_ERR_INVALID,
                              "header claims %lldx%lld pixels, implausible for a file of %zu bytes",
@@ -303,7 +303,7 @@ usi_error *usi_png_write(const char *path, const usi_image *img)
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
-    if (!f) return usi_error_new(USI_ERR_IO, "%s: %s", tmp, strerror(errno));
+    if (!f) return usi_error_new(USI_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
     int rc = ctx ? spng_set_png_file(ctx, f) : SPNG_EMEM;
     struct spng_ihdr ihdr = {(uint32_t)img->width, (uint32_t)img->height, 8,

@@ -31,16 +31,17 @@ usi_error *usi_decode_size(usi_decoder *d, const uint8_t *buf, size_t len,
                            int32_t *width, int32_t *height);
 
 /* Read a whole regular file into *buf (grown with realloc; *cap holds its
- * capacity between calls). Errors say why: missing, not a file, empty, I/O. */
+ * capacity between calls). Errors say why: missing, not a file, empty, I/O.
+ * A FIFO, device or socket is refused without waiting on it. */
 usi_error *usi_read_file(const char *path, uint8_t **buf, size_t *cap,
                          size_t *len);
 
 /* Write an 8-bit grey or RGB image as PNG (atomically: temp file + rename). */
 usi_error *usi_png_write(const char *path, const usi_image *img);
 
-/* The most pixels a decoded image may have (64 MP), and the most decoded
- * bytes per byte of file: a header claiming more is rejected before any
- * allocation, so a few corrupt bytes can't ask for gigabytes. */
+/* The most pixels a decoded image may have (2^26, 67.1 MP), and the most
+ * decoded bytes per byte of file: a header claiming more is rejected before
+ * any allocation, so a few corrupt bytes can't ask for gigabytes. */
 #define USI_DECODE_MAX_PIXELS ((int64_t)1 << 26)
 #define USI_DECODE_MAX_RATIO 4096
 

@@ -1,8 +1,11 @@
 /* ImageFolder datasets: root/<class>/<file>.{jpg,jpeg,png} (any case), the
  * classes sorted by name (torchvision's order, so label i is the i-th class
- * folder). A class folder without images keeps its label, so the others
- * never shift; it is reported and counted. Files are not opened here: a bad
- * file is found, reported and skipped by the loader. */
+ * folder). Images in subfolders of a class folder, at any depth, belong to
+ * that class, as in torchvision: a class's folders come sorted by path and
+ * the files of each sorted by name. Names starting with '.' are skipped. A
+ * class folder without images keeps its label, so the others never shift;
+ * it is reported and counted. Files are not opened here: a bad file is
+ * found, reported and skipped by the loader. */
 #ifndef USI_DATA_IMAGEFOLDER_H
 #define USI_DATA_IMAGEFOLDER_H
 
@@ -13,8 +16,13 @@
 typedef struct usi_dataset usi_dataset;
 
 /* Errors: root missing, not a folder, unreadable, or holding no class
- * folder at all. */
+ * folder at all. A relative root is named with the folder it was resolved
+ * from. */
 usi_error *usi_dataset_open(const char *root, usi_dataset **out);
+/* For a training set: refuses a dataset of one class folder, which would
+ * train to a loss of 0 and learn nothing. Evaluation and prediction may
+ * use one class's folder and don't call this. */
+usi_error *usi_dataset_check_training(const usi_dataset *ds);
 void usi_dataset_free(usi_dataset *ds);
 
 const char *usi_dataset_root(const usi_dataset *ds);

@@ -37,8 +37,10 @@ usi_error *usi_setup_datasets(const usi_config *c, usi_dataset **train, usi_data
         return usi_error_new(USI_ERR_INVALID,
                              "data.train and data.val must name ImageFolder folders (<folder>/<class>/*.jpg|png); "
                              "`usi data import-idx` prepares Fashion-MNIST");
-    USI_TRY(usi_dataset_open(tr, train));
-    usi_error *e = usi_dataset_open(va, val);
+    usi_error *e = usi_dataset_open(tr, train);
+    if (e) return usi_error_prefix(e, "data.train: ");
+    e = usi_dataset_open(va, val);
+    if (e) e = usi_error_prefix(e, "data.val: ");
     if (!e && usi_dataset_class_count(*train) != usi_dataset_class_count(*val))
         e = usi_error_new(USI_ERR_INVALID, "%s has %zu classes but %s has %zu; both need the same class folders",
                           tr, usi_dataset_class_count(*train), va, usi_dataset_class_count(*val));

@@ -323,6 +323,7 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
         usi_log(USI_LOG_INFO, "precision \"mixed\" runs as fp32 on device %s (it has no bf16 path yet)",
                 usi_device_name(t->dev));
     if (!e) e = usi_setup_datasets(c, &t->train_ds, &t->val_ds);
+    if (!e) e = usi_error_prefix(usi_dataset_check_training(t->train_ds), "data.train: ");
     if (!e) {
         t->classes = (int32_t)usi_dataset_class_count(t->train_ds);
         e = usi_setup_backbone_params(c, t->classes, &t->bb_params);

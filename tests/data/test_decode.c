@@ -265,6 +265,76 @@ static void test_bad_inputs(usi_decoder *d, const char *dir)
     tu_image_free(&src);
 }
 
+/* A FIFO named like an image is refused at once instead of waiting in
+ * open() for a writer (the loader's threads and `usi predict` read through
+ * usi_read_file). SIGALRM ends the test if it blocks. */
+static void test_fifo_refused(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/fifo.png", dir);
+    CHECK(mkfifo(path, 0644) == 0, "mkfifo %s", path);
+    uint8_t *buf = NULL;
+    size_t cap = 0, len = 7;
+    alarm(20);
+    usi_error *e = usi_read_file(path, &buf, &cap, &len);
+    alarm(0);
+    CHECK(e && strstr(usi_error_message(e), "not a regular file (a FIFO)"), "FIFO: %s",
+          e ? usi_error_message(e) : "read without an error");
+    CHECK(len == 0, "FIFO: %zu bytes", len);
+    usi_error_free(e);
+    free(buf);
+    unlink(path);
+}
+
+/* A JPEG that stops after its tables: TurboJPEG's header call succeeds
+ * without a size, which must read as a truncated file, not as a size made
+ * of whatever was in memory. */
+static void test_jpeg_without_frame(usi_decoder *d)
+{
+    static const uint8_t hdr[] = {0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0x00, 0x01,
+                                  0x01, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00};
+    usi_error *e;
+    usi_image im = decode(d, hdr, sizeof hdr, 0, &e);
+    CHECK(e && strstr(usi_error_message(e), "truncated JPEG"), "header-only JPEG: %s",
+          e ? usi_error_message(e) : "decoded");
+    usi_error_free(e);
+    tu_image_free(&im);
+    int32_t w = -1, h = -1;
+    e = usi_decode_size(d, hdr, sizeof hdr, &w, &h);
+    CHECK(e && strstr(usi_error_message(e), "truncated JPEG") && w == 0 && h == 0,
+          "header-only JPEG size: %dx%d, %s", w, h, e ? usi_error_message(e) : "no error");
+    usi_error_free(e);
+}
+
+/* A real JPEG whose frame header is patched to 9000x8000: refused before
+ * any allocation, with the limit and what to do. */
+static void test_jpeg_over_pixel_limit(usi_decoder *d)
+{
+    usi_image src = tu_image(16, 16, 3, smooth);
+    uint8_t *jpg = NULL;
+    size_t len = 0;
+    CHECK(tu_jpeg_encode(&src, 90, &jpg, &len) == 0, "encode");
+    size_t sof = 0;
+    for (size_t i = 2; i + 9 < len && !sof; i++)
+        if (jpg[i] == 0xFF && jpg[i + 1] == 0xC0) sof = i;
+    CHECK(sof != 0, "no SOF0 marker in the encoded JPEG");
+    if (sof) {
+        jpg[sof + 5] = 8000 >> 8; /* height */
+        jpg[sof + 6] = 8000 & 255;
+        jpg[sof + 7] = 9000 >> 8; /* width */
+        jpg[sof + 8] = 9000 & 255;
+        usi_error *e;
+        usi_image im = decode(d, jpg, len, 0, &e);
+        const char *msg = e ? usi_error_message(e) : "decoded";
+        CHECK(e && strstr(msg, "9000x8000 is 72.0 MP, over the 67.1 MP limit") && strstr(msg, "downscale"),
+              "9000x8000 JPEG: %s", msg);
+        usi_error_free(e);
+        tu_image_free(&im);
+    }
+    free(jpg);
+    tu_image_free(&src);
+}
+
 static uint32_t get_be32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -393,6 +463,9 @@ int main(void)
     test_all_package_images(d);
     test_bad_inputs(d, dir);
     test_png_idat_crc_only(d, dir);
+    test_fifo_refused(dir);
+    test_jpeg_without_frame(d);
+    test_jpeg_over_pixel_limit(d);
     usi_decoder_free(d);
     tu_rm_rf(dir);
     free(dir);

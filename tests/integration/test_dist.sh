@@ -209,7 +209,7 @@ out=$(mpi -np 1 "$usi" train "$T/run.cfg" --set output_dir="$T/f" : \
       -np 1 "$usi" train "$T/run.cfg" --set output_dir="$T/f" --set data.train="$T/none" 2>&1)
 rc=$?
 took=$((($(date +%s%N) - start) / 1000000))
-[ $rc -ne 0 ] && grep -q "usi\[rank 1/2\]: error: dataset folder $T/none" <<<"$out" &&
+[ $rc -ne 0 ] && grep -q "usi\[rank 1/2\]: error: data.train: dataset folder $T/none" <<<"$out" &&
     grep -q "rank 1 failed: stopping all 2 processes" <<<"$out" && ok || fail "failing rank: status $rc: $out"
 [ $took -lt 20000 ] && ok || fail "the job took $took ms to stop after rank 1 failed"
 out=$(mpi -np 1 "$usi" train "$T/run.cfg" --set output_dir="$T/m" : \

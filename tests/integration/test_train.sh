@@ -38,6 +38,13 @@ rc=$?
 if [ "$rc" -eq 1 ] && grep -q "mobilenetv3_small_100: the input has 3 channels but in_chans is 1; set backbone.in_chans to 3" <<<"$out" &&
     ! grep -q "returned no output" <<<"$out"; then ok; else fail "in_chans mismatch: exit $rc: $out"; fi
 
+# One class folder is no classification task: refused before training.
+mkdir -p "$T/one/train" && cp -r "$(find "$T/data/train" -mindepth 1 -maxdepth 1 -type d | sort | head -1)" "$T/one/train/"
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/onec" --set data.train="$T/one/train" --set data.val="$T/one/train" 2>&1)
+rc=$?
+[ "$rc" -eq 1 ] && grep -q "data.train: $T/one/train has one class folder" <<<"$out" && [ ! -e "$T/onec/metrics.jsonl" ] \
+    && ok || fail "one class folder: exit $rc: $out"
+
 # A network built for another size than the data's is refused before training.
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/size" --set backbone.img_size=64 2>&1)
 rc=$?
