@@ -91,14 +91,20 @@ static usi_error *evaluate(usi_trainer *t)
     char line[256];
     int n = snprintf(line, sizeof line, "epoch %lld: top-1 %.2f%% top-5 %.2f%%", (long long)t->epoch + 1, raw.top1,
                      raw.top5);
-    if (t->ema_on && n > 0 && (size_t)n < sizeof line)
+    if (ema_done && n > 0 && (size_t)n < sizeof line)
         snprintf(line + n, sizeof line - (size_t)n, " | EMA top-1 %.2f%% top-5 %.2f%%", ema.top1, ema.top5);
     usi_say(USI_LOG_INFO, "%s", line);
-    metric_line(t,
-                "{\"epoch\": %lld, \"step\": %lld, \"top1\": %s, \"top5\": %s, \"ema_top1\": %s, "
-                "\"ema_top5\": %s, \"val_loss\": %s, \"ema_val_loss\": %s}\n",
-                (long long)t->epoch + 1, (long long)t->step, JNUM("%.4f", raw.top1), JNUM("%.4f", raw.top5),
-                JNUM("%.4f", ema.top1), JNUM("%.4f", ema.top5), JNUM("%.6g", raw.loss), JNUM("%.6g", ema.loss));
+    /* the EMA's figures only where the EMA was evaluated */
+    if (ema_done)
+        metric_line(t,
+                    "{\"epoch\": %lld, \"step\": %lld, \"top1\": %s, \"top5\": %s, \"ema_top1\": %s, "
+                    "\"ema_top5\": %s, \"val_loss\": %s, \"ema_val_loss\": %s}\n",
+                    (long long)t->epoch + 1, (long long)t->step, JNUM("%.4f", raw.top1), JNUM("%.4f", raw.top5),
+                    JNUM("%.4f", ema.top1), JNUM("%.4f", ema.top5), JNUM("%.6g", raw.loss), JNUM("%.6g", ema.loss));
+    else
+        metric_line(t, "{\"epoch\": %lld, \"step\": %lld, \"top1\": %s, \"top5\": %s, \"val_loss\": %s}\n",
+                    (long long)t->epoch + 1, (long long)t->step, JNUM("%.4f", raw.top1), JNUM("%.4f", raw.top5),
+                    JNUM("%.6g", raw.loss));
     /* Outputs that are not numbers (the loss is NaN when any sample's logits
      * are not all finite: eval.c) would otherwise score as anything: the
      * weights have diverged, and neither best nor last of this epoch is
