@@ -3,6 +3,7 @@
  * and the counts are summed, so top-1 is the whole set's, as on one process.
  * A sample whose logits are not all finite is never counted correct, and
  * makes the mean loss NaN, which training and `usi eval` refuse. */
+#include <cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,41 @@ static usi_error *take_file_options(usi_params *bp, const usi_st_file *f, const 
     return e;
 }
 
+/* Without data.train, the val folder's classes must be the ones the weights
+ * file stores ("classes": usi writes the training set's class names),
+ * in the same order; *classes is their count. */
+static usi_error *val_against_file(const usi_config *c, const usi_st_file *f, const char *path, usi_dataset **val,
+                                   int32_t *classes)
+{
+    const char *dir = usi_config_string(c, "data.val"), *stored = usi_st_metadata(f, "classes");
+    if (!*dir) return usi_error_new(USI_ERR_INVALID, "data.val must name the ImageFolder to evaluate on");
+    if (!stored)
+        return usi_error_new(USI_ERR_INVALID, "%s stores no class names: set data.train, whose class folders give "
+                             "them", path);
+    cJSON *names = cJSON_Parse(stored);
+    int n = cJSON_IsArray(names) ? cJSON_GetArraySize(names) : -1;
+    usi_error *e = n < 1 ? usi_error_new(USI_ERR_INVALID, "%s: its metadata classes is not a list of names; set "
+                                         "data.train", path)
+                         : usi_error_prefix(usi_dataset_open(dir, val), "data.val: ");
+    if (!e && usi_dataset_class_count(*val) != (size_t)n)
+        e = usi_error_new(USI_ERR_INVALID, "data.val: %s has %zu class folders but %s was trained on %d classes", dir,
+                          usi_dataset_class_count(*val), path, n);
+    for (int k = 0; !e && k < n; k++) {
+        const cJSON *name = cJSON_GetArrayItem(names, k);
+        const char *want = cJSON_IsString(name) ? name->valuestring : "?";
+        if (strcmp(usi_dataset_class_name(*val, (size_t)k), want) != 0)
+            e = usi_error_new(USI_ERR_INVALID, "data.val: class %d is '%s' in %s but '%s' in %s", k,
+                              usi_dataset_class_name(*val, (size_t)k), dir, want, path);
+    }
+    cJSON_Delete(names);
+    if (e) {
+        usi_dataset_free(*val);
+        *val = NULL;
+    }
+    *classes = n;
+    return e;
+}
+
 usi_error *usi_evaluate_file(const usi_config *c, const usi_registry *r, const char *path, const char *prefix,
                              usi_eval_result *out)
 {
@@ -198,10 +234,16 @@ usi_error *usi_evaluate_file(const usi_config *c, const usi_registry *r, const c
     float *host_logits = NULL;
     usi_device_set_threads((int32_t)usi_config_int(c, "threads"));
     usi_error *e = usi_setup_device(c, &dev);
-    if (!e) e = usi_setup_datasets(c, &train, &val);
-    int32_t classes = e ? 0 : (int32_t)usi_dataset_class_count(train);
-    if (!e) e = usi_setup_backbone_params(c, classes, &bp);
+    int32_t classes = 0;
     if (!e) e = usi_st_read(path, &f);
+    /* the classes: data.train's folders, else the ones the file stores */
+    if (!e && *usi_config_string(c, "data.train")) {
+        e = usi_setup_datasets(c, &train, &val);
+        if (!e) classes = (int32_t)usi_dataset_class_count(train);
+    } else if (!e) {
+        e = val_against_file(c, f, path, &val, &classes);
+    }
+    if (!e) e = usi_setup_backbone_params(c, classes, &bp);
     if (!e) {
         bb = usi_config_backbone(c)->loaded->comp;
         e = take_file_options(bp, f, bb, path);

@@ -153,6 +153,21 @@ best=$(grep -o 'best top-1 [0-9.]*' "$T/a.log" | awk '{print $3}')
 out=$("$usi" eval "$T/run.cfg" --checkpoint "$T/a/best.safetensors" --json 2>&1)
 got=$(grep -o '"top1": [0-9.]*' <<<"$out" | awk '{printf "%.2f", $2}')
 [ -n "$best" ] && [ "$got" = "$best" ] && ok || fail "eval gives $got, training said $best: $out"
+# without data.train: the class names the weights file stores, checked against the val folder's
+cat >"$T/evalonly.cfg" <<CFG
+backbone = { name = "mobilenetv3_small_100"; };
+data = { val = "$T/data/val"; img_size = 28; mean = [0.286, 0.286, 0.286]; std = [0.353, 0.353, 0.353]; };
+CFG
+out=$("$usi" eval "$T/evalonly.cfg" --checkpoint "$T/a/best.safetensors" --json 2>&1)
+got2=$(grep -o '"top1": [0-9.]*' <<<"$out" | awk '{printf "%.2f", $2}')
+[ -n "$got2" ] && [ "$got2" = "$got" ] && ok || fail "eval without data.train: '$got2', with it '$got': $out"
+mkdir -p "$T/renamed" && cp -r "$T/data/val/." "$T/renamed/"
+first=$(find "$T/renamed" -mindepth 1 -maxdepth 1 -type d | sort | head -1)
+mv "$first" "$T/renamed/zz_other"
+out=$("$usi" eval "$T/evalonly.cfg" --checkpoint "$T/a/best.safetensors" --set data.val="$T/renamed" 2>&1)
+rc=$?
+[ "$rc" -eq 1 ] && grep -q "data.val: class [0-9]* is '.*' in $T/renamed but '.*' in $T/a/best.safetensors" <<<"$out" \
+    && ok || fail "eval without data.train, other class folders: exit $rc: $out"
 
 # --- NaN: stops with the step, writes nothing ---
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/nan" --set optimizer.lr=100 --set optimizer.weight_decay=10 \
