@@ -69,4 +69,19 @@ static __device__ __forceinline__ double block_sum_d(double v, double *shared)
     return warp_sum_d(v);
 }
 
+/* For blocks of 32 x 8 threads walking rows of channels (a lane per
+ * channel, threadIdx.y a row lane): acc summed over the 8 row lanes of its
+ * channel, in order; row lane 0 gets the sum, the others 0. Every thread of
+ * the block calls it. lanes: 8 x 33 doubles of shared memory. */
+static __device__ __forceinline__ double rows_lanes_sum(double (*lanes)[33], double acc)
+{
+    lanes[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    double a = 0;
+    if (threadIdx.y == 0)
+        for (int r = 0; r < 8; r++) a += lanes[r][threadIdx.x];
+    __syncthreads(); /* lanes is written again by the next call */
+    return a;
+}
+
 #endif

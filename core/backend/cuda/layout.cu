@@ -172,14 +172,8 @@ __global__ void bias_rows_partial_kernel(double *part, const T *dy, int64_t M, i
         double acc = 0;
         if (c < C)
             for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) acc += ld(dy, r * C + c);
-        lanes[threadIdx.y][threadIdx.x] = acc;
-        __syncthreads();
-        if (threadIdx.y == 0 && c < C) {
-            double a = 0;
-            for (int k = 0; k < 8; k++) a += lanes[k][threadIdx.x];
-            part[c * S + blockIdx.x] = a;
-        }
-        __syncthreads();
+        double a = rows_lanes_sum(lanes, acc);
+        if (threadIdx.y == 0 && c < C) part[c * S + blockIdx.x] = a;
     }
 }
 

@@ -412,14 +412,8 @@ __global__ void batchnorm_rows_partial_kernel(double *part, const double *sums, 
                 }
             }
         }
-        lanes[threadIdx.y][threadIdx.x] = acc;
-        __syncthreads();
-        if (threadIdx.y == 0 && c < C) {
-            double a = 0;
-            for (int r = 0; r < 8; r++) a += lanes[r][threadIdx.x];
-            part[c * S + blockIdx.x] = a;
-        }
-        __syncthreads();
+        double a = rows_lanes_sum(lanes, acc);
+        if (threadIdx.y == 0 && c < C) part[c * S + blockIdx.x] = a;
     }
 }
 
@@ -508,7 +502,7 @@ template <typename T>
 __global__ void batchnorm_rows_grad_partial_kernel(double *part, const T *dy, const T *z, const T *x,
                                                    const float *mean, int64_t O, int64_t C, int64_t S)
 {
-    __shared__ double lanes[2][8][33];
+    __shared__ double lanes[8][33];
     int64_t j0, len;
     segment(O, S, blockIdx.x, &j0, &len);
     for (int64_t c0 = (int64_t)blockIdx.y * 32; c0 < C; c0 += (int64_t)gridDim.y * 32) {
@@ -523,19 +517,11 @@ __global__ void batchnorm_rows_grad_partial_kernel(double *part, const T *dy, co
                 sdyx += (double)(g * (ld(x, k) - m));
             }
         }
-        lanes[0][threadIdx.y][threadIdx.x] = sdy;
-        lanes[1][threadIdx.y][threadIdx.x] = sdyx;
-        __syncthreads();
+        double a = rows_lanes_sum(lanes, sdy), b = rows_lanes_sum(lanes, sdyx);
         if (threadIdx.y == 0 && c < C) {
-            double a = 0, b = 0;
-            for (int r = 0; r < 8; r++) {
-                a += lanes[0][r][threadIdx.x];
-                b += lanes[1][r][threadIdx.x];
-            }
             part[c * S + blockIdx.x] = a;
             part[(C + c) * S + blockIdx.x] = b;
         }
-        __syncthreads();
     }
 }
 
