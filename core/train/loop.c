@@ -57,13 +57,11 @@ static const char *json_num(char *buf, size_t size, const char *fmt, double v)
 static usi_loader *loader_of(usi_trainer *t, int32_t r) { return r == 0 ? t->train_loader : t->sim_loaders[r]; }
 
 /* The epoch's data line, for the job: summed over (simulated) ranks. */
-static usi_error *data_summary(usi_trainer *t)
+/* This epoch's samples, batches and skipped files, summed over every
+ * loader of every rank. */
+static usi_error *epoch_counts(usi_trainer *t, double v[3])
 {
-    if (t->world * t->sim == 1) {
-        usi_loader_log_summary(t->train_loader);
-        return NULL;
-    }
-    double v[3] = {0};
+    v[0] = v[1] = v[2] = 0;
     for (int32_t r = 0; r < t->sim; r++) {
         usi_epoch_stats st;
         usi_loader_epoch_stats(loader_of(t, r), &st);
@@ -71,7 +69,17 @@ static usi_error *data_summary(usi_trainer *t)
         v[1] += (double)st.batches;
         v[2] += (double)st.skipped;
     }
-    USI_TRY(usi_dist_sum_f64(v, 3));
+    return usi_dist_sum_f64(v, 3); /* one rank: as it is */
+}
+
+static usi_error *data_summary(usi_trainer *t)
+{
+    if (t->world * t->sim == 1) {
+        usi_loader_log_summary(t->train_loader);
+        return NULL;
+    }
+    double v[3];
+    USI_TRY(epoch_counts(t, v));
     usi_log(v[2] ? USI_LOG_WARN : USI_LOG_INFO, "data: epoch %lld: %.0f samples in %.0f batches of %d ranks, %.0f "
             "skipped%s", (long long)t->epoch + 1, v[0], v[1], (int)(t->world * t->sim), v[2],
             v[2] ? " (files named above)" : "");
@@ -135,14 +143,8 @@ static int epoch_due(const usi_trainer *t, const char *key)
  * calls it (the counts are summed over ranks). */
 static usi_error *no_step_error(usi_trainer *t)
 {
-    double v[2] = {0};
-    for (int32_t r = 0; r < t->sim; r++) {
-        usi_epoch_stats st;
-        usi_loader_epoch_stats(loader_of(t, r), &st);
-        v[0] += (double)st.samples;
-        v[1] += (double)st.skipped;
-    }
-    if (t->world > 1) USI_TRY(usi_dist_sum_f64(v, 2));
+    double v[3]; /* samples, batches, skipped */
+    USI_TRY(epoch_counts(t, v));
     const char *dir = usi_config_string(t->cfg, "data.train");
     size_t found = usi_dataset_size(t->train_ds);
     int32_t ranks = t->world * t->sim;
@@ -150,14 +152,14 @@ static usi_error *no_step_error(usi_trainer *t)
     if (ranks > 1) snprintf(each, sizeof each, " on each of %d ranks", (int)ranks);
     /* The loader reads no further than the last full batch: "read" may be
      * fewer than the folder holds. */
-    if (v[1] > 0 && v[0] == 0)
+    if (v[2] > 0 && v[0] == 0)
         return usi_error_new(USI_ERR_INVALID, "data.train: every one of the %.0f images read from %s was skipped (it "
-                             "holds %zu; see the warnings above): epoch %lld trained no step", v[1], dir, found,
+                             "holds %zu; see the warnings above): epoch %lld trained no step", v[2], dir, found,
                              (long long)t->epoch + 1);
-    if (v[1] > 0)
+    if (v[2] > 0)
         return usi_error_new(USI_ERR_INVALID, "data.train: %zu images in %s, %.0f skipped (see the warnings above), "
                              "leave no full batch of data.batch_size = %d%s: epoch %lld trained no step; replace the "
-                             "skipped files or lower data.batch_size", found, dir, v[1], (int)t->batch, each,
+                             "skipped files or lower data.batch_size", found, dir, v[2], (int)t->batch, each,
                              (long long)t->epoch + 1);
     return usi_error_new(USI_ERR_INVALID, "data.train: %zu images in %s make no full batch of data.batch_size = "
                          "%d%s (batches are full only): epoch %lld trained no step; lower data.batch_size or add "
