@@ -1,6 +1,7 @@
 #include "data/loader.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,9 +17,11 @@ typedef struct slot {
     uint8_t *pixels;
     int32_t *labels;
     int64_t *indices;
-    uint8_t *ok;
+    uint8_t *ok;             /* per sample: SAMPLE_* */
     int32_t done;
 } slot;
+
+enum { SAMPLE_BAD = 0, SAMPLE_OK = 1, SAMPLE_REPLACED = 2 };
 
 typedef struct worker {
     pthread_t thread;
@@ -59,7 +62,8 @@ struct usi_loader {
 
 usi_loader_opts usi_loader_opts_default(void)
 {
-    usi_loader_opts o = {128, 224, 2, 2, 1, 1, 1, 0, 0, 0, 1};
+    usi_loader_opts o = {.batch_size = 128, .img_size = 224, .workers = 2, .prefetch = 2, .repeats = 1,
+                         .shuffle = 1, .drop_last = 1, .world = 1};
     return o;
 }
 
@@ -107,13 +111,11 @@ static usi_error *store(usi_loader *l, const usi_image *im, uint8_t *dst)
     return NULL;
 }
 
-static void process(worker *w, int64_t pos, int64_t epoch)
+/* Read, decode, augment and store dataset file idx for global position g;
+ * a failure is reported (once per file) and 0 returned. */
+static int make_sample(worker *w, int64_t idx, int64_t g, int64_t epoch, uint8_t *dst)
 {
     usi_loader *l = w->l;
-    int64_t g = pos * l->o.world + l->o.rank;
-    int64_t idx = l->order[g];
-    int32_t j = (int32_t)(pos % l->o.batch_size);
-    slot *s = &l->slots[(pos / l->o.batch_size) % l->n_slots];
     const char *path = usi_dataset_path(l->ds, (size_t)idx);
     usi_rng rng;
     usi_rng_seed(&rng, l->o.seed, (uint64_t)epoch, (uint64_t)g, TAG_SAMPLE);
@@ -123,14 +125,42 @@ static void process(worker *w, int64_t pos, int64_t epoch)
     if (!e) e = usi_decode_image(w->dec, w->file, len, l->min_side, &w->img);
     if (!e && usi_decoder_note(w->dec)) report_note(l, idx, path, usi_decoder_note(w->dec));
     if (!e) e = usi_augchain_run_sample(l->ch, &w->img, &w->scratch, &res, &rng);
-    if (!e) e = store(l, res, s->pixels + (size_t)j * l->sample_bytes);
-    s->labels[j] = usi_dataset_label(l->ds, (size_t)idx);
-    s->indices[j] = idx;
-    s->ok[j] = e == NULL;
-    if (e) {
-        report_bad(l, idx, path, e);
-        usi_error_free(e);
+    if (!e) e = store(l, res, dst);
+    if (!e) return 1;
+    report_bad(l, idx, path, e);
+    usi_error_free(e);
+    return 0;
+}
+
+static int known_bad(usi_loader *l, int64_t idx)
+{
+    return __atomic_load_n(&l->bad[idx], __ATOMIC_RELAXED) & REPORTED_BAD;
+}
+
+static void process(worker *w, int64_t pos, int64_t epoch)
+{
+    usi_loader *l = w->l;
+    int64_t g = pos * l->o.world + l->o.rank;
+    int64_t idx = l->order[g];
+    int32_t j = (int32_t)(pos % l->o.batch_size);
+    slot *s = &l->slots[(pos / l->o.batch_size) % l->n_slots];
+    uint8_t *dst = s->pixels + (size_t)j * l->sample_bytes;
+    int ok = make_sample(w, idx, g, epoch, dst) ? SAMPLE_OK : SAMPLE_BAD;
+    /* The files after a bad one, in dataset order, with the same stream: the
+     * choice depends only on which files fail, so it is the same for any
+     * number of threads. Files known to be bad are passed over unread. */
+    int64_t n = (int64_t)usi_dataset_size(l->ds), use = idx;
+    for (int64_t t = 1; !ok && l->o.replace_bad && t <= USI_LOADER_REPLACE_TRIES && t < n; t++) {
+        int64_t cand = (idx + t) % n;
+        if (known_bad(l, cand)) continue;
+        if (make_sample(w, cand, g, epoch, dst)) {
+            ok = SAMPLE_REPLACED;
+            use = cand;
+        }
     }
+    s->labels[j] = usi_dataset_label(l->ds, (size_t)use);
+    s->indices[j] = use;
+    s->ok[j] = (uint8_t)ok;
 }
 
 static int can_claim(const usi_loader *l)
@@ -369,7 +399,8 @@ static int32_t compact(usi_loader *l, slot *s, int32_t n)
 {
     int32_t k = 0;
     for (int32_t j = 0; j < n; j++) {
-        if (!s->ok[j]) continue;
+        if (s->ok[j] == SAMPLE_BAD) continue;
+        l->stats.replaced += s->ok[j] == SAMPLE_REPLACED;
         if (k != j) {
             memcpy(s->pixels + (size_t)k * l->sample_bytes, s->pixels + (size_t)j * l->sample_bytes,
                    l->sample_bytes);
@@ -545,8 +576,11 @@ void usi_loader_log_summary(const usi_loader *l)
 {
     usi_epoch_stats s;
     usi_loader_epoch_stats(l, &s);
-    usi_log(s.skipped ? USI_LOG_WARN : USI_LOG_INFO,
-            "data: epoch %lld: %lld samples in %lld batches, %lld skipped (%lld bad files)",
-            (long long)s.epoch + 1, (long long)s.samples, (long long)s.batches, (long long)s.skipped,
+    char replaced[96] = "";
+    if (s.replaced)
+        snprintf(replaced, sizeof replaced, ", %lld replaced by the next readable file", (long long)s.replaced);
+    usi_log(s.skipped || s.replaced ? USI_LOG_WARN : USI_LOG_INFO,
+            "data: epoch %lld: %lld samples in %lld batches, %lld skipped%s (%lld bad files)",
+            (long long)s.epoch + 1, (long long)s.samples, (long long)s.batches, (long long)s.skipped, replaced,
             (long long)s.bad_files);
 }

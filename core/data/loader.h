@@ -15,8 +15,11 @@
  *
  * Bad samples (unreadable, empty, corrupt, not an image, an augment error)
  * are dropped from their batch, which then holds fewer than batch_size
- * samples; labels always travel with their images. Each bad file is logged
- * once with its path and reason and counted in the epoch's stats. */
+ * samples; labels always travel with their images. With replace_bad (what
+ * training uses) a bad sample's place goes instead to the next readable file
+ * of the dataset, in dataset order, with that file's label, as timm's
+ * datasets do: batches stay whole. Each bad file is logged once with its
+ * path and reason and counted in the epoch's stats. */
 #ifndef USI_DATA_LOADER_H
 #define USI_DATA_LOADER_H
 
@@ -40,10 +43,14 @@ typedef struct usi_loader_opts {
                                 RASampler keeps about the dataset size)      */
     int32_t rank, world;     /* data parallel shard: global positions rank,
                                 rank+world, ... of one order for all ranks */
+    int32_t replace_bad;     /* a bad sample's place goes to the next of up to
+                                USI_LOADER_REPLACE_TRIES files after it      */
 } usi_loader_opts;
 
+enum { USI_LOADER_REPLACE_TRIES = 50 };
+
 /* Defaults: batch 128, img 224, 2 workers, prefetch 2, repeats 1, shuffle,
- * drop_last, seed 0, one rank. */
+ * drop_last, seed 0, one rank, bad samples dropped. */
 usi_loader_opts usi_loader_opts_default(void);
 
 /* A batch of uint8 images, [n, h, w, c] HWC, valid until the next call on
@@ -76,6 +83,7 @@ typedef struct usi_epoch_stats {
     int64_t batches;         /* handed out so far this epoch                 */
     int64_t samples;         /* delivered                                    */
     int64_t skipped;         /* dropped: bad file or augment error           */
+    int64_t replaced;        /* bad samples whose place went to another file */
     int64_t bad_files;       /* distinct files that failed (ever)            */
 } usi_epoch_stats;
 

@@ -99,6 +99,7 @@ usi_loader_opts usi_data_loader_opts(const usi_config *c, int train)
     o.repeats = train ? (int32_t)usi_config_int(c, "data.repeated_aug") : 1;
     o.shuffle = train;
     o.drop_last = train;
+    o.replace_bad = train; /* batches stay whole for the step's fixed shape */
     return o;
 }
 

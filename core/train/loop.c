@@ -57,19 +57,20 @@ static const char *json_num(char *buf, size_t size, const char *fmt, double v)
 static usi_loader *loader_of(usi_trainer *t, int32_t r) { return r == 0 ? t->train_loader : t->sim_loaders[r]; }
 
 /* The epoch's data line, for the job: summed over (simulated) ranks. */
-/* This epoch's samples, batches and skipped files, summed over every
- * loader of every rank. */
-static usi_error *epoch_counts(usi_trainer *t, double v[3])
+/* This epoch's samples, batches, skipped and replaced samples, summed over
+ * every loader of every rank. */
+static usi_error *epoch_counts(usi_trainer *t, double v[4])
 {
-    v[0] = v[1] = v[2] = 0;
+    v[0] = v[1] = v[2] = v[3] = 0;
     for (int32_t r = 0; r < t->sim; r++) {
         usi_epoch_stats st;
         usi_loader_epoch_stats(loader_of(t, r), &st);
         v[0] += (double)st.samples;
         v[1] += (double)st.batches;
         v[2] += (double)st.skipped;
+        v[3] += (double)st.replaced;
     }
-    return usi_dist_sum_f64(v, 3); /* one rank: as it is */
+    return usi_dist_sum_f64(v, 4); /* one rank: as it is */
 }
 
 static usi_error *data_summary(usi_trainer *t)
@@ -78,11 +79,13 @@ static usi_error *data_summary(usi_trainer *t)
         usi_loader_log_summary(t->train_loader);
         return NULL;
     }
-    double v[3];
+    double v[4];
     USI_TRY(epoch_counts(t, v));
-    usi_log(v[2] ? USI_LOG_WARN : USI_LOG_INFO, "data: epoch %lld: %.0f samples in %.0f batches of %d ranks, %.0f "
-            "skipped%s", (long long)t->epoch + 1, v[0], v[1], (int)(t->world * t->sim), v[2],
-            v[2] ? " (files named above)" : "");
+    char replaced[80] = "";
+    if (v[3]) snprintf(replaced, sizeof replaced, ", %.0f replaced by the next readable file", v[3]);
+    usi_log(v[2] || v[3] ? USI_LOG_WARN : USI_LOG_INFO, "data: epoch %lld: %.0f samples in %.0f batches of %d "
+            "ranks, %.0f skipped%s%s", (long long)t->epoch + 1, v[0], v[1], (int)(t->world * t->sim), v[2], replaced,
+            v[2] || v[3] ? " (files named above)" : "");
     return NULL;
 }
 
@@ -143,7 +146,7 @@ static int epoch_due(const usi_trainer *t, const char *key)
  * calls it (the counts are summed over ranks). */
 static usi_error *no_step_error(usi_trainer *t)
 {
-    double v[3]; /* samples, batches, skipped */
+    double v[4]; /* samples, batches, skipped, replaced */
     USI_TRY(epoch_counts(t, v));
     const char *dir = usi_config_string(t->cfg, "data.train");
     size_t found = usi_dataset_size(t->train_ds);

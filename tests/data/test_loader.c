@@ -148,9 +148,10 @@ static usi_augchain *chain(usi_registry *r, int with_ra, usi_params **ps)
     return ch;
 }
 
-static run_out run_loader(const usi_dataset *ds, const usi_augchain *ch, int workers, int prefetch)
+static run_out run_loader(const usi_dataset *ds, const usi_augchain *ch, int workers, int prefetch, int replace)
 {
     usi_loader_opts o = usi_loader_opts_default();
+    o.replace_bad = replace;
     o.batch_size = 4;
     o.img_size = IMG;
     o.workers = workers;
@@ -195,7 +196,7 @@ static void test_determinism(const usi_dataset *ds, usi_registry *reg)
 {
     usi_params *ps[3];
     usi_augchain *ch = chain(reg, 1, ps);
-    run_out one = run_loader(ds, ch, 1, 1), three = run_loader(ds, ch, 3, 2);
+    run_out one = run_loader(ds, ch, 1, 1, 0), three = run_loader(ds, ch, 3, 2, 0);
     CHECK(one.n == 2 * 2 * N_GOOD, "%zu samples delivered, want %d", one.n, 2 * 2 * N_GOOD);
     CHECK(one.n == three.n, "1 thread: %zu samples, 3 threads: %zu", one.n, three.n);
     if (one.n == three.n) {
@@ -229,6 +230,52 @@ static void test_determinism(const usi_dataset *ds, usi_registry *reg)
     for (int i = 0; i < 3; i++) usi_params_free(ps[i]);
 }
 
+static int is_bad_name(const char *path)
+{
+    const char *base = strrchr(path, '/') + 1;
+    for (int i = 0; i < N_BAD; i++)
+        if (!strcmp(base, bad_names[i])) return 1;
+    return 0;
+}
+
+/* replace_bad: a bad sample's place goes to the first readable file after it
+ * in dataset order (wrapping), with that file's label; batches stay whole,
+ * and the choice is the same for any number of threads. */
+static void test_replace_bad(const usi_dataset *ds, usi_registry *reg)
+{
+    usi_params *ps[3];
+    usi_augchain *ch = chain(reg, 1, ps);
+    run_out one = run_loader(ds, ch, 1, 1, 1), three = run_loader(ds, ch, 3, 2, 1);
+    size_t n = usi_dataset_size(ds);
+    CHECK(one.n == 2 * 2 * n, "%zu samples delivered, want every position of 2 epochs (%zu)", one.n, 2 * 2 * n);
+    CHECK(one.n == three.n && !memcmp(one.indices, three.indices, one.n * sizeof(int64_t)) &&
+          !memcmp(one.pixels, three.pixels, one.n * IMG * IMG * 3), "1 and 3 threads differ");
+    /* Expected visits: each image twice per epoch (repeats 2), and twice more
+     * for each bad file whose place it takes. */
+    int want[N_GOOD + N_BAD] = {0}, got[N_GOOD + N_BAD] = {0};
+    for (size_t i = 0; i < n; i++) {
+        size_t k = i;
+        while (is_bad_name(usi_dataset_path(ds, k))) k = (k + 1) % n;
+        want[k] += 2;
+    }
+    int wrong_label = 0;
+    for (size_t i = 0; i < one.n / 2; i++) {
+        got[one.indices[i]]++;
+        wrong_label += one.labels[i] != usi_dataset_label(ds, (size_t)one.indices[i]);
+    }
+    CHECK(wrong_label == 0, "%d samples carry another file's label", wrong_label);
+    for (size_t i = 0; i < n; i++)
+        CHECK(got[i] == want[i], "%s: seen %d times in epoch 0, want %d", usi_dataset_path(ds, i), got[i], want[i]);
+    for (int e = 0; e < 2; e++)
+        CHECK(one.stats[e].skipped == 0 && one.stats[e].replaced == 2 * N_BAD && one.stats[e].bad_files == N_BAD,
+              "epoch %d: %lld skipped, %lld replaced, %lld bad files", e, (long long)one.stats[e].skipped,
+              (long long)one.stats[e].replaced, (long long)one.stats[e].bad_files);
+    free_run(&one);
+    free_run(&three);
+    usi_augchain_free(ch);
+    for (int i = 0; i < 3; i++) usi_params_free(ps[i]);
+}
+
 /* Count lines of the captured log that name path. */
 static int count_in(const char *log, const char *needle)
 {
@@ -246,7 +293,7 @@ static void test_labels_and_log(const usi_dataset *ds, usi_registry *reg, const 
     fflush(stderr);
     int saved = dup(2), fd = open(logpath, O_CREAT | O_TRUNC | O_WRONLY, 0644);
     dup2(fd, 2);
-    run_out r = run_loader(ds, ch, 3, 1);
+    run_out r = run_loader(ds, ch, 3, 1, 0);
     fflush(stderr);
     dup2(saved, 2);
     close(fd);
@@ -550,6 +597,7 @@ int main(void)
     usi_dataset *ds;
     MUST(usi_dataset_open(root, &ds));
     test_determinism(ds, reg);
+    test_replace_bad(ds, reg);
     test_labels_and_log(ds, reg, root);
     test_float_path(ds, reg);
     test_all_bad_batches(ds, reg);

@@ -32,7 +32,8 @@
 #   reduction in backward) fails every one but the first step's (losses
 #   off by 1.3e-3 at step 2, 0.05 later; weights by 1.8e-3). One process with
 #   sync_bn is plain batch norm, bit for bit; a rank left without a batch
-#   (a bad file) still takes part in every sum, so the others go on;
+#   (bad files with no readable file to take their place) still takes part
+#   in every sum, so the others go on;
 #   sync_bn with simulated ranks is refused with the reason;
 # - a rank that fails stops the job naming itself; ranks that disagree on the
 #   run are refused.
@@ -145,16 +146,17 @@ else fail "one process with sync_bn differs from plain batch norm: ${out:-$(tail
 out=$("$usi" train "$T/sbn.cfg" --set output_dir="$T/sbs" --set dist.sync_bn=true --set dist.simulate_ranks=2 2>&1)
 [ $? -eq 1 ] && grep -q "dist.sync_bn with dist.simulate_ranks = 2: .*data.batch_size = 16" <<<"$out" && ok \
     || fail "sync_bn with simulated ranks: $out"
-# A bad file: the batch holding it is left out on its rank alone (no
-# repeated augmentation, so no copy of it lands on the other rank), whose
-# batch norms must not wait for that rank in vain.
+# Bad files: a training sample whose file fails takes the next readable file
+# in dataset order (up to 50 files on); the first 60 files bad leaves the
+# first 10 without one, and a batch holding such a sample is left out on its
+# rank alone (no repeated augmentation, so each position once per epoch),
+# whose batch norms must not wait for that rank in vain.
 cp -r "$T/data" "$T/bad"
-bad=$(find "$T/bad/train" -type f | sort | head -1)
-echo "not an image" >"$bad"
+find "$T/bad/train" -type f | LC_ALL=C sort | head -60 | while read -r f; do echo "not an image" >"$f"; done
 if out=$(timeout 120 "$mpirun" --oversubscribe --bind-to none -np 2 "$usi" train "$T/sbn.cfg" \
              --set output_dir="$T/sbb" --set data.train="$T/bad/train" --set data.repeated_aug=1 \
              --set schedule.epochs=1 --set dist.sync_bn=true 2>&1) &&
-   grep -q "batch left out" <<<"$out" && grep -q "1 skipped" <<<"$out"; then ok
+   grep -q "batch left out" <<<"$out" && grep -q "10 skipped, 50 replaced by the next readable file" <<<"$out"; then ok
 else fail "sync_bn with a batch left out on one rank: $(tail -5 <<<"$out")"; fi
 
 # --- SIGKILL of rank 1 in epoch 2 ---
