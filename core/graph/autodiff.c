@@ -75,12 +75,6 @@ usi_error *usi_graph_derive_backward(usi_graph *g)
     for (int32_t i = 0; i < n; i++) {
         usi_tensor *t = g->nodes[i];
         t->has_grad = reach[i] && t->requires_grad && t->dtype == USI_DTYPE_F32;
-        if (t->op == USI_OP_CUSTOM && t->has_grad && !t->custom->backward_cpu) {
-            free(reach);
-            return usi_error_new(USI_ERR_UNSUPPORTED,
-                                 "autodiff: custom op '%s' has no backward",
-                                 t->name);
-        }
     }
     free(reach);
     for (int32_t j = 0; j < n; j++) {

@@ -381,6 +381,7 @@ static usi_tensor *rec_custom(usi_graph *g, const usi_custom_op *op,
     if (usi_node_set_shape(t, out.ndim, out.shape)) return NULL;
     t->custom = op;
     t->custom_attrs = attrs;
+    if (!usi_node_passes_grad(t)) t->requires_grad = 0;
     return t;
 }
 

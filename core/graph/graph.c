@@ -178,9 +178,18 @@ int usi_node_set_shape(usi_tensor *t, int32_t ndim, const int64_t *shape)
                        t->name, ndim, USI_MAX_DIMS);
         return -1;
     }
+    /* Shapes come from the engine's own rules and from plugins' infer_shape:
+     * a dimension below 1, or a size past what memory could ever hold, is a
+     * bug to name here rather than an arena of exabytes later. */
     t->ndim = ndim;
     t->numel = 1;
     for (int32_t i = 0; i < ndim; i++) {
+        if (shape[i] < 1 || shape[i] > ((int64_t)1 << 48) / t->numel) {
+            usi_graph_fail(t->graph, "node '%s': dimension %d of its output is %lld%s; every dimension must be at "
+                           "least 1 and the whole under 2^48 elements", t->name, (int)i, (long long)shape[i],
+                           shape[i] < 1 ? "" : " (too large)");
+            return -1;
+        }
         t->shape[i] = shape[i];
         t->numel *= shape[i];
     }
@@ -372,6 +381,13 @@ int32_t usi_graph_set_frozen(usi_graph *g, const char *prefix, int32_t frozen)
     return n;
 }
 
+/* A custom op without backward_cpu passes no gradient to its inputs (the
+ * manual's promise): it stops gradients like a constant. */
+int usi_node_passes_grad(const usi_tensor *t)
+{
+    return !(t->op == USI_OP_CUSTOM && t->custom && !t->custom->backward_cpu);
+}
+
 /* Frozen params may have been recorded before nodes that read them;
  * refresh requires_grad in topological order. */
 static void refresh_requires_grad(usi_graph *g)
@@ -380,6 +396,7 @@ static void refresh_requires_grad(usi_graph *g)
         usi_tensor *t = g->nodes[i];
         if (t->n_src == 0) continue;
         t->requires_grad = 0;
+        if (!usi_node_passes_grad(t)) continue;
         for (int32_t k = 0; k < t->n_src; k++)
             if (t->src[k] && t->src[k]->requires_grad) t->requires_grad = 1;
     }

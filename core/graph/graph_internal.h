@@ -71,6 +71,8 @@ usi_tensor *usi_node_new(usi_graph *g, int32_t op, const char *opname,
                          int32_t n_src, usi_tensor *const *src);
 /* Set shape; fails the graph for ndim outside 0..USI_MAX_DIMS. */
 int usi_node_set_shape(usi_tensor *t, int32_t ndim, const int64_t *shape);
+/* 0 for a custom op without backward_cpu: it stops gradients. */
+int usi_node_passes_grad(const usi_tensor *t);
 
 /* "[2,3,7,5]" into buf. */
 const char *usi_shape_str(const usi_tensor *t, char *buf, size_t cap);

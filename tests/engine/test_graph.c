@@ -452,6 +452,61 @@ static void test_custom_op(void)
     usi_graph_free(g);
 }
 
+static usi_error *neg_shape(const void *a, int32_t n, const usi_tensor_view *in, usi_tensor_view *out)
+{
+    (void)a;
+    (void)n;
+    out->ndim = 2;
+    out->shape[0] = -in[0].shape[0];
+    out->shape[1] = in[0].shape[1];
+    return NULL;
+}
+
+/* A custom op without backward_cpu passes no gradient (x's gradient is the
+ * built-in square's 2x alone, not 4x), and an infer_shape that gives a
+ * dimension below 1 fails the graph naming it. */
+static void test_custom_op_edges(void)
+{
+    static const usi_custom_op fwd_only = {.struct_size = sizeof fwd_only, .name = "square_no_grad",
+                                           .infer_shape = sq_shape, .forward_cpu = sq_fwd};
+    static const usi_custom_op neg = {.struct_size = sizeof neg, .name = "negative", .infer_shape = neg_shape,
+                                      .forward_cpu = sq_fwd, .backward_cpu = sq_bwd};
+    usi_graph *g = usi_graph_new(test_device(), 1, 1);
+    int64_t s[2] = {2, 3};
+    usi_tensor *x = usi_graph_input(g, "x", USI_DTYPE_F32, 2, s);
+    usi_graph_set_requires_grad(x, 1);
+    int32_t axes[2] = {0, 1};
+    usi_tensor *a = api->reduce(g, USI_REDUCE_SUM, api->binary(g, USI_BIN_MUL, x, x), 2, axes, 0);
+    usi_tensor *b = api->reduce(g, USI_REDUCE_SUM, api->custom(g, &fwd_only, 1, &x, NULL), 2, axes, 0);
+    usi_tensor *l = api->binary(g, USI_BIN_ADD, a, b);
+    usi_error *e = usi_graph_set_loss(g, l);
+    if (!e) e = usi_graph_compile(g);
+    float xd[6];
+    for (int i = 0; i < 6; i++) xd[i] = (float)i - 2.5f;
+    if (!e) e = usi_graph_write(x, xd);
+    if (!e) e = usi_graph_forward(g);
+    if (!e) e = usi_graph_backward(g);
+    CHECK(!e, "custom op without backward: %s", usi_error_message(e));
+    if (!e) {
+        CHECK(fabsf(*(float *)test_value(l) - 35.0f) < 1e-4f, "both sums of squares");
+        const float *gx = test_grad(x);
+        for (int i = 0; i < 6; i++)
+            CHECK(gx && fabsf(gx[i] - 2 * xd[i]) < 1e-5f, "gradient %d: %g, want %g (none through the op)", i,
+                  gx ? gx[i] : 0.0, 2 * xd[i]);
+    }
+    usi_error_free(e);
+    usi_graph_free(g);
+
+    g = usi_graph_new(test_device(), 0, 1);
+    x = usi_graph_input(g, "x", USI_DTYPE_F32, 2, s);
+    CHECK(api->custom(g, &neg, 1, &x, NULL) == NULL, "a negative dimension was recorded");
+    e = usi_graph_error(g);
+    CHECK(e && strstr(usi_error_message(e), "dimension 0 of its output is -2"), "negative dimension: %s",
+          e ? usi_error_message(e) : "no error");
+    usi_error_free(e);
+    usi_graph_free(g);
+}
+
 static long rss_pages(void)
 {
     long size = 0, rss = 0;
@@ -912,6 +967,7 @@ int main(void)
     test_batch_norm_state();
     test_network_gradients();
     test_custom_op();
+    test_custom_op_edges();
     test_no_growth();
     test_threads_agree();
     test_resnet50_plan();
