@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "cli/predict.h"
+#include "cli/weights_meta.h"
 #include "data/augchain.h"
 #include "data/decode.h"
 #include "data/imagefolder.h"
@@ -35,36 +36,14 @@ static const char *usage =
     "  --ema             a training checkpoint's EMA weights instead of the raw ones\n"
     "  --logits FILE     also write the logits [images, classes] as a safetensors tensor 'logits'\n";
 
-/* The file's metadata as settings of a default config: what usi stored when
- * it wrote the file. */
-static usi_error *config_from_file(usi_config *c, const usi_st_file *f, const usi_predict_args *a)
-{
-    char set[2048], origin[2200];
-    const char *keys[][2] = {{"mean", "data.mean"}, {"std", "data.std"}, {"crop_pct", "data.crop_pct"},
-                             {"interpolation", "data.interpolation"}};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        const char *v = usi_st_metadata(f, keys[i][0]);
-        if (!v) continue;
-        snprintf(set, sizeof set, "%s=%s", keys[i][1], v);
-        snprintf(origin, sizeof origin, "%s: its metadata %s = %.64s", a->weights, keys[i][0], v);
-        USI_TRY(usi_config_set_from(c, set, origin));
-    }
-    const char *name = a->backbone ? a->backbone : usi_st_metadata(f, "backbone");
-    if (!name)
-        return usi_error_new(USI_ERR_INVALID, "%s names no backbone; give --backbone NAME (`usi plugins` lists them)",
-                             a->weights);
-    snprintf(set, sizeof set, "backbone.name=\"%s\"", name);
-    if (a->backbone) snprintf(origin, sizeof origin, "--backbone %s", name);
-    else snprintf(origin, sizeof origin, "%s: its metadata backbone = %.64s", a->weights, name);
-    return usi_config_set_from(c, set, origin);
-}
-
-/* The input side: --img-size, else CONFIG's, else the file's img_size option. */
+/* The input side: --img-size, else data.img_size where set (CONFIG, --set, or
+ * the side the file was trained at), else the backbone's img_size option. */
 static int64_t input_side(const usi_config *c, const usi_params *p, const usi_predict_args *a)
 {
     if (a->img_size > 0) return a->img_size;
     int64_t side = usi_config_int(c, "data.img_size");
-    if (!a->config && usi_params_has(p, "img_size")) usi_error_free(usi_params_get_int(p, "img_size", &side));
+    if (!usi_config_is_set(c, "data.img_size") && usi_params_has(p, "img_size"))
+        usi_error_free(usi_params_get_int(p, "img_size", &side));
     return side;
 }
 
@@ -161,7 +140,10 @@ int usi_cmd_predict(int argc, char **argv)
     usi_predict_run run = {0};
     usi_error *e = a.logits ? check_out_path(a.logits) : NULL;
     if (!e) e = usi_st_read(a.weights, &f);
-    if (!e && !a.config) e = config_from_file(c, f, &a);
+    if (!e) e = usi_cli_config_from_weights(c, f, a.weights, a.backbone);
+    if (!e && !usi_config_is_set(c, "backbone.name"))
+        e = usi_error_new(USI_ERR_INVALID, "%s names no backbone; give --backbone NAME or a CONFIG that sets "
+                          "backbone.name (`usi plugins` lists them)", a.weights);
     if (!e) e = usi_config_resolve(c, r);
     if (!e) e = backbone_params(c, f, &a, &run.params);
     if (!e) {

@@ -259,6 +259,24 @@ static usi_error *plan_memory(const usi_component *bb, void *inst, summary *s)
     return NULL;
 }
 
+/* A backbone returns [batch, num_classes] logits; training refuses any
+ * other output, and so does the summary rather than print figures of it. */
+static usi_error *check_output(const usi_params *p, const summary *s)
+{
+    int64_t classes = 0;
+    if (usi_params_has(p, "num_classes")) USI_TRY(usi_params_get_int(p, "num_classes", &classes));
+    if (s->out_ndim == 2 && s->out_shape[0] == 1 && (!classes || s->out_shape[1] == classes)) return NULL;
+    char shape[160] = "[";
+    for (int32_t d = 0; d < s->out_ndim && d < USI_MAX_DIMS; d++)
+        snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", d ? ", " : "",
+                 (long long)s->out_shape[d]);
+    strcat(shape, "]");
+    char want[48] = "[1, classes]";
+    if (classes) snprintf(want, sizeof want, "[1, %lld]", (long long)classes);
+    return usi_error_new(USI_ERR_INVALID, "its output is %s for a batch of 1, not %s: a backbone's build must "
+                         "return [batch, num_classes] logits", shape, want);
+}
+
 static usi_error *summarize(const usi_registry *r, const summary_args *a, summary *s)
 {
     const usi_loaded *l = NULL;
@@ -286,6 +304,7 @@ static usi_error *summarize(const usi_registry *r, const summary_args *a, summar
     s->mixed = !e && a->mixed && usi_device_name_has_bf16(usi_device_name(s->dev));
     if (!e) e = usi_device_set_mixed(s->dev, s->mixed);
     if (!e) e = record(bb, inst, s);
+    if (!e) e = check_output(p, s);
     if (!e) e = plan_memory(bb, inst, s);
     if (inst) bb->destroy(inst);
     usi_params_free(p);

@@ -1,9 +1,12 @@
 /* usi train / usi eval. */
+#include <cJSON.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/weights_meta.h"
 #include "dist/dist.h"
 #include "plugin/host.h"
 #include "train/setup.h"
@@ -26,8 +29,19 @@ static const char *eval_usage =
     "Top-1 / top-5 of a checkpoint or weights file on data.val with the eval transform.\n"
     "--ema evaluates the EMA weights of a training checkpoint.\n";
 
-/* Load, discover, resolve; on failure print and return NULL. */
-static usi_config *prepare(const usi_cli_opts *o, usi_registry **r, const char *usage)
+/* What a weights file stores of its training fills what c leaves unset. */
+static usi_error *from_weights(usi_config *c, const char *path)
+{
+    usi_st_file *f;
+    USI_TRY(usi_st_read_metadata(path, &f));
+    usi_error *e = usi_cli_config_from_weights(c, f, path, NULL);
+    usi_st_free(f);
+    return e;
+}
+
+/* Load, discover, (eval: take the weights file's settings,) resolve; on
+ * failure print and return NULL. */
+static usi_config *prepare(const usi_cli_opts *o, usi_registry **r, const char *usage, const char *weights)
 {
     if (!o->config_path) {
         fputs(usage, stderr);
@@ -35,7 +49,8 @@ static usi_config *prepare(const usi_cli_opts *o, usi_registry **r, const char *
     }
     usi_config *c = usi_cli_load_config(o, r);
     if (!c) return NULL;
-    usi_error *e = usi_config_resolve(c, *r);
+    usi_error *e = weights ? from_weights(c, weights) : NULL;
+    if (!e) e = usi_config_resolve(c, *r);
     /* The checkpoint's config then records the sizes and classes that ran. */
     if (!e) e = usi_setup_fill_config(c);
     if (e) {
@@ -90,7 +105,7 @@ int usi_cmd_train(int argc, char **argv)
     int rc = usi_cli_parse(argc, argv, "cpsr", &o);
     if (rc) return rc;
     usi_registry *r = NULL;
-    usi_config *c = prepare(&o, &r, train_usage);
+    usi_config *c = prepare(&o, &r, train_usage, NULL);
     if (!c) {
         rc = o.config_path ? USI_EXIT_ERROR : USI_EXIT_USAGE;
         usi_cli_opts_free(&o);
@@ -127,6 +142,18 @@ int usi_cmd_train(int argc, char **argv)
     return rc;
 }
 
+/* One JSON object; the path escaped as JSON needs (quotes, backslashes,
+ * control characters). */
+static void print_json(const char *checkpoint, int ema, const usi_eval_result *res)
+{
+    cJSON *path = cJSON_CreateString(checkpoint);
+    char *quoted = path ? cJSON_PrintUnformatted(path) : NULL;
+    printf("{\"checkpoint\": %s, \"weights\": \"%s\", \"top1\": %.4f, \"top5\": %.4f, \"samples\": %lld}\n",
+           quoted ? quoted : "null", ema ? "ema" : "raw", res->top1, res->top5, (long long)res->samples);
+    free(quoted);
+    cJSON_Delete(path);
+}
+
 int usi_cmd_eval(int argc, char **argv)
 {
     if (usi_cli_wants_help(argc, argv, eval_usage)) return USI_EXIT_OK;
@@ -140,7 +167,7 @@ int usi_cmd_eval(int argc, char **argv)
         return USI_EXIT_USAGE;
     }
     usi_registry *r = NULL;
-    usi_config *c = prepare(&o, &r, eval_usage);
+    usi_config *c = prepare(&o, &r, eval_usage, o.checkpoint);
     if (!c) {
         usi_cli_opts_free(&o);
         return USI_EXIT_ERROR;
@@ -149,8 +176,7 @@ int usi_cmd_eval(int argc, char **argv)
     usi_error *e = usi_evaluate_file(c, r, o.checkpoint, o.ema ? "ema/" : "", &res);
     if (e) rc = usi_cli_fail(e);
     else if (o.json)
-        printf("{\"checkpoint\": \"%s\", \"weights\": \"%s\", \"top1\": %.4f, \"top5\": %.4f, \"samples\": %lld}\n",
-               o.checkpoint, o.ema ? "ema" : "raw", res.top1, res.top5, (long long)res.samples);
+        print_json(o.checkpoint, o.ema, &res);
     else
         printf("%s (%s weights): top-1 %.2f%%  top-5 %.2f%%  on %lld images\n", o.checkpoint, o.ema ? "EMA" : "raw",
                res.top1, res.top5, (long long)res.samples);

@@ -835,6 +835,17 @@ GETTER(usi_config_int, int64_t, usi_params_get_int, 0)
 GETTER(usi_config_float, double, usi_params_get_float, 0.0)
 GETTER(usi_config_string, const char *, usi_params_get_string, "")
 
+const char *usi_config_backbone_name(const usi_config *c) { return c->backbone.name ? c->backbone.name : ""; }
+
+int usi_config_is_set(const usi_config *c, const char *key)
+{
+    if (!strcmp(key, "backbone.name")) return c->backbone.name && *c->backbone.name;
+    if (!strcmp(key, "teacher.name")) return c->teacher.name && *c->teacher.name;
+    const char *leaf;
+    const usi_params *p = lookup_key(c, key, &leaf);
+    return p && usi_params_is_set(p, leaf);
+}
+
 int usi_config_bool(const usi_config *c, const char *key)
 {
     const char *leaf;

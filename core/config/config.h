@@ -51,6 +51,12 @@ const char *usi_config_string(const usi_config *c, const char *key);
 size_t usi_config_float_list(const usi_config *c, const char *key, double *out,
                              size_t cap);
 
+/* 1 when a file or --set gave key a value (not the recipe's default);
+ * "backbone.name" / "teacher.name": the component is named. */
+int usi_config_is_set(const usi_config *c, const char *key);
+/* The backbone's name as set ("" when none), before resolve too. */
+const char *usi_config_backbone_name(const usi_config *c);
+
 /* Selected components (valid after resolve). The teacher is NULL when the
  * config names none. */
 typedef struct usi_selected {
@@ -77,5 +83,8 @@ void usi_config_write(const usi_config *c, usi_strbuf *out);
  * memory). */
 int32_t usi_config_text_diff(const char *was, const char *now, const char *const *ignore, usi_strbuf *out,
                              int32_t most);
+/* One setting of such a text ("img_size" in a weights file's
+ * backbone_options), as written; NULL when absent. Free it. */
+char *usi_config_text_value(const char *text, const char *key);
 
 #endif

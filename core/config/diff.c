@@ -134,3 +134,15 @@ int32_t usi_config_text_diff(const char *was, const char *now, const char *const
     settings_free(&b);
     return n;
 }
+
+char *usi_config_text_value(const char *text, const char *key)
+{
+    settings s = {0};
+    char *out = NULL;
+    if (!parse(text ? text : "", &s)) {
+        const setting *v = find(&s, key);
+        if (v) out = strdup(v->value);
+    }
+    settings_free(&s);
+    return out;
+}

@@ -192,6 +192,37 @@ usi_error *usi_st_parse(const uint8_t *buf, size_t len, const char *label, usi_s
     return NULL;
 }
 
+usi_error *usi_st_read_metadata(const char *path, usi_st_file **out)
+{
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return usi_error_new(USI_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+    uint8_t len8[8];
+    uint64_t hlen = 0;
+    usi_error *e = NULL;
+    if (fread(len8, 1, 8, fp) != 8) e = usi_error_new(USI_ERR_INVALID, "%s is too short for a safetensors file", path);
+    for (int i = 7; !e && i >= 0; i--) hlen = (hlen << 8) | len8[i];
+    if (!e && hlen > USI_ST_MAX_HEADER)
+        e = usi_error_new(USI_ERR_INVALID, "%s: header of %llu bytes is larger than %u; is it safetensors?", path,
+                          (unsigned long long)hlen, USI_ST_MAX_HEADER);
+    char *text = e ? NULL : malloc((size_t)hlen + 1);
+    if (!e && !text) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
+    if (!e && fread(text, 1, (size_t)hlen, fp) != hlen)
+        e = usi_error_new(USI_ERR_INVALID, "%s: the header runs past the end of the file", path);
+    fclose(fp);
+    cJSON *root = e ? NULL : cJSON_ParseWithLength(text, (size_t)hlen);
+    free(text);
+    if (!e && !cJSON_IsObject(root)) e = usi_error_new(USI_ERR_INVALID, "%s: the header is not a JSON object", path);
+    usi_st_file *f = e ? NULL : calloc(1, sizeof *f);
+    if (!e && !f) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
+    const cJSON *meta = e ? NULL : cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+    if (cJSON_IsObject(meta)) f->metadata = cJSON_Duplicate(meta, 1);
+    cJSON_Delete(root);
+    if (e) return e;
+    *out = f;
+    return NULL;
+}
+
 usi_error *usi_st_read(const char *path, usi_st_file **out)
 {
     *out = NULL;

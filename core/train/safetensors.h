@@ -31,6 +31,8 @@ usi_error *usi_st_parse(const uint8_t *buf, size_t len, const char *label,
                         usi_st_file **out);
 /* Read and parse a file. */
 usi_error *usi_st_read(const char *path, usi_st_file **out);
+/* Only the header's __metadata__ (no tensors): cheap for a large file. */
+usi_error *usi_st_read_metadata(const char *path, usi_st_file **out);
 void usi_st_free(usi_st_file *f);
 
 size_t usi_st_count(const usi_st_file *f);

@@ -10,6 +10,7 @@
 #include "dist/dist.h"
 #include "graph/graph.h"
 #include "plugin/params.h"
+#include "train/safetensors.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -76,6 +77,41 @@ usi_error *usi_setup_backbone_params(const usi_config *c, int32_t classes, usi_p
     return NULL;
 }
 
+/* A teacher that reads a weights file (the `model` teacher) takes what the
+ * file stores of its training for the options its config leaves unset:
+ * the backbone, mean, std and interpolation. It then sees its input as it
+ * was trained, rather than silently mis-normalised; set options win. A file
+ * that can't be read is the teacher's to report when it opens it. */
+static usi_error *teacher_from_weights(usi_params *p)
+{
+    usi_st_file *f = NULL;
+    const char *path = NULL;
+    if (!usi_params_is_set(p, "weights")) return NULL;
+    usi_error *e = usi_params_get_string(p, "weights", &path);
+    if (!e && *path) e = usi_st_read_metadata(path, &f);
+    else if (!e) return NULL;
+    if (e) {
+        usi_error_free(e);
+        return NULL;
+    }
+    static const char *const keys[] = {"backbone", "mean", "std", "interpolation"};
+    usi_strbuf taken = {0};
+    for (size_t i = 0; !e && i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = usi_st_metadata(f, keys[i]);
+        if (!v || !usi_params_has(p, keys[i]) || usi_params_is_set(p, keys[i])) continue;
+        int quote = i == 0 || i == 3; /* strings */
+        char set[2048], origin[2300];
+        snprintf(set, sizeof set, "%s=%s%.1800s%s", keys[i], quote ? "\"" : "", v, quote ? "\"" : "");
+        snprintf(origin, sizeof origin, "teacher.weights %s: its metadata %s = %.64s", path, keys[i], v);
+        e = usi_params_assign(p, set, origin);
+        usi_strbuf_addf(&taken, "%s%s", taken.len ? ", " : "", keys[i]);
+    }
+    if (!e && taken.len) usi_log(USI_LOG_INFO, "teacher: %s from %s", taken.data, path);
+    usi_strbuf_free(&taken);
+    usi_st_free(f);
+    return e;
+}
+
 usi_error *usi_setup_fill_config(usi_config *c)
 {
     USI_TRY(usi_data_fill_config(c));
@@ -94,6 +130,7 @@ usi_error *usi_setup_fill_config(usi_config *c)
         if (!sel[i] || !sel[i]->params) continue;
         if (classes) e = fill_int(sel[i]->params, "num_classes", classes, 1);
         if (!e) e = fill_int(sel[i]->params, "img_size", img, 0);
+        if (!e && i == 1) e = teacher_from_weights(sel[i]->params);
         if (e) return usi_error_prefix(e, "%s: ", i ? "teacher" : "backbone");
     }
     return NULL;

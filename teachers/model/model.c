@@ -13,13 +13,13 @@ static const usi_host_api *host;
 #define P_LIST(n, d, lo, hi, doc) {sizeof(usi_param_desc), n, USI_PARAM_FLOAT_LIST, 0, doc, 0, 0, d, lo, hi, NULL}
 
 static const usi_param_desc params[] = {
-    P_STR("backbone", "resnet50", NULL, "backbone component the teacher is built from"),
+    P_STR("backbone", "resnet50", NULL, "backbone component the teacher is built from (unset: the one the weights file names)"),
     P_STR("weights", "", NULL, "safetensors file with the backbone's weights (timm names)"),
     P_INT("num_classes", 1000, 1, 1e6, "classes the weights predict (must equal the data's)"),
     P_INT("img_size", 224, 8, 4096, "input side the teacher sees; the batch is resized to it"),
-    P_LIST("mean", "0.485, 0.456, 0.406", -10, 10, "per-channel mean the teacher was trained with"),
-    P_LIST("std", "0.229, 0.224, 0.225", 1e-6, 100, "per-channel std the teacher was trained with"),
-    P_STR("interpolation", "bilinear", "bilinear|bicubic|nearest", "how the batch is resized to img_size"),
+    P_LIST("mean", "0.485, 0.456, 0.406", -10, 10, "per-channel mean the teacher was trained with (unset: the weights file's)"),
+    P_LIST("std", "0.229, 0.224, 0.225", 1e-6, 100, "per-channel std the teacher was trained with (unset: the weights file's)"),
+    P_STR("interpolation", "bilinear", "bilinear|bicubic|nearest", "how the batch is resized to img_size (unset: the weights file's)"),
     P_STR("backbone_options", "", NULL, "more options for the backbone, libconfig text: \"stem = \\\"small\\\";\""),
 };
 

@@ -55,6 +55,12 @@ print("%.2f %d %d" % (100.0 * right / len(rows), len(rows), min(len(r["top"]) fo
 [ "$acc" = "$best $(wc -w <<<"$imgs") 3" ] && ok || fail "predict: top-1, images, top-k '$acc', want '$best $(wc -w <<<"$imgs") 3'"
 h=$(header "$T/logits.safetensors")
 grep -q '"logits":{"dtype":"F32","shape":\[60,10\]' <<<"$h" && ok || fail "predict --logits: $h"
+# A CONFIG that sets neither the backbone nor the transform: they come from
+# the file as without one, so the logits are the same bytes.
+echo "threads = 1;" >"$T/bare.cfg"
+"$usi" predict "$T/bare.cfg" --weights "$T/small/best.safetensors" --logits "$T/logits2.safetensors" $imgs \
+    >/dev/null 2>"$T/predict2.err" && cmp -s "$T/logits.safetensors" "$T/logits2.safetensors" && ok \
+    || fail "predict with a bare CONFIG differs from predict without one: $(tail -2 "$T/predict2.err")"
 out=$("$usi" predict --weights "$T/small/best.safetensors" "$T/none.png" 2>&1)
 [ $? -eq 1 ] && grep -q "$T/none.png" <<<"$out" && ok || fail "predict of a missing image: $out"
 printf 'not an image' >"$T/bad.png"

@@ -26,6 +26,14 @@ grep -qF 'output       [1, 10]' <<<"$out" || fail "resnet18 with 10 classes: $ou
 
 "$usi" summary resnet50 --img-size x >/dev/null 2>&1
 [ $? -eq 2 ] || fail "a bad --img-size is not a usage error"
+# A backbone whose output is not [batch, num_classes] logits (the test
+# fixture returns its input) is refused, as training refuses it.
+T=$(mktemp -d /tmp/usi-summary-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+chmod 755 "$T" && cp "$build/tests/abi/fixture_v1_0.so" "$T/" && chmod 644 "$T/fixture_v1_0.so"
+out=$("$usi" summary fixture_net --plugin-dir "$T" 2>&1)
+[ $? -eq 1 ] && grep -q "backbone 'fixture_net': its output is \[1, 3, 224, 224\] for a batch of 1, not \[1, 1000\]" \
+    <<<"$out" || fail "a backbone with a wrong output shape: $out"
 out=$("$usi" summary no_such_net 2>&1)
 [ $? -eq 1 ] && grep -q "no backbone named 'no_such_net'" <<<"$out" || fail "unknown backbone: $out"
 "$usi" summary --help | grep -q '^usage: usi summary BACKBONE' || fail "usi summary --help"

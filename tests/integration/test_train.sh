@@ -161,6 +161,13 @@ CFG
 out=$("$usi" eval "$T/evalonly.cfg" --checkpoint "$T/a/best.safetensors" --json 2>&1)
 got2=$(grep -o '"top1": [0-9.]*' <<<"$out" | awk '{printf "%.2f", $2}')
 [ -n "$got2" ] && [ "$got2" = "$got" ] && ok || fail "eval without data.train: '$got2', with it '$got': $out"
+# with data.val alone: the backbone, the side and the transform the file stores
+echo "data = { val = \"$T/data/val\"; };" >"$T/valonly.cfg"
+out=$("$usi" eval "$T/valonly.cfg" --checkpoint "$T/a/best.safetensors" --json 2>&1)
+got3=$(grep -o '"top1": [0-9.]*' <<<"$out" | awk '{printf "%.2f", $2}')
+[ -n "$got3" ] && [ "$got3" = "$got" ] && \
+    grep -q "settings from the file: data.mean, data.std, data.crop_pct, data.interpolation, backbone.name, data.img_size" \
+         <<<"$out" && ok || fail "eval with data.val alone: '$got3', with the training config '$got': $out"
 mkdir -p "$T/renamed" && cp -r "$T/data/val/." "$T/renamed/"
 first=$(find "$T/renamed" -mindepth 1 -maxdepth 1 -type d | sort | head -1)
 mv "$first" "$T/renamed/zz_other"
@@ -202,11 +209,14 @@ out=$("$usi" eval "$T/run.cfg" --checkpoint "$T/run.cfg" 2>&1)
 [ $? -eq 1 ] && grep -q "run.cfg" <<<"$out" && ok || fail "eval of a non-safetensors file: $out"
 
 # --- KD from the trained run: the teacher is checked before training ---
+# The teacher's backbone, mean and std are not set: they come from the file
+# (ImageNet's mean and std, the option defaults, would give another top-1).
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/kd" --set schedule.epochs=1 --set teacher.name=model \
-      --set teacher.backbone=mobilenetv3_small_100 --set teacher.weights="$T/a/best.safetensors" \
-      --set teacher.mean='[0.286, 0.286, 0.286]' --set teacher.std='[0.353, 0.353, 0.353]' 2>&1)
+      --set teacher.weights="$T/a/best.safetensors" 2>&1)
 teacher=$(grep -o "teacher 'model': top-1 [0-9.]*" <<<"$out" | awk '{print $4}')
 [ $? -eq 0 ] && [ "$teacher" = "$best" ] && ok || fail "KD run: teacher top-1 '$teacher' vs $best: $(tail -3 <<<"$out")"
+grep -q "teacher: backbone, mean, std, interpolation from $T/a/best.safetensors" <<<"$out" && ok \
+    || fail "the teacher's settings from its file are not named: $(grep teacher <<<"$out")"
 
 # --- outputs that are not numbers, runs that train nothing, and refusals of
 # usi eval / usi predict / usi preview: on a smaller folder (8 + 4 per class) ---
