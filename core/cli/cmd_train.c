@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/weights_meta.h"
@@ -80,7 +81,16 @@ static void add_quoted(usi_strbuf *b, const char *s)
 static void say_continue(const usi_cli_opts *o, const usi_config *c)
 {
     usi_strbuf cmd = {0};
-    usi_strbuf_addf(&cmd, "usi train");
+    /* This very program (a build tree's usi is not on PATH), under mpirun
+     * with as many processes when it ran so: other counts change the run. */
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = 0;
+    int32_t world = usi_dist_world();
+    if (world > 1) usi_strbuf_addf(&cmd, "mpirun -np %d", (int)world);
+    if (n > 0) add_quoted(&cmd, self);
+    else usi_strbuf_addf(&cmd, " usi");
+    usi_strbuf_addf(&cmd, " train");
     add_quoted(&cmd, o->config_path);
     for (size_t i = 0; i < o->n_plugin_dirs; i++) {
         usi_strbuf_addf(&cmd, " --plugin-dir");
@@ -94,7 +104,8 @@ static void say_continue(const usi_cli_opts *o, const usi_config *c)
     snprintf(last, sizeof last, "%s/last.safetensors", usi_config_string(c, "output_dir"));
     usi_strbuf_addf(&cmd, " --resume");
     add_quoted(&cmd, last);
-    usi_say(USI_LOG_ERROR, "usi: stopped; continue with: %s", cmd.data ? cmd.data : "usi train ... --resume ...");
+    usi_say(USI_LOG_ERROR, "usi: stopped; continue with: %s%s", cmd.data ? cmd.data + (cmd.data[0] == ' ') : "usi train ... --resume ...",
+            world > 1 ? " (and this run's other mpirun options)" : "");
     usi_strbuf_free(&cmd);
 }
 

@@ -111,6 +111,12 @@ static usi_error *add_meta(usi_trainer *t, usi_st_writer *w, int64_t epoch, int6
     if (!e) e = usi_st_writer_meta(w, "step", text);
     snprintf(text, sizeof text, "%.17g", t->best_top1);
     if (!e) e = usi_st_writer_meta(w, "best_top1", text);
+    /* The ranks (processes x simulated) and the global batch: a resume on
+     * another count must keep the global batch, which fixes the steps. */
+    snprintf(text, sizeof text, "%d", (int)(t->world * t->sim));
+    if (!e) e = usi_st_writer_meta(w, "ranks", text);
+    snprintf(text, sizeof text, "%lld", (long long)t->batch * t->world * t->sim);
+    if (!e) e = usi_st_writer_meta(w, "global_batch", text);
     return e;
 }
 
@@ -199,11 +205,43 @@ static usi_error *check_format(usi_trainer *t, const usi_st_file *f, const char 
     return NULL;
 }
 
-/* A resumed run with other settings than its checkpoint's (another data
- * folder, more epochs, another output folder) says which. */
-static void say_changed(usi_trainer *t, const usi_st_file *f, const char *path)
+/* A checkpoint goes on under another number of ranks (processes of mpirun,
+ * or dist.simulate_ranks) only with the same global batch: it fixes the
+ * learning rate, the steps of an epoch and the place in it. *same_steps:
+ * the ranks or per-rank batch changed but not the global batch. */
+static usi_error *check_ranks(const usi_trainer *t, const usi_st_file *f, const char *path, int *same_steps)
 {
-    static const char *const same[] = {"checkpoint.resume", NULL};
+    *same_steps = 0;
+    int64_t ranks = meta_int(f, "ranks"), global = meta_int(f, "global_batch");
+    int64_t now_ranks = (int64_t)t->world * t->sim, now_global = (int64_t)t->batch * now_ranks;
+    if (ranks < 1 || global < 1) return NULL; /* written before these were stored */
+    if (global != now_global)
+        return usi_error_new(USI_ERR_INVALID, "%s was trained with a global batch of %lld (%lld rank%s x %lld "
+                             "images); this run has %lld x %d = %lld: that changes the learning rate and the steps "
+                             "of an epoch. Resume with %lld processes (mpirun -np, or dist.simulate_ranks) of "
+                             "data.batch_size = %lld, or any count whose data.batch_size makes %lld", path,
+                             (long long)global, (long long)ranks, ranks == 1 ? "" : "s", (long long)(global / ranks),
+                             (long long)now_ranks, (int)t->batch, (long long)now_global, (long long)ranks,
+                             (long long)(global / ranks), (long long)global);
+    if (ranks != now_ranks) {
+        *same_steps = 1;
+        usi_log(USI_LOG_INFO, "resuming a run of %lld rank%s x %lld images on %lld x %d: the same global batch, so "
+                "the same steps", (long long)ranks, ranks == 1 ? "" : "s", (long long)(global / ranks),
+                (long long)now_ranks, (int)t->batch);
+    }
+    return NULL;
+}
+
+/* A resumed run with other settings than its checkpoint's (another data
+ * folder, more epochs, another output folder) says which; with the same
+ * global batch on other ranks, the per-rank batch is not news. */
+static void say_changed(usi_trainer *t, const usi_st_file *f, const char *path, int same_steps)
+{
+    const char *same[] = {"checkpoint.resume", NULL, NULL, NULL};
+    if (same_steps) {
+        same[1] = "data.batch_size";
+        same[2] = "dist.simulate_ranks";
+    }
     usi_strbuf now = {0}, diff = {0};
     usi_config_write(t->cfg, &now);
     int32_t n = usi_config_text_diff(usi_st_metadata(f, "config"), now.data, same, &diff, 6);
@@ -239,13 +277,15 @@ usi_error *usi_trainer_resume(usi_trainer *t, const char *path)
     if (t->rank != 0) return NULL;
     usi_st_file *f;
     USI_TRY(usi_st_read(path, &f));
+    int same_steps = 0;
     usi_error *e = check_format(t, f, path);
+    if (!e) e = check_ranks(t, f, path, &same_steps);
     /* Check every tensor first, so a bad file leaves the run as it was. */
     if (!e) e = load_state(t, f, path, 1);
     if (e && usi_st_metadata(f, "backbone_options")) e = with_option_diff(t, f, e);
     if (!e) e = usi_weights_load(t->gs, f, "", 0, path);
     if (!e) e = load_state(t, f, path, 0);
-    if (!e) say_changed(t, f, path);
+    if (!e) say_changed(t, f, path, same_steps);
     if (!e) {
         t->resumed = 1;
         t->epoch = meta_int(f, "epoch");

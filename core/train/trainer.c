@@ -1,10 +1,13 @@
 #include "train/trainer_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +46,37 @@ static usi_error *mkdirs(const char *path)
             if (!saved) break;
         }
     }
+    return NULL;
+}
+
+/* One run per output folder: a second `usi train` into it would interleave
+ * metrics.jsonl and write over the other's checkpoints. The lock goes with
+ * the process, however it ends (kill -9 too); the file stays, empty of
+ * meaning, and holds the pid of the run that has it. */
+static usi_error *lock_out_dir(usi_trainer *t)
+{
+    char path[2200];
+    snprintf(path, sizeof path, "%s/.usi-lock", t->out_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return usi_error_new(USI_ERR_IO, "output_dir: cannot create %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        close(fd);
+        if (err == EWOULDBLOCK)
+            return usi_error_new(USI_ERR_INVALID, "output_dir %s is in use by another usi train (process %s): wait "
+                                 "for it to end, or set another output_dir", t->out_dir, *pid ? pid : "?");
+        return usi_error_new(USI_ERR_IO, "output_dir: cannot lock %s: %s", path, strerror(err));
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        /* the pid is for the message of a second run only */
+    }
+    t->lock_fd = fd;
     return NULL;
 }
 
@@ -222,6 +256,54 @@ static usi_error *set_ranks(usi_trainer *t)
     return NULL;
 }
 
+/* Settings a process or host may have of its own: where its files are, its
+ * threads and loader, its device, what it prints. The class counts come
+ * from each rank's data folders, which are compared (and reported) after
+ * they are opened. */
+static const char *const per_rank_keys[] = {"output_dir", "threads", "device", "progress_interval", "metrics_every",
+                                            "plugin_path", "data.train", "data.val", "data.workers",
+                                            "data.prefetch", "checkpoint.resume", "backbone.num_classes",
+                                            "teacher.num_classes", NULL};
+
+/* Ranks that run other settings either wait for each other forever (one
+ * evaluates its EMA and the other not; one has a teacher) or quietly train
+ * apart (another learning rate, another seed's order): before any other
+ * collective, each rank compares its effective config with rank 0's and one
+ * that differs stops the job naming the settings. */
+static usi_error *check_same_settings(usi_trainer *t)
+{
+    if (t->world < 2) return NULL;
+    usi_strbuf mine = {0}, diff = {0};
+    usi_config_write(t->cfg, &mine);
+    int64_t len = t->rank == 0 ? (int64_t)mine.len : 0;
+    usi_error *e = mine.data ? usi_dist_bcast(&len, sizeof len) : usi_error_new(USI_ERR_NOMEM, "out of memory");
+    char *root = e ? NULL : malloc((size_t)len + 1);
+    if (!e && !root) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
+    if (!e && t->rank == 0) memcpy(root, mine.data, (size_t)len);
+    if (!e && len) e = usi_dist_bcast(root, (size_t)len);
+    if (!e) {
+        root[len] = 0;
+        int32_t n = usi_config_text_diff(root, mine.data, per_rank_keys, &diff, 4);
+        if (n < 0) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
+        else if (n > 0) {
+            usi_strbuf text = {0}; /* "k = mine (was root's)" read as "k = mine (rank 0: root's)" */
+            for (const char *p = diff.data, *w; p && *p; p = w + 5) {
+                w = strstr(p, "(was ");
+                usi_strbuf_addf(&text, "%.*s%s", (int)(w ? w - p : (ptrdiff_t)strlen(p)), p, w ? "(rank 0: " : "");
+                if (!w) break;
+            }
+            e = usi_error_new(USI_ERR_INVALID, "rank %d runs %d setting%s other than rank 0's: %s; every rank needs "
+                              "the same config and --set options", (int)t->rank, (int)n, n == 1 ? "" : "s",
+                              text.data ? text.data : diff.data);
+            usi_strbuf_free(&text);
+        }
+    }
+    free(root);
+    usi_strbuf_free(&mine);
+    usi_strbuf_free(&diff);
+    return e;
+}
+
 /* The transport of the reductions over ranks: dist.backend, or by device. */
 static const char *transport_of(const usi_trainer *t)
 {
@@ -302,6 +384,7 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     *out = NULL;
     usi_trainer *t = calloc(1, sizeof *t);
     if (!t) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    t->lock_fd = -1;
     t->cfg = c;
     t->seed = (uint64_t)usi_config_int(c, "seed");
     t->batch = (int32_t)usi_config_int(c, "data.batch_size");
@@ -318,6 +401,7 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     t->metrics_every = usi_config_int(c, "metrics_every");
     usi_device_set_threads((int32_t)usi_config_int(c, "threads"));
     usi_error *e = set_ranks(t);
+    if (!e) e = check_same_settings(t);
     if (!e) e = usi_setup_device(c, &t->dev);
     if (!e && usi_config_mixed_as_fp32(c) && usi_dist_rank() == 0)
         usi_log(USI_LOG_INFO, "precision \"mixed\" runs as fp32 on device %s (it has no bf16 path yet)",
@@ -367,11 +451,12 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     if (!e) e = set_sync_bn(t);
     /* Rank 0 writes every file of the run. */
     snprintf(t->out_dir, sizeof t->out_dir, "%s", usi_config_string(c, "output_dir"));
-    if (!e && t->rank == 0) e = mkdirs(t->out_dir);
+    if (!e && t->rank == 0) e = usi_error_prefix(mkdirs(t->out_dir), "output_dir: ");
     /* metrics.jsonl opens when the run starts (usi_trainer_open_metrics):
      * a run that fails to start leaves none */
     if (!e && t->rank == 0 && access(t->out_dir, W_OK) != 0)
         e = usi_error_new(USI_ERR_IO, "cannot write in %s (output_dir): %s", t->out_dir, strerror(errno));
+    if (!e && t->rank == 0) e = lock_out_dir(t);
     if (e) {
         usi_trainer_free(t);
         return e;
@@ -400,6 +485,7 @@ usi_error *usi_trainer_open_metrics(usi_trainer *t)
 void usi_trainer_free(usi_trainer *t)
 {
     if (!t) return;
+    if (t->lock_fd >= 0) close(t->lock_fd);
     /* Input threads stop before their loaders and device memory go. */
     for (int32_t r = 0; t->inputs && r < t->sim; r++) usi_input_free(t->inputs[r]);
     free(t->inputs);

@@ -81,6 +81,7 @@ struct usi_trainer {
     double best_top1;
     char out_dir[2048];
     FILE *metrics;        /* rank 0, from usi_trainer_open_metrics         */
+    int lock_fd;          /* rank 0: OUTPUT_DIR/.usi-lock, held; else -1   */
     int32_t resumed;      /* usi_trainer_resume loaded a checkpoint         */
 };
 

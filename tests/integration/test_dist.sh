@@ -35,8 +35,8 @@
 #   (bad files with no readable file to take their place) still takes part
 #   in every sum, so the others go on;
 #   sync_bn with simulated ranks is refused with the reason;
-# - a rank that fails stops the job naming itself; ranks that disagree on the
-#   run are refused.
+# - a rank that fails stops the job naming itself; ranks that run other
+#   settings (named) or other data are refused before anything runs.
 set -u
 build=${1:?usage: test_dist.sh BUILD_ROOT TINY_FOLDER_TOOL ST_COMPARE MPIRUN}
 tiny=${2:?}
@@ -200,8 +200,22 @@ epoch1=$(grep '"top1"' "$T/k/metrics.jsonl" | head -1 | grep -o '"top1": [0-9.]*
 out=$("$usi" eval "$T/run.cfg" --checkpoint "$T/k/last.safetensors" --json 2>&1)
 got=$(grep -o '"top1": [0-9.]*' <<<"$out" | awk '{printf "%.2f", $2}')
 [ -n "$epoch1" ] && [ "$got" = "$epoch1" ] && ok || fail "the checkpoint after SIGKILL: eval '$got', epoch 1 said '$epoch1': $out"
+cp "$T/k/last.safetensors" "$T/k1.safetensors"
 if mpi -np 2 "$usi" train "$T/run.cfg" --set output_dir="$T/k" --resume "$T/k/last.safetensors" >"$T/k2.log" 2>&1
 then ok; else fail "resume on 2 ranks: $(tail -5 "$T/k2.log")"; fi
+# Another number of ranks: refused unless the global batch stays (2 x 8);
+# simulated ranks are ranks (the same sums as mpirun -np 2, so the end is
+# the uninterrupted run's), and 1 x 16 goes on saying so.
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/k3" --resume "$T/k1.safetensors" 2>&1)
+[ $? -eq 1 ] && grep -q "k1.safetensors was trained with a global batch of 16 (2 ranks x 8 images); this run has 1 x 8 = 8" \
+    <<<"$out" && [ ! -e "$T/k3/last.safetensors" ] && ok || fail "resume on 1 rank of 8: $(tail -2 <<<"$out")"
+if "$usi" train "$T/run.cfg" --set output_dir="$T/k4" --set dist.simulate_ranks=2 --resume "$T/k1.safetensors" \
+       >"$T/k4.log" 2>&1 && out=$("$st_compare" "$T/a/last.safetensors" "$T/k4/last.safetensors" 1e-5); then ok
+else fail "resume of 2 processes on 2 simulated ranks: ${out:-$(tail -3 "$T/k4.log")}"; fi
+if "$usi" train "$T/run.cfg" --set output_dir="$T/k5" --set data.batch_size=16 --resume "$T/k1.safetensors" \
+       >"$T/k5.log" 2>&1 && grep -q "resuming a run of 2 ranks x 8 images on 1 x 16: the same global batch" "$T/k5.log" &&
+   ! grep "other than it was trained with" "$T/k5.log" | grep -q batch_size; then ok
+else fail "resume of 2 x 8 on 1 x 16: $(grep -E 'resum|error' "$T/k5.log")"; fi
 if out=$("$st_compare" "$T/a/last.safetensors" "$T/k/last.safetensors" 1e-5); then ok; echo "killed and resumed: $out"
 else fail "killed and resumed on 2 ranks differs from the uninterrupted run: $out"; fi
 
@@ -214,10 +228,24 @@ took=$((($(date +%s%N) - start) / 1000000))
 [ $rc -ne 0 ] && grep -q "usi\[rank 1/2\]: error: data.train: dataset folder $T/none" <<<"$out" &&
     grep -q "rank 1 failed: stopping all 2 processes" <<<"$out" && ok || fail "failing rank: status $rc: $out"
 [ $took -lt 20000 ] && ok || fail "the job took $took ms to stop after rank 1 failed"
+# Other settings on one rank: refused before anything runs, naming them
+# (without the check, other EMA settings hang at the first evaluation and
+# another learning rate trains two models apart).
+out=$(timeout 120 "$mpirun" --oversubscribe --bind-to none -np 1 "$usi" train "$T/run.cfg" --set output_dir="$T/m" : \
+      -np 1 "$usi" train "$T/run.cfg" --set output_dir="$T/m2" --set data.batch_size=4 --set ema.enabled=false \
+      --set optimizer.lr=0.5 2>&1)
+rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] &&
+    grep -q "rank 1 runs 3 settings other than rank 0's: .*data.batch_size = 4 (rank 0: 8)" <<<"$out" &&
+    grep -q "optimizer.lr = 0.5 (rank 0: " <<<"$out" && grep -q "ema.enabled = false (rank 0: true)" <<<"$out" && ok \
+    || fail "ranks with other settings: status $rc: $(grep -i error <<<"$out")"
+# The same settings but other data contents (the paths may differ by host).
+cp -r "$T/data" "$T/fewer"
+find "$T/fewer/train" -type f | LC_ALL=C sort | head -16 | xargs rm -f
 out=$(mpi -np 1 "$usi" train "$T/run.cfg" --set output_dir="$T/m" : \
-      -np 1 "$usi" train "$T/run.cfg" --set output_dir="$T/m" --set data.batch_size=4 2>&1)
-[ $? -ne 0 ] && grep -q "rank 1 has 48 steps per epoch where rank 0 has 24" <<<"$out" && ok \
-    || fail "ranks that disagree: $(grep -i error <<<"$out")"
+      -np 1 "$usi" train "$T/run.cfg" --set output_dir="$T/m" --set data.train="$T/fewer/train" 2>&1)
+[ $? -ne 0 ] && grep -q "rank 1 has 384 training images where rank 0 has 400" <<<"$out" && ok \
+    || fail "ranks with other data: $(grep -i error <<<"$out")"
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/b" --set dist.backend=mpi 2>&1)
 [ $? -eq 1 ] && grep -q 'dist.backend = "mpi" needs a run started by mpirun' <<<"$out" && ok || fail "backend mpi alone: $out"
 
