@@ -505,6 +505,37 @@ static char *widen_ints(const char *text)
     return out;
 }
 
+/* libconfig 1.5 puts its include folder before every @include path, an
+ * absolute one too: a copy of text whose absolute @include paths climb from
+ * that folder (dir, absolute) back to the root first. NULL: out of memory. */
+static char *rebase_includes(const char *text, const char *dir)
+{
+    size_t depth = 0, n = strlen(text), hits = 0;
+    for (const char *p = dir; *p; p++) depth += *p == '/' && p[1] && p[1] != '/';
+    for (const char *p = text; (p = strstr(p, "@include")); p++) hits++;
+    char *out = malloc(n + hits * (3 * depth + 2) + 1), *o = out;
+    if (!out) return NULL;
+    for (const char *p = text; *p;) {
+        const char *q = p;
+        while (*q == ' ' || *q == '\t') q++;
+        if (strncmp(q, "@include", 8) == 0 && (p == text || p[-1] == '\n')) {
+            q += 8;
+            while (*q == ' ' || *q == '\t') q++;
+            if (*q == '"' && q[1] == '/') {
+                memcpy(o, p, (size_t)(q + 1 - p));
+                o += q + 1 - p;
+                for (size_t k = 0; k < depth; k++) o += sprintf(o, "../");
+                if (!depth) o += sprintf(o, "./");
+                p = q + 2; /* past the quote and the root's '/' */
+            }
+        }
+        while (*p && *p != '\n') *o++ = *p++;
+        if (*p) *o++ = *p++;
+    }
+    *o = 0;
+    return out;
+}
+
 static usi_error *load_into(usi_config *c, const char *path)
 {
     struct stat st;
@@ -515,18 +546,24 @@ static usi_error *load_into(usi_config *c, const char *path)
         return usi_error_new(USI_ERR_IO, "cannot read config file %s: %s", path, strerror(errno));
     config_t cfg;
     config_init(&cfg);
-    char *dir_copy = strdup(path);
+    char *dir_copy = strdup(path), *real_dir = NULL;
     if (dir_copy) {
         /* dirname() returns dir_copy or a static "."; both outlive the load. */
         c->base_dir = dirname(dir_copy);
-        config_set_include_dir(&cfg, c->base_dir);
+        real_dir = realpath(c->base_dir, NULL);
+        config_set_include_dir(&cfg, real_dir ? real_dir : c->base_dir);
     }
     c->cur_file = path;
     char *text = NULL, *wide = NULL;
     size_t cap = 0;
     ssize_t got = getdelim(&text, &cap, '\0', f); /* the whole file (it holds no NUL) */
     fclose(f);
-    if (got >= 0) wide = widen_ints(text);
+    if (got >= 0 && real_dir) {
+        char *rebased = rebase_includes(text, real_dir);
+        free(text);
+        text = rebased;
+    }
+    if (text) wide = widen_ints(text);
     FILE *mem = wide ? fmemopen(wide, strlen(wide), "r") : NULL;
     int ok = 0;
     if (mem) {
@@ -537,6 +574,7 @@ static usi_error *load_into(usi_config *c, const char *path)
     free(wide);
     if (!mem && got >= 0) {
         config_destroy(&cfg);
+        free(real_dir);
         free(dir_copy);
         c->base_dir = NULL;
         c->cur_file = NULL;
@@ -558,6 +596,7 @@ static usi_error *load_into(usi_config *c, const char *path)
         }
     }
     config_destroy(&cfg);
+    free(real_dir);
     free(dir_copy);
     c->base_dir = NULL;
     c->cur_file = NULL;

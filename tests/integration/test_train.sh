@@ -86,16 +86,21 @@ for _ in $(seq 1 600); do
     kill -0 $pid 2>/dev/null || break
     sleep 0.1
 done
+# A second run into the same folder meanwhile is refused, naming the first.
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/b" 2>&1)
+[ $? -eq 1 ] && grep -q "output_dir $T/b is in use by another usi train (process $pid)" <<<"$out" && ok \
+    || fail "a second run into a busy output_dir: $out"
 kill -INT $pid 2>/dev/null
 wait $pid
 rc=$?
-if [ $rc -eq 130 ] && grep -q "continue with: usi train '$T/run.cfg' --set 'output_dir=$T/b' --resume '$T/b/last.safetensors'" \
+self=$(readlink -f "$usi")
+if [ $rc -eq 130 ] && grep -qF "continue with: '$self' train '$T/run.cfg' --set 'output_dir=$T/b' --resume '$T/b/last.safetensors'" \
     "$T/b1.log"; then ok
 else fail "SIGINT: exit $rc, log: $(tail -3 "$T/b1.log")"; fi
 ls "$T/b" | grep -q '\.tmp-' && fail "a temporary file was left after SIGINT" || ok
-# the command it says, as it says it (the run's --set options with it)
-again=$(sed -n 's/.*continue with: usi train //p' "$T/b1.log")
-if eval "\"\$usi\" train $again" >"$T/b2.log" 2>&1; then ok
+# the command it says, as it says it (this usi, the run's --set options with it)
+again=$(sed -n 's/.*continue with: //p' "$T/b1.log")
+if eval "$again" >"$T/b2.log" 2>&1; then ok
 else fail "resume with '$again': $(tail -5 "$T/b2.log")"; fi
 ! grep -q 'other than it was trained with' "$T/b2.log" && ok || fail "resuming as it was said warns of changes"
 losses "$T/a/metrics.jsonl" | sort -n >"$T/a.loss"

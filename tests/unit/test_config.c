@@ -6,6 +6,7 @@
 #include "check.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -246,6 +247,30 @@ static void test_schema_check(void)
     usi_error_free(e);
 }
 
+/* @include: a path relative to the including file's folder, and an
+ * absolute one (libconfig 1.5 would put the folder before it), with the
+ * include's values and the file's own after it. */
+static void test_include(void)
+{
+    char sub[600], text[1400];
+    snprintf(sub, sizeof sub, "%s/sub", tmpdir);
+    CHECK(mkdir(sub, 0755) == 0, "mkdir %s", sub);
+    const char *abs = write_file("base.cfg", "seed = 11;\noptimizer = { lr = 0.25; };\n");
+    write_file("sub/rel.cfg", "data = { batch_size = 24; };\n");
+    snprintf(text, sizeof text, "@include \"%s\"\n  @include \"rel.cfg\"\nmetrics_every = 3;\n", abs);
+    const char *main_cfg = write_file("sub/main.cfg", text);
+    usi_config *c = usi_config_new();
+    usi_error *e = usi_config_load(c, main_cfg);
+    CHECK(!e, "@include: %s", usi_error_message(e));
+    usi_error_free(e);
+    CHECK(usi_config_int(c, "seed") == 11 && usi_config_float(c, "optimizer.lr") == 0.25,
+          "absolute @include: seed %lld, lr %g", (long long)usi_config_int(c, "seed"), usi_config_float(c, "optimizer.lr"));
+    CHECK(usi_config_int(c, "data.batch_size") == 24, "relative @include: batch %lld",
+          (long long)usi_config_int(c, "data.batch_size"));
+    CHECK(usi_config_int(c, "metrics_every") == 3, "the file's own setting");
+    usi_config_free(c);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !mkdtemp(tmpdir)) {
@@ -257,6 +282,7 @@ int main(int argc, char **argv)
     test_errors_name_file_line_key();
     test_plugin_options(argv[1]);
     test_schema_check();
+    test_include();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
