@@ -162,6 +162,12 @@ usi_error *usi_trainer_teacher_accuracy(usi_trainer *t, usi_eval_result *out)
         tally_rows(&s, t->logits_host, fb.labels, rows, t->classes, 0);
     }
     USI_TRY(reduce(&s, t->world > 1));
+    /* A teacher whose outputs are not numbers would make the first step's
+     * loss NaN, blamed on the learning rate: name the teacher instead. */
+    if (s.v[NONFINITE] > 0)
+        return usi_error_new(USI_ERR_INVALID, "teacher '%s': its outputs are NaN or infinite for %.0f of the %.0f val "
+                             "images; check teacher.weights (a diverged or corrupt file) and the teacher's options",
+                             usi_config_teacher(t->cfg)->loaded->comp->name, s.v[NONFINITE], s.v[COUNT]);
     finish(&s, out);
     return NULL;
 }

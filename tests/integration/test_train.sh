@@ -301,6 +301,13 @@ out=$("$usi" eval "$T/small.cfg" --checkpoint "$T/nan.safetensors" 2>&1)
 rc=$?
 [ $rc -eq 1 ] && grep -q "$T/nan.safetensors: the outputs are NaN or infinite for 40 of the 40 val images" <<<"$out" \
     && ! grep -q "100.00" <<<"$out" && ok || fail "eval of NaN weights: exit $rc: $out"
+# A teacher of NaN weights is named before training, not blamed on the rate.
+out=$("$usi" train "$T/small.cfg" --set output_dir="$T/nant" --set teacher.name=model \
+      --set teacher.weights="$T/nan.safetensors" 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -q "teacher 'model': its outputs are NaN or infinite for 40 of the 40 val images" <<<"$out" \
+    && ! grep -q "optimizer.lr" <<<"$out" && [ ! -e "$T/nant/last.safetensors" ] && ok \
+    || fail "a NaN teacher: exit $rc: $(tail -2 <<<"$out")"
 mkdir -p "$T/badval"
 for i in $(seq 0 9); do mkdir -p "$T/badval/class_$i"; echo "not an image" >"$T/badval/class_$i/x.png"; done
 for json in "" --json; do
