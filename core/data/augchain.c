@@ -111,6 +111,12 @@ static size_t count_stage(const usi_augchain *ch, int32_t which)
 }
 
 size_t usi_augchain_sample_count(const usi_augchain *ch) { return count_stage(ch, USI_AUGMENT_SAMPLE); }
+const char *usi_augchain_last_sample_name(const usi_augchain *ch)
+{
+    for (size_t i = ch->n; i-- > 0;)
+        if (ch->st[i].ops->stage == USI_AUGMENT_SAMPLE) return ch->st[i].comp->name;
+    return NULL;
+}
 size_t usi_augchain_batch_count(const usi_augchain *ch) { return count_stage(ch, USI_AUGMENT_BATCH); }
 int32_t usi_augchain_decode_min_side(const usi_augchain *ch) { return ch->decode_min_side; }
 
@@ -144,6 +150,27 @@ usi_error *usi_augchain_run_sample(const usi_augchain *ch, const usi_image *img,
     return NULL;
 }
 
+/* Each target row is a distribution (the manual's contract): finite,
+ * non-negative and summing to 1. A stage that breaks it would train on
+ * targets the losses do not mean; name it rather than go on. */
+static usi_error *check_targets(const usi_batch *b, const char *stage_name)
+{
+    for (int32_t i = 0; i < b->n; i++) {
+        const float *row = b->targets + (size_t)i * (size_t)b->num_classes;
+        double sum = 0;
+        int bad = 0;
+        for (int32_t k = 0; k < b->num_classes; k++) {
+            bad |= !isfinite(row[k]) || row[k] < -1e-6f;
+            sum += row[k];
+        }
+        if (bad || fabs(sum - 1.0) > 1e-3)
+            return usi_error_new(USI_ERR_INVALID, "augment '%s': target row %d of the batch %s (each row must be "
+                                 "finite, non-negative and sum to 1)", stage_name, (int)i,
+                                 bad ? "holds a negative or non-finite value" : "does not sum to 1");
+    }
+    return NULL;
+}
+
 usi_error *usi_augchain_run_batch(const usi_augchain *ch, usi_batch *b, usi_rng *rng)
 {
     for (size_t i = 0; i < ch->n; i++) {
@@ -153,6 +180,7 @@ usi_error *usi_augchain_run_batch(const usi_augchain *ch, usi_batch *b, usi_rng 
         usi_error *e = st->ops->apply_batch(st->inst, b, rng);
         if (st->serial) pthread_mutex_unlock(&st->lock);
         if (e) return usi_error_prefix(e, "augment '%s': ", st->comp->name);
+        USI_TRY(check_targets(b, st->comp->name));
     }
     return NULL;
 }

@@ -23,6 +23,8 @@ usi_error *usi_augchain_add_owned(usi_augchain *ch, const usi_component *comp,
                                   usi_params *params);
 
 size_t usi_augchain_sample_count(const usi_augchain *ch);
+/* The name of the last per-sample stage, or NULL when there is none. */
+const char *usi_augchain_last_sample_name(const usi_augchain *ch);
 size_t usi_augchain_batch_count(const usi_augchain *ch);
 
 /* The largest JPEG DCT reduction the first stage allows: decoding may shrink

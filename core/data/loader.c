@@ -50,6 +50,7 @@ struct usi_loader {
     int32_t n_slots;
 
     uint8_t *bad;            /* per dataset index: REPORTED_* bits          */
+    usi_error *fatal;        /* under mu: the first augmentation failure    */
     int64_t bad_files;       /* atomic                                      */
     usi_epoch_stats stats;
 
@@ -93,11 +94,15 @@ static void report_note(usi_loader *l, int64_t idx, const char *path, const char
 static usi_error *store(usi_loader *l, const usi_image *im, uint8_t *dst)
 {
     int32_t s = l->o.img_size;
+    const char *last = usi_augchain_last_sample_name(l->ch);
+    if ((im->width != s || im->height != s) && !last)
+        return usi_error_new(USI_ERR_INVALID, "the image is %dx%d and no augmentation resizes it to data.img_size = "
+                             "%d: add random_resized_crop (training) or eval_resize_crop (evaluation) to the chain",
+                             im->width, im->height, s);
     if (im->width != s || im->height != s)
-        return usi_error_new(USI_ERR_INVALID,
-                             "the augmentations produced %dx%d, the loader needs %dx%d "
-                             "(add random_resized_crop or eval_resize_crop)",
-                             im->width, im->height, s, s);
+        return usi_error_new(USI_ERR_INVALID, "augment '%s', the last of the chain, gives %dx%d; the loader needs "
+                             "data.img_size = %d: end the chain with a stage that gives that size (random_resized_crop, "
+                             "eval_resize_crop)", last, im->width, im->height, s);
     size_t row = (size_t)s * 3;
     for (int32_t y = 0; y < s; y++) {
         const uint8_t *in = im->data + (size_t)y * (size_t)im->stride;
@@ -111,8 +116,20 @@ static usi_error *store(usi_loader *l, const usi_image *im, uint8_t *dst)
     return NULL;
 }
 
-/* Read, decode, augment and store dataset file idx for global position g;
- * a failure is reported (once per file) and 0 returned. */
+/* An augmentation that fails (a plugin's error, or a chain that does not
+ * give data.img_size) is the chain's fault, not the file's: the first such
+ * error ends the epoch for the consumer, naming the image. */
+static void set_fatal(usi_loader *l, usi_error *e, const char *path)
+{
+    pthread_mutex_lock(&l->mu);
+    if (!l->fatal) l->fatal = usi_error_new(e->code, "%s (image %s)", usi_error_message(e), path);
+    pthread_mutex_unlock(&l->mu);
+    usi_error_free(e);
+}
+
+/* Read, decode, augment and store dataset file idx for global position g:
+ * 1 done, 0 the file is bad (reported once per file), -1 the augmentation
+ * failed (set_fatal). */
 static int make_sample(worker *w, int64_t idx, int64_t g, int64_t epoch, uint8_t *dst)
 {
     usi_loader *l = w->l;
@@ -123,13 +140,17 @@ static int make_sample(worker *w, int64_t idx, int64_t g, int64_t epoch, uint8_t
     const usi_image *res = NULL;
     usi_error *e = usi_read_file(path, &w->file, &w->file_cap, &len);
     if (!e) e = usi_decode_image(w->dec, w->file, len, l->min_side, &w->img);
-    if (!e && usi_decoder_note(w->dec)) report_note(l, idx, path, usi_decoder_note(w->dec));
-    if (!e) e = usi_augchain_run_sample(l->ch, &w->img, &w->scratch, &res, &rng);
+    if (e) {
+        report_bad(l, idx, path, e);
+        usi_error_free(e);
+        return 0;
+    }
+    if (usi_decoder_note(w->dec)) report_note(l, idx, path, usi_decoder_note(w->dec));
+    e = usi_augchain_run_sample(l->ch, &w->img, &w->scratch, &res, &rng);
     if (!e) e = store(l, res, dst);
     if (!e) return 1;
-    report_bad(l, idx, path, e);
-    usi_error_free(e);
-    return 0;
+    set_fatal(l, e, path);
+    return -1;
 }
 
 static int known_bad(usi_loader *l, int64_t idx)
@@ -145,15 +166,17 @@ static void process(worker *w, int64_t pos, int64_t epoch)
     int32_t j = (int32_t)(pos % l->o.batch_size);
     slot *s = &l->slots[(pos / l->o.batch_size) % l->n_slots];
     uint8_t *dst = s->pixels + (size_t)j * l->sample_bytes;
-    int ok = make_sample(w, idx, g, epoch, dst) ? SAMPLE_OK : SAMPLE_BAD;
+    int made = make_sample(w, idx, g, epoch, dst);
+    int ok = made > 0 ? SAMPLE_OK : SAMPLE_BAD;
     /* The files after a bad one, in dataset order, with the same stream: the
      * choice depends only on which files fail, so it is the same for any
      * number of threads. Files known to be bad are passed over unread. */
     int64_t n = (int64_t)usi_dataset_size(l->ds), use = idx;
-    for (int64_t t = 1; !ok && l->o.replace_bad && t <= USI_LOADER_REPLACE_TRIES && t < n; t++) {
+    for (int64_t t = 1; made == 0 && l->o.replace_bad && t <= USI_LOADER_REPLACE_TRIES && t < n; t++) {
         int64_t cand = (idx + t) % n;
         if (known_bad(l, cand)) continue;
-        if (make_sample(w, cand, g, epoch, dst)) {
+        made = make_sample(w, cand, g, epoch, dst);
+        if (made > 0) {
             ok = SAMPLE_REPLACED;
             use = cand;
         }
@@ -300,6 +323,7 @@ void usi_loader_free(usi_loader *l)
     free(l->slots);
     free(l->order);
     free(l->bad);
+    usi_error_free(l->fatal);
     free(l->fimages);
     free(l->ftargets);
     pthread_mutex_destroy(&l->mu);
@@ -443,11 +467,16 @@ usi_error *usi_loader_next(usi_loader *l, usi_u8_batch *out)
     slot *s = NULL;
     /* A batch whose every sample failed is passed over, so n == 0 only ever
      * means the end of the epoch. */
-    while (k == 0 && take_batch(l, &b, &n)) {
+    while (k == 0 && !l->fatal && take_batch(l, &b, &n)) {
         s = &l->slots[b % l->n_slots];
         k = compact(l, s, n);
         skipped += n - k;
         l->stats.skipped += n - k;
+    }
+    if (l->fatal) {
+        usi_error *e = usi_error_new(l->fatal->code, "%s", usi_error_message(l->fatal));
+        pthread_mutex_unlock(&l->mu);
+        return e;
     }
     pthread_mutex_unlock(&l->mu);
     out->skipped = skipped;

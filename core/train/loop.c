@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "data/imagefolder.h"
 #include "dist/dist.h"
@@ -248,7 +249,7 @@ static usi_error *check_epochs_left(const usi_trainer *t)
                          (long long)usi_config_int(t->cfg, "schedule.epochs"), with);
 }
 
-usi_error *usi_trainer_run(usi_trainer *t, int *interrupted)
+static usi_error *run(usi_trainer *t, int *interrupted)
 {
     *interrupted = 0;
     USI_TRY(check_epochs_left(t)); /* rank 0 knows the resumed position already */
@@ -319,4 +320,19 @@ usi_error *usi_trainer_run(usi_trainer *t, int *interrupted)
     reduction_summary(t);
     plot_curves(t);
     return NULL;
+}
+
+usi_error *usi_trainer_run(usi_trainer *t, int *interrupted)
+{
+    usi_error *e = run(t, interrupted);
+    /* A new run that stops before its first step leaves no metrics.jsonl:
+     * nothing in it would say anything. */
+    if (e && t->metrics && !t->resumed && t->step == 0) {
+        char path[sizeof t->out_dir + 32];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", t->out_dir);
+        fclose(t->metrics);
+        t->metrics = NULL;
+        unlink(path);
+    }
+    return e;
 }

@@ -3,7 +3,9 @@
 #include <math.h>
 #include <stdarg.h>
 
+#include "data/augchain.h"
 #include "plugin/host.h"
+#include "plugin/params.h"
 #include "testutil.h"
 #include "util/error.h"
 #include "util/rng.h"
@@ -355,6 +357,55 @@ static void test_mixup_cutmix(usi_registry *r)
     usi_params_free(pm);
 }
 
+/* A batch stage whose target rows do not sum to 1 is named by the chain;
+ * mixup_cutmix's rows pass the same check. */
+static usi_error *scale_targets(void *inst, usi_batch *b, usi_rng *rng)
+{
+    (void)inst;
+    (void)rng;
+    for (int32_t i = 0; i < b->n * b->num_classes; i++) b->targets[i] *= 6.0f;
+    return NULL;
+}
+static usi_error *no_create(const usi_params *p, void **inst)
+{
+    (void)p;
+    *inst = NULL;
+    return NULL;
+}
+static void no_destroy(void *inst) { (void)inst; }
+
+static void test_batch_targets_checked(usi_registry *r)
+{
+    static const usi_augment_ops ops = {sizeof ops, USI_AUGMENT_BATCH, USI_AUGMENT_THREAD_SAFE, NULL, scale_targets};
+    static const usi_component bad = {sizeof bad, USI_KIND_AUGMENT, 0, "scale_targets", "1.0.0", "test",
+                                      NULL, 0, no_create, no_destroy, &ops};
+    static float img[MB_N * MB_C * MB_H * MB_W], tgt[MB_N * MB_K];
+    usi_batch b;
+    usi_rng rng;
+    usi_rng_seed(&rng, 1, 0, 0, 1);
+    const usi_component *mc = tu_component(r, "mixup_cutmix");
+    usi_params *pm = tu_params(mc, NULL), *pb = usi_params_new(&bad);
+    usi_augchain *good, *broken;
+    MUST(usi_augchain_new(&good));
+    MUST(usi_augchain_add(good, mc, pm));
+    fill_batch(&b, img, tgt, 3);
+    usi_error *e = usi_augchain_run_batch(good, &b, &rng);
+    CHECK(!e, "mixup_cutmix's targets refused: %s", usi_error_message(e));
+    usi_error_free(e);
+    MUST(usi_augchain_new(&broken));
+    MUST(usi_augchain_add(broken, mc, pm));
+    MUST(usi_augchain_add(broken, &bad, pb));
+    fill_batch(&b, img, tgt, 3);
+    e = usi_augchain_run_batch(broken, &b, &rng);
+    CHECK(e && strstr(usi_error_message(e), "augment 'scale_targets': target row 0 of the batch does not sum to 1"),
+          "rows summing to 6: %s", e ? usi_error_message(e) : "accepted");
+    usi_error_free(e);
+    usi_augchain_free(good);
+    usi_augchain_free(broken);
+    usi_params_free(pm);
+    usi_params_free(pb);
+}
+
 int main(void)
 {
     usi_registry *r = tu_registry();
@@ -365,6 +416,7 @@ int main(void)
     test_eval_crop(r);
     test_rand_augment(r);
     test_mixup_cutmix(r);
+    test_batch_targets_checked(r);
     test_color_jitter(r);
     test_random_erasing(r);
     usi_registry_free(r);
