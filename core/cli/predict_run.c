@@ -109,7 +109,7 @@ static usi_error *load_one(const char *path, const usi_augchain *ch, usi_decoder
     size_t cap = 0, len = 0;
     usi_image img = {sizeof img, 0, 0, 0, 0, NULL};
     usi_aug_scratch scratch = {0};
-    usi_error *e = usi_read_file(path, &buf, &cap, &len);
+    usi_error *e = usi_read_image_file(path, &buf, &cap, &len);
     if (!e) e = usi_decode_image(dec, buf, len, 0, &img);
     const usi_image *res = NULL;
     usi_rng rng; /* the evaluation transform draws nothing; a stream anyway */

@@ -1,7 +1,17 @@
 /* Image files to 8-bit RGB: JPEG through TurboJPEG, PNG through libspng.
  * The format comes from the bytes, not the file name. Grey, palette, 16-bit
- * and alpha images all come out as 3-channel RGB (alpha dropped, as PIL's
- * convert("RGB")). */
+ * and alpha images all come out as 3-channel RGB (alpha dropped), with the
+ * values PIL's convert("RGB") gives (so torchvision's), with one exception:
+ * a 16-bit grey PNG (PIL mode I;16) keeps each sample's high byte here,
+ * where PIL clips the 16-bit value to 255 and makes nearly every pixel
+ * white. 16-bit RGB and grey+alpha PNGs keep the high byte in both.
+ * 4-channel JPEGs (CMYK, YCCK) are read as Adobe's inverted CMYK and
+ * converted with PIL's formula, to the bit.
+ *
+ * Limits: an image over 2^26 pixels (67.1 megapixels) or with a side over
+ * 65535 pixels is refused, and so is a header claiming more pixels than the
+ * file's bytes could encode (USI_DECODE_MAX_RATIO below); both are checked
+ * before any pixel memory is allocated. */
 #ifndef USI_DATA_DECODE_H
 #define USI_DATA_DECODE_H
 
@@ -30,19 +40,40 @@ const char *usi_decoder_note(const usi_decoder *d);
 usi_error *usi_decode_size(usi_decoder *d, const uint8_t *buf, size_t len,
                            int32_t *width, int32_t *height);
 
-/* Read a whole regular file into *buf (grown with realloc; *cap holds its
- * capacity between calls). Errors say why: missing, not a file, empty, I/O.
- * A FIFO, device or socket is refused without waiting on it. */
+/* Read a whole regular file into *buf (*cap holds its capacity between
+ * calls). Errors say why: missing, not a file, empty, I/O. A FIFO, device or
+ * socket is refused without waiting on it. A buffer grown past
+ * USI_READ_KEEP_BYTES for one large file is given back when a smaller file
+ * is read next, so a caller that keeps *buf for many files (a loader
+ * worker) holds that much only while such a file is in use. */
 usi_error *usi_read_file(const char *path, uint8_t **buf, size_t *cap,
                          size_t *len);
+
+/* usi_read_file for a file meant to be decoded: its first bytes are read
+ * first, and a file that does not start as a JPEG (FF D8 FF) or a PNG
+ * (89 50 4E 47 0D 0A 1A 0A) is refused, naming those bytes, before the rest
+ * is read or any memory for it allocated. */
+usi_error *usi_read_image_file(const char *path, uint8_t **buf, size_t *cap,
+                               size_t *len);
+
+#define USI_READ_KEEP_BYTES ((size_t)64 << 20)
 
 /* Write an 8-bit grey or RGB image as PNG (atomically: temp file + rename). */
 usi_error *usi_png_write(const char *path, const usi_image *img);
 
-/* The most pixels a decoded image may have (2^26, 67.1 MP), and the most
- * decoded bytes per byte of file: a header claiming more is rejected before
- * any allocation, so a few corrupt bytes can't ask for gigabytes. */
+/* The most pixels a decoded image may have (2^26, 67.1 megapixels) and the
+ * longest side. */
 #define USI_DECODE_MAX_PIXELS ((int64_t)1 << 26)
+#define USI_DECODE_MAX_SIDE 65535
+/* The most decoded bytes per byte of file a header may claim, so that a few
+ * corrupt bytes can't ask for hundreds of megabytes. A PNG: its packed
+ * pixel bits at most 1032 times the file (deflate's own limit: 258 bytes
+ * from 2 bits). A Huffman-coded JPEG: 3 bytes of RGB per pixel at most 4096
+ * times the file (plus 1 MiB); a conforming one spends at least a bit on
+ * each 8x8 block, 1536 at most. An arithmetic-coded JPEG has no such bound
+ * (a flat 8000x8000 image takes 125 bytes), so only the pixel limit holds
+ * for it. */
+#define USI_DECODE_PNG_MAX_RATIO 1032
 #define USI_DECODE_MAX_RATIO 4096
 
 #endif

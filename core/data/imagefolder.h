@@ -2,10 +2,14 @@
  * classes sorted by name (torchvision's order, so label i is the i-th class
  * folder). Images in subfolders of a class folder, at any depth, belong to
  * that class, as in torchvision: a class's folders come sorted by path and
- * the files of each sorted by name. Names starting with '.' are skipped. A
- * class folder without images keeps its label, so the others never shift;
- * it is reported and counted. Files are not opened here: a bad file is
- * found, reported and skipped by the loader. */
+ * the files of each sorted by name. Inside class folders hidden files and
+ * folders (".x") count as torchvision counts them (".a.jpg" is an image);
+ * hidden folders under the root (.git, .ipynb_checkpoints) are not classes,
+ * and each is named in a warning. A class folder without images keeps its
+ * label, so the others never shift; it is reported and counted. Files with
+ * other extensions (torchvision also reads .bmp .ppm .pgm .tif .tiff .webp)
+ * are left out, summed up in one warning per dataset. Files are not opened
+ * here: a bad file is found, reported and skipped by the loader. */
 #ifndef USI_DATA_IMAGEFOLDER_H
 #define USI_DATA_IMAGEFOLDER_H
 
@@ -15,9 +19,11 @@
 
 typedef struct usi_dataset usi_dataset;
 
-/* Errors: root missing, not a folder, unreadable, or holding no class
- * folder at all. A relative root is named with the folder it was resolved
- * from. */
+/* Errors: root missing, not a folder, unreadable, holding no class folder
+ * at all, or a class folder whose name is not UTF-8 (class names are
+ * stored as JSON text in weights files). A leading "~/" (or a lone "~") is
+ * $HOME, as in plugin_path; a relative root is named with the folder it was
+ * resolved from. */
 usi_error *usi_dataset_open(const char *root, usi_dataset **out);
 /* For a training set: refuses a dataset of one class folder, which would
  * train to a loss of 0 and learn nothing. Evaluation and prediction may
@@ -35,10 +41,12 @@ int32_t usi_dataset_label(const usi_dataset *ds, size_t i);
 /* Class folders that held no image, and folders that could not be read. */
 size_t usi_dataset_empty_classes(const usi_dataset *ds);
 
-/* The number of class folders under root, without listing any images. */
+/* The number of class folders under root (as usi_dataset_open finds
+ * them), without listing any images. */
 usi_error *usi_dataset_count_classes(const char *root, size_t *n);
 
-/* 1 when the name ends in .jpg, .jpeg or .png, in any case. */
+/* 1 when the name ends in .jpg, .jpeg or .png, in any case (".jpg" too, as
+ * in torchvision). */
 int usi_is_image_name(const char *name);
 
 #endif

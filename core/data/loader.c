@@ -138,7 +138,7 @@ static int make_sample(worker *w, int64_t idx, int64_t g, int64_t epoch, uint8_t
     usi_rng_seed(&rng, l->o.seed, (uint64_t)epoch, (uint64_t)g, TAG_SAMPLE);
     size_t len = 0;
     const usi_image *res = NULL;
-    usi_error *e = usi_read_file(path, &w->file, &w->file_cap, &len);
+    usi_error *e = usi_read_image_file(path, &w->file, &w->file_cap, &len);
     if (!e) e = usi_decode_image(w->dec, w->file, len, l->min_side, &w->img);
     if (e) {
         report_bad(l, idx, path, e);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <sys/stat.h>
+#include <turbojpeg.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -451,6 +452,232 @@ static void test_png_idat_crc_only(usi_decoder *d, const char *dir)
     tu_image_free(&src);
 }
 
+/* CMYK as cjpeg or Photoshop write it: TurboJPEG stores CMYK as YCCK with
+ * an Adobe marker. PIL inverts the stored bytes and converts with
+ * R = (255 - K) - round(C * (255 - K) / 255); the reference here computes
+ * that in float64 from the CMYK bytes TurboJPEG decodes, and every value
+ * must match (truncating instead of rounding is off by one on ~half). */
+static int cmyk_ref(int c, int k) { return k - (int)floor((255.0 - c) * k / 255.0 + 0.5); }
+
+static void test_cmyk_matches_pil(usi_decoder *d)
+{
+    enum { W = 256, H = 256 };
+    uint8_t *cmyk = malloc((size_t)W * H * 4), *raw = malloc((size_t)W * H * 4);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            uint8_t *p = cmyk + ((size_t)y * W + (size_t)x) * 4;
+            p[0] = (uint8_t)x;
+            p[1] = (uint8_t)(255 - x);
+            p[2] = (uint8_t)((x * 7 + y * 3) & 255);
+            p[3] = (uint8_t)y;
+        }
+    tjhandle tc = tjInitCompress(), td = tjInitDecompress();
+    unsigned char *jpg = NULL;
+    unsigned long len = 0;
+    CHECK(tjCompress2(tc, cmyk, W, 0, H, TJPF_CMYK, &jpg, &len, TJSAMP_444, 95, 0) == 0, "CMYK encode: %s",
+          tjGetErrorStr2(tc));
+    CHECK(tjDecompress2(td, jpg, len, raw, W, 0, H, TJPF_CMYK, 0) == 0, "CMYK decode: %s", tjGetErrorStr2(td));
+    usi_error *e;
+    usi_image out = decode(d, jpg, len, 0, &e);
+    CHECK(!e && out.width == W && out.height == H, "CMYK JPEG: %s", e ? usi_error_message(e) : "wrong size");
+    size_t wrong = 0, truncating_differs = 0, n = (size_t)W * H;
+    for (size_t i = 0; !e && i < n; i++)
+        for (int ch = 0; ch < 3; ch++) {
+            int c = raw[4 * i + (size_t)ch], k = raw[4 * i + 3];
+            wrong += out.data[3 * i + (size_t)ch] != cmyk_ref(c, k);
+            truncating_differs += c * k / 255 != cmyk_ref(c, k);
+        }
+    CHECK(!e && wrong == 0, "CMYK to RGB: %zu of %zu values differ from PIL's formula", wrong, n * 3);
+    CHECK(truncating_differs > n * 3 / 4, "the image tests too few roundings (%zu)", truncating_differs);
+    usi_error_free(e);
+    tu_image_free(&out);
+    tjFree(jpg);
+    tjDestroy(tc);
+    tjDestroy(td);
+    free(cmyk);
+    free(raw);
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+/* Appends a chunk (length, type, data, CRC) at png + *len. */
+static void add_chunk(uint8_t *png, size_t *len, const char *type, const uint8_t *data, uint32_t n)
+{
+    put_be32(png + *len, n);
+    memcpy(png + *len + 4, type, 4);
+    if (n) memcpy(png + *len + 8, data, n);
+    put_crc(png, *len);
+    *len += 12 + n;
+}
+
+/* A w x h palette PNG of bit depth 1, every pixel index 0, compressed as
+ * hard as zlib can; malloc'ed. */
+static uint8_t *flat_palette_png(uint32_t w, uint32_t h, size_t *len)
+{
+    size_t row = 1 + (w + 7) / 8, raw_len = row * h;
+    uint8_t *raw = calloc(raw_len, 1);
+    uLongf z_len = compressBound((uLong)raw_len);
+    uint8_t *z = malloc(z_len);
+    CHECK(compress2(z, &z_len, raw, (uLong)raw_len, 9) == Z_OK, "compress2");
+    uint8_t *png = malloc(z_len + 128);
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+    uint8_t ihdr[13] = {0}, plte[6] = {10, 200, 30, 255, 255, 255};
+    put_be32(ihdr, w);
+    put_be32(ihdr + 4, h);
+    ihdr[8] = 1; /* bit depth */
+    ihdr[9] = 3; /* palette */
+    memcpy(png, sig, 8);
+    *len = 8;
+    add_chunk(png, len, "IHDR", ihdr, 13);
+    add_chunk(png, len, "PLTE", plte, 6);
+    add_chunk(png, len, "IDAT", z, (uint32_t)z_len);
+    add_chunk(png, len, "IEND", NULL, 0);
+    free(raw);
+    free(z);
+    return png;
+}
+
+/* The plausibility bound counts a PNG's pixels at their bit depth against
+ * deflate's 1032:1: PIL's Image.new('P', (3000, 3000)).save() (1 bit per
+ * pixel, about 1.2 KB) decodes, while a header claiming far more than the
+ * file can hold is still refused before any allocation. */
+static void test_png_plausible_sizes(usi_decoder *d)
+{
+    size_t len;
+    uint8_t *png = flat_palette_png(3000, 3000, &len);
+    printf("  flat 3000x3000 1-bit palette PNG: %zu bytes\n", len);
+    CHECK(len < 1300, "the flat PNG takes %zu bytes", len);
+    usi_error *e;
+    usi_image out = decode(d, png, len, 0, &e);
+    CHECK(!e && out.width == 3000 && out.height == 3000, "flat palette PNG: %s",
+          e ? usi_error_message(e) : "wrong size");
+    size_t wrong = 0;
+    for (size_t i = 0; !e && i < (size_t)3000 * 3000; i++)
+        wrong += out.data[3 * i] != 10 || out.data[3 * i + 1] != 200 || out.data[3 * i + 2] != 30;
+    CHECK(wrong == 0, "%zu pixels are not palette entry 0", wrong);
+    usi_error_free(e);
+    tu_image_free(&out);
+    /* the same file claiming 8192x8192: 8.4 MB packed from 1.2 KB */
+    put_be32(png + 16, 8192);
+    put_be32(png + 20, 8192);
+    put_crc(png, 8);
+    out = decode(d, png, len, 0, &e);
+    CHECK(e && strstr(usi_error_message(e), "implausible") && strstr(usi_error_message(e), "8192x8192"),
+          "8192x8192 from %zu bytes: %s", len, e ? usi_error_message(e) : "decoded");
+    usi_error_free(e);
+    tu_image_free(&out);
+    int32_t w = 0, h = 0;
+    e = usi_decode_size(d, png, len, &w, &h);
+    CHECK(e && strstr(usi_error_message(e), "implausible"), "size of 8192x8192: %s",
+          e ? usi_error_message(e) : "accepted");
+    usi_error_free(e);
+    free(png);
+    /* an 8-bit RGB header of 4000x4000 on a 16x16 file */
+    usi_image src = tu_image(16, 16, 3, grad);
+    char path[] = "/tmp/usi-test-plausible-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    MUST(usi_png_write(path, &src));
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    MUST(usi_read_file(path, &buf, &cap, &len));
+    put_be32(buf + 16, 4000);
+    put_be32(buf + 20, 4000);
+    put_crc(buf, 8);
+    out = decode(d, buf, len, 0, &e);
+    CHECK(e && strstr(usi_error_message(e), "implausible"), "4000x4000 RGB from %zu bytes: %s", len,
+          e ? usi_error_message(e) : "decoded");
+    usi_error_free(e);
+    tu_image_free(&out);
+    unlink(path);
+    free(buf);
+    tu_image_free(&src);
+}
+
+static void make_sparse(const char *path, const void *head, size_t n, off_t size)
+{
+    CHECK(tu_write_file(path, head, n) == 0, "write %s", path);
+    CHECK(truncate(path, size) == 0, "truncate %s", path);
+}
+
+/* usi_read_image_file refuses a file that is neither JPEG nor PNG from its
+ * first bytes: a 1 GiB file named .jpg costs no memory, and the message
+ * shows those bytes. */
+static void test_read_image_sniffs(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/huge.jpg", dir);
+    make_sparse(path, "GIF89a\x01\x00", 8, (off_t)1 << 30);
+    uint8_t *buf = NULL;
+    size_t cap = 0, len = 7;
+    usi_error *e = usi_read_image_file(path, &buf, &cap, &len);
+    const char *msg = e ? usi_error_message(e) : "read";
+    CHECK(e && strstr(msg, "not a JPEG or PNG file (it starts with 47 49 46 38 39 61 01 00, a GIF)"), "GIF: %s",
+          msg);
+    CHECK(buf == NULL && cap == 0 && len == 0, "the refused file took a buffer of %zu bytes", cap);
+    usi_error_free(e);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/text.png", dir);
+    tu_write_file(path, "<html>", 6);
+    e = usi_read_image_file(path, &buf, &cap, &len);
+    msg = e ? usi_error_message(e) : "read";
+    CHECK(e && strstr(msg, "(it starts with 3c 68 74 6d 6c 3e)"), "text: %s", msg);
+    usi_error_free(e);
+    usi_image im = {sizeof im, 0, 0, 0, 0, NULL};
+    usi_decoder *d;
+    MUST(usi_decoder_new(&d));
+    e = usi_decode_image(d, (const uint8_t *)"<html>", 6, 0, &im);
+    msg = e ? usi_error_message(e) : "decoded";
+    CHECK(e && strstr(msg, "(it starts with 3c 68 74 6d 6c 3e)"), "decoding text: %s", msg);
+    usi_error_free(e);
+    usi_decoder_free(d);
+    /* a real PNG reads the same through both */
+    snprintf(path, sizeof path, "%s/real.png", dir);
+    usi_image src = tu_image(21, 13, 3, grad);
+    MUST(usi_png_write(path, &src));
+    uint8_t *plain = NULL;
+    size_t plain_cap = 0, plain_len = 0;
+    MUST(usi_read_file(path, &plain, &plain_cap, &plain_len));
+    MUST(usi_read_image_file(path, &buf, &cap, &len));
+    CHECK(len == plain_len && !memcmp(buf, plain, len), "usi_read_image_file read %zu bytes, not the %zu", len,
+          plain_len);
+    free(plain);
+    free(buf);
+    tu_image_free(&src);
+}
+
+/* A buffer kept from file to file (a loader worker's) grows for a file
+ * over USI_READ_KEEP_BYTES and is given back at the next smaller file. */
+static void test_read_buffer_shrinks(const char *dir)
+{
+    char big[4096], small[4096];
+    snprintf(big, sizeof big, "%s/big.jpg", dir);
+    snprintf(small, sizeof small, "%s/small.png", dir);
+    size_t big_size = USI_READ_KEEP_BYTES + ((size_t)6 << 20);
+    make_sparse(big, "\xff\xd8\xff\xe0", 4, (off_t)big_size);
+    usi_image src = tu_image(9, 9, 3, grad);
+    MUST(usi_png_write(small, &src));
+    struct stat st;
+    CHECK(stat(small, &st) == 0, "stat %s", small);
+    usi_error *(*readers[2])(const char *, uint8_t **, size_t *, size_t *) = {usi_read_file, usi_read_image_file};
+    for (int r = 0; r < 2; r++) {
+        uint8_t *buf = NULL;
+        size_t cap = 0, len = 0;
+        MUST(readers[r](small, &buf, &cap, &len));
+        MUST(readers[r](big, &buf, &cap, &len));
+        CHECK(len == big_size && cap >= big_size, "reader %d: big file: %zu bytes, buffer %zu", r, len, cap);
+        MUST(readers[r](small, &buf, &cap, &len));
+        CHECK(len == (size_t)st.st_size && cap < ((size_t)1 << 20), "reader %d: buffer still %zu bytes after a "
+              "%zu-byte file", r, cap, len);
+        free(buf);
+    }
+    unlink(big);
+    tu_image_free(&src);
+}
+
 int main(void)
 {
     usi_decoder *d;
@@ -466,6 +693,10 @@ int main(void)
     test_fifo_refused(dir);
     test_jpeg_without_frame(d);
     test_jpeg_over_pixel_limit(d);
+    test_cmyk_matches_pil(d);
+    test_png_plausible_sizes(d);
+    test_read_image_sniffs(dir);
+    test_read_buffer_shrinks(dir);
     usi_decoder_free(d);
     tu_rm_rf(dir);
     free(dir);
