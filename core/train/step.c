@@ -63,9 +63,10 @@ static usi_error *update(usi_trainer *t, double lr)
         if (bbytes) USI_TRY(usi_dbuf_copy(t->ema_buffers, 0, b->buffers, 0, bbytes));
         return NULL;
     }
+    /* A network may have no buffers at all (ConvNeXt, ViT, Mixer). */
     double decay = usi_ema_decay(t->ema_decay, t->ema_warmup, t->step);
-    USI_TRY(usi_dbuf_ema(t->ema_params, 0, b->params, 0, b->n_params, decay));
-    return usi_dbuf_ema(t->ema_buffers, 0, b->buffers, 0, b->n_f32_buffers, decay);
+    if (b->n_params) USI_TRY(usi_dbuf_ema(t->ema_params, 0, b->params, 0, b->n_params, decay));
+    return b->n_f32_buffers ? usi_dbuf_ema(t->ema_buffers, 0, b->buffers, 0, b->n_f32_buffers, decay) : NULL;
 }
 
 /* Simulated ranks: each batch's gradient from zero, averaged into

@@ -89,4 +89,14 @@ grep -q "is not timm's" <<<"$out" && fail "resnet18 with the timm stem flagged: 
 grep -q '"timm_network":"true"' <<<"$(header "$T/resnet-timm/best.safetensors")" && ok \
     || fail "resnet18 with the timm stem is not marked as timm's"
 
+# Backbones without buffers (no batch norm: ConvNeXt, ViT, Mixer) train with
+# the EMA on (the recipe's default), and their EMA weights evaluate.
+for net in convnext_atto deit_tiny_patch16_224; do
+    out=$("$usi" train "$T/run.cfg" --set output_dir="$T/$net" --set backbone.name=$net --set data.img_size=32 2>&1)
+    [ $? -eq 0 ] && [ -s "$T/$net/last.safetensors" ] && ok || fail "$net with the EMA: $(tail -2 <<<"$out")"
+    out=$("$usi" eval "$T/run.cfg" --checkpoint "$T/$net/last.safetensors" --ema --set backbone.name=$net \
+          --set data.img_size=32 2>&1)
+    [ $? -eq 0 ] && grep -q "(EMA weights): top-1" <<<"$out" && ok || fail "$net EMA eval: $(tail -2 <<<"$out")"
+done
+
 finish
