@@ -38,9 +38,23 @@ static usi_error *fill(usi_config *c, const usi_st_file *f, const char *path, co
 {
     static const char *const keys[][2] = {{"mean", "data.mean"}, {"std", "data.std"},
                                           {"crop_pct", "data.crop_pct"}, {"interpolation", "data.interpolation"}};
+    size_t have = 0, unset = 0;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *v = usi_st_metadata(f, keys[i][0]);
+        have += v != NULL;
+        unset += !usi_config_is_set(c, keys[i][1]);
         if (v && !usi_config_is_set(c, keys[i][1])) USI_TRY(take(c, keys[i][1], v, path, keys[i][0], taken));
+    }
+    /* A timm file says nothing of its transform, and timm's differ by model
+     * (crop_pct 0.875, mean 0.5, bilinear...): the recipe's is a guess. */
+    if (!have && unset) {
+        double m[3] = {0}, sd[3] = {0};
+        usi_config_float_list(c, "data.mean", m, 3);
+        usi_config_float_list(c, "data.std", sd, 3);
+        usi_log(USI_LOG_WARN, "%s stores no evaluation transform (a timm file?): using data.crop_pct = %g, "
+                "data.interpolation = \"%s\", data.mean = [%g, %g, %g], data.std = [%g, %g, %g]; set data.* to the "
+                "model's own (timm: its pretrained_cfg) where they differ", path, usi_config_float(c, "data.crop_pct"),
+                usi_config_string(c, "data.interpolation"), m[0], m[1], m[2], sd[0], sd[1], sd[2]);
     }
     const char *stored = usi_st_metadata(f, "backbone");
     if (!usi_config_is_set(c, "backbone.name")) {

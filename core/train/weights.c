@@ -30,6 +30,13 @@ static usi_error *check_one(const usi_param_info *p, const usi_st_file *f, const
     char key[1024];
     snprintf(key, sizeof key, "%s%s", prefix, p->name);
     const usi_st_tensor *t = usi_st_find(f, key);
+    /* A batch norm's step counter is what PyTorch fills in when a state dict
+     * lacks it (timm loads such files strictly): it keeps its value here. */
+    size_t n = strlen(key), c = strlen(".num_batches_tracked");
+    if (!t && n >= c && !strcmp(key + n - c, ".num_batches_tracked")) {
+        *out = NULL;
+        return NULL;
+    }
     if (!t)
         return usi_error_new(USI_ERR_INVALID, "%s: tensor '%s' is missing; is this file for this model?",
                              label, key);
@@ -74,7 +81,7 @@ usi_error *usi_weights_load(usi_graph *g, const usi_st_file *f, const char *pref
             usi_param_info p;
             const usi_st_tensor *t;
             getter(which)(g, i, &p);
-            if (!check_one(&p, f, prefix, label, &t)) USI_TRY(usi_graph_write(p.tensor, t->data));
+            if (!check_one(&p, f, prefix, label, &t) && t) USI_TRY(usi_graph_write(p.tensor, t->data));
         }
     (void)matched;
     return NULL;

@@ -61,6 +61,31 @@ echo "threads = 1;" >"$T/bare.cfg"
 "$usi" predict "$T/bare.cfg" --weights "$T/small/best.safetensors" --logits "$T/logits2.safetensors" $imgs \
     >/dev/null 2>"$T/predict2.err" && cmp -s "$T/logits.safetensors" "$T/logits2.safetensors" && ok \
     || fail "predict with a bare CONFIG differs from predict without one: $(tail -2 "$T/predict2.err")"
+# Without the batch norms' num_batches_tracked (a state dict timm loads
+# strictly): the same logits.
+python3 - "$T/small/best.safetensors" "$T/nonbt.safetensors" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+head, data = json.loads(b[8:8 + n]), b[8 + n:]
+out, blob = {'__metadata__': head.pop('__metadata__')}, b''
+for k, v in head.items():
+    if k.endswith('.num_batches_tracked'):
+        continue
+    s, e = v['data_offsets']
+    out[k] = dict(v, data_offsets=[len(blob), len(blob) + e - s])
+    blob += data[s:e]
+h = json.dumps(out).encode()
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(h)) + h + blob)
+PY
+"$usi" predict --weights "$T/nonbt.safetensors" --logits "$T/logits3.safetensors" $imgs >/dev/null 2>"$T/predict3.err" &&
+    cmp -s "$T/logits.safetensors" "$T/logits3.safetensors" && ok \
+    || fail "weights without num_batches_tracked: $(tail -2 "$T/predict3.err")"
+# --set wins over what the file stores: another crop, other logits.
+"$usi" predict --weights "$T/small/best.safetensors" --set data.crop_pct=0.5 --logits "$T/logits4.safetensors" \
+    $imgs >/dev/null 2>"$T/predict4.err" && ! cmp -s "$T/logits.safetensors" "$T/logits4.safetensors" &&
+    ! grep "settings from the file" "$T/predict4.err" | grep -q crop_pct && ok \
+    || fail "predict --set data.crop_pct is not used: $(tail -2 "$T/predict4.err")"
 out=$("$usi" predict --weights "$T/small/best.safetensors" "$T/none.png" 2>&1)
 [ $? -eq 1 ] && grep -q "$T/none.png" <<<"$out" && ok || fail "predict of a missing image: $out"
 printf 'not an image' >"$T/bad.png"
