@@ -103,21 +103,19 @@ static inline int64_t bb_token_grid(const bb_ctx *c, usi_tensor *input, const bb
 {
     const usi_graph_api *G = c->api;
     if (G->dim(input, 1) != o->in_chans) {
-        c->host->log(USI_LOG_ERROR, "%s: input has %lld channels, in_chans is %lld", who,
-                     (long long)G->dim(input, 1), (long long)o->in_chans);
+        bb_fail(c, "%s: input has %lld channels, in_chans is %lld", who,
+                (long long)G->dim(input, 1), (long long)o->in_chans);
         return 0;
     }
     if (G->dim(input, 2) != o->img_size || G->dim(input, 3) != o->img_size) {
-        c->host->log(USI_LOG_ERROR,
-                     "%s: input is %lldx%lld but img_size is %lld; the token tables are sized "
-                     "from img_size, so set it to the input side",
-                     who, (long long)G->dim(input, 2), (long long)G->dim(input, 3),
-                     (long long)o->img_size);
+        bb_fail(c, "%s: input is %lldx%lld but img_size is %lld; the token tables are sized from img_size, "
+                "so set it to the input side",
+                who, (long long)G->dim(input, 2), (long long)G->dim(input, 3), (long long)o->img_size);
         return 0;
     }
     if (o->img_size < patch) {
-        c->host->log(USI_LOG_ERROR, "%s: img_size %lld is smaller than a %d px patch", who,
-                     (long long)o->img_size, patch);
+        bb_fail(c, "%s: img_size %lld is smaller than a %d px patch; raise img_size or use stem = \"small\"", who,
+                (long long)o->img_size, patch);
         return 0;
     }
     return o->img_size / patch;

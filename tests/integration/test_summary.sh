@@ -34,6 +34,10 @@ chmod 755 "$T" && cp "$build/tests/abi/fixture_v1_0.so" "$T/" && chmod 644 "$T/f
 out=$("$usi" summary fixture_net --plugin-dir "$T" 2>&1)
 [ $? -eq 1 ] && grep -q "backbone 'fixture_net': its output is \[1, 3, 224, 224\] for a batch of 1, not \[1, 1000\]" \
     <<<"$out" || fail "a backbone with a wrong output shape: $out"
+# A token network's own build error reaches the user (not "no output").
+out=$("$usi" summary vit_small_patch16_224 --img-size 8 --set backbone.stem=timm 2>&1)
+[ $? -eq 1 ] && grep -q "img_size 8 is smaller than a 16 px patch" <<<"$out" && ! grep -q "returned no output" <<<"$out" \
+    || fail "vit at 8 px with the timm patch: $out"
 out=$("$usi" summary no_such_net 2>&1)
 [ $? -eq 1 ] && grep -q "no backbone named 'no_such_net'" <<<"$out" || fail "unknown backbone: $out"
 "$usi" summary --help | grep -q '^usage: usi summary BACKBONE' || fail "usi summary --help"
