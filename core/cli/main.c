@@ -1,12 +1,14 @@
 /* usi: train any backbone with the USI recipe. This file only dispatches. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <usi/plugin.h>
 
 #include "cli/cli.h"
 #include "cli/cmd_weights.h"
 #include "data/commands.h"
 #include "dist/dist.h"
+#include "plugin/crash.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -39,8 +41,39 @@ static void print_usage(FILE *f)
     fprintf(f, "\n`usi COMMAND --help` describes each command.\n");
 }
 
+/* With --json, stdout carries one JSON document for a script to read. But
+ * plugins run in this process and share its stdio: whatever one prints would
+ * land inside the document. So fd 1 is pointed at stderr for everyone (raw
+ * write(1), C++ std::cout, chatter of libraries), usi's own output moves to a
+ * new FILE on the real stdout, and plugin code, while it runs (between
+ * usi_crash_enter and usi_crash_leave), gets the old stdout FILE back, which
+ * now writes to stderr. That needs an assignable `stdout`, which glibc gives
+ * (its manual shows it); with another C library nothing changes. */
+static void keep_stdout_for_json(int argc, char **argv)
+{
+    int asked = 0;
+    for (int i = 1; i < argc && !asked; i++) asked = !strcmp(argv[i], "--json");
+    if (!asked) return;
+#ifdef __GLIBC__
+    fflush(stdout);
+    int out = dup(1);
+    FILE *host = out >= 0 ? fdopen(out, "w") : NULL;
+    if (!host) {
+        if (out >= 0) close(out);
+        return;
+    }
+    if (dup2(2, 1) < 0) {
+        fclose(host);
+        return;
+    }
+    usi_crash_split_stdout(host, stdout);
+    stdout = host;
+#endif
+}
+
 int main(int argc, char **argv)
 {
+    keep_stdout_for_json(argc, argv);
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) usi_log_set_level(USI_LOG_DEBUG);
@@ -70,6 +103,9 @@ int main(int argc, char **argv)
          * others run alike on each rank); a build without MPI refuses. */
         usi_error *e = usi_dist_init();
         if (e) return usi_cli_fail(e);
+        /* After MPI, whose own handlers would otherwise replace ours: a
+         * crash in a plugin then names the file and what it was doing. */
+        usi_crash_install();
         usi_log_set_rank(usi_dist_rank(), usi_dist_world());
         int rc = commands[k].run(argc - i, argv + i);
         usi_dist_finalize();

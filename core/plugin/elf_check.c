@@ -14,10 +14,16 @@
 #if defined(__LP64__) || defined(_LP64)
 typedef Elf64_Ehdr ehdr_t;
 typedef Elf64_Phdr phdr_t;
+typedef Elf64_Shdr shdr_t;
+typedef Elf64_Sym sym_t;
+#define SYM_TYPE(info) ELF64_ST_TYPE(info)
 #define HOST_CLASS ELFCLASS64
 #else
 typedef Elf32_Ehdr ehdr_t;
 typedef Elf32_Phdr phdr_t;
+typedef Elf32_Shdr shdr_t;
+typedef Elf32_Sym sym_t;
+#define SYM_TYPE(info) ELF32_ST_TYPE(info)
 #define HOST_CLASS ELFCLASS32
 #endif
 #if defined(__x86_64__)
@@ -59,7 +65,7 @@ static int read_at(int fd, void *buf, size_t len, off_t at)
     return 0;
 }
 
-static usi_error *check_headers(int fd, uint64_t size, const char *shown)
+static usi_error *check_headers(int fd, uint64_t size, const char *shown, ehdr_t *out)
 {
     ehdr_t eh;
     unsigned char ident[EI_NIDENT] = {0};
@@ -134,7 +140,129 @@ static usi_error *check_headers(int fd, uint64_t size, const char *shown)
                                  shown, (unsigned long long)(eh.e_shoff + n * eh.e_shentsize),
                                  (unsigned long long)size, fix);
     }
+    *out = eh;
     return NULL;
+}
+
+/* A section's bytes, when they lie inside the file; NULL otherwise. */
+static void *read_section(int fd, const shdr_t *sh, uint64_t size)
+{
+    if (!sh->sh_size || !fits(sh->sh_offset, sh->sh_size, size)) return NULL;
+    void *p = malloc(sh->sh_size);
+    if (p && read_at(fd, p, sh->sh_size, (off_t)sh->sh_offset) != 0) {
+        free(p);
+        p = NULL;
+    }
+    return p;
+}
+
+/* The dynamic symbol table as dlsym will search it: the symbols, the
+ * section headers (for the flags of a symbol's section) and the names. */
+typedef struct dynsyms {
+    shdr_t *sh;
+    size_t n_sh;
+    sym_t *syms;
+    size_t n_syms;
+    char *names;
+    size_t names_len;
+} dynsyms;
+
+static void dynsyms_free(dynsyms *d)
+{
+    free(d->sh);
+    free(d->syms);
+    free(d->names);
+}
+
+/* 0 with the table, or -1 when the file has no section headers to find it
+ * by (the loader does not need them) or they make no sense. */
+static int dynsyms_read(int fd, const ehdr_t *eh, uint64_t size, dynsyms *d)
+{
+    memset(d, 0, sizeof *d);
+    if (!eh->e_shoff || !eh->e_shnum || eh->e_shentsize != sizeof(shdr_t)) return -1;
+    uint64_t bytes = (uint64_t)eh->e_shnum * sizeof(shdr_t);
+    if (!fits(eh->e_shoff, bytes, size) || !(d->sh = malloc(bytes))) return -1;
+    d->n_sh = eh->e_shnum;
+    if (read_at(fd, d->sh, bytes, (off_t)eh->e_shoff) != 0) return -1;
+    for (size_t i = 0; i < d->n_sh; i++) {
+        const shdr_t *s = &d->sh[i];
+        if (s->sh_type != SHT_DYNSYM || s->sh_entsize != sizeof(sym_t) || s->sh_link >= d->n_sh ||
+            d->sh[s->sh_link].sh_type != SHT_STRTAB)
+            continue;
+        d->syms = read_section(fd, s, size);
+        d->names = read_section(fd, &d->sh[s->sh_link], size);
+        if (!d->syms || !d->names) return -1;
+        d->n_syms = s->sh_size / sizeof(sym_t);
+        d->names_len = d->sh[s->sh_link].sh_size;
+        return 0;
+    }
+    return -1;
+}
+
+/* The name of symbol i when it is defined here and its name is whole. */
+static const char *defined_name(const dynsyms *d, size_t i)
+{
+    const sym_t *s = &d->syms[i];
+    if (s->st_shndx == SHN_UNDEF || s->st_name >= d->names_len) return NULL;
+    const char *name = d->names + s->st_name;
+    return memchr(name, 0, d->names_len - s->st_name) ? name : NULL;
+}
+
+static const char *kind_of_symbol(int type)
+{
+    switch (type) {
+    case STT_OBJECT: return "a variable (an ELF data object)";
+    case STT_TLS: return "a thread-local variable";
+    case STT_COMMON: return "an uninitialised variable (an ELF common symbol)";
+    case STT_SECTION: return "a section symbol";
+    case STT_FILE: return "a file symbol";
+    default: return "a symbol outside the code";
+    }
+}
+
+/* dlsym finds the entry by name whatever it is, and the host then jumps to
+ * that address: a variable of that name (a function pointer kept in data)
+ * would run its bytes as code. And a C++ file that defines the entry
+ * without extern "C" exports a mangled name, which dlsym never finds. */
+static usi_error *check_entry_symbol(int fd, const ehdr_t *eh, uint64_t size, const char *shown)
+{
+    dynsyms d;
+    if (dynsyms_read(fd, eh, size, &d) != 0) {
+        dynsyms_free(&d);
+        return NULL; /* dlsym will still find it, or say it is missing */
+    }
+    static const char mangled_prefix[] = "_Z16usi_plugin_entry";
+    const sym_t *entry = NULL;
+    const char *mangled = NULL;
+    for (size_t i = 0; i < d.n_syms && !entry; i++) {
+        const char *name = defined_name(&d, i);
+        if (!name) continue;
+        if (!strcmp(name, USI_PLUGIN_ENTRY_SYMBOL)) entry = &d.syms[i];
+        else if (!mangled && !strncmp(name, mangled_prefix, sizeof mangled_prefix - 1)) mangled = name;
+    }
+    usi_error *e = NULL;
+    if (entry) {
+        int type = SYM_TYPE(entry->st_info);
+        /* Hand-written assembly may leave a function untyped: then its
+         * section says whether it is code. */
+        int code = type == STT_FUNC || type == STT_GNU_IFUNC ||
+                   (type == STT_NOTYPE && entry->st_shndx < d.n_sh &&
+                    (d.sh[entry->st_shndx].sh_flags & SHF_EXECINSTR));
+        if (!code)
+            e = usi_error_new(USI_ERR_INVALID,
+                              "%s: its '%s' is %s, not a function; it must be a function: "
+                              "USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n) { ... } "
+                              "(or USI_DEFINE_PLUGIN)",
+                              shown, USI_PLUGIN_ENTRY_SYMBOL, kind_of_symbol(type));
+    } else if (mangled) {
+        e = usi_error_new(USI_ERR_INVALID,
+                          "%s: no '%s' symbol, but a C++ one, '%s': the file was compiled as C++ without "
+                          "extern \"C\"; include usi/plugin.h of this SDK (it declares the entry "
+                          "extern \"C\") or define the entry inside extern \"C\" { }",
+                          shown, USI_PLUGIN_ENTRY_SYMBOL, mangled);
+    }
+    dynsyms_free(&d);
+    return e;
 }
 
 usi_error *usi_elf_check(const char *path, const char *shown)
@@ -145,8 +273,11 @@ usi_error *usi_elf_check(const char *path, const char *shown)
     usi_error *e = NULL;
     if (fstat(fd, &st) != 0)
         e = usi_error_new(USI_ERR_IO, "%s: %s", shown, strerror(errno));
-    else
-        e = check_headers(fd, (uint64_t)st.st_size, shown);
+    else {
+        ehdr_t eh = {0};
+        e = check_headers(fd, (uint64_t)st.st_size, shown, &eh);
+        if (!e) e = check_entry_symbol(fd, &eh, (uint64_t)st.st_size, shown);
+    }
     close(fd);
     return e;
 }

@@ -9,7 +9,10 @@
 
 /* NULL when `path` is an ELF shared object for this machine whose program
  * headers, loadable segments and section header table all lie inside the
- * file; else an error naming `shown` and what is wrong. */
+ * file, and whose dynamic symbol usi_plugin_entry, when the section headers
+ * show it, is a function; else an error naming `shown` and what is wrong
+ * (a variable of that name, or only a C++ mangled one: compiled as C++
+ * without extern "C"). */
 usi_error *usi_elf_check(const char *path, const char *shown);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "config/config.h"
 #include "graph/graph.h"
+#include "plugin/crash.h"
 #include "plugin/params.h"
 #include "plugin/registry.h"
 #include "util/error.h"
@@ -69,14 +70,22 @@ static const usi_registry *host_registry;
 
 typedef struct made {
     const usi_component *comp;
+    const char *path; /* its plugin file (lives while the plugin is loaded) */
     void *inst;
     usi_params *params;
 } made;
 
+static void destroy_in(const char *path, const usi_component *comp, void *inst)
+{
+    usi_crash_enter(path, "destroying backbone", comp->name);
+    comp->destroy(inst);
+    usi_crash_leave();
+}
+
 static void release_made(void *ctx)
 {
     made *m = ctx;
-    m->comp->destroy(m->inst);
+    destroy_in(m->path, m->comp, m->inst);
     usi_params_free(m->params);
     free(m);
 }
@@ -108,19 +117,26 @@ static usi_tensor *host_build_backbone(usi_graph *g, const char *name, const cha
     snprintf(origin, sizeof origin, "options of backbone '%s'", name);
     if (!e) e = usi_params_from_text(p, options, origin);
     void *inst = NULL;
-    if (!e) e = l->comp->create(p, &inst);
+    if (!e) {
+        usi_crash_enter(l->path, "creating backbone", name);
+        e = l->comp->create(p, &inst);
+        usi_crash_leave();
+    }
     made *m = e ? NULL : malloc(sizeof *m);
-    if (m) *m = (made){l->comp, inst, p};
+    if (m) *m = (made){l->comp, l->path, inst, p};
     if (!e && (!m || usi_graph_on_free(g, release_made, m) != 0))
         e = usi_error_new(USI_ERR_NOMEM, "out of memory");
     if (e) {
         free(m);
-        if (inst) l->comp->destroy(inst);
+        if (inst) destroy_in(l->path, l->comp, inst);
         usi_params_free(p);
         return fail_build(g, e);
     }
     const usi_backbone_ops *ops = l->comp->ops;
-    return ops->build(inst, g, input);
+    usi_crash_enter(l->path, "building backbone", name);
+    usi_tensor *out = ops->build(inst, g, input);
+    usi_crash_leave();
+    return out;
 }
 
 const usi_host_api *usi_host_api_get(void)

@@ -119,7 +119,10 @@ static usi_error *check_number(const usi_component *c, const usi_param_desc *d,
                                double v)
 {
     char who[160];
-    if (isnan(v) || (usi_param_has_range(d) && (v < d->min || v > d->max)))
+    if (isnan(v))
+        return usi_error_new(USI_ERR_INVALID, "option '%s' of %s is not a number (NaN)", d->name,
+                             owner(c, who, sizeof who));
+    if (usi_param_has_range(d) && (v < d->min || v > d->max))
         return usi_error_new(USI_ERR_INVALID,
                              "option '%s' of %s is %.15g, outside its range [%.15g, %.15g]",
                              d->name, owner(c, who, sizeof who), v, d->min, d->max);
@@ -164,11 +167,16 @@ usi_error *usi_schema_check(const usi_component *c)
                                   c->name, d->name, (long long)d->def_int);
             break;
         case USI_PARAM_STRING:
-            if (!d->def_string || !in_choices(d->choices, d->def_string))
+            if (!d->def_string)
+                e = usi_error_new(USI_ERR_INVALID,
+                                  "component '%s': string option '%s' has no default (its def_string is "
+                                  "NULL); give it one%s%s",
+                                  c->name, d->name, d->choices ? " of " : " (\"\" for none)",
+                                  d->choices ? d->choices : "");
+            else if (!in_choices(d->choices, d->def_string))
                 e = usi_error_new(USI_ERR_INVALID,
                                   "component '%s': option '%s' default '%s' is not one of %s",
-                                  c->name, d->name, d->def_string ? d->def_string : "(null)",
-                                  d->choices ? d->choices : "(any)");
+                                  c->name, d->name, d->def_string, d->choices);
             break;
         case USI_PARAM_FLOAT_LIST: {
             long n = parse_float_list(d->def_string, NULL, 0);

@@ -6,13 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "plugin/crash.h"
 #include "plugin/elf_check.h"
 #include "plugin/host.h"
 #include "plugin/origin.h"
@@ -22,9 +19,17 @@
 #include "util/log.h"
 #include "util/strutil.h"
 
+/* A file this registry holds open, and the name it was loaded by (for the
+ * line a crash in its destructors leaves). */
+typedef struct opened {
+    void *handle;
+    char *path;
+} opened;
+
 struct usi_registry {
     uint32_t min_minor;
-    void **handles;
+    int probe_timeout_ms;
+    opened *handles;
     size_t n_handles;
     char **paths;            /* real paths of every file tried */
     size_t n_paths;
@@ -48,9 +53,13 @@ usi_registry *usi_registry_new(uint32_t min_minor)
 {
     usi_host_api_get(); /* fill the table before any thread can race on it */
     usi_registry *r = calloc(1, sizeof *r);
-    if (r) r->min_minor = min_minor;
+    if (!r) return NULL;
+    r->min_minor = min_minor;
+    r->probe_timeout_ms = 10000;
     return r;
 }
+
+void usi_registry_set_probe_timeout(usi_registry *r, int ms) { r->probe_timeout_ms = ms; }
 
 void usi_registry_free(usi_registry *r)
 {
@@ -66,8 +75,13 @@ void usi_registry_free(usi_registry *r)
     for (size_t i = 0; i < r->n_paths; i++) free(r->paths[i]);
     /* Close last: component tables live inside the plugins. */
     for (size_t i = 0; i < r->n_handles; i++) {
-        usi_plugin_origin_remove(r->handles[i]);
-        dlclose(r->handles[i]);
+        void *h = r->handles[i].handle;
+        usi_plugin_origin_remove(h);
+        usi_crash_forget_plugin(h);
+        usi_crash_enter(r->handles[i].path, "unloading it", NULL); /* its destructors run */
+        dlclose(h);
+        usi_crash_leave();
+        free(r->handles[i].path);
     }
     free(r->items);
     free(r->problems);
@@ -114,8 +128,7 @@ usi_error *usi_plugin_path_safe(const char *path, const struct stat *st, int is_
     return NULL;
 }
 
-static usi_error *negotiate(usi_registry *r, const char *path, void *handle,
-                            usi_negotiate *n)
+usi_error *usi_plugin_negotiate(uint32_t min_minor, const char *path, void *handle, usi_negotiate *n)
 {
     dlerror();
     void *sym = dlsym(handle, USI_PLUGIN_ENTRY_SYMBOL);
@@ -130,19 +143,25 @@ static usi_error *negotiate(usi_registry *r, const char *path, void *handle,
     n->host_abi_major = USI_ABI_MAJOR;
     n->host_abi_minor = USI_ABI_MINOR;
     n->host = usi_host_api_get();
+    usi_crash_enter(path, "running its usi_plugin_entry", NULL);
     usi_error *e = entry(n);
+    usi_crash_leave();
     if (e) return usi_error_prefix(e, "%s: the plugin refused this host: ", path);
     if (n->plugin_abi_major != USI_ABI_MAJOR)
         return usi_error_new(USI_ERR_VERSION,
                              "%s: built for USI ABI %u.%u, this usi speaks %d.x; "
                              "rebuild the plugin against this SDK (pkg-config usi-sdk)",
                              path, n->plugin_abi_major, n->plugin_abi_minor, USI_ABI_MAJOR);
-    if (n->plugin_abi_minor < r->min_minor)
+    if (n->plugin_abi_minor < min_minor)
         return usi_error_new(USI_ERR_VERSION,
                              "%s: built for USI ABI %u.%u, older than the oldest this usi accepts (%d.%u); "
                              "rebuild the plugin against this SDK",
-                             path, n->plugin_abi_major, n->plugin_abi_minor, USI_ABI_MAJOR, r->min_minor);
-    return usi_plugin_check_desc(path, n->desc, n->plugin_abi_minor);
+                             path, n->plugin_abi_major, n->plugin_abi_minor, USI_ABI_MAJOR, min_minor);
+    /* The checks read the plugin's tables, whose pointers may be wild. */
+    usi_crash_enter(path, "reading its plugin descriptor", NULL);
+    e = usi_plugin_check_desc(path, n->desc, n->plugin_abi_minor);
+    usi_crash_leave();
+    return e;
 }
 
 /* realpath() failed: say what is wrong with the name, not only errno. */
@@ -192,11 +211,13 @@ static void mark_twins(usi_registry *r, size_t first_new)
                 }
             }
             usi_error *e = usi_error_new(USI_ERR_INVALID,
-                                         "%s %s %s defined by both %s and %s; both are refused until "
-                                         "you remove one of the two files",
+                                         "%s %s %s defined by both %s and %s; %s refused in both files, "
+                                         "whose other components stay available: rename %s in the "
+                                         "plugin you build, or remove one of the two files",
                                          n == 1 ? "component" : "components",
                                          names.data ? names.data : "", n == 1 ? "is" : "are",
-                                         other->path, mine->path);
+                                         other->path, mine->path, n == 1 ? "it is" : "they are",
+                                         n == 1 ? "it" : "them");
             usi_log(USI_LOG_WARN, "%s", usi_error_message(e));
             usi_registry_add_problem(r, other->path, e);
             usi_registry_add_problem(r, mine->path, e);
@@ -205,40 +226,6 @@ static void mark_twins(usi_registry *r, size_t first_new)
             break;
         }
     }
-}
-
-/* dlopen of a damaged file can crash the process inside the dynamic loader
- * (a corrupt dynamic section or relocation table), before any check of
- * ours sees it. A child process loads it first: a crash or a hang there is
- * the file's problem, reported by name, and this process never loads it.
- * Where no child can be made, the file loads as before. */
-static usi_error *probe_load(const char *real, const char *shown)
-{
-    pid_t pid = fork();
-    if (pid < 0) return NULL;
-    if (pid == 0) {
-        struct rlimit no_core = {0, 0};
-        setrlimit(RLIMIT_CORE, &no_core);
-        _exit(dlopen(real, RTLD_NOW | RTLD_LOCAL) ? 0 : 1); /* no atexit work: the parent's files stay */
-    }
-    int status = 0;
-    struct timespec pause = {0, 200000}; /* 0.2 ms */
-    for (long waited = 0;; waited++) {
-        pid_t done = waitpid(pid, &status, WNOHANG);
-        if (done == pid) break;
-        if (done < 0) return NULL;
-        if (waited > 50000) { /* 10 s */
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return usi_error_new(USI_ERR_INVALID, "%s: loading it did not finish in 10 s; remove the file", shown);
-        }
-        nanosleep(&pause, NULL);
-    }
-    if (WIFSIGNALED(status))
-        return usi_error_new(USI_ERR_INVALID, "%s: loading it crashed the dynamic loader (%s): the file is damaged; "
-                                              "rebuild it or remove it",
-                             shown, strsignal(WTERMSIG(status)));
-    return NULL;
 }
 
 usi_error *usi_registry_load(usi_registry *r, const char *path)
@@ -260,30 +247,37 @@ usi_error *usi_registry_load(usi_registry *r, const char *path)
                                         usi_error_new(USI_ERR_INVALID, "%s: not a regular file", path));
     usi_error *e = usi_plugin_path_safe(path, &st, 0);
     if (!e) e = usi_elf_check(real, path);
-    if (!e) e = probe_load(real, path);
+    if (!e) e = usi_plugin_probe(real, path, r->min_minor, r->probe_timeout_ms);
     if (e) return usi_registry_add_problem(r, path, e);
 
+    usi_crash_enter(path, "loading it", NULL); /* its constructors run */
     void *h = dlopen(real, RTLD_NOW | RTLD_LOCAL);
+    usi_crash_leave();
     if (!h) {
         const char *why = dlerror();
         return usi_registry_add_problem(r, path, usi_error_new(USI_ERR_INVALID, "%s: cannot load: %s", path,
                                               why ? why : "unknown dlopen error"));
     }
     usi_negotiate n;
-    e = negotiate(r, path, h, &n);
+    e = usi_plugin_negotiate(r->min_minor, path, h, &n);
     if (e) {
         dlclose(h);
         return usi_registry_add_problem(r, path, e);
     }
-    if (usi_plugin_origin_add(h, dlsym(h, USI_PLUGIN_ENTRY_SYMBOL), path, n.plugin_abi_minor) != 0) {
+    const void *entry = dlsym(h, USI_PLUGIN_ENTRY_SYMBOL);
+    opened o = {h, strdup(path)};
+    if (!o.path || usi_plugin_origin_add(h, entry, path, n.plugin_abi_minor) != 0) {
+        free(o.path);
         dlclose(h);
         return usi_error_new(USI_ERR_NOMEM, "out of memory");
     }
-    if (!push((void **)&r->handles, &r->n_handles, sizeof h, &h)) {
+    if (!push((void **)&r->handles, &r->n_handles, sizeof o, &o)) {
         usi_plugin_origin_remove(h);
+        free(o.path);
         dlclose(h);
         return usi_error_new(USI_ERR_NOMEM, "out of memory");
     }
+    usi_crash_note_plugin(h, entry, path);
     if (n.plugin_abi_minor > USI_ABI_MINOR)
         usi_log(USI_LOG_INFO,
                 "%s: built for USI ABI %u.%u, newer than this usi (%d.%d): it loads, but the services "
@@ -323,6 +317,16 @@ const usi_loaded *usi_registry_find(const usi_registry *r, int32_t kind, const c
     return NULL;
 }
 
+/* Worth suggesting: a typo (at most one edit in three characters of the
+ * name asked for) or the same start (a family: "resnet" for "resnet50"). */
+static int similar(const char *asked, const char *cand, size_t distance)
+{
+    size_t len = strlen(asked), prefix = 0;
+    while (asked[prefix] && asked[prefix] == cand[prefix]) prefix++;
+    size_t typos = len / 3 ? len / 3 : 1;
+    return distance <= typos || prefix >= 3;
+}
+
 usi_error *usi_registry_select(const usi_registry *r, int32_t kind, const char *name,
                                const usi_loaded **out)
 {
@@ -330,7 +334,8 @@ usi_error *usi_registry_select(const usi_registry *r, int32_t kind, const char *
     const usi_loaded *hit = usi_registry_find(r, kind, name);
     if (hit && hit->twin_path)
         return usi_error_new(USI_ERR_INVALID,
-                             "%s '%s' is defined by both %s and %s; remove one of the two files",
+                             "%s '%s' is defined by both %s and %s, so neither is used; rename it in the "
+                             "plugin you build, or remove one of the two files",
                              usi_kind_name(kind), name, hit->path, hit->twin_path);
     if (hit) {
         *out = hit;
@@ -341,7 +346,7 @@ usi_error *usi_registry_select(const usi_registry *r, int32_t kind, const char *
         return usi_error_new(USI_ERR_INVALID, "'%s' (from %s) is a %s, not %s %s",
                              name, other->path, usi_kind_name(other->comp->kind),
                              kind == USI_KIND_AUGMENT ? "an" : "a", usi_kind_name(kind));
-    /* Suggest the three closest names of this kind. */
+    /* Suggest the three closest names of this kind that look like it. */
     const char *best[3] = {0};
     size_t dist[3] = {(size_t)-1, (size_t)-1, (size_t)-1};
     size_t n_kind = 0;
@@ -350,6 +355,7 @@ usi_error *usi_registry_select(const usi_registry *r, int32_t kind, const char *
         n_kind++;
         const char *cand = r->items[i].comp->name;
         size_t d = usi_edit_distance(name, cand);
+        if (!similar(name, cand, d)) continue;
         for (int k = 0; k < 3; k++) {
             if (d < dist[k]) {
                 for (int m = 2; m > k; m--) {
@@ -364,11 +370,14 @@ usi_error *usi_registry_select(const usi_registry *r, int32_t kind, const char *
     }
     usi_strbuf msg = {0};
     usi_strbuf_addf(&msg, "no %s named '%s' was found", usi_kind_name(kind), name);
-    if (n_kind) {
+    if (best[0]) {
         usi_strbuf_addf(&msg, "; did you mean ");
         for (int k = 0; k < 3 && best[k]; k++)
             usi_strbuf_addf(&msg, "%s'%s'", k ? (k == 2 || !best[k + 1] ? " or " : ", ") : "", best[k]);
         usi_strbuf_addf(&msg, "?");
+    } else if (n_kind) {
+        usi_strbuf_addf(&msg, "; none of the %zu %s plugins found has a similar name", n_kind,
+                        usi_kind_name(kind));
     } else {
         usi_strbuf_addf(&msg, "; no %s plugins were found at all", usi_kind_name(kind));
     }

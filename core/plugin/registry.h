@@ -1,13 +1,15 @@
 /* Plugin discovery and the registry of loaded components.
  *
  * A file is first checked as the dynamic loader will map it (core/plugin/
- * elf_check.c: a cut file would otherwise fault inside dlopen), then opened
- * with dlopen(RTLD_NOW | RTLD_LOCAL); one entry symbol is called with the
- * host's table, and every struct the plugin hands over is checked against the
- * frozen size of the ABI minor it declares (core/plugin/abi.c), with its kind
- * tables and parameter schema, before it is registered. A file that fails is
- * recorded as a problem with the reason; it never stops the other files from
- * loading. */
+ * elf_check.c: a cut file would otherwise fault inside dlopen), then loaded
+ * and shaken hands with in a child process (core/plugin/probe.c: a crash,
+ * a hang or an exit() in the loader or the entry is the file's problem, not
+ * the end of usi), then opened here with dlopen(RTLD_NOW | RTLD_LOCAL); one
+ * entry symbol is called with the host's table, and every struct the plugin
+ * hands over is checked against the frozen size of the ABI minor it declares
+ * (core/plugin/abi.c), with its kind tables and parameter schema, before it
+ * is registered. A file that fails is recorded as a problem with the reason;
+ * it never stops the other files from loading. */
 #ifndef USI_CORE_REGISTRY_H
 #define USI_CORE_REGISTRY_H
 

@@ -131,6 +131,8 @@ static void test_twins_name_both_files(void)
     const char *msg = usi_error_message(e);
     CHECK(e && !l, "a component defined twice was selected");
     CHECK(e && strstr(msg, "twin_a.so") && strstr(msg, "twin_b.so"), "message lacks a file: %s", msg);
+    CHECK(e && strstr(msg, "so neither is used; rename it in the plugin you build, or remove one of the two files"),
+          "selecting a twin gives no fitting advice: %s", msg);
     /* One problem per file, not per shared name; each names both files and
      * every shared component. */
     CHECK(usi_registry_problem_count(r) == 2, "%zu problems for two files with three shared names",
@@ -140,6 +142,11 @@ static void test_twins_name_both_files(void)
         CHECK(strstr(pm, "'twin_net', 'twin_copy', 'twin_teacher' are defined by both") &&
                   strstr(pm, a) && strstr(pm, b),
               "twin problem lacks a name or a file: %s", pm);
+        /* The advice fits a shipped file with many components: only the
+         * shared names go, and renaming one is the way out. */
+        CHECK(strstr(pm, "they are refused in both files, whose other components stay available: rename them "
+                         "in the plugin you build, or remove one of the two files"),
+              "twin problem gives no fitting advice: %s", pm);
     }
     CHECK(strstr(usi_registry_problem(r, 0)->path, "twin_a.so") &&
               strstr(usi_registry_problem(r, 1)->path, "twin_b.so"),
@@ -155,6 +162,18 @@ static void test_select_messages(void)
     const usi_loaded *l;
     usi_error *e = usi_registry_select(r, USI_KIND_BACKBONE, "fixture_nt", &l);
     CHECK(e && strstr(usi_error_message(e), "did you mean 'fixture_net'"), "no suggestion: %s",
+          usi_error_message(e));
+    usi_error_free(e);
+    /* Nothing like it: no suggestion rather than the nearest of unrelated
+     * names. */
+    e = usi_registry_select(r, USI_KIND_BACKBONE, "vendor_vgg", &l);
+    CHECK(e && !strstr(usi_error_message(e), "did you mean") &&
+              strstr(usi_error_message(e), "none of the 1 backbone plugins found has a similar name"),
+          "a suggestion for an unrelated name: %s", usi_error_message(e));
+    usi_error_free(e);
+    /* The same start is a family: suggested. */
+    e = usi_registry_select(r, USI_KIND_BACKBONE, "fixture_resnet_large", &l);
+    CHECK(e && strstr(usi_error_message(e), "did you mean 'fixture_net'"), "no suggestion for a shared prefix: %s",
           usi_error_message(e));
     usi_error_free(e);
     e = usi_registry_select(r, USI_KIND_AUGMENT, "fixture_net", &l);
@@ -271,6 +290,11 @@ int main(int argc, char **argv)
     expect_refused("refuse_host", "refused this host: needs a host service");
     expect_refused("no_entry", "no 'usi_plugin_entry' symbol");
     expect_refused("bad_default", "outside its range");
+    /* Said as what it is, not as "default '(null)' is not one of ..." or
+     * "nan, outside its range [0, 0]" (a range that means none). */
+    expect_refused("null_string_default",
+                   "string option 'act' has no default (its def_string is NULL); give it one of relu|gelu|silu");
+    expect_refused("nan_default", "option 'drop_rate' of backbone 'nandefault_net' is not a number (NaN)");
     test_twins_name_both_files();
     test_select_messages();
     test_scan_folder();

@@ -41,6 +41,20 @@
  *   - Whoever allocates frees. Strings a plugin hands out are static or live
  *     until the plugin is unloaded (or, for instance strings, destroyed).
  *   - Nothing in a plugin calls exit() or abort(); it returns an error.
+ *     (usi loads each file in a child process first: a plugin that crashes,
+ *     hangs or exits in its entry is refused by name. A crash later is
+ *     reported with the file and what it was doing, then usi dies of it.)
+ *   - stdout belongs to the host: `usi plugins --json` and the other --json
+ *     commands print one document there. A plugin writes nothing to stdout
+ *     (no printf, puts or std::cout); it logs with the host's log service,
+ *     n->host->log(USI_LOG_INFO, ...), which goes to stderr. Under --json
+ *     usi sends what plugin code prints anyway to stderr.
+ *
+ * C++: the header compiles as C++11 and later. It declares usi_plugin_entry
+ * inside its extern "C" block, so a .cpp file that includes it and defines
+ * the entry exports the plain C name (without it, a C++ compiler exports a
+ * mangled name that usi cannot find, and says so). The USI_PARAM_*,
+ * USI_DECLARE_HOST and USI_DEFINE_PLUGIN shorthands work there too.
  */
 #ifndef USI_PLUGIN_H
 #define USI_PLUGIN_H
@@ -687,6 +701,11 @@ typedef struct usi_negotiate {
 
 typedef usi_error *(*usi_plugin_entry_fn)(usi_negotiate *n);
 
+/* The entry point every plugin defines: a function (a variable holding a
+ * function pointer under this name is refused). Declared here, inside the
+ * extern "C" block, so that a C++ definition gets the C name. */
+USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n);
+
 /* ------------------------------------------------------------------------ */
 /* Helpers for plugin authors (inline, nothing to link)                     */
 /* ------------------------------------------------------------------------ */
@@ -772,23 +791,21 @@ static inline usi_error *usi_negotiate_reply(usi_negotiate *n,
  * lo == hi == 0 means no range (see usi_param_desc). choices is "a|b|c", or
  * NULL for any string. These function-like macros share their names with the
  * USI_PARAM_* type constants; the constants stay usable, since a macro of this
- * kind expands only where its name is followed by '('. */
-#define USI_PARAM_INT(nm, def, lo, hi, dc)                                            \
-    {.struct_size = sizeof(usi_param_desc), .name = (nm), .type = USI_PARAM_INT,      \
-     .doc = (dc), .def_int = (def), .min = (lo), .max = (hi)}
-#define USI_PARAM_FLOAT(nm, def, lo, hi, dc)                                          \
-    {.struct_size = sizeof(usi_param_desc), .name = (nm), .type = USI_PARAM_FLOAT,    \
-     .doc = (dc), .def_float = (def), .min = (lo), .max = (hi)}
-#define USI_PARAM_BOOL(nm, def, dc)                                                   \
-    {.struct_size = sizeof(usi_param_desc), .name = (nm), .type = USI_PARAM_BOOL,     \
-     .doc = (dc), .def_int = (def)}
-#define USI_PARAM_STRING(nm, def, ch, dc)                                             \
-    {.struct_size = sizeof(usi_param_desc), .name = (nm), .type = USI_PARAM_STRING,   \
-     .doc = (dc), .def_string = (def), .choices = (ch)}
+ * kind expands only where its name is followed by '('. The initialisers list
+ * every field in order (C++ before C++20 has no designated initialisers):
+ * struct_size, name, type, reserved, doc, def_int, def_float, def_string,
+ * min, max, choices. */
+#define USI_PARAM_INT(nm, def, lo, hi, dc) \
+    {sizeof(usi_param_desc), (nm), USI_PARAM_INT, 0, (dc), (def), 0, NULL, (lo), (hi), NULL}
+#define USI_PARAM_FLOAT(nm, def, lo, hi, dc) \
+    {sizeof(usi_param_desc), (nm), USI_PARAM_FLOAT, 0, (dc), 0, (def), NULL, (lo), (hi), NULL}
+#define USI_PARAM_BOOL(nm, def, dc) \
+    {sizeof(usi_param_desc), (nm), USI_PARAM_BOOL, 0, (dc), (def), 0, NULL, 0, 0, NULL}
+#define USI_PARAM_STRING(nm, def, ch, dc) \
+    {sizeof(usi_param_desc), (nm), USI_PARAM_STRING, 0, (dc), 0, 0, (def), 0, 0, (ch)}
 /* def is the list as text, "a, b, c"; lo and hi bound each item. */
-#define USI_PARAM_FLOAT_LIST(nm, def, lo, hi, dc)                                     \
-    {.struct_size = sizeof(usi_param_desc), .name = (nm), .type = USI_PARAM_FLOAT_LIST, \
-     .doc = (dc), .def_string = (def), .min = (lo), .max = (hi)}
+#define USI_PARAM_FLOAT_LIST(nm, def, lo, hi, dc) \
+    {sizeof(usi_param_desc), (nm), USI_PARAM_FLOAT_LIST, 0, (dc), 0, 0, (def), (lo), (hi), NULL}
 
 /* The number of entries of an array (a schema, a field table). */
 #define USI_COUNTOF(a) (sizeof(a) / sizeof((a)[0]))
@@ -880,28 +897,36 @@ static inline usi_error *usi_read_options(const usi_host_api *host, const usi_pa
  *
  * for the plugin's create/build/apply functions. A file whose functions use
  * usi_host above the USI_DEFINE_PLUGIN line declares it first with
- * `USI_DECLARE_HOST;` (the same tentative definition; C allows both).
- * USI_DEFINE_PLUGIN_MIN(minor, ...) does the same with
+ * `USI_DECLARE_HOST;` (in C a tentative definition, which C allows twice; in
+ * C++ a declaration in an unnamed namespace, which USI_DEFINE_PLUGIN then
+ * defines). USI_DEFINE_PLUGIN_MIN(minor, ...) does the same with
  * usi_negotiate_reply_min(n, desc, minor), for a plugin that calls that
  * minor's services without checking USI_HAS_FIELD. Only usi_plugin_entry is
- * exported; everything else the macro defines is static. */
+ * exported; everything else the macro defines is static (or, in C++, in an
+ * unnamed namespace). */
+#ifdef __cplusplus
+#define USI_DECLARE_HOST namespace { extern const usi_host_api *usi_host; }
+#define USI_DEFINE_HOST_ namespace { const usi_host_api *usi_host = NULL; }
+#define USI_STATIC_ASSERT_(cond, msg) static_assert(cond, msg)
+#else
 #define USI_DECLARE_HOST static const usi_host_api *usi_host
+#define USI_DEFINE_HOST_ USI_DECLARE_HOST;
+#define USI_STATIC_ASSERT_(cond, msg) _Static_assert(cond, msg)
+#endif
 
 #define USI_DEFINE_PLUGIN_MIN(minor, nm, vnd, lic, ver, ...)                          \
-    USI_DECLARE_HOST;                                                                \
+    USI_DEFINE_HOST_                                                                 \
     static const usi_component *const usi_plugin_components_[] = {__VA_ARGS__};      \
     static const usi_plugin_desc usi_plugin_desc_ = {                                \
-        .struct_size = sizeof(usi_plugin_desc), .name = (nm), .vendor = (vnd),       \
-        .license = (lic), .version = (ver), .components = usi_plugin_components_,    \
-        .n_components = USI_COUNTOF(usi_plugin_components_)};                       \
-    USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n);                 \
+        sizeof(usi_plugin_desc), (nm), (vnd), (lic), (ver), usi_plugin_components_, \
+        USI_COUNTOF(usi_plugin_components_)};                                        \
     USI_PLUGIN_EXPORT usi_error *usi_plugin_entry(usi_negotiate *n)                  \
     {                                                                                \
         usi_error *e = usi_negotiate_reply_min(n, &usi_plugin_desc_, (minor));       \
         if (!e) usi_host = n->host;                                                  \
         return e;                                                                    \
     }                                                                                \
-    _Static_assert(USI_COUNTOF(usi_plugin_components_) > 0, "a plugin needs a component")
+    USI_STATIC_ASSERT_(USI_COUNTOF(usi_plugin_components_) > 0, "a plugin needs a component")
 
 #define USI_DEFINE_PLUGIN(nm, vnd, lic, ver, ...) \
     USI_DEFINE_PLUGIN_MIN(0, nm, vnd, lic, ver, __VA_ARGS__)
