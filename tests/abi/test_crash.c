@@ -106,8 +106,9 @@ static void collect(pid_t pid, int out_fd, int err_fd, ran *r)
     while (waitpid(pid, &r->status, 0) < 0 && errno == EINTR) {}
 }
 
-/* fn in a child process with usi's crash handlers, as `usi` has them. */
-static void run_child(void (*fn)(const char *), const char *arg, ran *r)
+/* body(arg) in a child process whose stdout and stderr land in r, with
+ * its exit status. */
+static void run_forked(void (*body)(void *), void *arg, ran *r)
 {
     int out[2], err[2];
     if (pipe(out) || pipe(err)) {
@@ -121,13 +122,37 @@ static void run_child(void (*fn)(const char *), const char *arg, ran *r)
         dup2(err[1], 2);
         close(out[0]);
         close(err[0]);
-        usi_crash_install();
-        fn(arg);
+        body(arg);
         _exit(0);
     }
     close(out[1]);
     close(err[1]);
     collect(pid, out[0], err[0], r);
+}
+
+typedef struct child_call {
+    void (*fn)(const char *);
+    const char *arg;
+} child_call;
+
+static void with_crash_handlers(void *p)
+{
+    const child_call *c = p;
+    usi_crash_install();
+    c->fn(c->arg);
+}
+
+/* fn in a child process with usi's crash handlers, as `usi` has them. */
+static void run_child(void (*fn)(const char *), const char *arg, ran *r)
+{
+    child_call c = {fn, arg};
+    run_forked(with_crash_handlers, &c, r);
+}
+
+static void exec_usi(void *argv)
+{
+    execv(usi_exe, argv);
+    _exit(127);
 }
 
 /* `usi ARGS...` (NULL-terminated). */
@@ -138,24 +163,7 @@ static void run_usi(ran *r, ...)
     va_start(ap, r);
     for (int i = 1; i < 15 && (argv[i] = va_arg(ap, char *)); i++) {}
     va_end(ap);
-    int out[2], err[2];
-    if (pipe(out) || pipe(err)) {
-        CHECK(0, "pipe: %s", strerror(errno));
-        return;
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(out[1], 1);
-        dup2(err[1], 2);
-        close(out[0]);
-        close(err[0]);
-        execv(usi_exe, argv);
-        _exit(127);
-    }
-    close(out[1]);
-    close(err[1]);
-    collect(pid, out[0], err[0], r);
+    run_forked(exec_usi, argv, r);
 }
 
 static int died_of(const ran *r, int sig) { return WIFSIGNALED(r->status) && WTERMSIG(r->status) == sig; }
