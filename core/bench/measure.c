@@ -6,6 +6,7 @@
 
 #include "bench/bench.h"
 #include "graph/graph.h"
+#include "plugin/call.h"
 #include "plugin/host.h"
 #include "plugin/params.h"
 #include "train/optim.h"
@@ -79,8 +80,7 @@ static usi_error *build(usi_graph *g, const usi_component *bb, void *inst, const
     if (usi_params_has(p, "num_classes")) USI_TRY(usi_params_get_int(p, "num_classes", &classes));
     int64_t shape[4] = {o->batch, chans, o->img_size, o->img_size};
     *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, shape);
-    const usi_backbone_ops *ops = bb->ops;
-    USI_TRY(usi_graph_build(g, ops->build, inst, *x, logits));
+    USI_TRY(usi_call_build_backbone(g, bb, inst, *x, logits));
     const usi_graph_api *G = usi_graph_api_get();
     if (G->ndim(*logits) != 2 || G->dim(*logits, 0) != o->batch || (classes && G->dim(*logits, 1) != classes))
         return usi_error_new(USI_ERR_INVALID, "the output is not [%lld, %lld] logits", (long long)o->batch,
@@ -248,10 +248,10 @@ usi_error *usi_bench_measure(const usi_component *bb, const usi_params *p, const
     progress(o, bb->name, "building");
     usi_log_clear_last_error();
     void *inst = NULL;
-    usi_error *e = bb->create(p, &inst);
+    usi_error *e = usi_call_create(bb, p, &inst);
     if (!e) e = measure_inference(bb, inst, p, o, row);
     if (!e && o->train) e = usi_error_prefix(measure_training(bb, inst, p, o, row), "training: ");
-    if (inst) bb->destroy(inst);
+    if (inst) usi_call_destroy(bb, inst);
     /* A plugin of ABI 1.0 says why it gave up only in the log; the graph's
      * error then is a bare "no output". The logged line is the reason. */
     if (e && *usi_log_last_error() && !strstr(usi_error_message(e), usi_log_last_error())) {

@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "graph/graph.h"
+#include "plugin/call.h"
 #include "plugin/host.h"
 #include "plugin/params.h"
 #include "train/safetensors.h"
@@ -192,8 +193,7 @@ static usi_error *record_graph(const usi_component *bb, void *inst, const summar
     if (!g) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t shape[4] = {batch, s->channels, s->side, s->side};
     usi_tensor *x = usi_graph_input(g, "images", USI_DTYPE_F32, 4, shape);
-    const usi_backbone_ops *ops = bb->ops;
-    usi_error *e = usi_graph_build(g, ops->build, inst, x, out);
+    usi_error *e = usi_call_build_backbone(g, bb, inst, x, out);
     if (e) {
         usi_graph_free(g);
         return e;
@@ -297,7 +297,7 @@ static usi_error *summarize(const usi_registry *r, const summary_args *a, summar
     if (!e && !a->img_size && usi_params_has(p, "img_size")) e = usi_params_get_int(p, "img_size", &s->side);
     if (!e && usi_params_has(p, "in_chans")) e = usi_params_get_int(p, "in_chans", &s->channels);
     void *inst = NULL;
-    if (!e) e = bb->create(p, &inst);
+    if (!e) e = usi_call_create(bb, p, &inst);
     s->mem.batch = a->batch;
     if (!e) e = usi_device_open(a->device ? a->device : "cpu", &s->dev);
     /* as `usi train` decides it (config resolve) */
@@ -306,7 +306,7 @@ static usi_error *summarize(const usi_registry *r, const summary_args *a, summar
     if (!e) e = record(bb, inst, s);
     if (!e) e = check_output(p, s);
     if (!e) e = plan_memory(bb, inst, s);
-    if (inst) bb->destroy(inst);
+    if (inst) usi_call_destroy(bb, inst);
     usi_params_free(p);
     return e ? usi_error_prefix(e, "backbone '%s': ", a->name) : NULL;
 }

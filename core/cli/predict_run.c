@@ -12,6 +12,7 @@
 #include "data/decode.h"
 #include "data/loader_config.h"
 #include "graph/graph.h"
+#include "plugin/call.h"
 #include "plugin/params.h"
 #include "train/setup.h"
 #include "train/weights.h"
@@ -149,7 +150,7 @@ static usi_error *setup(const usi_config *c, const usi_registry *r, const usi_st
     run->classes = (int32_t)classes;
     p->bb = usi_config_backbone(c)->loaded->comp;
     USI_TRY(usi_setup_device(c, &p->dev));
-    USI_TRY(p->bb->create(run->params, &p->inst));
+    USI_TRY(usi_call_create(p->bb, run->params, &p->inst));
     USI_TRY(usi_setup_eval_graph(p->dev, p->bb, p->inst, PREDICT_BATCH, (int32_t)run->side, run->classes,
                                  (uint64_t)usi_config_int(c, "seed"), &p->g, &p->x, &p->logits));
     usi_error *e = usi_weights_load(p->g, f, a->ema ? "ema/" : "", 0, a->weights);
@@ -201,7 +202,7 @@ usi_error *usi_predict_images(const usi_config *c, const usi_registry *r, const 
     usi_decoder_free(p.dec);
     usi_augchain_free(p.chain);
     usi_graph_free(p.g);
-    if (p.inst) p.bb->destroy(p.inst);
+    if (p.inst) usi_call_destroy(p.bb, p.inst);
     return e;
 }
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plugin/call.h"
+#include "plugin/crash.h"
 #include "plugin/params.h"
 #include "util/error.h"
 
@@ -34,7 +36,7 @@ void usi_augchain_free(usi_augchain *ch)
 {
     if (!ch) return;
     for (size_t i = 0; i < ch->n; i++) {
-        ch->st[i].comp->destroy(ch->st[i].inst);
+        usi_call_destroy(ch->st[i].comp, ch->st[i].inst);
         pthread_mutex_destroy(&ch->st[i].lock);
     }
     free(ch->st);
@@ -82,7 +84,7 @@ usi_error *usi_augchain_add(usi_augchain *ch, const usi_component *comp,
     /* Batch stages run on each loader's batch thread, and simulated ranks'
      * loaders share the chain: one call at a time per instance, always. */
     s->serial = ops->stage == USI_AUGMENT_BATCH || !(ops->flags & USI_AUGMENT_THREAD_SAFE);
-    usi_error *e = comp->create(params, &s->inst);
+    usi_error *e = usi_call_create(comp, params, &s->inst);
     if (e) return usi_error_prefix(e, "augment '%s': ", comp->name);
     pthread_mutex_init(&s->lock, NULL);
     if (ch->n == 0) ch->decode_min_side = decode_hint(comp, params);
@@ -140,7 +142,9 @@ usi_error *usi_augchain_run_sample(const usi_augchain *ch, const usi_image *img,
         usi_image *dst = &s->img[next];
         dst->struct_size = sizeof *dst;
         if (st->serial) pthread_mutex_lock(&st->lock);
+        usi_crash_enter_code(USI_CRASH_CODE(st->ops->apply_sample), "running augment", st->comp->name);
         usi_error *e = st->ops->apply_sample(st->inst, cur, dst, rng);
+        usi_crash_leave();
         if (st->serial) pthread_mutex_unlock(&st->lock);
         if (e) return usi_error_prefix(e, "augment '%s': ", st->comp->name);
         cur = dst;
@@ -177,7 +181,9 @@ usi_error *usi_augchain_run_batch(const usi_augchain *ch, usi_batch *b, usi_rng 
         stage *st = &ch->st[i];
         if (st->ops->stage != USI_AUGMENT_BATCH) continue;
         if (st->serial) pthread_mutex_lock(&st->lock);
+        usi_crash_enter_code(USI_CRASH_CODE(st->ops->apply_batch), "running augment", st->comp->name);
         usi_error *e = st->ops->apply_batch(st->inst, b, rng);
+        usi_crash_leave();
         if (st->serial) pthread_mutex_unlock(&st->lock);
         if (e) return usi_error_prefix(e, "augment '%s': ", st->comp->name);
         USI_TRY(check_targets(b, st->comp->name));

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "graph/build_common.h"
+#include "plugin/crash.h"
 #include "util/error.h"
 
 static usi_tensor *rec_conv2d(usi_graph *g, usi_tensor *x, usi_tensor *w,
@@ -368,7 +369,9 @@ static usi_tensor *rec_custom(usi_graph *g, const usi_custom_op *op,
     }
     out.struct_size = sizeof out;
     out.dtype = USI_DTYPE_F32;
+    usi_crash_enter_code(USI_CRASH_CODE(op->infer_shape), "inferring the shape of custom op", op->name);
     usi_error *e = op->infer_shape(attrs, n_inputs, views, &out);
+    usi_crash_leave();
     if (e) {
         usi_graph_fail(g, "custom '%s': %s", t->name, e->message);
         usi_error_free(e);

@@ -6,6 +6,7 @@
 
 #include "backend/backend.h"
 #include "graph/graph_internal.h"
+#include "plugin/crash.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -54,7 +55,11 @@ usi_error *usi_custom_forward_host(usi_graph *g, usi_tensor *t)
         usi_node_view(&in[k], t->src[k], host_copy(g, &hs, t->src[k]->data, usi_node_bytes(t->src[k]), 1, &e));
     void *y = e ? NULL : host_copy(g, &hs, NULL, usi_node_bytes(t), 0, &e);
     usi_node_view(&out, t, y);
-    if (!e) e = t->custom->forward_cpu(t->custom_attrs, t->n_src, in, &out);
+    if (!e) {
+        usi_crash_enter_code(USI_CRASH_CODE(t->custom->forward_cpu), "running custom op", t->custom->name);
+        e = t->custom->forward_cpu(t->custom_attrs, t->n_src, in, &out);
+        usi_crash_leave();
+    }
     if (!e) e = g->dev->be->upload(g->dev, t->data, y, usi_node_bytes(t));
     host_free(&hs);
     return e;
@@ -81,7 +86,12 @@ usi_error *usi_custom_backward_host(usi_graph *g, usi_tensor *t, const int32_t *
     void *gy = e ? NULL : host_copy(g, &hs, t->grad, (size_t)t->numel * sizeof(float), 1, &e);
     usi_node_view(&out, t, y);
     usi_node_view(&gout, t, gy);
-    if (!e) e = t->custom->backward_cpu(t->custom_attrs, t->n_src, in, &out, &gout, gin);
+    if (!e) {
+        usi_crash_enter_code(USI_CRASH_CODE(t->custom->backward_cpu), "running the backward of custom op",
+                             t->custom->name);
+        e = t->custom->backward_cpu(t->custom_attrs, t->n_src, in, &out, &gout, gin);
+        usi_crash_leave();
+    }
     for (int32_t k = 0; !e && k < t->n_src; k++)
         if (gh[k] && (k == 0 || gh[k] != gh[k - 1])) e = g->dev->be->upload(g->dev, t->src[k]->grad, gh[k], (size_t)t->src[k]->numel * sizeof(float));
     host_free(&hs);

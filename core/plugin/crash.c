@@ -13,6 +13,7 @@
 /* One bracket: what the host asked of which plugin file. */
 typedef struct frame {
     const char *file, *what, *name;
+    uintptr_t code; /* file unknown: a function of the plugin, found at report time */
 } frame;
 
 #define MAX_DEPTH 8 /* deeper brackets are counted; the line names the 8th */
@@ -63,14 +64,18 @@ static void stdout_to_host(void)
     pthread_mutex_unlock(&out_lock);
 }
 
-void usi_crash_enter(const char *file, const char *what, const char *name)
+static void enter(const char *file, uintptr_t code, const char *what, const char *name)
 {
-    if (depth < MAX_DEPTH) frames[depth] = (frame){file, what, name};
+    if (depth < MAX_DEPTH) frames[depth] = (frame){file, what, name, code};
     /* The handler runs on this thread: the frame must be whole before the
      * depth that makes it visible. */
     atomic_signal_fence(memory_order_release);
     if (depth++ == 0 && host_out) stdout_to_plugin();
 }
+
+void usi_crash_enter(const char *file, const char *what, const char *name) { enter(file, 0, what, name); }
+
+void usi_crash_enter_code(uintptr_t code, const char *what, const char *name) { enter(NULL, code, what, name); }
 
 void usi_crash_leave(void)
 {
@@ -143,7 +148,8 @@ static size_t describe(char *buf, size_t cap, int sig, uintptr_t pc)
     const char *code_of = plugin_at(pc);
     if (d > 0) {
         const frame *f = &frames[d - 1];
-        if (f->file) n = put(buf, n, cap, " in plugin file "), n = put(buf, n, cap, f->file);
+        const char *file = f->file ? f->file : plugin_at(f->code);
+        if (file) n = put(buf, n, cap, " in plugin file "), n = put(buf, n, cap, file);
         if (f->what) n = put(buf, n, cap, " while "), n = put(buf, n, cap, f->what);
         if (f->name) n = put(buf, n, cap, " '"), n = put(buf, n, cap, f->name), n = put(buf, n, cap, "'");
     } else if (code_of) {
@@ -185,9 +191,10 @@ static void on_exit_hook(int status, void *arg)
     int d = depth > MAX_DEPTH ? MAX_DEPTH : depth;
     if (d <= 0) return;
     const frame *f = &frames[d - 1];
+    const char *file = f->file ? f->file : plugin_at(f->code);
     fprintf(stderr, "usi: error: plugin file %s called exit(%d) while %s%s%s%s; "
                     "a plugin must return an error instead (report it to its vendor)\n",
-            f->file ? f->file : "(unknown)", status, f->what ? f->what : "running",
+            file ? file : "(unknown)", status, f->what ? f->what : "running",
             f->name ? " '" : "", f->name ? f->name : "", f->name ? "'" : "");
     if (status == 0) {
         fflush(NULL);

@@ -22,12 +22,18 @@
 #ifndef USI_CORE_CRASH_H
 #define USI_CORE_CRASH_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 /* Enter plugin code on this thread: `file` is the plugin file, `what` says
  * what usi asked of it ("building backbone"), `name` the component (NULL:
  * none; the line then ends after `what`). */
 void usi_crash_enter(const char *file, const char *what, const char *name);
+/* The same where the caller holds a function of the plugin (`code`, as an
+ * integer) rather than its file: the file whose code holds that address is
+ * named (usi_crash_note_plugin), found only if a report is written. */
+void usi_crash_enter_code(uintptr_t code, const char *what, const char *name);
+#define USI_CRASH_CODE(fn) ((uintptr_t)(fn))
 /* Back in host code (pairs with the last enter of this thread). */
 void usi_crash_leave(void);
 

@@ -12,6 +12,7 @@
 #include "data/loader_config.h"
 #include "dist/dist.h"
 #include "graph/graph.h"
+#include "plugin/call.h"
 #include "plugin/params.h"
 #include "train/input.h"
 #include "train/options.h"
@@ -254,7 +255,7 @@ usi_error *usi_evaluate_file(const usi_config *c, const usi_registry *r, const c
         bb = usi_config_backbone(c)->loaded->comp;
         e = take_file_options(bp, f, bb, path);
     }
-    if (!e) e = bb->create(bp, &inst);
+    if (!e) e = usi_call_create(bb, bp, &inst);
     if (!e) e = usi_data_eval_chain(c, r, &chain);
     if (!e) e = usi_setup_loader(c, val, chain, 0, 0, 1, &l);
     if (!e) e = usi_input_new(l, dev, &in);
@@ -281,7 +282,7 @@ usi_error *usi_evaluate_file(const usi_config *c, const usi_registry *r, const c
     free(host_logits);
     usi_st_free(f);
     usi_graph_free(g);
-    if (inst) bb->destroy(inst);
+    if (inst) usi_call_destroy(bb, inst);
     usi_params_free(bp);
     usi_loader_free(l);
     usi_augchain_free(chain);

@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "graph/graph.h"
+#include "plugin/call.h"
 #include "plugin/params.h"
 #include "util/error.h"
 
@@ -54,7 +55,7 @@ static uint64_t signature(const usi_component *bb, const usi_params *p, int64_t 
     int64_t chans = 3;
     if (usi_params_has(p, "in_chans")) usi_error_free(usi_params_get_int(p, "in_chans", &chans));
     void *inst = NULL;
-    usi_error *e = bb->create(p, &inst);
+    usi_error *e = usi_call_create(bb, p, &inst);
     if (e) {
         usi_error_free(e);
         return 0;
@@ -62,12 +63,11 @@ static uint64_t signature(const usi_component *bb, const usi_params *p, int64_t 
     usi_graph *g = usi_graph_new(usi_device_cpu(), 0, 0);
     int64_t shape[4] = {1, chans, side, side};
     usi_tensor *x = g ? usi_graph_input(g, "images", USI_DTYPE_F32, 4, shape) : NULL, *out = NULL;
-    const usi_backbone_ops *ops = bb->ops;
-    e = x ? usi_graph_build(g, ops->build, inst, x, &out) : usi_error_new(USI_ERR_NOMEM, "out of memory");
+    e = x ? usi_call_build_backbone(g, bb, inst, x, &out) : usi_error_new(USI_ERR_NOMEM, "out of memory");
     uint64_t sig = e ? 0 : usi_graph_signature(g);
     usi_error_free(e);
     usi_graph_free(g);
-    bb->destroy(inst);
+    usi_call_destroy(bb, inst);
     return sig;
 }
 

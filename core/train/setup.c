@@ -9,6 +9,7 @@
 #include "data/loader_config.h"
 #include "dist/dist.h"
 #include "graph/graph.h"
+#include "plugin/call.h"
 #include "plugin/params.h"
 #include "train/safetensors.h"
 #include "util/error.h"
@@ -176,8 +177,7 @@ usi_error *usi_setup_eval_graph(usi_device *dev, const usi_component *bb, void *
     if (!*g) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t shape[4] = {batch, 3, side, side};
     *x = usi_graph_input(*g, "images", USI_DTYPE_F32, 4, shape);
-    const usi_backbone_ops *ops = bb->ops;
-    USI_TRY(usi_graph_build(*g, ops->build, inst, *x, logits));
+    USI_TRY(usi_call_build_backbone(*g, bb, inst, *x, logits));
     const usi_graph_api *G = usi_graph_api_get();
     if (G->ndim(*logits) != 2 || G->dim(*logits, 0) != batch || G->dim(*logits, 1) != classes)
         return usi_error_new(USI_ERR_INVALID, "backbone '%s' gives an output of %d dims, not [%d, %d]",

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "graph/graph.h"
+#include "plugin/call.h"
+#include "plugin/crash.h"
 #include "plugin/host.h"
 #include "plugin/params.h"
 #include "train/safetensors.h"
@@ -45,7 +47,10 @@ static usi_error *build_graph(usi_teacher_rt *t, const usi_st_file *f, uint64_t 
         return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t shape[4] = {t->batch, 3, t->side, t->side};
     t->x = usi_graph_input(t->g, "teacher_images", USI_DTYPE_F32, 4, shape);
-    USI_TRY(usi_graph_build(t->g, t->ops->build, t->inst, t->x, &t->logits));
+    usi_crash_enter_code(USI_CRASH_CODE(t->ops->build), "building teacher", t->comp->name);
+    usi_error *e = usi_graph_build(t->g, t->ops->build, t->inst, t->x, &t->logits);
+    usi_crash_leave();
+    USI_TRY(e);
     const usi_graph_api *G = usi_graph_api_get();
     if (G->ndim(t->logits) != 2 || G->dim(t->logits, 1) != t->num_classes)
         return usi_error_new(USI_ERR_INVALID, "teacher '%s' gives %lld outputs per image, the data has %d classes",
@@ -76,10 +81,12 @@ usi_error *usi_teacher_open(const usi_component *comp, const usi_params *params,
     t->ops = t->comp->ops;
     t->batch = batch;
     t->num_classes = num_classes;
-    usi_error *e = t->comp->create(params, &t->inst);
+    usi_error *e = usi_call_create(t->comp, params, &t->inst);
     if (!e) {
         t->spec.struct_size = sizeof t->spec;
+        usi_crash_enter_code(USI_CRASH_CODE(t->ops->spec), "reading the spec of teacher", t->comp->name);
         e = t->ops->spec(t->inst, &t->spec);
+        usi_crash_leave();
     }
     if (!e && t->spec.num_classes && t->spec.num_classes != num_classes)
         e = usi_error_new(USI_ERR_INVALID,
@@ -114,7 +121,7 @@ void usi_teacher_free(usi_teacher_rt *t)
 {
     if (!t) return;
     usi_graph_free(t->g);
-    if (t->inst) t->comp->destroy(t->inst);
+    if (t->inst) usi_call_destroy(t->comp, t->inst);
     free(t->buf);
     free(t->images);
     free(t->out);
@@ -148,7 +155,10 @@ static usi_error *engine_forward(usi_teacher_rt *t, const usi_tensor *images, in
     in.strides[1] = (int64_t)tplane;
     in.strides[0] = 3 * (int64_t)tplane;
     usi_tensor_view out = {sizeof out, USI_DTYPE_F32, 0, 2, 0, {n, t->num_classes}, {t->num_classes, 1}, t->out};
-    return t->ops->forward(t->inst, &in, &out);
+    usi_crash_enter_code(USI_CRASH_CODE(t->ops->forward), "running teacher", t->comp->name);
+    usi_error *e = t->ops->forward(t->inst, &in, &out);
+    usi_crash_leave();
+    return e;
 }
 
 usi_error *usi_teacher_forward(usi_teacher_rt *t, const usi_tensor *images, int32_t n, const float mean_s[3],

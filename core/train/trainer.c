@@ -16,6 +16,7 @@
 #include "dist/dist.h"
 #include "dist/reducer.h"
 #include "graph/graph.h"
+#include "plugin/call.h"
 #include "plugin/params.h"
 #include "train/ema.h"
 #include "train/input.h"
@@ -138,8 +139,7 @@ static usi_error *build_train_graph(usi_trainer *t)
     t->xs = usi_graph_input(t->gs, "images", USI_DTYPE_F32, 4, img);
     t->targets = usi_graph_input(t->gs, "targets", USI_DTYPE_F32, 2, rows);
     usi_tensor *logits;
-    const usi_backbone_ops *ops = t->bb->ops;
-    USI_TRY(usi_graph_build(t->gs, ops->build, t->bb_inst, t->xs, &logits));
+    USI_TRY(usi_call_build_backbone(t->gs, t->bb, t->bb_inst, t->xs, &logits));
     if (G->ndim(logits) != 2 || G->dim(logits, 1) != t->classes)
         return usi_error_new(USI_ERR_INVALID, "backbone '%s' does not give [batch, %d] logits", t->bb->name,
                              t->classes);
@@ -414,7 +414,7 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     }
     if (!e) {
         t->bb = usi_config_backbone(c)->loaded->comp;
-        e = t->bb->create(t->bb_params, &t->bb_inst);
+        e = usi_call_create(t->bb, t->bb_params, &t->bb_inst);
     }
     if (!e) e = usi_data_train_chain(c, &t->train_chain);
     if (!e) e = usi_data_eval_chain(c, r, &t->eval_chain);
@@ -505,7 +505,7 @@ void usi_trainer_free(usi_trainer *t)
     usi_graph_free(t->gs);
     usi_graph_free(t->ge);
     usi_teacher_free(t->teacher);
-    if (t->bb_inst) t->bb->destroy(t->bb_inst);
+    if (t->bb_inst) usi_call_destroy(t->bb, t->bb_inst);
     usi_params_free(t->bb_params);
     usi_params_free(t->teacher_params);
     usi_loader_free(t->train_loader);

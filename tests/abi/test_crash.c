@@ -22,12 +22,14 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "data/augchain.h"
 #include "graph/graph.h"
 #include "plugin/crash.h"
 #include "plugin/host.h"
 #include "plugin/registry.h"
 #include "plugin/registry_internal.h"
 #include "util/error.h"
+#include "util/rng.h"
 
 static const char *fixture_dir, *usi_exe;
 
@@ -203,6 +205,24 @@ static void create_unbracketed(const char *spec)
     usi_registry_at(r, 0)->comp->create(NULL, &inst);
 }
 
+/* One image through an augmentation chain of the file's one component, as
+ * the loader's workers run it. */
+static void augment_one_image(const char *file)
+{
+    usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
+    usi_error *e = usi_registry_load(r, file);
+    if (e || usi_registry_count(r) != 1) _exit(2);
+    usi_augchain *ch = NULL;
+    if (usi_augchain_new(&ch) || usi_augchain_add(ch, usi_registry_at(r, 0)->comp, NULL)) _exit(2);
+    uint8_t pixels[4 * 4 * 3] = {0};
+    usi_image img = {sizeof img, 4, 4, 3, 12, pixels};
+    usi_aug_scratch scratch = {0};
+    const usi_image *out = NULL;
+    usi_rng rng;
+    usi_rng_seed(&rng, 1, 0, 0, 0);
+    usi_augchain_run_sample(ch, &img, &scratch, &out, &rng);
+}
+
 /* A real fault in a sanitizer build too (UBSan would stop at the null store). */
 __attribute__((no_sanitize("address", "undefined"))) static void fault_in_host(const char *unused)
 {
@@ -243,6 +263,12 @@ static void test_crash_after_loading(void)
     expect_line("exit(0) in create", r, line);
     CHECK(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 1, "exit(0) in create: status %#x, not exit 1",
           r->status);
+
+    run_child(augment_one_image, fixture("hostile_crash_augment"), r);
+    snprintf(line, sizeof line, "usi: fatal SIGSEGV in plugin file %s while running augment 'crash_aug'\n",
+             fixture("hostile_crash_augment"));
+    expect_line("SIGSEGV in apply_sample", r, line);
+    CHECK(died_of(r, SIGSEGV), "SIGSEGV in apply_sample: status %#x", r->status);
 
     run_child(create_unbracketed, fixture("hostile_crash_create"), r);
     snprintf(line, sizeof line, "usi: fatal SIGSEGV in the code of plugin file %s\n", fixture("hostile_crash_create"));
@@ -312,10 +338,17 @@ static void test_usi_survives(const char *dir)
     unlink(hang);
     run_usi(r, "summary", "crash_create_net", "--plugin-dir", dir, (char *)NULL);
     char line[4600];
-    snprintf(line, sizeof line, "plugin file %s/hostile_crash_create.so", dir);
-    CHECK(strstr(r->err, "usi: fatal SIGSEGV in ") && strstr(r->err, line),
-          "usi summary of a backbone whose create() crashes: stderr: %s", r->err);
+    snprintf(line, sizeof line, "usi: fatal SIGSEGV in plugin file %s/hostile_crash_create.so while creating "
+             "backbone 'crash_create_net'\n", dir);
+    expect_line("usi summary of a backbone whose create() crashes", r, line);
     CHECK(died_of(r, SIGSEGV), "usi summary: status %#x, not death by SIGSEGV", r->status);
+    static const char *const abort_build[] = {"hostile_abort_build"};
+    fill(dir, abort_build, 1);
+    run_usi(r, "summary", "abort_build_net", "--plugin-dir", dir, (char *)NULL);
+    snprintf(line, sizeof line, "usi: fatal SIGABRT in plugin file %s/hostile_abort_build.so while building "
+             "backbone 'abort_build_net'\n", dir);
+    expect_line("usi summary of a backbone whose build() aborts", r, line);
+    CHECK(died_of(r, SIGABRT), "usi summary: status %#x, not death by SIGABRT", r->status);
     free(r);
 }
 
@@ -336,6 +369,18 @@ static void test_json_stdout(const char *dir)
     CHECK(strstr(r->out, "noisy_net"), "the noisy plugin is not listed: %s", r->out);
     CHECK(strstr(r->err, "hostile: printf in usi_plugin_entry") && strstr(r->err, "hostile: write(1)"),
           "what the plugin printed is not on stderr: %s", r->err);
+    cJSON_Delete(doc);
+
+    /* Nor what it prints in create() and build(), called by a command. */
+    run_usi(r, "summary", "noisy_net", "--json", "--plugin-dir", dir, "--set", "backbone.num_classes=3",
+            (char *)NULL);
+    doc = cJSON_ParseWithOpts(r->out, &end, 1);
+    CHECK(doc != NULL, "usi summary --json printed no JSON document alone (at '%.40s'): %s", end ? end : "",
+          r->out);
+    CHECK(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0, "usi summary --json: status %#x; stderr: %s",
+          r->status, r->err);
+    CHECK(strstr(r->err, "hostile: printf in create") && strstr(r->err, "hostile: printf in build"),
+          "what the plugin printed in create and build is not on stderr: %s", r->err);
     cJSON_Delete(doc);
     free(r);
 }

@@ -6,6 +6,7 @@
 
 #include "backend/cuda/cuda.h"
 #include "graph/graph_internal.h"
+#include "plugin/crash.h"
 #include "plugin/custom_op.h"
 
 #define MAX_IN 16
@@ -25,7 +26,10 @@ usi_error *usi_cuda_custom_fwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     usi_tensor_view in[MAX_IN], out;
     for (int32_t k = 0; k < t->n_src; k++) view(c, &in[k], t->src[k], t->src[k]->data);
     view(c, &out, t, t->data);
-    return t->custom->forward_cuda(t->custom_attrs, t->n_src, in, &out, c->stream);
+    usi_crash_enter_code(USI_CRASH_CODE(t->custom->forward_cuda), "running custom op", t->custom->name);
+    usi_error *e = t->custom->forward_cuda(t->custom_attrs, t->n_src, in, &out, c->stream);
+    usi_crash_leave();
+    return e;
 }
 
 /* The plugin adds into gradients: ours are cleared first where this op
@@ -46,5 +50,9 @@ usi_error *usi_cuda_custom_bwd(usi_cuda *c, const usi_exec_ctx *ctx, usi_tensor 
     }
     view(c, &out, t, t->data);
     view(c, &gout, t, t->grad);
-    return t->custom->backward_cuda(t->custom_attrs, t->n_src, in, &out, &gout, gin, c->stream);
+    usi_crash_enter_code(USI_CRASH_CODE(t->custom->backward_cuda), "running the backward of custom op",
+                         t->custom->name);
+    usi_error *e = t->custom->backward_cuda(t->custom_attrs, t->n_src, in, &out, &gout, gin, c->stream);
+    usi_crash_leave();
+    return e;
 }
