@@ -150,8 +150,10 @@ static usi_error *setup(const usi_config *c, const usi_registry *r, const usi_st
     run->classes = (int32_t)classes;
     p->bb = usi_config_backbone(c)->loaded->comp;
     USI_TRY(usi_setup_device(c, &p->dev));
+    usi_student_input si;
+    USI_TRY(usi_setup_student_input(c, run->params, &si));
     USI_TRY(usi_call_create(p->bb, run->params, &p->inst));
-    USI_TRY(usi_setup_eval_graph(p->dev, p->bb, p->inst, PREDICT_BATCH, (int32_t)run->side, run->classes,
+    USI_TRY(usi_setup_eval_graph(p->dev, p->bb, p->inst, &si, PREDICT_BATCH, (int32_t)run->side, run->classes,
                                  (uint64_t)usi_config_int(c, "seed"), &p->g, &p->x, &p->logits));
     usi_error *e = usi_weights_load(p->g, f, a->ema ? "ema/" : "", 0, a->weights);
     if (e && !a->config && !usi_st_metadata(f, "backbone_options"))

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/weights_meta.h"
+#include "data/loader_config.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -48,9 +49,8 @@ static usi_error *fill(usi_config *c, const usi_st_file *f, const char *path, co
     /* A timm file says nothing of its transform, and timm's differ by model
      * (crop_pct 0.875, mean 0.5, bilinear...): the recipe's is a guess. */
     if (!have && unset) {
-        double m[3] = {0}, sd[3] = {0};
-        usi_config_float_list(c, "data.mean", m, 3);
-        usi_config_float_list(c, "data.std", sd, 3);
+        float m[3], sd[3];
+        usi_data_norm(c, m, sd);
         usi_log(USI_LOG_WARN, "%s stores no evaluation transform (a timm file?): using data.crop_pct = %g, "
                 "data.interpolation = \"%s\", data.mean = [%g, %g, %g], data.std = [%g, %g, %g]; set data.* to the "
                 "model's own (timm: its pretrained_cfg) where they differ", path, usi_config_float(c, "data.crop_pct"),

@@ -807,9 +807,9 @@ static usi_error *check_combinations(const usi_config *c)
     for (int i = 0; i < 2; i++) {
         double v[4];
         size_t n = usi_config_float_list(c, rgb[i], v, 4);
-        if (n != 3)
-            return usi_error_new(USI_ERR_INVALID, "'%s' has %zu value%s; give 3, one per channel (R, G, B)", rgb[i],
-                                 n, n == 1 ? "" : "s");
+        if (n != 3 && n != 1)
+            return usi_error_new(USI_ERR_INVALID, "'%s' has %zu values; give 3, one per channel (R, G, B), or 1 for "
+                                 "all", rgb[i], n);
     }
     if (!*usi_config_string(c, "output_dir"))
         return usi_error_new(USI_ERR_INVALID, "'output_dir' is empty: name the folder for the run's checkpoints "

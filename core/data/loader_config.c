@@ -103,11 +103,20 @@ usi_loader_opts usi_data_loader_opts(const usi_config *c, int train)
     return o;
 }
 
+void usi_data_norm_f64(const usi_config *c, double mean[3], double std[3])
+{
+    static const double m0[3] = {0.485, 0.456, 0.406}, s0[3] = {0.229, 0.224, 0.225};
+    memcpy(mean, m0, sizeof m0);
+    memcpy(std, s0, sizeof s0);
+    /* one value: every channel's */
+    if (usi_config_float_list(c, "data.mean", mean, 3) == 1) mean[1] = mean[2] = mean[0];
+    if (usi_config_float_list(c, "data.std", std, 3) == 1) std[1] = std[2] = std[0];
+}
+
 void usi_data_norm(const usi_config *c, float mean[3], float std[3])
 {
-    double m[3] = {0.485, 0.456, 0.406}, s[3] = {0.229, 0.224, 0.225};
-    usi_config_float_list(c, "data.mean", m, 3);
-    usi_config_float_list(c, "data.std", s, 3);
+    double m[3], s[3];
+    usi_data_norm_f64(c, m, s);
     for (int k = 0; k < 3; k++) {
         mean[k] = (float)m[k];
         std[k] = (float)s[k];

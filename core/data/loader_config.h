@@ -21,5 +21,7 @@ usi_error *usi_data_eval_chain(const usi_config *c, const usi_registry *r, usi_a
 usi_loader_opts usi_data_loader_opts(const usi_config *c, int train);
 /* data.mean and data.std (missing entries keep ImageNet's). */
 void usi_data_norm(const usi_config *c, float mean[3], float std[3]);
+/* The same as configured, in double (one value given: every channel's). */
+void usi_data_norm_f64(const usi_config *c, double mean[3], double std[3]);
 
 #endif

@@ -75,11 +75,12 @@ static usi_error *add_backbone_meta(usi_trainer *t, usi_st_writer *w)
     cJSON_Delete(names);
     for (int which = 0; !e && which < 3; which++) {
         usi_strbuf text = {0};
-        const float *v = which == 1 ? t->std : t->mean;
+        /* as configured, per channel the backbone reads */
+        const double *v = which == 1 ? t->si.std : t->si.mean;
         if (which == 2) {
             usi_strbuf_add_double(&text, usi_config_float(t->cfg, "data.crop_pct"));
         } else {
-            for (int c = 0; c < 3; c++) {
+            for (int c = 0; c < t->si.chans; c++) {
                 usi_strbuf_addf(&text, "%s", c ? ", " : "[");
                 usi_strbuf_add_double(&text, v[c]);
             }

@@ -255,11 +255,13 @@ usi_error *usi_evaluate_file(const usi_config *c, const usi_registry *r, const c
         bb = usi_config_backbone(c)->loaded->comp;
         e = take_file_options(bp, f, bb, path);
     }
+    usi_student_input si;
+    if (!e) e = usi_setup_student_input(c, bp, &si);
     if (!e) e = usi_call_create(bb, bp, &inst);
     if (!e) e = usi_data_eval_chain(c, r, &chain);
     if (!e) e = usi_setup_loader(c, val, chain, 0, 0, 1, &l);
     if (!e) e = usi_input_new(l, dev, &in);
-    if (!e) e = usi_setup_eval_graph(dev, bb, inst, batch, side, classes, (uint64_t)usi_config_int(c, "seed"), &g, &x, &logits);
+    if (!e) e = usi_setup_eval_graph(dev, bb, inst, &si, batch, side, classes, (uint64_t)usi_config_int(c, "seed"), &g, &x, &logits);
     if (!e) e = usi_weights_load(g, f, prefix, 0, path);
     if (!e && !(host_logits = malloc(sizeof(float) * (size_t)batch * (size_t)classes)))
         e = usi_error_new(USI_ERR_NOMEM, "out of memory");

@@ -169,15 +169,50 @@ usi_error *usi_setup_loader(const usi_config *c, const usi_dataset *ds, const us
     return NULL;
 }
 
-usi_error *usi_setup_eval_graph(usi_device *dev, const usi_component *bb, void *inst, int32_t batch, int32_t side,
-                                int32_t classes, uint64_t seed, usi_graph **g, usi_tensor **x,
-                                usi_tensor **logits)
+usi_error *usi_setup_student_input(const usi_config *c, const usi_params *bb, usi_student_input *out)
+{
+    *out = (usi_student_input){.chans = 3};
+    usi_data_norm_f64(c, out->mean, out->std);
+    int64_t chans = 3;
+    if (usi_params_has(bb, "in_chans")) USI_TRY(usi_params_get_int(bb, "in_chans", &chans));
+    if (chans != 1 && chans != 3)
+        return usi_error_new(USI_ERR_UNSUPPORTED, "backbone.in_chans = %lld: usi reads images as RGB (3 channels) "
+                             "or grey (1); set backbone.in_chans to 1 or 3", (long long)chans);
+    if (chans == 3) return NULL;
+    static const double luma[3] = {0.299, 0.587, 0.114};
+    double m = 0, s = 0;
+    for (int k = 0; k < 3; k++) {
+        m += luma[k] * out->mean[k];
+        s += luma[k] * out->std[k];
+    }
+    /* image[c] = (p_c - mean[c]) / std[c], so (sum luma[c] p_c - m) / s is
+     * sum over c of luma[c] std[c] / s * image[c]. */
+    out->chans = 1;
+    for (int k = 0; k < 3; k++) out->weight[k] = (float)(luma[k] * out->std[k] / s);
+    out->mean[0] = m;
+    out->std[0] = s;
+    return NULL;
+}
+
+usi_tensor *usi_setup_student_node(usi_graph *g, usi_tensor *images, const usi_student_input *si)
+{
+    if (!si || si->chans == 3 || !images) return images;
+    const usi_graph_api *G = usi_graph_api_get();
+    int64_t shape[4] = {1, 3, 1, 1};
+    usi_tensor *w = G->constant(g, "grey_weights", USI_DTYPE_F32, 4, shape, si->weight);
+    int32_t channels = 1;
+    return G->reduce(g, USI_REDUCE_SUM, G->binary(g, USI_BIN_MUL, images, w), 1, &channels, 1);
+}
+
+usi_error *usi_setup_eval_graph(usi_device *dev, const usi_component *bb, void *inst, const usi_student_input *si,
+                                int32_t batch, int32_t side, int32_t classes, uint64_t seed, usi_graph **g,
+                                usi_tensor **x, usi_tensor **logits)
 {
     *g = usi_graph_new(dev, 0, seed);
     if (!*g) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t shape[4] = {batch, 3, side, side};
     *x = usi_graph_input(*g, "images", USI_DTYPE_F32, 4, shape);
-    USI_TRY(usi_call_build_backbone(*g, bb, inst, *x, logits));
+    USI_TRY(usi_call_build_backbone(*g, bb, inst, usi_setup_student_node(*g, *x, si), logits));
     const usi_graph_api *G = usi_graph_api_get();
     if (G->ndim(*logits) != 2 || G->dim(*logits, 0) != batch || G->dim(*logits, 1) != classes)
         return usi_error_new(USI_ERR_INVALID, "backbone '%s' gives an output of %d dims, not [%d, %d]",

@@ -139,7 +139,8 @@ static usi_error *build_train_graph(usi_trainer *t)
     t->xs = usi_graph_input(t->gs, "images", USI_DTYPE_F32, 4, img);
     t->targets = usi_graph_input(t->gs, "targets", USI_DTYPE_F32, 2, rows);
     usi_tensor *logits;
-    USI_TRY(usi_call_build_backbone(t->gs, t->bb, t->bb_inst, t->xs, &logits));
+    usi_tensor *x = usi_setup_student_node(t->gs, t->xs, &t->si);
+    USI_TRY(usi_call_build_backbone(t->gs, t->bb, t->bb_inst, x, &logits));
     if (G->ndim(logits) != 2 || G->dim(logits, 1) != t->classes)
         return usi_error_new(USI_ERR_INVALID, "backbone '%s' does not give [batch, %d] logits", t->bb->name,
                              t->classes);
@@ -390,18 +391,18 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     t->batch = (int32_t)usi_config_int(c, "data.batch_size");
     t->side = (int32_t)usi_config_int(c, "data.img_size");
     t->best_top1 = -1;
-    double mean[3], std[3];
-    usi_config_float_list(c, "data.mean", mean, 3);
-    usi_config_float_list(c, "data.std", std, 3);
-    for (int k = 0; k < 3; k++) {
-        t->mean[k] = (float)mean[k];
-        t->std[k] = (float)std[k];
-    }
+    usi_data_norm(c, t->mean, t->std);
     t->progress_interval = usi_config_float(c, "progress_interval");
     t->metrics_every = usi_config_int(c, "metrics_every");
     usi_device_set_threads((int32_t)usi_config_int(c, "threads"));
     usi_error *e = set_ranks(t);
     if (!e) e = check_same_settings(t);
+    /* Rank 0 writes every file of the run. A folder that exists may be
+     * another run's: refuse before the set-up's work. One that does not is
+     * made at the end, so a run that fails to start leaves nothing behind. */
+    snprintf(t->out_dir, sizeof t->out_dir, "%s", usi_config_string(c, "output_dir"));
+    struct stat st;
+    if (!e && t->rank == 0 && stat(t->out_dir, &st) == 0 && S_ISDIR(st.st_mode)) e = lock_out_dir(t);
     if (!e) e = usi_setup_device(c, &t->dev);
     if (!e && usi_config_mixed_as_fp32(c) && usi_dist_rank() == 0)
         usi_log(USI_LOG_INFO, "precision \"mixed\" runs as fp32 on device %s (it has no bf16 path yet)",
@@ -412,6 +413,10 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
         t->classes = (int32_t)usi_dataset_class_count(t->train_ds);
         e = usi_setup_backbone_params(c, t->classes, &t->bb_params);
     }
+    if (!e) e = usi_setup_student_input(c, t->bb_params, &t->si);
+    if (!e && t->si.chans == 1 && t->rank == 0)
+        usi_log(USI_LOG_INFO, "backbone.in_chans = 1: the backbone reads the images' luma (0.299 R + 0.587 G + "
+                "0.114 B), normalised with mean %g and std %g", t->si.mean[0], t->si.std[0]);
     if (!e) {
         t->bb = usi_config_backbone(c)->loaded->comp;
         e = usi_call_create(t->bb, t->bb_params, &t->bb_inst);
@@ -434,7 +439,7 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     if (!e) {
         e = build_train_graph(t);
         if (!e)
-            e = usi_setup_eval_graph(t->dev, t->bb, t->bb_inst, t->batch, t->side, t->classes, t->seed, &t->ge,
+            e = usi_setup_eval_graph(t->dev, t->bb, t->bb_inst, &t->si, t->batch, t->side, t->classes, t->seed, &t->ge,
                                      &t->xe, &t->le);
         /* Errors of the network a plugin records name the component and its file. */
         if (e) e = usi_error_prefix(e, "backbone '%s' (%s): ", t->bb->name, usi_config_backbone(c)->loaded->path);
@@ -449,14 +454,12 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     if (!e) e = open_inputs(t);
     if (!e) e = set_reducer(t);
     if (!e) e = set_sync_bn(t);
-    /* Rank 0 writes every file of the run. */
-    snprintf(t->out_dir, sizeof t->out_dir, "%s", usi_config_string(c, "output_dir"));
     if (!e && t->rank == 0) e = usi_error_prefix(mkdirs(t->out_dir), "output_dir: ");
     /* metrics.jsonl opens when the run starts (usi_trainer_open_metrics):
      * a run that fails to start leaves none */
     if (!e && t->rank == 0 && access(t->out_dir, W_OK) != 0)
         e = usi_error_new(USI_ERR_IO, "cannot write in %s (output_dir): %s", t->out_dir, strerror(errno));
-    if (!e && t->rank == 0) e = lock_out_dir(t);
+    if (!e && t->rank == 0 && t->lock_fd < 0) e = lock_out_dir(t);
     if (e) {
         usi_trainer_free(t);
         return e;

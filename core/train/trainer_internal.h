@@ -11,6 +11,7 @@
 #include "graph/graph.h"
 #include "train/optim.h"
 #include "train/schedule.h"
+#include "train/setup.h"
 #include "train/teacher.h"
 #include "train/trainer.h"
 
@@ -34,6 +35,7 @@ struct usi_trainer {
     uint64_t seed;
     int32_t batch, side, classes;
     float mean[3], std[3];
+    usi_student_input si; /* what the backbone reads of the images */
     usi_device *dev;
     usi_dataset *train_ds, *val_ds;
     usi_augchain *train_chain, *eval_chain;

@@ -86,10 +86,11 @@ for _ in $(seq 1 600); do
     kill -0 $pid 2>/dev/null || break
     sleep 0.1
 done
-# A second run into the same folder meanwhile is refused, naming the first.
+# A second run into the same folder meanwhile is refused, naming the first,
+# before it sets anything up (the device's line comes after the check).
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/b" 2>&1)
-[ $? -eq 1 ] && grep -q "output_dir $T/b is in use by another usi train (process $pid)" <<<"$out" && ok \
-    || fail "a second run into a busy output_dir: $out"
+[ $? -eq 1 ] && grep -q "output_dir $T/b is in use by another usi train (process $pid)" <<<"$out" \
+    && ! grep -q 'runs as fp32 on device' <<<"$out" && ok || fail "a second run into a busy output_dir: $out"
 kill -INT $pid 2>/dev/null
 wait $pid
 rc=$?
