@@ -178,20 +178,23 @@ usi_error *usi_setup_student_input(const usi_config *c, const usi_params *bb, us
     if (chans != 1 && chans != 3)
         return usi_error_new(USI_ERR_UNSUPPORTED, "backbone.in_chans = %lld: usi reads images as RGB (3 channels) "
                              "or grey (1); set backbone.in_chans to 1 or 3", (long long)chans);
-    if (chans == 3) return NULL;
+    if (chans == 1) usi_student_input_grey(out->mean, out->std, out);
+    return NULL;
+}
+
+void usi_student_input_grey(const double mean[3], const double std[3], usi_student_input *out)
+{
     static const double luma[3] = {0.299, 0.587, 0.114};
     double m = 0, s = 0;
     for (int k = 0; k < 3; k++) {
-        m += luma[k] * out->mean[k];
-        s += luma[k] * out->std[k];
+        m += luma[k] * mean[k];
+        s += luma[k] * std[k];
     }
     /* image[c] = (p_c - mean[c]) / std[c], so (sum luma[c] p_c - m) / s is
      * sum over c of luma[c] std[c] / s * image[c]. */
-    out->chans = 1;
-    for (int k = 0; k < 3; k++) out->weight[k] = (float)(luma[k] * out->std[k] / s);
-    out->mean[0] = m;
-    out->std[0] = s;
-    return NULL;
+    usi_student_input grey = {.chans = 1, .mean = {m, m, m}, .std = {s, s, s}};
+    for (int k = 0; k < 3; k++) grey.weight[k] = (float)(luma[k] * std[k] / s);
+    *out = grey;
 }
 
 usi_tensor *usi_setup_student_node(usi_graph *g, usi_tensor *images, const usi_student_input *si)

@@ -38,11 +38,13 @@ typedef struct usi_student_input {
     int32_t chans;   /* 3: the images as they are; 1: their luma            */
     float weight[3]; /* chans 1: grey = sum over c of weight[c] * image[c]   */
     double mean[3], std[3]; /* data.mean and data.std per channel, or (chans 1)
-                               the grey channel's in [0] */
+                               the grey channel's in each */
 } usi_student_input;
 /* From the backbone's in_chans (3 when it has none); another count than 1
  * or 3 is refused. */
 usi_error *usi_setup_student_input(const usi_config *c, const usi_params *bb, usi_student_input *out);
+/* The grey input of images normalised with per-channel mean and std. */
+void usi_student_input_grey(const double mean[3], const double std[3], usi_student_input *out);
 /* The backbone's input node from the images' (the images themselves for 3
  * channels). */
 usi_tensor *usi_setup_student_node(usi_graph *g, usi_tensor *images, const usi_student_input *si);

@@ -3,12 +3,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "graph/graph.h"
 #include "plugin/call.h"
 #include "plugin/crash.h"
 #include "plugin/host.h"
 #include "plugin/params.h"
 #include "train/safetensors.h"
+#include "train/setup.h"
 #include "train/weights.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -47,8 +49,24 @@ static usi_error *build_graph(usi_teacher_rt *t, const usi_st_file *f, uint64_t 
         return usi_error_new(USI_ERR_NOMEM, "out of memory");
     int64_t shape[4] = {t->batch, 3, t->side, t->side};
     t->x = usi_graph_input(t->g, "teacher_images", USI_DTYPE_F32, 4, shape);
+    /* A grey network's file (in_chans 1) reads the images' luma, as the
+     * student of such a run does (usi_setup_student_node), in the teacher's
+     * own normalisation. */
+    usi_tensor *x = t->x;
+    char *chans = opts ? usi_config_text_value(opts, "in_chans") : NULL;
+    if (chans && !strcmp(chans, "1")) {
+        double mean[3], std[3];
+        for (int k = 0; k < 3; k++) {
+            mean[k] = t->spec.mean[k];
+            std[k] = t->spec.std[k];
+        }
+        usi_student_input grey;
+        usi_student_input_grey(mean, std, &grey);
+        x = usi_setup_student_node(t->g, t->x, &grey);
+    }
+    free(chans);
     usi_crash_enter_code(USI_CRASH_CODE(t->ops->build), "building teacher", t->comp->name);
-    usi_error *e = usi_graph_build(t->g, t->ops->build, t->inst, t->x, &t->logits);
+    usi_error *e = usi_graph_build(t->g, t->ops->build, t->inst, x, &t->logits);
     usi_crash_leave();
     USI_TRY(e);
     const usi_graph_api *G = usi_graph_api_get();

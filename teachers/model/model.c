@@ -37,7 +37,9 @@ static usi_error *read_list(const usi_params *p, const char *name, double out[3]
 {
     size_t n = 0;
     usi_error *e = host->param_float_list(p, name, out, 3, &n);
-    if (!e && n != 3) e = host->error_new(USI_ERR_INVALID, "teacher 'model': %s needs 3 values, got %zu", name, n);
+    if (!e && n == 1) out[1] = out[2] = out[0]; /* one value: every channel's (a grey model's file) */
+    if (!e && n != 3 && n != 1)
+        e = host->error_new(USI_ERR_INVALID, "teacher 'model': %s needs 3 values (or 1 for all), got %zu", name, n);
     return e;
 }
 

@@ -4,7 +4,8 @@
 # against a second path: the same weights as a 3-channel network whose first
 # convolution holds the grey one's kernel times each channel's luma weight,
 # fed the images normalised with the same single mean and std, must give the
-# same logits. Counts other than 1 and 3, and a mean of 2 values, are refused.
+# same logits. The grey model serves as a teacher. Counts other than 1 and 3,
+# and a mean of 2 values, are refused.
 set -u
 build=${1:?usage: test_grey.sh BUILD_ROOT TINY_FOLDER_TOOL}
 tiny=${2:?usage: test_grey.sh BUILD_ROOT TINY_FOLDER_TOOL}
@@ -109,6 +110,15 @@ s=$(python3 -c 'print(repr(0.299 * 0.229 + 0.587 * 0.224 + 0.114 * 0.225))')
     && ok || fail "predict with the twin, mean $m, std $s: $(tail -2 "$T/p5.err")"
 rel=$(compare "$T/grey_in.safetensors" "$T/rgb_in.safetensors")
 small "$rel" && ok || fail "with ImageNet's mean and std, grey input and its twin disagree: relative difference $rel"
+
+# The grey model as a teacher: backbone, options, mean and std from its file;
+# it reads the luma too, so its top-1 is the one it trained to.
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/kd" --set teacher.name=model \
+      --set teacher.weights="$T/grey/best.safetensors" 2>&1)
+rc=$?
+teacher=$(grep -o "teacher 'model': top-1 [0-9.]*" <<<"$out" | awk '{print $4}')
+[ $rc -eq 0 ] && [ -n "$best" ] && [ "$teacher" = "$best" ] && ok \
+    || fail "KD from the grey model: exit $rc, teacher top-1 '$teacher', trained to '$best': $(tail -3 <<<"$out")"
 
 # Refused: other channel counts, a mean of 2 values.
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/two" --set backbone.in_chans=2 2>&1)
