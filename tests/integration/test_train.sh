@@ -122,6 +122,17 @@ grep "other than it was trained with" "$T/c.log" | grep -q "schedule.epochs = 4 
     && grep "other than it was trained with" "$T/c.log" | grep -q "output_dir = \"$T/c\" (was \"$T/b\")" && ok \
     || fail "the changed settings are not named: $(grep -i 'resuming' "$T/c.log")"
 [ "$(grep -c '"top1"' "$T/c/metrics.jsonl")" -eq 1 ] && ok || fail "the resumed run trained other than epoch 4"
+# The checkpoint's best top-1 is that of the best.safetensors beside it: a run
+# resumed into another folder takes it along, else the folder it names at the
+# end may hold no best weights at all.
+grep -q "best.safetensors (top-1 [0-9.]*%) copied from $T/b/best.safetensors to $T/c/best.safetensors" "$T/c.log" \
+    && [ -s "$T/c/best.safetensors" ] && ok || fail "the best weights were not carried into $T/c: $(ls "$T/c")"
+# Another optimizer's state is refused by name, before anything is written.
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/sgd" --set schedule.epochs=4 --set optimizer.name=sgd \
+      --resume "$T/b/last.safetensors" 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -q "$T/b/last.safetensors was trained with optimizer.name = \"adamw\", this run has \"sgd\": .*resume with optimizer.name = \"adamw\"" <<<"$out" \
+    && [ ! -e "$T/sgd/last.safetensors" ] && ok || fail "resume with another optimizer: exit $rc: $(tail -2 <<<"$out")"
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/c2" --set checkpoint.resume="$T/nothing.safetensors" 2>&1)
 rc=$?
 [ $rc -eq 1 ] && grep -q "$T/nothing.safetensors" <<<"$out" && ok || fail "a missing checkpoint.resume: exit $rc: $out"
