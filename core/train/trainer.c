@@ -230,8 +230,17 @@ static void set_hyper(usi_trainer *t)
                                 (int64_t)t->batch * t->world * t->sim);
     t->sched.warmup_lr = usi_config_float(c, "schedule.warmup_lr");
     t->sched.min_lr = usi_config_float(c, "schedule.min_lr");
-    t->sched.warmup_steps = usi_config_int(c, "schedule.warmup_epochs") * t->steps_per_epoch;
+    int64_t warmup = usi_config_int(c, "schedule.warmup_epochs");
+    t->sched.warmup_steps = warmup * t->steps_per_epoch;
     t->sched.cosine_steps = epochs * t->steps_per_epoch;
+    /* The default warm-up (5 epochs) under a short run's schedule.epochs
+     * would make the whole run a warm-up, and the rate would go on rising
+     * into the cool-down. */
+    if (warmup > 0 && warmup >= epochs && usi_log_is_reporter())
+        usi_log(USI_LOG_WARN, "schedule.warmup_epochs = %lld is not less than schedule.epochs = %lld: the learning "
+                "rate rises from schedule.warmup_lr for the whole run and never follows the %s; lower "
+                "schedule.warmup_epochs", (long long)warmup, (long long)epochs,
+                t->sched.kind == USI_SCHED_CONSTANT ? "constant rate" : "cosine");
 }
 
 /* Where this process stands in the job, and what a distributed run can do. */

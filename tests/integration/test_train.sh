@@ -150,6 +150,9 @@ grep -q '"top1"' "$T/ls0.3/metrics.jsonl" && ! grep -q 'ema_' "$T/ls0.3/metrics.
 l0=$(losses "$T/ls0/metrics.jsonl" | head -1)
 l3=$(losses "$T/ls0.3/metrics.jsonl" | head -1)
 [ -n "$l0" ] && [ -n "$l3" ] && [ "$l0" != "$l3" ] && ok || fail "label smoothing 0.3 left the loss as it was: '$l0' '$l3'"
+# A warm-up as long as the run is named (run A's, shorter, is not).
+grep -q "schedule.warmup_epochs = 1 is not less than schedule.epochs = 1: the learning rate rises" "$T/ls0.log" \
+    && ! grep -q "warmup_epochs" "$T/a.log" && ok || fail "no word of a run that is all warm-up: $(grep warm "$T/ls0.log")"
 
 # --- SIGTERM does the same as Ctrl-C ---
 "$usi" train "$T/run.cfg" --set output_dir="$T/term" >"$T/term.log" 2>&1 &
@@ -194,9 +197,14 @@ rc=$?
 
 # --- NaN: stops with the step, writes nothing ---
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/nan" --set optimizer.lr=100 --set optimizer.weight_decay=10 \
-      --set schedule.warmup_epochs=0 2>&1)
+      --set schedule.warmup_epochs=0 --set metrics_every=1 2>&1)
 rc=$?
 if [ $rc -eq 1 ] && grep -qE "the (loss|gradient norm) is (NaN|infinite) at step [0-9]+" <<<"$out"; then ok; else fail "NaN: exit $rc: $(tail -2 <<<"$out")"; fi
+# the step it names is the one after the last in metrics.jsonl (steps count from 1 in both)
+nan_step=$(grep -oE "at step [0-9]+" <<<"$out" | tr -dc 0-9)
+last_step=$(losses "$T/nan/metrics.jsonl" | tail -1 | cut -d' ' -f1)
+[ -n "$nan_step" ] && [ "$nan_step" -eq $((${last_step:-0} + 1)) ] && ok \
+    || fail "NaN at step '$nan_step' after metrics.jsonl's last step '$last_step'"
 [ ! -e "$T/nan/last.safetensors" ] && ok || fail "a checkpoint was written after NaN"
 
 # --- a full disk leaves the previous checkpoint whole ---
