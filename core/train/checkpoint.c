@@ -198,6 +198,9 @@ static usi_error *load_state(usi_trainer *t, const usi_st_file *f, const char *p
 static usi_error *check_format(usi_trainer *t, const usi_st_file *f, const char *path)
 {
     const char *fmt = usi_st_metadata(f, "format"), *bb = usi_st_metadata(f, "backbone");
+    if (!fmt && bb)
+        return usi_error_new(USI_ERR_INVALID, "%s holds weights only (as best.safetensors does), not a training "
+                             "checkpoint: resume from a last.safetensors", path);
     if (!fmt || strcmp(fmt, "usi-checkpoint-1") != 0)
         return usi_error_new(USI_ERR_INVALID, "%s is not a usi training checkpoint (no format metadata)", path);
     if (!bb || strcmp(bb, t->bb->name) != 0)
@@ -320,7 +323,7 @@ static void *read_whole(const char *path, size_t *len)
  * keeps the best of its own epochs. */
 static usi_error *carry_best(usi_trainer *t, const char *path)
 {
-    if (t->best_top1 < 0) return NULL;
+    if (t->best_top1 < 0 || t->epoch >= t->epochs_total) return NULL; /* refused later: nothing to train */
     char here[2300], there[4200];
     snprintf(here, sizeof here, "%s/best.safetensors", t->out_dir);
     struct stat st;

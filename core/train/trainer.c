@@ -58,6 +58,9 @@ static usi_error *lock_out_dir(usi_trainer *t)
     char path[2200];
     snprintf(path, sizeof path, "%s/.usi-lock", t->out_dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOTDIR)
+        return usi_error_new(USI_ERR_IO, "output_dir %s is a file, not a folder: set output_dir to a folder for the "
+                             "run's checkpoints and metrics", t->out_dir);
     if (fd < 0) return usi_error_new(USI_ERR_IO, "output_dir: cannot create %s: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int err = errno;

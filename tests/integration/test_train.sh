@@ -221,6 +221,11 @@ ls "$T/full" | grep -q '\.tmp-' && fail "a temporary file was left on a full dis
 # --- refusals before training ---
 out=$("$usi" train "$T/run.cfg" --set output_dir=/proc/usi-no/out 2>&1)
 [ $? -eq 1 ] && grep -q "cannot create /proc/usi-no" <<<"$out" && ok || fail "unwritable output: $out"
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/run.cfg" 2>&1)
+[ $? -eq 1 ] && grep -q "output_dir $T/run.cfg is a file, not a folder" <<<"$out" && ok || fail "output_dir a file: $out"
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/wo" --set schedule.epochs=4 --resume "$T/a/best.safetensors" 2>&1)
+[ $? -eq 1 ] && grep -q "$T/a/best.safetensors holds weights only (as best.safetensors does), not a training checkpoint" \
+    <<<"$out" && ok || fail "resume from weights only: $out"
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/t" --set teacher.name=model --set teacher.num_classes=5 \
       --set teacher.backbone=mobilenetv3_small_100 --set teacher.weights="$T/a/best.safetensors" 2>&1)
 [ $? -eq 1 ] && grep -q "num_classes = 5 but the data needs 10" <<<"$out" && ok || fail "teacher classes: $out"
