@@ -787,10 +787,21 @@ static usi_error *resolve_slot(slot *s, const usi_registry *r, int32_t kind, con
 {
     usi_params_free(s->sel.params);
     memset(&s->sel, 0, sizeof s->sel);
+    if (s->name && !*s->name && s->n_opts && strcmp(s->origin, "defaults") != 0) {
+        /* name = "" turns the component off (--set teacher.name="" for a run
+         * without distillation from a config that has a teacher): the
+         * options that came with it go too. */
+        usi_log(USI_LOG_INFO, "%s: no %s, so its options (%s, ...) from %s are left out", s->origin, what,
+                s->opts[0].key, s->opts[0].origin);
+        for (size_t i = 0; i < s->n_opts; i++) pending_free(&s->opts[i]);
+        free(s->opts);
+        s->opts = NULL;
+        s->n_opts = 0;
+    }
     if (!s->name || !*s->name) {
         if (s->n_opts)
-            return usi_error_new(USI_ERR_INVALID, "%s: options for %s '%s' but no %s.name",
-                                 s->opts[0].origin, what, s->opts[0].key, what);
+            return usi_error_new(USI_ERR_INVALID, "%s: options for %s '%s' but no %s.name; name it, or set "
+                                 "%s.name = \"\" for none", s->opts[0].origin, what, s->opts[0].key, what, what);
         return NULL;
     }
     const usi_loaded *l;

@@ -180,6 +180,47 @@ static void test_lists_sets_and_empty_files(void)
     usi_config_free(c);
 }
 
+static usi_registry *fixture_registry(const char *dir);
+
+/* teacher.name = "" turns off a teacher the file configures, options and
+ * all (a run without distillation for comparison); options without a name
+ * stay an error that says both ways out. */
+static void test_teacher_turned_off(const char *fixture_dir)
+{
+    usi_registry *r = fixture_registry(fixture_dir);
+    const char *p = write_file("kd.cfg", "backbone = { name = \"fixture_net\"; };\n"
+                                         "teacher = { name = \"fixture_teacher\"; weights = \"t.safetensors\"; };\n"
+                                         "augment = ( { name = \"fixture_copy\"; } );\n");
+    usi_config *c = usi_config_new();
+    usi_error *e = usi_config_load(c, p);
+    if (!e) e = usi_config_set(c, "teacher.name=\"\"");
+    if (!e) e = usi_config_resolve(c, r);
+    CHECK(!e, "teacher.name = \"\" over a configured teacher: %s", usi_error_message(e));
+    usi_error_free(e);
+    CHECK(usi_config_teacher(c) == NULL && !usi_config_is_set(c, "teacher.name"), "the teacher is off");
+    usi_strbuf out = {0};
+    usi_config_write(c, &out);
+    CHECK(out.data && !strstr(out.data, "t.safetensors"), "config show still shows the teacher's weights");
+    /* and what it shows loads back */
+    usi_config *back = usi_config_new();
+    e = usi_config_load(back, write_file("back.cfg", out.data ? out.data : ""));
+    if (!e) e = usi_config_resolve(back, r);
+    CHECK(!e, "config show of a run without teacher loads back: %s", usi_error_message(e));
+    usi_error_free(e);
+    usi_config_free(back);
+    usi_strbuf_free(&out);
+    usi_config_free(c);
+    c = usi_config_new();
+    e = usi_config_load(c, write_file("noname.cfg", "backbone = { name = \"fixture_net\"; };\n"
+                                                    "teacher = { weights = \"t.safetensors\"; };\n"
+                                                    "augment = ( { name = \"fixture_copy\"; } );\n"));
+    if (!e) e = usi_config_resolve(c, r);
+    expect_error(e, "teacher options without a name", "noname.cfg:2: options for teacher 'weights' but no teacher.name",
+                 "set teacher.name = \"\" for none");
+    usi_config_free(c);
+    usi_registry_free(r);
+}
+
 static usi_registry *fixture_registry(const char *dir)
 {
     usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
@@ -323,6 +364,7 @@ int main(int argc, char **argv)
     test_errors_name_file_line_key();
     test_lists_sets_and_empty_files();
     test_plugin_options(argv[1]);
+    test_teacher_turned_off(argv[1]);
     test_schema_check();
     test_include();
     char cmd[600];
