@@ -135,8 +135,11 @@ usi_error *usi_trainer_save_checkpoint(usi_trainer *t, const char *name, int64_t
     if (!e) e = add_meta(t, w, epoch, batch);
     if (!e) e = usi_st_writer_save(w, path);
     usi_st_writer_free(w);
+    if (!e && !strcmp(name, "last.safetensors")) t->own_last = 1;
     return e;
 }
+
+int usi_trainer_has_checkpoint(const usi_trainer *t) { return t->own_last; }
 
 usi_error *usi_trainer_save_weights(usi_trainer *t, const char *name)
 {
@@ -374,6 +377,13 @@ usi_error *usi_trainer_resume(usi_trainer *t, const char *path)
     }
     usi_st_free(f);
     if (!e) e = carry_best(t, path);
+    if (!e) {
+        /* resumed from OUTPUT_DIR/last.safetensors itself */
+        char here[2300];
+        struct stat a, b;
+        snprintf(here, sizeof here, "%s/last.safetensors", t->out_dir);
+        t->own_last = stat(here, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    }
     if (!e)
         usi_log(USI_LOG_INFO, "resuming %s at epoch %lld, batch %lld (step %lld)", path, (long long)t->epoch + 1,
                 (long long)t->batch_in_epoch, (long long)t->step);

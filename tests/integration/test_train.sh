@@ -216,6 +216,14 @@ if [ $rc -eq 1 ] && grep -q "cannot write $T/full/.*safetensors: File too large;
 else fail "full disk: exit $rc: $(tail -2 <<<"$out")"; fi
 cmp -s "$T/a/last.safetensors" "$T/full/last.safetensors" && cmp -s "$T/a/best.safetensors" "$T/full/best.safetensors" \
     && ok || fail "the previous checkpoint was changed"
+# that checkpoint was an earlier run's: no word of continuing from it
+! grep -q "continue with" <<<"$out" && ok || fail "a new run offers to continue from an earlier run's checkpoint: $out"
+# resumed from it, the run is its own: the error says how to go on once there is room
+out=$(ulimit -f 64; "$usi" train "$T/run.cfg" --set output_dir="$T/full" --set schedule.epochs=4 \
+      --resume "$T/full/last.safetensors" 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -q "File too large; the previous file is untouched" <<<"$out" && grep -qF "usi: once its files can be written (room on the disk), continue with: '$(readlink -f "$usi")' train '$T/run.cfg' --set 'output_dir=$T/full' --set 'schedule.epochs=4' --resume '$T/full/last.safetensors'" <<<"$out" \
+    && cmp -s "$T/a/last.safetensors" "$T/full/last.safetensors" && ok || fail "full disk in a resumed run: exit $rc: $(tail -2 <<<"$out")"
 ls "$T/full" | grep -q '\.tmp-' && fail "a temporary file was left on a full disk" || ok
 
 # --- refusals before training ---
