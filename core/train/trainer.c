@@ -27,6 +27,7 @@
 #include "train/teacher.h"
 #include "train/weights.h"
 #include "util/error.h"
+#include "util/file.h"
 #include "util/log.h"
 
 volatile sig_atomic_t usi_stop_requested;
@@ -477,6 +478,30 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     return NULL;
 }
 
+/* A resumed run redoes the steps after its checkpoint: the lines an
+ * interrupted run wrote for them (killed after its last save, or a resume
+ * from an older checkpoint) go, so each step and evaluation is in the file
+ * once, as the run that went on gives it. Lines without a step stay. */
+static usi_error *drop_lines_after(const char *path, int64_t step)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL; /* none yet: the run starts it */
+    usi_strbuf keep = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    int dropped = 0;
+    while (getline(&line, &cap, f) > 0) {
+        const char *at = strstr(line, "\"step\": ");
+        if (at && strtoll(at + 8, NULL, 10) > step) dropped++;
+        else usi_strbuf_addf(&keep, "%s", line);
+    }
+    free(line);
+    fclose(f);
+    usi_error *e = dropped ? usi_file_write_atomic(path, keep.data ? keep.data : "", keep.len) : NULL;
+    usi_strbuf_free(&keep);
+    return e;
+}
+
 usi_error *usi_trainer_open_metrics(usi_trainer *t)
 {
     if (t->rank != 0 || t->metrics) return NULL;
@@ -489,6 +514,7 @@ usi_error *usi_trainer_open_metrics(usi_trainer *t)
         usi_log(USI_LOG_WARN, "%s already holds a run: this new run writes its metrics.jsonl and checkpoints "
                 "over it (to continue that run instead: usi train ... --resume %s/last.safetensors)",
                 t->out_dir, t->out_dir);
+    if (t->resumed) USI_TRY(drop_lines_after(path, t->step));
     t->metrics = fopen(path, t->resumed ? "a" : "w");
     if (!t->metrics) return usi_error_new(USI_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     return NULL;
