@@ -77,8 +77,9 @@ static void add_quoted(usi_strbuf *b, const char *s)
 }
 
 /* The command that continues a stopped run: this one's config, plugin
- * folders and --set options, resuming from its last checkpoint. */
-static void say_continue(const usi_cli_opts *o, const usi_config *c)
+ * folders and --set options, resuming from its last checkpoint; lead says
+ * why it stopped. */
+static void say_continue(const usi_cli_opts *o, const usi_config *c, const char *lead)
 {
     usi_strbuf cmd = {0};
     /* This very program (a build tree's usi is not on PATH), under mpirun
@@ -104,7 +105,7 @@ static void say_continue(const usi_cli_opts *o, const usi_config *c)
     snprintf(last, sizeof last, "%s/last.safetensors", usi_config_string(c, "output_dir"));
     usi_strbuf_addf(&cmd, " --resume");
     add_quoted(&cmd, last);
-    usi_say(USI_LOG_ERROR, "usi: stopped; continue with: %s%s", cmd.data ? cmd.data + (cmd.data[0] == ' ') : "usi train ... --resume ...",
+    usi_say(USI_LOG_ERROR, "usi: %s: %s%s", lead, cmd.data ? cmd.data + (cmd.data[0] == ' ') : "usi train ... --resume ...",
             world > 1 ? " (and this run's other mpirun options)" : "");
     usi_strbuf_free(&cmd);
 }
@@ -131,9 +132,15 @@ int usi_cmd_train(int argc, char **argv)
     /* --resume FILE, else checkpoint.resume from the config */
     const char *resume = o.resume ? o.resume : usi_config_string(c, "checkpoint.resume");
     if (!e && resume && *resume) e = usi_trainer_resume(t, resume);
+    int ran = !e;
     if (!e) e = usi_trainer_run(t, &interrupted);
     if (e) {
+        /* A file that could not be written (a full disk) stops a run that
+         * its last checkpoint continues once that is mended. */
+        int resumable = ran && e->code == USI_ERR_IO && usi_trainer_has_checkpoint(t);
         rc = usi_cli_fail(e);
+        if (resumable && usi_log_is_reporter())
+            say_continue(&o, c, "once its files can be written (room on the disk), continue with");
         /* The others would wait for this rank forever: end the job now. The
          * checkpoint on disk is the last whole one (writes are atomic). */
         if (usi_dist_world() > 1) {
@@ -142,7 +149,7 @@ int usi_cmd_train(int argc, char **argv)
             usi_dist_abort(rc);
         }
     } else if (interrupted && usi_log_is_reporter()) {
-        say_continue(&o, c);
+        say_continue(&o, c, "stopped; continue with");
     }
     if (!e && interrupted) rc = 130;
     usi_trainer_free(t);

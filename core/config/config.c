@@ -464,11 +464,15 @@ usi_error *usi_config_load(usi_config *c, const char *path)
 /* libconfig 1.5 reads a decimal integer past 32 bits modulo 2^32 (seed =
  * 4294967296 would be 0) unless it ends in L: a copy of text with that L
  * added, so such numbers reach the range checks as they are written.
+ * Every list option is a list of floats, but a libconfig array refuses to
+ * mix ints and floats ("mismatched element type in array" for
+ * mean = [0.5, 0, 0.5]): a plain integer inside [ ] gets ".0".
  * Strings and comments are left alone; NULL when out of memory. */
 static char *widen_ints(const char *text)
 {
     size_t n = strlen(text), o = 0;
-    char *out = malloc(2 * n + 1); /* at worst an L after every other char */
+    int in_array = 0;
+    char *out = malloc(3 * n + 1); /* at worst ".0" or an L after every other char */
     if (!out) return NULL;
     for (size_t i = 0; i < n;) {
         char ch = text[i];
@@ -495,9 +499,16 @@ static char *widen_ints(const char *text)
             int negative = i && text[i - 1] == '-';
             memcpy(out + o, text + i, j - i);
             o += j - i;
-            if (plain && v > (negative ? 2147483648ull : 2147483647ull)) out[o++] = 'L';
+            if (plain && in_array) {
+                out[o++] = '.';
+                out[o++] = '0';
+            } else if (plain && v > (negative ? 2147483648ull : 2147483647ull)) {
+                out[o++] = 'L';
+            }
             i = j;
         } else {
+            if (ch == '[') in_array++;
+            else if (ch == ']' && in_array) in_array--;
             out[o++] = text[i++];
         }
     }
@@ -557,6 +568,13 @@ static usi_error *load_into(usi_config *c, const char *path)
     char *text = NULL, *wide = NULL;
     size_t cap = 0;
     ssize_t got = getdelim(&text, &cap, '\0', f); /* the whole file (it holds no NUL) */
+    /* An empty file reads nothing (-1, the buffer left unterminated): it
+     * sets nothing, as a file of comments does. */
+    if (got < 0) {
+        free(text);
+        text = ferror(f) ? NULL : strdup("");
+        got = text ? 0 : -1;
+    }
     fclose(f);
     if (got >= 0 && real_dir) {
         char *rebased = rebase_includes(text, real_dir);
@@ -564,15 +582,27 @@ static usi_error *load_into(usi_config *c, const char *path)
         text = rebased;
     }
     if (text) wide = widen_ints(text);
-    FILE *mem = wide ? fmemopen(wide, strlen(wide), "r") : NULL;
+    /* fmemopen refuses a buffer of 0 bytes: the empty text is read as a string */
+    FILE *mem = wide && *wide ? fmemopen(wide, strlen(wide), "r") : NULL;
     int ok = 0;
-    if (mem) {
+    if (wide && !*wide) {
+        ok = config_read_string(&cfg, wide);
+    } else if (mem) {
         ok = config_read(&cfg, mem);
         fclose(mem);
     }
     free(text);
+    int empty = wide && !*wide;
     free(wide);
-    if (!mem && got >= 0) {
+    if (got < 0) {
+        config_destroy(&cfg);
+        free(real_dir);
+        free(dir_copy);
+        c->base_dir = NULL;
+        c->cur_file = NULL;
+        return usi_error_new(USI_ERR_IO, "cannot read config file %s", path);
+    }
+    if (!mem && !empty) {
         config_destroy(&cfg);
         free(real_dir);
         free(dir_copy);
@@ -603,7 +633,10 @@ static usi_error *load_into(usi_config *c, const char *path)
     return e;
 }
 
-/* Parse "value" as libconfig; a bare word that is not valid libconfig is a string. */
+/* Parse "value" as libconfig; a bare word that is not valid libconfig is a
+ * string. So is a value that reads as more than one setting ("1;x=2" would
+ * otherwise set 1 and drop x=2 without a word): the option's type check
+ * then names it. */
 static int parse_value(config_t *cfg, const char *value)
 {
     size_t len = strlen(value) + 16;
@@ -611,7 +644,7 @@ static int parse_value(config_t *cfg, const char *value)
     if (!text) return 0;
     snprintf(text, len, "v = %s;", value);
     char *wide = widen_ints(text);
-    int ok = wide && config_read_string(cfg, wide);
+    int ok = wide && config_read_string(cfg, wide) && config_setting_length(config_root_setting(cfg)) == 1;
     free(wide);
     free(text);
     if (ok) return 1;
@@ -754,10 +787,21 @@ static usi_error *resolve_slot(slot *s, const usi_registry *r, int32_t kind, con
 {
     usi_params_free(s->sel.params);
     memset(&s->sel, 0, sizeof s->sel);
+    if (s->name && !*s->name && s->n_opts && strcmp(s->origin, "defaults") != 0) {
+        /* name = "" turns the component off (--set teacher.name="" for a run
+         * without distillation from a config that has a teacher): the
+         * options that came with it go too. */
+        usi_log(USI_LOG_INFO, "%s: no %s, so its options (%s, ...) from %s are left out", s->origin, what,
+                s->opts[0].key, s->opts[0].origin);
+        for (size_t i = 0; i < s->n_opts; i++) pending_free(&s->opts[i]);
+        free(s->opts);
+        s->opts = NULL;
+        s->n_opts = 0;
+    }
     if (!s->name || !*s->name) {
         if (s->n_opts)
-            return usi_error_new(USI_ERR_INVALID, "%s: options for %s '%s' but no %s.name",
-                                 s->opts[0].origin, what, s->opts[0].key, what);
+            return usi_error_new(USI_ERR_INVALID, "%s: options for %s '%s' but no %s.name; name it, or set "
+                                 "%s.name = \"\" for none", s->opts[0].origin, what, s->opts[0].key, what, what);
         return NULL;
     }
     const usi_loaded *l;

@@ -52,9 +52,12 @@ static const usi_param_desc optimizer[] = {
     FLT("lr", 2e-3, 0, 100, "learning rate for a global batch of lr_batch; scaled linearly with the real batch"),
     INT("lr_batch", 1024, 1, 1 << 24, "the global batch size lr is given for"),
     FLT("weight_decay", 2e-2, 0, 10, "decoupled weight decay; never applied to biases and 1-D parameters"),
-    FLT("beta1", 0.9, 0, 1, "adamw/lamb first-moment decay"),
-    FLT("beta2", 0.999, 0, 1, "adamw/lamb second-moment decay"),
-    FLT("eps", 1e-8, 0, 1, "adamw/lamb denominator epsilon"),
+    /* A decay of 1 never lets a gradient in (the bias correction divides
+     * by 1 - beta^t = 0), and eps = 0 makes 0/0 of a parameter whose
+     * gradient is zero: both give NaN at the first step. */
+    FLT("beta1", 0.9, 0, 0.999999, "adamw/lamb first-moment decay"),
+    FLT("beta2", 0.999, 0, 0.999999, "adamw/lamb second-moment decay"),
+    FLT("eps", 1e-8, 1e-12, 1, "adamw/lamb denominator epsilon"),
     FLT("momentum", 0.9, 0, 1, "sgd momentum"),
     BOOL("nesterov", 1, "sgd: Nesterov momentum"),
     FLT("clip_grad", 0.0, 0, 1e9, "clip the global gradient norm to this; 0 = off"),

@@ -2,9 +2,11 @@
  * effective config in one safetensors file, written atomically by rank 0;
  * resume reads them back into rank 0's device blocks. */
 #include <cJSON.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "data/imagefolder.h"
 #include "config/config.h"
@@ -13,6 +15,7 @@
 #include "train/trainer_internal.h"
 #include "train/weights.h"
 #include "util/error.h"
+#include "util/file.h"
 #include "util/log.h"
 
 /* A host copy of numel floats at byte `off` of a device block, owned by w. */
@@ -133,8 +136,11 @@ usi_error *usi_trainer_save_checkpoint(usi_trainer *t, const char *name, int64_t
     if (!e) e = add_meta(t, w, epoch, batch);
     if (!e) e = usi_st_writer_save(w, path);
     usi_st_writer_free(w);
+    if (!e && !strcmp(name, "last.safetensors")) t->own_last = 1;
     return e;
 }
+
+int usi_trainer_has_checkpoint(const usi_trainer *t) { return t->own_last; }
 
 usi_error *usi_trainer_save_weights(usi_trainer *t, const char *name)
 {
@@ -196,6 +202,9 @@ static usi_error *load_state(usi_trainer *t, const usi_st_file *f, const char *p
 static usi_error *check_format(usi_trainer *t, const usi_st_file *f, const char *path)
 {
     const char *fmt = usi_st_metadata(f, "format"), *bb = usi_st_metadata(f, "backbone");
+    if (!fmt && bb)
+        return usi_error_new(USI_ERR_INVALID, "%s holds weights only (as best.safetensors does), not a training "
+                             "checkpoint: resume from a last.safetensors", path);
     if (!fmt || strcmp(fmt, "usi-checkpoint-1") != 0)
         return usi_error_new(USI_ERR_INVALID, "%s is not a usi training checkpoint (no format metadata)", path);
     if (!bb || strcmp(bb, t->bb->name) != 0)
@@ -231,6 +240,30 @@ static usi_error *check_ranks(const usi_trainer *t, const usi_st_file *f, const 
                 (long long)now_ranks, (int)t->batch);
     }
     return NULL;
+}
+
+/* The optimizer state goes on only into an optimizer that keeps the same:
+ * adamw and lamb both keep Adam's two moments, sgd one momentum buffer
+ * (another quantity: loaded as such it would be wrong without a word, and
+ * the other way round the second moment is missing). */
+static usi_error *check_optimizer(const usi_trainer *t, const usi_st_file *f, const char *path)
+{
+    char *was = usi_config_text_value(usi_st_metadata(f, "config"), "optimizer.name");
+    const char *now = usi_config_string(t->cfg, "optimizer.name");
+    usi_error *e = NULL;
+    if (was) {
+        size_t n = strlen(was);
+        char name[32] = "";
+        if (n >= 2 && was[0] == '"' && n - 2 < sizeof name) memcpy(name, was + 1, n - 2);
+        int was_sgd = !strcmp(name, "sgd"), now_sgd = !strcmp(now, "sgd");
+        if (*name && was_sgd != now_sgd)
+            e = usi_error_new(USI_ERR_INVALID, "%s was trained with optimizer.name = \"%s\", this run has \"%s\": "
+                              "the file holds %s, not the %s that %s keeps; resume with optimizer.name = \"%s\"", path,
+                              name, now, was_sgd ? "SGD's momentum buffer" : "Adam's two moments",
+                              now_sgd ? "momentum buffer" : "two moments", now, name);
+    }
+    free(was);
+    return e;
 }
 
 /* A resumed run with other settings than its checkpoint's (another data
@@ -271,6 +304,53 @@ static usi_error *with_option_diff(usi_trainer *t, const usi_st_file *f, usi_err
     return e;
 }
 
+/* The whole of a file in memory (NULL with *len 0 when it cannot be read). */
+static void *read_whole(const char *path, size_t *len)
+{
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f) return NULL;
+    char *buf = fstat(fileno(f), &st) == 0 && st.st_size > 0 ? malloc((size_t)st.st_size) : NULL;
+    if (buf && fread(buf, 1, (size_t)st.st_size, f) == (size_t)st.st_size) *len = (size_t)st.st_size;
+    fclose(f);
+    if (*len) return buf;
+    free(buf);
+    return NULL;
+}
+
+/* The checkpoint's best top-1 belongs to a best.safetensors beside it. A
+ * run resumed into another output_dir would otherwise end naming
+ * OUTPUT_DIR/best.safetensors, never written when no later epoch does
+ * better: that file is copied over, so the folder holds the run's best
+ * weights. Without one to copy, the best so far is forgotten and this run
+ * keeps the best of its own epochs. */
+static usi_error *carry_best(usi_trainer *t, const char *path)
+{
+    if (t->best_top1 < 0 || t->epoch >= t->epochs_total) return NULL; /* refused later: nothing to train */
+    char here[2300], there[4200];
+    snprintf(here, sizeof here, "%s/best.safetensors", t->out_dir);
+    struct stat st;
+    if (stat(here, &st) == 0) return NULL;
+    char *copy = strdup(path);
+    if (!copy) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    snprintf(there, sizeof there, "%s/best.safetensors", dirname(copy));
+    free(copy);
+    size_t len;
+    void *data = read_whole(there, &len);
+    if (!data) {
+        usi_log(USI_LOG_WARN, "%s has no best.safetensors beside it (of top-1 %.2f%%): %s will hold the best of "
+                "the epochs from here on", path, t->best_top1, here);
+        t->best_top1 = -1;
+        return NULL;
+    }
+    usi_error *e = usi_file_write_atomic(here, data, len);
+    free(data);
+    if (!e)
+        usi_log(USI_LOG_INFO, "best.safetensors (top-1 %.2f%%) copied from %s to %s", t->best_top1, there, here);
+    return e;
+}
+
 usi_error *usi_trainer_resume(usi_trainer *t, const char *path)
 {
     /* Only rank 0 reads the file (other hosts need no copy of it): the run
@@ -281,6 +361,7 @@ usi_error *usi_trainer_resume(usi_trainer *t, const char *path)
     int same_steps = 0;
     usi_error *e = check_format(t, f, path);
     if (!e) e = check_ranks(t, f, path, &same_steps);
+    if (!e) e = check_optimizer(t, f, path);
     /* Check every tensor first, so a bad file leaves the run as it was. */
     if (!e) e = load_state(t, f, path, 1);
     if (e && usi_st_metadata(f, "backbone_options")) e = with_option_diff(t, f, e);
@@ -296,6 +377,14 @@ usi_error *usi_trainer_resume(usi_trainer *t, const char *path)
         t->best_top1 = best ? strtod(best, NULL) : -1;
     }
     usi_st_free(f);
+    if (!e) e = carry_best(t, path);
+    if (!e) {
+        /* resumed from OUTPUT_DIR/last.safetensors itself */
+        char here[2300];
+        struct stat a, b;
+        snprintf(here, sizeof here, "%s/last.safetensors", t->out_dir);
+        t->own_last = stat(here, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    }
     if (!e)
         usi_log(USI_LOG_INFO, "resuming %s at epoch %lld, batch %lld (step %lld)", path, (long long)t->epoch + 1,
                 (long long)t->batch_in_epoch, (long long)t->step);

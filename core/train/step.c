@@ -19,6 +19,7 @@
 #include "train/trainer_internal.h"
 #include "util/error.h"
 
+/* Steps count from 1 here as in metrics.jsonl: t->step is the number done. */
 static usi_error *not_finite(usi_trainer *t, const char *what, double v)
 {
     char last[2300];
@@ -27,7 +28,7 @@ static usi_error *not_finite(usi_trainer *t, const char *what, double v)
     return usi_error_new(USI_ERR_INVALID,
                          "the %s is %s at step %lld (epoch %lld); stopped without saving this state. %s%s%s"
                          "Try a lower optimizer.lr or optimizer.clip_grad = 1.0",
-                         what, isnan(v) ? "NaN" : "infinite", (long long)t->step, (long long)t->epoch + 1,
+                         what, isnan(v) ? "NaN" : "infinite", (long long)t->step + 1, (long long)t->epoch + 1,
                          have ? "The last good checkpoint is " : "No checkpoint was written yet. ",
                          have ? last : "", have ? ". " : "");
 }

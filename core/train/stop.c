@@ -15,12 +15,14 @@
 
 #include "train/stop.h"
 #include "train/trainer.h"
+#include "util/log.h"
 
 static pthread_t listener;
 static int listening;
 static sigset_t saved_mask;
 static char temp_path[4096];
 static volatile sig_atomic_t temp_set;
+static int say_stopping, stderr_tty;
 
 void usi_stop_temp_begin(const char *path)
 {
@@ -47,6 +49,14 @@ static void on_stop(int sig)
         raise(SIGINT);
         return;
     }
+    /* Said at once: the step, an evaluation or the teacher's set-up under
+     * way can take minutes before the run gets to stop. */
+    if (!usi_stop_requested && say_stopping) {
+        static const char said[] = "usi: stopping after this step, with a checkpoint (Ctrl-C again stops at once, "
+                                   "keeping the last whole checkpoint)\n";
+        if (write(STDERR_FILENO, "\n", stderr_tty ? 1 : 0) < 0 || write(STDERR_FILENO, said, sizeof said - 1) < 0) {
+        }
+    }
     usi_stop_requested = 1;
 }
 
@@ -70,6 +80,9 @@ static void *listen_main(void *arg)
 void usi_stop_signals_begin(void)
 {
     if (listening) return;
+    /* Rank 0 speaks for the job (mpirun passes a Ctrl-C to every rank). */
+    say_stopping = usi_log_is_reporter();
+    stderr_tty = isatty(STDERR_FILENO);
     struct sigaction sa = {0};
     sa.sa_handler = on_stop;
     sigaction(SIGINT, &sa, NULL);

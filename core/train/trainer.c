@@ -28,6 +28,7 @@
 #include "train/teacher.h"
 #include "train/weights.h"
 #include "util/error.h"
+#include "util/file.h"
 #include "util/log.h"
 
 volatile sig_atomic_t usi_stop_requested;
@@ -59,6 +60,9 @@ static usi_error *lock_out_dir(usi_trainer *t)
     char path[2200];
     snprintf(path, sizeof path, "%s/.usi-lock", t->out_dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOTDIR)
+        return usi_error_new(USI_ERR_IO, "output_dir %s is a file, not a folder: set output_dir to a folder for the "
+                             "run's checkpoints and metrics", t->out_dir);
     if (fd < 0) return usi_error_new(USI_ERR_IO, "output_dir: cannot create %s: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int err = errno;
@@ -231,8 +235,17 @@ static void set_hyper(usi_trainer *t)
                                 (int64_t)t->batch * t->world * t->sim);
     t->sched.warmup_lr = usi_config_float(c, "schedule.warmup_lr");
     t->sched.min_lr = usi_config_float(c, "schedule.min_lr");
-    t->sched.warmup_steps = usi_config_int(c, "schedule.warmup_epochs") * t->steps_per_epoch;
+    int64_t warmup = usi_config_int(c, "schedule.warmup_epochs");
+    t->sched.warmup_steps = warmup * t->steps_per_epoch;
     t->sched.cosine_steps = epochs * t->steps_per_epoch;
+    /* The default warm-up (5 epochs) under a short run's schedule.epochs
+     * would make the whole run a warm-up, and the rate would go on rising
+     * into the cool-down. */
+    if (warmup > 0 && warmup >= epochs && usi_log_is_reporter())
+        usi_log(USI_LOG_WARN, "schedule.warmup_epochs = %lld is not less than schedule.epochs = %lld: the learning "
+                "rate rises from schedule.warmup_lr for the whole run and never follows the %s; lower "
+                "schedule.warmup_epochs", (long long)warmup, (long long)epochs,
+                t->sched.kind == USI_SCHED_CONSTANT ? "constant rate" : "cosine");
 }
 
 /* Where this process stands in the job, and what a distributed run can do. */
@@ -468,6 +481,30 @@ usi_error *usi_trainer_new(const usi_config *c, const usi_registry *r, usi_train
     return NULL;
 }
 
+/* A resumed run redoes the steps after its checkpoint: the lines an
+ * interrupted run wrote for them (killed after its last save, or a resume
+ * from an older checkpoint) go, so each step and evaluation is in the file
+ * once, as the run that went on gives it. Lines without a step stay. */
+static usi_error *drop_lines_after(const char *path, int64_t step)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL; /* none yet: the run starts it */
+    usi_strbuf keep = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    int dropped = 0;
+    while (getline(&line, &cap, f) > 0) {
+        const char *at = strstr(line, "\"step\": ");
+        if (at && strtoll(at + 8, NULL, 10) > step) dropped++;
+        else usi_strbuf_addf(&keep, "%s", line);
+    }
+    free(line);
+    fclose(f);
+    usi_error *e = dropped ? usi_file_write_atomic(path, keep.data ? keep.data : "", keep.len) : NULL;
+    usi_strbuf_free(&keep);
+    return e;
+}
+
 usi_error *usi_trainer_open_metrics(usi_trainer *t)
 {
     if (t->rank != 0 || t->metrics) return NULL;
@@ -480,6 +517,7 @@ usi_error *usi_trainer_open_metrics(usi_trainer *t)
         usi_log(USI_LOG_WARN, "%s already holds a run: this new run writes its metrics.jsonl and checkpoints "
                 "over it (to continue that run instead: usi train ... --resume %s/last.safetensors)",
                 t->out_dir, t->out_dir);
+    if (t->resumed) USI_TRY(drop_lines_after(path, t->step));
     t->metrics = fopen(path, t->resumed ? "a" : "w");
     if (!t->metrics) return usi_error_new(USI_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     return NULL;

@@ -33,6 +33,10 @@ usi_error *usi_trainer_resume(usi_trainer *t, const char *checkpoint);
 /* Train to the end of the schedule (or until a stop is requested: then
  * *interrupted is set and a checkpoint has been written). */
 usi_error *usi_trainer_run(usi_trainer *t, int *interrupted);
+/* 1 when OUTPUT_DIR/last.safetensors is this run's: written by it, or the
+ * checkpoint it resumed from in that folder (a failed run continues from
+ * it), 0 when it may be an earlier run's or there is none. */
+int usi_trainer_has_checkpoint(const usi_trainer *t);
 
 typedef struct usi_eval_result {
     double top1, top5;       /* percent */

@@ -85,6 +85,7 @@ struct usi_trainer {
     FILE *metrics;        /* rank 0, from usi_trainer_open_metrics         */
     int lock_fd;          /* rank 0: OUTPUT_DIR/.usi-lock, held; else -1   */
     int32_t resumed;      /* usi_trainer_resume loaded a checkpoint         */
+    int32_t own_last;     /* OUTPUT_DIR/last.safetensors is this run's      */
 };
 
 /* One optimisation step (step.c) on this process's batches: one, or one

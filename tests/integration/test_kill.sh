@@ -112,6 +112,14 @@ rc=$?
 [ "$rc" -eq 130 ] && grep -q "resuming" "$T/final.log" && ok || fail "final resume and stop: exit $rc: $(tail -3 "$T/final.log")"
 stale=$(find "$T/out" -name '*.tmp-*' | wc -l)
 [ "$stale" -eq 0 ] && ok || fail "temporary files of killed runs remain after a clean save: $(ls "$T/out")"
+# Each resume redid the steps after its checkpoint: metrics.jsonl holds each
+# step's loss and each epoch's evaluation once, in order, not again for
+# every kill that came after them.
+for kind in loss top1; do
+    steps=$(grep "\"$kind\"" "$T/out/metrics.jsonl" | sed 's/.*"step": \([0-9]*\),.*/\1/')
+    [ -n "$steps" ] && [ "$steps" = "$(sort -n -u <<<"$steps")" ] && ok \
+        || fail "metrics.jsonl repeats or reorders $kind lines: steps $(uniq -d <<<"$(sort -n <<<"$steps")" | head -5 | tr '\n' ' ')"
+done
 
 [ "$fails" -eq 0 ] && echo "kill: all $checks checks passed ($KILLS kills within ${span}s each, seed $seed;" \
     "$resumed resumed, $advanced further than before, up to step $last_step; $in_save killed while saving)"

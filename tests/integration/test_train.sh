@@ -123,6 +123,17 @@ grep "other than it was trained with" "$T/c.log" | grep -q "schedule.epochs = 4 
     && grep "other than it was trained with" "$T/c.log" | grep -q "output_dir = \"$T/c\" (was \"$T/b\")" && ok \
     || fail "the changed settings are not named: $(grep -i 'resuming' "$T/c.log")"
 [ "$(grep -c '"top1"' "$T/c/metrics.jsonl")" -eq 1 ] && ok || fail "the resumed run trained other than epoch 4"
+# The checkpoint's best top-1 is that of the best.safetensors beside it: a run
+# resumed into another folder takes it along, else the folder it names at the
+# end may hold no best weights at all.
+grep -q "best.safetensors (top-1 [0-9.]*%) copied from $T/b/best.safetensors to $T/c/best.safetensors" "$T/c.log" \
+    && [ -s "$T/c/best.safetensors" ] && ok || fail "the best weights were not carried into $T/c: $(ls "$T/c")"
+# Another optimizer's state is refused by name, before anything is written.
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/sgd" --set schedule.epochs=4 --set optimizer.name=sgd \
+      --resume "$T/b/last.safetensors" 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -q "$T/b/last.safetensors was trained with optimizer.name = \"adamw\", this run has \"sgd\": .*resume with optimizer.name = \"adamw\"" <<<"$out" \
+    && [ ! -e "$T/sgd/last.safetensors" ] && ok || fail "resume with another optimizer: exit $rc: $(tail -2 <<<"$out")"
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/c2" --set checkpoint.resume="$T/nothing.safetensors" 2>&1)
 rc=$?
 [ $rc -eq 1 ] && grep -q "$T/nothing.safetensors" <<<"$out" && ok || fail "a missing checkpoint.resume: exit $rc: $out"
@@ -140,6 +151,9 @@ grep -q '"top1"' "$T/ls0.3/metrics.jsonl" && ! grep -q 'ema_' "$T/ls0.3/metrics.
 l0=$(losses "$T/ls0/metrics.jsonl" | head -1)
 l3=$(losses "$T/ls0.3/metrics.jsonl" | head -1)
 [ -n "$l0" ] && [ -n "$l3" ] && [ "$l0" != "$l3" ] && ok || fail "label smoothing 0.3 left the loss as it was: '$l0' '$l3'"
+# A warm-up as long as the run is named (run A's, shorter, is not).
+grep -q "schedule.warmup_epochs = 1 is not less than schedule.epochs = 1: the learning rate rises" "$T/ls0.log" \
+    && ! grep -q "warmup_epochs" "$T/a.log" && ok || fail "no word of a run that is all warm-up: $(grep warm "$T/ls0.log")"
 
 # --- SIGTERM does the same as Ctrl-C ---
 "$usi" train "$T/run.cfg" --set output_dir="$T/term" >"$T/term.log" 2>&1 &
@@ -184,9 +198,14 @@ rc=$?
 
 # --- NaN: stops with the step, writes nothing ---
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/nan" --set optimizer.lr=100 --set optimizer.weight_decay=10 \
-      --set schedule.warmup_epochs=0 2>&1)
+      --set schedule.warmup_epochs=0 --set metrics_every=1 2>&1)
 rc=$?
 if [ $rc -eq 1 ] && grep -qE "the (loss|gradient norm) is (NaN|infinite) at step [0-9]+" <<<"$out"; then ok; else fail "NaN: exit $rc: $(tail -2 <<<"$out")"; fi
+# the step it names is the one after the last in metrics.jsonl (steps count from 1 in both)
+nan_step=$(grep -oE "at step [0-9]+" <<<"$out" | tr -dc 0-9)
+last_step=$(losses "$T/nan/metrics.jsonl" | tail -1 | cut -d' ' -f1)
+[ -n "$nan_step" ] && [ "$nan_step" -eq $((${last_step:-0} + 1)) ] && ok \
+    || fail "NaN at step '$nan_step' after metrics.jsonl's last step '$last_step'"
 [ ! -e "$T/nan/last.safetensors" ] && ok || fail "a checkpoint was written after NaN"
 
 # --- a full disk leaves the previous checkpoint whole ---
@@ -198,11 +217,24 @@ if [ $rc -eq 1 ] && grep -q "cannot write $T/full/.*safetensors: File too large;
 else fail "full disk: exit $rc: $(tail -2 <<<"$out")"; fi
 cmp -s "$T/a/last.safetensors" "$T/full/last.safetensors" && cmp -s "$T/a/best.safetensors" "$T/full/best.safetensors" \
     && ok || fail "the previous checkpoint was changed"
+# that checkpoint was an earlier run's: no word of continuing from it
+! grep -q "continue with" <<<"$out" && ok || fail "a new run offers to continue from an earlier run's checkpoint: $out"
+# resumed from it, the run is its own: the error says how to go on once there is room
+out=$(ulimit -f 64; "$usi" train "$T/run.cfg" --set output_dir="$T/full" --set schedule.epochs=4 \
+      --resume "$T/full/last.safetensors" 2>&1)
+rc=$?
+[ $rc -eq 1 ] && grep -q "File too large; the previous file is untouched" <<<"$out" && grep -qF "usi: once its files can be written (room on the disk), continue with: '$(readlink -f "$usi")' train '$T/run.cfg' --set 'output_dir=$T/full' --set 'schedule.epochs=4' --resume '$T/full/last.safetensors'" <<<"$out" \
+    && cmp -s "$T/a/last.safetensors" "$T/full/last.safetensors" && ok || fail "full disk in a resumed run: exit $rc: $(tail -2 <<<"$out")"
 ls "$T/full" | grep -q '\.tmp-' && fail "a temporary file was left on a full disk" || ok
 
 # --- refusals before training ---
 out=$("$usi" train "$T/run.cfg" --set output_dir=/proc/usi-no/out 2>&1)
 [ $? -eq 1 ] && grep -q "cannot create /proc/usi-no" <<<"$out" && ok || fail "unwritable output: $out"
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/run.cfg" 2>&1)
+[ $? -eq 1 ] && grep -q "output_dir $T/run.cfg is a file, not a folder" <<<"$out" && ok || fail "output_dir a file: $out"
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/wo" --set schedule.epochs=4 --resume "$T/a/best.safetensors" 2>&1)
+[ $? -eq 1 ] && grep -q "$T/a/best.safetensors holds weights only (as best.safetensors does), not a training checkpoint" \
+    <<<"$out" && ok || fail "resume from weights only: $out"
 out=$("$usi" train "$T/run.cfg" --set output_dir="$T/t" --set teacher.name=model --set teacher.num_classes=5 \
       --set teacher.backbone=mobilenetv3_small_100 --set teacher.weights="$T/a/best.safetensors" 2>&1)
 [ $? -eq 1 ] && grep -q "num_classes = 5 but the data needs 10" <<<"$out" && ok || fail "teacher classes: $out"

@@ -139,6 +139,88 @@ static void test_errors_name_file_line_key(void)
     usi_config_free(c);
 }
 
+/* What a user writes and libconfig alone would refuse or half-read. */
+static void test_lists_sets_and_empty_files(void)
+{
+    usi_config *c = usi_config_new();
+    /* A list of numbers with an integer among floats (libconfig arrays
+     * refuse mixed types), in a file and in --set. */
+    const char *p = write_file("mixed.cfg", "data = { mean = [0.5, 0, 0.5]; std = [1, 0.5, 2]; };\n");
+    usi_error *e = usi_config_load(c, p);
+    CHECK(!e, "a list with integers among floats: %s", usi_error_message(e));
+    usi_error_free(e);
+    double v[3] = {0};
+    CHECK(usi_config_float_list(c, "data.mean", v, 3) == 3 && v[0] == 0.5 && v[1] == 0 && v[2] == 0.5,
+          "mean from [0.5, 0, 0.5]: %g %g %g", v[0], v[1], v[2]);
+    CHECK(usi_config_float_list(c, "data.std", v, 3) == 3 && v[0] == 1 && v[1] == 0.5 && v[2] == 2,
+          "std from [1, 0.5, 2]: %g %g %g", v[0], v[1], v[2]);
+    e = usi_config_set(c, "data.mean=[0, 0.25, 1]");
+    CHECK(!e, "--set a list with integers among floats: %s", usi_error_message(e));
+    usi_error_free(e);
+    CHECK(usi_config_float_list(c, "data.mean", v, 3) == 3 && v[0] == 0 && v[1] == 0.25 && v[2] == 1,
+          "--set mean: %g %g %g", v[0], v[1], v[2]);
+    /* An integer setting stays an integer; a big one still reaches the range check. */
+    e = usi_config_set(c, "seed=4294967296");
+    expect_error(e, "seed past 32 bits", "4294967296", "outside its range");
+    /* A value that reads as two settings is refused, not cut to the first. */
+    expect_error(usi_config_set(c, "optimizer.lr=1;x=2"), "two settings in one --set", "--set 'optimizer.lr=1;x=2'",
+                 "takes a float");
+    CHECK(usi_config_float(c, "optimizer.lr") == 2e-3, "a refused --set changed optimizer.lr");
+    /* Adam's decays of 1 and eps = 0 give NaN at the first step. */
+    expect_error(usi_config_set(c, "optimizer.beta1=1"), "beta1 = 1", "beta1", "outside its range");
+    expect_error(usi_config_set(c, "optimizer.beta2=1"), "beta2 = 1", "beta2", "outside its range");
+    expect_error(usi_config_set(c, "optimizer.eps=0"), "eps = 0", "eps", "outside its range");
+    usi_config_free(c);
+    /* An empty file sets nothing, as a file of comments does. */
+    c = usi_config_new();
+    e = usi_config_load(c, write_file("empty.cfg", ""));
+    CHECK(!e, "an empty file: %s", usi_error_message(e));
+    usi_error_free(e);
+    CHECK(usi_config_int(c, "data.batch_size") == 128, "an empty file changed the defaults");
+    usi_config_free(c);
+}
+
+static usi_registry *fixture_registry(const char *dir);
+
+/* teacher.name = "" turns off a teacher the file configures, options and
+ * all (a run without distillation for comparison); options without a name
+ * stay an error that says both ways out. */
+static void test_teacher_turned_off(const char *fixture_dir)
+{
+    usi_registry *r = fixture_registry(fixture_dir);
+    const char *p = write_file("kd.cfg", "backbone = { name = \"fixture_net\"; };\n"
+                                         "teacher = { name = \"fixture_teacher\"; weights = \"t.safetensors\"; };\n"
+                                         "augment = ( { name = \"fixture_copy\"; } );\n");
+    usi_config *c = usi_config_new();
+    usi_error *e = usi_config_load(c, p);
+    if (!e) e = usi_config_set(c, "teacher.name=\"\"");
+    if (!e) e = usi_config_resolve(c, r);
+    CHECK(!e, "teacher.name = \"\" over a configured teacher: %s", usi_error_message(e));
+    usi_error_free(e);
+    CHECK(usi_config_teacher(c) == NULL && !usi_config_is_set(c, "teacher.name"), "the teacher is off");
+    usi_strbuf out = {0};
+    usi_config_write(c, &out);
+    CHECK(out.data && !strstr(out.data, "t.safetensors"), "config show still shows the teacher's weights");
+    /* and what it shows loads back */
+    usi_config *back = usi_config_new();
+    e = usi_config_load(back, write_file("back.cfg", out.data ? out.data : ""));
+    if (!e) e = usi_config_resolve(back, r);
+    CHECK(!e, "config show of a run without teacher loads back: %s", usi_error_message(e));
+    usi_error_free(e);
+    usi_config_free(back);
+    usi_strbuf_free(&out);
+    usi_config_free(c);
+    c = usi_config_new();
+    e = usi_config_load(c, write_file("noname.cfg", "backbone = { name = \"fixture_net\"; };\n"
+                                                    "teacher = { weights = \"t.safetensors\"; };\n"
+                                                    "augment = ( { name = \"fixture_copy\"; } );\n"));
+    if (!e) e = usi_config_resolve(c, r);
+    expect_error(e, "teacher options without a name", "noname.cfg:2: options for teacher 'weights' but no teacher.name",
+                 "set teacher.name = \"\" for none");
+    usi_config_free(c);
+    usi_registry_free(r);
+}
+
 static usi_registry *fixture_registry(const char *dir)
 {
     usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
@@ -280,7 +362,9 @@ int main(int argc, char **argv)
     test_defaults_are_the_usi_recipe();
     test_file_then_set();
     test_errors_name_file_line_key();
+    test_lists_sets_and_empty_files();
     test_plugin_options(argv[1]);
+    test_teacher_turned_off(argv[1]);
     test_schema_check();
     test_include();
     char cmd[600];

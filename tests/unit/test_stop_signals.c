@@ -77,6 +77,8 @@ static void test_second_ctrl_c(void)
     ssize_t n = read(err[0], said, sizeof said - 1);
     said[n > 0 ? n : 0] = 0;
     close(err[0]);
+    CHECK(strstr(said, "usi: stopping after this step, with a checkpoint") != NULL,
+          "the first Ctrl-C says at once what will happen: '%s'", said);
     CHECK(strstr(said, "stopped at once") != NULL, "the second Ctrl-C says what it did: '%s'", said);
     CHECK(access(temp, F_OK) != 0, "the save's temporary file %s is gone", temp);
     unlink(temp);
