@@ -51,7 +51,8 @@ static const usi_param_desc optimizer[] = {
     STR("name", "adamw", "adamw|sgd|lamb", "optimizer"),
     FLT("lr", 2e-3, 0, 100, "learning rate for a global batch of lr_batch; scaled linearly with the real batch"),
     INT("lr_batch", 1024, 1, 1 << 24, "the global batch size lr is given for"),
-    FLT("weight_decay", 2e-2, 0, 10, "decoupled weight decay; never applied to biases and 1-D parameters"),
+    FLT("weight_decay", 2e-2, 0, 10, "decoupled weight decay; never applied to biases, 1-D parameters, or what timm's no_weight_decay() lists "
+        "(position tables, class tokens, LeViT's attention biases)"),
     FLT("beta1", 0.9, 0, 1, "adamw/lamb first-moment decay"),
     FLT("beta2", 0.999, 0, 1, "adamw/lamb second-moment decay"),
     FLT("eps", 1e-8, 0, 1, "adamw/lamb denominator epsilon"),
