@@ -83,7 +83,10 @@ static void mix_pixels(usi_batch *b, double lam)
     }
 }
 
-/* timm's rand_bbox + cutmix_bbox_and_lam; returns the corrected lam. */
+/* timm's rand_bbox + cutmix_bbox_and_lam; returns the corrected lam. The
+ * box reaches cut / 2 (rounded down) either side of its centre, as in timm
+ * 0.5.4, which the USI reference trains with; later timm rounds the far
+ * half up, a box one pixel larger when the cut is odd. */
 static double cut_pixels(usi_batch *b, double lam, int32_t correct, usi_rng *r)
 {
     int32_t H = b->h, W = b->w;

@@ -22,7 +22,7 @@ static const usi_param_desc ra_params[] = {
     AUG_P_INT("num_ops", 2, 0, 16, "operations applied to each image"),
     AUG_P_FLOAT("magnitude", 7.0, 0.0, 10.0, "strength on timm's 0..10 scale"),
     AUG_P_FLOAT("magnitude_std", 0.5, 0.0, 1000.0,
-                "std of the per-operation magnitude noise; 100 or more draws uniformly in [0, magnitude]"),
+                "std of the per-operation magnitude noise; more than 100 draws uniformly in [0, magnitude] (timm)"),
     AUG_P_FLOAT("magnitude_max", 10.0, 0.0, 10.0, "upper clip of the noisy magnitude"),
     AUG_P_BOOL("increasing", 1, "use timm's increasing variants (posterize, solarize, enhance ops)"),
     AUG_P_FLOAT("prob", 0.5, 0.0, 1.0, "probability that each chosen operation is applied"),
@@ -76,7 +76,8 @@ static void ra_destroy(void *inst) { free(inst); }
 static double draw_level(const ra *s, usi_rng *r)
 {
     double m = s->magnitude;
-    if (s->magnitude_std >= 100.0)
+    /* timm's mstd: above 100 (not at it) means uniform */
+    if (s->magnitude_std > 100.0)
         m = aug_uniform(r, 0.0, m);
     else if (s->magnitude_std > 0)
         m = m + s->magnitude_std * aug_host->rng_normal(r);

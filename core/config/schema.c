@@ -51,7 +51,8 @@ static const usi_param_desc optimizer[] = {
     STR("name", "adamw", "adamw|sgd|lamb", "optimizer"),
     FLT("lr", 2e-3, 0, 100, "learning rate for a global batch of lr_batch; scaled linearly with the real batch"),
     INT("lr_batch", 1024, 1, 1 << 24, "the global batch size lr is given for"),
-    FLT("weight_decay", 2e-2, 0, 10, "decoupled weight decay; never applied to biases and 1-D parameters"),
+    FLT("weight_decay", 2e-2, 0, 10, "decoupled weight decay; never applied to biases, 1-D parameters, or what "
+        "timm's no_weight_decay() lists (position tables, class tokens, LeViT's attention biases)"),
     /* A decay of 1 never lets a gradient in (the bias correction divides
      * by 1 - beta^t = 0), and eps = 0 makes 0/0 of a parameter whose
      * gradient is zero: both give NaN at the first step. */

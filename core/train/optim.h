@@ -12,7 +12,9 @@
 /* Number of float state blocks: 2 (adamw, lamb), 1 (sgd). */
 int usi_optim_state_count(int kind);
 
-/* USI decays only weights of 2 or more dims: not biases, not norm scales. */
+/* USI decays only weights of 2 or more dims: not biases, not norm scales,
+ * and (as timm's no_weight_decay() lists) not position tables, class tokens
+ * or LeViT's attention biases. */
 int usi_param_decays(const char *name, int ndim);
 
 /* lr given for lr_batch, scaled linearly to the real global batch. */

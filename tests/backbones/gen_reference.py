@@ -156,6 +156,24 @@ def write_logits(name, out_dir):
             f.write(mode + ' ' + ' '.join('%.9e' % v for v in y.flatten().tolist()) + '\n')
         f.write('fp32 %.3e %.3e\n' % tuple(rel32))
 
+def write_no_weight_decay(names, out_dir):
+    """ref/no_weight_decay.txt: for each model, the trainable parameters
+    timm's optimizer factory (create_optimizer_v2, as the USI reference calls
+    it) leaves out of weight decay: biases, 1-D parameters and what the
+    model's no_weight_decay() lists. One line per model: the name, then
+    those parameters."""
+    path = os.path.join(out_dir, 'no_weight_decay.txt')
+    with open(path, 'w') as f:
+        f.write('# timm %s torch %s\n' % (timm.__version__, torch.__version__))
+        for name in names:
+            model = timm.create_model(name, pretrained=False, num_classes=1000)
+            opt = timm.optim.create_optimizer_v2(model, 'adamw', lr=2e-3, weight_decay=2e-2)
+            spared = {id(p) for g in opt.param_groups if g['weight_decay'] == 0 for p in g['params']}
+            keys = [k for k, p in model.named_parameters() if id(p) in spared]
+            f.write('%s %s\n' % (name, ' '.join(keys)))
+    print('weight decay groups -> %s' % path)
+
+
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), 'ref')
@@ -168,6 +186,8 @@ def main():
         write_model(name, out_dir)
         if name in MODELS:
             write_logits(name, out_dir)
+    if not only:
+        write_no_weight_decay(MODELS, out_dir)
 
 
 if __name__ == '__main__':

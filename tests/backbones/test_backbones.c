@@ -15,6 +15,7 @@
 #include "plugin/host.h"
 #include "plugin/params.h"
 #include "plugin/registry.h"
+#include "train/optim.h"
 #include "util/error.h"
 #include "cases.h"
 #include "shape_graph.h"
@@ -378,6 +379,58 @@ static void test_reference(const char *ref_name, const char *component, const bu
     free(ref);
 }
 
+/* The parameters timm's optimizer factory spares from weight decay, for
+ * `model` (ref/no_weight_decay.txt: one line per model, its name and then
+ * those parameters' names), as one string " a b c "; NULL when absent. */
+static char *read_no_decay(const char *model)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/no_weight_decay.txt", ref_dir);
+    FILE *f = fopen(path, "r");
+    CHECK(f, "cannot open %s", path);
+    if (!f) return NULL;
+    char *line = NULL, *found = NULL;
+    size_t cap = 0, len = strlen(model);
+    ssize_t n;
+    while (!found && (n = getline(&line, &cap, f)) > 0) {
+        if (strncmp(line, model, len) != 0 || line[len] != ' ') continue;
+        line[strcspn(line, "\n")] = 0;
+        found = malloc(strlen(line + len) + 2);
+        if (found) sprintf(found, "%s ", line + len);
+    }
+    free(line);
+    fclose(f);
+    CHECK(found, "%s: no line for %s", path, model);
+    return found;
+}
+
+/* Which parameters AdamW decays: those timm's create_optimizer_v2 decays,
+ * name by name (biases, 1-D parameters and each model's no_weight_decay()
+ * list are spared). */
+static void test_weight_decay(const char *model)
+{
+    char *spared = read_no_decay(model);
+    if (!spared) return;
+    static const int64_t in[4] = {2, 3, 224, 224};
+    usi_tensor *out;
+    build_opts o = {0};
+    usi_graph *g = build(model, &o, in, &out);
+    int wrong = 0;
+    for (int32_t i = 0; g && i < sg_count(g); i++) {
+        const sg_entry *e = sg_at(g, i);
+        if (!e->is_param) continue;
+        char key[200];
+        snprintf(key, sizeof key, " %s ", e->name);
+        int timm_decays = strstr(spared, key) == NULL;
+        if (usi_param_decays(e->name, e->ndim) != timm_decays && wrong++ < 5)
+            CHECK(0, "%s: %s (%d dims) %s weight decay, timm %s", model, e->name, (int)e->ndim,
+                  timm_decays ? "gets no" : "gets", timm_decays ? "decays it" : "spares it");
+    }
+    CHECK(wrong == 0, "%s: %d parameters decay otherwise than in timm", model, wrong);
+    if (g) sg_free(g);
+    free(spared);
+}
+
 /* The first 4-D weight: the stem's (tokens and tables may come before it). */
 static const sg_entry *first_4d(const usi_graph *g)
 {
@@ -507,6 +560,7 @@ int main(int argc, char **argv)
         if (!l) continue;
         build_opts o = {0};
         test_reference(c->name, c->name, &o, c->timm_params);
+        test_weight_decay(c->name);
         test_small_inputs(c);
         test_options(c);
         test_incomplete_host(c);

@@ -208,6 +208,35 @@ static void test_rand_augment(usi_registry *r)
     done(fill, pf);
 }
 
+static int grey200(int x, int y, int k) { (void)x; (void)y; (void)k; return 200; }
+
+/* magnitude_std as timm's mstd: a normal noise up to 100, uniform in
+ * [0, magnitude] only above 100. On flat grey 200 only PosterizeIncreasing
+ * at the clipped level 10 (0 bits) gives black: N(7, 100) clips there about
+ * half the time (1 op in 15, so ~3% of images), uniform draws never do. */
+static void test_rand_augment_mstd(usi_registry *r)
+{
+    usi_params *pn, *pu;
+    sample_fn gauss = make(r, "rand_augment", &pn, "num_ops=1", "prob=1", "magnitude_std=100", NULL);
+    sample_fn unif = make(r, "rand_augment", &pu, "num_ops=1", "prob=1", "magnitude_std=100.5", NULL);
+    usi_image src = tu_image(16, 16, 3, grey200);
+    int black_gauss = 0, black_unif = 0;
+    for (uint64_t s = 0; s < 3000; s++) {
+        usi_image a = run(gauss, &src, s), b = run(unif, &src, s);
+        black_gauss += has_colour(&a, 0, 0, 0) && tu_px(&a, 8, 8, 0) == 0;
+        black_unif += has_colour(&b, 0, 0, 0) && tu_px(&b, 8, 8, 0) == 0;
+        tu_image_free(&a);
+        tu_image_free(&b);
+    }
+    CHECK(black_gauss > 50 && black_gauss < 150, "magnitude_std 100: %d of 3000 posterized to black (~100)",
+          black_gauss);
+    CHECK(black_unif == 0, "magnitude_std 100.5: %d of 3000 posterized to black (uniform in [0, 7]: none)",
+          black_unif);
+    tu_image_free(&src);
+    done(gauss, pn);
+    done(unif, pu);
+}
+
 static double mean_of(const usi_image *im)
 {
     double m = 0;
@@ -415,6 +444,7 @@ int main(void)
     test_hflip(r);
     test_eval_crop(r);
     test_rand_augment(r);
+    test_rand_augment_mstd(r);
     test_mixup_cutmix(r);
     test_batch_targets_checked(r);
     test_color_jitter(r);
