@@ -34,7 +34,9 @@ static const char *usage =
     "from what the weights file stores (usi writes them), else from the USI recipe's defaults.\n"
     "  --backbone NAME   the backbone when no CONFIG is given and the file does not name it\n"
     "  --ema             a training checkpoint's EMA weights instead of the raw ones\n"
-    "  --logits FILE     also write the logits [images, classes] as a safetensors tensor 'logits'\n";
+    "  --logits FILE     also write the logits [images, classes] as a safetensors tensor 'logits'\n"
+    "An image that cannot be read or decoded is named on stderr (in --json, as {\"image\", \"error\"} in its\n"
+    "place) and the others are still classified; the exit status is then 1.\n";
 
 /* The input side: --img-size, else data.img_size where set (CONFIG, --set, or
  * the side the file was trained at), else the backbone's img_size option. */
@@ -157,6 +159,13 @@ int usi_cmd_predict(int argc, char **argv)
         run.names = class_names(f, c, run.classes);
         e = run.names ? usi_predict_print(&a, &run) : usi_error_new(USI_ERR_NOMEM, "out of memory");
     }
+    /* Each failed image was named as it came; the status says some did. */
+    if (!e && run.n_failed == a.n_images)
+        e = usi_error_new(USI_ERR_IO, "none of the %zu images could be classified (each is named above)%s",
+                          a.n_images, a.logits ? "; no --logits file written" : "");
+    else if (!e && run.n_failed)
+        e = usi_error_new(USI_ERR_IO, "%zu of the %zu images could not be classified (each is named above); the "
+                          "rest are classified", run.n_failed, a.n_images);
     rc = e ? usi_cli_fail(e) : USI_EXIT_OK;
     usi_predict_run_free(&run);
     usi_st_free(f);
