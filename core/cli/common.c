@@ -24,6 +24,14 @@ int usi_cli_wants_help(int argc, char **argv, const char *usage)
     return 0;
 }
 
+int usi_cli_check_set(const char *cmd, const char *v)
+{
+    const char *eq = strchr(v, '=');
+    if (eq && eq != v) return 0;
+    fprintf(stderr, "usi %s: --set '%s' needs key=value, e.g. --set data.batch_size=64\n", cmd, v);
+    return USI_EXIT_USAGE;
+}
+
 static int push(const char ***arr, size_t *n, const char *s)
 {
     const char **p = realloc(*arr, (*n + 1) * sizeof *p);
@@ -63,6 +71,7 @@ int usi_cli_parse(int argc, char **argv, const char *allow, usi_cli_opts *o)
         } else if (strchr(allow, 's') && is_opt(a, "--set")) {
             const char *v = opt_value("--set", argc, argv, &i);
             if (!v) goto missing;
+            if (usi_cli_check_set(argv[0], v)) return USI_EXIT_USAGE;
             push(&o->sets, &o->n_sets, v);
         } else if (strchr(allow, 'j') && strcmp(a, "--json") == 0) {
             o->json = 1;

@@ -47,10 +47,23 @@ int usi_predict_parse(int argc, char **argv, usi_predict_args *a)
     memset(a, 0, sizeof *a);
     a->topk = 5;
     const char *first = NULL;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return -1;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1, rc = 0;
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) return -1;
+        /* "--opt=value" as "--opt value", as the other commands take it */
+        char name[32];
+        const char *eq = strchr(s, '=');
+        if (!strncmp(s, "--", 2) && eq && (size_t)(eq - s) < sizeof name) {
+            memcpy(name, s, (size_t)(eq - s));
+            name[eq - s] = 0;
+            s = name, v = eq + 1, takes = 0;
+            if (!strcmp(s, "--json") || !strcmp(s, "--ema")) {
+                fprintf(stderr, "usi predict: %s takes no value\n", s);
+                return USI_EXIT_USAGE;
+            }
+        }
         if (!strcmp(s, "--json")) a->json = 1, takes = 0;
         else if (!strcmp(s, "--ema")) a->ema = 1, takes = 0;
         else if (!strcmp(s, "--weights") || !strcmp(s, "--checkpoint")) a->weights = v;
@@ -58,10 +71,11 @@ int usi_predict_parse(int argc, char **argv, usi_predict_args *a)
         else if (!strcmp(s, "--logits")) a->logits = v;
         else if (!strcmp(s, "--topk")) rc = int_value(s, v, 1, &a->topk);
         else if (!strcmp(s, "--img-size")) rc = int_value(s, v, 8, &a->img_size);
-        else if (!strcmp(s, "--set")) rc = v && !push(&a->sets, &a->n_sets, v) ? 0 : USI_EXIT_USAGE;
-        else if (!strcmp(s, "--plugin-dir")) rc = v && !push(&a->plugin_dirs, &a->n_plugin_dirs, v) ? 0 : USI_EXIT_USAGE;
+        else if (!strcmp(s, "--set"))
+            rc = v && (usi_cli_check_set("predict", v) || push(&a->sets, &a->n_sets, v)) ? USI_EXIT_USAGE : 0;
+        else if (!strcmp(s, "--plugin-dir")) rc = v && push(&a->plugin_dirs, &a->n_plugin_dirs, v) ? USI_EXIT_USAGE : 0;
         else if (s[0] == '-' && s[1]) {
-            fprintf(stderr, "usi predict: unknown option '%s'\n", s);
+            fprintf(stderr, "usi predict: unknown option '%s'\n", argv[i]);
             return USI_EXIT_USAGE;
         } else {
             takes = 0;
