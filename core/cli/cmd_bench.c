@@ -132,7 +132,7 @@ static int parse(int argc, char **argv, bench_args *a)
         if (!strcmp(argv[i], "--train")) {
             a->train = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "usi bench: unknown option '%s'; see `usi bench --help`\n", argv[i]);
+            usi_cli_unknown_option("bench", argv[i]);
             return USI_EXIT_USAGE;
         } else if (!a->cli.config_path) {
             a->cli.config_path = argv[i];

@@ -24,6 +24,16 @@ int usi_cli_wants_help(int argc, char **argv, const char *usage)
     return 0;
 }
 
+void usi_cli_unknown_option(const char *cmd, const char *arg)
+{
+    /* `usi train run.cfg -q` is a natural thing to type: say where it goes. */
+    if (!strcmp(arg, "-q") || !strcmp(arg, "--quiet") || !strcmp(arg, "-v") || !strcmp(arg, "--verbose"))
+        fprintf(stderr, "usi %s: unknown option '%s': it goes before the command, as in `usi %s %s ...`\n", cmd, arg,
+                arg, cmd);
+    else
+        fprintf(stderr, "usi %s: unknown option '%s'; see `usi %s --help`\n", cmd, arg, cmd);
+}
+
 int usi_cli_check_set(const char *cmd, const char *v)
 {
     const char *eq = strchr(v, '=');
@@ -82,7 +92,7 @@ int usi_cli_parse(int argc, char **argv, const char *allow, usi_cli_opts *o)
         } else if (strchr(allow, 'k') && is_opt(a, "--checkpoint")) {
             if (!(o->checkpoint = opt_value("--checkpoint", argc, argv, &i))) goto missing;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "usi %s: unknown option '%s'; see `usi %s --help`\n", argv[0], a, argv[0]);
+            usi_cli_unknown_option(argv[0], a);
             return USI_EXIT_USAGE;
         } else if (strchr(allow, 'c') && !o->config_path) {
             o->config_path = a;

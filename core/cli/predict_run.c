@@ -75,7 +75,7 @@ int usi_predict_parse(int argc, char **argv, usi_predict_args *a)
             rc = v && (usi_cli_check_set("predict", v) || push(&a->sets, &a->n_sets, v)) ? USI_EXIT_USAGE : 0;
         else if (!strcmp(s, "--plugin-dir")) rc = v && push(&a->plugin_dirs, &a->n_plugin_dirs, v) ? USI_EXIT_USAGE : 0;
         else if (s[0] == '-' && s[1]) {
-            fprintf(stderr, "usi predict: unknown option '%s'\n", argv[i]);
+            usi_cli_unknown_option("predict", argv[i]);
             return USI_EXIT_USAGE;
         } else {
             takes = 0;

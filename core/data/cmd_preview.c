@@ -242,7 +242,9 @@ static int parse(int argc, char **argv, preview_args *a)
         } else if (bad) {
             return 2;
         } else if (s[0] == '-' && s[1]) {
-            fprintf(stderr, "usi preview: unknown option '%s'; see `usi preview --help`\n", s);
+            fprintf(stderr, "usi preview: unknown option '%s'%s\n", s,
+                    !strcmp(s, "-q") || !strcmp(s, "-v") ? ": it goes before the command, as in `usi -q preview ...`"
+                                                         : "; see `usi preview --help`");
             return 2;
         } else if (!a->config) {
             a->config = s;

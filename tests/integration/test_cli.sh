@@ -30,6 +30,11 @@ expect "unknown command" 2 "unknown command 'trian'" -- "$usi_build" trian
 expect "unknown option" 2 "unknown option '--jsn'" -- "$usi_build" plugins --jsn
 expect "--version" 0 "^usi [0-9.]+ \(plugin ABI 1\.2\)$" -- "$usi_build" --version
 expect "-q --version" 0 "plugin ABI 1\.2" -- "$usi_build" -q --version
+# -q and -v after the command: said where they go.
+expect "train CONFIG -q" 2 "usi train: unknown option '-q': it goes before the command, as in .usi -q train" -- \
+    "$usi_build" train "$T/none.cfg" -q
+expect "predict -v" 2 "usi predict: unknown option '-v': it goes before the command" -- \
+    "$usi_build" predict --weights "$T/none.st" x.png -v
 expect "version with an argument" 2 "usi version: unexpected argument 'now'" -- "$usi_build" version now
 # --set without '=' is a usage error (2) in every command that takes --set,
 # before any file is read.
