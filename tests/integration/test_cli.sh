@@ -59,6 +59,10 @@ expect "preview --out into a missing folder, before the config" 1 \
     "--out $T/no/g\.png: the folder $T/no: No such file or directory; create it" -- \
     "$usi_build" preview "$T/none.cfg" --out "$T/no/g.png"
 expect "preview --out a folder" 1 "--out $T is a folder" -- "$usi_build" preview "$T/none.cfg" --out "$T"
+expect "import-idx --out without a value" 2 "usi data import-idx: option '--out' needs a value" -- \
+    "$usi_build" data import-idx --out
+expect "import-idx --src=DIR" 1 "usi data import-idx: $T/none: No such file or directory" -- \
+    "$usi_build" data import-idx --src="$T/none" --out="$T/fm"
 # predict takes --opt=value as the other commands do.
 expect "predict --topk=0" 2 "usi predict: --topk needs a whole number >= 1" -- \
     "$usi_build" predict --weights="$T/none.st" --topk=0 x.png
