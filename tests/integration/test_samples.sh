@@ -57,6 +57,31 @@ out=$("$usi" preview "$cfg" --out grid.png 2>&1)
 out=$("$usi" plot runs/fmnist-2proc --out curves.svg 2>&1)
 [ $? -eq 0 ] && grep -q "<svg" curves.svg && ok || fail "plot of the sample's run: $out"
 
+# A usi replaced on disk while it trains (rebuilt, upgraded): the command
+# that continues the run names the path, not "PATH (deleted)", and runs.
+mkdir "$T/bin"
+cp "$usi" "$T/bin/usi"
+plugin_path=$(find "$build/plugins" "$build/augment" "$build/teachers" -name 'usi_*.so' -printf '%h\n' | sort -u | paste -sd:)
+export USI_PLUGIN_PATH="$plugin_path"
+"$T/bin/usi" train "$cfg" --set data.batch_size=16 --set schedule.epochs=1000 --set output_dir=runs/long \
+    >"$T/long.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+    grep -q '"loss"' runs/long/metrics.jsonl 2>/dev/null && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.1
+done
+rm "$T/bin/usi" && cp "$usi" "$T/bin/usi"
+kill -INT $pid 2>/dev/null
+wait $pid
+rc=$?
+again=$(sed -n 's/.*continue with: //p' "$T/long.log")
+[ $rc -eq 130 ] && grep -q "^'$T/bin/usi' train " <<<"$again" && ok \
+    || fail "continue line of a usi replaced on disk: exit $rc: $(tail -2 "$T/long.log")"
+first=$(eval "set -- $again" && printf '%s' "$1")
+[ -x "$first" ] && ok || fail "the continue line's program '$first' is not there"
+unset USI_PLUGIN_PATH
+
 # From another folder the sample's relative data paths are not found, and
 # the error says where they were looked for; nothing is written there.
 mkdir "$T/elsewhere"
