@@ -33,6 +33,11 @@ int usi_cli_wants_help(int argc, char **argv, const char *usage);
  * "j" --json, "r" --resume, "k" --checkpoint, "e" --ema. Returns 0 or USI_EXIT_USAGE (after printing why). */
 int usi_cli_parse(int argc, char **argv, const char *allow, usi_cli_opts *o);
 void usi_cli_opts_free(usi_cli_opts *o);
+/* 0 when v (a --set value) has the form key=value, else USI_EXIT_USAGE after
+ * saying so: a command-line mistake, found before any work. */
+int usi_cli_check_set(const char *cmd, const char *v);
+/* "usi CMD: unknown option 'ARG'" on stderr, with where -q and -v go. */
+void usi_cli_unknown_option(const char *cmd, const char *arg);
 
 /* Load the config (defaults < file < --set) and discover plugins; on error
  * print it and return NULL. Resolution of components is left to the caller. */

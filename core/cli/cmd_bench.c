@@ -124,7 +124,7 @@ static int parse(int argc, char **argv, bench_args *a)
         for (size_t k = 0; k < sizeof strs / sizeof *strs && !done && !bad; k++)
             if ((v = opt_arg(strs[k].name, argc, argv, &i, &bad))) *strs[k].dst = v, done = 1;
         if (!done && !bad && (v = opt_arg("--set", argc, argv, &i, &bad)))
-            done = push(&a->cli.sets, &a->cli.n_sets, v) ? 1 : (bad = 1);
+            done = !usi_cli_check_set("bench", v) && push(&a->cli.sets, &a->cli.n_sets, v) ? 1 : (bad = 1);
         if (!done && !bad && (v = opt_arg("--plugin-dir", argc, argv, &i, &bad)))
             done = push(&a->cli.plugin_dirs, &a->cli.n_plugin_dirs, v) ? 1 : (bad = 1);
         if (bad) return USI_EXIT_USAGE;
@@ -132,7 +132,7 @@ static int parse(int argc, char **argv, bench_args *a)
         if (!strcmp(argv[i], "--train")) {
             a->train = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "usi bench: unknown option '%s'; see `usi bench --help`\n", argv[i]);
+            usi_cli_unknown_option("bench", argv[i]);
             return USI_EXIT_USAGE;
         } else if (!a->cli.config_path) {
             a->cli.config_path = argv[i];

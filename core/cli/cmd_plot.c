@@ -33,7 +33,7 @@ int usi_cmd_plot(int argc, char **argv)
             }
             out = argv[++i];
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "usi plot: unknown option '%s'; see `usi plot --help`\n", a);
+            usi_cli_unknown_option("plot", a);
             return USI_EXIT_USAGE;
         } else if (!dir) {
             dir = a;

@@ -2,13 +2,10 @@
  * evaluation transform (resize + centre crop by crop_pct, normalisation),
  * printing the top-k classes and optionally writing the raw logits. */
 #include <cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/predict.h"
@@ -24,6 +21,7 @@
 #include "train/setup.h"
 #include "train/weights.h"
 #include "util/error.h"
+#include "util/file.h"
 #include "util/log.h"
 
 static const char *usage =
@@ -31,10 +29,13 @@ static const char *usage =
     "                   [--json] [--logits OUT.safetensors] [--set key=value ...] [--plugin-dir DIR] IMAGE...\n"
     "Classify images with trained weights (a best.safetensors, a checkpoint, or a timm file in safetensors).\n"
     "The backbone, its options, the input size, normalisation and class names come from CONFIG, else\n"
-    "from what the weights file stores (usi writes them), else from the USI recipe's defaults.\n"
+    "from what the weights file stores (usi writes them), else from the USI recipe's defaults. CONFIG is\n"
+    "the first argument when its name ends in .cfg or .conf; every other argument is an image.\n"
     "  --backbone NAME   the backbone when no CONFIG is given and the file does not name it\n"
     "  --ema             a training checkpoint's EMA weights instead of the raw ones\n"
-    "  --logits FILE     also write the logits [images, classes] as a safetensors tensor 'logits'\n";
+    "  --logits FILE     also write the logits [images, classes] as a safetensors tensor 'logits'\n"
+    "An image that cannot be read or decoded is named on stderr (in --json, as {\"image\", \"error\"} in its\n"
+    "place) and the others are still classified; the exit status is then 1.\n";
 
 /* The input side: --img-size, else data.img_size where set (CONFIG, --set, or
  * the side the file was trained at), else the backbone's img_size option. */
@@ -88,33 +89,6 @@ static char **class_names(const usi_st_file *f, const usi_config *c, int32_t cla
     return names;
 }
 
-/* --logits FILE is written after every image is classified: check first
- * that it can be (its folder exists and is writable, and it is no folder),
- * so a wrong path fails before the work, not after. */
-static usi_error *check_out_path(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return usi_error_new(USI_ERR_INVALID, "--logits %s is a folder; give a file name, e.g. %s/logits.safetensors",
-                             path, path);
-    char *dir = strdup(path);
-    if (!dir) return usi_error_new(USI_ERR_NOMEM, "out of memory");
-    char *slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = 0;
-    else *slash = 0;
-    usi_error *e = NULL;
-    if (stat(dir, &st) != 0)
-        e = usi_error_new(USI_ERR_IO, "--logits %s: the folder %s: %s; create it or write elsewhere", path, dir,
-                          strerror(errno));
-    else if (!S_ISDIR(st.st_mode))
-        e = usi_error_new(USI_ERR_IO, "--logits %s: %s is not a folder", path, dir);
-    else if (access(dir, W_OK | X_OK) != 0)
-        e = usi_error_new(USI_ERR_IO, "--logits %s: cannot write in %s: %s", path, dir, strerror(errno));
-    free(dir);
-    return e;
-}
-
 int usi_cmd_predict(int argc, char **argv)
 {
     usi_predict_args a;
@@ -138,7 +112,9 @@ int usi_cmd_predict(int argc, char **argv)
     }
     usi_st_file *f = NULL;
     usi_predict_run run = {0};
-    usi_error *e = a.logits ? check_out_path(a.logits) : NULL;
+    /* --logits is written after every image is classified: a wrong path
+     * fails before the work, not after. */
+    usi_error *e = a.logits ? usi_check_out_file("--logits", a.logits) : NULL;
     if (!e) e = usi_st_read(a.weights, &f);
     if (!e) e = usi_cli_config_from_weights(c, f, a.weights, a.backbone);
     if (!e && !usi_config_is_set(c, "backbone.name"))
@@ -157,6 +133,13 @@ int usi_cmd_predict(int argc, char **argv)
         run.names = class_names(f, c, run.classes);
         e = run.names ? usi_predict_print(&a, &run) : usi_error_new(USI_ERR_NOMEM, "out of memory");
     }
+    /* Each failed image was named as it came; the status says some did. */
+    if (!e && run.n_failed == a.n_images)
+        e = usi_error_new(USI_ERR_IO, "none of the %zu images could be classified (each is named above)%s",
+                          a.n_images, a.logits ? "; no --logits file written" : "");
+    else if (!e && run.n_failed)
+        e = usi_error_new(USI_ERR_IO, "%zu of the %zu images could not be classified (each is named above); the "
+                          "rest are classified", run.n_failed, a.n_images);
     rc = e ? usi_cli_fail(e) : USI_EXIT_OK;
     usi_predict_run_free(&run);
     usi_st_free(f);

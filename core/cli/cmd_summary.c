@@ -141,7 +141,7 @@ static int parse(int argc, char **argv, summary_args *a)
         } else if (!strcmp(argv[i], "--verbose")) {
             a->verbose = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "usi summary: unknown option '%s'; see `usi summary --help`\n", argv[i]);
+            usi_cli_unknown_option("summary", argv[i]);
             return USI_EXIT_USAGE;
         } else if (!a->name) {
             a->name = argv[i];

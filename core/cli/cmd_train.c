@@ -87,6 +87,11 @@ static void say_continue(const usi_cli_opts *o, const usi_config *c, const char 
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     self[n > 0 ? n : 0] = 0;
+    /* A usi rebuilt or upgraded while it trained reads as "PATH (deleted)":
+     * the command is PATH, where the new usi now is. */
+    static const char deleted[] = " (deleted)";
+    size_t len = strlen(self), dl = sizeof deleted - 1;
+    if (len > dl && !strcmp(self + len - dl, deleted)) self[len - dl] = 0;
     int32_t world = usi_dist_world();
     if (world > 1) usi_strbuf_addf(&cmd, "mpirun -np %d", (int)world);
     if (n > 0) add_quoted(&cmd, self);

@@ -24,6 +24,24 @@ int usi_cli_wants_help(int argc, char **argv, const char *usage)
     return 0;
 }
 
+void usi_cli_unknown_option(const char *cmd, const char *arg)
+{
+    /* `usi train run.cfg -q` is a natural thing to type: say where it goes. */
+    if (!strcmp(arg, "-q") || !strcmp(arg, "--quiet") || !strcmp(arg, "-v") || !strcmp(arg, "--verbose"))
+        fprintf(stderr, "usi %s: unknown option '%s': it goes before the command, as in `usi %s %s ...`\n", cmd, arg,
+                arg, cmd);
+    else
+        fprintf(stderr, "usi %s: unknown option '%s'; see `usi %s --help`\n", cmd, arg, cmd);
+}
+
+int usi_cli_check_set(const char *cmd, const char *v)
+{
+    const char *eq = strchr(v, '=');
+    if (eq && eq != v) return 0;
+    fprintf(stderr, "usi %s: --set '%s' needs key=value, e.g. --set data.batch_size=64\n", cmd, v);
+    return USI_EXIT_USAGE;
+}
+
 static int push(const char ***arr, size_t *n, const char *s)
 {
     const char **p = realloc(*arr, (*n + 1) * sizeof *p);
@@ -63,6 +81,7 @@ int usi_cli_parse(int argc, char **argv, const char *allow, usi_cli_opts *o)
         } else if (strchr(allow, 's') && is_opt(a, "--set")) {
             const char *v = opt_value("--set", argc, argv, &i);
             if (!v) goto missing;
+            if (usi_cli_check_set(argv[0], v)) return USI_EXIT_USAGE;
             push(&o->sets, &o->n_sets, v);
         } else if (strchr(allow, 'j') && strcmp(a, "--json") == 0) {
             o->json = 1;
@@ -73,7 +92,7 @@ int usi_cli_parse(int argc, char **argv, const char *allow, usi_cli_opts *o)
         } else if (strchr(allow, 'k') && is_opt(a, "--checkpoint")) {
             if (!(o->checkpoint = opt_value("--checkpoint", argc, argv, &i))) goto missing;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "usi %s: unknown option '%s'; see `usi %s --help`\n", argv[0], a, argv[0]);
+            usi_cli_unknown_option(argv[0], a);
             return USI_EXIT_USAGE;
         } else if (strchr(allow, 'c') && !o->config_path) {
             o->config_path = a;

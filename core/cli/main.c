@@ -81,6 +81,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             print_usage(stdout);
             return USI_EXIT_OK;
+        } else if (!strcmp(argv[i], "--version")) {
+            break; /* = the version command, below */
         } else {
             fprintf(stderr, "usi: unknown option '%s'\n", argv[i]);
             print_usage(stderr);
@@ -94,6 +96,10 @@ int main(int argc, char **argv)
     if (!strcmp(argv[i], "version") || !strcmp(argv[i], "--version")) {
         if (usi_cli_wants_help(argc - i, argv + i, "usage: usi version\nPrint the version of usi and of the plugin ABI it hosts.\n"))
             return USI_EXIT_OK;
+        if (argc - i > 1) {
+            fprintf(stderr, "usi version: unexpected argument '%s'; it takes none\n", argv[i + 1]);
+            return USI_EXIT_USAGE;
+        }
         printf("usi %s (plugin ABI %d.%d)\n", USI_VERSION, USI_ABI_MAJOR, USI_ABI_MINOR);
         return USI_EXIT_OK;
     }

@@ -17,6 +17,7 @@
 #include "train/setup.h"
 #include "train/weights.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/rng.h"
 
 #define PREDICT_BATCH 16
@@ -47,10 +48,23 @@ int usi_predict_parse(int argc, char **argv, usi_predict_args *a)
     memset(a, 0, sizeof *a);
     a->topk = 5;
     const char *first = NULL;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return -1;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1, rc = 0;
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) return -1;
+        /* "--opt=value" as "--opt value", as the other commands take it */
+        char name[32];
+        const char *eq = strchr(s, '=');
+        if (!strncmp(s, "--", 2) && eq && (size_t)(eq - s) < sizeof name) {
+            memcpy(name, s, (size_t)(eq - s));
+            name[eq - s] = 0;
+            s = name, v = eq + 1, takes = 0;
+            if (!strcmp(s, "--json") || !strcmp(s, "--ema")) {
+                fprintf(stderr, "usi predict: %s takes no value\n", s);
+                return USI_EXIT_USAGE;
+            }
+        }
         if (!strcmp(s, "--json")) a->json = 1, takes = 0;
         else if (!strcmp(s, "--ema")) a->ema = 1, takes = 0;
         else if (!strcmp(s, "--weights") || !strcmp(s, "--checkpoint")) a->weights = v;
@@ -58,10 +72,11 @@ int usi_predict_parse(int argc, char **argv, usi_predict_args *a)
         else if (!strcmp(s, "--logits")) a->logits = v;
         else if (!strcmp(s, "--topk")) rc = int_value(s, v, 1, &a->topk);
         else if (!strcmp(s, "--img-size")) rc = int_value(s, v, 8, &a->img_size);
-        else if (!strcmp(s, "--set")) rc = v && !push(&a->sets, &a->n_sets, v) ? 0 : USI_EXIT_USAGE;
-        else if (!strcmp(s, "--plugin-dir")) rc = v && !push(&a->plugin_dirs, &a->n_plugin_dirs, v) ? 0 : USI_EXIT_USAGE;
+        else if (!strcmp(s, "--set"))
+            rc = v && (usi_cli_check_set("predict", v) || push(&a->sets, &a->n_sets, v)) ? USI_EXIT_USAGE : 0;
+        else if (!strcmp(s, "--plugin-dir")) rc = v && push(&a->plugin_dirs, &a->n_plugin_dirs, v) ? USI_EXIT_USAGE : 0;
         else if (s[0] == '-' && s[1]) {
-            fprintf(stderr, "usi predict: unknown option '%s'\n", s);
+            usi_cli_unknown_option("predict", argv[i]);
             return USI_EXIT_USAGE;
         } else {
             takes = 0;
@@ -98,6 +113,8 @@ void usi_predict_run_free(usi_predict_run *run)
 {
     for (int32_t k = 0; run->names && k < run->classes; k++) free(run->names[k]);
     free(run->names);
+    for (size_t i = 0; run->errors && i < run->n_images; i++) free(run->errors[i]);
+    free(run->errors);
     free(run->logits);
     usi_params_free(run->params);
 }
@@ -139,7 +156,8 @@ typedef struct predict_ctx {
     usi_tensor *x, *logits;
     usi_augchain *chain;
     usi_decoder *dec;
-    float *batch;
+    float *batch, *out;
+    size_t slot[PREDICT_BATCH]; /* the image in each row of the batch */
 } predict_ctx;
 
 static usi_error *setup(const usi_config *c, const usi_registry *r, const usi_st_file *f,
@@ -163,8 +181,11 @@ static usi_error *setup(const usi_config *c, const usi_registry *r, const usi_st
     USI_TRY(usi_data_eval_chain(c, r, &p->chain));
     USI_TRY(usi_decoder_new(&p->dec));
     p->batch = malloc(sizeof(float) * PREDICT_BATCH * 3 * (size_t)(run->side * run->side));
-    run->logits = malloc(sizeof(float) * a->n_images * (size_t)run->classes);
-    return p->batch && run->logits ? NULL : usi_error_new(USI_ERR_NOMEM, "out of memory");
+    p->out = malloc(sizeof(float) * PREDICT_BATCH * (size_t)run->classes);
+    run->logits = calloc(a->n_images * (size_t)run->classes, sizeof(float));
+    run->errors = calloc(a->n_images, sizeof *run->errors);
+    run->n_images = a->n_images;
+    return p->batch && p->out && run->logits && run->errors ? NULL : usi_error_new(USI_ERR_NOMEM, "out of memory");
 }
 
 usi_error *usi_predict_images(const usi_config *c, const usi_registry *r, const usi_st_file *f,
@@ -174,21 +195,39 @@ usi_error *usi_predict_images(const usi_config *c, const usi_registry *r, const 
     float mean[3], std[3];
     usi_data_norm(c, mean, std);
     usi_error *e = setup(c, r, f, a, run, &p);
-    size_t per = 3 * (size_t)(run->side * run->side);
-    for (size_t first = 0; !e && first < a->n_images; first += PREDICT_BATCH) {
-        size_t n = a->n_images - first < PREDICT_BATCH ? a->n_images - first : PREDICT_BATCH;
-        for (size_t i = 0; !e && i < n; i++)
-            e = load_one(a->images[first + i], p.chain, p.dec, mean, std, run->side, p.batch + i * per);
-        if (!e) e = usi_graph_write_part(p.x, p.batch, sizeof(float) * per * n);
+    size_t per = 3 * (size_t)(run->side * run->side), classes = (size_t)run->classes;
+    /* A batch gathers the next images that load; one that does not is named
+     * and left out, so a wrong path among many costs only itself. */
+    for (size_t next = 0; !e && next < a->n_images;) {
+        size_t n = 0;
+        for (; !e && n < PREDICT_BATCH && next < a->n_images; next++) {
+            usi_error *bad = load_one(a->images[next], p.chain, p.dec, mean, std, run->side, p.batch + n * per);
+            if (!bad) p.slot[n++] = next;
+            else if (bad->code == USI_ERR_NOMEM) e = bad;
+            else {
+                /* Logged with its path; kept without (JSON names the image beside it). */
+                const char *msg = usi_error_message(bad);
+                size_t plen = strlen(a->images[next]);
+                usi_log(USI_LOG_ERROR, "%s", msg);
+                if (!strncmp(msg, a->images[next], plen) && !strncmp(msg + plen, ": ", 2)) msg += plen + 2;
+                run->errors[next] = strdup(msg);
+                run->n_failed++;
+                usi_error_free(bad);
+                if (!run->errors[next]) e = usi_error_new(USI_ERR_NOMEM, "out of memory");
+            }
+        }
+        if (e || !n) break;
+        e = usi_graph_write_part(p.x, p.batch, sizeof(float) * per * n);
         if (!e) e = usi_graph_forward(p.g);
-        if (!e)
-            e = usi_graph_read_part(p.logits, run->logits + first * (size_t)run->classes,
-                                    sizeof(float) * n * (size_t)run->classes);
+        if (!e) e = usi_graph_read_part(p.logits, p.out, sizeof(float) * n * classes);
+        for (size_t i = 0; !e && i < n; i++)
+            memcpy(run->logits + p.slot[i] * classes, p.out + i * classes, sizeof(float) * classes);
     }
     /* NaN or infinite logits rank the classes by nothing: every probability
      * would print as nan%. The weights (or their file) are broken. */
     size_t bad = 0;
     for (size_t i = 0; !e && i < a->n_images; i++) {
+        if (run->errors[i]) continue;
         const float *row = run->logits + i * (size_t)run->classes;
         for (int32_t k = 0; k < run->classes; k++)
             if (!isfinite(row[k])) {
@@ -199,8 +238,9 @@ usi_error *usi_predict_images(const usi_config *c, const usi_registry *r, const 
     if (!e && bad)
         e = usi_error_new(USI_ERR_INVALID, "%s: its outputs are NaN or infinite for %zu of the %zu images: the "
                           "weights diverged or the file holds NaN; use an earlier checkpoint",
-                          a->weights, bad, a->n_images);
+                          a->weights, bad, a->n_images - run->n_failed);
     free(p.batch);
+    free(p.out);
     usi_decoder_free(p.dec);
     usi_augchain_free(p.chain);
     usi_graph_free(p.g);
@@ -268,12 +308,21 @@ static void rank_row(const float *row, int32_t classes, double *prob, int32_t *o
 
 static usi_error *write_logits(const usi_predict_args *a, const usi_predict_run *run)
 {
+    /* The classified images only: row r is the r-th name of "images". */
+    size_t rows = a->n_images - run->n_failed, classes = (size_t)run->classes;
     usi_st_writer *w = usi_st_writer_new();
-    if (!w) return usi_error_new(USI_ERR_NOMEM, "out of memory");
-    int64_t shape[2] = {(int64_t)a->n_images, run->classes};
+    float *kept = malloc(sizeof(float) * (rows ? rows : 1) * classes);
+    if (!w || !kept) {
+        usi_st_writer_free(w);
+        free(kept);
+        return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    }
+    int64_t shape[2] = {(int64_t)rows, run->classes};
     /* The header is JSON: names as valid UTF-8 (utf8_valid). */
     cJSON *names = cJSON_CreateArray();
-    for (size_t i = 0; names && i < a->n_images; i++) {
+    for (size_t i = 0, r = 0; names && i < a->n_images; i++) {
+        if (run->errors[i]) continue;
+        memcpy(kept + r++ * classes, run->logits + i * classes, sizeof(float) * classes);
         char *name = utf8_valid(a->images[i]);
         cJSON *item = name ? cJSON_CreateString(name) : NULL;
         free(name);
@@ -284,15 +333,17 @@ static usi_error *write_logits(const usi_predict_args *a, const usi_predict_run 
     }
     if (!names) {
         usi_st_writer_free(w);
+        free(kept);
         return usi_error_new(USI_ERR_NOMEM, "out of memory");
     }
     char *text = cJSON_PrintUnformatted(names);
-    usi_error *e = usi_st_writer_add(w, "logits", USI_DTYPE_F32, 2, shape, run->logits);
+    usi_error *e = usi_st_writer_add(w, "logits", USI_DTYPE_F32, 2, shape, kept);
     if (!e) e = usi_st_writer_meta(w, "images", text ? text : "[]");
     if (!e) e = usi_st_writer_save(w, a->logits);
     free(text);
     cJSON_Delete(names);
     usi_st_writer_free(w);
+    free(kept);
     return e;
 }
 
@@ -317,9 +368,16 @@ usi_error *usi_predict_print(const usi_predict_args *a, const usi_predict_run *r
     }
     int32_t k_max = a->topk < run->classes ? (int32_t)a->topk : run->classes;
     for (size_t i = 0; i < a->n_images; i++) {
-        rank_row(run->logits + i * (size_t)run->classes, run->classes, prob, order);
         cJSON *one = all ? cJSON_CreateObject() : NULL;
         if (one) add_utf8(one, "image", a->images[i]);
+        if (run->errors[i]) { /* named on stderr already; in JSON it keeps its place */
+            if (one) {
+                add_utf8(one, "error", run->errors[i]);
+                cJSON_AddItemToArray(all, one);
+            }
+            continue;
+        }
+        rank_row(run->logits + i * (size_t)run->classes, run->classes, prob, order);
         cJSON *top = one ? cJSON_AddArrayToObject(one, "top") : NULL;
         if (!all) printf("%s\n", a->images[i]);
         for (int32_t k = 0; k < k_max; k++) {
@@ -344,5 +402,6 @@ usi_error *usi_predict_print(const usi_predict_args *a, const usi_predict_run *r
     }
     free(prob);
     free(order);
-    return a->logits ? write_logits(a, run) : NULL;
+    /* No row to write when every image failed: the run's error says so. */
+    return a->logits && run->n_failed < a->n_images ? write_logits(a, run) : NULL;
 }

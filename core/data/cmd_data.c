@@ -122,9 +122,14 @@ static int import_idx(int argc, char **argv)
     const char *src = FMNIST_DEFAULT_SRC, *out = "data/fashion-mnist";
     int force = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--src") && i + 1 < argc) src = argv[++i];
-        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--force")) force = 1;
+        /* --src DIR or --src=DIR, and --out alike */
+        const char *a = argv[i], **dst = !strncmp(a, "--src", 5) ? &src : !strncmp(a, "--out", 5) ? &out : NULL;
+        if (dst && a[5] == '=') *dst = a + 6;
+        else if (dst && !a[5] && i + 1 < argc) *dst = argv[++i];
+        else if (dst && !a[5]) {
+            fprintf(stderr, "usi data import-idx: option '%s' needs a value\n", a);
+            return 2;
+        } else if (!strcmp(a, "--force")) force = 1;
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;

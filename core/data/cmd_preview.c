@@ -20,6 +20,7 @@
 #include "plugin/host.h"
 #include "plugin/registry.h"
 #include "util/error.h"
+#include "util/file.h"
 
 #define FONT "sans-serif"
 
@@ -182,30 +183,79 @@ static const char *usage =
     "them) as a PNG grid: small images enlarged to tiles of at least 96 px, each over a bar of\n"
     "its soft target and the names of its heaviest classes. The labels are printed too.\n";
 
+/* "--opt value" or "--opt=value" for opt; NULL when s is another argument.
+ * *bad is set (after saying so) when opt has no value. */
+static const char *opt_value(const char *opt, int argc, char **argv, int *i, int *bad)
+{
+    size_t n = strlen(opt);
+    if (strncmp(argv[*i], opt, n) != 0) return NULL;
+    if (argv[*i][n] == '=') return argv[*i] + n + 1;
+    if (argv[*i][n]) return NULL;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "usi preview: option '%s' needs a value\n", opt);
+        *bad = 1;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
 /* 0 to run, -1 after --help (exit 0), else the usage exit status. */
 static int parse(int argc, char **argv, preview_args *a)
 {
     memset(a, 0, sizeof *a);
     a->n = 32;
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        int more = i + 1 < argc;
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(usage, stdout);
             return -1;
         }
-        if (!strcmp(s, "--out") && more) a->out = argv[++i];
-        else if (!strcmp(s, "--n") && more) a->n = atoi(argv[++i]);
-        else if (!strcmp(s, "--set") && more && a->n_sets < 64) a->sets[a->n_sets++] = argv[++i];
-        else if (!strcmp(s, "--plugin-dir") && more && a->n_dirs < 16) a->dirs[a->n_dirs++] = argv[++i];
-        else if (s[0] != '-' && !a->config) a->config = s;
-        else {
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i], *v;
+        int bad = 0;
+        if ((v = opt_value("--out", argc, argv, &i, &bad))) {
+            a->out = v;
+        } else if (!bad && (v = opt_value("--n", argc, argv, &i, &bad))) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (end == v || *end || n < 1 || n > 1024) {
+                fprintf(stderr, "usi preview: --n needs a whole number from 1 to 1024, not '%s'\n", v);
+                return 2;
+            }
+            a->n = (int)n;
+        } else if (!bad && (v = opt_value("--set", argc, argv, &i, &bad))) {
+            const char *eq = strchr(v, '=');
+            if (!eq || eq == v) {
+                fprintf(stderr, "usi preview: --set '%s' needs key=value, e.g. --set data.batch_size=64\n", v);
+                return 2;
+            }
+            if (a->n_sets == sizeof a->sets / sizeof *a->sets) {
+                fprintf(stderr, "usi preview: at most %zu --set options\n", sizeof a->sets / sizeof *a->sets);
+                return 2;
+            }
+            a->sets[a->n_sets++] = v;
+        } else if (!bad && (v = opt_value("--plugin-dir", argc, argv, &i, &bad))) {
+            if (a->n_dirs == sizeof a->dirs / sizeof *a->dirs) {
+                fprintf(stderr, "usi preview: at most %zu --plugin-dir options\n", sizeof a->dirs / sizeof *a->dirs);
+                return 2;
+            }
+            a->dirs[a->n_dirs++] = v;
+        } else if (bad) {
+            return 2;
+        } else if (s[0] == '-' && s[1]) {
+            fprintf(stderr, "usi preview: unknown option '%s'%s\n", s,
+                    !strcmp(s, "-q") || !strcmp(s, "-v") ? ": it goes before the command, as in `usi -q preview ...`"
+                                                         : "; see `usi preview --help`");
+            return 2;
+        } else if (!a->config) {
+            a->config = s;
+        } else {
             fprintf(stderr, "usi preview: unexpected argument '%s'; see `usi preview --help`\n", s);
             return 2;
         }
     }
-    if (!a->config || !a->out || a->n < 1 || a->n > 1024) {
-        fputs(usage, stderr);
+    if (!a->config || !a->out) {
+        fprintf(stderr, "usi preview: %s; see `usi preview --help`\n",
+                !a->config ? "give the CONFIG whose training batch to draw" : "--out FILE.png is required");
         return 2;
     }
     return 0;
@@ -261,7 +311,9 @@ int usi_cmd_preview(int argc, char **argv)
     if (rc) return rc < 0 ? 0 : rc;
     usi_config *c = usi_config_new();
     usi_registry *r = usi_registry_new(USI_ABI_MINOR_FLOOR);
-    usi_error *e = c && r ? setup(&a, c, r) : usi_error_new(USI_ERR_NOMEM, "out of memory");
+    /* The grid is written after the batch is made: a wrong path fails first. */
+    usi_error *e = usi_check_out_file("--out", a.out);
+    if (!e) e = c && r ? setup(&a, c, r) : usi_error_new(USI_ERR_NOMEM, "out of memory");
     if (!e) e = preview(&a, c);
     rc = e ? 1 : 0;
     if (e) fprintf(stderr, "usi preview: %s\n", usi_error_message(e));

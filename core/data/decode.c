@@ -482,7 +482,7 @@ usi_error *usi_read_file(const char *path, uint8_t **buf, size_t *cap, size_t *l
 {
     *len = 0;
     int fd;
-    size_t size;
+    size_t size = 0;
     USI_TRY(open_regular(path, &fd, &size));
     usi_error *e = fit_buffer(buf, cap, size);
     if (!e) e = read_fully(fd, *buf, size, len);
@@ -494,7 +494,7 @@ usi_error *usi_read_image_file(const char *path, uint8_t **buf, size_t *cap, siz
 {
     *len = 0;
     int fd;
-    size_t size, got = 0;
+    size_t size = 0, got = 0;
     uint8_t head[16];
     USI_TRY(open_regular(path, &fd, &size));
     usi_error *e = read_fully(fd, head, size < sizeof head ? size : sizeof head, &got);

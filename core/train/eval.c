@@ -243,8 +243,22 @@ usi_error *usi_evaluate_file(const usi_config *c, const usi_registry *r, const c
     usi_error *e = usi_setup_device(c, &dev);
     int32_t classes = 0;
     if (!e) e = usi_st_read(path, &f);
-    /* the classes: data.train's folders, else the ones the file stores */
-    if (!e && *usi_config_string(c, "data.train")) {
+    /* the classes: data.train's folders, else the ones the file stores. A
+     * training config names data.train, but evaluating needs only data.val
+     * when the file stores its classes: a data.train that is not there (only
+     * the val folder was copied) gives way to them, said in one line. */
+    const char *train_dir = usi_config_string(c, "data.train");
+    if (!e && *train_dir && usi_st_metadata(f, "classes")) {
+        size_t n = 0;
+        usi_error *missing = usi_dataset_count_classes(train_dir, &n);
+        if (missing) {
+            usi_log(USI_LOG_INFO, "data.train: %s; the class names %s stores are used", usi_error_message(missing),
+                    path);
+            usi_error_free(missing);
+            train_dir = "";
+        }
+    }
+    if (!e && *train_dir) {
         e = usi_setup_datasets(c, &train, &val);
         if (!e) classes = (int32_t)usi_dataset_class_count(train);
     } else if (!e) {

@@ -56,7 +56,7 @@ static usi_error *read_line(const char *text, const char *path, long line, usi_p
         return usi_error_new(USI_ERR_INVALID, "%s:%ld: not a JSON object: %.60s", path, line, text);
     }
     double step = 0, loss = 0, lr = 0, epoch = 0, top1 = 0, ema = 0, val = 0;
-    int has_step, has_loss, has_lr, has_epoch, has_top1, has_ema, has_val;
+    int has_step = 0, has_loss = 0, has_lr = 0, has_epoch = 0, has_top1 = 0, has_ema = 0, has_val = 0;
     usi_error *e = number(o, "step", path, line, &step, &has_step);
     if (!e) e = number(o, "loss", path, line, &loss, &has_loss);
     if (!e) e = number(o, "lr", path, line, &lr, &has_lr);

@@ -52,3 +52,28 @@ usi_error *usi_mkdirs(const char *dir)
     free(buf);
     return e;
 }
+
+usi_error *usi_check_out_file(const char *what, const char *path)
+{
+    struct stat st;
+    if (!*path) return usi_error_new(USI_ERR_INVALID, "%s is empty; give a file name", what);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return usi_error_new(USI_ERR_INVALID, "%s %s is a folder; give the name of a file (in it, or elsewhere)",
+                             what, path);
+    char *dir = strdup(path);
+    if (!dir) return usi_error_new(USI_ERR_NOMEM, "out of memory");
+    char *slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    usi_error *e = NULL;
+    if (stat(dir, &st) != 0)
+        e = usi_error_new(USI_ERR_IO, "%s %s: the folder %s: %s; create it or write elsewhere", what, path, dir,
+                          strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        e = usi_error_new(USI_ERR_IO, "%s %s: %s is not a folder", what, path, dir);
+    else if (access(dir, W_OK | X_OK) != 0)
+        e = usi_error_new(USI_ERR_IO, "%s %s: cannot write in %s: %s", what, path, dir, strerror(errno));
+    free(dir);
+    return e;
+}

@@ -14,4 +14,10 @@ usi_error *usi_file_write_atomic(const char *path, const void *data, size_t len)
  * folder that could not be made and why. */
 usi_error *usi_mkdirs(const char *dir);
 
+/* Before the work whose result goes to path: NULL when a file can be
+ * written there (its folder exists and is writable, and path is no folder),
+ * else an error that starts with `what` (the option, e.g. "--out") and says
+ * what to do. The write itself can still fail (a full disk). */
+usi_error *usi_check_out_file(const char *what, const char *path);
+
 #endif

@@ -28,6 +28,46 @@ usi_build="$build/core/cli/usi"
 expect "version" 0 "plugin ABI 1\.2" -- "$usi_build" version
 expect "unknown command" 2 "unknown command 'trian'" -- "$usi_build" trian
 expect "unknown option" 2 "unknown option '--jsn'" -- "$usi_build" plugins --jsn
+expect "--version" 0 "^usi [0-9.]+ \(plugin ABI 1\.2\)$" -- "$usi_build" --version
+expect "-q --version" 0 "plugin ABI 1\.2" -- "$usi_build" -q --version
+# -q and -v after the command: said where they go.
+expect "train CONFIG -q" 2 "usi train: unknown option '-q': it goes before the command, as in .usi -q train" -- \
+    "$usi_build" train "$T/none.cfg" -q
+expect "predict -v" 2 "usi predict: unknown option '-v': it goes before the command" -- \
+    "$usi_build" predict --weights "$T/none.st" x.png -v
+expect "version with an argument" 2 "usi version: unexpected argument 'now'" -- "$usi_build" version now
+# --set without '=' is a usage error (2) in every command that takes --set,
+# before any file is read.
+for cmd in "config show" train eval bench; do
+    expect "$cmd --set without =" 2 "usi $cmd: --set 'data.batch_size' needs key=value" -- \
+        "$usi_build" $cmd "$T/none.cfg" --set data.batch_size
+done
+expect "predict --set without =" 2 "usi predict: --set 'seed' needs key=value" -- \
+    "$usi_build" predict --weights "$T/none.st" --set seed x.png
+expect "preview --set without =" 2 "usi preview: --set 'seed' needs key=value" -- \
+    "$usi_build" preview "$T/none.cfg" --out "$T/g.png" --set seed
+# preview: what is missing or wrong is said, and --out is checked first.
+expect "preview without --out" 2 "usi preview: --out FILE.png is required" -- "$usi_build" preview "$T/none.cfg"
+expect "preview without CONFIG" 2 "usi preview: give the CONFIG" -- "$usi_build" preview --out "$T/g.png"
+expect "preview --out without a value" 2 "usi preview: option '--out' needs a value" -- \
+    "$usi_build" preview "$T/none.cfg" --out
+expect "preview --n 0" 2 "usi preview: --n needs a whole number from 1 to 1024, not '0'" -- \
+    "$usi_build" preview "$T/none.cfg" --out "$T/g.png" --n 0
+expect "preview --n=x" 2 "usi preview: --n needs a whole number from 1 to 1024, not 'x'" -- \
+    "$usi_build" preview "$T/none.cfg" --out="$T/g.png" --n=x
+expect "preview --out into a missing folder, before the config" 1 \
+    "--out $T/no/g\.png: the folder $T/no: No such file or directory; create it" -- \
+    "$usi_build" preview "$T/none.cfg" --out "$T/no/g.png"
+expect "preview --out a folder" 1 "--out $T is a folder" -- "$usi_build" preview "$T/none.cfg" --out "$T"
+expect "import-idx --out without a value" 2 "usi data import-idx: option '--out' needs a value" -- \
+    "$usi_build" data import-idx --out
+expect "import-idx --src=DIR" 1 "usi data import-idx: $T/none: No such file or directory" -- \
+    "$usi_build" data import-idx --src="$T/none" --out="$T/fm"
+# predict takes --opt=value as the other commands do.
+expect "predict --topk=0" 2 "usi predict: --topk needs a whole number >= 1" -- \
+    "$usi_build" predict --weights="$T/none.st" --topk=0 x.png
+expect "predict --plugin-dir without a value" 2 "usi predict: --plugin-dir needs a value" -- \
+    "$usi_build" predict --weights "$T/none.st" x.png --plugin-dir
 
 # --- install, SDK, out-of-tree plugin ---
 dest="$T/dest"

@@ -91,6 +91,40 @@ out=$("$usi" predict --weights "$T/small/best.safetensors" "$T/none.png" 2>&1)
 printf 'not an image' >"$T/bad.png"
 out=$("$usi" predict --weights "$T/small/best.safetensors" "$T/bad.png" 2>&1)
 [ $? -eq 1 ] && grep -q "$T/bad.png" <<<"$out" && ok || fail "predict of a corrupt image: $out"
+# Bad files among good ones (first, across a batch of 16, last): each is
+# named, the others are classified as alone (the same logits bytes), the
+# status is 1, and --json keeps each bad file in its place with its error.
+mkdir "$T/folder.png"
+echo text >"$T/notes.txt"
+set -- $imgs
+mixed="$T/none.png ${*:1:16} $T/bad.png $T/folder.png ${*:17} $T/notes.txt"
+"$usi" predict --weights "$T/small/best.safetensors" --json --topk 3 --logits "$T/logits5.safetensors" $mixed \
+    >"$T/mixed.json" 2>"$T/mixed.err"
+rc=$?
+[ $rc -eq 1 ] && ok || fail "predict with bad files: exit $rc, want 1: $(tail -2 "$T/mixed.err")"
+for f in none.png bad.png folder.png notes.txt; do
+    grep -q "error: $T/$f: " "$T/mixed.err" && ok || fail "predict does not name $f: $(cat "$T/mixed.err")"
+done
+grep -q "error: 4 of the 64 images could not be classified" "$T/mixed.err" && ok \
+    || fail "predict's last line: $(tail -1 "$T/mixed.err")"
+cmp -s "$T/logits.safetensors" "$T/logits5.safetensors" && ok \
+    || fail "predict with bad files: the good images' logits differ from predict of them alone"
+python3 - "$T/mixed.json" "$T" $mixed <<'PY' && ok || fail "predict --json with bad files: $(head -c 400 "$T/mixed.json")"
+import json, sys
+rows, t, names = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3:]
+assert [r["image"] for r in rows] == names, [r["image"] for r in rows]
+bad = {t + "/none.png": "cannot open", t + "/bad.png": "not a JPEG or PNG", t + "/folder.png": "a folder",
+       t + "/notes.txt": "not a JPEG or PNG"}
+for r in rows:
+    if r["image"] in bad:
+        assert "top" not in r and r["error"].find(bad[r["image"]]) >= 0 and t not in r["error"], r
+    else:
+        assert "error" not in r and len(r["top"]) == 3, r
+PY
+# Every image bad: the same report, status 1, no logits file.
+out=$("$usi" -q predict --weights "$T/small/best.safetensors" --logits "$T/logits6.safetensors" "$T/none.png" "$T/bad.png" 2>&1)
+[ $? -eq 1 ] && grep -q "none of the 2 images could be classified" <<<"$out" && grep -q "$T/bad.png" <<<"$out" &&
+    [ ! -e "$T/logits6.safetensors" ] && ok || fail "predict of bad files only: $out"
 "$usi" predict "$T/bad.png" >/dev/null 2>&1
 [ $? -eq 2 ] && ok || fail "predict without --weights is a usage error"
 
