@@ -845,6 +845,8 @@ int usi_config_mixed_as_fp32(const usi_config *c) { return c->mixed_as_fp32; }
 
 /* Settings that only mean something together: refused where one would do
  * nothing. */
+static const usi_params *lookup_key(const usi_config *c, const char *key, const char **leaf);
+
 static usi_error *check_combinations(const usi_config *c)
 {
     static const char *const rgb[] = {"data.mean", "data.std"};
@@ -862,6 +864,19 @@ static usi_error *check_combinations(const usi_config *c)
     if (kd_only && !teacher)
         return usi_error_new(USI_ERR_INVALID, "'loss.kd_only' = true trains on a teacher's outputs alone, and no "
                                               "teacher is set: name one (teacher.name) or drop loss.kd_only");
+    /* Distillation's weight and temperature mean nothing without a teacher:
+     * a value other than the recipe's then says so (the recipe's own is
+     * what `usi config show` writes into every file). */
+    static const char *const kd_keys[] = {"loss.kd_alpha", "loss.kd_temperature"};
+    for (int i = 0; !teacher && i < 2; i++) {
+        const char *leaf;
+        const usi_params *p = lookup_key(c, kd_keys[i], &leaf);
+        const usi_component *sect = p ? usi_params_component(p) : NULL;
+        for (size_t k = 0; sect && k < sect->n_params; k++)
+            if (!strcmp(sect->params[k].name, leaf) && usi_config_float(c, kd_keys[i]) != sect->params[k].def_float)
+                usi_log(USI_LOG_WARN, "'%s' = %g does nothing in this run: there is no teacher (name one with "
+                        "teacher.name, or drop the setting)", kd_keys[i], usi_config_float(c, kd_keys[i]));
+    }
     if (kd_only && usi_config_float(c, "loss.label_smoothing") > 0)
         return usi_error_new(USI_ERR_INVALID, "'loss.label_smoothing' smooths the labels' term, which "
                                               "'loss.kd_only' = true leaves out: drop one of them");

@@ -143,6 +143,10 @@ expect "num_classes contradicting the data" 1 "num_classes = 7 but the data need
     "$usi_build" config show --set "data.train=$T/data" --set backbone.name=resnet18 --set backbone.num_classes=7
 
 # --- refusals ---
+expect "a distillation weight without a teacher" 0 "'loss.kd_alpha' = 2 does nothing in this run: there is no teacher" \
+    -- "$usi_build" config show --set backbone.name=resnet18 --set loss.kd_alpha=2
+out=$("$usi_build" config show --set backbone.name=resnet18 --set loss.kd_alpha=5 2>&1 >/dev/null)
+[ -z "$out" ] && ok || fail "the recipe's own kd_alpha without a teacher is warned of: $out"
 expect "a mean of two channels" 1 "'data.mean' has 2 values; give 3, one per channel" -- \
     "$usi_build" config show --set 'data.mean=[0.5, 0.5]'
 expect "a std of four channels" 1 "'data.std' has 4 values; give 3" -- \
