@@ -33,10 +33,10 @@ losses() { grep '"loss"' "$1" | sed 's/.*"step": \([0-9]*\), "loss": \([^,]*\),.
 
 # A backbone's own build error (recorded with the graph builder's fail()) is
 # what the user reads, not "the network returned no output".
-out=$("$usi" train "$T/run.cfg" --set output_dir="$T/chans" --set backbone.in_chans=1 2>&1)
+out=$("$usi" train "$T/run.cfg" --set output_dir="$T/chans" --set backbone.name=convnext_atto --set backbone.stem=timm 2>&1)
 rc=$?
-if [ "$rc" -eq 1 ] && grep -q "mobilenetv3_small_100: the input has 3 channels but in_chans is 1; set backbone.in_chans to 3" <<<"$out" &&
-    ! grep -q "returned no output" <<<"$out"; then ok; else fail "in_chans mismatch: exit $rc: $out"; fi
+if [ "$rc" -eq 1 ] && grep -q "convnext_atto: a 28 px input is too small: with timm's stem it needs at least 32 px" <<<"$out" &&
+    ! grep -q "returned no output" <<<"$out"; then ok; else fail "a backbone's build error: exit $rc: $out"; fi
 
 # One class folder is no classification task: refused before training.
 mkdir -p "$T/one/train" && cp -r "$(find "$T/data/train" -mindepth 1 -maxdepth 1 -type d | sort | head -1)" "$T/one/train/"
