@@ -236,6 +236,19 @@ static void expect_line(const char *what, const ran *r, const char *line)
     CHECK(strstr(r->err, line), "%s: no '%s' on stderr: %s", what, line, r->err);
 }
 
+/* fn(arg) in a child with usi's handlers: it dies of `sig` after the line
+ * naming fixture `file` and what usi was doing (`doing`). */
+static void expect_fatal(const char *what, void (*fn)(const char *), const char *arg, const char *file, int sig,
+                         const char *doing, ran *r)
+{
+    char line[4600];
+    run_child(fn, arg, r);
+    snprintf(line, sizeof line, "usi: fatal %s in plugin file %s while %s\n", usi_crash_signal_name(sig),
+             fixture(file), doing);
+    expect_line(what, r, line);
+    CHECK(died_of(r, sig), "%s: status %#x, not death by %s", what, r->status, usi_crash_signal_name(sig));
+}
+
 static void test_crash_after_loading(void)
 {
     char spec[4200], line[4600];
@@ -243,18 +256,14 @@ static void test_crash_after_loading(void)
     if (!r) return;
 
     snprintf(spec, sizeof spec, "%s:crash_create_net", fixture("hostile_crash_create"));
-    run_child(build_through_host, spec, r);
-    snprintf(line, sizeof line, "usi: fatal SIGSEGV in plugin file %s while creating backbone 'crash_create_net'\n",
-             fixture("hostile_crash_create"));
-    expect_line("SIGSEGV in create", r, line);
-    CHECK(died_of(r, SIGSEGV), "SIGSEGV in create: status %#x, not death by SIGSEGV", r->status);
-
+    expect_fatal("SIGSEGV in create", build_through_host, spec, "hostile_crash_create", SIGSEGV,
+                 "creating backbone 'crash_create_net'", r);
     snprintf(spec, sizeof spec, "%s:abort_build_net", fixture("hostile_abort_build"));
-    run_child(build_through_host, spec, r);
-    snprintf(line, sizeof line, "usi: fatal SIGABRT in plugin file %s while building backbone 'abort_build_net'\n",
-             fixture("hostile_abort_build"));
-    expect_line("abort in build", r, line);
-    CHECK(died_of(r, SIGABRT), "abort in build: status %#x, not death by SIGABRT", r->status);
+    expect_fatal("abort in build", build_through_host, spec, "hostile_abort_build", SIGABRT,
+                 "building backbone 'abort_build_net'", r);
+    snprintf(spec, sizeof spec, "%s", fixture("hostile_crash_augment"));
+    expect_fatal("SIGSEGV in apply_sample", augment_one_image, spec, "hostile_crash_augment", SIGSEGV,
+                 "running augment 'crash_aug'", r);
 
     snprintf(spec, sizeof spec, "%s:exit_create_net", fixture("hostile_exit_create"));
     run_child(build_through_host, spec, r);
@@ -263,12 +272,6 @@ static void test_crash_after_loading(void)
     expect_line("exit(0) in create", r, line);
     CHECK(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 1, "exit(0) in create: status %#x, not exit 1",
           r->status);
-
-    run_child(augment_one_image, fixture("hostile_crash_augment"), r);
-    snprintf(line, sizeof line, "usi: fatal SIGSEGV in plugin file %s while running augment 'crash_aug'\n",
-             fixture("hostile_crash_augment"));
-    expect_line("SIGSEGV in apply_sample", r, line);
-    CHECK(died_of(r, SIGSEGV), "SIGSEGV in apply_sample: status %#x", r->status);
 
     run_child(create_unbracketed, fixture("hostile_crash_create"), r);
     snprintf(line, sizeof line, "usi: fatal SIGSEGV in the code of plugin file %s\n", fixture("hostile_crash_create"));
