@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data/decode.h"
 #include "data/imagefolder.h"
 #include "config/config.h"
 #include "plugin/params.h"
@@ -304,21 +305,6 @@ static usi_error *with_option_diff(usi_trainer *t, const usi_st_file *f, usi_err
     return e;
 }
 
-/* The whole of a file in memory (NULL with *len 0 when it cannot be read). */
-static void *read_whole(const char *path, size_t *len)
-{
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    if (!f) return NULL;
-    char *buf = fstat(fileno(f), &st) == 0 && st.st_size > 0 ? malloc((size_t)st.st_size) : NULL;
-    if (buf && fread(buf, 1, (size_t)st.st_size, f) == (size_t)st.st_size) *len = (size_t)st.st_size;
-    fclose(f);
-    if (*len) return buf;
-    free(buf);
-    return NULL;
-}
-
 /* The checkpoint's best top-1 belongs to a best.safetensors beside it. A
  * run resumed into another output_dir would otherwise end naming
  * OUTPUT_DIR/best.safetensors, never written when no later epoch does
@@ -336,9 +322,13 @@ static usi_error *carry_best(usi_trainer *t, const char *path)
     if (!copy) return usi_error_new(USI_ERR_NOMEM, "out of memory");
     snprintf(there, sizeof there, "%s/best.safetensors", dirname(copy));
     free(copy);
-    size_t len;
-    void *data = read_whole(there, &len);
-    if (!data) {
+    uint8_t *data = NULL;
+    size_t cap = 0, len = 0;
+    usi_error *unread = usi_read_file(there, &data, &cap, &len);
+    int have = !unread && len > 0;
+    usi_error_free(unread);
+    if (!have) {
+        free(data);
         usi_log(USI_LOG_WARN, "%s has no best.safetensors beside it (of top-1 %.2f%%): %s will hold the best of "
                 "the epochs from here on", path, t->best_top1, here);
         t->best_top1 = -1;
