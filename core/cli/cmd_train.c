@@ -20,8 +20,9 @@ static const char *train_usage =
     "Train the configured backbone with the USI recipe (see `usi config show CONFIG`).\n"
     "Writes OUTPUT_DIR/last.safetensors (checkpoint) every checkpoint.every_epochs epochs,\n"
     "best.safetensors (the better of the raw and EMA weights, timm names, evaluated every\n"
-    "eval.every_epochs epochs; the last epoch always does both) and metrics.jsonl. Ctrl-C or\n"
-    "SIGTERM saves a checkpoint at the next step; --resume continues from it.\n"
+    "eval.every_epochs epochs; the last epoch always does both) and metrics.jsonl. Ctrl-C,\n"
+    "SIGTERM or SIGHUP (unless started under nohup) saves a checkpoint at the next step;\n"
+    "--resume continues from it.\n"
     "Distributed: `mpirun -np N usi train CONFIG` trains one model on N processes (data.batch_size\n"
     "per process; see samples/distributed.md); rank 0 writes the files.\n";
 

@@ -1,4 +1,7 @@
-/* SIGINT / SIGTERM ask the training loop to stop (usi_stop_requested).
+/* SIGINT / SIGTERM ask the training loop to stop (usi_stop_requested), and
+ * so does SIGHUP (the terminal or SSH session closed) unless the run was
+ * started with it ignored (nohup): its default would end the run without a
+ * checkpoint.
  *
  * The handler never runs on a thread that computes. oneDNN 2.x's JIT sgemm
  * kernels (behind dnnl_sgemm and every "gemm:jit" convolution) point rsp at
@@ -22,7 +25,7 @@ static int listening;
 static sigset_t saved_mask;
 static char temp_path[4096];
 static volatile sig_atomic_t temp_set;
-static int say_stopping, stderr_tty;
+static int say_stopping, stderr_tty, take_hup;
 
 void usi_stop_temp_begin(const char *path)
 {
@@ -36,7 +39,7 @@ void usi_stop_temp_end(void) { temp_set = 0; }
 /* The first signal asks for a checkpoint and a clean stop; a second Ctrl-C
  * ends the process at once, removing a save's temporary file first (the
  * last checkpoint on disk stays whole: saves are atomic). A repeated
- * SIGTERM only repeats the request. Only async-signal-safe calls. */
+ * SIGTERM or SIGHUP only repeats the request. Only async-signal-safe calls. */
 static void on_stop(int sig)
 {
     if (sig == SIGINT && usi_stop_requested) {
@@ -65,6 +68,7 @@ static void stop_set(sigset_t *s)
     sigemptyset(s);
     sigaddset(s, SIGINT);
     sigaddset(s, SIGTERM);
+    if (take_hup) sigaddset(s, SIGHUP);
 }
 
 static void *listen_main(void *arg)
@@ -87,6 +91,9 @@ void usi_stop_signals_begin(void)
     sa.sa_handler = on_stop;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    struct sigaction hup;
+    take_hup = sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler != SIG_IGN;
+    if (take_hup) sigaction(SIGHUP, &sa, NULL);
     sigset_t s;
     stop_set(&s);
     pthread_sigmask(SIG_BLOCK, &s, &saved_mask);

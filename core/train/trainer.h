@@ -12,11 +12,11 @@
 
 typedef struct usi_trainer usi_trainer;
 
-/* Set by SIGINT/SIGTERM handlers: the loop writes a checkpoint at the next
+/* Set by SIGINT/SIGTERM (and SIGHUP, unless ignored at start) handlers: the loop writes a checkpoint at the next
  * step boundary and returns. */
 extern volatile sig_atomic_t usi_stop_requested;
 
-/* Install those handlers, with SIGINT and SIGTERM blocked in the calling
+/* Install those handlers, with their signals blocked in the calling
  * thread and every thread it starts later, and taken by a thread of their
  * own: a signal handled on a thread inside a oneDNN JIT gemm corrupts the
  * heap (see stop.c). Call before starting any computing thread; _end

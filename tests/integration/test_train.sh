@@ -168,6 +168,34 @@ wait $pid
 rc=$?
 [ $rc -eq 130 ] && [ -s "$T/term/last.safetensors" ] && ok || fail "SIGTERM: exit $rc: $(tail -2 "$T/term.log")"
 
+# --- SIGHUP (a closed terminal) too, unless the run was started with it
+# ignored (nohup): then it trains on ---
+started() { # $1: pid, $2: output_dir
+    for _ in $(seq 1 600); do
+        grep -q '"loss"' "$2/metrics.jsonl" 2>/dev/null && break
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+}
+env --default-signal=HUP "$usi" train "$T/run.cfg" --set output_dir="$T/hup" >"$T/hup.log" 2>&1 &
+pid=$!
+started $pid "$T/hup"
+kill -HUP $pid 2>/dev/null
+wait $pid
+rc=$?
+[ $rc -eq 130 ] && [ -s "$T/hup/last.safetensors" ] && grep -q "stopping after this step" "$T/hup.log" && ok \
+    || fail "SIGHUP: exit $rc: $(tail -2 "$T/hup.log")"
+env --ignore-signal=HUP "$usi" train "$T/run.cfg" --set output_dir="$T/nohup" --set schedule.epochs=200 \
+    >"$T/nohup.log" 2>&1 &
+pid=$!
+started $pid "$T/nohup"
+kill -HUP $pid 2>/dev/null
+sleep 1
+kill -0 $pid 2>/dev/null && ! grep -q "stopping after this step" "$T/nohup.log" && ok \
+    || fail "SIGHUP stopped a run started with it ignored: $(tail -2 "$T/nohup.log")"
+kill -TERM $pid 2>/dev/null
+wait $pid
+
 # --- usi eval agrees with what training reported ---
 best=$(grep -o 'best top-1 [0-9.]*' "$T/a.log" | awk '{print $3}')
 out=$("$usi" eval "$T/run.cfg" --checkpoint "$T/a/best.safetensors" --json 2>&1)
