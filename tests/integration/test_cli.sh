@@ -93,8 +93,15 @@ cflags=$(PKG_CONFIG_PATH="$pc_dir" PKG_CONFIG_SYSROOT_DIR="$dest" pkg-config --c
 case "$cflags" in *"$dest"*include*) ok ;; *) fail "pkg-config --cflags usi-sdk gave '$cflags'" ;; esac
 mkdir -p "$T/plugins"
 chmod 755 "$T/plugins"
+# The sample is built from its installed copy with the installed SDK alone.
+sample=$(find "$dest" -path '*/usi/samples/third_party_backbone/acme_tinynet.c' | head -n 1)
+[ -n "$sample" ] && cmp -s "$sample" "$src/samples/third_party_backbone/acme_tinynet.c" && ok \
+    || fail "the out-of-tree sample is not installed under $dest"
 if cc -shared -fPIC -O2 -Wall -Wextra -Werror $cflags -o "$T/plugins/acme_tinynet.so" \
-    "$src/samples/third_party_backbone/acme_tinynet.c" 2>"$T/cc.log"; then ok; else fail "cc sample: $(cat "$T/cc.log")"; fi
+    "${sample:-$src/samples/third_party_backbone/acme_tinynet.c}" 2>"$T/cc.log"; then ok; else fail "cc sample: $(cat "$T/cc.log")"; fi
+# The installed quickstart config is what the installed usi runs.
+fm_cfg=$(find "$dest" -path '*/usi/samples/fashion_mnist.cfg' | head -n 1)
+expect "installed samples/fashion_mnist.cfg" 0 'name = "mobilenetv3_small_100";' -- "$usi" config show "${fm_cfg:-$T/none.cfg}"
 syms=$(nm -D --defined-only "$T/plugins/acme_tinynet.so" | awk '{print $3}')
 [ "$syms" = "usi_plugin_entry" ] && ok || fail "sample exports: $syms"
 
