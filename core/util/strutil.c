@@ -1,5 +1,6 @@
 #include "util/strutil.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,18 @@ void usi_strbuf_add_double(usi_strbuf *b, double v)
         if (strtod(tmp, NULL) == v) {
             memcpy(buf, tmp, sizeof tmp);
             break;
+        }
+    }
+    /* %g writes whole numbers of more digits than it keeps as 1e+01: a
+     * plain decimal reads better (10.0) where it is exact and not long. */
+    if (strchr(buf, 'e') && fabs(v) >= 1 && fabs(v) < 1e15) {
+        char tmp[64];
+        for (int dec = 0; dec < 17; dec++) {
+            snprintf(tmp, sizeof tmp, "%.*f", dec, v);
+            if (strtod(tmp, NULL) == v) {
+                memcpy(buf, tmp, sizeof tmp);
+                break;
+            }
         }
     }
     if (!strpbrk(buf, ".eEni")) strcat(buf, ".0");

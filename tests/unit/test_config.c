@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "plugin/params.h"
 #include "util/error.h"
+#include "util/strutil.h"
 
 static char tmpdir[] = "/tmp/usi-config-XXXXXX";
 
@@ -353,6 +354,28 @@ static void test_include(void)
     usi_config_free(c);
 }
 
+/* Numbers in `config show` are the shortest text that reads back as the same
+ * double, and whole numbers read as decimals (lr = 10.0, not 1e+01). */
+static void test_number_text(void)
+{
+    static const struct {
+        double v;
+        const char *want;
+    } cases[] = {
+        {10, "10.0"},          {0.95, "0.95"},   {2e-5, "2e-05"}, {1024.5, "1024.5"}, {-3, "-3.0"},
+        {123456789, "123456789.0"}, {0.1, "0.1"}, {1e20, "1e+20"}, {0.99996, "0.99996"}, {250, "250.0"},
+        {1.25e7, "12500000.0"}, {0, "0.0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        usi_strbuf b = {0};
+        usi_strbuf_add_double(&b, cases[i].v);
+        CHECK(b.data && !strcmp(b.data, cases[i].want), "%.17g written as '%s', wanted '%s'", cases[i].v,
+              b.data ? b.data : "", cases[i].want);
+        CHECK(b.data && strtod(b.data, NULL) == cases[i].v, "'%s' does not read back as %.17g", b.data, cases[i].v);
+        usi_strbuf_free(&b);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !mkdtemp(tmpdir)) {
@@ -367,6 +390,7 @@ int main(int argc, char **argv)
     test_teacher_turned_off(argv[1]);
     test_schema_check();
     test_include();
+    test_number_text();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
