@@ -1,11 +1,14 @@
 /*
- * ConvNeXt Atto, Tiny and Small as timm builds them (timm.models.convnext):
+ * ConvNeXt Atto, Femto, Pico, Nano, Tiny, Small, Base and Large as timm
+ * builds them (timm.models.convnext):
  * a 4x4 stride-4 patchify stem with LayerNorm2d, four stages of blocks
  * (7x7 depthwise conv, LayerNorm, MLP 4x with GELU, layer scale gamma,
  * residual), a LayerNorm2d + 2x2 stride-2 conv between stages, and timm's
- * NormMlpClassifierHead (average pool, LayerNorm2d, dropout, fc). Tiny and
- * Small run the block's norm and MLP channels-last (Linear weights), Atto
- * channels-first with 1x1 convs (conv_mlp), as in timm. Every LayerNorm
+ * NormMlpClassifierHead (average pool, LayerNorm2d, dropout, fc) for every
+ * member. Tiny and up run the block's norm and MLP channels-last (Linear
+ * weights), Atto to Nano channels-first with 1x1 convs (conv_mlp), as in
+ * timm; the state_dict names are the same, the MLP weights of the conv_mlp
+ * members are [out, in, 1, 1] instead of [out, in]. Every LayerNorm
  * has eps 1e-6. Names, shapes and order (gamma first in each block, as
  * PyTorch lists a module's own parameters before its children's) match
  * timm; so does the initialisation: convs and linears trunc_normal(0.02)
@@ -32,8 +35,13 @@ typedef struct cnx_arch {
 } cnx_arch;
 
 static const cnx_arch arch_atto = {"convnext_atto", {2, 2, 6, 2}, {40, 80, 160, 320}, 1};
+static const cnx_arch arch_femto = {"convnext_femto", {2, 2, 6, 2}, {48, 96, 192, 384}, 1};
+static const cnx_arch arch_pico = {"convnext_pico", {2, 2, 6, 2}, {64, 128, 256, 512}, 1};
+static const cnx_arch arch_nano = {"convnext_nano", {2, 2, 8, 2}, {80, 160, 320, 640}, 1};
 static const cnx_arch arch_tiny = {"convnext_tiny", {3, 3, 9, 3}, {96, 192, 384, 768}, 0};
 static const cnx_arch arch_small = {"convnext_small", {3, 3, 27, 3}, {96, 192, 384, 768}, 0};
+static const cnx_arch arch_base = {"convnext_base", {3, 3, 27, 3}, {128, 256, 512, 1024}, 0};
+static const cnx_arch arch_large = {"convnext_large", {3, 3, 27, 3}, {192, 384, 768, 1536}, 0};
 
 typedef struct convnext {
     const cnx_arch *arch;
@@ -199,34 +207,29 @@ static usi_error *cnx_create(const cnx_arch *arch, const usi_params *p, void **o
     return NULL;
 }
 
-static usi_error *create_atto(const usi_params *p, void **out)
-{
-    return cnx_create(&arch_atto, p, out);
-}
-static usi_error *create_tiny(const usi_params *p, void **out)
-{
-    return cnx_create(&arch_tiny, p, out);
-}
-static usi_error *create_small(const usi_params *p, void **out)
-{
-    return cnx_create(&arch_small, p, out);
-}
-
 static void cnx_destroy(void *inst) { usi_host->free(inst); }
 
 static const usi_backbone_ops cnx_ops = {sizeof(usi_backbone_ops), cnx_build};
 
-#define CNX_COMPONENT(var, nm, doc, create)                                      \
-    static const usi_component var = {                                           \
+/* One member: the create function that binds its arch, and its component. */
+#define CNX_MEMBER(id, nm, doc)                                                  \
+    static usi_error *create_##id(const usi_params *p, void **out)               \
+    {                                                                            \
+        return cnx_create(&arch_##id, p, out);                                   \
+    }                                                                            \
+    static const usi_component comp_##id = {                                     \
         sizeof(usi_component), USI_KIND_BACKBONE, 0, nm, "1.0.0", doc,           \
-        cnx_params, CNX_N_PARAMS, create, cnx_destroy, &cnx_ops,                 \
+        cnx_params, CNX_N_PARAMS, create_##id, cnx_destroy, &cnx_ops,            \
     }
 
-CNX_COMPONENT(comp_atto, "convnext_atto",
-              "ConvNeXt-Atto (timm convnext_atto, 3.7M params at 1000 classes)", create_atto);
-CNX_COMPONENT(comp_tiny, "convnext_tiny",
-              "ConvNeXt-Tiny (timm convnext_tiny, 28.6M params at 1000 classes)", create_tiny);
-CNX_COMPONENT(comp_small, "convnext_small",
-              "ConvNeXt-Small (timm convnext_small, 50.2M params at 1000 classes)", create_small);
+CNX_MEMBER(atto, "convnext_atto", "ConvNeXt-Atto (timm convnext_atto, 3.7M params at 1000 classes)");
+CNX_MEMBER(femto, "convnext_femto", "ConvNeXt-Femto (timm convnext_femto, 5.2M params at 1000 classes)");
+CNX_MEMBER(pico, "convnext_pico", "ConvNeXt-Pico (timm convnext_pico, 9.0M params at 1000 classes)");
+CNX_MEMBER(nano, "convnext_nano", "ConvNeXt-Nano (timm convnext_nano, 15.6M params at 1000 classes)");
+CNX_MEMBER(tiny, "convnext_tiny", "ConvNeXt-Tiny (timm convnext_tiny, 28.6M params at 1000 classes)");
+CNX_MEMBER(small, "convnext_small", "ConvNeXt-Small (timm convnext_small, 50.2M params at 1000 classes)");
+CNX_MEMBER(base, "convnext_base", "ConvNeXt-Base (timm convnext_base, 88.6M params at 1000 classes)");
+CNX_MEMBER(large, "convnext_large", "ConvNeXt-Large (timm convnext_large, 197.8M params at 1000 classes)");
 
-USI_DEFINE_PLUGIN("usi_convnext", "USI", "Apache-2.0", "1.0.0", &comp_atto, &comp_tiny, &comp_small);
+USI_DEFINE_PLUGIN("usi_convnext", "USI", "Apache-2.0", "1.0.0", &comp_atto, &comp_femto, &comp_pico,
+                  &comp_nano, &comp_tiny, &comp_small, &comp_base, &comp_large);

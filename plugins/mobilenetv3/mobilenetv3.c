@@ -1,10 +1,13 @@
 /*
- * MobileNetV3 Small and Large at width 1.0, as timm builds them
- * (timm.models.mobilenetv3 with its EfficientNet builder): the block tables
- * below are timm's arch_def strings, channel counts go through timm's
+ * MobileNetV3 Small (widths 0.5, 0.75, 1.0) and Large (0.75, 1.0), as timm
+ * builds them (timm.models.mobilenetv3 with its EfficientNet builder): the
+ * block tables below are timm's arch_def strings, every block's output
+ * channels are its table width x the model's width through timm's
  * make_divisible, squeeze-excite is ReLU + hard-sigmoid with its width taken
- * from the expanded channels, and the head pools before a biased 1x1
- * conv_head with no batch norm. Names, shapes, order and initialisers
+ * from the expanded channels (not scaled again), and the head pools before a
+ * biased 1x1 conv_head with no batch norm, 1024 (Small) or 1280 (Large)
+ * wide at every width. The 16-channel stem is scaled too, except below
+ * width 0.75, where timm fixes it (make_divisible keeps 0.75's at 16 anyway). Names, shapes, order and initialisers
  * (TensorFlow's, as timm's _init_weight_goog) match timm.
  *
  * The small stem (stem = "small", or "auto" with img_size <= 64) gives
@@ -38,6 +41,7 @@ typedef struct mb_arch {
     const mb_row *rows;
     int32_t n_rows;
     int64_t num_features;    /* conv_head width                              */
+    double width;            /* timm's channel_multiplier                    */
 } mb_arch;
 
 static const mb_row rows_small[] = {
@@ -65,8 +69,11 @@ static const mb_row rows_large[] = {
 };
 
 #define N_ROWS(a) ((int32_t)(sizeof(a) / sizeof((a)[0])))
-static const mb_arch arch_small = {"mobilenetv3_small_100", rows_small, N_ROWS(rows_small), 1024};
-static const mb_arch arch_large = {"mobilenetv3_large_100", rows_large, N_ROWS(rows_large), 1280};
+static const mb_arch arch_small_050 = {"mobilenetv3_small_050", rows_small, N_ROWS(rows_small), 1024, 0.5};
+static const mb_arch arch_small_075 = {"mobilenetv3_small_075", rows_small, N_ROWS(rows_small), 1024, 0.75};
+static const mb_arch arch_small_100 = {"mobilenetv3_small_100", rows_small, N_ROWS(rows_small), 1024, 1.0};
+static const mb_arch arch_large_075 = {"mobilenetv3_large_075", rows_large, N_ROWS(rows_large), 1280, 0.75};
+static const mb_arch arch_large_100 = {"mobilenetv3_large_100", rows_large, N_ROWS(rows_large), 1280, 1.0};
 
 typedef struct mobilenetv3 {
     const mb_arch *arch;
@@ -117,14 +124,14 @@ static usi_tensor *mb_se(const bb_ctx *c, usi_tensor *x, double ratio)
 }
 
 /* One block at blocks.<stage>.<i>, scoped by the caller. */
-static usi_tensor *mb_block(const bb_ctx *c, const mb_row *r, usi_tensor *x,
+static usi_tensor *mb_block(const bb_ctx *c, const mb_row *r, double width, usi_tensor *x,
                             int32_t stride, double dpr)
 {
     if (!x) return NULL;
     const usi_graph_api *G = c->api;
     int32_t act = r->relu ? USI_ACT_RELU : USI_ACT_HARDSWISH;
     int64_t in_chs = G->dim(x, 1);
-    int64_t out_chs = make_divisible((double)r->out_chs);
+    int64_t out_chs = make_divisible((double)r->out_chs * width);
     usi_tensor *y;
 
     if (r->type == MB_CN) {
@@ -167,7 +174,9 @@ static usi_tensor *mb_build(void *inst, usi_graph *g, usi_tensor *input)
         return NULL;
     }
 
-    usi_tensor *x = mb_conv(c, input, "conv_stem", 16, 3, net->opt.small_stem ? 1 : 2, 1, 0);
+    /* timm's fix_stem below width 0.75 */
+    int64_t stem = a->width < 0.75 ? 16 : make_divisible(16.0 * a->width);
+    usi_tensor *x = mb_conv(c, input, "conv_stem", stem, 3, net->opt.small_stem ? 1 : 2, 1, 0);
     x = bb_bn_act(c, x, "bn1", USI_ACT_HARDSWISH);
 
     int32_t total = 0, idx = 0;
@@ -187,7 +196,7 @@ static usi_tensor *mb_build(void *inst, usi_graph *g, usi_tensor *input)
             /* the builder's rule: rate * block_idx / block_count */
             double dpr = net->opt.drop_path_rate * idx / total;
             bb_push_index(c, in_stage);
-            x = mb_block(c, r, x, rep == 0 ? r->stride : 1, dpr);
+            x = mb_block(c, r, a->width, x, rep == 0 ? r->stride : 1, dpr);
             G->pop_scope(g);
         }
     }
@@ -220,28 +229,31 @@ static usi_error *mb_create(const mb_arch *arch, const usi_params *p, void **out
     return NULL;
 }
 
-static usi_error *create_small(const usi_params *p, void **out)
-{
-    return mb_create(&arch_small, p, out);
-}
-static usi_error *create_large(const usi_params *p, void **out)
-{
-    return mb_create(&arch_large, p, out);
-}
-
 static void mb_destroy(void *inst) { usi_host->free(inst); }
 
 static const usi_backbone_ops mb_ops = {sizeof(usi_backbone_ops), mb_build};
 
-static const usi_component comp_small = {
-    sizeof(usi_component), USI_KIND_BACKBONE, 0, "mobilenetv3_small_100", "1.0.0",
-    "MobileNetV3-Small 1.0 (timm mobilenetv3_small_100, 2.5M params at 1000 classes)",
-    bb_params, BB_N_PARAMS, create_small, mb_destroy, &mb_ops,
-};
-static const usi_component comp_large = {
-    sizeof(usi_component), USI_KIND_BACKBONE, 0, "mobilenetv3_large_100", "1.0.0",
-    "MobileNetV3-Large 1.0 (timm mobilenetv3_large_100, 5.5M params at 1000 classes)",
-    bb_params, BB_N_PARAMS, create_large, mb_destroy, &mb_ops,
-};
+/* One member: the create function that binds its arch, and its component. */
+#define MB_MEMBER(id, nm, doc)                                                   \
+    static usi_error *create_##id(const usi_params *p, void **out)               \
+    {                                                                            \
+        return mb_create(&arch_##id, p, out);                                    \
+    }                                                                            \
+    static const usi_component comp_##id = {                                     \
+        sizeof(usi_component), USI_KIND_BACKBONE, 0, nm, "1.0.0", doc,           \
+        bb_params, BB_N_PARAMS, create_##id, mb_destroy, &mb_ops,                \
+    }
 
-USI_DEFINE_PLUGIN("usi_mobilenetv3", "USI", "Apache-2.0", "1.0.0", &comp_small, &comp_large);
+MB_MEMBER(small_050, "mobilenetv3_small_050",
+          "MobileNetV3-Small 0.5 (timm mobilenetv3_small_050, 1.6M params at 1000 classes)");
+MB_MEMBER(small_075, "mobilenetv3_small_075",
+          "MobileNetV3-Small 0.75 (timm mobilenetv3_small_075, 2.0M params at 1000 classes)");
+MB_MEMBER(small_100, "mobilenetv3_small_100",
+          "MobileNetV3-Small 1.0 (timm mobilenetv3_small_100, 2.5M params at 1000 classes)");
+MB_MEMBER(large_075, "mobilenetv3_large_075",
+          "MobileNetV3-Large 0.75 (timm mobilenetv3_large_075, 4.0M params at 1000 classes)");
+MB_MEMBER(large_100, "mobilenetv3_large_100",
+          "MobileNetV3-Large 1.0 (timm mobilenetv3_large_100, 5.5M params at 1000 classes)");
+
+USI_DEFINE_PLUGIN("usi_mobilenetv3", "USI", "Apache-2.0", "1.0.0", &comp_small_050, &comp_small_075,
+                  &comp_small_100, &comp_large_075, &comp_large_100);

@@ -1,5 +1,6 @@
 /*
- * TResNet-M and TResNet-L as timm 1.0 builds them (timm.models.tresnet):
+ * TResNet-M, TResNet-L and TResNet-XL as timm 1.0 builds them
+ * (timm.models.tresnet):
  *
  *   body.s2d     space-to-depth by 4 (channel order block row, block column,
  *                channel, as timm's SpaceToDepth)
@@ -22,7 +23,7 @@
  * bias, sigmoid gate; its width is max(planes / 4, 64) in a BasicBlock
  * (over the block's output) and max(planes / 2, 64) in a Bottleneck (over
  * its 3x3 conv's output, before conv3). TResNet-L widens every stage by
- * 1.2 (64 -> 76 planes).
+ * 1.2 (64 -> 76 planes), TResNet-XL by 1.3 (83 planes, timm's int()).
  *
  * The blur filter is a non-persistent buffer in timm, so it is no part of
  * the state_dict; here it is no tensor at all. [1,2,1] / 4 is the mean of
@@ -66,6 +67,7 @@ typedef struct tresnet_arch {
 
 static const tresnet_arch arch_tresnet_m = {"tresnet_m", {3, 4, 11, 3}, 1.0};
 static const tresnet_arch arch_tresnet_l = {"tresnet_l", {4, 5, 18, 3}, 1.2};
+static const tresnet_arch arch_tresnet_xl = {"tresnet_xl", {4, 5, 24, 3}, 1.3};
 
 typedef struct tresnet {
     const tresnet_arch *arch;
@@ -306,6 +308,10 @@ static usi_error *create_tresnet_l(const usi_params *p, void **out)
 {
     return tresnet_create(&arch_tresnet_l, p, out);
 }
+static usi_error *create_tresnet_xl(const usi_params *p, void **out)
+{
+    return tresnet_create(&arch_tresnet_xl, p, out);
+}
 
 static void tresnet_destroy(void *inst) { usi_host->free(inst); }
 
@@ -322,5 +328,8 @@ TRESNET_COMPONENT(comp_tresnet_m, "tresnet_m",
                   "TResNet-M (timm tresnet_m, 31.4M params at 1000 classes)", create_tresnet_m);
 TRESNET_COMPONENT(comp_tresnet_l, "tresnet_l",
                   "TResNet-L (timm tresnet_l, 56.0M params at 1000 classes)", create_tresnet_l);
+TRESNET_COMPONENT(comp_tresnet_xl, "tresnet_xl",
+                  "TResNet-XL (timm tresnet_xl, 78.4M params at 1000 classes)", create_tresnet_xl);
 
-USI_DEFINE_PLUGIN("usi_tresnet", "USI", "Apache-2.0", "1.0.0", &comp_tresnet_m, &comp_tresnet_l);
+USI_DEFINE_PLUGIN("usi_tresnet", "USI", "Apache-2.0", "1.0.0", &comp_tresnet_m, &comp_tresnet_l,
+                  &comp_tresnet_xl);

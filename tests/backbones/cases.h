@@ -33,11 +33,16 @@ static const bb_case bb_cases[] = {
     {"resnet101", 44549160, 32, "fc.weight", 7, 3, 0, 0},
     {"mobilenetv3_small_100", 2542856, 6, "classifier.weight", 3, 3, 0, 0},
     {"mobilenetv3_large_100", 5483032, 9, "classifier.weight", 3, 3, 0, 0},
+    {"mobilenetv3_small_050", 1593224, 7, "classifier.weight", 3, 3, 0, 0},
+    {"mobilenetv3_large_075", 3993528, 9, "classifier.weight", 3, 3, 0, 0},
     {"efficientnet_b0", 5288548, 9, "classifier.weight", 3, 3, 0, 0},
     {"efficientnet_lite0", 4652008, 9, "classifier.weight", 3, 3, 0, 0},
+    {"efficientnet_b2", 9109994, 16, "classifier.weight", 3, 3, 0, 0},
     {"convnext_atto", 3695520, 11, "head.fc.weight", 4, 4, 0, 32},
     {"convnext_tiny", 28589128, 17, "head.fc.weight", 4, 4, 0, 32},
     {"convnext_small", 50223688, 35, "head.fc.weight", 4, 4, 0, 32},
+    {"convnext_femto", 5217784, 11, "head.fc.weight", 4, 4, 0, 32},
+    {"convnext_nano", 15593560, 13, "head.fc.weight", 4, 4, 0, 32},
     {"deit_tiny_patch16_224", 5717416, 22, "head.weight", 16, 4, 1, 0},
     {"deit_small_patch16_224", 22050664, 22, "head.weight", 16, 4, 1, 0},
     {"vit_small_patch16_224", 22050664, 22, "head.weight", 16, 4, 1, 0},
@@ -52,8 +57,10 @@ static const bb_case bb_cases[] = {
 };
 #define BB_N_CASES ((int32_t)(sizeof bb_cases / sizeof bb_cases[0]))
 
-/* A bigger family member built from a component with its scaling options,
- * checked against timm's listing of that model (ref/<ref>.txt). */
+/* A family member checked against timm's listing of that model
+ * (ref/<ref>.txt) alone: a bigger one built from a smaller one's component
+ * with its scaling options, or a component with no options (opt NULL) whose
+ * logits run would cost more test time than it adds. */
 typedef struct bb_variant {
     const char *ref;
     const char *component;
@@ -65,6 +72,19 @@ typedef struct bb_variant {
 static const bb_variant bb_variants[] = {
     {"efficientnet_b2", "efficientnet_b0", {"channel_multiplier", "depth_multiplier"},
      {1.1, 1.2}, 9109994},
+    {"efficientnet_lite3", "efficientnet_lite0", {"channel_multiplier", "depth_multiplier"},
+     {1.2, 1.4}, 8197096},
+    {"efficientnet_b1", "efficientnet_b1", {NULL, NULL}, {0, 0}, 7794184},
+    {"efficientnet_b3", "efficientnet_b3", {NULL, NULL}, {0, 0}, 12233232},
+    {"efficientnet_lite1", "efficientnet_lite1", {NULL, NULL}, {0, 0}, 5416680},
+    {"efficientnet_lite2", "efficientnet_lite2", {NULL, NULL}, {0, 0}, 6092072},
+    {"efficientnet_lite3", "efficientnet_lite3", {NULL, NULL}, {0, 0}, 8197096},
+    {"efficientnet_lite4", "efficientnet_lite4", {NULL, NULL}, {0, 0}, 13006568},
+    {"mobilenetv3_small_075", "mobilenetv3_small_075", {NULL, NULL}, {0, 0}, 2041872},
+    {"convnext_pico", "convnext_pico", {NULL, NULL}, {0, 0}, 9045672},
+    {"convnext_base", "convnext_base", {NULL, NULL}, {0, 0}, 88591464},
+    {"convnext_large", "convnext_large", {NULL, NULL}, {0, 0}, 197767336},
+    {"tresnet_xl", "tresnet_xl", {NULL, NULL}, {0, 0}, 78436244},
 };
 #define BB_N_VARIANTS ((int32_t)(sizeof bb_variants / sizeof bb_variants[0]))
 

@@ -30,8 +30,11 @@ import torch
 
 MODELS = ['resnet18', 'resnet34', 'resnet50', 'resnet101',
           'mobilenetv3_small_100', 'mobilenetv3_large_100',
+          'mobilenetv3_small_050', 'mobilenetv3_large_075',
           'efficientnet_b0', 'efficientnet_lite0',
+          'efficientnet_b2',
           'convnext_atto', 'convnext_tiny', 'convnext_small',
+          'convnext_femto', 'convnext_nano',
           'deit_tiny_patch16_224', 'deit_small_patch16_224',
           'vit_small_patch16_224', 'vit_base_patch16_224',
           'mixer_s16_224', 'mixer_b16_224',
@@ -59,7 +62,10 @@ LOGIT_GAIN = {name: 1.0 for name in LEVIT}
 
 # Listings only (no logits): bigger members of a family, built by the C test
 # from a smaller one's component with its scaling options.
-LAYOUT_ONLY = ['efficientnet_b2']
+LAYOUT_ONLY = ['efficientnet_b1', 'efficientnet_b3',
+               'efficientnet_lite1', 'efficientnet_lite2', 'efficientnet_lite3', 'efficientnet_lite4',
+               'mobilenetv3_small_075', 'convnext_pico', 'convnext_base', 'convnext_large',
+               'tresnet_xl']
 
 # Options the logits model is created with besides num_classes: the token
 # models size their position tables and LeViT its attention-bias tables from

@@ -236,8 +236,9 @@ static void check_model_inits(const usi_graph *g, const char *m)
         check_init(g, m, "blocks.2.0.se.conv_reduce.bias", USI_INIT_ZEROS, 0, 0);
         check_init(g, m, "conv_head.bias", USI_INIT_ZEROS, 0, 0);
     } else if (!strncmp(m, "efficientnet", 12)) {
-        check_goog_inits(g, m, 32);
-        if (!strcmp(m, "efficientnet_b0"))
+        /* B3 scales the 32-channel stem by 1.2 (B1, B2 and Lite round to 32) */
+        check_goog_inits(g, m, strcmp(m, "efficientnet_b3") ? 32 : 40);
+        if (!strncmp(m, "efficientnet_b", 14))
             check_init(g, m, "blocks.2.0.se.conv_reduce.bias", USI_INIT_ZEROS, 0, 0);
         check_init(g, m, "bn2.weight", USI_INIT_CONSTANT, 1.0, 0);
     } else if (!strncmp(m, "convnext", 8)) {
@@ -279,7 +280,8 @@ static void check_model_inits(const usi_graph *g, const char *m)
     } else if (!strncmp(m, "tresnet", 7)) {
         /* convs kaiming-normal fan-out, SE biases nn.Conv2d's default, the
          * last BN of each branch at zero, fc normal(0, 0.01) */
-        double planes = !strcmp(m, "tresnet_l") ? 76 : 64, feat = planes * 32;
+        double planes = !strcmp(m, "tresnet_l") ? 76 : !strcmp(m, "tresnet_xl") ? 83 : 64;
+        double feat = planes * 32;
         double b1 = 1 / sqrt(planes), b2 = 1 / sqrt(2 * planes);
         check_init(g, m, "body.conv1.conv.weight", USI_INIT_KAIMING_NORMAL, USI_FAN_OUT,
                    sqrt(2.0));
@@ -571,8 +573,11 @@ int main(int argc, char **argv)
         int before = failures;
         build_opts o = {.float_opt = {v->opt[0], v->opt[1]}, .float_val = {v->val[0], v->val[1]}};
         test_reference(v->ref, v->component, &o, v->timm_params);
-        printf("%s %s (%s with %s %g, %s %g)\n", failures > before ? "FAIL" : "ok", v->ref,
-               v->component, v->opt[0], v->val[0], v->opt[1], v->val[1]);
+        if (v->opt[0])
+            printf("%s %s (%s with %s %g, %s %g)\n", failures > before ? "FAIL" : "ok", v->ref,
+                   v->component, v->opt[0], v->val[0], v->opt[1], v->val[1]);
+        else
+            printf("%s %s (listing only)\n", failures > before ? "FAIL" : "ok", v->ref);
     }
     usi_registry_free(reg);
     printf("%s\n", failures ? "FAILED" : "all backbone checks passed");
