@@ -1,14 +1,14 @@
 /*
  * MLP-Mixer S, B and L as timm builds them (timm.models.mlp_mixer): a
- * 16x16 or 32x32 patch embedding ("stem.proj"), blocks of a token-mixing MLP (across
- * the patches, hidden width embed_dim / 2) and a channel MLP (4x), each
- * after a LayerNorm (eps 1e-6) and added back through stochastic depth,
- * then a LayerNorm, the mean over tokens, dropout and a Linear head. Every
- * block gets the same drop_path_rate, twice, as in timm. Names, shapes,
- * order and initialisation are timm's: the patch conv lecun_normal
- * (truncated at 2 sigma, std sqrt(1/fan_in)/0.8796), block Linears
- * xavier_uniform with biases normal(1e-6), the head all zeros, layer norms
- * 1 and 0.
+ * 16x16 or 32x32 patch embedding ("stem.proj"), blocks of a token-mixing
+ * MLP (across the patches, hidden width embed_dim / 2) and a channel MLP
+ * (4x), each after a LayerNorm (eps 1e-6) and added back through
+ * stochastic depth, then a LayerNorm, the mean over tokens, dropout and a
+ * Linear head. Every block gets the same drop_path_rate, twice, as in
+ * timm. Names, shapes, order and initialisation are timm's: the patch conv
+ * lecun_normal (truncated at 2 sigma, std sqrt(1/fan_in)/0.8796), block
+ * Linears xavier_uniform with biases normal(1e-6), the head all zeros,
+ * layer norms 1 and 0.
  *
  * The token-mixing MLP is sized from the patch count, so the input must be
  * img_size. Small inputs: the small stem (stem = "small", or "auto" with
