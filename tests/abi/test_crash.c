@@ -73,9 +73,11 @@ static void test_refused_while_loading(void)
 
 /* --- running another process and reading what it says --- */
 
+/* out holds a whole `usi plugins --json` of every shipped plugin (about
+ * 70 KB, growing with each model): room to spare, on the heap. */
 typedef struct ran {
     int status;
-    char out[65536], err[65536];
+    char out[1 << 20], err[65536];
 } ran;
 
 static void drain(int fd, char *buf, size_t cap, size_t *len, int *open_fd)
