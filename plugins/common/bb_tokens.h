@@ -80,7 +80,7 @@ static inline usi_tensor *bb_to_nchw(const bb_ctx *c, usi_tensor *x)
     USI_PARAM_FLOAT("drop_rate", 0.0, 0, 0.99, "dropout before the classifier (timm's drop_rate)"), \
     USI_PARAM_FLOAT("drop_path_rate", 0.0, 0, 0.99, "stochastic depth (timm's rule for the family)"), \
     USI_PARAM_STRING("stem", "auto", "auto|timm|small", \
-                     "timm: the model's own patch (16); small: 4x4 patches for 28-64 px inputs; " \
+                     "timm: the model's own patch (16 or 32); small: 4x4 patches for 28-64 px inputs; " \
                      "auto: small when img_size <= 64"), \
     USI_PARAM_INT("patch_size", 0, 0, 64, "patch side; 0: the stem's choice"),
 

@@ -1,5 +1,5 @@
 /*
- * LeViT-128S, LeViT-256 and LeViT-384 as timm 1.0 builds them
+ * LeViT-128S, 128, 192, 256 and 384 as timm 1.0 builds them
  * (timm.models.levit, the Linear form, distilled: LevitDistilled):
  *
  *   stem         four 3x3 stride-2 convs, each without bias and with a batch
@@ -63,6 +63,8 @@ typedef struct levit_arch {
 } levit_arch;
 
 static const levit_arch arch_128s = {"levit_128s", {128, 256, 384}, {4, 6, 8}, {2, 3, 4}, 16};
+static const levit_arch arch_128 = {"levit_128", {128, 256, 384}, {4, 8, 12}, {4, 4, 4}, 16};
+static const levit_arch arch_192 = {"levit_192", {192, 288, 384}, {3, 5, 6}, {4, 4, 4}, 32};
 static const levit_arch arch_256 = {"levit_256", {256, 384, 512}, {4, 6, 8}, {4, 4, 4}, 32};
 static const levit_arch arch_384 = {"levit_384", {384, 512, 768}, {6, 9, 12}, {4, 4, 4}, 32};
 
@@ -399,6 +401,8 @@ static usi_error *levit_create(const levit_arch *arch, const usi_params *p, void
 }
 
 static usi_error *create_128s(const usi_params *p, void **out) { return levit_create(&arch_128s, p, out); }
+static usi_error *create_128(const usi_params *p, void **out) { return levit_create(&arch_128, p, out); }
+static usi_error *create_192(const usi_params *p, void **out) { return levit_create(&arch_192, p, out); }
 static usi_error *create_256(const usi_params *p, void **out) { return levit_create(&arch_256, p, out); }
 static usi_error *create_384(const usi_params *p, void **out) { return levit_create(&arch_384, p, out); }
 
@@ -415,6 +419,12 @@ static const usi_backbone_ops levit_ops = {sizeof(usi_backbone_ops), levit_build
 LEVIT_COMPONENT(comp_128s, "levit_128s",
                 "LeViT-128S (timm levit_128s, distilled heads, 7.8M params at 1000 classes)",
                 create_128s);
+LEVIT_COMPONENT(comp_128, "levit_128",
+                "LeViT-128 (timm levit_128, distilled heads, 9.2M params at 1000 classes)",
+                create_128);
+LEVIT_COMPONENT(comp_192, "levit_192",
+                "LeViT-192 (timm levit_192, distilled heads, 10.9M params at 1000 classes)",
+                create_192);
 LEVIT_COMPONENT(comp_256, "levit_256",
                 "LeViT-256 (timm levit_256, distilled heads, 18.9M params at 1000 classes)",
                 create_256);
@@ -424,5 +434,5 @@ LEVIT_COMPONENT(comp_384, "levit_384",
 
 /* constant() and gather() are ABI 1.2: an older host refuses the plugin at
  * load, saying so, instead of failing each build. */
-USI_DEFINE_PLUGIN_MIN(2, "usi_levit", "USI", "Apache-2.0", "1.0.0", &comp_128s, &comp_256,
-                      &comp_384);
+USI_DEFINE_PLUGIN_MIN(2, "usi_levit", "USI", "Apache-2.0", "1.0.0", &comp_128s, &comp_128,
+                      &comp_192, &comp_256, &comp_384);

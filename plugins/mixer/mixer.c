@@ -1,19 +1,20 @@
 /*
- * MLP-Mixer S/16 and B/16 as timm builds them (timm.models.mlp_mixer):
- * 16x16 patch embedding ("stem.proj"), blocks of a token-mixing MLP (across
- * the patches, hidden width embed_dim / 2) and a channel MLP (4x), each
- * after a LayerNorm (eps 1e-6) and added back through stochastic depth,
- * then a LayerNorm, the mean over tokens, dropout and a Linear head. Every
- * block gets the same drop_path_rate, twice, as in timm. Names, shapes,
- * order and initialisation are timm's: the patch conv lecun_normal
- * (truncated at 2 sigma, std sqrt(1/fan_in)/0.8796), block Linears
- * xavier_uniform with biases normal(1e-6), the head all zeros, layer norms
- * 1 and 0.
+ * MLP-Mixer S, B and L as timm builds them (timm.models.mlp_mixer): a
+ * 16x16 or 32x32 patch embedding ("stem.proj"), blocks of a token-mixing
+ * MLP (across the patches, hidden width embed_dim / 2) and a channel MLP
+ * (4x), each after a LayerNorm (eps 1e-6) and added back through
+ * stochastic depth, then a LayerNorm, the mean over tokens, dropout and a
+ * Linear head. Every block gets the same drop_path_rate, twice, as in
+ * timm. Names, shapes, order and initialisation are timm's: the patch conv
+ * lecun_normal (truncated at 2 sigma, std sqrt(1/fan_in)/0.8796), block
+ * Linears xavier_uniform with biases normal(1e-6), the head all zeros,
+ * layer norms 1 and 0.
  *
  * The token-mixing MLP is sized from the patch count, so the input must be
  * img_size. Small inputs: the small stem (stem = "small", or "auto" with
- * img_size <= 64) uses 4x4 patches, so 28 px gives 49 tokens and 32 px 64
- * (timm's 16x16 patch leaves 1 and 4); patch_size sets any other side.
+ * img_size <= 64) uses 4x4 patches whatever the model's own patch, so 28 px
+ * gives 49 tokens and 32 px 64 (timm's 16x16 patch leaves 1 and 4, its
+ * 32x32 patch none and 1); patch_size sets any other side.
  */
 #include <math.h>
 #include <usi/plugin.h>
@@ -26,10 +27,8 @@ typedef struct mixer_arch {
     const char *name;
     int64_t dim;
     int32_t blocks;
+    int32_t patch; /* timm's patch side */
 } mixer_arch;
-
-static const mixer_arch arch_s16 = {"mixer_s16_224", 512, 8};
-static const mixer_arch arch_b16 = {"mixer_b16_224", 768, 12};
 
 typedef struct mixer {
     const mixer_arch *arch;
@@ -111,7 +110,7 @@ static usi_error *mixer_create(const mixer_arch *arch, const usi_params *p, void
     if (!net) return usi_host->error_new(USI_ERR_NOMEM, "%s: out of memory", arch->name);
     net->arch = arch;
     usi_error *e = bb_read_options(usi_host, p, &net->opt);
-    if (!e) e = bb_read_patch(usi_host, p, &net->opt, 16, &net->patch);
+    if (!e) e = bb_read_patch(usi_host, p, &net->opt, arch->patch, &net->patch);
     if (e) {
         usi_host->free(net);
         return e;
@@ -120,28 +119,30 @@ static usi_error *mixer_create(const mixer_arch *arch, const usi_params *p, void
     return NULL;
 }
 
-static usi_error *create_s16(const usi_params *p, void **out)
-{
-    return mixer_create(&arch_s16, p, out);
-}
-static usi_error *create_b16(const usi_params *p, void **out)
-{
-    return mixer_create(&arch_b16, p, out);
-}
-
 static void mixer_destroy(void *inst) { usi_host->free(inst); }
 
 static const usi_backbone_ops mixer_ops = {sizeof(usi_backbone_ops), mixer_build};
 
-static const usi_component comp_s16 = {
-    sizeof(usi_component), USI_KIND_BACKBONE, 0, "mixer_s16_224", "1.0.0",
-    "MLP-Mixer S/16 (timm mixer_s16_224, 18.5M params at 1000 classes)",
-    mixer_params, MIXER_N_PARAMS, create_s16, mixer_destroy, &mixer_ops,
-};
-static const usi_component comp_b16 = {
-    sizeof(usi_component), USI_KIND_BACKBONE, 0, "mixer_b16_224", "1.0.0",
-    "MLP-Mixer B/16 (timm mixer_b16_224, 59.9M params at 1000 classes)",
-    mixer_params, MIXER_N_PARAMS, create_b16, mixer_destroy, &mixer_ops,
-};
+/* One model: its arch, a create function bound to it and its component,
+ * documented as "<title> (timm <name>, <params> params at 1000 classes)". */
+#define MIXER_MODEL(id, nm, title, params, dim, blocks, patch)                        \
+    static const mixer_arch arch_##id = {nm, dim, blocks, patch};                    \
+    static usi_error *create_##id(const usi_params *p, void **out)                   \
+    {                                                                                \
+        return mixer_create(&arch_##id, p, out);                                     \
+    }                                                                                \
+    static const usi_component comp_##id = {                                         \
+        sizeof(usi_component), USI_KIND_BACKBONE, 0, nm, "1.0.0",                    \
+        title " (timm " nm ", " params " params at 1000 classes)",                   \
+        mixer_params, MIXER_N_PARAMS, create_##id, mixer_destroy, &mixer_ops,        \
+    }
 
-USI_DEFINE_PLUGIN("usi_mixer", "USI", "Apache-2.0", "1.0.0", &comp_s16, &comp_b16);
+/* id, timm name, title, params; dim, blocks, patch side */
+MIXER_MODEL(s16, "mixer_s16_224", "MLP-Mixer S/16", "18.5M",  512,  8,  16);
+MIXER_MODEL(s32, "mixer_s32_224", "MLP-Mixer S/32", "19.1M",  512,  8,  32);
+MIXER_MODEL(b16, "mixer_b16_224", "MLP-Mixer B/16", "59.9M",  768,  12, 16);
+MIXER_MODEL(b32, "mixer_b32_224", "MLP-Mixer B/32", "60.3M",  768,  12, 32);
+MIXER_MODEL(l16, "mixer_l16_224", "MLP-Mixer L/16", "208.2M", 1024, 24, 16);
+
+USI_DEFINE_PLUGIN("usi_mixer", "USI", "Apache-2.0", "1.0.0", &comp_s16, &comp_s32, &comp_b16,
+                  &comp_b32, &comp_l16);

@@ -47,13 +47,18 @@ static const bb_case bb_cases[] = {
     {"deit_small_patch16_224", 22050664, 22, "head.weight", 16, 4, 1, 0},
     {"vit_small_patch16_224", 22050664, 22, "head.weight", 16, 4, 1, 0},
     {"vit_base_patch16_224", 86567656, 22, "head.weight", 16, 4, 1, 0},
+    {"vit_small_patch32_224", 22878952, 22, "head.weight", 32, 4, 1, 32},
+    {"deit_tiny_distilled_patch16_224", 5910800, 22, "head.weight", 16, 4, 1, 0},
     {"mixer_s16_224", 18528264, 16, "head.weight", 16, 4, 1, 0},
     {"mixer_b16_224", 59880472, 24, "head.weight", 16, 4, 1, 0},
+    {"mixer_s32_224", 19104624, 16, "head.weight", 32, 4, 1, 32},
     {"tresnet_m", 31389032, 20, "head.fc.weight", 3, 3, 0, 0},
     {"tresnet_l", 55989256, 29, "head.fc.weight", 3, 3, 0, 0},
     {"levit_128s", 7777058, 20, "head.linear.weight", 3, 3, 1, 0},
     {"levit_256", 18893876, 26, "head.linear.weight", 3, 3, 1, 0},
     {"levit_384", 39128836, 26, "head.linear.weight", 3, 3, 1, 0},
+    {"levit_128", 9213936, 26, "head.linear.weight", 3, 3, 1, 0},
+    {"levit_192", 10947069, 26, "head.linear.weight", 3, 3, 1, 0},
 };
 #define BB_N_CASES ((int32_t)(sizeof bb_cases / sizeof bb_cases[0]))
 
@@ -85,6 +90,14 @@ static const bb_variant bb_variants[] = {
     {"convnext_base", "convnext_base", {NULL, NULL}, {0, 0}, 88591464},
     {"convnext_large", "convnext_large", {NULL, NULL}, {0, 0}, 197767336},
     {"tresnet_xl", "tresnet_xl", {NULL, NULL}, {0, 0}, 78436244},
+    {"vit_tiny_patch16_224", "vit_tiny_patch16_224", {NULL, NULL}, {0, 0}, 5717416},
+    {"deit_small_distilled_patch16_224", "deit_small_distilled_patch16_224", {NULL, NULL}, {0, 0}, 22436432},
+    {"deit_base_patch16_224", "deit_base_patch16_224", {NULL, NULL}, {0, 0}, 86567656},
+    {"deit_base_distilled_patch16_224", "deit_base_distilled_patch16_224", {NULL, NULL}, {0, 0}, 87338192},
+    {"vit_base_patch32_224", "vit_base_patch32_224", {NULL, NULL}, {0, 0}, 88224232},
+    {"vit_large_patch16_224", "vit_large_patch16_224", {NULL, NULL}, {0, 0}, 304326632},
+    {"mixer_b32_224", "mixer_b32_224", {NULL, NULL}, {0, 0}, 60293428},
+    {"mixer_l16_224", "mixer_l16_224", {NULL, NULL}, {0, 0}, 208196168},
 };
 #define BB_N_VARIANTS ((int32_t)(sizeof bb_variants / sizeof bb_variants[0]))
 

@@ -37,9 +37,10 @@ MODELS = ['resnet18', 'resnet34', 'resnet50', 'resnet101',
           'convnext_femto', 'convnext_nano',
           'deit_tiny_patch16_224', 'deit_small_patch16_224',
           'vit_small_patch16_224', 'vit_base_patch16_224',
-          'mixer_s16_224', 'mixer_b16_224',
+          'vit_small_patch32_224', 'deit_tiny_distilled_patch16_224',
+          'mixer_s16_224', 'mixer_b16_224', 'mixer_s32_224',
           'tresnet_m', 'tresnet_l',
-          'levit_128s', 'levit_256', 'levit_384']
+          'levit_128s', 'levit_256', 'levit_384', 'levit_128', 'levit_192']
 
 DTYPES = {torch.float32: 'f32', torch.int64: 'i64'}
 
@@ -56,23 +57,30 @@ WEIGHT_GAIN = 2.4     # conv and linear weights: gain * s / sqrt(fan_in)
 # stray from float64 by more than 100% in train mode and 1e-5 in eval. Four
 # 96 px images (6x6, 3x3 and 2x2 token grids: 16 or more values per norm but
 # the heads' 4) and weights at 1/sqrt(fan_in) keep it near 3e-5 and 5e-7.
-LEVIT = ('levit_128s', 'levit_256', 'levit_384')
+LEVIT = ('levit_128s', 'levit_256', 'levit_384', 'levit_128', 'levit_192')
 LOGIT_INPUTS = {name: (4, 3, 96, 96) for name in LEVIT}
 LOGIT_GAIN = {name: 1.0 for name in LEVIT}
 
 # Listings only (no logits): bigger members of a family, built by the C test
-# from a smaller one's component with its scaling options.
+# from a smaller one's component with its scaling options, or from their own
+# component where a logits run would cost too much time or repeat another's
+# (vit_tiny_patch16_224 is deit_tiny_patch16_224's network).
 LAYOUT_ONLY = ['efficientnet_b1', 'efficientnet_b3',
                'efficientnet_lite1', 'efficientnet_lite2', 'efficientnet_lite3', 'efficientnet_lite4',
                'mobilenetv3_small_075', 'convnext_pico', 'convnext_base', 'convnext_large',
-               'tresnet_xl']
+               'tresnet_xl',
+               'vit_tiny_patch16_224', 'deit_small_distilled_patch16_224',
+               'deit_base_patch16_224', 'deit_base_distilled_patch16_224',
+               'vit_base_patch32_224', 'vit_large_patch16_224',
+               'mixer_b32_224', 'mixer_l16_224']
 
 # Options the logits model is created with besides num_classes: the token
 # models size their position tables and LeViT its attention-bias tables from
 # img_size (the C test sets img_size to the input side for every model).
 LOGIT_KWARGS = {name: {'img_size': LOGIT_INPUTS.get(name, LOGIT_INPUT)[3]} for name in (
     'deit_tiny_patch16_224', 'deit_small_patch16_224',
-    'vit_small_patch16_224', 'vit_base_patch16_224', 'mixer_s16_224', 'mixer_b16_224') + LEVIT}
+    'vit_small_patch16_224', 'vit_base_patch16_224', 'mixer_s16_224', 'mixer_b16_224',
+    'vit_small_patch32_224', 'deit_tiny_distilled_patch16_224', 'mixer_s32_224') + LEVIT}
 
 
 def write_model(name, out_dir):

@@ -252,9 +252,9 @@ static void check_model_inits(const usi_graph *g, const char *m)
         check_init(g, m, "stages.2.blocks.1.mlp.fc2.bias", USI_INIT_ZEROS, 0, 0);
         check_init(g, m, "head.fc.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
         check_init(g, m, "head.fc.bias", USI_INIT_ZEROS, 0, 0);
-    } else if (strstr(m, "_patch16_")) {
+    } else if (strstr(m, "_patch16_") || strstr(m, "_patch32_")) {
         /* init_weights_vit_timm; the patch conv keeps PyTorch's default */
-        double b = 1 / sqrt(3.0 * 16 * 16);
+        double patch = strstr(m, "_patch32_") ? 32 : 16, b = 1 / sqrt(3.0 * patch * patch);
         check_init(g, m, "cls_token", USI_INIT_NORMAL, 0, 1e-6);
         check_init(g, m, "pos_embed", USI_INIT_TRUNC_NORMAL, 0.02, 0);
         check_init(g, m, "patch_embed.proj.weight", USI_INIT_KAIMING_UNIFORM, USI_FAN_IN,
@@ -266,8 +266,14 @@ static void check_model_inits(const usi_graph *g, const char *m)
         check_init(g, m, "blocks.3.norm2.weight", USI_INIT_ONES, 0, 0);
         check_init(g, m, "head.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
         check_init(g, m, "head.bias", USI_INIT_ZEROS, 0, 0);
+        if (strstr(m, "_distilled_")) {
+            check_init(g, m, "dist_token", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+            check_init(g, m, "head_dist.weight", USI_INIT_TRUNC_NORMAL, 0.02, 0);
+            check_init(g, m, "head_dist.bias", USI_INIT_ZEROS, 0, 0);
+        }
     } else if (!strncmp(m, "mixer", 5)) {
-        double lecun = sqrt(1 / (3.0 * 16 * 16)) / .87962566103423978;
+        double patch = strstr(m, "32_") ? 32 : 16;
+        double lecun = sqrt(1 / (3.0 * patch * patch)) / .87962566103423978;
         check_init(g, m, "stem.proj.weight", USI_INIT_TRUNC_NORMAL, lecun, 0);
         check_init(g, m, "stem.proj.bias", USI_INIT_ZEROS, 0, 0);
         check_init(g, m, "blocks.2.mlp_tokens.fc1.weight", USI_INIT_XAVIER_UNIFORM, 0, 0);
