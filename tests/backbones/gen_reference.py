@@ -26,6 +26,7 @@ import sys
 
 import numpy as np
 import timm
+import timm.optim
 import torch
 
 MODELS = ['resnet18', 'resnet34', 'resnet50', 'resnet101',
