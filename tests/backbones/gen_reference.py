@@ -29,6 +29,7 @@ import timm
 import torch
 
 MODELS = ['resnet18', 'resnet34', 'resnet50', 'resnet101',
+          'resnet10t', 'resnet14t', 'resnet26d', 'resnext50_32x4d', 'seresnet50',
           'mobilenetv3_small_100', 'mobilenetv3_large_100',
           'efficientnet_b0', 'efficientnet_lite0',
           'convnext_atto', 'convnext_tiny', 'convnext_small',
@@ -58,8 +59,10 @@ LOGIT_INPUTS = {name: (4, 3, 96, 96) for name in LEVIT}
 LOGIT_GAIN = {name: 1.0 for name in LEVIT}
 
 # Listings only (no logits): bigger members of a family, built by the C test
-# from a smaller one's component with its scaling options.
-LAYOUT_ONLY = ['efficientnet_b2']
+# from a smaller one's component with its scaling options (or from their own
+# component, where their blocks are those of models with logits).
+LAYOUT_ONLY = ['efficientnet_b2',
+               'resnet26', 'resnet50d', 'resnet101d', 'resnet152', 'wide_resnet50_2']
 
 # Options the logits model is created with besides num_classes: the token
 # models size their position tables and LeViT its attention-bias tables from
