@@ -31,6 +31,11 @@ static const bb_case bb_cases[] = {
     {"resnet34", 21797672, 15, "fc.weight", 7, 3, 0, 0},
     {"resnet50", 25557032, 15, "fc.weight", 7, 3, 0, 0},
     {"resnet101", 44549160, 32, "fc.weight", 7, 3, 0, 0},
+    {"resnet10t", 5435488, 3, "fc.weight", 3, 3, 0, 0},
+    {"resnet14t", 10081632, 3, "fc.weight", 3, 3, 0, 0},
+    {"resnet26d", 16014408, 7, "fc.weight", 3, 3, 0, 0},
+    {"resnext50_32x4d", 25028904, 15, "fc.weight", 7, 3, 0, 0},
+    {"seresnet50", 28088024, 15, "fc.weight", 7, 3, 0, 0},
     {"mobilenetv3_small_100", 2542856, 6, "classifier.weight", 3, 3, 0, 0},
     {"mobilenetv3_large_100", 5483032, 9, "classifier.weight", 3, 3, 0, 0},
     {"mobilenetv3_small_050", 1593224, 7, "classifier.weight", 3, 3, 0, 0},
@@ -98,6 +103,12 @@ static const bb_variant bb_variants[] = {
     {"vit_large_patch16_224", "vit_large_patch16_224", {NULL, NULL}, {0, 0}, 304326632},
     {"mixer_b32_224", "mixer_b32_224", {NULL, NULL}, {0, 0}, 60293428},
     {"mixer_l16_224", "mixer_l16_224", {NULL, NULL}, {0, 0}, 208196168},
+    /* ResNets whose blocks the cases above already run: the listing only */
+    {"resnet26", "resnet26", {NULL, NULL}, {0, 0}, 15995176},
+    {"resnet50d", "resnet50d", {NULL, NULL}, {0, 0}, 25576264},
+    {"resnet101d", "resnet101d", {NULL, NULL}, {0, 0}, 44568392},
+    {"resnet152", "resnet152", {NULL, NULL}, {0, 0}, 60192808},
+    {"wide_resnet50_2", "wide_resnet50_2", {NULL, NULL}, {0, 0}, 68883240},
 };
 #define BB_N_VARIANTS ((int32_t)(sizeof bb_variants / sizeof bb_variants[0]))
 

@@ -30,6 +30,7 @@ import timm.optim
 import torch
 
 MODELS = ['resnet18', 'resnet34', 'resnet50', 'resnet101',
+          'resnet10t', 'resnet14t', 'resnet26d', 'resnext50_32x4d', 'seresnet50',
           'mobilenetv3_small_100', 'mobilenetv3_large_100',
           'mobilenetv3_small_050', 'mobilenetv3_large_075',
           'efficientnet_b0', 'efficientnet_lite0',
@@ -73,7 +74,8 @@ LAYOUT_ONLY = ['efficientnet_b1', 'efficientnet_b3',
                'vit_tiny_patch16_224', 'deit_small_distilled_patch16_224',
                'deit_base_patch16_224', 'deit_base_distilled_patch16_224',
                'vit_base_patch32_224', 'vit_large_patch16_224',
-               'mixer_b32_224', 'mixer_l16_224']
+               'mixer_b32_224', 'mixer_l16_224',
+               'resnet26', 'resnet50d', 'resnet101d', 'resnet152', 'wide_resnet50_2']
 
 # Options the logits model is created with besides num_classes: the token
 # models size their position tables and LeViT its attention-bias tables from

@@ -217,17 +217,36 @@ static void check_goog_inits(const usi_graph *g, const char *m, int64_t stem)
 static void check_model_inits(const usi_graph *g, const char *m)
 {
     check_bn_inits(g, m);
-    if (!strncmp(m, "resnet", 6)) {
-        int bottleneck = strcmp(m, "resnet18") && strcmp(m, "resnet34");
-        int64_t feat = bottleneck ? 2048 : 512;
-        check_init(g, m, "conv1.weight", USI_INIT_KAIMING_NORMAL, USI_FAN_OUT, sqrt(2.0));
-        check_init(g, m, "layer3.1.conv2.weight", USI_INIT_KAIMING_NORMAL, USI_FAN_OUT,
+    size_t len = strlen(m);
+    if (!strncmp(m, "resnet", 6) || !strncmp(m, "resnext", 7) || !strncmp(m, "wide_resnet", 11) ||
+        !strncmp(m, "seresnet", 8)) {
+        /* timm.models.resnet: the "d" and "t" ResNets have the deep stem and
+         * the average-pool shortcut, which moves the shortcut's BN to
+         * downsample.2 */
+        int basic = !strcmp(m, "resnet18") || !strcmp(m, "resnet34") || !strcmp(m, "resnet10t");
+        int deep = !strncmp(m, "resnet", 6) && (m[len - 1] == 'd' || m[len - 1] == 't');
+        int64_t feat = basic ? 512 : 2048;
+        check_init(g, m, deep ? "conv1.0.weight" : "conv1.weight", USI_INIT_KAIMING_NORMAL,
+                   USI_FAN_OUT, sqrt(2.0));
+        if (deep) {
+            check_init(g, m, "conv1.6.weight", USI_INIT_KAIMING_NORMAL, USI_FAN_OUT, sqrt(2.0));
+            check_init(g, m, "conv1.1.weight", USI_INIT_CONSTANT, 1.0, 0);
+        }
+        check_init(g, m, "layer3.0.conv2.weight", USI_INIT_KAIMING_NORMAL, USI_FAN_OUT,
                    sqrt(2.0));
         check_init(g, m, "bn1.weight", USI_INIT_CONSTANT, 1.0, 0);
         check_init(g, m, "layer1.0.bn1.weight", USI_INIT_CONSTANT, 1.0, 0);
-        check_init(g, m, bottleneck ? "layer2.1.bn3.weight" : "layer2.1.bn2.weight",
+        check_init(g, m, basic ? "layer2.0.bn2.weight" : "layer2.0.bn3.weight",
                    USI_INIT_CONSTANT, 0.0, 0);
-        check_init(g, m, "layer2.0.downsample.1.weight", USI_INIT_CONSTANT, 1.0, 0);
+        check_init(g, m, deep ? "layer2.0.downsample.2.weight" : "layer2.0.downsample.1.weight",
+                   USI_INIT_CONSTANT, 1.0, 0);
+        if (!strncmp(m, "seresnet", 8)) {
+            /* 256 channels squeezed to 16; biases nn.Conv2d's default */
+            check_init(g, m, "layer1.0.se.fc1.weight", USI_INIT_KAIMING_NORMAL, USI_FAN_OUT,
+                       sqrt(2.0));
+            check_init(g, m, "layer1.0.se.fc1.bias", USI_INIT_UNIFORM, -1 / 16.0, 1 / 16.0);
+            check_init(g, m, "layer1.0.se.fc2.bias", USI_INIT_UNIFORM, -1 / 4.0, 1 / 4.0);
+        }
         check_init(g, m, "fc.weight", USI_INIT_KAIMING_UNIFORM, USI_FAN_IN, 1 / sqrt(3.0));
         check_init(g, m, "fc.bias", USI_INIT_UNIFORM, -1 / sqrt((double)feat),
                    1 / sqrt((double)feat));
