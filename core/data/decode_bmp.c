@@ -4,7 +4,11 @@
  * 5-5-5 and 5-6-5, 24-bit, 32-bit with its fourth byte ignored; BI_BITFIELDS
  * with the channel masks PIL knows; RLE8 and RLE4; bottom-up and top-down.
  * Anything else (JPEG or PNG inside a BMP, other masks, other depths) is
- * refused naming what it is, as PIL refuses it. */
+ * refused naming what it is, as PIL refuses it.
+ * Two palettes PIL takes for grey misread its own pixels, and are decoded
+ * through the palette here instead: a 4- or 8-bit image whose palette is
+ * black and white only (PIL unpacks it as 1 bit per pixel) and a 4-bit
+ * image whose 16 entries are grey levels 0 to 15 (PIL fails on it). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
