@@ -138,7 +138,7 @@ usi_error *usi_decode_pnm(const uint8_t *buf, size_t len, usi_image *out, int32_
 {
     int kind = buf[1];
     size_t pos = 2;
-    long width, height, maxval = 1;
+    long width = 0, height = 0, maxval = 1;
     USI_TRY(pnm_token(buf, len, &pos, &width));
     USI_TRY(pnm_token(buf, len, &pos, &height));
     if (kind != '1' && kind != '4') {
