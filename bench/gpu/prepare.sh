@@ -3,8 +3,8 @@
 # bench/gpu/run.sh runs on the GPU machine, in release mode with the CUDA
 # backend, and put it in .gpu/ (ignored by git) with every shared library
 # the binaries load except the C runtime and CUDA's own: the GPU machine has
-# no libconfig, oneDNN, TurboJPEG or spng, and takes cuDNN and cuBLAS from
-# PyTorch's wheels. Then carry .gpu in the call (bench/gpu/README.md).
+# no libconfig, oneDNN, TurboJPEG, spng, libwebp or libtiff, and takes cuDNN
+# and cuBLAS from PyTorch's wheels. Then carry .gpu in the call (bench/gpu/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=${BUILD_DIR:-build-gpu}
