@@ -47,7 +47,7 @@ static void run_decode(const char *name, const char *ref_name)
         CHECK(im.width == ref.width && im.height == ref.height && w == im.width && h == im.height,
               "%s: %dx%d (header %dx%d), PIL %dx%d", name, im.width, im.height, w, h, ref.width, ref.height);
         CHECK(differ == 0, "%s: %ld values differ from PIL's, by up to %d", name, differ, worst);
-        if (!differ) printf("%-24s %dx%d, as PIL\n", name, im.width, im.height);
+        if (!differ) printf("%-24s %dx%d, as its reference\n", name, im.width, im.height);
     }
     free(im.data);
     free(ref.data);

@@ -134,6 +134,10 @@ ref("rle8_hand.bmp")
 # an index past the palette is black
 write("short_palette.bmp", bmp(8, bytes([0, 1, 2, 255]), 4, 1, palette=gpal[:8]))
 ref("short_palette.bmp")
+# PIL unpacks a 4- or 8-bit BMP whose palette is black and white only as
+# 1 bit per pixel; usi reads it through its palette, as written
+write("bw_palette8.bmp", bmp(8, bytes([0, 1, 1, 0, 1, 0, 0, 1]), 8, 1, palette=bytes([0, 0, 0, 0, 255, 255, 255, 0])))
+ref("bw_palette8.bmp", Image.fromarray(np.array([[0, 255, 255, 0, 255, 0, 0, 255]], np.uint8), "L").convert("RGB"))
 write("os2_24.bmp", bmp(24, rows24(src), W, H, header=12))
 ref("os2_24.bmp")
 # refusals
