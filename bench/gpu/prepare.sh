@@ -3,8 +3,8 @@
 # bench/gpu/run.sh runs on the GPU machine, in release mode with the CUDA
 # backend, and put it in .gpu/ (ignored by git) with every shared library
 # the binaries load except the C runtime and CUDA's own: the GPU machine has
-# no libconfig, oneDNN, TurboJPEG or spng, and takes cuDNN and cuBLAS from
-# PyTorch's wheels. Then carry .gpu in the call (bench/gpu/README.md).
+# no libconfig, oneDNN, TurboJPEG, spng, libwebp or libtiff, and takes cuDNN
+# and cuBLAS from PyTorch's wheels. Then carry .gpu in the call (bench/gpu/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=${BUILD_DIR:-build-gpu}
@@ -17,7 +17,7 @@ targets=(bench/gpu/bench_gpu tests/cuda/test_cuda_open tests/cuda/test_cuda_ops
 ninja -C "$dir"
 # staged in $dir/gpu-stage, then packed into .gpu/pack.tar.xz: unpacked,
 # the binaries (each with the core linked in) and oneDNN are over a call's
-# 64 MiB; packed they are about 15 MiB.
+# 64 MiB; packed they are about 17 MiB.
 stage=$dir/gpu-stage
 rm -rf "$stage" .gpu
 mkdir -p "$stage"

@@ -81,7 +81,7 @@ int usi_predict_parse(int argc, char **argv, usi_predict_args *a)
         } else {
             takes = 0;
             /* The first argument is the config when it is one (images are
-             * .jpg/.png files). */
+             * files such as .jpg or .png). */
             size_t len = strlen(s);
             int is_cfg = (len > 4 && !strcmp(s + len - 4, ".cfg")) || (len > 5 && !strcmp(s + len - 5, ".conf"));
             if (!first && !a->n_images && is_cfg) first = s;

@@ -33,7 +33,7 @@ static const usi_param_desc top[] = {
 SECTION(top_schema, "", top);
 
 static const usi_param_desc data[] = {
-    STR("train", "", NULL, "training ImageFolder: <train>/<class>/*.jpg|png"),
+    STR("train", "", NULL, "training ImageFolder: <train>/<class>/<image> (.jpg .png .bmp .ppm .pgm .tif .webp)"),
     STR("val", "", NULL, "validation ImageFolder, same classes as train"),
     INT("img_size", 224, 8, 4096, "training and evaluation input side"),
     LIST("mean", "0.485, 0.456, 0.406", -10, 10, "per-channel mean of 0..1 pixels (ImageNet)"),

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "data/decode_formats.h"
 #include "plugin/host.h"
 #include "util/error.h"
 
@@ -61,12 +62,10 @@ typedef struct known_magic {
 
 static const known_magic known_magics[] = {
     {0, "GIF8", 4, "a GIF"},
-    {8, "WEBP", 4, "a WebP"},
-    {0, "II*\0", 4, "a TIFF"},
-    {0, "MM\0*", 4, "a TIFF"},
     {4, "ftyp", 4, "an ISO media file (HEIC, AVIF or video)"},
     {0, "\0\x05\x16\x07", 4, "macOS metadata (AppleDouble, a \"._\" file)"},
-    {0, "BM", 2, "a BMP"},
+    {0, "\0\0\1\0", 4, "a Windows icon (ICO)"},
+    {0, "%PDF", 4, "a PDF"},
 };
 
 /* The first bytes of b in hex, and what they are when known:
@@ -89,13 +88,13 @@ static usi_error *not_an_image(const uint8_t *b, size_t n)
 {
     char start[160];
     describe_start(b, n, start, sizeof start);
-    return usi_error_new(USI_ERR_INVALID, "not a JPEG or PNG file (it starts with %s); convert it to JPEG or PNG "
-                         "or remove it", start);
+    return usi_error_new(USI_ERR_INVALID, "not a JPEG, PNG, BMP, PPM/PGM, TIFF or WebP file (it starts with %s); "
+                         "convert it to PNG or remove it", start);
 }
 
 /* The limits every format shares: a side or a pixel count past them is
  * refused whatever the file's size. */
-static usi_error *check_dims(int64_t w, int64_t h)
+usi_error *usi_decode_check_dims(int64_t w, int64_t h)
 {
     if (w <= 0 || h <= 0)
         return usi_error_new(USI_ERR_INVALID, "header says the image is %lldx%lld pixels; the file is damaged",
@@ -116,6 +115,19 @@ static usi_error *implausible(int64_t w, int64_t h, size_t file_len, const char 
                          "header claims %lldx%lld pixels, implausible for a file of %zu bytes (%s); "
                          "the file is damaged",
                          (long long)w, (long long)h, file_len, why);
+}
+
+usi_error *usi_decode_check_size(int64_t w, int64_t h, size_t len, double min_bytes, const char *why)
+{
+    USI_TRY(usi_decode_check_dims(w, h));
+    if (min_bytes > 0 && (double)w * (double)h * min_bytes > (double)len) return implausible(w, h, len, why);
+    return NULL;
+}
+
+usi_error *usi_decode_alloc(usi_image *out, int32_t w, int32_t h)
+{
+    USI_TRY(usi_decode_check_dims(w, h));
+    return usi_host_api_get()->image_alloc(out, w, h, 3);
 }
 
 static usi_error *tj_error(usi_decoder *d, const char *what)
@@ -171,7 +183,7 @@ static jpeg_frame jpeg_find_frame(const uint8_t *b, size_t n)
  * pixel limit holds: a corrupt file can then ask for at most 192 MiB. */
 static usi_error *check_jpeg_size(int64_t w, int64_t h, size_t len, const jpeg_frame *f)
 {
-    USI_TRY(check_dims(w, h));
+    USI_TRY(usi_decode_check_dims(w, h));
     if (f->arithmetic) return NULL;
     if ((double)w * (double)h * 3.0 > (double)len * USI_DECODE_MAX_RATIO + (1 << 20))
         return implausible(w, h, len, "a Huffman-coded JPEG holds at most 1536 bytes of RGB per byte");
@@ -307,7 +319,7 @@ static int png_channels(uint8_t color_type)
 static usi_error *check_png_size(const struct spng_ihdr *ihdr, size_t len)
 {
     int64_t w = ihdr->width, h = ihdr->height;
-    USI_TRY(check_dims(w, h));
+    USI_TRY(usi_decode_check_dims(w, h));
     double bits = (double)w * (double)h * png_channels(ihdr->color_type) * ihdr->bit_depth;
     if (bits / 8.0 > (double)len * USI_DECODE_PNG_MAX_RATIO)
         return implausible(w, h, len, "at its bit depth that needs more than deflate's 1032:1");
@@ -376,6 +388,29 @@ static usi_error *decode_png(usi_decoder *d, const uint8_t *buf, size_t len, usi
     return e;
 }
 
+/* The formats with their own files (decode_formats.h), found by their
+ * first bytes. */
+typedef struct other_format {
+    int (*is)(const uint8_t *b, size_t n);
+    usi_error *(*decode)(const uint8_t *buf, size_t len, usi_image *out, int32_t *w, int32_t *h);
+} other_format;
+
+static const other_format other_formats[] = {
+    {usi_is_bmp, usi_decode_bmp},
+    {usi_is_pnm, usi_decode_pnm},
+    {usi_is_webp, usi_decode_webp},
+    {usi_is_tiff, usi_decode_tiff},
+};
+
+static const other_format *other_format_of(const uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < sizeof other_formats / sizeof *other_formats; i++)
+        if (other_formats[i].is(b, n)) return &other_formats[i];
+    return NULL;
+}
+
+static int is_image(const uint8_t *b, size_t n) { return is_jpeg(b, n) || is_png(b, n) || other_format_of(b, n); }
+
 usi_error *usi_decode_image(usi_decoder *d, const uint8_t *buf, size_t len,
                             int32_t min_side, usi_image *out)
 {
@@ -383,6 +418,9 @@ usi_error *usi_decode_image(usi_decoder *d, const uint8_t *buf, size_t len,
     if (!buf || len == 0) return usi_error_new(USI_ERR_INVALID, "empty file");
     if (is_jpeg(buf, len)) return decode_jpeg(d, buf, len, min_side, out);
     if (is_png(buf, len)) return decode_png(d, buf, len, out);
+    int32_t w, h;
+    const other_format *f = other_format_of(buf, len);
+    if (f) return f->decode(buf, len, out, &w, &h);
     return not_an_image(buf, len);
 }
 
@@ -409,6 +447,8 @@ usi_error *usi_decode_size(usi_decoder *d, const uint8_t *buf, size_t len,
         *height = (int32_t)ihdr.height;
         return NULL;
     }
+    const other_format *f = other_format_of(buf, len);
+    if (f) return f->decode(buf, len, NULL, width, height);
     return not_an_image(buf, len);
 }
 
@@ -498,7 +538,7 @@ usi_error *usi_read_image_file(const char *path, uint8_t **buf, size_t *cap, siz
     uint8_t head[16];
     USI_TRY(open_regular(path, &fd, &size));
     usi_error *e = read_fully(fd, head, size < sizeof head ? size : sizeof head, &got);
-    if (!e && !is_jpeg(head, got) && !is_png(head, got)) e = not_an_image(head, got);
+    if (!e && !is_image(head, got)) e = not_an_image(head, got);
     if (!e) e = fit_buffer(buf, cap, size);
     if (!e) {
         memcpy(*buf, head, got);

@@ -1,17 +1,26 @@
-/* Image files to 8-bit RGB: JPEG through TurboJPEG, PNG through libspng.
- * The format comes from the bytes, not the file name. Grey, palette, 16-bit
- * and alpha images all come out as 3-channel RGB (alpha dropped), with the
- * values PIL's convert("RGB") gives (so torchvision's), with one exception:
- * a 16-bit grey PNG (PIL mode I;16) keeps each sample's high byte here,
- * where PIL clips the 16-bit value to 255 and makes nearly every pixel
- * white. 16-bit RGB and grey+alpha PNGs keep the high byte in both.
- * 4-channel JPEGs (CMYK, YCCK) are read as Adobe's inverted CMYK and
- * converted with PIL's formula, to the bit.
+/* Image files to 8-bit RGB: JPEG through TurboJPEG, PNG through libspng,
+ * WebP through libwebp, TIFF through libtiff, BMP and PPM/PGM/PBM by our
+ * own readers (decode_formats.h; a file per family). The format comes from
+ * the bytes, not the file name. Grey, palette, 16-bit and alpha images all
+ * come out as 3-channel RGB (alpha dropped), with the values PIL's
+ * Image.open(f).convert("RGB") gives (so torchvision's), with one
+ * exception: 16-bit grey (a PNG, PGM or TIFF PIL opens as mode I;16 or I)
+ * is scaled to 8 bits here (a PNG or TIFF keeps each sample's high byte, a
+ * PGM is scaled as PIL scales 16-bit PPMs), where PIL clips the 16-bit
+ * value to 255 and makes nearly every pixel white. 16-bit RGB keeps the
+ * high byte in both. 4-channel JPEGs (CMYK, YCCK) are read as Adobe's
+ * inverted CMYK and converted with PIL's formula, to the bit. A multi-page
+ * TIFF or an animated WebP gives its first page or frame, as PIL's
+ * Image.open does. What PIL cannot read, or usi does not (float TIFF,
+ * BMP with unusual bit masks or JPEG inside...), is refused naming it.
  *
  * Limits: an image over 2^26 pixels (67.1 megapixels) or with a side over
  * 65535 pixels is refused, and so is a header claiming more pixels than the
- * file's bytes could encode (USI_DECODE_MAX_RATIO below); both are checked
- * before any pixel memory is allocated. */
+ * file's bytes could encode (USI_DECODE_MAX_RATIO below, and for the other
+ * formats in their files: an uncompressed BMP, PPM or TIFF must hold all
+ * its pixels); both are checked before any pixel memory is allocated.
+ * WebP, RLE-compressed BMP and compressed TIFF can code a flat image in
+ * next to nothing, so only the pixel limit holds for them. */
 #ifndef USI_DATA_DECODE_H
 #define USI_DATA_DECODE_H
 
@@ -50,9 +59,10 @@ usi_error *usi_read_file(const char *path, uint8_t **buf, size_t *cap,
                          size_t *len);
 
 /* usi_read_file for a file meant to be decoded: its first bytes are read
- * first, and a file that does not start as a JPEG (FF D8 FF) or a PNG
- * (89 50 4E 47 0D 0A 1A 0A) is refused, naming those bytes, before the rest
- * is read or any memory for it allocated. */
+ * first, and a file that does not start as one of the formats above (JPEG
+ * FF D8 FF, PNG 89 50 4E 47 0D 0A 1A 0A, BMP "BM", "P1" to "P6", "RIFF"
+ * then "WEBP", TIFF "II*" or "MM*") is refused, naming those bytes, before
+ * the rest is read or any memory for it allocated. */
 usi_error *usi_read_image_file(const char *path, uint8_t **buf, size_t *cap,
                                size_t *len);
 

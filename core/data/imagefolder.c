@@ -51,7 +51,8 @@ struct usi_dataset {
  * so ".jpg" and ".hidden.jpg" are images too. */
 int usi_is_image_name(const char *name)
 {
-    static const char *const exts[] = {".jpg", ".jpeg", ".png"};
+    /* torchvision's IMG_EXTENSIONS */
+    static const char *const exts[] = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"};
     size_t n = strlen(name);
     for (size_t i = 0; i < sizeof exts / sizeof *exts; i++) {
         size_t k = strlen(exts[i]);
@@ -341,14 +342,14 @@ static usi_error *scan_class(usi_dataset *ds, size_t label)
     folder_list_free(&folders);
     if (!e && ds->n_samples == before) {
         ds->empty_classes++;
-        usi_log(USI_LOG_WARN, "dataset: class folder %s holds no .jpg, .jpeg or .png file", dir);
+        usi_log(USI_LOG_WARN, "dataset: class folder %s holds no image file (" USI_IMAGE_EXTENSIONS ")", dir);
     }
     free(dir);
     return e;
 }
 
 /* The files left out of the dataset, in one line: how many, and the most
- * common extensions (torchvision would read some of them, usi does not). */
+ * common extensions. */
 static void log_left_out(const usi_dataset *ds)
 {
     const left_out *lo = &ds->skipped;
@@ -367,8 +368,9 @@ static void log_left_out(const usi_dataset *ds)
     if (rest) snprintf(list + o, sizeof list - o, ", other %zu", rest);
     char shown_root[4200];
     escape_name(ds->root, shown_root, sizeof shown_root);
-    usi_log(USI_LOG_WARN, "dataset: %zu file%s in %s left out: %s (only .jpg, .jpeg and .png files are read; "
-            "convert any images among them to JPEG or PNG)", lo->total, lo->total == 1 ? "" : "s", shown_root, list);
+    usi_log(USI_LOG_WARN, "dataset: %zu file%s in %s left out: %s (only " USI_IMAGE_EXTENSIONS " files are read, "
+            "as in torchvision's ImageFolder; convert any images among them to PNG)", lo->total,
+            lo->total == 1 ? "" : "s", shown_root, list);
 }
 
 /* Class names go into best.safetensors' JSON header as strings, and JSON

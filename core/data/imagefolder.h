@@ -1,4 +1,5 @@
-/* ImageFolder datasets: root/<class>/<file>.{jpg,jpeg,png} (any case), the
+/* ImageFolder datasets: root/<class>/<file>.<ext> with torchvision's image
+ * extensions (USI_IMAGE_EXTENSIONS below, any case), the
  * classes sorted by name (torchvision's order, so label i is the i-th class
  * folder). Images in subfolders of a class folder, at any depth, belong to
  * that class, as in torchvision: a class's folders come sorted by path and
@@ -7,8 +8,8 @@
  * hidden folders under the root (.git, .ipynb_checkpoints) are not classes,
  * and each is named in a warning. A class folder without images keeps its
  * label, so the others never shift; it is reported and counted. Files with
- * other extensions (torchvision also reads .bmp .ppm .pgm .tif .tiff .webp)
- * are left out, summed up in one warning per dataset. Files are not opened
+ * other extensions are left out, as torchvision leaves them out, summed up
+ * in one warning per dataset. Files are not opened
  * here: a bad file is found, reported and skipped by the loader. */
 #ifndef USI_DATA_IMAGEFOLDER_H
 #define USI_DATA_IMAGEFOLDER_H
@@ -45,8 +46,11 @@ size_t usi_dataset_empty_classes(const usi_dataset *ds);
  * them), without listing any images. */
 usi_error *usi_dataset_count_classes(const char *root, size_t *n);
 
-/* 1 when the name ends in .jpg, .jpeg or .png, in any case (".jpg" too, as
- * in torchvision). */
+/* The extensions read, torchvision's IMG_EXTENSIONS, for messages. */
+#define USI_IMAGE_EXTENSIONS ".jpg, .jpeg, .png, .bmp, .ppm, .pgm, .tif, .tiff or .webp"
+
+/* 1 when the name ends in one of USI_IMAGE_EXTENSIONS, in any case (".jpg"
+ * too, as in torchvision). The format itself is found from the bytes. */
 int usi_is_image_name(const char *name);
 
 #endif

@@ -37,7 +37,7 @@ usi_error *usi_setup_datasets(const usi_config *c, usi_dataset **train, usi_data
     const char *tr = usi_config_string(c, "data.train"), *va = usi_config_string(c, "data.val");
     if (!*tr || !*va)
         return usi_error_new(USI_ERR_INVALID,
-                             "data.train and data.val must name ImageFolder folders (<folder>/<class>/*.jpg|png); "
+                             "data.train and data.val must name ImageFolder folders (<folder>/<class>/<image>); "
                              "`usi data import-idx` prepares Fashion-MNIST");
     usi_error *e = usi_dataset_open(tr, train);
     if (e) return usi_error_prefix(e, "data.train: ");

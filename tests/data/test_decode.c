@@ -603,7 +603,7 @@ static void make_sparse(const char *path, const void *head, size_t n, off_t size
     CHECK(truncate(path, size) == 0, "truncate %s", path);
 }
 
-/* usi_read_image_file refuses a file that is neither JPEG nor PNG from its
+/* usi_read_image_file refuses a file of no format it reads from its
  * first bytes: a 1 GiB file named .jpg costs no memory, and the message
  * shows those bytes. */
 static void test_read_image_sniffs(const char *dir)
@@ -615,7 +615,7 @@ static void test_read_image_sniffs(const char *dir)
     size_t cap = 0, len = 7;
     usi_error *e = usi_read_image_file(path, &buf, &cap, &len);
     const char *msg = e ? usi_error_message(e) : "read";
-    CHECK(e && strstr(msg, "not a JPEG or PNG file (it starts with 47 49 46 38 39 61 01 00, a GIF)"), "GIF: %s",
+    CHECK(e && strstr(msg, "not a JPEG, PNG, BMP, PPM/PGM, TIFF or WebP file (it starts with 47 49 46 38 39 61 01 00, a GIF)"), "GIF: %s",
           msg);
     CHECK(buf == NULL && cap == 0 && len == 0, "the refused file took a buffer of %zu bytes", cap);
     usi_error_free(e);

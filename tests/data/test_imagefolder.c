@@ -209,10 +209,10 @@ static size_t count_of(const char *hay, const char *needle)
     return n;
 }
 
-/* Files with extensions usi does not read are left out, in one warning
- * line for the whole dataset that counts them by extension (torchvision
- * reads .webp, .bmp, .tif, .ppm and .pgm; usi reads JPEG and PNG only).
- * Hidden non-image files (.DS_Store) are not counted. */
+/* Files with extensions torchvision does not read are left out, in one
+ * warning line for the whole dataset that counts them by extension; its
+ * other extensions (.webp .bmp .tif .tiff .ppm .pgm) are images. Hidden
+ * non-image files (.DS_Store) are not counted. */
 static void test_left_out_summary(void)
 {
     char *root = tu_tempdir("leftout");
@@ -221,17 +221,18 @@ static void test_left_out_summary(void)
     write_png(root, "a/1.png");
     write_png(root, "b/1.jpg");
     write_png(root, "c/1.png");
-    const char *others[] = {"a/2.webp", "a/deep/3.WEBP", "b/4.webp", "b/5.bmp", "b/6.gif", "b/7.TIF",
-                            "c/README", "c/8.tiff", "a/.DS_Store", "c/.notes.txt"};
+    const char *others[] = {"a/2.heic", "a/deep/3.HEIC", "b/4.heic", "b/5.avif", "b/6.gif", "b/7.jxl",
+                            "c/README", "c/8.svg", "a/.DS_Store", "c/.notes.txt",
+                            "a/9.webp", "b/10.BMP", "c/11.tiff", "c/12.pgm", "a/deep/13.TIF", "b/14.ppm"};
     for (size_t i = 0; i < sizeof others / sizeof *others; i++) write_text(root, others[i]);
     open_call call = {root, NULL, NULL};
     char *log = capture_stderr(do_open, &call);
-    CHECK(!call.e && usi_dataset_size(call.ds) == 3, "%s, %zu samples", call.e ? usi_error_message(call.e) : "ok",
+    CHECK(!call.e && usi_dataset_size(call.ds) == 9, "%s, %zu samples", call.e ? usi_error_message(call.e) : "ok",
           call.ds ? usi_dataset_size(call.ds) : 0);
     char want[4400];
-    snprintf(want, sizeof want, "dataset: 8 files in %s left out: .webp 3, (none) 1, .bmp 1, .gif 1, .tif 1, "
-             "other 1 (only .jpg, .jpeg and .png files are read; convert any images among them to JPEG or PNG)\n",
-             root);
+    snprintf(want, sizeof want, "dataset: 8 files in %s left out: .heic 3, (none) 1, .avif 1, .gif 1, .jxl 1, "
+             "other 1 (only .jpg, .jpeg, .png, .bmp, .ppm, .pgm, .tif, .tiff or .webp files are read, as in "
+             "torchvision's ImageFolder; convert any images among them to PNG)\n", root);
     CHECK(strstr(log, want) != NULL, "left-out warning:\n%swanted:\n%s", log, want);
     CHECK(count_of(log, "left out") == 1, "left-out warnings: %zu\n%s", count_of(log, "left out"), log);
     usi_dataset_free(call.ds);
@@ -241,9 +242,9 @@ static void test_left_out_summary(void)
     tu_rm_rf(want);
     snprintf(want, sizeof want, "%s/c", root);
     tu_rm_rf(want);
-    snprintf(want, sizeof want, "%s/a/2.webp", root);
+    snprintf(want, sizeof want, "%s/a/2.heic", root);
     unlink(want);
-    snprintf(want, sizeof want, "%s/a/deep/3.WEBP", root);
+    snprintf(want, sizeof want, "%s/a/deep/3.HEIC", root);
     unlink(want);
     call = (open_call){root, NULL, NULL};
     log = capture_stderr(do_open, &call);

@@ -113,8 +113,8 @@ python3 - "$T/mixed.json" "$T" $mixed <<'PY' && ok || fail "predict --json with 
 import json, sys
 rows, t, names = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3:]
 assert [r["image"] for r in rows] == names, [r["image"] for r in rows]
-bad = {t + "/none.png": "cannot open", t + "/bad.png": "not a JPEG or PNG", t + "/folder.png": "a folder",
-       t + "/notes.txt": "not a JPEG or PNG"}
+bad = {t + "/none.png": "cannot open", t + "/bad.png": "not a JPEG, PNG", t + "/folder.png": "a folder",
+       t + "/notes.txt": "not a JPEG, PNG"}
 for r in rows:
     if r["image"] in bad:
         assert "top" not in r and r["error"].find(bad[r["image"]]) >= 0 and t not in r["error"], r

@@ -404,6 +404,24 @@ n = int.from_bytes(b[:8], "little")
 json.loads(b[8:8 + n].decode("utf-8"))' "$T/odd.json" "$T/odd.safetensors" && ok \
     || fail "predict --json of a name that is not UTF-8: $(cat "$T/odd.err") $(head -c 300 "$T/odd.json")"
 
+# usi predict reads every format to the same pixels: one picture as PNG, BMP,
+# PPM, TIFF (plain and LZW) and lossless WebP (tests/data/formats) gives the
+# same logits, bit for bit.
+fx="$(cd "$(dirname "$0")/../data/formats" && pwd)"
+"$usi" predict --weights "$T/s2/best.safetensors" --logits "$T/formats.safetensors" "$fx/rgb24.bmp.rgb.png" \
+    "$fx/rgb24.bmp" "$fx/rgb.ppm" "$fx/raw.tif" "$fx/lzw.tif" "$fx/lossless.webp" >/dev/null 2>"$T/formats.err" \
+    && python3 - "$T/formats.safetensors" <<'PY' && ok || fail "predict of one picture in six formats: $(cat "$T/formats.err")"
+import json, sys
+b = open(sys.argv[1], "rb").read()
+n = int.from_bytes(b[:8], "little")
+t = json.loads(b[8:8 + n])["logits"]
+rows, classes = t["shape"]
+start, end = t["data_offsets"]
+data = b[8 + n + start:8 + n + end]
+size = 4 * classes
+assert rows == 6 and len(set(data[i * size:(i + 1) * size] for i in range(rows))) == 1, "the rows differ"
+PY
+
 # usi preview names the path it was given, not a temporary file beside it.
 out=$("$usi" preview "$T/small.cfg" --out "$T/no/such/g.png" 2>&1 >/dev/null)
 rc=$?

@@ -1,5 +1,5 @@
 /* The one host service the decoders use, so the fuzz target links only
- * core/data/decode.c and core/util/error.c. */
+ * core/data/decode*.c and core/util/error.c. */
 #include <stdlib.h>
 
 #include "plugin/host.h"
