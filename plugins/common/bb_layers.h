@@ -194,6 +194,27 @@ static inline usi_tensor *bb_drop_path(const bb_ctx *c, usi_tensor *x, double ra
     return rate > 0.0 ? c->api->drop_path(c->g, x, rate) : x;
 }
 
+/* timm's SEModule "se": x * sigmoid(fc2(relu(fc1(mean_hw(x))))), fc1 and fc2
+ * biased 1x1 convs with rd channels between, their weights from w_init and
+ * their biases nn.Conv2d's default, uniform +-1/sqrt(fan_in). */
+static inline usi_tensor *bb_squeeze_excite(const bb_ctx *c, usi_tensor *x, int64_t rd,
+                                            const usi_init *w_init)
+{
+    if (!x) return NULL;
+    const usi_graph_api *G = c->api;
+    int64_t chs = G->dim(x, 1);
+    usi_init b1 = usi_init_uniform(-1.0 / sqrt((double)chs), 1.0 / sqrt((double)chs));
+    usi_init b2 = usi_init_uniform(-1.0 / sqrt((double)rd), 1.0 / sqrt((double)rd));
+    G->push_scope(c->g, "se");
+    usi_tensor *s = bb_global_avg(c, x, 1);
+    s = bb_conv(c, s, "fc1", rd, 1, 1, 1, w_init, &b1);
+    s = G->activation(c->g, s, USI_ACT_RELU, 0);
+    s = bb_conv(c, s, "fc2", chs, 1, 1, 1, w_init, &b2);
+    s = G->activation(c->g, s, USI_ACT_SIGMOID, 0);
+    G->pop_scope(c->g);
+    return G->binary(c->g, USI_BIN_MUL, x, s);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Options every in-tree backbone takes                                     */
 /* ------------------------------------------------------------------------ */

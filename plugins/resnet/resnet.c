@@ -96,27 +96,15 @@ static usi_tensor *conv_bn_relu(const bb_ctx *c, usi_tensor *x, const char *conv
     return c->api->activation(c->g, bb_bn(c, x, bn, 1.0), USI_ACT_RELU, 0);
 }
 
-/* timm's SEModule "se": x * sigmoid(fc2(relu(fc1(mean_hw(x))))), with
- * channels / 16 rounded to the nearest multiple of 8 (at least 8) between;
- * the biases keep nn.Conv2d's default, uniform +-1/sqrt(fan_in). */
+/* timm's SEModule (bb_squeeze_excite) with channels / 16 rounded to the
+ * nearest multiple of 8 (at least 8) between. */
 static usi_tensor *squeeze_excite(const bb_ctx *c, usi_tensor *x)
 {
     if (!x) return NULL;
-    const usi_graph_api *G = c->api;
-    int64_t chs = G->dim(x, 1);
-    int64_t rd = (int64_t)((double)chs / 16.0 + 4.0) / 8 * 8;
+    int64_t rd = (int64_t)((double)c->api->dim(x, 1) / 16.0 + 4.0) / 8 * 8;
     if (rd < 8) rd = 8;
     usi_init w = conv_init();
-    usi_init b1 = usi_init_uniform(-1.0 / sqrt((double)chs), 1.0 / sqrt((double)chs));
-    usi_init b2 = usi_init_uniform(-1.0 / sqrt((double)rd), 1.0 / sqrt((double)rd));
-    G->push_scope(c->g, "se");
-    usi_tensor *s = bb_global_avg(c, x, 1);
-    s = bb_conv(c, s, "fc1", rd, 1, 1, 1, &w, &b1);
-    s = G->activation(c->g, s, USI_ACT_RELU, 0);
-    s = bb_conv(c, s, "fc2", chs, 1, 1, 1, &w, &b2);
-    s = G->activation(c->g, s, USI_ACT_SIGMOID, 0);
-    G->pop_scope(c->g);
-    return G->binary(c->g, USI_BIN_MUL, x, s);
+    return bb_squeeze_excite(c, x, rd, &w);
 }
 
 /* The shortcut "downsample" when the shape changes: a strided 1x1 conv + BN,

@@ -124,25 +124,11 @@ static usi_tensor *blur_pool(const bb_ctx *c, usi_tensor *x)
     return G->pool2d(c->g, x, &pair_s2);
 }
 
-/* SEModule "se": x * sigmoid(fc2(relu(fc1(mean_hw(x))))), fc1/fc2 biased
- * 1x1 convs with rd channels between. */
+/* SEModule "se" (bb_squeeze_excite) with rd channels between. */
 static usi_tensor *squeeze_excite(const bb_ctx *c, usi_tensor *x, int64_t rd)
 {
-    if (!x) return NULL;
-    const usi_graph_api *G = c->api;
-    int64_t chs = G->dim(x, 1);
     usi_init w = conv_init();
-    /* nn.Conv2d's default bias: uniform +-1/sqrt(fan_in) */
-    usi_init b1 = usi_init_uniform(-1.0 / sqrt((double)chs), 1.0 / sqrt((double)chs));
-    usi_init b2 = usi_init_uniform(-1.0 / sqrt((double)rd), 1.0 / sqrt((double)rd));
-    G->push_scope(c->g, "se");
-    usi_tensor *s = bb_global_avg(c, x, 1);
-    s = bb_conv(c, s, "fc1", rd, 1, 1, 1, &w, &b1);
-    s = G->activation(c->g, s, USI_ACT_RELU, 0);
-    s = bb_conv(c, s, "fc2", chs, 1, 1, 1, &w, &b2);
-    s = G->activation(c->g, s, USI_ACT_SIGMOID, 0);
-    G->pop_scope(c->g);
-    return G->binary(c->g, USI_BIN_MUL, x, s);
+    return bb_squeeze_excite(c, x, rd, &w);
 }
 
 /* The block's shortcut: x itself, or "downsample" = [avg pool 2x2 stride 2

@@ -406,8 +406,20 @@ static void run_sgd_step(const bb_case *c)
 
 int main(int argc, char **argv)
 {
+    /* --shard K/N: the models m with m % N == K - 1 only, so the suite can
+     * run the list as N tests side by side. */
+    int shard = 0, shards = 1;
+    if (argc > 2 && !strcmp(argv[1], "--shard")) {
+        if (sscanf(argv[2], "%d/%d", &shard, &shards) != 2 || shards < 1 || shard < 1 || shard > shards) {
+            fprintf(stderr, "%s: --shard wants K/N with 1 <= K <= N, not '%s'\n", argv[0], argv[2]);
+            return 2;
+        }
+        shard--;
+        argv += 2;
+        argc -= 2;
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: %s REF_DIR PLUGIN_DIR... [-- MODEL...]\n", argv[0]);
+        fprintf(stderr, "usage: %s [--shard K/N] REF_DIR PLUGIN_DIR... [-- MODEL...]\n", argv[0]);
         return 2;
     }
     ref_dir = argv[1];
@@ -427,7 +439,7 @@ int main(int argc, char **argv)
         const bb_case *c = &bb_cases[m];
         int wanted = first_model >= argc;
         for (int i = first_model; i < argc; i++) wanted = wanted || !strcmp(argv[i], c->name);
-        if (!wanted) continue;
+        if (!wanted || m % shards != shard) continue;
         int before = failures;
         int32_t n_ref = 0;
         ref_entry *ref = read_listing(c->name, &n_ref);
