@@ -65,6 +65,21 @@ static void run_error(const char *name, const char *text)
     free(im.data);
 }
 
+/* "decode FILE REFERENCE" or "error FILE TEXT" */
+static void run_line(char *line)
+{
+    char kind[16], name[256];
+    int at = 0;
+    if (sscanf(line, "%15s %255s %n", kind, name, &at) < 2)
+        CHECK(0, "manifest: cannot read '%s'", line);
+    else if (!strcmp(kind, "decode"))
+        run_decode(name, line + at);
+    else if (!strcmp(kind, "error"))
+        run_error(name, line + at);
+    else
+        CHECK(0, "manifest: cannot read '%s'", line);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -73,29 +88,7 @@ int main(int argc, char **argv)
     }
     dir = argv[1];
     MUST(usi_decoder_new(&dec));
-    char path[4096], line[1024];
-    snprintf(path, sizeof path, "%s/manifest.txt", dir);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "%s: cannot open\n", path);
-        return 1;
-    }
-    int cases = 0;
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        char kind[16], name[256];
-        int at = 0;
-        if (line[0] == '#' || sscanf(line, "%15s %255s %n", kind, name, &at) < 2) continue;
-        cases++;
-        if (!strcmp(kind, "decode"))
-            run_decode(name, line + at);
-        else if (!strcmp(kind, "error"))
-            run_error(name, line + at);
-        else
-            CHECK(0, "manifest: cannot read '%s'", line);
-    }
-    fclose(f);
-    CHECK(cases > 0, "no cases in %s", path);
+    tu_each_manifest_line(dir, run_line);
     usi_decoder_free(dec);
     return tu_finish("test_formats");
 }

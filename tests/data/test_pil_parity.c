@@ -243,19 +243,7 @@ int main(int argc, char **argv)
     ref_dir = argv[1];
     MUST(usi_decoder_new(&dec));
     reg = tu_registry();
-    char path[4096], line[1024];
-    snprintf(path, sizeof path, "%s/manifest.txt", ref_dir);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "%s: cannot open\n", path);
-        return 1;
-    }
-    int cases = 0;
-    while (fgets(line, sizeof line, f)) {
-        cases += line[0] != '#' && line[0] != '\n';
-        run_line(line);
-    }
-    fclose(f);
+    int cases = tu_each_manifest_line(ref_dir, run_line);
     printf("\nworst difference from PIL/timm, by kind (%d manifest lines):\n", cases);
     for (int i = 0; i < n_worsts; i++) printf("  %-40s %d  (%d cases)\n", worsts[i].what, worsts[i].max, worsts[i].cases);
     usi_registry_free(reg);

@@ -184,3 +184,27 @@ const char *tu_first_existing(const char *const *paths)
         if (access(*paths, R_OK) == 0) return *paths;
     return NULL;
 }
+
+int tu_each_manifest_line(const char *dir, void (*fn)(char *line))
+{
+    char path[4096], line[1024];
+    snprintf(path, sizeof path, "%s/manifest.txt", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "%s: cannot open\n", path);
+        exit(1);
+    }
+    int cases = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!line[0] || line[0] == '#') continue;
+        cases++;
+        fn(line);
+    }
+    fclose(f);
+    if (!cases) {
+        fprintf(stderr, "%s: no cases\n", path);
+        exit(1);
+    }
+    return cases;
+}

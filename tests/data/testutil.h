@@ -57,6 +57,11 @@ char *tu_tempdir(const char *tag);
 void tu_rm_rf(const char *path);
 int tu_write_file(const char *path, const void *data, size_t len);
 
+/* Calls fn with each line of DIR/manifest.txt that is neither empty nor a
+ * '#' comment, its newline removed; the number of such lines, or exit when
+ * the file cannot be opened or holds none. */
+int tu_each_manifest_line(const char *dir, void (*fn)(char *line));
+
 int tu_finish(const char *name);
 
 #endif
